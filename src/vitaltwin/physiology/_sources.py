@@ -1,0 +1,78 @@
+"""Bibliography of the physiology, referenced by key from docstrings and parameter sources."""
+
+from __future__ import annotations
+
+SOURCES: dict[str, str] = {
+    "smith2004": (
+        "Smith BW, Chase JG, Nokes RI, Shaw GM, Wake G. Minimal haemodynamic system model "
+        "including ventricular interaction and valve dynamics. Med Eng Phys 26(2):131-139, 2004. "
+        "doi:10.1016/j.medengphy.2003.10.001"
+    ),
+    "ursino1998": (
+        "Ursino M. Interaction between carotid baroregulation and the pulsating heart: a "
+        "mathematical model. Am J Physiol 275(5):H1733-H1747, 1998. "
+        "doi:10.1152/ajpheart.1998.275.5.H1733"
+    ),
+    "stergiopulos1996": (
+        "Stergiopulos N, Meister JJ, Westerhof N. Determinants of stroke volume and systolic and "
+        "diastolic aortic pressure. Am J Physiol 270(6):H2050-H2059, 1996. "
+        "doi:10.1152/ajpheart.1996.270.6.H2050"
+    ),
+    "suga1973": (
+        "Suga H, Sagawa K, Shoukas AA. Load independence of the instantaneous pressure-volume "
+        "ratio of the canine left ventricle and effects of epinephrine and heart rate on the "
+        "ratio. Circ Res 32(3):314-322, 1973. doi:10.1161/01.RES.32.3.314"
+    ),
+    "guyton": (
+        "Hall JE, Hall ME. Guyton and Hall Textbook of Medical Physiology, 14th ed. Elsevier, "
+        "2021: ch. 9 (cardiac cycle: EDV ~110-120 mL, SV ~70 mL, ESV ~40-50 mL, EF ~60 %, "
+        "HR ~72/min), ch. 14-15 (arterial pressure 120/80 mmHg), ch. 20 (cardiac output ~5 L/min)"
+    ),
+    "kovacs2009": (
+        "Kovacs G, Berghold A, Scheidl S, Olschewski H. Pulmonary arterial pressure during rest "
+        "and exercise in healthy subjects: a systematic review. Eur Respir J 34(4):888-894, "
+        "2009 (resting mPAP 14.0 +/- 3.3 mmHg). doi:10.1183/09031936.00145608"
+    ),
+    "magder2006": (
+        "Magder S. Central venous pressure: a useful but not so simple measurement. Crit Care "
+        "Med 34(8):2224-2227, 2006 (normal CVP in a spontaneously breathing supine subject "
+        "a few mmHg above atmospheric; 2-6 mmHg taken here, midpoint 4 mmHg)"
+    ),
+    "nadler1962": (
+        "Nadler SB, Hidalgo JU, Bloch T. Prediction of blood volume in normal human adults. "
+        "Surgery 51(2):224-232, 1962"
+    ),
+    "mosteller1987": (
+        "Mosteller RD. Simplified calculation of body-surface area. N Engl J Med 317(17):1098, "
+        "1987"
+    ),
+    "rvasc2010": (
+        "Reference Values for Arterial Stiffness' Collaboration. Determinants of pulse wave "
+        "velocity in healthy people and in the presence of cardiovascular risk factors: "
+        "'establishing normal and reference values'. Eur Heart J 31(19):2338-2350, 2010 "
+        "(normal-values population, mean carotid-femoral PWV by age decade)"
+    ),
+    "bramwellhill1922": (
+        "Bramwell JC, Hill AV. The velocity of the pulse wave in man. Proc R Soc Lond B "
+        "93(652):298-306, 1922 (distensibility proportional to 1/PWV^2)"
+    ),
+    "atls2018": (
+        "American College of Surgeons Committee on Trauma. ATLS Advanced Trauma Life Support, "
+        "10th ed., 2018, ch. 3, table 3-1: class II haemorrhage (15-30 % blood volume loss): "
+        "heart rate normal to increased, systolic pressure normal, pulse pressure decreased"
+    ),
+    "monnet2016": (
+        "Monnet X, Marik PE, Teboul JL. Prediction of fluid responsiveness: an update. Ann "
+        "Intensive Care 6:111, 2016 (a 500 mL fluid challenge; responders raise cardiac output "
+        "by >= 10-15 %; about half of patients respond)"
+    ),
+    "mcdonagh2021": (
+        "McDonagh TA et al. 2021 ESC Guidelines for the diagnosis and treatment of acute and "
+        "chronic heart failure. Eur Heart J 42(36):3599-3726, 2021 (HFrEF: LVEF <= 40 %)"
+    ),
+}
+
+
+def cite(key: str) -> str:
+    """The full reference for a bibliography key."""
+    return SOURCES[key]

@@ -1,0 +1,114 @@
+"""Simulating one patient: trajectories, beat tables and the periodic steady state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from vitaltwin.model import Model
+from vitaltwin.simulate._beats import beat_table, trajectory_signals
+from vitaltwin.simulate._solver import DEFAULT_DT_S, make_integrator
+
+STEADY_METRICS = ("hr_bpm", "map_mmhg", "sbp_mmhg", "dbp_mmhg", "sv_ml", "edv_ml", "cvp_mmhg")
+
+
+@dataclass
+class Trajectory:
+    """States recorded on a regular grid, with the parameters and inputs that produced them."""
+
+    model: Model
+    t_s: np.ndarray
+    x: np.ndarray
+    p: np.ndarray
+    u: np.ndarray
+    _signals: dict[str, np.ndarray] | None = field(default=None, repr=False)
+
+    def state(self, name: str) -> np.ndarray:
+        return np.asarray(self.x[:, self.model.state_index(name)])
+
+    def states(self) -> dict[str, np.ndarray]:
+        return {n: self.state(n) for n in self.model.state_names}
+
+    def signals(self) -> dict[str, np.ndarray]:
+        if self._signals is None:
+            self._signals = trajectory_signals(self.model, self.t_s, self.x, self.p, self.u)
+        return self._signals
+
+    def beats(self) -> pd.DataFrame:
+        return beat_table(self.t_s, self.states(), self.signals())
+
+
+def simulate(
+    model: Model,
+    x0: np.ndarray,
+    p: np.ndarray,
+    u: np.ndarray | None = None,
+    duration_s: float = 10.0,
+    dt: float = DEFAULT_DT_S,
+    record_every: int = 1,
+    t0: float = 0.0,
+) -> Trajectory:
+    """Integrate one patient for ``duration_s`` with constant ``p`` and ``u``.
+
+    The initial point is included in the record. ``duration_s`` is rounded to a whole number
+    of record intervals.
+    """
+    u = model.default_inputs() if u is None else np.asarray(u, dtype=np.float64)
+    n_rec = round(duration_s / (dt * record_every))
+    if n_rec < 1:
+        raise ValueError(f"duration_s={duration_s} is shorter than one record interval")
+    integ = make_integrator(model, dt, record_every, n_rec)
+    _, rec = integ(jnp.asarray(x0), jnp.asarray(p), jnp.asarray(u), jnp.asarray(t0))
+    x = np.vstack([np.asarray(x0)[None, :], np.asarray(rec)])
+    t = t0 + dt * record_every * np.arange(n_rec + 1)
+    return Trajectory(model, t, x, np.asarray(p), u)
+
+
+@dataclass(frozen=True)
+class SteadyState:
+    """A periodic steady state: the state at a beat boundary and its last beats' indices."""
+
+    x: np.ndarray
+    converged: bool
+    time_s: float
+    max_rel_change: float
+    beats: pd.DataFrame
+
+
+def steady_state(
+    model: Model,
+    p: np.ndarray,
+    x0: np.ndarray | None = None,
+    u: np.ndarray | None = None,
+    dt: float = DEFAULT_DT_S,
+    tol: float = 1e-4,
+    window_s: float = 10.0,
+    max_time_s: float = 900.0,
+) -> SteadyState:
+    """Integrate until the beat indices stop changing: the periodic steady state.
+
+    Convergence: over the last window, the largest relative change of each index in
+    :data:`STEADY_METRICS` between the first and last complete beat is below ``tol``.
+    The returned state is the last recorded state (time origin reset to 0, phase kept).
+    """
+    x = model.default_state() if x0 is None else np.asarray(x0, dtype=np.float64)
+    elapsed = 0.0
+    change = np.inf
+    beats = pd.DataFrame()
+    while elapsed < max_time_s:
+        traj = simulate(model, x, p, u, window_s, dt, record_every=1)
+        beats = traj.beats()
+        x = traj.x[-1]
+        elapsed += window_s
+        if len(beats) >= 3:
+            first, last = beats.iloc[1], beats.iloc[-1]
+            rel = [
+                abs(last[m] - first[m]) / max(abs(last[m]), 1e-6) for m in STEADY_METRICS
+            ]
+            change = float(max(rel))
+            if change < tol:
+                return SteadyState(x, True, elapsed, change, beats)
+    return SteadyState(x, False, elapsed, change, beats)

@@ -1,0 +1,358 @@
+"""Scenarios as data: a patient, conditions, and timed actions (in the spirit of Pulse).
+
+A scenario file is JSON::
+
+    {
+      "name": "hemorrhage_then_fluid",
+      "description": "...",
+      "patient": {"age_years": 40, "sex": "male", "weight_kg": 70, "height_cm": 175},
+      "conditions": [{"parameter": "e_es_lv_mmhg_ml", "factor": 0.4}],
+      "duration_s": 1800,
+      "record_hz": 100,
+      "actions": [
+        {"type": "hemorrhage", "at_s": 60, "duration_s": 600, "fraction_of_blood_volume": 0.2},
+        {"type": "fluid_bolus", "at_s": 900, "duration_s": 600, "volume_ml": 1000},
+        {"type": "fluid_infusion", "at_s": 1500, "rate_ml_h": 100},
+        {"type": "set_parameter", "at_s": 1600, "parameter": "r_sys_mmhg_s_ml", "factor": 0.8}
+      ]
+    }
+
+Conditions are chronic: they apply before the simulation starts, and the patient is brought to
+its periodic steady state with them (a heart-failure patient starts compensated). Actions
+happen at ``at_s`` seconds after the start. Rates of overlapping actions add up. Action times
+are rounded to the recording grid (1 / record_hz).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from vitaltwin.model import Model
+from vitaltwin.physiology import cardiovascular_model
+from vitaltwin.physiology.patient import PatientProfile, initial_state, personalize
+from vitaltwin.simulate._beats import beat_table, trajectory_signals
+from vitaltwin.simulate._run import steady_state
+from vitaltwin.simulate._solver import DEFAULT_DT_S, make_integrator
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be read or run; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ParameterChange(_Strict):
+    """Set a parameter to ``value`` or multiply its current value by ``factor``."""
+
+    parameter: str
+    value: float | None = None
+    factor: Annotated[float, Field(gt=0)] | None = None
+    label: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ParameterChange:
+        if (self.value is None) == (self.factor is None):
+            raise ValueError("give exactly one of 'value' or 'factor'")
+        return self
+
+    def apply(self, model: Model, p: np.ndarray) -> np.ndarray:
+        if self.parameter not in model.param_names:
+            raise ScenarioError(f"unknown parameter {self.parameter!r}")
+        i = model.param_index(self.parameter)
+        new = self.value if self.value is not None else p[i] * float(self.factor or 1.0)
+        return model.params_from({self.parameter: float(new)}, base=p)
+
+
+class Hemorrhage(_Strict):
+    """Blood loss over ``duration_s`` given as a rate, a volume, or a fraction of blood volume."""
+
+    type: Literal["hemorrhage"]
+    at_s: Annotated[float, Field(ge=0)]
+    duration_s: Annotated[float, Field(gt=0)]
+    rate_ml_min: Annotated[float, Field(gt=0)] | None = None
+    volume_ml: Annotated[float, Field(gt=0)] | None = None
+    fraction_of_blood_volume: Annotated[float, Field(gt=0, le=0.6)] | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Hemorrhage:
+        given = [self.rate_ml_min, self.volume_ml, self.fraction_of_blood_volume]
+        if sum(v is not None for v in given) != 1:
+            raise ValueError(
+                "give exactly one of 'rate_ml_min', 'volume_ml', 'fraction_of_blood_volume'"
+            )
+        return self
+
+    def rate_ml_s(self, blood_volume_ml: float) -> float:
+        if self.rate_ml_min is not None:
+            return self.rate_ml_min / 60.0
+        vol = self.volume_ml if self.volume_ml is not None else (
+            float(self.fraction_of_blood_volume or 0.0) * blood_volume_ml
+        )
+        return vol / self.duration_s
+
+
+class FluidBolus(_Strict):
+    """A crystalloid bolus of ``volume_ml`` given evenly over ``duration_s``."""
+
+    type: Literal["fluid_bolus"]
+    at_s: Annotated[float, Field(ge=0)]
+    volume_ml: Annotated[float, Field(gt=0, le=5000)]
+    duration_s: Annotated[float, Field(gt=0)] = 600.0
+
+
+class FluidInfusion(_Strict):
+    """A continuous infusion at ``rate_ml_h``, for ``duration_s`` or to the end."""
+
+    type: Literal["fluid_infusion"]
+    at_s: Annotated[float, Field(ge=0)]
+    rate_ml_h: Annotated[float, Field(gt=0, le=10000)]
+    duration_s: Annotated[float, Field(gt=0)] | None = None
+
+
+class SetParameter(ParameterChange):
+    """Change a parameter (contractility, resistance, ...) at ``at_s`` and keep it."""
+
+    type: Literal["set_parameter"]
+    at_s: Annotated[float, Field(ge=0)]
+
+
+Action = Annotated[
+    Hemorrhage | FluidBolus | FluidInfusion | SetParameter, Field(discriminator="type")
+]
+
+
+class Scenario(_Strict):
+    """A patient, chronic conditions and timed actions."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    description: str = ""
+    fidelity: Literal["beat"] = "beat"
+    patient: PatientProfile = PatientProfile()
+    conditions: list[ParameterChange] = []
+    actions: list[Action] = []
+    duration_s: Annotated[float, Field(gt=0, le=86400)]
+    record_hz: Annotated[float, Field(gt=0, le=1000)] = 100.0
+
+    @model_validator(mode="after")
+    def _actions_in_time(self) -> Scenario:
+        for i, a in enumerate(self.actions):
+            if a.at_s >= self.duration_s:
+                raise ValueError(
+                    f"actions[{i}].at_s = {a.at_s} is not before duration_s = {self.duration_s}"
+                )
+        return self
+
+
+def _format_validation(err: ValidationError, where: str) -> str:
+    lines = [f"invalid scenario {where}:"]
+    for e in err.errors():
+        loc = ""
+        for part in e["loc"]:
+            loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+        lines.append(f"  {loc or '(top level)'}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file; errors name the file and the offending field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(f"cannot read scenario {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ScenarioError(
+            f"invalid scenario {path}: not JSON ({exc.msg} at line {exc.lineno}, "
+            f"column {exc.colno})"
+        ) from None
+    return parse_scenario(data, where=str(path))
+
+
+def parse_scenario(data: object, where: str = "<data>") -> Scenario:
+    """Validate a scenario from already-parsed JSON."""
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(_format_validation(exc, where)) from None
+    model = cardiovascular_model()
+    for i, c in enumerate(scenario.conditions):
+        if c.parameter not in model.param_names:
+            raise ScenarioError(f"invalid scenario {where}:\n  conditions[{i}].parameter: "
+                                f"unknown parameter {c.parameter!r}")
+    for i, a in enumerate(scenario.actions):
+        if isinstance(a, SetParameter) and a.parameter not in model.param_names:
+            raise ScenarioError(f"invalid scenario {where}:\n  actions[{i}].parameter: "
+                                f"unknown parameter {a.parameter!r}")
+    return scenario
+
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "scenarios" / "examples"
+
+
+def example_scenarios() -> dict[str, Path]:
+    """The example scenarios shipped with the package, by name."""
+    return {p.stem: p for p in sorted(EXAMPLES_DIR.glob("*.json"))}
+
+
+# ----------------------------------------------------------------------------- running
+@dataclass
+class ScenarioResult:
+    """Recorded waveforms (``timeseries``), beat indices (``beats``) and the action log."""
+
+    scenario: Scenario
+    timeseries: pd.DataFrame
+    beats: pd.DataFrame
+    events: pd.DataFrame
+    steady_state_converged: bool
+
+
+@dataclass(frozen=True)
+class _Segment:
+    start: int  # record index
+    stop: int
+    u: np.ndarray
+    p: np.ndarray
+
+
+_CHUNKS = (1000, 100, 10, 1)
+WAVEFORM_SIGNALS = ("p_sa_mmhg", "p_lv_mmhg", "p_sv_mmhg", "p_pa_mmhg", "p_rv_mmhg",
+                    "q_av_ml_s", "heart_period_s", "r_sys_eff_mmhg_s_ml", "e_es_lv_eff_mmhg_ml")
+
+
+def _segments(
+    scenario: Scenario, model: Model, p0: np.ndarray, blood_volume_ml: float, rec_dt: float
+) -> tuple[list[_Segment], pd.DataFrame]:
+    n_total = round(scenario.duration_s / rec_dt)
+
+    def idx(t: float) -> int:
+        return min(max(round(t / rec_dt), 0), n_total)
+
+    # Each action becomes (start, stop, input name, rate) or a parameter change at start.
+    rates: list[tuple[int, int, str, float]] = []
+    changes: list[tuple[int, int, ParameterChange]] = []
+    log = []
+    for k, a in enumerate(scenario.actions):
+        start = idx(a.at_s)
+        if isinstance(a, Hemorrhage):
+            r = a.rate_ml_s(blood_volume_ml)
+            rates.append((start, idx(a.at_s + a.duration_s), "hemorrhage_ml_s", r))
+            log.append((a.at_s, a.type, f"blood loss {r * 60:.0f} mL/min for {a.duration_s:g} s"))
+        elif isinstance(a, FluidBolus):
+            r = a.volume_ml / a.duration_s
+            rates.append((start, idx(a.at_s + a.duration_s), "infusion_ml_s", r))
+            log.append((a.at_s, a.type, f"{a.volume_ml:g} mL over {a.duration_s:g} s"))
+        elif isinstance(a, FluidInfusion):
+            stop = n_total if a.duration_s is None else idx(a.at_s + a.duration_s)
+            rates.append((start, stop, "infusion_ml_s", a.rate_ml_h / 3600.0))
+            log.append((a.at_s, a.type, f"{a.rate_ml_h:g} mL/h"))
+        else:
+            changes.append((start, k, a))
+            how = f"= {a.value:g}" if a.value is not None else f"x {a.factor:g}"
+            log.append((a.at_s, a.type, f"{a.parameter} {how}"))
+    cuts = sorted({0, n_total, *(s for s, _, _, _ in rates), *(e for _, e, _, _ in rates),
+                   *(s for s, _, _ in changes)})
+    segs: list[_Segment] = []
+    p = p0.copy()
+    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+        for s, _, ch in sorted(changes, key=lambda c: (c[0], c[1])):
+            if s == a:
+                p = ch.apply(model, p)
+        u = model.default_inputs()
+        for s, e, name, r in rates:
+            if s <= a < e:
+                u[model.input_index(name)] += r
+        if b > a:
+            segs.append(_Segment(a, b, u.copy(), p.copy()))
+    events = pd.DataFrame(log, columns=["t_s", "action", "detail"])
+    return segs, events
+
+
+def _chunks(n: int) -> Iterator[int]:
+    for c in _CHUNKS:
+        while n >= c:
+            yield c
+            n -= c
+
+
+def run_scenario(
+    scenario: Scenario,
+    dt: float = DEFAULT_DT_S,
+    progress: Callable[[float], None] | None = None,
+) -> ScenarioResult:
+    """Run a scenario on the beat-resolved model.
+
+    ``progress`` is called with the simulated seconds advanced after each chunk.
+    """
+    model = cardiovascular_model()
+    p = personalize(model, scenario.patient)
+    for c in scenario.conditions:
+        p = c.apply(model, p)
+    ss = steady_state(model, p, initial_state(model, scenario.patient), dt=dt)
+    steps = round(1.0 / (scenario.record_hz * dt))
+    if steps < 1 or abs(steps * dt * scenario.record_hz - 1.0) > 1e-9:
+        raise ScenarioError(
+            f"scenario {scenario.name}: record_hz = {scenario.record_hz} must divide "
+            f"{1 / dt:g} Hz (the solver rate)"
+        )
+    rec_dt = steps * dt
+    segs, events = _segments(scenario, model, p, scenario.patient.blood_volume_ml, rec_dt)
+
+    x = jnp.asarray(ss.x)
+    t = 0.0
+    xs = [np.asarray(ss.x)[None, :]]
+    ps = [segs[0].p[None, :]]
+    us = [segs[0].u[None, :]]
+    for seg in segs:
+        pj, uj = jnp.asarray(seg.p), jnp.asarray(seg.u)
+        for n in _chunks(seg.stop - seg.start):
+            integ = make_integrator(model, dt, steps, n)
+            x, rec = integ(x, pj, uj, jnp.asarray(t))
+            xs.append(np.asarray(rec))
+            ps.append(np.broadcast_to(seg.p, (n, seg.p.size)))
+            us.append(np.broadcast_to(seg.u, (n, seg.u.size)))
+            t += n * rec_dt
+            if progress is not None:
+                progress(n * rec_dt)
+    X = np.vstack(xs)
+    P = np.vstack(ps)
+    U = np.vstack(us)
+    times = rec_dt * np.arange(X.shape[0])
+    sig = _signals_varying(model, times, X, P, U)
+    ts = pd.DataFrame({"t_s": times})
+    for i, n in enumerate(model.state_names):
+        ts[n] = X[:, i]
+    for n in WAVEFORM_SIGNALS:
+        ts[n] = sig[n]
+    for i, n in enumerate(model.input_names):
+        ts[n] = U[:, i]
+    states = {n: X[:, i] for i, n in enumerate(model.state_names)}
+    beats = beat_table(times, states, sig)
+    return ScenarioResult(scenario, ts, beats, events, ss.converged)
+
+
+def _signals_varying(
+    model: Model, t: np.ndarray, X: np.ndarray, P: np.ndarray, U: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Signals along a trajectory whose parameters and inputs change with time."""
+    out: dict[str, list[np.ndarray]] = {}
+    # Parameters and inputs are piecewise constant: evaluate per constant run.
+    change = np.flatnonzero(np.any(np.diff(np.hstack([P, U]), axis=0) != 0, axis=1)) + 1
+    bounds = [0, *change.tolist(), X.shape[0]]
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        sig = trajectory_signals(model, t[a:b], X[a:b], P[a], U[a])
+        for k, v in sig.items():
+            out.setdefault(k, []).append(v)
+    return {k: np.concatenate(v) for k, v in out.items()}

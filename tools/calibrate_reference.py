@@ -1,0 +1,50 @@
+"""Calibrate the circulation's resting parameters to the reference adult.
+
+Starting from the literature values (Smith et al. 2004, Ursino 1998), adjust a few parameters
+by nonlinear least squares (scipy) so the open-loop periodic steady state matches the resting
+reference values of ``vitaltwin.validate.reference`` (relative errors). Prints the calibrated
+values, which are then written into ``physiology/circulation.py`` as defaults; the baroreflex set
+point is set to the resulting MAP. Run: ``.venv/bin/python tools/calibrate_reference.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from vitaltwin.physiology import cardiovascular_model
+from vitaltwin.simulate import simulate
+from vitaltwin.validate.reference import RESTING_ADULT
+
+FREE = (
+    "e_es_lv_mmhg_ml", "lambda_lv_per_ml", "c_sa_ml_mmhg", "r_sys_mmhg_s_ml", "c_sv_ml_mmhg",
+    "vu_sv_ml", "r_pul_mmhg_s_ml", "c_pa_ml_mmhg", "t_sys0_s",
+)
+
+
+def main() -> None:
+    model = cardiovascular_model(baroreflex=False)
+    base = model.default_params()
+    idx = [model.param_index(n) for n in FREE]
+    x_state = {"x": model.default_state()}
+    targets = [r for r in RESTING_ADULT if r.metric != "hr_bpm"]
+
+    def residual(logq: np.ndarray) -> np.ndarray:
+        p = base.copy()
+        p[idx] = np.exp(logq)
+        traj = simulate(model, x_state["x"], p, duration_s=60.0, record_every=1)
+        last = traj.beats().iloc[-3:].mean()
+        res = np.array([(last[r.metric] - r.expected) / r.expected for r in targets])
+        return np.where(np.isfinite(res), res, 10.0)
+
+    q0 = np.log(base[idx])
+    sol = least_squares(residual, q0, diff_step=1e-3, xtol=1e-8, max_nfev=60, verbose=1)
+    res = residual(sol.x)
+    for name, value in zip(FREE, np.exp(sol.x), strict=True):
+        print(f"{name} = {value:.4g}")
+    for r, e in zip(targets, res, strict=True):
+        print(f"{r.metric}: expected {r.expected}, error {100 * e:+.2f} %")
+
+
+if __name__ == "__main__":
+    main()
