@@ -18,7 +18,7 @@ from vitaltwin.validate.reference import RESTING_ADULT
 
 FREE = (
     "e_es_lv_mmhg_ml", "lambda_lv_per_ml", "c_sa_ml_mmhg", "r_sys_mmhg_s_ml", "c_sv_ml_mmhg",
-    "vu_sv_ml", "r_pul_mmhg_s_ml", "c_pa_ml_mmhg", "t_sys0_s",
+    "vu_sv_ml", "r_pul_mmhg_s_ml",
 )
 
 
@@ -35,10 +35,14 @@ def main() -> None:
         traj = simulate(model, x_state["x"], p, duration_s=60.0, record_every=1)
         last = traj.beats().iloc[-3:].mean()
         res = np.array([(last[r.metric] - r.expected) / r.expected for r in targets])
-        return np.where(np.isfinite(res), res, 10.0)
+        res = np.where(np.isfinite(res), res, 10.0)
+        print(f"  cost {0.5 * float(res @ res):.3e}", flush=True)
+        return res
 
     q0 = np.log(base[idx])
-    sol = least_squares(residual, q0, diff_step=1e-3, xtol=1e-8, max_nfev=60, verbose=1)
+    lower = np.log([model.parameter(n).lower for n in FREE])
+    upper = np.log([model.parameter(n).upper for n in FREE])
+    sol = least_squares(residual, q0, bounds=(lower, upper), diff_step=1e-3, xtol=1e-8, max_nfev=25, verbose=1)
     res = residual(sol.x)
     for name, value in zip(FREE, np.exp(sol.x), strict=True):
         print(f"{name} = {value:.4g}")

@@ -28,6 +28,11 @@ SOURCES: dict[str, str] = {
         "2021: ch. 9 (cardiac cycle: EDV ~110-120 mL, SV ~70 mL, ESV ~40-50 mL, EF ~60 %, "
         "HR ~72/min), ch. 14-15 (arterial pressure 120/80 mmHg), ch. 20 (cardiac output ~5 L/min)"
     ),
+    "meaney2000": (
+        "Meaney E, Alva F, Moguel R, Meaney A, Alva J, Webel R. Formula and nomogram for the "
+        "sphygmomanometric calculation of the mean arterial pressure. Heart 84(1):64, 2000 "
+        "(time-averaged MAP = DBP + 0.412 x pulse pressure). doi:10.1136/heart.84.1.64"
+    ),
     "kovacs2009": (
         "Kovacs G, Berghold A, Scheidl S, Olschewski H. Pulmonary arterial pressure during rest "
         "and exercise in healthy subjects: a systematic review. Eur Respir J 34(4):888-894, "

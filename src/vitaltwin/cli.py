@@ -1,0 +1,179 @@
+"""Command-line interface: a thin layer over the library.
+
+    vitaltwin scenario list
+    vitaltwin scenario run FILE|NAME [--out DIR]
+    vitaltwin verify [--json PATH]
+    vitaltwin demo [--out DIR]
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from vitaltwin.simulate.scenario import (
+    ScenarioError,
+    ScenarioResult,
+    example_scenarios,
+    load_scenario,
+    run_scenario,
+)
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="vitaltwin: patient twins.")
+scenario_app = typer.Typer(no_args_is_help=True, help="Run and list scenarios.")
+app.add_typer(scenario_app, name="scenario")
+console = Console()
+err_console = Console(stderr=True)
+
+_GRADE_STYLE = {"green": "green", "yellow": "yellow", "red": "bold red"}
+
+
+def _resolve(spec: str) -> Path:
+    path = Path(spec)
+    if path.exists():
+        return path
+    ex = example_scenarios()
+    if spec in ex:
+        return ex[spec]
+    raise ScenarioError(
+        f"no scenario file {spec!r} and no example of that name (examples: {', '.join(ex)})"
+    )
+
+
+def _run_with_progress(path: Path) -> ScenarioResult:
+    scenario = load_scenario(path)
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(),
+        TextColumn("{task.completed:>7.0f}/{task.total:.0f} s simulated"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=False,
+    ) as bar:
+        task = bar.add_task(scenario.name, total=scenario.duration_s)
+        return run_scenario(scenario, progress=lambda s: bar.advance(task, s))
+
+
+def write_result(res: ScenarioResult, out: Path) -> dict[str, Path]:
+    """Write the time series and beats (Parquet), the events, a summary and two PNG plots."""
+    from vitaltwin.simulate.plot import plot_pv_loops, plot_scenario
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        "timeseries": out / "timeseries.parquet",
+        "beats": out / "beats.parquet",
+        "plot": out / "plot.png",
+        "pv_loops": out / "pv_loops.png",
+        "summary": out / "summary.json",
+    }
+    res.timeseries.to_parquet(files["timeseries"], index=False)
+    res.beats.to_parquet(files["beats"], index=False)
+    plot_scenario(res, files["plot"])
+    plot_pv_loops(res, files["pv_loops"])
+    first, last = res.beats.iloc[:5].mean(), res.beats.iloc[-5:].mean()
+    summary = {
+        "scenario": res.scenario.model_dump(),
+        "steady_state_converged": res.steady_state_converged,
+        "events": res.events.to_dict(orient="records"),
+        "start": first.to_dict(),
+        "end": last.to_dict(),
+    }
+    files["summary"].write_text(json.dumps(summary, indent=2, default=float), encoding="utf-8")
+    return files
+
+
+@scenario_app.command("list")
+def scenario_list() -> None:
+    """List the example scenarios shipped with vitaltwin."""
+    for name, path in example_scenarios().items():
+        desc = json.loads(path.read_text(encoding="utf-8")).get("description", "")
+        console.print(f"[bold]{name}[/]  {desc}\n  {path}")
+
+
+@scenario_app.command("run")
+def scenario_run(
+    scenario: Annotated[str, typer.Argument(help="scenario JSON file, or an example's name")],
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("out/scenarios"),
+) -> None:
+    """Run a scenario: writes time series (Parquet) and plots (PNG) under OUT/NAME."""
+    try:
+        path = _resolve(scenario)
+        res = _run_with_progress(path)
+    except ScenarioError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    files = write_result(res, out / res.scenario.name)
+    end = res.beats.iloc[-5:].mean()
+    console.print(
+        f"[bold]{res.scenario.name}[/] end: MAP {end.map_mmhg:.0f} mmHg, HR {end.hr_bpm:.0f}/min, "
+        f"CO {end.co_l_min:.2f} L/min, EF {100 * end.ef:.0f} %"
+    )
+    for kind, f in files.items():
+        console.print(f"  {kind:<10} {f}")
+
+
+def _print_report(report: object) -> None:
+    from vitaltwin.validate.verification import VerificationReport
+
+    assert isinstance(report, VerificationReport)
+    t = Table(title="Resting healthy adult (reference patient)", show_lines=False)
+    for col in ("quantity", "expected", "computed", "error %", "grade", "source"):
+        t.add_column(col, overflow="fold")
+    for c in report.resting:
+        t.add_row(f"{c.label} ({c.unit})", f"{c.expected:g}", f"{c.computed:.4g}",
+                  f"{c.error_pct:+.2f}", f"[{_GRADE_STYLE[c.grade]}]{c.grade}[/]",
+                  c.source[:70] + ("…" if len(c.source) > 70 else ""))
+    console.print(t)
+    d = Table(title="Dynamic responses")
+    for col in ("scenario", "quantity", "comparison", "expected", "computed", "grade"):
+        d.add_column(col, overflow="fold")
+    for c in report.dynamic:
+        d.add_row(c.scenario, c.quantity, c.comparison,
+                  f"{c.expected_direction} [{c.expected_low:g}, {c.expected_high:g}] {c.unit}",
+                  f"{c.computed:+.3g} {c.unit}", f"[{_GRADE_STYLE[c.grade]}]{c.grade}[/]")
+    console.print(d)
+
+
+@app.command()
+def verify(
+    json_path: Annotated[Path, typer.Option("--json", help="where to write the JSON table")] = Path(
+        "out/verification.json"
+    ),
+) -> None:
+    """Verification table: expected vs computed with % error and grade, sources in the JSON."""
+    from vitaltwin.validate.verification import verify as run_verify
+
+    with console.status("verifying") as status:
+        report = run_verify(progress=lambda m: status.update(f"verifying: {m}"))
+    _print_report(report)
+    console.print(f"JSON: {report.write_json(json_path)}")
+    if not report.all_green:
+        console.print("[bold red]not every check is green[/]")
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("out/demo"),
+) -> None:
+    """Run every example scenario and the verification table; print where the plots are."""
+    plots = []
+    for name, path in example_scenarios().items():
+        res = _run_with_progress(path)
+        files = write_result(res, out / name)
+        plots += [files["plot"], files["pv_loops"]]
+    verify(out / "verification.json")
+    console.print("\n[bold]Plots:[/]")
+    for p in plots:
+        console.print(f"  {p.resolve()}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Plots of scenario results: trends with the arterial waveform, and LV pressure-volume loops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from vitaltwin.simulate.scenario import ScenarioResult
+
+
+def _mark_events(ax: plt.Axes, res: ScenarioResult) -> None:
+    for _, ev in res.events.iterrows():
+        ax.axvline(ev.t_s / 60.0, color="0.5", lw=0.8, ls="--")
+
+
+def plot_scenario(res: ScenarioResult, path: str | Path) -> Path:
+    """Six stacked panels over time (minutes) with the scenario's actions marked."""
+    path = Path(path)
+    ts, b = res.timeseries, res.beats
+    tm = ts["t_s"].to_numpy() / 60.0
+    bm = b["t_s"].to_numpy() / 60.0
+    fig, axes = plt.subplots(6, 1, figsize=(11, 14), sharex=True)
+    ax = axes[0]
+    ax.plot(tm, ts["p_sa_mmhg"], color="tab:red", lw=0.3, alpha=0.35, label="arterial waveform")
+    ax.plot(bm, b["sbp_mmhg"], color="tab:red", lw=1.2, label="SBP")
+    ax.plot(bm, b["map_mmhg"], color="k", lw=1.4, label="MAP")
+    ax.plot(bm, b["dbp_mmhg"], color="tab:blue", lw=1.2, label="DBP")
+    ax.set_ylabel("pressure (mmHg)")
+    ax.legend(loc="upper right", ncol=4, fontsize=8)
+    axes[1].plot(bm, b["hr_bpm"], color="tab:purple")
+    axes[1].set_ylabel("HR (/min)")
+    axes[2].plot(bm, b["co_l_min"], color="tab:green", label="CO (L/min)")
+    ax2 = axes[2].twinx()
+    ax2.plot(bm, b["sv_ml"], color="tab:olive", ls=":", label="SV (mL)")
+    axes[2].set_ylabel("CO (L/min)")
+    ax2.set_ylabel("SV (mL)")
+    axes[3].plot(bm, b["edv_ml"], label="LVEDV (mL)")
+    axes[3].plot(bm, b["esv_ml"], label="LVESV (mL)")
+    ax3 = axes[3].twinx()
+    ax3.plot(bm, 100 * b["ef"], color="tab:gray", ls=":", label="EF (%)")
+    ax3.set_ylabel("EF (%)")
+    axes[3].set_ylabel("LV volume (mL)")
+    axes[3].legend(loc="upper left", fontsize=8)
+    axes[4].plot(bm, b["cvp_mmhg"], label="CVP")
+    axes[4].plot(bm, b["mpap_mmhg"], label="mean PAP")
+    axes[4].set_ylabel("mmHg")
+    axes[4].legend(loc="upper right", fontsize=8)
+    axes[5].plot(bm, b["blood_volume_ml"], color="tab:brown")
+    axes[5].set_ylabel("blood volume (mL)")
+    axes[5].set_xlabel("time (min)")
+    for a in axes:
+        _mark_events(a, res)
+        a.grid(alpha=0.3)
+    title = f"{res.scenario.name}: {res.scenario.description}"
+    fig.suptitle(title if len(title) < 120 else title[:117] + "...", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_pv_loops(res: ScenarioResult, path: str | Path) -> Path:
+    """LV pressure-volume loops: the first beat, one before each action, and the last beat."""
+    path = Path(path)
+    ts = res.timeseries
+    phase = ts["phase_cycles"].to_numpy()
+    beat = np.floor(phase).astype(int)
+    times = [0.0, *[float(t) - 2.0 for t in res.events.t_s], float(ts.t_s.iloc[-1]) - 2.0]
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for t in sorted({max(t, 0.0) for t in times}):
+        i = int(np.searchsorted(ts.t_s.to_numpy(), t))
+        i = min(i, len(ts) - 1)
+        k = beat[i] + 1
+        sel = beat == k
+        if sel.sum() < 5:
+            sel = beat == beat[i]
+        ax.plot(ts.v_lv_ml[sel], ts.p_lv_mmhg[sel], label=f"t = {t / 60:.1f} min")
+    ax.set_xlabel("LV volume (mL)")
+    ax.set_ylabel("LV pressure (mmHg)")
+    ax.set_title(f"{res.scenario.name}: LV pressure-volume loops")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,249 @@
+"""The verification table: expected vs computed, with percentage error and a grade.
+
+In the manner of the Pulse Physiology Engine's validation tables, every system is checked
+against published values:
+
+* **resting**: the reference adult's periodic steady state against textbook and meta-analysis
+  values (:data:`vitaltwin.validate.reference.RESTING_ADULT`), graded by percentage error
+  (<= 5 % green, <= 10 % yellow, otherwise red);
+* **dynamic**: responses to the example scenarios (haemorrhage then fluid, a fluid challenge,
+  reduced contractility) — a direction and a magnitude range from the cited literature; green
+  when both hold, red otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+
+from vitaltwin.physiology import cardiovascular_model, cite
+from vitaltwin.physiology.patient import REFERENCE_PATIENT, initial_state, personalize
+from vitaltwin.simulate import steady_state
+from vitaltwin.simulate.scenario import (
+    ScenarioResult,
+    example_scenarios,
+    load_scenario,
+    run_scenario,
+)
+from vitaltwin.validate.reference import RESTING_ADULT
+
+Grade = Literal["green", "yellow", "red"]
+
+
+def grade_error(pct_error: float) -> Grade:
+    """<= 5 % green, <= 10 % yellow, otherwise red."""
+    e = abs(pct_error)
+    if e <= 5.0:
+        return "green"
+    if e <= 10.0:
+        return "yellow"
+    return "red"
+
+
+@dataclass(frozen=True)
+class RestingCheck:
+    metric: str
+    label: str
+    unit: str
+    expected: float
+    computed: float
+    error_pct: float
+    grade: Grade
+    source: str
+
+
+@dataclass(frozen=True)
+class DynamicCheck:
+    scenario: str
+    quantity: str
+    comparison: str
+    expected_direction: Literal["increase", "decrease"]
+    expected_low: float
+    expected_high: float
+    unit: str
+    computed: float
+    grade: Grade
+    source: str
+
+
+def _source_text(src: str) -> str:
+    key, _, rest = src.partition(" ")
+    try:
+        full = cite(key)
+    except KeyError:
+        return src
+    return f"{full} {rest}".strip()
+
+
+def resting_checks(dt: float = 1e-3) -> tuple[list[RestingCheck], pd.Series]:
+    """The reference adult's steady state against :data:`RESTING_ADULT`."""
+    model = cardiovascular_model()
+    p = personalize(model, REFERENCE_PATIENT)
+    ss = steady_state(model, p, initial_state(model, REFERENCE_PATIENT), dt=dt, tol=1e-5)
+    if not ss.converged:
+        raise RuntimeError(
+            f"reference adult did not reach a periodic steady state "
+            f"(relative change {ss.max_rel_change:.2e} after {ss.time_s:g} s)"
+        )
+    last = ss.beats.iloc[-5:].mean()
+    out = []
+    for r in RESTING_ADULT:
+        computed = float(last[r.metric])
+        err = 100.0 * (computed - r.expected) / r.expected
+        out.append(
+            RestingCheck(r.metric, r.label, r.unit, r.expected, computed, err, grade_error(err),
+                         _source_text(r.source))
+        )
+    return out, last
+
+
+def _window(beats: pd.DataFrame, t0: float, t1: float) -> pd.Series:
+    sel = beats[(beats["t_s"] >= t0) & (beats["t_s"] < t1)]
+    if sel.empty:
+        raise RuntimeError(f"no complete beat between {t0} s and {t1} s")
+    return sel.mean(numeric_only=True)
+
+
+def _pct(a: float, b: float) -> float:
+    return 100.0 * (b - a) / a
+
+
+def _range_check(
+    scenario: str, quantity: str, comparison: str, direction: Literal["increase", "decrease"],
+    low: float, high: float, unit: str, computed: float, source: str,
+) -> DynamicCheck:
+    right_way = computed > 0 if direction == "increase" else computed < 0
+    ok = right_way and low <= computed <= high
+    return DynamicCheck(scenario, quantity, comparison, direction, low, high, unit,
+                        float(computed), "green" if ok else "red", _source_text(source))
+
+
+def hemorrhage_checks(res: ScenarioResult) -> list[DynamicCheck]:
+    """20 % blood loss over 10 min (from 120 s), then 1 L fluid over 10 min (from 1020 s)."""
+    b = res.beats
+    base = _window(b, 60, 120)
+    bled = _window(b, 690, 720)
+    after = _window(b, 1740, 1800)
+    name = res.scenario.name
+    cmp1 = "end of haemorrhage vs baseline"
+    checks = [
+        _range_check(name, "MAP", cmp1, "decrease", -25.0, -2.0, "%",
+                     _pct(base.map_mmhg, bled.map_mmhg),
+                     "atls2018 (class II: systolic pressure maintained, MAP falls little)"),
+        _range_check(name, "pulse pressure", cmp1, "decrease", -60.0, -5.0, "%",
+                     _pct(base.sbp_mmhg - base.dbp_mmhg, bled.sbp_mmhg - bled.dbp_mmhg),
+                     "atls2018 (class II: pulse pressure decreased)"),
+        _range_check(name, "HR", cmp1, "increase", 5.0, 60.0, "%",
+                     _pct(base.hr_bpm, bled.hr_bpm),
+                     "atls2018 (class II: heart rate normal to increased, 100-120/min)"),
+        _range_check(name, "CO", cmp1, "decrease", -50.0, -10.0, "%",
+                     _pct(base.co_l_min, bled.co_l_min),
+                     "guyton ch. 24 (cardiac output falls with venous return after "
+                     "haemorrhage before arterial pressure does)"),
+    ]
+    cmp2 = "after 1 L fluid vs end of haemorrhage"
+    checks += [
+        _range_check(name, "MAP", cmp2, "increase", 2.0, 40.0, "%",
+                     _pct(bled.map_mmhg, after.map_mmhg),
+                     "guyton ch. 24 (volume replacement restores arterial pressure)"),
+        _range_check(name, "CO", cmp2, "increase", 10.0, 80.0, "%",
+                     _pct(bled.co_l_min, after.co_l_min),
+                     "guyton ch. 24 (volume replacement restores cardiac output)"),
+    ]
+    return checks
+
+
+def fluid_checks(res: ScenarioResult) -> list[DynamicCheck]:
+    """500 mL over 10 min (from 120 s) in a euvolemic adult."""
+    b = res.beats
+    base, end = _window(b, 60, 120), _window(b, 690, 720)
+    return [
+        _range_check(res.scenario.name, "CO", "end of 500 mL bolus vs baseline", "increase",
+                     1.0, 25.0, "%", _pct(base.co_l_min, end.co_l_min),
+                     "monnet2016 (CO rises with a 500 mL challenge; >= 10-15 % only in "
+                     "preload-dependent patients, about half)"),
+        _range_check(res.scenario.name, "SV", "end of 500 mL bolus vs baseline", "increase",
+                     1.0, 25.0, "%", _pct(base.sv_ml, end.sv_ml),
+                     "monnet2016 (stroke volume rises with preload)"),
+    ]
+
+
+def contractility_checks(res: ScenarioResult, rest: pd.Series) -> list[DynamicCheck]:
+    """Reduced LV contractility at its compensated steady state vs the healthy reference."""
+    hf = _window(res.beats, 0, 120)
+    name = res.scenario.name
+    cmp = "compensated steady state vs healthy adult"
+    return [
+        _range_check(name, "EF", cmp, "decrease", -0.45, -0.15, "absolute",
+                     float(hf.ef - rest.ef), "mcdonagh2021 (HFrEF: LVEF <= 40 %)"),
+        _range_check(name, "LVEDV", cmp, "increase", 5.0, 80.0, "%",
+                     _pct(rest.edv_ml, hf.edv_ml), "mcdonagh2021 (LV dilatation in HFrEF)"),
+        _range_check(name, "CO", cmp, "decrease", -45.0, -5.0, "%",
+                     _pct(rest.co_l_min, hf.co_l_min),
+                     "mcdonagh2021 (reduced cardiac output in HFrEF)"),
+        _range_check(name, "HR", cmp, "increase", 0.5, 40.0, "%",
+                     _pct(rest.hr_bpm, hf.hr_bpm),
+                     "mcdonagh2021 (sympathetic activation: resting tachycardia in HFrEF)"),
+    ]
+
+
+def ejection_fraction_check(res: ScenarioResult) -> DynamicCheck:
+    """The compensated EF itself must fall in the HFrEF band (0.15-0.40)."""
+    hf = _window(res.beats, 0, 120)
+    ok = 0.15 <= float(hf.ef) <= 0.40
+    return DynamicCheck(res.scenario.name, "EF value", "compensated steady state", "decrease",
+                        0.15, 0.40, "fraction", float(hf.ef), "green" if ok else "red",
+                        _source_text("mcdonagh2021 (HFrEF: LVEF <= 40 %)"))
+
+
+@dataclass
+class VerificationReport:
+    resting: list[RestingCheck]
+    dynamic: list[DynamicCheck]
+
+    @property
+    def all_green(self) -> bool:
+        return all(c.grade == "green" for c in [*self.resting, *self.dynamic])
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "resting": [asdict(c) for c in self.resting],
+                "dynamic": [asdict(c) for c in self.dynamic],
+                "all_green": self.all_green,
+            },
+            indent=2,
+        )
+
+    def write_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_json(), encoding="utf-8")
+        return path
+
+
+def verify(progress: Callable[[str], None] | None = None) -> VerificationReport:
+    """Run every check of the beat-resolved model."""
+
+    def say(msg: str) -> None:
+        if progress is not None:
+            progress(msg)
+
+    say("resting adult: periodic steady state")
+    resting, rest = resting_checks()
+    ex = example_scenarios()
+    dynamic: list[DynamicCheck] = []
+    say("scenario hemorrhage_then_fluid")
+    dynamic += hemorrhage_checks(run_scenario(load_scenario(ex["hemorrhage_then_fluid"])))
+    say("scenario fluid_challenge")
+    dynamic += fluid_checks(run_scenario(load_scenario(ex["fluid_challenge"])))
+    say("scenario heart_failure")
+    hf = run_scenario(load_scenario(ex["heart_failure"]))
+    dynamic += contractility_checks(hf, rest)
+    dynamic.append(ejection_fraction_check(hf))
+    return VerificationReport(resting, dynamic)
