@@ -3,26 +3,53 @@
 Starting from the literature values (Smith et al. 2004, Ursino 1998), adjust a few parameters
 by nonlinear least squares (scipy) so the open-loop periodic steady state matches the resting
 reference values of ``vitaltwin.validate.reference`` (relative errors). Prints the calibrated
-values, which are then written into ``physiology/circulation.py`` as defaults; the baroreflex set
-point is set to the resulting MAP. Run: ``.venv/bin/python tools/calibrate_reference.py``.
+values, which are then written into ``physiology/circulation.py`` as defaults. Then
+``--set-point`` finds the baroreflex set point at which the closed loop rests where the open
+loop does. Run: ``.venv/bin/python tools/calibrate_reference.py [--set-point]``.
 """
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
-from scipy.optimize import least_squares
+from scipy.optimize import brentq, least_squares
 
 from vitaltwin.physiology import cardiovascular_model
-from vitaltwin.simulate import simulate
+from vitaltwin.simulate import simulate, steady_state
 from vitaltwin.validate.reference import RESTING_ADULT
 
 FREE = (
-    "e_es_lv_mmhg_ml", "lambda_lv_per_ml", "c_sa_ml_mmhg", "r_sys_mmhg_s_ml", "c_sv_ml_mmhg",
-    "vu_sv_ml", "r_pul_mmhg_s_ml",
+    "e_es_lv_mmhg_ml", "lambda_lv_per_ml", "c_sa_ml_mmhg", "r_sys_mmhg_s_ml", "vu_sv_ml",
+    "r_pul_mmhg_s_ml", "lambda_rv_per_ml",
 )
 
 
+def baroreflex_set_point() -> float:
+    """The set point P_n at which the closed loop rests where the open loop does.
+
+    Ursino's afferent filter passes the pulsatile pressure (gain tau_z / tau_p ~ 3 at heart
+    rate) into a saturating sigmoid, so the mean drive at rest differs from the drive at the
+    mean pressure. P_n is chosen so the sympathetic effectors rest at zero deviation.
+    """
+    model = cardiovascular_model(baroreflex=True)
+    i_pn = model.param_index("baro_p_n_mmhg")
+    i_r = model.state_index("baro_rel_r_sys")
+
+    def resting_deviation(p_n: float) -> float:
+        p = model.default_params()
+        p[i_pn] = p_n
+        ss = steady_state(model, p, tol=1e-6)
+        print(f"  P_n = {p_n:.3f} mmHg: resting SVR deviation {ss.x[i_r]:+.2e}", flush=True)
+        return float(ss.x[i_r])
+
+    return float(brentq(resting_deviation, 80.0, 130.0, xtol=1e-3))
+
+
 def main() -> None:
+    if "--set-point" in sys.argv:
+        print(f"baro_p_n_mmhg = {baroreflex_set_point():.4g}")
+        return
     model = cardiovascular_model(baroreflex=False)
     base = model.default_params()
     idx = [model.param_index(n) for n in FREE]

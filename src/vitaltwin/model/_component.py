@@ -44,6 +44,11 @@ class Component(ABC):
     provides: ClassVar[tuple[str, ...]] = ()
     requires: ClassVar[Mapping[str, float]] = {}
 
+    def derived(self, p: Vars) -> dict[str, Array]:
+        """Quantities that depend on parameters only, computed once per integration call
+        rather than at every right-hand-side evaluation (names must not clash)."""
+        return {}
+
     @abstractmethod
     def signals(self, t: Array, x: Vars, p: Vars, u: Vars, s: Vars) -> dict[str, Array]:
         """Algebraic signals of this component (every name in ``provides``)."""
@@ -156,9 +161,20 @@ class Model:
     # ------------------------------------------------------------- evaluation
     def _views(self, x: Array, p: Array, u: Array) -> tuple[Vars, Vars, Vars]:
         xs = {n: x[..., i] for i, n in enumerate(self.state_names)}
-        ps = {n: p[..., i] for i, n in enumerate(self.param_names)}
+        ps = self.prepare({n: p[..., i] for i, n in enumerate(self.param_names)})
         us = {n: u[..., i] for i, n in enumerate(self.input_names)}
         return xs, ps, us
+
+    def prepare(self, ps: Vars) -> dict[str, Array]:
+        """Parameters plus every component's derived quantities (see ``Component.derived``)."""
+        out = dict(ps)
+        for c in self.components:
+            extra = c.derived(out)
+            clash = set(extra) & set(out)
+            if clash:
+                raise RuntimeError(f"component {c.name!r} derives existing names {sorted(clash)}")
+            out.update(extra)
+        return out
 
     def _all_signals(self, t: Array, xs: Vars, ps: Vars, us: Vars) -> dict[str, Array]:
         s: dict[str, Array] = {k: jnp.asarray(v) for k, v in self._neutral.items()}
@@ -186,6 +202,7 @@ class Model:
 
         Keeping states as separate arrays inside a compiled loop avoids a gather and a
         concatenation per right-hand-side evaluation, which dominate at one patient.
+        ``ps`` must come from :meth:`prepare` (or :meth:`split`).
         """
         s = self._all_signals(t, xs, ps, us)
         d: dict[str, Array] = {}
@@ -197,7 +214,7 @@ class Model:
         return d
 
     def split(self, x: Array, p: Array, u: Array) -> tuple[Vars, Vars, Vars]:
-        """Flat vectors (last axis) to name -> array mappings."""
+        """Flat vectors (last axis) to name -> array mappings; parameters come prepared."""
         return self._views(x, p, u)
 
     def join_states(self, xs: Vars) -> Array:

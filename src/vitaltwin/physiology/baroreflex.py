@@ -61,7 +61,7 @@ class Baroreflex(Component):
 
     name = "baroreflex"
     states: ClassVar[tuple[State, ...]] = (
-        State("baro_p_tilde_mmhg", "mm[Hg]", 93.0, "pressure sensed by the baroreceptors"),
+        State("baro_p_tilde_mmhg", "mm[Hg]", 98.9, "pressure sensed by the baroreceptors"),
         State("baro_rel_e_es_lv", "1", 0.0, "relative change of LV contractility"),
         State("baro_rel_e_es_rv", "1", 0.0, "relative change of RV contractility"),
         State("baro_rel_r_sys", "1", 0.0, "relative change of systemic resistance"),
@@ -73,8 +73,9 @@ class Baroreflex(Component):
         Parameter("baro_gain", "1", 1.0, 0.0, 3.0, 0.25,
                   "dimensionless scale of all effector gains (1 = Ursino 1998)",
                   "baroreflex sensitivity scale; 0 opens the loop"),
-        Parameter("baro_p_n_mmhg", "mm[Hg]", 93.0, 60.0, 130.0, 0.06,
-                  f"{_U98} (P_n = 92); set to the reference adult's resting MAP [guyton]",
+        Parameter("baro_p_n_mmhg", "mm[Hg]", 91.1, 60.0, 130.0, 0.06,
+                  f"{_U98} (P_n = 92); 91.1 makes the closed loop rest where the calibrated "
+                  "open loop does (tools/calibrate_reference.py --set-point)",
                   "set point of the afferent sigmoid"),
         Parameter("baro_k_a_mmhg", "mm[Hg]", 11.758, 5.0, 25.0, 0.0, _U98, "afferent slope"),
         Parameter("baro_f_min_hz", "Hz", 2.52, 0.0, 10.0, 0.0, _U98, "afferent minimum rate"),
@@ -119,6 +120,13 @@ class Baroreflex(Component):
     )
     requires: ClassVar[dict[str, float]] = {}
 
+    def derived(self, p: Vars) -> dict[str, Array]:
+        f_as_ref = _afferent(p["baro_p_n_mmhg"], p)
+        return {
+            "baro_drive_ref": _drive(_sympathetic(f_as_ref, p), p),
+            "baro_f_ev_ref_hz": _vagal(f_as_ref, p),
+        }
+
     def signals(self, t: Array, x: Vars, p: Vars, u: Vars, s: Vars) -> dict[str, Array]:
         return {
             "baro_d_heart_period_s": x["baro_d_t_s_s"] + x["baro_d_t_v_s"],
@@ -132,10 +140,8 @@ class Baroreflex(Component):
         p_sa = s["p_sa_mmhg"]
         p_tilde = x["baro_p_tilde_mmhg"]
         f_as = _afferent(p_tilde, p)
-        f_as_ref = _afferent(p["baro_p_n_mmhg"], p)
-        f_es, f_es_ref = _sympathetic(f_as, p), _sympathetic(f_as_ref, p)
-        d_sym = p["baro_gain"] * (_drive(f_es, p) - _drive(f_es_ref, p))
-        d_vag = p["baro_gain"] * (_vagal(f_as, p) - _vagal(f_as_ref, p))
+        d_sym = p["baro_gain"] * (_drive(_sympathetic(f_as, p), p) - p["baro_drive_ref"])
+        d_vag = p["baro_gain"] * (_vagal(f_as, p) - p["baro_f_ev_ref_hz"])
 
         def lag(target: Array, state: str, tau: str) -> Array:
             return (target - x[state]) / p[tau]

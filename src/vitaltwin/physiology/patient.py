@@ -87,10 +87,15 @@ def personalize(model: Model, profile: PatientProfile) -> np.ndarray:
 
 
 def initial_state(model: Model, profile: PatientProfile) -> np.ndarray:
-    """Default initial state with volumes scaled to the patient's size."""
-    k = size_factor(profile)
+    """Default initial state with volumes scaled so they add up to the patient's blood volume.
+
+    Only the states listed in :data:`vitaltwin.physiology.circulation.VOLUME_STATES` hold
+    blood; they are scaled together, and the distribution settles at the steady state.
+    """
+    from vitaltwin.physiology.circulation import VOLUME_STATES
+
     x = model.default_state()
-    for i, spec in enumerate(model.states):
-        if spec.unit == "mL":
-            x[i] *= k
+    idx = [model.state_index(n) for n in VOLUME_STATES if n in model.state_names]
+    if idx:
+        x[idx] *= profile.blood_volume_ml / x[idx].sum()
     return x
