@@ -21,7 +21,7 @@ from vitaltwin.validate.reference import RESTING_ADULT
 
 FREE = (
     "e_es_lv_mmhg_ml", "lambda_lv_per_ml", "c_sa_ml_mmhg", "r_sys_mmhg_s_ml", "vu_sv_ml",
-    "r_pul_mmhg_s_ml", "lambda_rv_per_ml",
+    "r_pul_mmhg_s_ml", "p0_rv_mmhg",
 )
 
 

@@ -43,6 +43,9 @@ class Component(ABC):
     outputs: ClassVar[tuple[Output, ...]] = ()
     provides: ClassVar[tuple[str, ...]] = ()
     requires: ClassVar[Mapping[str, float]] = {}
+    slow: ClassVar[bool] = False
+    """True for components whose states change on a scale of seconds (reflexes, drugs):
+    multirate solvers may update them once per step instead of at every stage."""
 
     def derived(self, p: Vars) -> dict[str, Array]:
         """Quantities that depend on parameters only, computed once per integration call
@@ -197,21 +200,49 @@ class Model:
         d = self.rhs_named(t, xs, ps, us)
         return jnp.stack([d[n] for n in self.state_names], axis=-1)
 
-    def rhs_named(self, t: Array, xs: Vars, ps: Vars, us: Vars) -> dict[str, Array]:
+    def rhs_named(
+        self, t: Array, xs: Vars, ps: Vars, us: Vars, part: str = "all"
+    ) -> dict[str, Array]:
         """dx/dt on named scalars (or equally shaped arrays): the form the solvers loop over.
 
         Keeping states as separate arrays inside a compiled loop avoids a gather and a
         concatenation per right-hand-side evaluation, which dominate at one patient.
-        ``ps`` must come from :meth:`prepare` (or :meth:`split`).
+        ``ps`` must come from :meth:`prepare` (or :meth:`split`). ``part`` selects the
+        derivatives returned: ``"all"``, ``"fast"`` or ``"slow"`` components only.
         """
         s = self._all_signals(t, xs, ps, us)
+        return self.derivatives_given_signals(t, xs, ps, us, s, part)
+
+    def derivatives_given_signals(
+        self, t: Array, xs: Vars, ps: Vars, us: Vars, s: Vars, part: str = "all"
+    ) -> dict[str, Array]:
+        """Derivatives of the chosen components from already computed signals."""
+        comps = self._part(part)
         d: dict[str, Array] = {}
-        for c in self.components:
+        for c in comps:
             d.update(c.derivatives(t, xs, ps, us, s))
-        missing = set(self.state_names) - set(d)
+        expected = {st.name for c in comps for st in c.states}
+        missing = expected - set(d)
         if missing:
             raise RuntimeError(f"no derivative returned for states {sorted(missing)}")
         return d
+
+    def signals_named(self, t: Array, xs: Vars, ps: Vars, us: Vars) -> dict[str, Array]:
+        """All signals from named states and prepared parameters."""
+        return self._all_signals(t, xs, ps, us)
+
+    def _part(self, part: str) -> tuple[Component, ...]:
+        if part == "all":
+            return self.components
+        if part == "fast":
+            return tuple(c for c in self.components if not c.slow)
+        if part == "slow":
+            return tuple(c for c in self.components if c.slow)
+        raise ValueError(f"part must be 'all', 'fast' or 'slow', not {part!r}")
+
+    @property
+    def slow_state_names(self) -> tuple[str, ...]:
+        return tuple(st.name for c in self.components if c.slow for st in c.states)
 
     def split(self, x: Array, p: Array, u: Array) -> tuple[Vars, Vars, Vars]:
         """Flat vectors (last axis) to name -> array mappings; parameters come prepared."""

@@ -2,20 +2,27 @@
 
 from vitaltwin.physiology._sources import SOURCES, cite
 from vitaltwin.physiology.baroreflex import Baroreflex
+from vitaltwin.physiology.cardiopulmonary import CardiopulmonaryReflex
 from vitaltwin.physiology.circulation import VOLUME_STATES, Circulation, activation
 from vitaltwin.model import Model
 
 
 def cardiovascular_model(baroreflex: bool = True) -> Model:
-    """The beat-resolved cardiovascular model: circulation, with the baroreflex by default."""
-    comps = [Baroreflex(), Circulation()] if baroreflex else [Circulation()]
-    return Model(comps, name="beat-cv" if baroreflex else "beat-cv-open-loop")
+    """The beat-resolved cardiovascular model.
+
+    With ``baroreflex=True`` (default): the arterial baroreflex (Ursino 1998) and the
+    cardiopulmonary reflex (Heldt 2002) control the circulation; ``False`` gives the open loop.
+    """
+    if not baroreflex:
+        return Model([Circulation()], name="beat-cv-open-loop")
+    return Model([Baroreflex(), CardiopulmonaryReflex(), Circulation()], name="beat-cv")
 
 
 __all__ = [
     "SOURCES",
     "VOLUME_STATES",
     "Baroreflex",
+    "CardiopulmonaryReflex",
     "Circulation",
     "activation",
     "cardiovascular_model",

@@ -13,6 +13,29 @@ SOURCES: dict[str, str] = {
         "mathematical model. Am J Physiol 275(5):H1733-H1747, 1998. "
         "doi:10.1152/ajpheart.1998.275.5.H1733"
     ),
+    "heldt2002": (
+        "Heldt T, Shim EB, Kamm RD, Mark RG. Computational modeling of cardiovascular response "
+        "to orthostatic stress. J Appl Physiol 92(3):1239-1254, 2002 (Table 4: cardiopulmonary "
+        "reflex gains). doi:10.1152/japplphysiol.00241.2001"
+    ),
+    "cvsim2010": (
+        "Heldt T, Mukkamala R, Moody GB, Mark RG. CVSim: an open-source cardiovascular "
+        "simulator for teaching and research. Open Pacing Electrophysiol Ther J 3:45-54, 2010 "
+        "(default cardiopulmonary venous tone gain 100 mL/mmHg, resistance gain 0.05 PRU/mmHg)"
+    ),
+    "johnson2014": (
+        "Johnson BD, van Helmond N, Curry TB, van Buskirk CM, Convertino VA, Joyner MJ. "
+        "Reductions in central venous pressure by lower body negative pressure or blood loss "
+        "elicit similar hemodynamic responses. J Appl Physiol 117(2):131-141, 2014 (1,000 mL "
+        "blood loss in 12 conscious men in three 333 mL stages). "
+        "doi:10.1152/japplphysiol.00070.2014"
+    ),
+    "scully2016": (
+        "Scully CG, Daluwatte C, Marques NR, et al. Effect of hemorrhage rate on early "
+        "hemodynamic responses in conscious sheep. Physiol Rep 4(7):e12739, 2016 (at "
+        "1.25 mL/kg/min, MAP fell by 30 mmHg only after 27 +/- 3 % of blood volume was removed; "
+        "heart rate rose). doi:10.14814/phy2.12739"
+    ),
     "stergiopulos1996": (
         "Stergiopulos N, Meister JJ, Westerhof N. Determinants of stroke volume and systolic and "
         "diastolic aortic pressure. Am J Physiol 270(6):H2050-H2059, 1996. "

@@ -73,8 +73,8 @@ class Baroreflex(Component):
         Parameter("baro_gain", "1", 1.0, 0.0, 3.0, 0.25,
                   "dimensionless scale of all effector gains (1 = Ursino 1998)",
                   "baroreflex sensitivity scale; 0 opens the loop"),
-        Parameter("baro_p_n_mmhg", "mm[Hg]", 91.1, 60.0, 130.0, 0.06,
-                  f"{_U98} (P_n = 92); 91.1 makes the closed loop rest where the calibrated "
+        Parameter("baro_p_n_mmhg", "mm[Hg]", 92.9, 60.0, 130.0, 0.06,
+                  f"{_U98} (P_n = 92); 92.9 makes the closed loop rest where the calibrated "
                   "open loop does (tools/calibrate_reference.py --set-point)",
                   "set point of the afferent sigmoid"),
         Parameter("baro_k_a_mmhg", "mm[Hg]", 11.758, 5.0, 25.0, 0.0, _U98, "afferent slope"),
@@ -119,6 +119,7 @@ class Baroreflex(Component):
         "baro_rel_vu_sv",
     )
     requires: ClassVar[dict[str, float]] = {}
+    slow = True
 
     def derived(self, p: Vars) -> dict[str, Array]:
         f_as_ref = _afferent(p["baro_p_n_mmhg"], p)

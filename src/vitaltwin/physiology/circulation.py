@@ -57,12 +57,12 @@ class Circulation(Component):
 
     name = "circulation"
     states: ClassVar[tuple[State, ...]] = (
-        State("v_lv_ml", "mL", 120.0, "left ventricular volume"),
-        State("v_sa_ml", "mL", 725.0, "systemic arterial volume"),
-        State("v_sv_ml", "mL", 3378.0, "systemic venous volume"),
-        State("v_rv_ml", "mL", 140.0, "right ventricular volume"),
-        State("v_pa_ml", "mL", 180.0, "pulmonary arterial volume"),
-        State("v_pv_ml", "mL", 280.0, "pulmonary venous volume"),
+        State("v_lv_ml", "mL", 119.7, "left ventricular volume"),
+        State("v_sa_ml", "mL", 730.2, "systemic arterial volume"),
+        State("v_sv_ml", "mL", 3437.4, "systemic venous volume"),
+        State("v_rv_ml", "mL", 105.1, "right ventricular volume"),
+        State("v_pa_ml", "mL", 159.4, "pulmonary arterial volume"),
+        State("v_pv_ml", "mL", 271.2, "pulmonary venous volume"),
         State("phase_cycles", "1", 0.0, "cardiac phase; the integer part counts beats"),
     )
     parameters: ClassVar[tuple[Parameter, ...]] = (
@@ -78,7 +78,7 @@ class Circulation(Component):
                   "LV end-systolic volume intercept"),
         Parameter("p0_lv_mmhg", "mm[Hg]", 0.12, 0.01, 2.0, 0.15, _S04,
                   "LV end-diastolic pressure-volume scale"),
-        Parameter("lambda_lv_per_ml", "/mL", 0.03566, 0.005, 0.08, 0.1,
+        Parameter("lambda_lv_per_ml", "/mL", 0.03474, 0.005, 0.08, 0.1,
                   f"{_S04} (0.033); {_CAL}", "LV end-diastolic stiffness exponent"),
         Parameter("v0_lv_ml", "mL", 0.0, -50.0, 100.0, 0.0, _S04,
                   "LV end-diastolic volume offset"),
@@ -86,21 +86,21 @@ class Circulation(Component):
                   "RV end-systolic elastance"),
         Parameter("v_d_rv_ml", "mL", 0.0, -20.0, 100.0, 0.0, _S04,
                   "RV end-systolic volume intercept"),
-        Parameter("p0_rv_mmhg", "mm[Hg]", 0.2157, 0.01, 2.0, 0.15, _S04,
+        Parameter("p0_rv_mmhg", "mm[Hg]", 0.3889, 0.01, 2.0, 0.15,
+                  f"{_S04} (0.2157); {_CAL}",
                   "RV end-diastolic pressure-volume scale"),
-        Parameter("lambda_rv_per_ml", "/mL", 0.01575, 0.005, 0.08, 0.1,
-                  f"{_S04} (0.023); {_CAL}",
+        Parameter("lambda_rv_per_ml", "/mL", 0.023, 0.005, 0.08, 0.1, _S04,
                   "RV end-diastolic stiffness exponent"),
         Parameter("v0_rv_ml", "mL", 0.0, -50.0, 100.0, 0.0, _S04,
                   "RV end-diastolic volume offset"),
-        Parameter("c_sa_ml_mmhg", "mL/mm[Hg]", 1.464, 0.3, 4.0, 0.2,
+        Parameter("c_sa_ml_mmhg", "mL/mm[Hg]", 1.465, 0.3, 4.0, 0.2,
                   f"total arterial compliance [stergiopulos1996]; {_CAL}",
                   "systemic arterial compliance"),
         Parameter("vu_sa_ml", "mL", 610.0, 200.0, 1200.0, 0.1,
                   f"{_U98}: V_u,sa + V_u,sp + V_u,ep", "systemic arterial unstressed volume"),
         Parameter("c_sv_ml_mmhg", "mL/mm[Hg]", 100.0, 30.0, 300.0, 0.2,
                   f"{_U98}: C_sv + C_ev (111); {_CAL}", "systemic venous compliance"),
-        Parameter("vu_sv_ml", "mL", 3034.0, 1500.0, 4500.0, 0.1,
+        Parameter("vu_sv_ml", "mL", 3039.0, 1500.0, 4500.0, 0.1,
                   f"{_U98}: V_u,sv + V_u,ev; {_CAL}; the initial volumes sum to the "
                   "reference adult's blood volume [nadler1962]",
                   "systemic venous unstressed volume"),
@@ -114,13 +114,15 @@ class Circulation(Component):
                   "pulmonary venous unstressed volume"),
         Parameter("r_sys_mmhg_s_ml", "mm[Hg].s/mL", 1.128, 0.3, 4.0, 0.2,
                   f"{_S04} (1.089); {_CAL}", "systemic vascular resistance"),
-        Parameter("r_pul_mmhg_s_ml", "mm[Hg].s/mL", 0.05792, 0.02, 0.6, 0.2,
+        Parameter("r_pul_mmhg_s_ml", "mm[Hg].s/mL", 0.07254, 0.02, 0.6, 0.2,
                   f"{_S04} (0.155); {_CAL}", "pulmonary vascular resistance"),
-        Parameter("r_mv_mmhg_s_ml", "mm[Hg].s/mL", 0.0158, 0.002, 0.5, 0.1, _S04,
+        Parameter("r_mv_mmhg_s_ml", "mm[Hg].s/mL", 0.0025, 0.001, 0.5, 0.1,
+                  "Ursino 1998 [ursino1998], Table 1: R_la (Smith 2004: 0.0158)",
                   "mitral valve forward resistance"),
         Parameter("r_av_mmhg_s_ml", "mm[Hg].s/mL", 0.018, 0.002, 0.5, 0.1, _S04,
                   "aortic valve forward resistance"),
-        Parameter("r_tv_mmhg_s_ml", "mm[Hg].s/mL", 0.0237, 0.002, 0.5, 0.1, _S04,
+        Parameter("r_tv_mmhg_s_ml", "mm[Hg].s/mL", 0.0025, 0.001, 0.5, 0.1,
+                  "Ursino 1998 [ursino1998], Table 1: R_ra (Smith 2004: 0.0237)",
                   "tricuspid valve forward resistance"),
         Parameter("r_pv_mmhg_s_ml", "mm[Hg].s/mL", 0.0055, 0.001, 0.5, 0.1, _S04,
                   "pulmonary valve forward resistance"),
@@ -158,6 +160,8 @@ class Circulation(Component):
         "baro_rel_e_es_rv": 0.0,
         "baro_rel_r_sys": 0.0,
         "baro_rel_vu_sv": 0.0,
+        "cp_d_r_sys_mmhg_s_ml": 0.0,
+        "cp_d_vu_sv_ml": 0.0,
     }
 
     def signals(self, t: Array, x: Vars, p: Vars, u: Vars, s: Vars) -> dict[str, Array]:
@@ -169,8 +173,8 @@ class Circulation(Component):
 
         e_lv = p["e_es_lv_mmhg_ml"] * (1.0 + s["baro_rel_e_es_lv"])
         e_rv = p["e_es_rv_mmhg_ml"] * (1.0 + s["baro_rel_e_es_rv"])
-        r_sys = p["r_sys_mmhg_s_ml"] * (1.0 + s["baro_rel_r_sys"])
-        vu_sv = p["vu_sv_ml"] * (1.0 + s["baro_rel_vu_sv"])
+        r_sys = p["r_sys_mmhg_s_ml"] * (1.0 + s["baro_rel_r_sys"]) + s["cp_d_r_sys_mmhg_s_ml"]
+        vu_sv = p["vu_sv_ml"] * (1.0 + s["baro_rel_vu_sv"]) + s["cp_d_vu_sv_ml"]
 
         v_lv, v_rv = x["v_lv_ml"], x["v_rv_ml"]
         p_lv = e * e_lv * (v_lv - p["v_d_lv_ml"]) + (1.0 - e) * p["p0_lv_mmhg"] * (

@@ -26,7 +26,7 @@ _PWV_AGE_Y = np.array([25.0, 35.0, 45.0, 55.0, 65.0, 75.0])
 _PWV_M_S = np.array([6.2, 6.5, 7.2, 8.3, 10.3, 10.9])
 
 _SCALE_UP_UNITS = {"mL", "mL/mm[Hg]"}
-_SCALE_DOWN_UNITS = {"mm[Hg]/mL", "mm[Hg].s/mL", "/mL"}
+_SCALE_DOWN_UNITS = {"mm[Hg]/mL", "mm[Hg].s/mL", "/mL", "s/mL"}
 
 
 class PatientProfile(BaseModel):
