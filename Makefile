@@ -26,8 +26,8 @@ bench: $(STAMP)
 
 ## ruff (lint + format check) and mypy (strict).
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
 	$(BIN)/mypy
 
 verify: $(STAMP)

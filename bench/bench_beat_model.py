@@ -64,8 +64,15 @@ def main() -> None:
 
     def scipy_one(x0: np.ndarray, p: np.ndarray, duration: float) -> None:
         pjj = jnp.asarray(p)
-        sol = solve_ivp(lambda t, x: np.asarray(f(t, x, pjj)), (0.0, duration), x0,
-                        method="RK45", rtol=1e-6, atol=1e-6, max_step=5e-3)
+        sol = solve_ivp(
+            lambda t, x: np.asarray(f(t, x, pjj)),
+            (0.0, duration),
+            x0,
+            method="RK45",
+            rtol=1e-6,
+            atol=1e-6,
+            max_step=5e-3,
+        )
         assert sol.success, sol.message
 
     sim_scipy = 10.0
@@ -98,11 +105,20 @@ def main() -> None:
     tab = Table(title="Simulated patient-seconds per wall second (higher is better)")
     for col in ("case", "vitaltwin (JAX RK4)", "solve_ivp baseline", "ratio", "target"):
         tab.add_column(col)
-    tab.add_row("1 patient", f"{one_rate:,.0f}  ({sim_one:g} s in {wall_one:.3f} s)",
-                f"{scipy_rate:,.1f}", f"{one_rate / scipy_rate:,.0f}x", ">= 1,000")
-    tab.add_row(f"{n} patients", f"{batch_rate:,.0f}  ({n} x {sim_batch:g} s in "
-                f"{wall_batch:.2f} s)", f"{scipy_batch_rate:,.1f}",
-                f"{batch_rate / scipy_batch_rate:,.0f}x", ">= 10,000")
+    tab.add_row(
+        "1 patient",
+        f"{one_rate:,.0f}  ({sim_one:g} s in {wall_one:.3f} s)",
+        f"{scipy_rate:,.1f}",
+        f"{one_rate / scipy_rate:,.0f}x",
+        ">= 1,000",
+    )
+    tab.add_row(
+        f"{n} patients",
+        f"{batch_rate:,.0f}  ({n} x {sim_batch:g} s in {wall_batch:.2f} s)",
+        f"{scipy_batch_rate:,.1f}",
+        f"{batch_rate / scipy_batch_rate:,.0f}x",
+        ">= 10,000",
+    )
     console.print(tab)
     console.print(
         f"state updates per second (batch): {batch_rate / dt * model.n_states:,.3g}; "

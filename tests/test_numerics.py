@@ -12,12 +12,24 @@ from vitaltwin.model import Model
 from vitaltwin.physiology import VOLUME_STATES
 from vitaltwin.simulate import SteadyState, beat_table, simulate, trajectory_signals
 
-METRICS = ("hr_bpm", "sbp_mmhg", "dbp_mmhg", "map_mmhg", "sv_ml", "co_l_min", "ef", "edv_ml",
-           "esv_ml", "cvp_mmhg", "mpap_mmhg")
+METRICS = (
+    "hr_bpm",
+    "sbp_mmhg",
+    "dbp_mmhg",
+    "map_mmhg",
+    "sv_ml",
+    "co_l_min",
+    "ef",
+    "edv_ml",
+    "esv_ml",
+    "cvp_mmhg",
+    "mpap_mmhg",
+)
 
 
 def _blood_volume(model: Model, x: np.ndarray) -> np.ndarray:
-    return np.sum(x[:, [model.state_index(n) for n in VOLUME_STATES]], axis=1)
+    out: np.ndarray = np.sum(x[:, [model.state_index(n) for n in VOLUME_STATES]], axis=1)
+    return out
 
 
 def test_blood_volume_is_conserved_to_1e9(
@@ -39,8 +51,9 @@ def test_hemorrhage_and_infusion_change_volume_by_their_integral(
     u = model.default_inputs()
     u[model.input_index("hemorrhage_ml_s")] = 2.0
     u[model.input_index("infusion_ml_s")] = 0.5
-    traj = simulate(model, reference_steady.x, reference_params, u, duration_s=30.0,
-                    record_every=100)
+    traj = simulate(
+        model, reference_steady.x, reference_params, u, duration_s=30.0, record_every=100
+    )
     vol = _blood_volume(model, traj.x)
     np.testing.assert_allclose(vol - vol[0], -1.5 * (traj.t_s - traj.t_s[0]), atol=1e-6)
 
@@ -52,9 +65,7 @@ def test_periodic_steady_state_is_reached_and_detected(
     assert reference_steady.max_rel_change < 1e-4
     # From the detected state, 20 more seconds leave every beat index unchanged.
     beats = simulate(model, reference_steady.x, reference_params, duration_s=20.0).beats()
-    spread = (beats[list(METRICS)].max() - beats[list(METRICS)].min()) / beats[
-        list(METRICS)
-    ].mean()
+    spread = (beats[list(METRICS)].max() - beats[list(METRICS)].min()) / beats[list(METRICS)].mean()
     assert float(spread.max()) < 1e-3, spread.to_dict()
 
 
@@ -75,8 +86,15 @@ def _adaptive_reference(
     pj = jnp.asarray(p)
     f = jax.jit(lambda t, x: model.rhs(t, x, pj, u))
     t_eval = np.arange(0.0, duration_s + 0.5 * rec_dt, rec_dt)
-    sol = solve_ivp(lambda t, x: np.asarray(f(t, x)), (0.0, duration_s), x0, method="DOP853",
-                    rtol=1e-10, atol=1e-10, t_eval=t_eval)
+    sol = solve_ivp(
+        lambda t, x: np.asarray(f(t, x)),
+        (0.0, duration_s),
+        x0,
+        method="DOP853",
+        rtol=1e-10,
+        atol=1e-10,
+        t_eval=t_eval,
+    )
     assert sol.success, sol.message
     return sol.t, sol.y.T
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
+import pandas as pd
 import pytest
 
 from vitaltwin.model import Model
@@ -32,7 +32,7 @@ def test_pwv_rises_with_age() -> None:
     assert pwv[0] == pytest.approx(6.2)
 
 
-def _ss(model: Model, profile: PatientProfile) -> "np.ndarray":
+def _ss(model: Model, profile: PatientProfile) -> pd.Series:
     ss = steady_state(model, personalize(model, profile), initial_state(model, profile))
     assert ss.converged
     return ss.beats.iloc[-3:].mean()

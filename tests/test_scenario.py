@@ -39,19 +39,44 @@ def test_examples_are_shipped_and_valid() -> None:
     [
         ({"name": "x"}, "duration_s"),
         ({"name": "x", "duration_s": -5}, "duration_s"),
-        ({"name": "x", "duration_s": 60, "actions": [{"type": "teleport", "at_s": 1}]},
-         "actions[0]"),
-        ({"name": "x", "duration_s": 60,
-          "actions": [{"type": "hemorrhage", "at_s": 1, "duration_s": 10}]}, "actions[0]"),
-        ({"name": "x", "duration_s": 60,
-          "actions": [{"type": "fluid_bolus", "at_s": 1, "volume_ml": -500}]},
-         "actions[0].fluid_bolus.volume_ml"),
-        ({"name": "x", "duration_s": 60,
-          "actions": [{"type": "fluid_bolus", "at_s": 90, "volume_ml": 500}]}, "at_s"),
+        (
+            {"name": "x", "duration_s": 60, "actions": [{"type": "teleport", "at_s": 1}]},
+            "actions[0]",
+        ),
+        (
+            {
+                "name": "x",
+                "duration_s": 60,
+                "actions": [{"type": "hemorrhage", "at_s": 1, "duration_s": 10}],
+            },
+            "actions[0]",
+        ),
+        (
+            {
+                "name": "x",
+                "duration_s": 60,
+                "actions": [{"type": "fluid_bolus", "at_s": 1, "volume_ml": -500}],
+            },
+            "actions[0].fluid_bolus.volume_ml",
+        ),
+        (
+            {
+                "name": "x",
+                "duration_s": 60,
+                "actions": [{"type": "fluid_bolus", "at_s": 90, "volume_ml": 500}],
+            },
+            "at_s",
+        ),
         ({"name": "x", "duration_s": 60, "patient": {"age_years": 7}}, "patient.age_years"),
         ({"name": "x", "duration_s": 60, "patient": {"sex": "other"}}, "patient.sex"),
-        ({"name": "x", "duration_s": 60, "conditions": [{"parameter": "warp_factor",
-                                                          "factor": 2}]}, "conditions[0]"),
+        (
+            {
+                "name": "x",
+                "duration_s": 60,
+                "conditions": [{"parameter": "warp_factor", "factor": 2}],
+            },
+            "conditions[0]",
+        ),
         ({"name": "x", "duration_s": 60, "colour": "blue"}, "colour"),
     ],
 )
@@ -78,15 +103,23 @@ def test_cli_reports_bad_scenario_without_traceback(tmp_path: Path) -> None:
 
 
 def test_actions_change_inputs_and_parameters_at_their_times() -> None:
-    sc = parse_scenario({
-        "name": "mini", "duration_s": 20, "record_hz": 100,
-        "actions": [
-            {"type": "hemorrhage", "at_s": 2, "duration_s": 4, "volume_ml": 200},
-            {"type": "fluid_infusion", "at_s": 5, "rate_ml_h": 3600},
-            {"type": "set_parameter", "at_s": 10, "parameter": "r_sys_mmhg_s_ml",
-             "factor": 1.5},
-        ],
-    })
+    sc = parse_scenario(
+        {
+            "name": "mini",
+            "duration_s": 20,
+            "record_hz": 100,
+            "actions": [
+                {"type": "hemorrhage", "at_s": 2, "duration_s": 4, "volume_ml": 200},
+                {"type": "fluid_infusion", "at_s": 5, "rate_ml_h": 3600},
+                {
+                    "type": "set_parameter",
+                    "at_s": 10,
+                    "parameter": "r_sys_mmhg_s_ml",
+                    "factor": 1.5,
+                },
+            ],
+        }
+    )
     res = run_scenario(sc)
     ts = res.timeseries
     assert ts["t_s"].iloc[-1] == pytest.approx(20.0)
@@ -104,7 +137,9 @@ def test_actions_change_inputs_and_parameters_at_their_times() -> None:
 
 def test_scenario_run_writes_parquet_and_png(tmp_path: Path) -> None:
     spec = {
-        "name": "short_bleed", "duration_s": 30, "record_hz": 100,
+        "name": "short_bleed",
+        "duration_s": 30,
+        "record_hz": 100,
         "actions": [{"type": "hemorrhage", "at_s": 10, "duration_s": 10, "rate_ml_min": 300}],
     }
     path = _write(tmp_path, spec)

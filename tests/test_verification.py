@@ -26,8 +26,19 @@ def test_grading_thresholds() -> None:
 
 def test_every_resting_value_is_green(report: VerificationReport) -> None:
     names = {c.metric for c in report.resting}
-    assert names == {"hr_bpm", "sbp_mmhg", "dbp_mmhg", "map_mmhg", "co_l_min", "sv_ml", "ef",
-                     "edv_ml", "esv_ml", "cvp_mmhg", "mpap_mmhg"}
+    assert names == {
+        "hr_bpm",
+        "sbp_mmhg",
+        "dbp_mmhg",
+        "map_mmhg",
+        "co_l_min",
+        "sv_ml",
+        "ef",
+        "edv_ml",
+        "esv_ml",
+        "cvp_mmhg",
+        "mpap_mmhg",
+    }
     bad = [(c.metric, round(c.error_pct, 2)) for c in report.resting if c.grade != "green"]
     assert not bad, bad
     for c in report.resting:

@@ -20,8 +20,13 @@ from vitaltwin.simulate import simulate, steady_state
 from vitaltwin.validate.reference import RESTING_ADULT
 
 FREE = (
-    "e_es_lv_mmhg_ml", "lambda_lv_per_ml", "c_sa_ml_mmhg", "r_sys_mmhg_s_ml", "vu_sv_ml",
-    "r_pul_mmhg_s_ml", "p0_rv_mmhg",
+    "e_es_lv_mmhg_ml",
+    "lambda_lv_per_ml",
+    "c_sa_ml_mmhg",
+    "r_sys_mmhg_s_ml",
+    "vu_sv_ml",
+    "r_pul_mmhg_s_ml",
+    "p0_rv_mmhg",
 )
 
 
@@ -69,7 +74,9 @@ def main() -> None:
     q0 = np.log(base[idx])
     lower = np.log([model.parameter(n).lower for n in FREE])
     upper = np.log([model.parameter(n).upper for n in FREE])
-    sol = least_squares(residual, q0, bounds=(lower, upper), diff_step=1e-3, xtol=1e-8, max_nfev=25, verbose=1)
+    sol = least_squares(
+        residual, q0, bounds=(lower, upper), diff_step=1e-3, xtol=1e-8, max_nfev=25, verbose=1
+    )
     res = residual(sol.x)
     for name, value in zip(FREE, np.exp(sol.x), strict=True):
         print(f"{name} = {value:.4g}")

@@ -1,9 +1,9 @@
 """Command-line interface: a thin layer over the library.
 
-    vitaltwin scenario list
-    vitaltwin scenario run FILE|NAME [--out DIR]
-    vitaltwin verify [--json PATH]
-    vitaltwin demo [--out DIR]
+vitaltwin scenario list
+vitaltwin scenario run FILE|NAME [--out DIR]
+vitaltwin verify [--json PATH]
+vitaltwin demo [--out DIR]
 """
 
 from __future__ import annotations
@@ -49,9 +49,13 @@ def _resolve(spec: str) -> Path:
 def _run_with_progress(path: Path) -> ScenarioResult:
     scenario = load_scenario(path)
     with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
         TextColumn("{task.completed:>7.0f}/{task.total:.0f} s simulated"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=False,
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
     ) as bar:
         task = bar.add_task(scenario.name, total=scenario.duration_s)
         return run_scenario(scenario, progress=lambda s: bar.advance(task, s))
@@ -123,17 +127,27 @@ def _print_report(report: object) -> None:
     for col in ("quantity", "expected", "computed", "error %", "grade", "source"):
         t.add_column(col, overflow="fold")
     for c in report.resting:
-        t.add_row(f"{c.label} ({c.unit})", f"{c.expected:g}", f"{c.computed:.4g}",
-                  f"{c.error_pct:+.2f}", f"[{_GRADE_STYLE[c.grade]}]{c.grade}[/]",
-                  c.source[:70] + ("…" if len(c.source) > 70 else ""))
+        t.add_row(
+            f"{c.label} ({c.unit})",
+            f"{c.expected:g}",
+            f"{c.computed:.4g}",
+            f"{c.error_pct:+.2f}",
+            f"[{_GRADE_STYLE[c.grade]}]{c.grade}[/]",
+            c.source[:70] + ("…" if len(c.source) > 70 else ""),
+        )
     console.print(t)
     d = Table(title="Dynamic responses")
     for col in ("scenario", "quantity", "comparison", "expected", "computed", "grade"):
         d.add_column(col, overflow="fold")
-    for c in report.dynamic:
-        d.add_row(c.scenario, c.quantity, c.comparison,
-                  f"{c.expected_direction} [{c.expected_low:g}, {c.expected_high:g}] {c.unit}",
-                  f"{c.computed:+.3g} {c.unit}", f"[{_GRADE_STYLE[c.grade]}]{c.grade}[/]")
+    for dc in report.dynamic:
+        d.add_row(
+            dc.scenario,
+            dc.quantity,
+            dc.comparison,
+            f"{dc.expected_direction} [{dc.expected_low:g}, {dc.expected_high:g}] {dc.unit}",
+            f"{dc.computed:+.3g} {dc.unit}",
+            f"[{_GRADE_STYLE[dc.grade]}]{dc.grade}[/]",
+        )
     console.print(d)
 
 

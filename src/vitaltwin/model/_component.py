@@ -28,7 +28,7 @@ from jax import Array
 
 from vitaltwin.model._spec import Input, Output, Parameter, State
 
-jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_enable_x64", True)  # type: ignore[no-untyped-call]
 
 Vars = Mapping[str, Array]
 
@@ -148,7 +148,9 @@ class Model:
     def default_inputs(self) -> np.ndarray:
         return np.array([i.default for i in self.inputs], dtype=np.float64)
 
-    def params_from(self, values: Mapping[str, float], base: np.ndarray | None = None) -> np.ndarray:
+    def params_from(
+        self, values: Mapping[str, float], base: np.ndarray | None = None
+    ) -> np.ndarray:
         """A parameter vector from ``base`` (defaults) with ``values`` replaced, bounds checked."""
         p = self.default_params() if base is None else np.array(base, dtype=np.float64)
         for name, value in values.items():
@@ -189,15 +191,15 @@ class Model:
             s.update(out)
         return s
 
-    def signals(self, t: Array, x: Array, p: Array, u: Array) -> dict[str, Array]:
+    def signals(self, t: Array | float, x: Array, p: Array, u: Array) -> dict[str, Array]:
         """All algebraic signals (pressures, flows, ...) at one time point."""
         xs, ps, us = self._views(x, p, u)
-        return self._all_signals(t, xs, ps, us)
+        return self._all_signals(jnp.asarray(t), xs, ps, us)
 
-    def rhs(self, t: Array, x: Array, p: Array, u: Array) -> Array:
+    def rhs(self, t: Array | float, x: Array, p: Array, u: Array) -> Array:
         """dx/dt as a flat array, in the order of :attr:`state_names`. Pure; jit/vmap/grad-able."""
         xs, ps, us = self._views(x, p, u)
-        d = self.rhs_named(t, xs, ps, us)
+        d = self.rhs_named(jnp.asarray(t), xs, ps, us)
         return jnp.stack([d[n] for n in self.state_names], axis=-1)
 
     def rhs_named(

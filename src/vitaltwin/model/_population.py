@@ -27,4 +27,5 @@ def sample_parameters(
     draws = np.where(base > 0, draws, base)
     lower = np.array([q.lower for q in model.parameters])
     upper = np.array([q.upper for q in model.parameters])
-    return np.clip(draws, lower, upper)
+    out: np.ndarray = np.clip(draws, lower, upper)
+    return out

@@ -1,10 +1,10 @@
 """Mechanistic physiology: components, composed models and patient profiles."""
 
+from vitaltwin.model import Model
 from vitaltwin.physiology._sources import SOURCES, cite
 from vitaltwin.physiology.baroreflex import Baroreflex
 from vitaltwin.physiology.cardiopulmonary import CardiopulmonaryReflex
 from vitaltwin.physiology.circulation import VOLUME_STATES, Circulation, activation
-from vitaltwin.model import Model
 
 
 def cardiovascular_model(baroreflex: bool = True) -> Model:

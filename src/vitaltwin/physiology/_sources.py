@@ -71,8 +71,7 @@ SOURCES: dict[str, str] = {
         "Surgery 51(2):224-232, 1962"
     ),
     "mosteller1987": (
-        "Mosteller RD. Simplified calculation of body-surface area. N Engl J Med 317(17):1098, "
-        "1987"
+        "Mosteller RD. Simplified calculation of body-surface area. N Engl J Med 317(17):1098, 1987"
     ),
     "rvasc2010": (
         "Reference Values for Arterial Stiffness' Collaboration. Determinants of pulse wave "

@@ -41,27 +41,86 @@ class CardiopulmonaryReflex(Component):
         State("cp_d_r_sys_mmhg_s_ml", "mm[Hg].s/mL", 0.0, "reflex change of systemic resistance"),
     )
     parameters: ClassVar[tuple[Parameter, ...]] = (
-        Parameter("cp_gain", "1", 1.0, 0.0, 3.0, 0.25, "dimensionless scale (1 = Heldt 2002)",
-                  "cardiopulmonary reflex sensitivity scale; 0 opens the loop"),
-        Parameter("cp_p_set_mmhg", "mm[Hg]", 4.0, 0.0, 15.0, 0.1,
-                  "the reference adult's resting CVP in this model [magder2006]",
-                  "set point of the sensed central venous pressure"),
-        Parameter("cp_g_vu_ml_mmhg", "mL/mm[Hg]", 100.0, 0.0, 300.0, 0.0, _H02,
-                  "venous unstressed-volume gain per mmHg of CVP deviation"),
-        Parameter("cp_g_r_s_ml", "s/mL", -0.05, -0.5, 0.0, 0.0, _H02,
-                  "systemic resistance gain (mmHg.s/mL per mmHg of CVP deviation)"),
-        Parameter("cp_d_max_mmhg", "mm[Hg]", 5.0, 1.0, 20.0, 0.0,
-                  "assumption of this model (receptor linear range)",
-                  "largest CVP deviation the reflex responds to"),
-        Parameter("cp_tau_sense_s", "s", 2.0, 0.2, 20.0, 0.0,
-                  "beat averaging of CVP; Ursino 1998 [ursino1998] afferent tau_p = 2.076 s",
-                  "sensing time constant"),
-        Parameter("cp_tau_v_s", "s", 25.0, 1.0, 120.0, 0.0,
-                  "Ursino 1998 [ursino1998]: venous effector tau 20 s + D 5 s",
-                  "venous effector time constant"),
-        Parameter("cp_tau_r_s", "s", 8.0, 1.0, 60.0, 0.0,
-                  "Ursino 1998 [ursino1998]: resistance effector tau 6 s + D 2 s",
-                  "resistance effector time constant"),
+        Parameter(
+            "cp_gain",
+            "1",
+            1.0,
+            0.0,
+            3.0,
+            0.25,
+            "dimensionless scale (1 = Heldt 2002)",
+            "cardiopulmonary reflex sensitivity scale; 0 opens the loop",
+        ),
+        Parameter(
+            "cp_p_set_mmhg",
+            "mm[Hg]",
+            4.0,
+            0.0,
+            15.0,
+            0.1,
+            "the reference adult's resting CVP in this model [magder2006]",
+            "set point of the sensed central venous pressure",
+        ),
+        Parameter(
+            "cp_g_vu_ml_mmhg",
+            "mL/mm[Hg]",
+            100.0,
+            0.0,
+            300.0,
+            0.0,
+            _H02,
+            "venous unstressed-volume gain per mmHg of CVP deviation",
+        ),
+        Parameter(
+            "cp_g_r_s_ml",
+            "s/mL",
+            -0.05,
+            -0.5,
+            0.0,
+            0.0,
+            _H02,
+            "systemic resistance gain (mmHg.s/mL per mmHg of CVP deviation)",
+        ),
+        Parameter(
+            "cp_d_max_mmhg",
+            "mm[Hg]",
+            5.0,
+            1.0,
+            20.0,
+            0.0,
+            "assumption of this model (receptor linear range)",
+            "largest CVP deviation the reflex responds to",
+        ),
+        Parameter(
+            "cp_tau_sense_s",
+            "s",
+            2.0,
+            0.2,
+            20.0,
+            0.0,
+            "beat averaging of CVP; Ursino 1998 [ursino1998] afferent tau_p = 2.076 s",
+            "sensing time constant",
+        ),
+        Parameter(
+            "cp_tau_v_s",
+            "s",
+            25.0,
+            1.0,
+            120.0,
+            0.0,
+            "Ursino 1998 [ursino1998]: venous effector tau 20 s + D 5 s",
+            "venous effector time constant",
+        ),
+        Parameter(
+            "cp_tau_r_s",
+            "s",
+            8.0,
+            1.0,
+            60.0,
+            0.0,
+            "Ursino 1998 [ursino1998]: resistance effector tau 6 s + D 2 s",
+            "resistance effector time constant",
+        ),
     )
     provides = ("cp_d_vu_sv_ml", "cp_d_r_sys_mmhg_s_ml")
     requires: ClassVar[dict[str, float]] = {}
@@ -74,8 +133,9 @@ class CardiopulmonaryReflex(Component):
         }
 
     def derivatives(self, t: Array, x: Vars, p: Vars, u: Vars, s: Vars) -> dict[str, Array]:
-        dev = jnp.clip(x["cp_p_tilde_mmhg"] - p["cp_p_set_mmhg"], -p["cp_d_max_mmhg"],
-                       p["cp_d_max_mmhg"])
+        dev = jnp.clip(
+            x["cp_p_tilde_mmhg"] - p["cp_p_set_mmhg"], -p["cp_d_max_mmhg"], p["cp_d_max_mmhg"]
+        )
         g = p["cp_gain"]
         return {
             "cp_p_tilde_mmhg": (s["p_sv_mmhg"] - x["cp_p_tilde_mmhg"]) / p["cp_tau_sense_s"],

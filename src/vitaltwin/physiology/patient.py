@@ -55,7 +55,7 @@ class PatientProfile(BaseModel):
         return float(np.sqrt(self.height_cm * self.weight_kg / 3600.0))
 
 
-REFERENCE_PATIENT = PatientProfile()
+REFERENCE_PATIENT = PatientProfile(age_years=40.0, sex="male", weight_kg=70.0, height_cm=175.0)
 """The reference adult the default parameters describe: male, 40 y, 70 kg, 175 cm."""
 
 

@@ -9,6 +9,7 @@ of systemic venous and pulmonary arterial pressure. Only complete beats are repo
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 
@@ -19,9 +20,25 @@ import pandas as pd
 
 from vitaltwin.model import Model
 
+BLOOD_STATES = ("v_lv_ml", "v_sa_ml", "v_sv_ml", "v_rv_ml", "v_pa_ml", "v_pv_ml")
+"""States holding blood, summed into the beat table's ``blood_volume_ml``."""
+
 BEAT_COLUMNS = (
-    "t_s", "hr_bpm", "sbp_mmhg", "dbp_mmhg", "map_mmhg", "sv_ml", "co_l_min", "ef", "edv_ml",
-    "esv_ml", "cvp_mmhg", "mpap_mmhg", "rvedv_ml", "rvesv_ml", "blood_volume_ml",
+    "t_s",
+    "hr_bpm",
+    "sbp_mmhg",
+    "dbp_mmhg",
+    "map_mmhg",
+    "sv_ml",
+    "co_l_min",
+    "ef",
+    "edv_ml",
+    "esv_ml",
+    "cvp_mmhg",
+    "mpap_mmhg",
+    "rvedv_ml",
+    "rvesv_ml",
+    "blood_volume_ml",
 )
 
 
@@ -51,16 +68,13 @@ def beat_table(
     starts = np.flatnonzero(np.diff(beat)) + 1
     if starts.size < 2:
         return pd.DataFrame(columns=list(BEAT_COLUMNS))
-    bounds = list(zip(starts[:-1], starts[1:], strict=True))
+    bounds = list(itertools.pairwise(starts))
     p_sa = np.asarray(signals["p_sa_mmhg"])
     p_sv = np.asarray(signals["p_sv_mmhg"])
     p_pa = np.asarray(signals["p_pa_mmhg"])
     v_lv = np.asarray(states["v_lv_ml"])
     v_rv = np.asarray(states["v_rv_ml"])
-    blood = sum(
-        np.asarray(states[k]) for k in ("v_lv_ml", "v_sa_ml", "v_sv_ml", "v_rv_ml", "v_pa_ml",
-                                        "v_pv_ml")
-    )
+    blood = np.sum([np.asarray(states[k]) for k in BLOOD_STATES], axis=0)
     idx = np.array([a for a, _ in bounds])
     end = np.array([b for _, b in bounds])
     # Beat duration from the phase crossings, interpolated between samples.

@@ -105,9 +105,7 @@ def steady_state(
         elapsed += window_s
         if len(beats) >= 3:
             first, last = beats.iloc[1], beats.iloc[-1]
-            rel = [
-                abs(last[m] - first[m]) / max(abs(last[m]), 1e-6) for m in STEADY_METRICS
-            ]
+            rel = [abs(last[m] - first[m]) / max(abs(last[m]), 1e-6) for m in STEADY_METRICS]
             change = float(max(rel))
             if change < tol:
                 return SteadyState(x, True, elapsed, change, beats)

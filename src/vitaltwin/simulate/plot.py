@@ -9,11 +9,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
 
 from vitaltwin.simulate.scenario import ScenarioResult
 
 
-def _mark_events(ax: plt.Axes, res: ScenarioResult) -> None:
+def _mark_events(ax: Axes, res: ScenarioResult) -> None:
     for _, ev in res.events.iterrows():
         ax.axvline(ev.t_s / 60.0, color="0.5", lw=0.8, ls="--")
 

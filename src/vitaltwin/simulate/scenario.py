@@ -25,6 +25,7 @@ are rounded to the recording grid (1 / record_hz).
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -38,7 +39,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from vitaltwin.model import Model
 from vitaltwin.physiology import cardiovascular_model
-from vitaltwin.physiology.patient import PatientProfile, initial_state, personalize
+from vitaltwin.physiology.patient import (
+    REFERENCE_PATIENT,
+    PatientProfile,
+    initial_state,
+    personalize,
+)
 from vitaltwin.simulate._beats import beat_table, trajectory_signals
 from vitaltwin.simulate._run import steady_state
 from vitaltwin.simulate._solver import DEFAULT_DT_S, make_integrator
@@ -96,8 +102,10 @@ class Hemorrhage(_Strict):
     def rate_ml_s(self, blood_volume_ml: float) -> float:
         if self.rate_ml_min is not None:
             return self.rate_ml_min / 60.0
-        vol = self.volume_ml if self.volume_ml is not None else (
-            float(self.fraction_of_blood_volume or 0.0) * blood_volume_ml
+        vol = (
+            self.volume_ml
+            if self.volume_ml is not None
+            else (float(self.fraction_of_blood_volume or 0.0) * blood_volume_ml)
         )
         return vol / self.duration_s
 
@@ -138,7 +146,7 @@ class Scenario(_Strict):
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
     description: str = ""
     fidelity: Literal["beat"] = "beat"
-    patient: PatientProfile = PatientProfile()
+    patient: PatientProfile = REFERENCE_PATIENT
     conditions: list[ParameterChange] = []
     actions: list[Action] = []
     duration_s: Annotated[float, Field(gt=0, le=86400)]
@@ -190,12 +198,16 @@ def parse_scenario(data: object, where: str = "<data>") -> Scenario:
     model = cardiovascular_model()
     for i, c in enumerate(scenario.conditions):
         if c.parameter not in model.param_names:
-            raise ScenarioError(f"invalid scenario {where}:\n  conditions[{i}].parameter: "
-                                f"unknown parameter {c.parameter!r}")
+            raise ScenarioError(
+                f"invalid scenario {where}:\n  conditions[{i}].parameter: "
+                f"unknown parameter {c.parameter!r}"
+            )
     for i, a in enumerate(scenario.actions):
         if isinstance(a, SetParameter) and a.parameter not in model.param_names:
-            raise ScenarioError(f"invalid scenario {where}:\n  actions[{i}].parameter: "
-                                f"unknown parameter {a.parameter!r}")
+            raise ScenarioError(
+                f"invalid scenario {where}:\n  actions[{i}].parameter: "
+                f"unknown parameter {a.parameter!r}"
+            )
     return scenario
 
 
@@ -228,8 +240,17 @@ class _Segment:
 
 
 _CHUNKS = (1000, 100, 10, 1)
-WAVEFORM_SIGNALS = ("p_sa_mmhg", "p_lv_mmhg", "p_sv_mmhg", "p_pa_mmhg", "p_rv_mmhg",
-                    "q_av_ml_s", "heart_period_s", "r_sys_eff_mmhg_s_ml", "e_es_lv_eff_mmhg_ml")
+WAVEFORM_SIGNALS = (
+    "p_sa_mmhg",
+    "p_lv_mmhg",
+    "p_sv_mmhg",
+    "p_pa_mmhg",
+    "p_rv_mmhg",
+    "q_av_ml_s",
+    "heart_period_s",
+    "r_sys_eff_mmhg_s_ml",
+    "e_es_lv_eff_mmhg_ml",
+)
 
 
 def _segments(
@@ -243,8 +264,9 @@ def _segments(
     # Each action becomes (start, stop, input name, rate) or a parameter change at start.
     rates: list[tuple[int, int, str, float]] = []
     changes: list[tuple[int, int, ParameterChange]] = []
-    log = []
-    for k, a in enumerate(scenario.actions):
+    log: list[tuple[float, str, str]] = []
+    for k, act in enumerate(scenario.actions):
+        a = act
         start = idx(a.at_s)
         if isinstance(a, Hemorrhage):
             r = a.rate_ml_s(blood_volume_ml)
@@ -262,20 +284,27 @@ def _segments(
             changes.append((start, k, a))
             how = f"= {a.value:g}" if a.value is not None else f"x {a.factor:g}"
             log.append((a.at_s, a.type, f"{a.parameter} {how}"))
-    cuts = sorted({0, n_total, *(s for s, _, _, _ in rates), *(e for _, e, _, _ in rates),
-                   *(s for s, _, _ in changes)})
+    cuts = sorted(
+        {
+            0,
+            n_total,
+            *(s for s, _, _, _ in rates),
+            *(e for _, e, _, _ in rates),
+            *(s for s, _, _ in changes),
+        }
+    )
     segs: list[_Segment] = []
     p = p0.copy()
-    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+    for lo, hi in itertools.pairwise(cuts):
         for s, _, ch in sorted(changes, key=lambda c: (c[0], c[1])):
-            if s == a:
+            if s == lo:
                 p = ch.apply(model, p)
         u = model.default_inputs()
         for s, e, name, r in rates:
-            if s <= a < e:
+            if s <= lo < e:
                 u[model.input_index(name)] += r
-        if b > a:
-            segs.append(_Segment(a, b, u.copy(), p.copy()))
+        if hi > lo:
+            segs.append(_Segment(lo, hi, u.copy(), p.copy()))
     events = pd.DataFrame(log, columns=["t_s", "action", "detail"])
     return segs, events
 
@@ -332,12 +361,12 @@ def run_scenario(
     times = rec_dt * np.arange(X.shape[0])
     sig = _signals_varying(model, times, X, P, U)
     ts = pd.DataFrame({"t_s": times})
-    for i, n in enumerate(model.state_names):
-        ts[n] = X[:, i]
-    for n in WAVEFORM_SIGNALS:
-        ts[n] = sig[n]
-    for i, n in enumerate(model.input_names):
-        ts[n] = U[:, i]
+    for i, name in enumerate(model.state_names):
+        ts[name] = X[:, i]
+    for name in WAVEFORM_SIGNALS:
+        ts[name] = sig[name]
+    for i, name in enumerate(model.input_names):
+        ts[name] = U[:, i]
     states = {n: X[:, i] for i, n in enumerate(model.state_names)}
     beats = beat_table(times, states, sig)
     return ScenarioResult(scenario, ts, beats, events, ss.converged)
@@ -351,7 +380,7 @@ def _signals_varying(
     # Parameters and inputs are piecewise constant: evaluate per constant run.
     change = np.flatnonzero(np.any(np.diff(np.hstack([P, U]), axis=0) != 0, axis=1)) + 1
     bounds = [0, *change.tolist(), X.shape[0]]
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+    for a, b in itertools.pairwise(bounds):
         sig = trajectory_signals(model, t[a:b], X[a:b], P[a], U[a])
         for k, v in sig.items():
             out.setdefault(k, []).append(v)

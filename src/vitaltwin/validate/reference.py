@@ -24,7 +24,10 @@ RESTING_ADULT: tuple[Reference, ...] = (
     Reference("sbp_mmhg", "Systolic arterial pressure", "mm[Hg]", 120.0, "guyton"),
     Reference("dbp_mmhg", "Diastolic arterial pressure", "mm[Hg]", 80.0, "guyton"),
     Reference(
-        "map_mmhg", "Mean arterial pressure", "mm[Hg]", 96.5,
+        "map_mmhg",
+        "Mean arterial pressure",
+        "mm[Hg]",
+        96.5,
         "meaney2000 (time-averaged MAP = DBP + 0.412 (SBP - DBP) at 120/80 mmHg [guyton])",
     ),
     Reference("co_l_min", "Cardiac output", "L/min", 5.0, "guyton"),

@@ -97,8 +97,16 @@ def resting_checks(dt: float = 1e-3) -> tuple[list[RestingCheck], pd.Series]:
         computed = float(last[r.metric])
         err = 100.0 * (computed - r.expected) / r.expected
         out.append(
-            RestingCheck(r.metric, r.label, r.unit, r.expected, computed, err, grade_error(err),
-                         _source_text(r.source))
+            RestingCheck(
+                r.metric,
+                r.label,
+                r.unit,
+                r.expected,
+                computed,
+                err,
+                grade_error(err),
+                _source_text(r.source),
+            )
         )
     return out, last
 
@@ -115,13 +123,30 @@ def _pct(a: float, b: float) -> float:
 
 
 def _range_check(
-    scenario: str, quantity: str, comparison: str, direction: Literal["increase", "decrease"],
-    low: float, high: float, unit: str, computed: float, source: str,
+    scenario: str,
+    quantity: str,
+    comparison: str,
+    direction: Literal["increase", "decrease"],
+    low: float,
+    high: float,
+    unit: str,
+    computed: float,
+    source: str,
 ) -> DynamicCheck:
     right_way = computed > 0 if direction == "increase" else computed < 0
     ok = right_way and low <= computed <= high
-    return DynamicCheck(scenario, quantity, comparison, direction, low, high, unit,
-                        float(computed), "green" if ok else "red", _source_text(source))
+    return DynamicCheck(
+        scenario,
+        quantity,
+        comparison,
+        direction,
+        low,
+        high,
+        unit,
+        float(computed),
+        "green" if ok else "red",
+        _source_text(source),
+    )
 
 
 def hemorrhage_checks(res: ScenarioResult) -> list[DynamicCheck]:
@@ -133,29 +158,77 @@ def hemorrhage_checks(res: ScenarioResult) -> list[DynamicCheck]:
     name = res.scenario.name
     cmp1 = "end of haemorrhage vs baseline"
     checks = [
-        _range_check(name, "MAP", cmp1, "decrease", -30.0, -2.0, "%",
-                     _pct(base.map_mmhg, bled.map_mmhg),
-                     "scully2016 (a 30 mmHg fall, ~30 % of baseline MAP, needed 27 % blood "
-                     "loss at a similar rate; a 20 % loss lowers MAP by less)"),
-        _range_check(name, "pulse pressure", cmp1, "decrease", -60.0, -5.0, "%",
-                     _pct(base.sbp_mmhg - base.dbp_mmhg, bled.sbp_mmhg - bled.dbp_mmhg),
-                     "atls2018 (class II: pulse pressure decreased)"),
-        _range_check(name, "HR", cmp1, "increase", 5.0, 60.0, "%",
-                     _pct(base.hr_bpm, bled.hr_bpm),
-                     "atls2018 (class II: heart rate normal to increased, 100-120/min)"),
-        _range_check(name, "CO", cmp1, "decrease", -50.0, -10.0, "%",
-                     _pct(base.co_l_min, bled.co_l_min),
-                     "guyton ch. 24 (cardiac output falls with venous return after "
-                     "haemorrhage before arterial pressure does)"),
+        _range_check(
+            name,
+            "MAP",
+            cmp1,
+            "decrease",
+            -30.0,
+            -2.0,
+            "%",
+            _pct(base.map_mmhg, bled.map_mmhg),
+            "scully2016 (a 30 mmHg fall, ~30 % of baseline MAP, needed 27 % blood "
+            "loss at a similar rate; a 20 % loss lowers MAP by less)",
+        ),
+        _range_check(
+            name,
+            "pulse pressure",
+            cmp1,
+            "decrease",
+            -60.0,
+            -5.0,
+            "%",
+            _pct(base.sbp_mmhg - base.dbp_mmhg, bled.sbp_mmhg - bled.dbp_mmhg),
+            "atls2018 (class II: pulse pressure decreased)",
+        ),
+        _range_check(
+            name,
+            "HR",
+            cmp1,
+            "increase",
+            5.0,
+            60.0,
+            "%",
+            _pct(base.hr_bpm, bled.hr_bpm),
+            "atls2018 (class II: heart rate normal to increased, 100-120/min)",
+        ),
+        _range_check(
+            name,
+            "CO",
+            cmp1,
+            "decrease",
+            -50.0,
+            -10.0,
+            "%",
+            _pct(base.co_l_min, bled.co_l_min),
+            "guyton ch. 24 (cardiac output falls with venous return after "
+            "haemorrhage before arterial pressure does)",
+        ),
     ]
     cmp2 = "after 1 L fluid vs end of haemorrhage"
     checks += [
-        _range_check(name, "MAP", cmp2, "increase", 2.0, 40.0, "%",
-                     _pct(bled.map_mmhg, after.map_mmhg),
-                     "guyton ch. 24 (volume replacement restores arterial pressure)"),
-        _range_check(name, "CO", cmp2, "increase", 10.0, 80.0, "%",
-                     _pct(bled.co_l_min, after.co_l_min),
-                     "guyton ch. 24 (volume replacement restores cardiac output)"),
+        _range_check(
+            name,
+            "MAP",
+            cmp2,
+            "increase",
+            2.0,
+            40.0,
+            "%",
+            _pct(bled.map_mmhg, after.map_mmhg),
+            "guyton ch. 24 (volume replacement restores arterial pressure)",
+        ),
+        _range_check(
+            name,
+            "CO",
+            cmp2,
+            "increase",
+            10.0,
+            80.0,
+            "%",
+            _pct(bled.co_l_min, after.co_l_min),
+            "guyton ch. 24 (volume replacement restores cardiac output)",
+        ),
     ]
     return checks
 
@@ -165,13 +238,29 @@ def fluid_checks(res: ScenarioResult) -> list[DynamicCheck]:
     b = res.beats
     base, end = _window(b, 60, 120), _window(b, 690, 720)
     return [
-        _range_check(res.scenario.name, "CO", "end of 500 mL bolus vs baseline", "increase",
-                     1.0, 25.0, "%", _pct(base.co_l_min, end.co_l_min),
-                     "monnet2016 (CO rises with a 500 mL challenge; >= 10-15 % only in "
-                     "preload-dependent patients, about half)"),
-        _range_check(res.scenario.name, "SV", "end of 500 mL bolus vs baseline", "increase",
-                     1.0, 25.0, "%", _pct(base.sv_ml, end.sv_ml),
-                     "monnet2016 (stroke volume rises with preload)"),
+        _range_check(
+            res.scenario.name,
+            "CO",
+            "end of 500 mL bolus vs baseline",
+            "increase",
+            1.0,
+            25.0,
+            "%",
+            _pct(base.co_l_min, end.co_l_min),
+            "monnet2016 (CO rises with a 500 mL challenge; >= 10-15 % only in "
+            "preload-dependent patients, about half)",
+        ),
+        _range_check(
+            res.scenario.name,
+            "SV",
+            "end of 500 mL bolus vs baseline",
+            "increase",
+            1.0,
+            25.0,
+            "%",
+            _pct(base.sv_ml, end.sv_ml),
+            "monnet2016 (stroke volume rises with preload)",
+        ),
     ]
 
 
@@ -181,16 +270,50 @@ def contractility_checks(res: ScenarioResult, rest: pd.Series) -> list[DynamicCh
     name = res.scenario.name
     cmp = "compensated steady state vs healthy adult"
     return [
-        _range_check(name, "EF", cmp, "decrease", -0.45, -0.15, "absolute",
-                     float(hf.ef - rest.ef), "mcdonagh2021 (HFrEF: LVEF <= 40 %)"),
-        _range_check(name, "LVEDV", cmp, "increase", 5.0, 80.0, "%",
-                     _pct(rest.edv_ml, hf.edv_ml), "mcdonagh2021 (LV dilatation in HFrEF)"),
-        _range_check(name, "CO", cmp, "decrease", -45.0, -5.0, "%",
-                     _pct(rest.co_l_min, hf.co_l_min),
-                     "mcdonagh2021 (reduced cardiac output in HFrEF)"),
-        _range_check(name, "HR", cmp, "increase", 0.5, 40.0, "%",
-                     _pct(rest.hr_bpm, hf.hr_bpm),
-                     "mcdonagh2021 (sympathetic activation: resting tachycardia in HFrEF)"),
+        _range_check(
+            name,
+            "EF",
+            cmp,
+            "decrease",
+            -0.45,
+            -0.15,
+            "absolute",
+            float(hf.ef - rest.ef),
+            "mcdonagh2021 (HFrEF: LVEF <= 40 %)",
+        ),
+        _range_check(
+            name,
+            "LVEDV",
+            cmp,
+            "increase",
+            5.0,
+            80.0,
+            "%",
+            _pct(rest.edv_ml, hf.edv_ml),
+            "mcdonagh2021 (LV dilatation in HFrEF)",
+        ),
+        _range_check(
+            name,
+            "CO",
+            cmp,
+            "decrease",
+            -45.0,
+            -5.0,
+            "%",
+            _pct(rest.co_l_min, hf.co_l_min),
+            "mcdonagh2021 (reduced cardiac output in HFrEF)",
+        ),
+        _range_check(
+            name,
+            "HR",
+            cmp,
+            "increase",
+            0.5,
+            40.0,
+            "%",
+            _pct(rest.hr_bpm, hf.hr_bpm),
+            "mcdonagh2021 (sympathetic activation: resting tachycardia in HFrEF)",
+        ),
     ]
 
 
@@ -198,9 +321,18 @@ def ejection_fraction_check(res: ScenarioResult) -> DynamicCheck:
     """The compensated EF itself must fall in the HFrEF band (0.15-0.40)."""
     hf = _window(res.beats, 0, 120)
     ok = 0.15 <= float(hf.ef) <= 0.40
-    return DynamicCheck(res.scenario.name, "EF value", "compensated steady state", "decrease",
-                        0.15, 0.40, "fraction", float(hf.ef), "green" if ok else "red",
-                        _source_text("mcdonagh2021 (HFrEF: LVEF <= 40 %)"))
+    return DynamicCheck(
+        res.scenario.name,
+        "EF value",
+        "compensated steady state",
+        "decrease",
+        0.15,
+        0.40,
+        "fraction",
+        float(hf.ef),
+        "green" if ok else "red",
+        _source_text("mcdonagh2021 (HFrEF: LVEF <= 40 %)"),
+    )
 
 
 @dataclass
@@ -210,7 +342,8 @@ class VerificationReport:
 
     @property
     def all_green(self) -> bool:
-        return all(c.grade == "green" for c in [*self.resting, *self.dynamic])
+        grades = [c.grade for c in self.resting] + [c.grade for c in self.dynamic]
+        return all(g == "green" for g in grades)
 
     def to_json(self) -> str:
         return json.dumps(
