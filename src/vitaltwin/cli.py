@@ -9,6 +9,7 @@ vitaltwin demo [--out DIR]
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -28,7 +29,8 @@ from vitaltwin.simulate.scenario import (
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="vitaltwin: patient twins.")
 scenario_app = typer.Typer(no_args_is_help=True, help="Run and list scenarios.")
 app.add_typer(scenario_app, name="scenario")
-console = Console()
+# Tables are wide: when the output is not a terminal (logs, CI), do not wrap at 80 columns.
+console = Console() if sys.stdout.isatty() else Console(width=160)
 err_console = Console(stderr=True)
 
 _GRADE_STYLE = {"green": "green", "yellow": "yellow", "red": "bold red"}
