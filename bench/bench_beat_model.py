@@ -48,12 +48,14 @@ def main() -> None:
     console.print(
         f"[bold]beat-resolved model[/]: {model.n_states} states, {model.n_params} parameters, "
         f"RK4 at dt = {dt * 1e3:g} ms, float64, jax {jax.__version__} on "
-        f"{jax.devices()[0].platform}, {os.cpu_count()} cores ({platform.processor() or '?'})"
+        f"{jax.devices()[0].platform} ({len(jax.devices())} devices), {os.cpu_count()} cores, "
+        f"{platform.machine()}"
     )
 
     # --- one patient ----------------------------------------------------------------
+    per_second = round(1.0 / dt)  # steps in one simulated second: one record per second
     sim_one = 120.0
-    integ = make_integrator(model, dt, 1000, int(sim_one))
+    integ = make_integrator(model, dt, per_second, int(sim_one))
     xj, pj, uj = jnp.asarray(x_ss), jnp.asarray(p_ref), jnp.asarray(u)
     integ(xj, pj, uj, jnp.asarray(0.0))[1].block_until_ready()  # compile
     wall_one = _best_of(lambda: integ(xj, pj, uj, jnp.asarray(0.0))[1].block_until_ready())
@@ -85,7 +87,7 @@ def main() -> None:
     X = np.tile(x_ss, (n, 1))
     U = np.tile(u, (n, 1))
     sim_batch = 10.0
-    binteg = make_integrator(model, dt, 1000, int(sim_batch), batched=True)
+    binteg = make_integrator(model, dt, per_second, int(sim_batch), batched=True)
     Xj, Pj, Uj = jnp.asarray(X), jnp.asarray(P), jnp.asarray(U)
     x_end, _ = binteg(Xj, Pj, Uj, jnp.asarray(0.0))
     x_end.block_until_ready()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from vitaltwin.model import Component, Model, Output, Parameter, State, Vars
-from vitaltwin.physiology import Baroreflex, Circulation, cardiovascular_model
+from vitaltwin.physiology import Baroreceptors, Baroreflex, Circulation, cardiovascular_model
 from vitaltwin.simulate import make_integrator
 
 
@@ -86,7 +86,7 @@ def test_components_compose_through_signals_without_editing_each_other() -> None
 
 
 def test_rhs_is_float64_jittable_vmappable_and_differentiable() -> None:
-    model = Model([Baroreflex(), Circulation()])
+    model = Model([Baroreflex(), Baroreceptors(), Circulation()])
     x = jnp.asarray(model.default_state())
     p = jnp.asarray(model.default_params())
     u = jnp.asarray(model.default_inputs())

@@ -153,3 +153,16 @@ def test_scenario_run_writes_parquet_and_png(tmp_path: Path) -> None:
     assert {"map_mmhg", "co_l_min", "ef"} <= set(beats.columns)
     for png in ("plot.png", "pv_loops.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unstable_integration_is_reported_not_returned() -> None:
+    sc = parse_scenario(
+        {
+            "name": "coarse",
+            "duration_s": 20,
+            "record_hz": 10,
+            "actions": [{"type": "fluid_bolus", "at_s": 1, "volume_ml": 3000, "duration_s": 10}],
+        }
+    )
+    with pytest.raises(ScenarioError, match="unstable"):
+        run_scenario(sc, dt=0.05)

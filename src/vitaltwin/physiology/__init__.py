@@ -2,7 +2,7 @@
 
 from vitaltwin.model import Model
 from vitaltwin.physiology._sources import SOURCES, cite
-from vitaltwin.physiology.baroreflex import Baroreflex
+from vitaltwin.physiology.baroreflex import Baroreceptors, Baroreflex
 from vitaltwin.physiology.cardiopulmonary import CardiopulmonaryReflex
 from vitaltwin.physiology.circulation import VOLUME_STATES, Circulation, activation
 
@@ -15,12 +15,15 @@ def cardiovascular_model(baroreflex: bool = True) -> Model:
     """
     if not baroreflex:
         return Model([Circulation()], name="beat-cv-open-loop")
-    return Model([Baroreflex(), CardiopulmonaryReflex(), Circulation()], name="beat-cv")
+    return Model(
+        [Baroreflex(), Baroreceptors(), CardiopulmonaryReflex(), Circulation()], name="beat-cv"
+    )
 
 
 __all__ = [
     "SOURCES",
     "VOLUME_STATES",
+    "Baroreceptors",
     "Baroreflex",
     "CardiopulmonaryReflex",
     "Circulation",

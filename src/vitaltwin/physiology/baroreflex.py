@@ -61,7 +61,6 @@ class Baroreflex(Component):
 
     name = "baroreflex"
     states: ClassVar[tuple[State, ...]] = (
-        State("baro_p_tilde_mmhg", "mm[Hg]", 98.9, "pressure sensed by the baroreceptors"),
         State("baro_rel_e_es_lv", "1", 0.0, "relative change of LV contractility"),
         State("baro_rel_e_es_rv", "1", 0.0, "relative change of RV contractility"),
         State("baro_rel_r_sys", "1", 0.0, "relative change of systemic resistance"),
@@ -94,8 +93,6 @@ class Baroreflex(Component):
         Parameter("baro_k_a_mmhg", "mm[Hg]", 11.758, 5.0, 25.0, 0.0, _U98, "afferent slope"),
         Parameter("baro_f_min_hz", "Hz", 2.52, 0.0, 10.0, 0.0, _U98, "afferent minimum rate"),
         Parameter("baro_f_max_hz", "Hz", 47.78, 20.0, 80.0, 0.0, _U98, "afferent maximum rate"),
-        Parameter("baro_tau_p_s", "s", 2.076, 0.5, 10.0, 0.0, _U98, "afferent filter time"),
-        Parameter("baro_tau_z_s", "s", 6.37, 0.0, 20.0, 0.0, _U98, "afferent rate sensitivity"),
         Parameter("baro_f_es_inf_hz", "Hz", 2.10, 0.0, 10.0, 0.0, _U98, "f_es,inf"),
         Parameter("baro_f_es_0_hz", "Hz", 16.11, 5.0, 40.0, 0.0, _U98, "f_es,0"),
         Parameter("baro_k_es_s", "s", 0.0675, 0.01, 0.2, 0.0, _U98, "k_es"),
@@ -242,9 +239,7 @@ class Baroreflex(Component):
         }
 
     def derivatives(self, t: Array, x: Vars, p: Vars, u: Vars, s: Vars) -> dict[str, Array]:
-        p_sa = s["p_sa_mmhg"]
-        p_tilde = x["baro_p_tilde_mmhg"]
-        f_as = _afferent(p_tilde, p)
+        f_as = _afferent(x["baro_p_tilde_mmhg"], p)
         d_sym = p["baro_gain"] * (_drive(_sympathetic(f_as, p), p) - p["baro_drive_ref"])
         d_vag = p["baro_gain"] * (_vagal(f_as, p) - p["baro_f_ev_ref_hz"])
 
@@ -252,8 +247,6 @@ class Baroreflex(Component):
             return (target - x[state]) / p[tau]
 
         return {
-            "baro_p_tilde_mmhg": (p_sa + p["baro_tau_z_s"] * s["dp_sa_dt_mmhg_s"] - p_tilde)
-            / p["baro_tau_p_s"],
             "baro_rel_e_es_lv": lag(p["baro_g_e_lv"] * d_sym, "baro_rel_e_es_lv", "baro_tau_e_s"),
             "baro_rel_e_es_rv": lag(p["baro_g_e_rv"] * d_sym, "baro_rel_e_es_rv", "baro_tau_e_s"),
             "baro_rel_r_sys": lag(p["baro_g_r_sys"] * d_sym, "baro_rel_r_sys", "baro_tau_r_s"),
@@ -261,3 +254,30 @@ class Baroreflex(Component):
             "baro_d_t_s_s": lag(p["baro_g_t_s_s"] * d_sym, "baro_d_t_s_s", "baro_tau_t_s_s"),
             "baro_d_t_v_s": lag(p["baro_g_t_v_s_hz"] * d_vag, "baro_d_t_v_s", "baro_tau_t_v_s"),
         }
+
+
+class Baroreceptors(Component):
+    """Ursino 1998's afferent filter: the pressure the carotid baroreceptors sense.
+
+    tau_p dp~/dt = P + tau_z dP/dt - p~. It is linear and follows the pulsatile pressure (gain
+    tau_z / tau_p ~ 3 at heart rate), so it is integrated with the fast states; the effectors
+    of :class:`Baroreflex`, slow, read it.
+    """
+
+    name = "baroreceptors"
+    states: ClassVar[tuple[State, ...]] = (
+        State("baro_p_tilde_mmhg", "mm[Hg]", 98.9, "pressure sensed by the baroreceptors"),
+    )
+    parameters: ClassVar[tuple[Parameter, ...]] = (
+        Parameter("baro_tau_p_s", "s", 2.076, 0.5, 10.0, 0.0, _U98, "afferent filter time"),
+        Parameter("baro_tau_z_s", "s", 6.37, 0.0, 20.0, 0.0, _U98, "afferent rate sensitivity"),
+    )
+    provides = ()
+    requires: ClassVar[dict[str, float]] = {}
+
+    def signals(self, t: Array, x: Vars, p: Vars, u: Vars, s: Vars) -> dict[str, Array]:
+        return {}
+
+    def derivatives(self, t: Array, x: Vars, p: Vars, u: Vars, s: Vars) -> dict[str, Array]:
+        drive = s["p_sa_mmhg"] + p["baro_tau_z_s"] * s["dp_sa_dt_mmhg_s"]
+        return {"baro_p_tilde_mmhg": (drive - x["baro_p_tilde_mmhg"]) / p["baro_tau_p_s"]}

@@ -150,7 +150,7 @@ class Scenario(_Strict):
     conditions: list[ParameterChange] = []
     actions: list[Action] = []
     duration_s: Annotated[float, Field(gt=0, le=86400)]
-    record_hz: Annotated[float, Field(gt=0, le=1000)] = 100.0
+    record_hz: Annotated[float, Field(gt=0, le=500)] = 100.0
 
     @model_validator(mode="after")
     def _actions_in_time(self) -> Scenario:
@@ -349,7 +349,14 @@ def run_scenario(
         for n in _chunks(seg.stop - seg.start):
             integ = make_integrator(model, dt, steps, n)
             x, rec = integ(x, pj, uj, jnp.asarray(t))
-            xs.append(np.asarray(rec))
+            rec_np = np.asarray(rec)
+            if not np.all(np.isfinite(rec_np)):
+                raise ScenarioError(
+                    f"scenario {scenario.name}: the integration became unstable between "
+                    f"t = {t:g} s and {t + n * rec_dt:g} s (non-finite state); the physiology "
+                    f"left the model's range or dt = {dt:g} s is too large for it"
+                )
+            xs.append(rec_np)
             ps.append(np.broadcast_to(seg.p, (n, seg.p.size)))
             us.append(np.broadcast_to(seg.u, (n, seg.u.size)))
             t += n * rec_dt

@@ -23,7 +23,7 @@ import pandas as pd
 
 from vitaltwin.physiology import cardiovascular_model, cite
 from vitaltwin.physiology.patient import REFERENCE_PATIENT, initial_state, personalize
-from vitaltwin.simulate import steady_state
+from vitaltwin.simulate import DEFAULT_DT_S, steady_state
 from vitaltwin.simulate.scenario import (
     ScenarioResult,
     example_scenarios,
@@ -81,11 +81,11 @@ def _source_text(src: str) -> str:
     return f"{full}; here: {rest.strip('() ')}" if rest else full
 
 
-def resting_checks(dt: float = 1e-3) -> tuple[list[RestingCheck], pd.Series]:
+def resting_checks(dt: float = DEFAULT_DT_S) -> tuple[list[RestingCheck], pd.Series]:
     """The reference adult's steady state against :data:`RESTING_ADULT`."""
     model = cardiovascular_model()
     p = personalize(model, REFERENCE_PATIENT)
-    ss = steady_state(model, p, initial_state(model, REFERENCE_PATIENT), dt=dt, tol=1e-5)
+    ss = steady_state(model, p, initial_state(model, REFERENCE_PATIENT), dt=dt)
     if not ss.converged:
         raise RuntimeError(
             f"reference adult did not reach a periodic steady state "
