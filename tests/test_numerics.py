@@ -23,20 +23,9 @@ from vitaltwin.simulate import (
     simulate,
     trajectory_signals,
 )
+from vitaltwin.validate.reference import RESTING_ADULT
 
-METRICS = (
-    "hr_bpm",
-    "sbp_mmhg",
-    "dbp_mmhg",
-    "map_mmhg",
-    "sv_ml",
-    "co_l_min",
-    "ef",
-    "edv_ml",
-    "esv_ml",
-    "cvp_mmhg",
-    "mpap_mmhg",
-)
+METRICS = tuple(r.metric for r in RESTING_ADULT)  # the verification outputs
 
 
 def _blood_volume(model: Model, x: np.ndarray) -> np.ndarray:

@@ -118,23 +118,20 @@ class Model:
     def n_inputs(self) -> int:
         return len(self.inputs)
 
-    def state_index(self, name: str) -> int:
+    def _lookup(self, table: Mapping[str, int], kind: str, name: str) -> int:
         try:
-            return self._state_index[name]
+            return table[name]
         except KeyError:
-            raise KeyError(f"model {self.name!r} has no state {name!r}") from None
+            raise KeyError(f"model {self.name!r} has no {kind} {name!r}") from None
+
+    def state_index(self, name: str) -> int:
+        return self._lookup(self._state_index, "state", name)
 
     def param_index(self, name: str) -> int:
-        try:
-            return self._param_index[name]
-        except KeyError:
-            raise KeyError(f"model {self.name!r} has no parameter {name!r}") from None
+        return self._lookup(self._param_index, "parameter", name)
 
     def input_index(self, name: str) -> int:
-        try:
-            return self._input_index[name]
-        except KeyError:
-            raise KeyError(f"model {self.name!r} has no input {name!r}") from None
+        return self._lookup(self._input_index, "input", name)
 
     def parameter(self, name: str) -> Parameter:
         return self.parameters[self.param_index(name)]
