@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -29,8 +30,7 @@ from vitaltwin.simulate import DEFAULT_DT_S, make_integrator, steady_state
 console = Console()
 
 
-def _best_of(fn: object, repeats: int = 3) -> float:
-    assert callable(fn)
+def _best_of(fn: Callable[[], object], repeats: int = 3) -> float:
     best = np.inf
     for _ in range(repeats):
         t0 = time.perf_counter()

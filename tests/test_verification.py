@@ -53,7 +53,7 @@ def test_every_dynamic_response_has_right_direction_and_magnitude(
     assert scenarios == {"hemorrhage_then_fluid", "fluid_challenge", "heart_failure"}
     for c in report.dynamic:
         assert c.expected_low <= c.computed <= c.expected_high, c
-        if c.unit != "fraction":
+        if c.expected_direction != "within":
             assert (c.computed > 0) == (c.expected_direction == "increase"), c
         assert c.grade == "green"
     # The haemorrhage checks cover MAP, CO and HR trends.

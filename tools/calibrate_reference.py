@@ -58,13 +58,13 @@ def main() -> None:
     model = cardiovascular_model(baroreflex=False)
     base = model.default_params()
     idx = [model.param_index(n) for n in FREE]
-    x_state = {"x": model.default_state()}
+    x0 = model.default_state()
     targets = [r for r in RESTING_ADULT if r.metric != "hr_bpm"]
 
     def residual(logq: np.ndarray) -> np.ndarray:
         p = base.copy()
         p[idx] = np.exp(logq)
-        traj = simulate(model, x_state["x"], p, duration_s=60.0, record_every=1)
+        traj = simulate(model, x0, p, duration_s=60.0, record_every=1)
         last = traj.beats().iloc[-3:].mean()
         res = np.array([(last[r.metric] - r.expected) / r.expected for r in targets])
         res = np.where(np.isfinite(res), res, 10.0)

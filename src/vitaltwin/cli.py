@@ -25,6 +25,8 @@ from vitaltwin.simulate.scenario import (
     load_scenario,
     run_scenario,
 )
+from vitaltwin.validate.verification import VerificationReport
+from vitaltwin.validate.verification import verify as run_verify
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="vitaltwin: patient twins.")
 scenario_app = typer.Typer(no_args_is_help=True, help="Run and list scenarios.")
@@ -121,10 +123,7 @@ def scenario_run(
         console.print(f"  {kind:<10} {f}")
 
 
-def _print_report(report: object) -> None:
-    from vitaltwin.validate.verification import VerificationReport
-
-    assert isinstance(report, VerificationReport)
+def _print_report(report: VerificationReport) -> None:
     t = Table(title="Resting healthy adult (reference patient)", show_lines=False)
     for col in ("quantity", "expected", "computed", "error %", "grade", "source"):
         t.add_column(col, overflow="fold")
@@ -160,15 +159,19 @@ def verify(
     ),
 ) -> None:
     """Verification table: expected vs computed with % error and grade, sources in the JSON."""
-    from vitaltwin.validate.verification import verify as run_verify
+    if not _verify_and_report(json_path):
+        raise typer.Exit(1)
 
+
+def _verify_and_report(json_path: Path, results: dict[str, ScenarioResult] | None = None) -> bool:
+    """Print the verification table and write its JSON; True when every check is green."""
     with console.status("verifying") as status:
-        report = run_verify(progress=lambda m: status.update(f"verifying: {m}"))
+        report = run_verify(progress=lambda m: status.update(f"verifying: {m}"), results=results)
     _print_report(report)
     console.print(f"JSON: {report.write_json(json_path)}")
     if not report.all_green:
         console.print("[bold red]not every check is green[/]")
-        raise typer.Exit(1)
+    return report.all_green
 
 
 @app.command()
@@ -177,14 +180,17 @@ def demo(
 ) -> None:
     """Run every example scenario and the verification table; print where the plots are."""
     plots = []
+    results = {}
     for name, path in example_scenarios().items():
-        res = _run_with_progress(path)
-        files = write_result(res, out / name)
+        results[name] = _run_with_progress(path)
+        files = write_result(results[name], out / name)
         plots += [files["plot"], files["pv_loops"]]
-    verify(out / "verification.json")
+    all_green = _verify_and_report(out / "verification.json", results)
     console.print("\n[bold]Plots:[/]")
     for p in plots:
         console.print(f"  {p.resolve()}")
+    if not all_green:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -161,7 +161,8 @@ class Model:
         return p
 
     # ------------------------------------------------------------- evaluation
-    def _views(self, x: Array, p: Array, u: Array) -> tuple[Vars, Vars, Vars]:
+    def split(self, x: Array, p: Array, u: Array) -> tuple[Vars, Vars, Vars]:
+        """Flat vectors (last axis) to name -> array mappings; parameters come prepared."""
         xs = {n: x[..., i] for i, n in enumerate(self.state_names)}
         ps = self.prepare({n: p[..., i] for i, n in enumerate(self.param_names)})
         us = {n: u[..., i] for i, n in enumerate(self.input_names)}
@@ -178,7 +179,8 @@ class Model:
             out.update(extra)
         return out
 
-    def _all_signals(self, t: Array, xs: Vars, ps: Vars, us: Vars) -> dict[str, Array]:
+    def signals_named(self, t: Array, xs: Vars, ps: Vars, us: Vars) -> dict[str, Array]:
+        """All signals from named states and prepared parameters, in component order."""
         s: dict[str, Array] = {k: jnp.asarray(v) for k, v in self._neutral.items()}
         for c in self.components:
             out = c.signals(t, xs, ps, us, s)
@@ -190,27 +192,24 @@ class Model:
 
     def signals(self, t: Array | float, x: Array, p: Array, u: Array) -> dict[str, Array]:
         """All algebraic signals (pressures, flows, ...) at one time point."""
-        xs, ps, us = self._views(x, p, u)
-        return self._all_signals(jnp.asarray(t), xs, ps, us)
+        xs, ps, us = self.split(x, p, u)
+        return self.signals_named(jnp.asarray(t), xs, ps, us)
 
     def rhs(self, t: Array | float, x: Array, p: Array, u: Array) -> Array:
         """dx/dt as a flat array, in the order of :attr:`state_names`. Pure; jit/vmap/grad-able."""
-        xs, ps, us = self._views(x, p, u)
+        xs, ps, us = self.split(x, p, u)
         d = self.rhs_named(jnp.asarray(t), xs, ps, us)
         return jnp.stack([d[n] for n in self.state_names], axis=-1)
 
-    def rhs_named(
-        self, t: Array, xs: Vars, ps: Vars, us: Vars, part: str = "all"
-    ) -> dict[str, Array]:
+    def rhs_named(self, t: Array, xs: Vars, ps: Vars, us: Vars) -> dict[str, Array]:
         """dx/dt on named scalars (or equally shaped arrays): the form the solvers loop over.
 
         Keeping states as separate arrays inside a compiled loop avoids a gather and a
         concatenation per right-hand-side evaluation, which dominate at one patient.
-        ``ps`` must come from :meth:`prepare` (or :meth:`split`). ``part`` selects the
-        derivatives returned: ``"all"``, ``"fast"`` or ``"slow"`` components only.
+        ``ps`` must come from :meth:`prepare` (or :meth:`split`).
         """
-        s = self._all_signals(t, xs, ps, us)
-        return self.derivatives_given_signals(t, xs, ps, us, s, part)
+        s = self.signals_named(t, xs, ps, us)
+        return self.derivatives_given_signals(t, xs, ps, us, s)
 
     def derivatives_given_signals(
         self, t: Array, xs: Vars, ps: Vars, us: Vars, s: Vars, part: str = "all"
@@ -226,10 +225,6 @@ class Model:
             raise RuntimeError(f"no derivative returned for states {sorted(missing)}")
         return d
 
-    def signals_named(self, t: Array, xs: Vars, ps: Vars, us: Vars) -> dict[str, Array]:
-        """All signals from named states and prepared parameters."""
-        return self._all_signals(t, xs, ps, us)
-
     def _part(self, part: str) -> tuple[Component, ...]:
         if part == "all":
             return self.components
@@ -243,16 +238,6 @@ class Model:
     def slow_state_names(self) -> tuple[str, ...]:
         return tuple(st.name for c in self.components if c.slow for st in c.states)
 
-    def split(self, x: Array, p: Array, u: Array) -> tuple[Vars, Vars, Vars]:
-        """Flat vectors (last axis) to name -> array mappings; parameters come prepared."""
-        return self._views(x, p, u)
-
     def join_states(self, xs: Vars) -> Array:
         """Name -> array mapping back to a flat state vector (last axis)."""
         return jnp.stack([xs[n] for n in self.state_names], axis=-1)
-
-    def describe(self) -> str:
-        lines = [f"model {self.name}: " + ", ".join(c.name for c in self.components)]
-        for q in self.parameters:
-            lines.append(f"  {q.name} = {q.default:g} {q.unit} [{q.lower:g}, {q.upper:g}]")
-        return "\n".join(lines)

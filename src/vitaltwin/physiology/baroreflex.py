@@ -1,8 +1,8 @@
 """Arterial baroreflex after Ursino 1998 [ursino1998].
 
 Afferent pathway: the sensed pressure p~ follows arterial pressure through a first-order filter
-with a derivative (rate-sensitive) term, tau_p dp~/dt = P + tau_z dP/dt - p~, and the carotid
-sinus nerve fires at
+with a derivative (rate-sensitive) term, tau_p dp~/dt = P + tau_z dP/dt - p~ (the fast
+:class:`Baroreceptors` component), and the carotid sinus nerve fires at
 
     f_as = (f_min + f_max exp((p~ - P_n)/k_a)) / (1 + exp((p~ - P_n)/k_a)).
 

@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from vitaltwin.model import Model
+from vitaltwin.physiology.circulation import VOLUME_STATES
 
 _PWV_AGE_Y = np.array([25.0, 35.0, 45.0, 55.0, 65.0, 75.0])
 _PWV_M_S = np.array([6.2, 6.5, 7.2, 8.3, 10.3, 10.9])
@@ -92,8 +93,6 @@ def initial_state(model: Model, profile: PatientProfile) -> np.ndarray:
     Only the states listed in :data:`vitaltwin.physiology.circulation.VOLUME_STATES` hold
     blood; they are scaled together, and the distribution settles at the steady state.
     """
-    from vitaltwin.physiology.circulation import VOLUME_STATES
-
     x = model.default_state()
     idx = [model.state_index(n) for n in VOLUME_STATES if n in model.state_names]
     if idx:

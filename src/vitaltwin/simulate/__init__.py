@@ -2,7 +2,7 @@
 
 from vitaltwin.simulate._beats import BEAT_COLUMNS, beat_table, trajectory_signals
 from vitaltwin.simulate._run import SteadyState, Trajectory, simulate, steady_state
-from vitaltwin.simulate._solver import DEFAULT_DT_S, make_integrator, partitioned_step, rk4_step
+from vitaltwin.simulate._solver import DEFAULT_DT_S, make_integrator, partitioned_step
 
 __all__ = [
     "BEAT_COLUMNS",
@@ -12,7 +12,6 @@ __all__ = [
     "beat_table",
     "make_integrator",
     "partitioned_step",
-    "rk4_step",
     "simulate",
     "steady_state",
     "trajectory_signals",

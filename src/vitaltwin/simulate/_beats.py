@@ -19,9 +19,7 @@ import numpy as np
 import pandas as pd
 
 from vitaltwin.model import Model
-
-BLOOD_STATES = ("v_lv_ml", "v_sa_ml", "v_sv_ml", "v_rv_ml", "v_pa_ml", "v_pv_ml")
-"""States holding blood, summed into the beat table's ``blood_volume_ml``."""
+from vitaltwin.physiology.circulation import VOLUME_STATES
 
 BEAT_COLUMNS = (
     "t_s",
@@ -74,7 +72,7 @@ def beat_table(
     p_pa = np.asarray(signals["p_pa_mmhg"])
     v_lv = np.asarray(states["v_lv_ml"])
     v_rv = np.asarray(states["v_rv_ml"])
-    blood = np.sum([np.asarray(states[k]) for k in BLOOD_STATES], axis=0)
+    blood = np.sum([np.asarray(states[k]) for k in VOLUME_STATES], axis=0)
     idx = np.array([a for a, _ in bounds])
     end = np.array([b for _, b in bounds])
     # Beat duration from the phase crossings, interpolated between samples.

@@ -12,8 +12,6 @@ from vitaltwin.model import Model
 from vitaltwin.simulate._beats import beat_table, trajectory_signals
 from vitaltwin.simulate._solver import DEFAULT_DT_S, make_integrator
 
-STEADY_METRICS = ("hr_bpm", "map_mmhg", "sbp_mmhg", "dbp_mmhg", "sv_ml", "edv_ml", "cvp_mmhg")
-
 
 @dataclass
 class Trajectory:
@@ -69,7 +67,7 @@ def simulate(
 
 @dataclass(frozen=True)
 class SteadyState:
-    """A periodic steady state: the state at a beat boundary and its last beats' indices."""
+    """A periodic steady state: the last state reached and the last window's beat indices."""
 
     x: np.ndarray
     converged: bool
@@ -112,13 +110,14 @@ def steady_state(
     on the step grid jitters by ~1e-4 from beat to beat. The returned state is the last recorded
     state (time origin reset to 0, phase kept).
     """
+    if not 0 < window_s <= max_time_s:
+        raise ValueError(f"need 0 < window_s <= max_time_s, got {window_s} and {max_time_s}")
     x = model.default_state() if x0 is None else np.asarray(x0, dtype=np.float64)
-    i_phase = model.state_index("phase_cycles")
-    keep = np.array([i != i_phase for i in range(model.n_states)])
+    keep = np.arange(model.n_states) != model.state_index("phase_cycles")
     elapsed = 0.0
     change = np.inf
-    beats = pd.DataFrame()
-    while elapsed < max_time_s:
+    converged = False
+    while not converged and elapsed < max_time_s:
         traj = simulate(model, x, p, u, window_s, dt, record_every=1)
         x = traj.x[-1]
         elapsed += window_s
@@ -126,7 +125,5 @@ def steady_state(
         if len(sec) >= 2:
             a, b = sec[-2][keep], sec[-1][keep]
             change = float(np.max(np.abs(b - a) / np.maximum(np.abs(b), 1.0)))
-            if change < tol:
-                return SteadyState(x, True, elapsed, change, traj.beats())
-    beats = traj.beats()
-    return SteadyState(x, False, elapsed, change, beats)
+            converged = change < tol
+    return SteadyState(x, converged, elapsed, change, traj.beats())

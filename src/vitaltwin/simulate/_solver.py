@@ -27,7 +27,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vitaltwin.model import Model, Vars
 
-NamedRHS = Callable[[Array, Vars, Vars, Vars], dict[str, Array]]
 Integrator = Callable[[Array, Array, Array, Array], tuple[Array, Array]]
 
 DEFAULT_DT_S = 2e-3
@@ -37,49 +36,37 @@ chamber (a ventricle filling through its valve) has E/R below about 1,400 /s; a 
 goes unstable is reported, never returned."""
 
 
-def rk4_step(f: NamedRHS, t: Array, x: Vars, dt: float, p: Vars, u: Vars) -> dict[str, Array]:
-    """One classical RK4 step of dx/dt = f(t, x, p, u) on named states."""
-
-    def axpy(a: float, k: Vars) -> dict[str, Array]:
-        return {n: x[n] + a * k[n] for n in x}
-
-    k1 = f(t, x, p, u)
-    k2 = f(t + 0.5 * dt, axpy(0.5 * dt, k1), p, u)
-    k3 = f(t + 0.5 * dt, axpy(0.5 * dt, k2), p, u)
-    k4 = f(t + dt, axpy(dt, k3), p, u)
-    c = dt / 6.0
-    return {n: x[n] + c * (k1[n] + 2.0 * k2[n] + 2.0 * k3[n] + k4[n]) for n in x}
-
-
 def partitioned_step(
     model: Model, t: Array, x: Vars, dt: float, p: Vars, u: Vars
 ) -> dict[str, Array]:
-    """RK4 on the fast states, explicit Euler on the slow ones (frozen over the stages)."""
-    slow = set(model.slow_state_names)
-    if not slow:
-        return rk4_step(model.rhs_named, t, x, dt, p, u)
-    s1 = model.signals_named(t, x, p, u)
-    d_slow = model.derivatives_given_signals(t, x, p, u, s1, "slow")
+    """One step: classical RK4 on the fast states, explicit Euler on the slow ones.
 
-    def fast(tt: Array, xx: Vars, s: Vars | None = None) -> dict[str, Array]:
-        sig = model.signals_named(tt, xx, p, u) if s is None else s
+    Slow states are held at their start-of-step values over the four fast stages, and their
+    derivative is taken from the first stage's signals. With no slow component this is
+    exactly the classical RK4 step.
+    """
+    slow = set(model.slow_state_names)
+
+    def fast(tt: Array, xx: Vars, sig: Vars) -> dict[str, Array]:
         return model.derivatives_given_signals(tt, xx, p, u, sig, "fast")
 
-    def stage(a: float, k: Vars) -> dict[str, Array]:
-        return {n: (x[n] if n in slow else x[n] + a * k[n]) for n in x}
+    def stage(tt: Array, a: float, k: Vars) -> tuple[Array, dict[str, Array], Vars]:
+        xx = {n: (x[n] if n in slow else x[n] + a * k[n]) for n in x}
+        return tt, xx, model.signals_named(tt, xx, p, u)
 
+    s1 = model.signals_named(t, x, p, u)
+    d_slow = model.derivatives_given_signals(t, x, p, u, s1, "slow")
     k1 = fast(t, x, s1)
-    k2 = fast(t + 0.5 * dt, stage(0.5 * dt, k1))
-    k3 = fast(t + 0.5 * dt, stage(0.5 * dt, k2))
-    k4 = fast(t + dt, stage(dt, k3))
+    k2 = fast(*stage(t + 0.5 * dt, 0.5 * dt, k1))
+    k3 = fast(*stage(t + 0.5 * dt, 0.5 * dt, k2))
+    k4 = fast(*stage(t + dt, dt, k3))
     c = dt / 6.0
-    out = {}
-    for n in x:
-        if n in slow:
-            out[n] = x[n] + dt * d_slow[n]
-        else:
-            out[n] = x[n] + c * (k1[n] + 2.0 * k2[n] + 2.0 * k3[n] + k4[n])
-    return out
+    return {
+        n: x[n] + dt * d_slow[n]
+        if n in slow
+        else x[n] + c * (k1[n] + 2.0 * k2[n] + 2.0 * k3[n] + k4[n])
+        for n in x
+    }
 
 
 @lru_cache(maxsize=64)

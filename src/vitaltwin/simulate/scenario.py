@@ -265,8 +265,7 @@ def _segments(
     rates: list[tuple[int, int, str, float]] = []
     changes: list[tuple[int, int, ParameterChange]] = []
     log: list[tuple[float, str, str]] = []
-    for k, act in enumerate(scenario.actions):
-        a = act
+    for k, a in enumerate(scenario.actions):
         start = idx(a.at_s)
         if isinstance(a, Hemorrhage):
             r = a.rate_ml_s(blood_volume_ml)
@@ -342,8 +341,6 @@ def run_scenario(
     x = jnp.asarray(ss.x)
     t = 0.0
     xs = [np.asarray(ss.x)[None, :]]
-    ps = [segs[0].p[None, :]]
-    us = [segs[0].u[None, :]]
     for seg in segs:
         pj, uj = jnp.asarray(seg.p), jnp.asarray(seg.u)
         for n in _chunks(seg.stop - seg.start):
@@ -357,16 +354,14 @@ def run_scenario(
                     f"left the model's range or dt = {dt:g} s is too large for it"
                 )
             xs.append(rec_np)
-            ps.append(np.broadcast_to(seg.p, (n, seg.p.size)))
-            us.append(np.broadcast_to(seg.u, (n, seg.u.size)))
             t += n * rec_dt
             if progress is not None:
                 progress(n * rec_dt)
     X = np.vstack(xs)
-    P = np.vstack(ps)
-    U = np.vstack(us)
     times = rec_dt * np.arange(X.shape[0])
-    sig = _signals_varying(model, times, X, P, U)
+    sig = _segment_signals(model, segs, times, X)
+    # Record r > 0 ends a block of segment s when s.start < r <= s.stop; record 0 is the start.
+    U = np.vstack([segs[0].u[None, :]] + [np.tile(s.u, (s.stop - s.start, 1)) for s in segs])
     ts = pd.DataFrame({"t_s": times})
     for i, name in enumerate(model.state_names):
         ts[name] = X[:, i]
@@ -379,16 +374,14 @@ def run_scenario(
     return ScenarioResult(scenario, ts, beats, events, ss.converged)
 
 
-def _signals_varying(
-    model: Model, t: np.ndarray, X: np.ndarray, P: np.ndarray, U: np.ndarray
+def _segment_signals(
+    model: Model, segs: list[_Segment], t: np.ndarray, X: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """Signals along a trajectory whose parameters and inputs change with time."""
+    """Signals along the trajectory, each segment with its own parameters and inputs."""
     out: dict[str, list[np.ndarray]] = {}
-    # Parameters and inputs are piecewise constant: evaluate per constant run.
-    change = np.flatnonzero(np.any(np.diff(np.hstack([P, U]), axis=0) != 0, axis=1)) + 1
-    bounds = [0, *change.tolist(), X.shape[0]]
-    for a, b in itertools.pairwise(bounds):
-        sig = trajectory_signals(model, t[a:b], X[a:b], P[a], U[a])
+    for seg in segs:
+        lo = 0 if seg.start == 0 else seg.start + 1
+        sig = trajectory_signals(model, t[lo : seg.stop + 1], X[lo : seg.stop + 1], seg.p, seg.u)
         for k, v in sig.items():
             out.setdefault(k, []).append(v)
     return {k: np.concatenate(v) for k, v in out.items()}
