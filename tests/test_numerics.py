@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+import pytest
 from scipy.integrate import solve_ivp
 
 from vitaltwin.model import Model
@@ -64,10 +65,17 @@ def test_periodic_steady_state_is_reached_and_detected(
 ) -> None:
     assert reference_steady.converged
     assert reference_steady.max_rel_change < 1e-4
-    # From the detected state, 20 more seconds leave every beat index unchanged.
+    # From the detected state, 20 more seconds leave the beat indices where they are. Single
+    # beats jitter (indices come from waveform samples on the 4 ms step grid, and each beat
+    # starts at a different offset from that grid); the mean over the first and the last
+    # 10 s must agree, which a drifting state would not.
     beats = simulate(model, reference_steady.x, reference_params, duration_s=20.0).beats()
-    spread = (beats[list(METRICS)].max() - beats[list(METRICS)].min()) / beats[list(METRICS)].mean()
-    assert float(spread.max()) < 1e-3, spread.to_dict()
+    m = beats[list(METRICS)]
+    spread = (m.max() - m.min()) / m.mean()
+    assert float(spread.max()) < 5e-3, spread.to_dict()
+    early, late = m[beats["t_s"] < 10.0].mean(), m[beats["t_s"] >= 10.0].mean()
+    drift = ((late - early) / early).abs()
+    assert float(drift.max()) < 1e-3, drift.to_dict()
 
 
 def test_steady_state_detector_reports_non_convergence(
@@ -100,11 +108,20 @@ def _adaptive_reference(
     return sol.t, sol.y.T
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"r_sys_mmhg_s_ml": 1.4},  # a transient, so the comparison covers moving dynamics
+        {"hr0_bpm": 120.0, "r_av_mmhg_s_ml": 0.006},  # fast heart, stiff ejection
+    ],
+)
 def test_fixed_step_rk4_agrees_with_adaptive_dop853_within_1_percent(
-    model: Model, reference_params: np.ndarray, reference_steady: SteadyState
+    model: Model,
+    reference_params: np.ndarray,
+    reference_steady: SteadyState,
+    change: dict[str, float],
 ) -> None:
-    # A transient (raised resistance) so the comparison covers moving dynamics too.
-    p = model.params_from({"r_sys_mmhg_s_ml": 1.4}, base=reference_params)
+    p = model.params_from(change, base=reference_params)
     duration = 12.0
     fixed = simulate(model, reference_steady.x, p, duration_s=duration, record_every=1)
     t_ref, x_ref = _adaptive_reference(model, reference_steady.x, p, duration, DEFAULT_DT_S)

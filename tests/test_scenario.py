@@ -107,7 +107,7 @@ def test_actions_change_inputs_and_parameters_at_their_times() -> None:
         {
             "name": "mini",
             "duration_s": 20,
-            "record_hz": 100,
+            "record_hz": 125,
             "actions": [
                 {"type": "hemorrhage", "at_s": 2, "duration_s": 4, "volume_ml": 200},
                 {"type": "fluid_infusion", "at_s": 5, "rate_ml_h": 3600},
@@ -139,7 +139,7 @@ def test_scenario_run_writes_parquet_and_png(tmp_path: Path) -> None:
     spec = {
         "name": "short_bleed",
         "duration_s": 30,
-        "record_hz": 100,
+        "record_hz": 125,
         "actions": [{"type": "hemorrhage", "at_s": 10, "duration_s": 10, "rate_ml_min": 300}],
     }
     path = _write(tmp_path, spec)
@@ -148,7 +148,7 @@ def test_scenario_run_writes_parquet_and_png(tmp_path: Path) -> None:
     out = tmp_path / "o" / "short_bleed"
     ts = pd.read_parquet(out / "timeseries.parquet")
     beats = pd.read_parquet(out / "beats.parquet")
-    assert len(ts) == 30 * 100 + 1
+    assert len(ts) == 30 * 125 + 1
     assert {"p_sa_mmhg", "v_lv_ml", "hemorrhage_ml_s"} <= set(ts.columns)
     assert {"map_mmhg", "co_l_min", "ef"} <= set(beats.columns)
     for png in ("plot.png", "pv_loops.png"):

@@ -8,7 +8,7 @@ A scenario file is JSON::
       "patient": {"age_years": 40, "sex": "male", "weight_kg": 70, "height_cm": 175},
       "conditions": [{"parameter": "e_es_lv_mmhg_ml", "factor": 0.4}],
       "duration_s": 1800,
-      "record_hz": 100,
+      "record_hz": 125,
       "actions": [
         {"type": "hemorrhage", "at_s": 60, "duration_s": 600, "fraction_of_blood_volume": 0.2},
         {"type": "fluid_bolus", "at_s": 900, "duration_s": 600, "volume_ml": 1000},
@@ -150,7 +150,7 @@ class Scenario(_Strict):
     conditions: list[ParameterChange] = []
     actions: list[Action] = []
     duration_s: Annotated[float, Field(gt=0, le=86400)]
-    record_hz: Annotated[float, Field(gt=0, le=500)] = 100.0
+    record_hz: Annotated[float, Field(gt=0, le=250)] = 125.0
 
     @model_validator(mode="after")
     def _actions_in_time(self) -> Scenario:
