@@ -38,7 +38,17 @@ def test_every_resting_value_is_green(report: VerificationReport) -> None:
         "esv_ml",
         "cvp_mmhg",
         "mpap_mmhg",
+        # the ward model adds gas exchange, temperature, lactate and white cells
+        "spo2_pct",
+        "pao2_mmhg",
+        "paco2_mmhg",
+        "rr_per_min",
+        "temp_c",
+        "lactate_mmol_l",
+        "wbc_10e9_l",
     }
+    ward = [c for c in report.resting if c.label.endswith("[ward]")]
+    assert len(ward) == 14
     bad = [(c.metric, round(c.error_pct, 2)) for c in report.resting if c.grade != "green"]
     assert not bad, bad
     for c in report.resting:
@@ -50,7 +60,18 @@ def test_every_dynamic_response_has_right_direction_and_magnitude(
     report: VerificationReport,
 ) -> None:
     scenarios = {c.scenario for c in report.dynamic}
-    assert scenarios == {"hemorrhage_then_fluid", "fluid_challenge", "heart_failure"}
+    assert scenarios == {
+        "hemorrhage_then_fluid",
+        "fluid_challenge",
+        "heart_failure",
+        "septic_shock_untreated",
+        "septic_shock_early_antibiotics",
+        "septic_shock_late_antibiotics",
+        "septic shock at 12 h",
+        "500 mL bolus",
+        "hypoxic gas",
+        "30 % shunt",
+    }
     for c in report.dynamic:
         assert c.expected_low <= c.computed <= c.expected_high, c
         if c.expected_direction != "within":
@@ -59,13 +80,16 @@ def test_every_dynamic_response_has_right_direction_and_magnitude(
     # The haemorrhage checks cover MAP, CO and HR trends.
     hem = {c.quantity for c in report.dynamic if c.scenario == "hemorrhage_then_fluid"}
     assert {"MAP", "CO", "HR"} <= hem
+    # Septic shock untreated: SVR, HR, MAP, lactate, fever and WBC are all checked.
+    sep = {c.quantity for c in report.dynamic if c.scenario == "septic_shock_untreated"}
+    assert {"SVR", "HR", "MAP", "lactate", "temperature", "WBC"} <= sep
 
 
 def test_report_json_round_trip(report: VerificationReport, tmp_path: Path) -> None:
     path = report.write_json(tmp_path / "v.json")
     data = json.loads(path.read_text())
     assert data["all_green"] is report.all_green
-    assert len(data["resting"]) == 11
+    assert len(data["resting"]) == 11 + 14
     assert {"expected", "computed", "error_pct", "grade", "source"} <= set(data["resting"][0])
 
 

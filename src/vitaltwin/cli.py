@@ -4,6 +4,8 @@ vitaltwin scenario list
 vitaltwin scenario run FILE|NAME [--out DIR]
 vitaltwin verify [--json PATH]
 vitaltwin demo [--out DIR]
+vitaltwin surrogate train [--n-train N] [--n-test N] [--out FILE]
+vitaltwin surrogate report [--json PATH]
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from vitaltwin.simulate.scenario import (
@@ -31,6 +40,10 @@ from vitaltwin.validate.verification import verify as run_verify
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="vitaltwin: patient twins.")
 scenario_app = typer.Typer(no_args_is_help=True, help="Run and list scenarios.")
 app.add_typer(scenario_app, name="scenario")
+surrogate_app = typer.Typer(
+    no_args_is_help=True, help="Train and check the haemodynamic surrogate."
+)
+app.add_typer(surrogate_app, name="surrogate")
 # Tables are wide: when the output is not a terminal (logs, CI), do not wrap at 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=160)
 err_console = Console(stderr=True)
@@ -67,20 +80,24 @@ def _run_with_progress(path: Path) -> ScenarioResult:
 
 def write_result(res: ScenarioResult, out: Path) -> dict[str, Path]:
     """Write the time series and beats (Parquet), the events, a summary and two PNG plots."""
-    from vitaltwin.simulate.plot import plot_pv_loops, plot_scenario
+    from vitaltwin.simulate.plot import plot_pv_loops, plot_scenario, plot_ward
 
     out.mkdir(parents=True, exist_ok=True)
+    ward = res.scenario.fidelity == "ward"
     files = {
         "timeseries": out / "timeseries.parquet",
-        "beats": out / "beats.parquet",
+        ("trend" if ward else "beats"): out / ("trend.parquet" if ward else "beats.parquet"),
         "plot": out / "plot.png",
-        "pv_loops": out / "pv_loops.png",
         "summary": out / "summary.json",
     }
     res.timeseries.to_parquet(files["timeseries"], index=False)
-    res.beats.to_parquet(files["beats"], index=False)
-    plot_scenario(res, files["plot"])
-    plot_pv_loops(res, files["pv_loops"])
+    res.beats.to_parquet(files["trend" if ward else "beats"], index=False)
+    if ward:
+        plot_ward(res, files["plot"])
+    else:
+        files["pv_loops"] = out / "pv_loops.png"
+        plot_scenario(res, files["plot"])
+        plot_pv_loops(res, files["pv_loops"])
     first, last = res.beats.iloc[:5].mean(), res.beats.iloc[-5:].mean()
     summary = {
         "scenario": res.scenario.model_dump(),
@@ -115,10 +132,17 @@ def scenario_run(
         raise typer.Exit(2) from None
     files = write_result(res, out / res.scenario.name)
     end = res.beats.iloc[-5:].mean()
-    console.print(
-        f"[bold]{res.scenario.name}[/] end: MAP {end.map_mmhg:.0f} mmHg, HR {end.hr_bpm:.0f}/min, "
-        f"CO {end.co_l_min:.2f} L/min, EF {100 * end.ef:.0f} %"
-    )
+    if res.scenario.fidelity == "ward":
+        console.print(
+            f"[bold]{res.scenario.name}[/] end: MAP {end.map_mmhg:.0f} mmHg, HR "
+            f"{end.hr_bpm:.0f}/min, lactate {end.lactate_mmol_l:.1f} mmol/L, temperature "
+            f"{end.temp_c:.1f} C, SpO2 {end.spo2_pct:.0f} %"
+        )
+    else:
+        console.print(
+            f"[bold]{res.scenario.name}[/] end: MAP {end.map_mmhg:.0f} mmHg, HR "
+            f"{end.hr_bpm:.0f}/min, CO {end.co_l_min:.2f} L/min, EF {100 * end.ef:.0f} %"
+        )
     for kind, f in files.items():
         console.print(f"  {kind:<10} {f}")
 
@@ -184,13 +208,93 @@ def demo(
     for name, path in example_scenarios().items():
         results[name] = _run_with_progress(path)
         files = write_result(results[name], out / name)
-        plots += [files["plot"], files["pv_loops"]]
+        plots += [files[k] for k in ("plot", "pv_loops") if k in files]
     all_green = _verify_and_report(out / "verification.json", results)
     console.print("\n[bold]Plots:[/]")
     for p in plots:
         console.print(f"  {p.resolve()}")
     if not all_green:
         raise typer.Exit(1)
+
+
+def _print_surrogate_report(report: dict[str, object]) -> None:
+    tab = Table(title="Haemodynamic surrogate on held-out beat-model steady states")
+    for col in ("output", "relative RMS error", "max error", "target"):
+        tab.add_column(col)
+    rows = report["held_out"]
+    assert isinstance(rows, list)
+    for r in rows:
+        target = r["target_pct"]
+        ok = target is None or r["rel_rms_pct"] < target
+        style = "green" if ok else "bold red"
+        tab.add_row(
+            r["output"],
+            f"[{style}]{r['rel_rms_pct']:.2f} %[/]",
+            f"{r['rel_max_pct']:.1f} %",
+            "-" if target is None else f"< {target:g} %",
+        )
+    console.print(tab)
+    speed = report.get("speedup")
+    if isinstance(speed, dict):
+        console.print(
+            f"one patient-hour: beat model {speed['beat_s_per_hour']:.2f} s, ward model "
+            f"{speed['ward_s_per_hour'] * 1e3:.2f} ms -> speed-up {speed['speedup']:,.0f}x "
+            "(target >= 1,000x)"
+        )
+
+
+@surrogate_app.command("train")
+def surrogate_train(
+    n_train: Annotated[int, typer.Option(help="training design points")] = 2048,
+    n_test: Annotated[int, typer.Option(help="held-out design points")] = 512,
+    seed: Annotated[int, typer.Option(help="Sobol scrambling seed")] = 1,
+    out: Annotated[
+        Path | None, typer.Option(help="weights file (default: the shipped one)")
+    ] = None,
+) -> None:
+    """Regenerate the beat-model design, train the surrogate, and report its accuracy."""
+    from vitaltwin.surrogate.hemodynamics import train
+    from vitaltwin.surrogate.speed import measure_speedup
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:>5.0f}/{task.total:.0f} steady states"),
+        TimeElapsedColumn(),
+        console=err_console,
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def tick(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total)
+            bar.update(tasks[name], completed=done)
+
+        sur, _, _ = train(n_train=n_train, n_test=n_test, seed=seed, progress=tick)
+    speed = measure_speedup(sur)
+    sur.report["speedup"] = speed
+    target = out or Path(__file__).parent / "surrogate" / "hemodynamics.npz"
+    sur.save(target)
+    _print_surrogate_report(sur.report)
+    console.print(f"weights and report: {target}")
+
+
+@surrogate_app.command("report")
+def surrogate_report(
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write the report")] = None,
+) -> None:
+    """Print the shipped surrogate's held-out accuracy and measure the speed-up now."""
+    from vitaltwin.surrogate.hemodynamics import HemodynamicSurrogate
+    from vitaltwin.surrogate.speed import measure_speedup
+
+    sur = HemodynamicSurrogate.load()
+    report = dict(sur.report)
+    report["speedup"] = measure_speedup(sur)
+    _print_surrogate_report(report)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report, indent=2))
+        console.print(f"JSON: {json_path}")
 
 
 def main() -> None:

@@ -105,7 +105,8 @@ class Output:
         name: identifier with unit (``map_mmhg``).
         unit: UCUM unit code.
         loinc: LOINC code of the matching clinical observation, or ``None`` where none exists.
-        kind: ``"waveform"`` for an instantaneous signal, ``"beat"`` for a value per heartbeat.
+        kind: ``"waveform"`` for an instantaneous signal, ``"beat"`` for a value per heartbeat,
+            ``"trend"`` for a beat-averaged or slow quantity of the ward-scale model.
         description: what it is.
     """
 

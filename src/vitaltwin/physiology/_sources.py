@@ -70,6 +70,114 @@ SOURCES: dict[str, str] = {
         "Nadler SB, Hidalgo JU, Bloch T. Prediction of blood volume in normal human adults. "
         "Surgery 51(2):224-232, 1962"
     ),
+    "reynolds2006": (
+        "Reynolds A, Rubin J, Clermont G, Day J, Vodovotz Y, Ermentrout GB. A reduced "
+        "mathematical model of the acute inflammatory response: I. Derivation of model and "
+        "analysis of anti-inflammation. J Theor Biol 242(1):220-236, 2006"
+    ),
+    "parker1984": (
+        "Parker MM, Shelhamer JH, Bacharach SL, et al. Profound but reversible myocardial "
+        "depression in patients with septic shock. Ann Intern Med 100(4):483-490, 1984"
+    ),
+    "hahn2010": (
+        "Hahn RG. Volume kinetics for infusion fluids. Anesthesiology 113(2):470-481, 2010"
+    ),
+    "beloeil2005": (
+        "Beloeil H, Mazoit JX, Benhamou D, Duranteau J. Norepinephrine kinetics and dynamics in "
+        "septic shock and trauma patients. Br J Anaesth 95(6):782-788, 2005"
+    ),
+    "oualha2014": (
+        "Oualha M, Urien S, Spreux-Varoquaux O, et al. Pharmacokinetics, hemodynamic and "
+        "metabolic effects of epinephrine/norepinephrine in critically ill children. Br J Clin "
+        "Pharmacol 78(4):886-897, 2014 (MAP Emax 12-32 mmHg)"
+    ),
+    "holford1981": (
+        "Holford NHG, Sheiner LB. Understanding the dose-effect relationship: clinical "
+        "application of pharmacokinetic-pharmacodynamic models. Clin Pharmacokinet 6(6):429-453, "
+        "1981"
+    ),
+    "roberts2009": (
+        "Roberts JA, Kirkpatrick CMJ, Roberts MS, Robertson TA, Dalley AJ, Lipman J. Meropenem "
+        "dosing in critically ill patients with sepsis and without renal dysfunction. J "
+        "Antimicrob Chemother 64(1):142-150, 2009"
+    ),
+    "regoes2004": (
+        "Regoes RR, Wiuff C, Zappala RM, Garner KN, Baquero F, Levin BR. Pharmacodynamic "
+        "functions: a multiparameter approach to the design of antibiotic treatment regimens. "
+        "Antimicrob Agents Chemother 48(10):3670-3676, 2004"
+    ),
+    "bellomo2012": (
+        "Bellomo R, Kellum JA, Ronco C. Acute kidney injury. Lancet 380(9843):756-766, 2012"
+    ),
+    "severinghaus1979": (
+        "Severinghaus JW. Simple, accurate equations for human blood O2 dissociation "
+        "computations. J Appl Physiol 46(3):599-602, 1979"
+    ),
+    "ellis1989": ("Ellis RK. Determination of PO2 from saturation. J Appl Physiol 67(2):902, 1989"),
+    "west2012": (
+        "West JB. Respiratory Physiology: The Essentials, 9th ed. Lippincott Williams & "
+        "Wilkins, 2012 (alveolar gas and ventilation equations, normal values)"
+    ),
+    "manthous1995": (
+        "Manthous CA, Hall JB, Olson D, et al. Effect of cooling on oxygen consumption in "
+        "febrile critically ill patients. Am J Respir Crit Care Med 151(1):10-14, 1995"
+    ),
+    "ronco1993": (
+        "Ronco JJ, Fenwick JC, Tweeddale MG, et al. Identification of the critical oxygen "
+        "delivery for anaerobic metabolism in critically ill septic and nonseptic humans. JAMA "
+        "270(14):1724-1730, 1993"
+    ),
+    "levraut1998": (
+        "Levraut J, Ciebiera JP, Chave S, et al. Mild hyperlactatemia in stable septic "
+        "patients is due to impaired lactate clearance rather than overproduction. Am J Respir "
+        "Crit Care Med 157(4):1021-1026, 1998"
+    ),
+    "karjalainen1986": (
+        "Karjalainen J, Viitasalo M. Fever and cardiac rhythm. Arch Intern Med 146(6):"
+        "1169-1171, 1986 (heart rate +8.5 /min per degree C)"
+    ),
+    "bone1992": (
+        "Bone RC, Balk RA, Cerra FB, et al. Definitions for sepsis and organ failure and "
+        "guidelines for the use of innovative therapies in sepsis (ACCP/SCCM consensus). Chest "
+        "101(6):1644-1655, 1992 (SIRS criteria)"
+    ),
+    "singer2016": (
+        "Singer M, Deutschman CS, Seymour CW, et al. The Third International Consensus "
+        "Definitions for Sepsis and Septic Shock (Sepsis-3). JAMA 315(8):801-810, 2016"
+    ),
+    "rivers2001": (
+        "Rivers E, Nguyen B, Havstad S, et al. Early goal-directed therapy in the treatment of "
+        "severe sepsis and septic shock. N Engl J Med 345(19):1368-1377, 2001"
+    ),
+    "evans2021": (
+        "Evans L, Rhodes A, Alhazzani W, et al. Surviving Sepsis Campaign: international "
+        "guidelines for management of sepsis and septic shock 2021. Crit Care Med "
+        "49(11):e1063-e1143, 2021"
+    ),
+    "kumar2006": (
+        "Kumar A, Roberts D, Wood KE, et al. Duration of hypotension before initiation of "
+        "effective antimicrobial therapy is the critical determinant of survival in human "
+        "septic shock. Crit Care Med 34(6):1589-1596, 2006"
+    ),
+    "sorbini1968": (
+        "Sorbini CA, Grassi V, Solinas E, Muiesan G. Arterial oxygen tension in relation to "
+        "age in healthy subjects. Respiration 25(1):3-13, 1968"
+    ),
+    "reyna2020": (
+        "Reyna MA, Josef CS, Jeter R, et al. Early prediction of sepsis from clinical data: "
+        "the PhysioNet/Computing in Cardiology Challenge 2019. Crit Care Med 48(2):210-217, 2020"
+    ),
+    "fryar2021": (
+        "Fryar CD, Carroll MD, Gu Q, Afful J, Ogden CL. Anthropometric reference data for "
+        "children and adults: United States, 2015-2018. Vital Health Stat 3(46), 2021"
+    ),
+    "tanaka2001": (
+        "Tanaka H, Monahan KD, Seals DR. Age-predicted maximal heart rate revisited. J Am Coll "
+        "Cardiol 37(1):153-156, 2001 (HRmax = 208 - 0.7 x age)"
+    ),
+    "owen1998": (
+        "Owen AB. Scrambling Sobol' and Niederreiter-Xing points. J Complexity 14(4):466-489, 1998"
+    ),
     "mosteller1987": (
         "Mosteller RD. Simplified calculation of body-surface area. N Engl J Med 317(17):1098, 1987"
     ),

@@ -52,6 +52,11 @@ def activation(x: Array) -> Array:
     return 16.0 * w * w
 
 
+def _softplus(x: Array, width: float) -> Array:
+    """Smooth max(x, 0) with a transition of about ``width``."""
+    return width * jnp.logaddexp(x / width, 0.0)
+
+
 class Circulation(Component):
     """Closed-loop six-chamber circulation with elastance ventricles and four valves."""
 
@@ -75,6 +80,16 @@ class Circulation(Component):
             0.12,
             "[guyton] ch. 9",
             "heart rate at rest, before baroreflex deviations",
+        ),
+        Parameter(
+            "hr_max_bpm",
+            "/min",
+            180.0,
+            120.0,
+            220.0,
+            0.05,
+            "Tanaka et al. 2001 [tanaka2001]: 208 - 0.7 * age (40 y)",
+            "highest heart rate the reflexes can drive (age-predicted maximum)",
         ),
         Parameter(
             "t_sys0_s",
@@ -344,7 +359,13 @@ class Circulation(Component):
     }
 
     def signals(self, t: Array, x: Vars, p: Vars, u: Vars, s: Vars) -> dict[str, Array]:
-        period = 60.0 / p["hr0_bpm"] + s["baro_d_heart_period_s"]
+        # The reflex-shortened period cannot fall below that of the age-predicted maximum
+        # heart rate (smooth floor, width 5 ms): an additive reflex on a fast intrinsic rate
+        # would otherwise shorten the period without bound.
+        period_min = 60.0 / p["hr_max_bpm"]
+        period = period_min + _softplus(
+            60.0 / p["hr0_bpm"] + s["baro_d_heart_period_s"] - period_min, 0.005
+        )
         t_sys = p["t_sys0_s"] - p["k_sys_s2"] / period
         phi = x["phase_cycles"]
         tau = (phi - jnp.floor(phi)) * period

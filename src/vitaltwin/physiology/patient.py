@@ -10,7 +10,8 @@ Age: large-artery distensibility falls with age. Compliance is scaled by (PWV_re
 (Bramwell–Hill [bramwellhill1922]) with PWV(age) interpolated in the mean carotid-femoral
 pulse wave velocity of the normal-values population of the Reference Values for Arterial
 Stiffness' Collaboration 2010 [rvasc2010]: <30 y 6.2, 30-39 6.5, 40-49 7.2, 50-59 8.3,
-60-69 10.3, >=70 10.9 m/s (taken at decade mid-points 25, 35, ..., 75 y).
+60-69 10.3, >=70 10.9 m/s (taken at decade mid-points 25, 35, ..., 75 y). The highest heart
+rate the reflexes can drive is the age-predicted maximum of Tanaka et al. 2001 [tanaka2001].
 """
 
 from __future__ import annotations
@@ -84,7 +85,14 @@ def personalize(model: Model, profile: PatientProfile) -> np.ndarray:
             profile.age_years
         )
         p[model.param_index("c_sa_ml_mmhg")] *= ratio**2
+    if "hr_max_bpm" in model.param_names:
+        p[model.param_index("hr_max_bpm")] = max_heart_rate_bpm(profile.age_years)
     return p
+
+
+def max_heart_rate_bpm(age_years: float) -> float:
+    """Age-predicted maximal heart rate, 208 - 0.7 x age (Tanaka et al. 2001 [tanaka2001])."""
+    return 208.0 - 0.7 * age_years
 
 
 def initial_state(model: Model, profile: PatientProfile) -> np.ndarray:

@@ -92,3 +92,56 @@ def plot_pv_loops(res: ScenarioResult, path: str | Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_ward(res: ScenarioResult, path: str | Path) -> Path:
+    """Ward-fidelity course over hours: pressures, HR, lactate, temperature and SpO2, drugs
+    and fluids, and the inflammatory state; the scenario's actions are marked."""
+    path = Path(path)
+    ts = res.timeseries
+    th = ts["t_s"].to_numpy() / 3600.0
+    fig, axes = plt.subplots(6, 1, figsize=(11, 15), sharex=True)
+    ax = axes[0]
+    ax.fill_between(th, ts["dbp_mmhg"], ts["sbp_mmhg"], color="tab:red", alpha=0.2, label="DBP-SBP")
+    ax.plot(th, ts["map_mmhg"], color="k", lw=1.4, label="MAP")
+    ax.axhline(65.0, color="tab:red", ls=":", lw=1.0, label="MAP 65")
+    ax.plot(th, ts["cvp_mmhg"], color="tab:blue", lw=1.0, label="CVP")
+    ax.set_ylabel("pressure (mmHg)")
+    ax.legend(loc="upper right", ncol=4, fontsize=8)
+    axes[1].plot(th, ts["hr_bpm"], color="tab:purple", label="HR (/min)")
+    axes[1].plot(th, ts["rr_per_min"], color="tab:cyan", label="RR (/min)")
+    axes[1].plot(th, 10.0 * ts["co_l_min"], color="tab:green", label="CO x 10 (L/min)")
+    axes[1].legend(loc="upper right", ncol=3, fontsize=8)
+    axes[2].plot(th, ts["lactate_mmol_l"], color="tab:orange", label="lactate (mmol/L)")
+    axes[2].axhline(4.0, color="tab:orange", ls=":", lw=1.0)
+    axes[2].plot(th, ts["temp_c"] - 35.0, color="tab:red", label="temperature - 35 (C)")
+    axes[2].legend(loc="upper right", ncol=2, fontsize=8)
+    axes[3].plot(th, ts["spo2_pct"], color="tab:blue", label="SpO2 (%)")
+    axes[3].set_ylabel("SpO2 (%)")
+    ax3 = axes[3].twinx()
+    ax3.plot(th, ts["fio2"], color="0.4", ls=":", label="FiO2")
+    ax3.set_ylabel("FiO2")
+    axes[4].plot(th, ts["ne_dose_ug_kg_min"], color="tab:pink", label="norepinephrine (ug/kg/min)")
+    axes[4].plot(th, ts["abx_c_mg_l"] / 10.0, color="tab:green", label="meropenem / 10 (mg/L)")
+    axes[4].legend(loc="upper right", ncol=2, fontsize=8)
+    given = np.cumsum(ts["infusion_ml_s"].to_numpy()) * np.diff(ts["t_s"].to_numpy(), prepend=0.0)
+    axes[5].plot(th, ts["blood_volume_ml"], color="tab:brown", label="blood volume (mL)")
+    axes[5].plot(th, given, color="tab:blue", ls="--", label="fluid given (mL)")
+    axes[5].legend(loc="upper left", fontsize=8)
+    ax5 = axes[5].twinx()
+    ax5.plot(th, ts["infl_n"], color="tab:red", lw=0.8, label="activated phagocytes N*")
+    ax5.plot(th, ts["infl_p"] / 10.0, color="k", lw=0.8, label="pathogen / 10")
+    ax5.plot(th, ts["infl_d"] / 10.0, color="tab:gray", lw=0.8, label="damage / 10")
+    ax5.legend(loc="upper right", fontsize=8)
+    axes[5].set_xlabel("time (h)")
+    for a in axes:
+        for _, ev in res.events.iterrows():
+            a.axvline(ev.t_s / 3600.0, color="0.5", lw=0.8, ls="--")
+        a.grid(alpha=0.3)
+    title = f"{res.scenario.name}: {res.scenario.description}"
+    fig.suptitle(title if len(title) < 120 else title[:117] + "...", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

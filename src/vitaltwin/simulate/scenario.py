@@ -135,8 +135,72 @@ class SetParameter(ParameterChange):
     at_s: Annotated[float, Field(ge=0)]
 
 
+class Infection(_Strict):
+    """Infection onset: ``severity`` units of pathogen (Reynolds et al. 2006 units) inoculated
+    over ``duration_s`` (ward fidelity). 2 gives septic shock without treatment."""
+
+    type: Literal["infection"]
+    at_s: Annotated[float, Field(ge=0)]
+    severity: Annotated[float, Field(gt=0, le=10)]
+    duration_s: Annotated[float, Field(gt=0)] = 600.0
+
+
+class NorepinephrineDose(_Strict):
+    """Norepinephrine at a fixed rate from ``at_s`` (for ``duration_s`` or to the end)."""
+
+    type: Literal["norepinephrine"]
+    at_s: Annotated[float, Field(ge=0)]
+    rate_ug_kg_min: Annotated[float, Field(ge=0, le=3)]
+    duration_s: Annotated[float, Field(gt=0)] | None = None
+
+
+class NorepinephrineTitration(_Strict):
+    """Start a protocol that titrates norepinephrine to a MAP target (ward fidelity)."""
+
+    type: Literal["norepinephrine_titration"]
+    at_s: Annotated[float, Field(ge=0)]
+    target_map_mmhg: Annotated[float, Field(ge=50, le=100)] = 65.0
+    max_ug_kg_min: Annotated[float, Field(gt=0, le=3)] = 1.0
+    duration_s: Annotated[float, Field(gt=0)] | None = None
+
+
+class AntibioticDose(_Strict):
+    """Meropenem ``dose_mg`` infused over ``infusion_min``, repeated ``every_h`` if given."""
+
+    type: Literal["antibiotic"]
+    at_s: Annotated[float, Field(ge=0)]
+    dose_mg: Annotated[float, Field(gt=0, le=6000)] = 1000.0
+    infusion_min: Annotated[float, Field(gt=0, le=240)] = 30.0
+    every_h: Annotated[float, Field(gt=0, le=48)] | None = 8.0
+
+
+class Oxygen(_Strict):
+    """Set the inspired O2 fraction from ``at_s`` (ward fidelity)."""
+
+    type: Literal["oxygen"]
+    at_s: Annotated[float, Field(ge=0)]
+    fio2: Annotated[float, Field(ge=0.21, le=1.0)]
+
+
+WARD_ONLY_ACTIONS = (
+    "infection",
+    "norepinephrine",
+    "norepinephrine_titration",
+    "antibiotic",
+    "oxygen",
+)
+
 Action = Annotated[
-    Hemorrhage | FluidBolus | FluidInfusion | SetParameter, Field(discriminator="type")
+    Hemorrhage
+    | FluidBolus
+    | FluidInfusion
+    | SetParameter
+    | Infection
+    | NorepinephrineDose
+    | NorepinephrineTitration
+    | AntibioticDose
+    | Oxygen,
+    Field(discriminator="type"),
 ]
 
 
@@ -145,7 +209,7 @@ class Scenario(_Strict):
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
     description: str = ""
-    fidelity: Literal["beat"] = "beat"
+    fidelity: Literal["beat", "ward"] = "beat"
     patient: PatientProfile = REFERENCE_PATIENT
     conditions: list[ParameterChange] = []
     actions: list[Action] = []
@@ -154,7 +218,17 @@ class Scenario(_Strict):
 
     @model_validator(mode="after")
     def _actions_in_time(self) -> Scenario:
+        if self.fidelity == "ward" and "record_hz" in self.model_fields_set:
+            raise ValueError(
+                "record_hz applies to the beat fidelity; the ward fidelity records every "
+                "solver step (60 s)"
+            )
         for i, a in enumerate(self.actions):
+            if self.fidelity == "beat" and a.type in WARD_ONLY_ACTIONS:
+                raise ValueError(
+                    f'actions[{i}]: {a.type!r} needs "fidelity": "ward" (the beat model '
+                    "has no inflammation, drugs or gas exchange)"
+                )
             if a.at_s >= self.duration_s:
                 raise ValueError(
                     f"actions[{i}].at_s = {a.at_s} is not before duration_s = {self.duration_s}"
@@ -195,7 +269,7 @@ def parse_scenario(data: object, where: str = "<data>") -> Scenario:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
         raise ScenarioError(_format_validation(exc, where)) from None
-    model = cardiovascular_model()
+    model = _model_for(scenario)
     for i, c in enumerate(scenario.conditions):
         if c.parameter not in model.param_names:
             raise ScenarioError(
@@ -211,6 +285,14 @@ def parse_scenario(data: object, where: str = "<data>") -> Scenario:
     return scenario
 
 
+def _model_for(scenario: Scenario) -> Model:
+    if scenario.fidelity == "ward":
+        from vitaltwin.physiology.ward import ward_model
+
+        return ward_model()
+    return cardiovascular_model()
+
+
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "scenarios" / "examples"
 
 
@@ -222,7 +304,8 @@ def example_scenarios() -> dict[str, Path]:
 # ----------------------------------------------------------------------------- running
 @dataclass
 class ScenarioResult:
-    """Recorded waveforms (``timeseries``), beat indices (``beats``) and the action log."""
+    """Recorded states and signals (``timeseries``), the action log, and ``beats``: beat
+    indices (beat fidelity) or the clinical outputs at each record (ward fidelity)."""
 
     scenario: Scenario
     timeseries: pd.DataFrame
@@ -261,24 +344,55 @@ def _segments(
     def idx(t: float) -> int:
         return min(max(round(t / rec_dt), 0), n_total)
 
-    # Each action becomes (start, stop, input name, rate) or a parameter change at start.
-    rates: list[tuple[int, int, str, float]] = []
+    # Each action becomes input intervals (start, stop, input name, value, mode) — rates add
+    # up, settings replace the default — or a parameter change at start.
+    rates: list[tuple[int, int, str, float, str]] = []
     changes: list[tuple[int, int, ParameterChange]] = []
     log: list[tuple[float, str, str]] = []
     for k, a in enumerate(scenario.actions):
         start = idx(a.at_s)
+        dur: float | None = getattr(a, "duration_s", None)
+        until = n_total if dur is None else idx(a.at_s + dur)
         if isinstance(a, Hemorrhage):
             r = a.rate_ml_s(blood_volume_ml)
-            rates.append((start, idx(a.at_s + a.duration_s), "hemorrhage_ml_s", r))
+            rates.append((start, until, "hemorrhage_ml_s", r, "add"))
             log.append((a.at_s, a.type, f"blood loss {r * 60:.0f} mL/min for {a.duration_s:g} s"))
         elif isinstance(a, FluidBolus):
-            r = a.volume_ml / a.duration_s
-            rates.append((start, idx(a.at_s + a.duration_s), "infusion_ml_s", r))
+            rates.append((start, until, "infusion_ml_s", a.volume_ml / a.duration_s, "add"))
             log.append((a.at_s, a.type, f"{a.volume_ml:g} mL over {a.duration_s:g} s"))
         elif isinstance(a, FluidInfusion):
-            stop = n_total if a.duration_s is None else idx(a.at_s + a.duration_s)
-            rates.append((start, stop, "infusion_ml_s", a.rate_ml_h / 3600.0))
+            rates.append((start, until, "infusion_ml_s", a.rate_ml_h / 3600.0, "add"))
             log.append((a.at_s, a.type, f"{a.rate_ml_h:g} mL/h"))
+        elif isinstance(a, Infection):
+            r = a.severity / (a.duration_s / 3600.0)
+            rates.append((start, until, "pathogen_inoculum_per_h", r, "add"))
+            log.append(
+                (a.at_s, a.type, f"pathogen inoculum {a.severity:g} over {a.duration_s:g} s")
+            )
+        elif isinstance(a, NorepinephrineDose):
+            rates.append((start, until, "ne_rate_ug_kg_min", a.rate_ug_kg_min, "add"))
+            log.append((a.at_s, a.type, f"{a.rate_ug_kg_min:g} ug/kg/min"))
+        elif isinstance(a, NorepinephrineTitration):
+            rates.append((start, until, "ne_target_map_mmhg", a.target_map_mmhg, "set"))
+            rates.append((start, until, "ne_max_ug_kg_min", a.max_ug_kg_min, "set"))
+            log.append((a.at_s, a.type, f"to MAP {a.target_map_mmhg:g}, max {a.max_ug_kg_min:g}"))
+        elif isinstance(a, AntibioticDose):
+            rate = a.dose_mg / (a.infusion_min / 60.0)
+            t_dose = a.at_s
+            while t_dose < scenario.duration_s:
+                rates.append(
+                    (idx(t_dose), idx(t_dose + 60.0 * a.infusion_min), "abx_rate_mg_h", rate, "add")
+                )
+                if a.every_h is None:
+                    break
+                t_dose += 3600.0 * a.every_h
+            every = "" if a.every_h is None else f", every {a.every_h:g} h"
+            log.append(
+                (a.at_s, a.type, f"meropenem {a.dose_mg:g} mg over {a.infusion_min:g} min{every}")
+            )
+        elif isinstance(a, Oxygen):
+            rates.append((start, n_total, "fio2", a.fio2, "set"))
+            log.append((a.at_s, a.type, f"FiO2 {a.fio2:g}"))
         else:
             changes.append((start, k, a))
             how = f"= {a.value:g}" if a.value is not None else f"x {a.factor:g}"
@@ -287,8 +401,8 @@ def _segments(
         {
             0,
             n_total,
-            *(s for s, _, _, _ in rates),
-            *(e for _, e, _, _ in rates),
+            *(r[0] for r in rates),
+            *(r[1] for r in rates),
             *(s for s, _, _ in changes),
         }
     )
@@ -299,9 +413,10 @@ def _segments(
             if s == lo:
                 p = ch.apply(model, p)
         u = model.default_inputs()
-        for s, e, name, r in rates:
+        for s, e, name, r, mode in sorted(rates, key=lambda q: q[0]):
             if s <= lo < e:
-                u[model.input_index(name)] += r
+                j = model.input_index(name)
+                u[j] = u[j] + r if mode == "add" else r
         if hi > lo:
             segs.append(_Segment(lo, hi, u.copy(), p.copy()))
     events = pd.DataFrame(log, columns=["t_s", "action", "detail"])
@@ -324,6 +439,8 @@ def run_scenario(
 
     ``progress`` is called with the simulated seconds advanced after each chunk.
     """
+    if scenario.fidelity == "ward":
+        return _run_ward(scenario, progress)
     model = cardiovascular_model()
     p = personalize(model, scenario.patient)
     for c in scenario.conditions:
@@ -385,3 +502,63 @@ def _segment_signals(
         for k, v in sig.items():
             out.setdefault(k, []).append(v)
     return {k: np.concatenate(v) for k, v in out.items()}
+
+
+WARD_SETTLE_S = 12 * 3600.0
+"""With chronic conditions, the ward model runs this long untouched first (fluid and lactate
+kinetics settle within hours)."""
+
+
+def _run_ward(scenario: Scenario, progress: Callable[[float], None] | None) -> ScenarioResult:
+    """Run a scenario on the ward-scale model: one record per 60 s solver step."""
+    from vitaltwin.physiology.ward import WARD_DT_S, personalize_ward, ward_model
+
+    model = ward_model()
+    p, x0 = personalize_ward(model, scenario.patient)
+    for c in scenario.conditions:
+        p = c.apply(model, p)
+    dt = WARD_DT_S
+    u0 = jnp.asarray(model.default_inputs())
+    converged = True
+    if scenario.conditions:
+        n_settle = round(WARD_SETTLE_S / dt)
+        x_end, rec = make_integrator(model, dt, 1, n_settle)(
+            jnp.asarray(x0), jnp.asarray(p), u0, jnp.asarray(0.0)
+        )
+        rec_np = np.asarray(rec)
+        last_hour = rec_np[-round(3600.0 / dt) :]
+        span = np.ptp(last_hour, axis=0) / np.maximum(np.abs(last_hour).max(axis=0), 1e-9)
+        converged = bool(np.all(np.isfinite(rec_np)) and span.max() < 1e-3)
+        x0 = np.asarray(x_end)
+    segs, events = _segments(scenario, model, p, scenario.patient.blood_volume_ml, dt)
+    x = jnp.asarray(x0)
+    t = 0.0
+    xs = [np.asarray(x0)[None, :]]
+    for seg in segs:
+        pj, uj = jnp.asarray(seg.p), jnp.asarray(seg.u)
+        for n in _chunks(seg.stop - seg.start):
+            x, rec = make_integrator(model, dt, 1, n)(x, pj, uj, jnp.asarray(t))
+            rec_np = np.asarray(rec)
+            if not np.all(np.isfinite(rec_np)):
+                raise ScenarioError(
+                    f"scenario {scenario.name}: the ward model became unstable between "
+                    f"t = {t:g} s and {t + n * dt:g} s (non-finite state)"
+                )
+            xs.append(rec_np)
+            t += n * dt
+            if progress is not None:
+                progress(n * dt)
+    X = np.vstack(xs)
+    times = dt * np.arange(X.shape[0])
+    sig = _segment_signals(model, segs, times, X)
+    U = np.vstack([segs[0].u[None, :]] + [np.tile(s.u, (s.stop - s.start, 1)) for s in segs])
+    ts = pd.DataFrame({"t_s": times})
+    for i, name in enumerate(model.state_names):
+        ts[name] = X[:, i]
+    for name, v in sig.items():
+        if name not in ts.columns and np.ndim(v) == 1:
+            ts[name] = v
+    for i, name in enumerate(model.input_names):
+        ts[name] = U[:, i]
+    trend = ts[["t_s", *[o.name for o in model.outputs]]].copy()
+    return ScenarioResult(scenario, ts, trend, events, converged)

@@ -361,7 +361,7 @@ def verify(
     progress: Callable[[str], None] | None = None,
     results: Mapping[str, ScenarioResult] | None = None,
 ) -> VerificationReport:
-    """Run every check of the beat-resolved model.
+    """Run every check of the beat-resolved and the ward-scale model.
 
     ``results`` may hold example scenarios already run (by name); the others are run here.
     """
@@ -383,4 +383,12 @@ def verify(
         *fluid_checks(result("fluid_challenge")),
         *contractility_checks(result("heart_failure"), rest),
     ]
-    return VerificationReport(resting, dynamic)
+    from vitaltwin.validate.ward_verification import ward_verification
+
+    sepsis = (
+        "septic_shock_untreated",
+        "septic_shock_early_antibiotics",
+        "septic_shock_late_antibiotics",
+    )
+    ward_rest, ward_dyn = ward_verification({n: result(n) for n in sepsis}, progress)
+    return VerificationReport(resting + ward_rest, dynamic + ward_dyn)

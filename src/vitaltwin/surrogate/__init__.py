@@ -1,0 +1,1 @@
+"""Surrogates bridging fidelities."""
