@@ -24,6 +24,7 @@ test: $(STAMP)
 ## a device so the batch is split across cores (see README, "Performance").
 bench: $(STAMP)
 	XLA_FLAGS="--xla_force_host_platform_device_count=$$(nproc)" $(BIN)/python bench/bench_beat_model.py
+	XLA_FLAGS="--xla_force_host_platform_device_count=$$(nproc)" $(BIN)/python bench/bench_ward_model.py
 
 ## ruff (lint + format check) and mypy (strict).
 lint: $(STAMP)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
+from typer.testing import CliRunner
+
+from vitaltwin.cli import app
 
 from vitaltwin.model import Model
 from vitaltwin.physiology.patient import REFERENCE_PATIENT, PatientProfile
@@ -142,3 +148,22 @@ def test_antibiotic_doses_repeat_and_concentration_is_plausible() -> None:
     assert len(starts) == 3  # at 1, 9 and 17 h
     # meropenem 1 g over 30 min: peak ~40-60 mg/L in a 70 kg adult (V 21 L)
     assert 35.0 < ts.abx_c_mg_l.max() < 70.0
+
+
+def test_cli_runs_a_ward_scenario_and_writes_trend_and_plot(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["scenario", "run", "septic_shock_untreated", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "septic_shock_untreated"
+    trend = pd.read_parquet(out / "trend.parquet")
+    assert len(trend) == 24 * 60 + 1
+    assert {"map_mmhg", "lactate_mmol_l", "spo2_pct", "temp_c", "wbc_10e9_l"} <= set(trend)
+    assert (out / "plot.png").stat().st_size > 10_000
+    assert "lactate" in result.output
+
+
+def test_cli_surrogate_report_prints_accuracy_and_speedup(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["surrogate", "report", "--json", str(tmp_path / "s.json")])
+    assert result.exit_code == 0, result.output
+    assert "speed-up" in result.output and "map_mmhg" in result.output

@@ -248,6 +248,7 @@ def surrogate_train(
     n_train: Annotated[int, typer.Option(help="training design points")] = 2048,
     n_test: Annotated[int, typer.Option(help="held-out design points")] = 512,
     seed: Annotated[int, typer.Option(help="Sobol scrambling seed")] = 1,
+    hidden: Annotated[int, typer.Option(help="units in each of the two hidden layers")] = 32,
     out: Annotated[
         Path | None, typer.Option(help="weights file (default: the shipped one)")
     ] = None,
@@ -270,7 +271,7 @@ def surrogate_train(
                 tasks[name] = bar.add_task(name, total=total)
             bar.update(tasks[name], completed=done)
 
-        sur, _, _ = train(n_train=n_train, n_test=n_test, seed=seed, progress=tick)
+        sur, _, _ = train(n_train=n_train, n_test=n_test, seed=seed, hidden=hidden, progress=tick)
     speed = measure_speedup(sur)
     sur.report["speedup"] = speed
     target = out or Path(__file__).parent / "surrogate" / "hemodynamics.npz"

@@ -1,6 +1,6 @@
 """The haemodynamic surrogate: beat-averaged pressures and flows without beating the heart.
 
-A small fully connected network (6 drivers -> 64 -> 64 -> 7 outputs, tanh) trained on
+A small fully connected network (6 drivers -> 32 -> 32 -> 7 outputs, tanh) trained on
 periodic steady states of the beat-resolved model (``vitaltwin.surrogate._design``). Inputs
 are the drivers scaled to [-1, 1] (log-scaled ratios); outputs are standardised logarithms of
 MAP, SBP, DBP, HR, SV and CO and the CVP itself. Training minimises the mean squared error
@@ -112,7 +112,7 @@ def _targets(outputs: pd.DataFrame) -> np.ndarray:
 
 
 def fit(
-    design: DesignResult, hidden: int = 64, seed: int = 0, max_iter: int = 6000
+    design: DesignResult, hidden: int = 32, seed: int = 0, max_iter: int = 6000
 ) -> HemodynamicSurrogate:
     """Fit the network to the settled points of a design."""
     X = np.asarray(scale_drivers(design.inputs[list(DRIVER_NAMES)].to_numpy()))[design.ok]
@@ -183,7 +183,7 @@ def train(
     n_train: int = 2048,
     n_test: int = 512,
     seed: int = 1,
-    hidden: int = 64,
+    hidden: int = 32,
     max_iter: int = 6000,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> tuple[HemodynamicSurrogate, DesignResult, DesignResult]:
