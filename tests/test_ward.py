@@ -11,7 +11,6 @@ import pytest
 from typer.testing import CliRunner
 
 from vitaltwin.cli import app
-
 from vitaltwin.model import Model
 from vitaltwin.physiology.patient import REFERENCE_PATIENT, PatientProfile
 from vitaltwin.physiology.ward import (
