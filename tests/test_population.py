@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from vitaltwin.simulate.population import RESTING_LIMITS, sample_population
@@ -22,3 +24,14 @@ def test_population_is_reproducible_and_physiological() -> None:
     assert a.profiles.age_years.std() > 8.0
     i = a.model.param_index("hr0_bpm")
     assert a.params[:, i].std() > 3.0
+
+
+def test_every_virtual_patient_starts_at_rest() -> None:
+    pop = sample_population(40, seed=5)
+    m = pop.model
+    rhs = jax.vmap(m.rhs, in_axes=(None, 0, 0, None))
+    d = np.asarray(
+        rhs(0.0, jnp.asarray(pop.states), jnp.asarray(pop.params), jnp.asarray(m.default_inputs()))
+    )
+    drift_per_h = np.abs(d) * 3600.0 / np.maximum(np.abs(pop.states), 1.0)
+    assert drift_per_h.max() < 1e-3, m.state_names[int(np.argmax(drift_per_h.max(axis=0)))]

@@ -235,16 +235,6 @@ class WardCirculation(Component):
             "baseline urine output",
         ),
         Parameter(
-            "intake_ml_kg_h",
-            "mL/kg/h",
-            1.0,
-            0.0,
-            3.0,
-            0.0,
-            "maintenance intake balancing baseline urine",
-            "maintenance fluid intake",
-        ),
-        Parameter(
             "map0_mmhg",
             "mm[Hg]",
             99.0,
@@ -367,7 +357,8 @@ class WardCirculation(Component):
 
     def derivatives(self, t: Array, x: Vars, p: Vars, u: Vars, s: Vars) -> dict[str, Array]:
         bleed = u["hemorrhage_ml_s"]
-        intake = p["intake_ml_kg_h"] * p["weight_kg"] / 3600.0
+        # Maintenance intake (oral or IV) balances the baseline urine output of the patient.
+        intake = p["urine0_ml_kg_h"] * p["weight_kg"] / 3600.0
         leak = s["leak_flux_ml_min"] / 60.0
         return {
             "v_plasma_ml": u["infusion_ml_s"]

@@ -109,6 +109,11 @@ def sample_population(
         B, X = np.array(base), np.array(x0)
         draws = B * np.exp(rng.standard_normal(B.shape) * sigma)
         P = np.clip(np.where(B > 0, draws, B), lower, upper)
+        # The resting fluid volumes are the drawn patient's own (haematocrit, interstitium).
+        bv0, hct0 = P[:, model.param_index("bv0_ml")], P[:, model.param_index("hct0")]
+        X[:, model.state_index("v_plasma_ml")] = bv0 * (1.0 - hct0)
+        X[:, model.state_index("v_rbc_ml")] = bv0 * hct0
+        X[:, model.state_index("v_isf_ml")] = P[:, model.param_index("v_isf0_ml")]
         # The resting CO and MAP that normalise lactate and urine are the drawn patient's own.
         rest = comp.surrogate(drivers(jnp.asarray(X), jnp.asarray(P), u))
         P[:, i_co0] = np.asarray(rest["co_l_min"]) * P[:, model.param_index("size_factor")]
