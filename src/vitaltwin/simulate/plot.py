@@ -124,7 +124,8 @@ def plot_ward(res: ScenarioResult, path: str | Path) -> Path:
     axes[4].plot(th, ts["ne_dose_ug_kg_min"], color="tab:pink", label="norepinephrine (ug/kg/min)")
     axes[4].plot(th, ts["abx_c_mg_l"] / 10.0, color="tab:green", label="meropenem / 10 (mg/L)")
     axes[4].legend(loc="upper right", ncol=2, fontsize=8)
-    given = np.cumsum(ts["infusion_ml_s"].to_numpy()) * np.diff(ts["t_s"].to_numpy(), prepend=0.0)
+    # Infusion rates hold over the step that ends at each record.
+    given = np.cumsum(ts["infusion_ml_s"].to_numpy() * np.diff(ts["t_s"].to_numpy(), prepend=0.0))
     axes[5].plot(th, ts["blood_volume_ml"], color="tab:brown", label="blood volume (mL)")
     axes[5].plot(th, given, color="tab:blue", ls="--", label="fluid given (mL)")
     axes[5].legend(loc="upper left", fontsize=8)
