@@ -6,6 +6,7 @@ vitaltwin verify [--json PATH]
 vitaltwin demo [--out DIR]
 vitaltwin surrogate train [--n-train N] [--n-test N] [--out FILE]
 vitaltwin surrogate report [--json PATH]
+vitaltwin ingest PATH... [--store DIR]   (PhysioNet 2019 PSV files, folders or Parquet)
 """
 
 from __future__ import annotations
@@ -296,6 +297,53 @@ def surrogate_report(
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(report, indent=2))
         console.print(f"JSON: {json_path}")
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="PSV files, folders of them, or Parquet")],
+    store: Annotated[Path, typer.Option(help="store directory (DuckDB)")] = Path("out/store"),
+) -> None:
+    """Ingest PhysioNet 2019 data; prints stored, quarantined and duplicate counts."""
+    import pandas as pd
+
+    from vitaltwin.interop.physionet import PhysioNetError, convert, read_psv
+    from vitaltwin.store import DuckDBStore, IngestCounts
+
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files += sorted(p.glob("*.psv"))
+        elif p.exists():
+            files.append(p)
+        else:
+            err_console.print(f"[bold red]error:[/] {p}: no such file or folder")
+            raise typer.Exit(2)
+    total = IngestCounts(0, 0, 0, 0)
+    with (
+        DuckDBStore(store) as st,
+        Progress(
+            TextColumn("[bold]ingest"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} files"),
+            TimeElapsedColumn(),
+            console=err_console,
+        ) as bar,
+    ):
+        task = bar.add_task("ingest", total=len(files))
+        for f in files:
+            try:
+                df = pd.read_parquet(f) if f.suffix == ".parquet" else read_psv(f)
+                c = convert(df, source=str(f))
+            except (PhysioNetError, OSError, ValueError) as exc:
+                err_console.print(f"[bold red]error:[/] {exc}")
+                raise typer.Exit(2) from None
+            total += st.ingest(c.observations, c.quarantine, c.values_read, c.patients, c.labels)
+            bar.advance(task)
+    console.print(
+        f"read {total.read:,} values: stored {total.stored:,}, quarantined "
+        f"{total.quarantined:,}, duplicates {total.duplicates:,} (store: {store})"
+    )
 
 
 def main() -> None:

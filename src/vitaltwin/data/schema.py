@@ -1,0 +1,73 @@
+"""Arrow schemas of the canonical record.
+
+Observations carry the patient, the effective time (timezone-aware UTC), the LOINC code, the
+value in its UCUM unit, where it came from (``source``: file or message; ``position``: row or
+segment within it), the device, when it was received, and quality flags. Anything that cannot
+be stored as data goes to the quarantine with a reason and its location, so every input record
+is accounted for: stored, quarantined, or counted as a duplicate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pyarrow as pa
+
+UTC_TS = pa.timestamp("us", tz="UTC")
+
+OBSERVATIONS = pa.schema(
+    [
+        pa.field("patient_id", pa.string(), nullable=False),
+        pa.field("effective_time", UTC_TS, nullable=False),
+        pa.field("loinc", pa.string(), nullable=False),
+        pa.field("value", pa.float64(), nullable=False),
+        pa.field("unit", pa.string(), nullable=False),  # UCUM
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("position", pa.string(), nullable=False),
+        pa.field("device", pa.string()),
+        pa.field("received_time", UTC_TS, nullable=False),
+        pa.field("quality", pa.string()),
+    ]
+)
+
+QUARANTINE = pa.schema(
+    [
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("position", pa.string(), nullable=False),
+        pa.field("field", pa.string(), nullable=False),
+        pa.field("raw_value", pa.string()),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("received_time", UTC_TS, nullable=False),
+    ]
+)
+
+PATIENTS = pa.schema(
+    [
+        pa.field("patient_id", pa.string(), nullable=False),
+        pa.field("sex", pa.string()),  # "male" | "female" | None
+        pa.field("age_years", pa.float64()),
+        pa.field("icu_admission_time", UTC_TS),
+        pa.field("hospital_admission_time", UTC_TS),
+        pa.field("icu_unit", pa.string()),
+        pa.field("source", pa.string(), nullable=False),
+    ]
+)
+
+LABELS = pa.schema(
+    [
+        pa.field("patient_id", pa.string(), nullable=False),
+        pa.field("time", UTC_TS, nullable=False),
+        pa.field("label", pa.string(), nullable=False),
+        pa.field("value", pa.int8(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+    ]
+)
+
+
+def observations_table(columns: dict[str, Sequence[object] | pa.Array]) -> pa.Table:
+    """An observations table typed by :data:`OBSERVATIONS`; required fields must be present."""
+    table = pa.table(columns, schema=OBSERVATIONS)
+    for field in OBSERVATIONS:
+        if not field.nullable and table.column(field.name).null_count:
+            raise ValueError(f"observations: required field {field.name!r} has missing values")
+    return table

@@ -1,0 +1,95 @@
+"""PhysioNet 2019 -> canonical record -> DuckDB: mapping, nothing lost, idempotent, queries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from vitaltwin.cli import app
+from vitaltwin.interop.physionet import DESCRIPTORS, VARIABLES, convert, read_psv
+from vitaltwin.store import DuckDBStore
+
+DATA = Path(__file__).parent / "data" / "physionet"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "physionet2019"
+
+
+def test_all_40_variables_are_mapped_with_loinc_and_ucum() -> None:
+    assert len(VARIABLES) + len(DESCRIPTORS) == 40
+    codes = [v.loinc for v in VARIABLES]
+    assert len(set(codes)) == len(codes)
+    assert all(v.unit and v.low < v.high for v in VARIABLES)
+    by = {v.column: v for v in VARIABLES}
+    assert (by["HR"].loinc, by["HR"].unit) == ("8867-4", "/min")
+    assert (by["Lactate"].loinc, by["Lactate"].unit) == ("2524-7", "mmol/L")
+
+
+def test_psv_ingest_accounts_for_every_value_and_is_idempotent(tmp_path: Path) -> None:
+    files = sorted(DATA.glob("*.psv"))
+    with DuckDBStore(tmp_path / "store") as st:
+        first = second = None
+        for f in files:
+            c = convert(read_psv(f), source=f.name)
+            cells = int(read_psv(f)[[v.column for v in VARIABLES]].notna().sum().sum())
+            assert c.values_read == cells
+            got = st.ingest(c.observations, c.quarantine, c.values_read, c.patients, c.labels)
+            assert got.stored + got.quarantined + got.duplicates == got.read == cells
+            first = got if first is None else first + got
+            again = st.ingest(c.observations, c.quarantine, c.values_read, c.patients, c.labels)
+            assert again.stored == 0 and again.quarantined == 0 and again.duplicates == cells
+            second = again if second is None else second + again
+        assert first is not None and st.count("observations") == first.stored
+        assert st.count("patients") == len(files)
+        hr = st.observations("p000009", loinc="8867-4").to_pandas()
+        assert len(hr) > 20 and hr["unit"].eq("/min").all()
+        t = hr["effective_time"]
+        assert t.is_monotonic_increasing and str(t.dt.tz) == "UTC"
+        window = st.observations(
+            "p000009",
+            loinc="8867-4",
+            start=datetime(2000, 1, 1, 5, tzinfo=UTC),
+            end=datetime(2000, 1, 1, 10, tzinfo=UTC),
+        )
+        assert window.num_rows <= 5
+        paths = st.export_parquet(tmp_path / "export")
+        assert pq.read_table(paths["observations"]).num_rows == first.stored
+
+
+def test_implausible_values_are_quarantined_with_reason_and_location() -> None:
+    df = read_psv(DATA / "p000001.psv")
+    df.loc[3, "HR"] = 500.0
+    df.loc[4, "O2Sat"] = 130.0
+    c = convert(df, source="edited.psv")
+    q = c.quarantine.to_pandas()
+    assert set(q["field"]) >= {"HR", "O2Sat"}
+    hr = q[q.field == "HR"].iloc[0]
+    assert hr.position == "p000001:row 3" and "outside plausible range" in hr.reason
+    assert c.observations.num_rows + c.quarantine.num_rows == c.values_read
+
+
+def test_naive_admission_time_is_rejected() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        convert(read_psv(DATA / "p000001.psv"), "x", admission=datetime(2000, 1, 1))
+
+
+def test_cli_ingest_prints_counts_that_add_up(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["ingest", str(DATA), "--store", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    assert "stored" in result.output and "quarantined" in result.output
+    bad = CliRunner().invoke(app, ["ingest", str(tmp_path / "missing.psv")])
+    assert bad.exit_code == 2 and "no such file" in " ".join(bad.output.split())
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="shared PhysioNet set A not present")
+def test_shared_set_a_sample_counts_add_up(tmp_path: Path) -> None:
+    df = pd.read_parquet(SHARED / "training_setA.parquet")
+    sub = df[df.patient_id.isin(df.patient_id.unique()[:300])]
+    c = convert(sub, source="training_setA.parquet")
+    with DuckDBStore(tmp_path) as st:
+        got = st.ingest(c.observations, c.quarantine, c.values_read, c.patients, c.labels)
+    present = int(sub[[v.column for v in VARIABLES]].notna().sum().sum())
+    assert got.read == present == got.stored + got.quarantined + got.duplicates
