@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,7 +14,25 @@ from typer.testing import CliRunner
 
 from vitaltwin.cli import app
 from vitaltwin.interop.physionet import DESCRIPTORS, VARIABLES, convert, read_psv
-from vitaltwin.store import DuckDBStore
+from vitaltwin.store import DuckDBStore, PostgresStore, Store
+
+PG = "host=127.0.0.1 dbname=test user=postgres"
+
+
+@pytest.fixture(params=["duckdb", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """The same tests on both backends (PostgreSQL at 127.0.0.1:5432, a throwaway schema)."""
+    if request.param == "duckdb":
+        with DuckDBStore(tmp_path / "store") as st:
+            yield st
+    else:
+        pg = PostgresStore(PG, schema=f"test_{uuid.uuid4().hex[:12]}")
+        try:
+            yield pg
+        finally:
+            pg.drop()
+            pg.close()
+
 
 DATA = Path(__file__).parent / "data" / "physionet"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "physionet2019"
@@ -28,35 +48,41 @@ def test_all_40_variables_are_mapped_with_loinc_and_ucum() -> None:
     assert (by["Lactate"].loinc, by["Lactate"].unit) == ("2524-7", "mmol/L")
 
 
-def test_psv_ingest_accounts_for_every_value_and_is_idempotent(tmp_path: Path) -> None:
+def test_psv_ingest_accounts_for_every_value_and_is_idempotent(
+    store: Store, tmp_path: Path
+) -> None:
     files = sorted(DATA.glob("*.psv"))
-    with DuckDBStore(tmp_path / "store") as st:
-        first = second = None
-        for f in files:
-            c = convert(read_psv(f), source=f.name)
-            cells = int(read_psv(f)[[v.column for v in VARIABLES]].notna().sum().sum())
-            assert c.values_read == cells
-            got = st.ingest(c.observations, c.quarantine, c.values_read, c.patients, c.labels)
-            assert got.stored + got.quarantined + got.duplicates == got.read == cells
-            first = got if first is None else first + got
-            again = st.ingest(c.observations, c.quarantine, c.values_read, c.patients, c.labels)
-            assert again.stored == 0 and again.quarantined == 0 and again.duplicates == cells
-            second = again if second is None else second + again
-        assert first is not None and st.count("observations") == first.stored
-        assert st.count("patients") == len(files)
-        hr = st.observations("p000009", loinc="8867-4").to_pandas()
-        assert len(hr) > 20 and hr["unit"].eq("/min").all()
-        t = hr["effective_time"]
-        assert t.is_monotonic_increasing and str(t.dt.tz) == "UTC"
-        window = st.observations(
-            "p000009",
-            loinc="8867-4",
-            start=datetime(2000, 1, 1, 5, tzinfo=UTC),
-            end=datetime(2000, 1, 1, 10, tzinfo=UTC),
-        )
-        assert window.num_rows <= 5
-        paths = st.export_parquet(tmp_path / "export")
-        assert pq.read_table(paths["observations"]).num_rows == first.stored
+    first = None
+    for f in files:
+        c = convert(read_psv(f), source=f.name)
+        cells = int(read_psv(f)[[v.column for v in VARIABLES]].notna().sum().sum())
+        assert c.values_read == cells
+        got = store.ingest(c.observations, c.quarantine, c.values_read, c.patients, c.labels)
+        assert got.stored + got.quarantined + got.duplicates == got.read == cells
+        first = got if first is None else first + got
+        again = store.ingest(c.observations, c.quarantine, c.values_read, c.patients, c.labels)
+        assert again.stored == 0 and again.quarantined == 0 and again.duplicates == cells
+    assert first is not None and store.count("observations") == first.stored
+    assert store.count("patients") == len(files)
+    hr = store.observations("p000009", loinc="8867-4").to_pandas()
+    assert len(hr) > 20 and hr["unit"].eq("/min").all()
+    t = hr["effective_time"]
+    assert t.is_monotonic_increasing and str(t.dt.tz) == "UTC"
+    window = store.observations(
+        "p000009",
+        loinc="8867-4",
+        start=datetime(2000, 1, 1, 5, tzinfo=UTC),
+        end=datetime(2000, 1, 1, 10, tzinfo=UTC),
+    )
+    assert window.num_rows <= 5
+    paths = store.export_parquet(tmp_path / "export")
+    assert pq.read_table(paths["observations"]).num_rows == first.stored
+    # Parquet export -> import into a fresh store reads back identically.
+    with DuckDBStore(tmp_path / "copy") as other:
+        counts = other.import_parquet(tmp_path / "export")
+        assert counts.stored == first.stored and counts.quarantined == first.quarantined
+        assert other.table("observations").equals(store.table("observations"))
+        assert other.table("labels").equals(store.table("labels"))
 
 
 def test_implausible_values_are_quarantined_with_reason_and_location() -> None:
@@ -80,16 +106,20 @@ def test_cli_ingest_prints_counts_that_add_up(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["ingest", str(DATA), "--store", str(tmp_path / "s")])
     assert result.exit_code == 0, result.output
     assert "stored" in result.output and "quarantined" in result.output
+    exp = CliRunner().invoke(
+        app, ["export", "--store", str(tmp_path / "s"), "--out", str(tmp_path / "e")]
+    )
+    assert exp.exit_code == 0, exp.output
+    assert pq.read_table(tmp_path / "e" / "observations.parquet").num_rows > 0
     bad = CliRunner().invoke(app, ["ingest", str(tmp_path / "missing.psv")])
     assert bad.exit_code == 2 and "no such file" in " ".join(bad.output.split())
 
 
 @pytest.mark.skipif(not SHARED.exists(), reason="shared PhysioNet set A not present")
-def test_shared_set_a_sample_counts_add_up(tmp_path: Path) -> None:
+def test_shared_set_a_sample_counts_add_up(store: Store) -> None:
     df = pd.read_parquet(SHARED / "training_setA.parquet")
     sub = df[df.patient_id.isin(df.patient_id.unique()[:300])]
     c = convert(sub, source="training_setA.parquet")
-    with DuckDBStore(tmp_path) as st:
-        got = st.ingest(c.observations, c.quarantine, c.values_read, c.patients, c.labels)
+    got = store.ingest(c.observations, c.quarantine, c.values_read, c.patients, c.labels)
     present = int(sub[[v.column for v in VARIABLES]].notna().sum().sum())
     assert got.read == present == got.stored + got.quarantined + got.duplicates

@@ -35,6 +35,7 @@ from vitaltwin.simulate.scenario import (
     load_scenario,
     run_scenario,
 )
+from vitaltwin.store import Store
 from vitaltwin.validate.verification import VerificationReport
 from vitaltwin.validate.verification import verify as run_verify
 
@@ -303,12 +304,15 @@ def surrogate_report(
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="PSV files, folders of them, or Parquet")],
     store: Annotated[Path, typer.Option(help="store directory (DuckDB)")] = Path("out/store"),
+    postgres: Annotated[
+        str | None, typer.Option(help="PostgreSQL conninfo; stores there instead of DuckDB")
+    ] = None,
 ) -> None:
     """Ingest PhysioNet 2019 data; prints stored, quarantined and duplicate counts."""
     import pandas as pd
 
     from vitaltwin.interop.physionet import PhysioNetError, convert, read_psv
-    from vitaltwin.store import DuckDBStore, IngestCounts
+    from vitaltwin.store import IngestCounts
 
     files: list[Path] = []
     for p in paths:
@@ -321,7 +325,7 @@ def ingest(
             raise typer.Exit(2)
     total = IngestCounts(0, 0, 0, 0)
     with (
-        DuckDBStore(store) as st,
+        _open_store(store, postgres) as st,
         Progress(
             TextColumn("[bold]ingest"),
             BarColumn(),
@@ -342,8 +346,31 @@ def ingest(
             bar.advance(task)
     console.print(
         f"read {total.read:,} values: stored {total.stored:,}, quarantined "
-        f"{total.quarantined:,}, duplicates {total.duplicates:,} (store: {store})"
+        f"{total.quarantined:,}, duplicates {total.duplicates:,} "
+        f"(store: {'PostgreSQL' if postgres else store})"
     )
+
+
+def _open_store(directory: Path, postgres: str | None) -> Store:
+    from vitaltwin.store import DuckDBStore, PostgresStore
+
+    return PostgresStore(postgres) if postgres else DuckDBStore(directory)
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("out/export"),
+    fmt: Annotated[str, typer.Option("--format", help="parquet")] = "parquet",
+    store: Annotated[Path, typer.Option(help="store directory (DuckDB)")] = Path("out/store"),
+    postgres: Annotated[str | None, typer.Option(help="PostgreSQL conninfo")] = None,
+) -> None:
+    """Export the stored record (observations, quarantine, patients, labels)."""
+    if fmt != "parquet":
+        err_console.print(f"[bold red]error:[/] --format {fmt!r}: only 'parquet' is available")
+        raise typer.Exit(2)
+    with _open_store(store, postgres) as st:
+        for table, path in st.export_parquet(out).items():
+            console.print(f"{table}: {path}")
 
 
 def main() -> None:

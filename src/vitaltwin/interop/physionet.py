@@ -124,6 +124,7 @@ def convert(
     )  # position within the stay
     pid = df["patient_id"].astype(str).to_numpy()
 
+    pos = pd.Series(pid).str.cat(pd.Series(rowpos).astype(str), sep=":row ").to_numpy()
     obs_parts: list[pd.DataFrame] = []
     q_parts: list[pd.DataFrame] = []
     n_read = 0
@@ -133,7 +134,6 @@ def convert(
         n_read += int(present.sum())
         ok = present & ~bad_t & (vals >= v.low) & (vals <= v.high)
         bad = present & ~ok
-        pos = pd.Series(pid).str.cat(pd.Series(rowpos).astype(str), sep=":row ").to_numpy()
         if ok.any():
             obs_parts.append(
                 pd.DataFrame(

@@ -1,5 +1,7 @@
-"""Storage of the canonical record (DuckDB embedded by default)."""
+"""Storage of the canonical record: one interface, DuckDB (default) and PostgreSQL backends."""
 
-from vitaltwin.store.duckdb_store import DuckDBStore, IngestCounts
+from vitaltwin.store._base import IngestCounts, Store
+from vitaltwin.store.duckdb_store import DuckDBStore
+from vitaltwin.store.postgres_store import PostgresStore
 
-__all__ = ["DuckDBStore", "IngestCounts"]
+__all__ = ["DuckDBStore", "IngestCounts", "PostgresStore", "Store"]

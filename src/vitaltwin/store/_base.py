@@ -1,0 +1,134 @@
+"""The store interface both backends implement, and the accounting that proves nothing is lost.
+
+Observations are unique on (patient, effective time, LOINC code, value, unit): the same
+measurement arriving twice — the same file ingested again, or the same value from two feeds — is
+stored once and counted as a duplicate; quarantine entries are unique on (source, position,
+field). Every ingestion returns counts that add up to the records read: stored + quarantined +
+duplicates (a mismatch raises).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow as pa
+
+from vitaltwin.data.schema import LABELS, OBSERVATIONS, PATIENTS, QUARANTINE
+
+TABLES = ("observations", "quarantine", "patients", "labels")
+OBS_KEY = ("patient_id", "effective_time", "loinc", "value", "unit")
+KEYS: dict[str, tuple[str, ...]] = {
+    "observations": OBS_KEY,
+    "quarantine": ("source", "position", "field"),
+    "patients": ("patient_id",),
+    "labels": ("patient_id", "time", "label"),
+}
+SCHEMAS = {
+    "observations": OBSERVATIONS,
+    "quarantine": QUARANTINE,
+    "patients": PATIENTS,
+    "labels": LABELS,
+}
+
+
+@dataclass(frozen=True)
+class IngestCounts:
+    """What became of the records read; ``read == stored + quarantined + duplicates``."""
+
+    read: int
+    stored: int
+    quarantined: int
+    duplicates: int
+
+    def __add__(self, other: IngestCounts) -> IngestCounts:
+        return IngestCounts(
+            self.read + other.read,
+            self.stored + other.stored,
+            self.quarantined + other.quarantined,
+            self.duplicates + other.duplicates,
+        )
+
+
+class Store(ABC):
+    """One interface, two backends (DuckDB embedded, PostgreSQL)."""
+
+    @abstractmethod
+    def _insert_new(self, table: str, data: pa.Table) -> int:
+        """Insert the rows of ``data`` whose key is not stored yet; return how many."""
+
+    @abstractmethod
+    def count(self, table: str) -> int:
+        """Rows in one of :data:`TABLES`."""
+
+    @abstractmethod
+    def observations(
+        self,
+        patient_id: str,
+        loinc: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> pa.Table:
+        """Observations of one patient, optionally one code and a time range [start, end),
+        ordered by time, in the canonical schema."""
+
+    @abstractmethod
+    def table(self, table: str) -> pa.Table:
+        """A whole table in its canonical schema."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def ingest(
+        self,
+        observations: pa.Table,
+        quarantine: pa.Table,
+        read: int,
+        patients: pa.Table | None = None,
+        labels: pa.Table | None = None,
+    ) -> IngestCounts:
+        """Store a converted batch; returns the counts (raises if they do not add up)."""
+        if observations.schema != OBSERVATIONS or quarantine.schema != QUARANTINE:
+            raise TypeError("observations and quarantine must use the canonical schemas")
+        stored = self._insert_new("observations", observations)
+        q_new = self._insert_new("quarantine", quarantine)
+        dup = (observations.num_rows - stored) + (quarantine.num_rows - q_new)
+        counts = IngestCounts(read, stored, q_new, dup)
+        if counts.stored + counts.quarantined + counts.duplicates != read:
+            raise RuntimeError(f"records unaccounted for: {counts}")
+        if patients is not None:
+            self._insert_new("patients", patients.cast(PATIENTS))
+        if labels is not None:
+            self._insert_new("labels", labels.cast(LABELS))
+        return counts
+
+    def export_parquet(self, directory: str | Path) -> dict[str, Path]:
+        """Every table to ``directory/TABLE.parquet`` (canonical schemas)."""
+        import pyarrow.parquet as pq
+
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {}
+        for t in TABLES:
+            paths[t] = out / f"{t}.parquet"
+            pq.write_table(self.table(t), paths[t])
+        return paths
+
+    def import_parquet(self, directory: str | Path) -> IngestCounts:
+        """Read tables written by :meth:`export_parquet` (idempotent like any ingestion)."""
+        import pyarrow.parquet as pq
+
+        d = Path(directory)
+        obs = pq.read_table(d / "observations.parquet").cast(OBSERVATIONS)
+        q = pq.read_table(d / "quarantine.parquet").cast(QUARANTINE)
+        pats = pq.read_table(d / "patients.parquet") if (d / "patients.parquet").exists() else None
+        labs = pq.read_table(d / "labels.parquet") if (d / "labels.parquet").exists() else None
+        return self.ingest(obs, q, obs.num_rows + q.num_rows, pats, labs)

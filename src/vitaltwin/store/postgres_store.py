@@ -1,0 +1,166 @@
+"""The server store: PostgreSQL through psycopg 3, loading with binary COPY.
+
+Each ingestion COPYs the batch into a temporary staging table and moves the new rows with
+``INSERT ... ON CONFLICT DO NOTHING``, so re-ingesting is idempotent and the counts are exact.
+Tables live in one schema (``vitaltwin`` by default), so several stores can share a database.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import psycopg
+import pyarrow as pa
+from psycopg import sql
+
+from vitaltwin.store._base import KEYS, SCHEMAS, TABLES, Store
+
+_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "observations": (
+        ("patient_id", "text NOT NULL"),
+        ("effective_time", "timestamptz NOT NULL"),
+        ("loinc", "text NOT NULL"),
+        ("value", "double precision NOT NULL"),
+        ("unit", "text NOT NULL"),
+        ("source", "text NOT NULL"),
+        ("position", "text NOT NULL"),
+        ("device", "text"),
+        ("received_time", "timestamptz NOT NULL"),
+        ("quality", "text"),
+    ),
+    "quarantine": (
+        ("source", "text NOT NULL"),
+        ("position", "text NOT NULL"),
+        ("field", "text NOT NULL"),
+        ("raw_value", "text"),
+        ("reason", "text NOT NULL"),
+        ("received_time", "timestamptz NOT NULL"),
+    ),
+    "patients": (
+        ("patient_id", "text NOT NULL"),
+        ("sex", "text"),
+        ("age_years", "double precision"),
+        ("icu_admission_time", "timestamptz"),
+        ("hospital_admission_time", "timestamptz"),
+        ("icu_unit", "text"),
+        ("source", "text NOT NULL"),
+    ),
+    "labels": (
+        ("patient_id", "text NOT NULL"),
+        ("time", "timestamptz NOT NULL"),
+        ("label", "text NOT NULL"),
+        ("value", "smallint NOT NULL"),
+        ("source", "text NOT NULL"),
+    ),
+}
+
+
+class PostgresStore(Store):
+    """Canonical record in PostgreSQL (``conninfo`` as for ``psycopg.connect``)."""
+
+    def __init__(self, conninfo: str, schema: str = "vitaltwin") -> None:
+        self.schema = schema
+        self.con = psycopg.connect(conninfo, autocommit=False)
+        with self.con.cursor() as cur:
+            cur.execute("SET TIME ZONE 'UTC'")
+            cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+            for t, cols in _COLUMNS.items():
+                body = sql.SQL(", ").join(
+                    sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(ty)) for c, ty in cols
+                )
+                key = sql.SQL(", ").join(map(sql.Identifier, KEYS[t]))
+                cur.execute(
+                    sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
+                        self._t(t), body, key
+                    )
+                )
+        self.con.commit()
+
+    def _t(self, table: str) -> sql.Composed:
+        return sql.SQL("{}.{}").format(sql.Identifier(self.schema), sql.Identifier(table))
+
+    def close(self) -> None:
+        self.con.close()
+
+    def drop(self) -> None:
+        """Remove this store's schema and everything in it."""
+        with self.con.cursor() as cur:
+            cur.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.schema))
+            )
+        self.con.commit()
+
+    def _insert_new(self, table: str, data: pa.Table) -> int:
+        if data.num_rows == 0:
+            return 0
+        cols = [c for c, _ in _COLUMNS[table]]
+        types = [ty.replace(" NOT NULL", "") for _, ty in _COLUMNS[table]]
+        with self.con.cursor() as cur:
+            cur.execute(
+                sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DROP").format(
+                    sql.Identifier(f"stage_{table}"), self._t(table)
+                )
+            )
+            copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+                sql.Identifier(f"stage_{table}"), sql.SQL(", ").join(map(sql.Identifier, cols))
+            )
+            with cur.copy(copy_sql) as copy:
+                copy.set_types(types)
+                for row in zip(*(data.column(c).to_pylist() for c in cols), strict=True):
+                    copy.write_row(row)
+            cur.execute(
+                sql.SQL("INSERT INTO {} SELECT * FROM {} ON CONFLICT DO NOTHING").format(
+                    self._t(table), sql.Identifier(f"stage_{table}")
+                )
+            )
+            n = cur.rowcount
+        self.con.commit()
+        return int(n)
+
+    def count(self, table: str) -> int:
+        if table not in TABLES:
+            raise ValueError(f"no table {table!r}")
+        with self.con.cursor() as cur:
+            cur.execute(sql.SQL("SELECT count(*) FROM {}").format(self._t(table)))
+            row = cur.fetchone()
+        self.con.commit()
+        return int(row[0]) if row else 0
+
+    def _fetch(self, query: sql.Composed, args: list[object], table: str) -> pa.Table:
+        with self.con.cursor() as cur:
+            cur.execute(query, args)
+            rows = cur.fetchall()
+        self.con.commit()
+        schema = SCHEMAS[table]
+        cols: list[list[object]] = [[r[i] for r in rows] for i in range(len(schema))]
+        return pa.table(
+            {f.name: pa.array(c, type=f.type) for f, c in zip(schema, cols, strict=True)},
+            schema=schema,
+        )
+
+    def observations(
+        self,
+        patient_id: str,
+        loinc: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> pa.Table:
+        q = sql.SQL("SELECT * FROM {} WHERE patient_id = %s").format(self._t("observations"))
+        args: list[object] = [patient_id]
+        for cond, val in (
+            ("loinc = %s", loinc),
+            ("effective_time >= %s", start),
+            ("effective_time < %s", end),
+        ):
+            if val is not None:
+                q = q + sql.SQL(" AND " + cond)
+                args.append(val)
+        return self._fetch(q + sql.SQL(" ORDER BY effective_time, loinc"), args, "observations")
+
+    def table(self, table: str) -> pa.Table:
+        if table not in TABLES:
+            raise ValueError(f"no table {table!r}")
+        order = sql.SQL(", ").join(map(sql.Identifier, KEYS[table]))
+        return self._fetch(
+            sql.SQL("SELECT * FROM {} ORDER BY {}").format(self._t(table), order), [], table
+        )
