@@ -300,30 +300,49 @@ def surrogate_report(
         console.print(f"JSON: {json_path}")
 
 
+_INGEST_PATTERNS = ("*.psv", "*.parquet", "*.json", "*.json.gz", "*.ndjson", "*.ndjson.gz")
+
+
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="PSV files, folders of them, or Parquet")],
+    paths: Annotated[list[Path], typer.Argument(help="files or folders: PSV, Parquet, FHIR")],
     store: Annotated[Path, typer.Option(help="store directory (DuckDB)")] = Path("out/store"),
     postgres: Annotated[
         str | None, typer.Option(help="PostgreSQL conninfo; stores there instead of DuckDB")
     ] = None,
 ) -> None:
-    """Ingest PhysioNet 2019 data; prints stored, quarantined and duplicate counts."""
+    """Ingest PhysioNet 2019 (PSV, Parquet) and FHIR R4 (JSON, Bundle, NDJSON) files.
+
+    Prints stored, quarantined and duplicate counts; a file that cannot be read at all is
+    reported with the reason and the others are still ingested (exit status 1).
+    """
     import pandas as pd
 
-    from vitaltwin.interop.physionet import PhysioNetError, convert, read_psv
+    from vitaltwin.interop.fhir import FhirError, convert_file
+    from vitaltwin.interop.physionet import Converted, PhysioNetError, convert, read_psv
     from vitaltwin.store import IngestCounts
 
     files: list[Path] = []
     for p in paths:
         if p.is_dir():
-            files += sorted(p.glob("*.psv"))
+            files += sorted({f for pat in _INGEST_PATTERNS for f in p.rglob(pat)})
         elif p.exists():
             files.append(p)
         else:
             err_console.print(f"[bold red]error:[/] {p}: no such file or folder")
             raise typer.Exit(2)
+
+    def load(f: Path) -> Converted:
+        if f.suffix == ".psv":
+            return convert(read_psv(f), source=str(f))
+        if f.suffix == ".parquet":
+            return convert(pd.read_parquet(f), source=str(f))
+        if f.name.endswith((".json", ".json.gz", ".ndjson", ".ndjson.gz")):
+            return convert_file(f)
+        raise PhysioNetError(f"{f}: unknown format (expected .psv, .parquet, FHIR .json/.ndjson)")
+
     total = IngestCounts(0, 0, 0, 0)
+    rejected = 0
     with (
         _open_store(store, postgres) as st,
         Progress(
@@ -337,18 +356,22 @@ def ingest(
         task = bar.add_task("ingest", total=len(files))
         for f in files:
             try:
-                df = pd.read_parquet(f) if f.suffix == ".parquet" else read_psv(f)
-                c = convert(df, source=str(f))
-            except (PhysioNetError, OSError, ValueError) as exc:
-                err_console.print(f"[bold red]error:[/] {exc}")
-                raise typer.Exit(2) from None
-            total += st.ingest(c.observations, c.quarantine, c.values_read, c.patients, c.labels)
+                c = load(f)
+            except (PhysioNetError, FhirError, OSError, ValueError) as exc:
+                err_console.print(f"[bold red]rejected:[/] {exc}")
+                rejected += 1
+            else:
+                total += st.ingest(
+                    c.observations, c.quarantine, c.values_read, c.patients, c.labels
+                )
             bar.advance(task)
     console.print(
-        f"read {total.read:,} values: stored {total.stored:,}, quarantined "
-        f"{total.quarantined:,}, duplicates {total.duplicates:,} "
-        f"(store: {'PostgreSQL' if postgres else store})"
+        f"{len(files) - rejected} files read, {rejected} rejected; {total.read:,} records: "
+        f"stored {total.stored:,}, quarantined {total.quarantined:,}, duplicates "
+        f"{total.duplicates:,} (store: {'PostgreSQL' if postgres else store})"
     )
+    if rejected:
+        raise typer.Exit(1)
 
 
 def _open_store(directory: Path, postgres: str | None) -> Store:

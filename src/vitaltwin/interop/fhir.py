@@ -1,0 +1,288 @@
+"""FHIR R4 in: JSON resources, Bundles (any type) and NDJSON, validated with fhirclient's R4
+(4.0.1) models, to the canonical record.
+
+Observations become one canonical observation per numeric value (the value itself, or each
+component of a panel such as blood pressure 85354-9), under the first LOINC coding vitaltwin
+knows (an Observation coded both 2708-6 and 59408-5 counts once), converted to the code's
+canonical UCUM unit (:mod:`vitaltwin.data.units`) and checked against its plausibility range.
+Everything else is accounted for in the quarantine with the reason and the location (file and
+entry or line): invalid resources (the validation error names the field), cancelled or
+entered-in-error observations, data-absent values (the ``dataAbsentReason`` code),
+non-numeric values, SampledData waveforms, times without a time zone, and resource types this
+version does not store. Patients go to the patient record (sex).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+from fhirclient.models.fhirabstractbase import FHIRValidationError
+from fhirclient.models.fhirelementfactory import FHIRElementFactory
+
+from vitaltwin.data.schema import LABELS, PATIENTS, QUARANTINE, observations_table
+from vitaltwin.data.units import UnitError, to_canonical
+from vitaltwin.interop.physionet import VARIABLES, Converted
+
+LOINC = "http://loinc.org"
+
+CANONICAL: dict[str, tuple[str, float, float]] = {
+    v.loinc: (v.unit, v.low, v.high) for v in VARIABLES
+}
+"""LOINC -> (canonical UCUM unit, plausible low, high), from the PhysioNet mapping plus:"""
+CANONICAL.update(
+    {
+        "2708-6": ("%", 20.0, 100.0),
+        "8302-2": ("cm", 30.0, 260.0),
+        "29463-7": ("kg", 0.3, 400.0),
+        "15074-8": ("mmol/L", 0.3, 110.0),
+        "2339-0": ("mg/dL", 5.0, 2000.0),
+        "9269-2": ("1", 3.0, 15.0),
+    }
+)
+
+
+class FhirError(ValueError):
+    """A FHIR file that cannot be read at all; names the file and what is wrong."""
+
+
+def read_resources(path: Path) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    """(position, resource) for every resource in a file; an unparsable NDJSON line comes as
+    (position, error text) so it can be quarantined."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        raise FhirError(f"{path}: cannot read ({exc})") from None
+    if path.name.endswith((".ndjson", ".ndjson.gz")):
+        for i, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                yield f"line {i}", json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield f"line {i}", f"not JSON ({exc.msg} at column {exc.colno})"
+        return
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FhirError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(doc, dict) or "resourceType" not in doc:
+        raise FhirError(f"{path}: not a FHIR resource (no resourceType)")
+    if doc["resourceType"] == "Bundle":
+        for i, entry in enumerate(doc.get("entry", [])):
+            res = entry.get("resource") if isinstance(entry, dict) else None
+            yield f"entry[{i}]", res if isinstance(res, dict) else "entry without a resource"
+    else:
+        yield "resource", doc
+
+
+@dataclass
+class _Acc:
+    source: str
+    received: datetime
+    obs: list[dict[str, Any]] = field(default_factory=list)
+    quarantine: list[dict[str, Any]] = field(default_factory=list)
+    patients: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def bad(self, position: str, fld: str, reason: str, raw: object = None) -> None:
+        self.quarantine.append(
+            {
+                "source": self.source,
+                "position": position,
+                "field": fld,
+                "raw_value": None if raw is None else str(raw)[:200],
+                "reason": reason,
+                "received_time": self.received,
+            }
+        )
+
+
+def _time(res: dict[str, Any]) -> datetime | str | None:
+    raw = res.get("effectiveDateTime") or res.get("effectiveInstant")
+    if raw is None and isinstance(res.get("effectivePeriod"), dict):
+        raw = res["effectivePeriod"].get("start")
+    if raw is None:
+        return None
+    try:
+        t = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    except ValueError:
+        return str(raw)
+    if "T" not in str(raw) and len(str(raw)) == 10:
+        return t.replace(tzinfo=UTC)  # a date only: kept at 00:00 UTC, flagged (see _DATE_ONLY)
+    if t.tzinfo is None:
+        return str(raw)
+    return t.astimezone(UTC)
+
+
+_DATE_ONLY = "effective time given as a date only (stored at 00:00 UTC)"
+
+
+def _code(concept: dict[str, Any] | None) -> str | None:
+    codes = [
+        c.get("code")
+        for c in (concept or {}).get("coding", [])
+        if c.get("system") == LOINC and c.get("code")
+    ]
+    known = [str(c) for c in codes if c in CANONICAL]
+    chosen = known or [str(c) for c in codes]
+    return chosen[0] if chosen else None
+
+
+def _value(
+    acc: _Acc,
+    pos: str,
+    pid: str,
+    t: datetime,
+    code: str | None,
+    item: dict[str, Any],
+    quality: str | None = None,
+) -> None:
+    where = f"{pos} {code or '(no LOINC)'}"
+    if "dataAbsentReason" in item:
+        reason = _code_text(item["dataAbsentReason"])
+        acc.bad(where, "dataAbsentReason", f"data absent: {reason}")
+        return
+    if "valueSampledData" in item:
+        acc.bad(where, "valueSampledData", "SampledData waveform: not stored by this version")
+        return
+    q = item.get("valueQuantity")
+    if not isinstance(q, dict) or "value" not in q:
+        kinds = [k for k in item if k.startswith("value")]
+        acc.bad(where, kinds[0] if kinds else "value", "no numeric value")
+        return
+    if code is None:
+        acc.bad(where, "code", "no LOINC coding", q.get("value"))
+        return
+    unit = q.get("code") or q.get("unit") or "1"
+    value = float(q["value"])
+    if code in CANONICAL:
+        canon, lo, hi = CANONICAL[code]
+        try:
+            value = to_canonical(value, unit, canon, code)
+        except UnitError as exc:
+            acc.bad(where, "valueQuantity.code", str(exc), f"{q['value']} {unit}")
+            return
+        if not lo <= value <= hi:
+            acc.bad(
+                where,
+                "valueQuantity.value",
+                f"outside plausible range [{lo:g}, {hi:g}] {canon}",
+                f"{value:g} {canon}",
+            )
+            return
+        unit = canon
+    acc.obs.append(
+        {
+            "patient_id": pid,
+            "effective_time": t,
+            "loinc": code,
+            "value": value,
+            "unit": unit,
+            "position": where,
+            "quality": quality,
+        }
+    )
+
+
+def _code_text(concept: dict[str, Any]) -> str:
+    codings = concept.get("coding", [])
+    return str(codings[0].get("code")) if codings else str(concept.get("text", "unknown"))
+
+
+def _observation(acc: _Acc, pos: str, res: dict[str, Any]) -> None:
+    rid = f"{pos} Observation/{res.get('id', '?')}"
+    status = res.get("status")
+    if status in ("cancelled", "entered-in-error"):
+        acc.bad(rid, "status", f"status {status}: not a measurement")
+        return
+    ref = (res.get("subject") or {}).get("reference", "")
+    if not ref:
+        acc.bad(rid, "subject", "no subject (patient)")
+        return
+    pid = ref.split("/")[-1]
+    t = _time(res)
+    if not isinstance(t, datetime):
+        acc.bad(rid, "effective[x]", "no effective time with a time zone", t)
+        return
+    raw = str(res.get("effectiveDateTime") or "")
+    quality = _DATE_ONLY if raw and "T" not in raw else None
+    if res.get("component"):
+        for k, comp in enumerate(res["component"]):
+            _value(acc, f"{rid}.component[{k}]", pid, t, _code(comp.get("code")), comp, quality)
+    else:
+        _value(acc, rid, pid, t, _code(res.get("code")), res, quality)
+
+
+def convert_file(path: Path, received: datetime | None = None) -> Converted:
+    """Read, validate and convert one FHIR file (see the module docstring)."""
+    acc = _Acc(str(path), received or datetime.now(UTC))
+    for pos, res in read_resources(path):
+        if isinstance(res, str):
+            acc.bad(pos, "json", res)
+            continue
+        rtype = res.get("resourceType", "?")
+        try:
+            FHIRElementFactory.instantiate(rtype, res)
+        except FHIRValidationError as exc:
+            acc.bad(f"{pos} {rtype}/{res.get('id', '?')}", rtype, f"invalid FHIR R4: {exc}")
+            continue
+        except Exception as exc:  # fhirclient raises plain errors for unknown types
+            acc.bad(f"{pos} {rtype}", "resourceType", f"invalid FHIR R4: {exc}")
+            continue
+        if rtype == "Observation":
+            _observation(acc, pos, res)
+        elif rtype == "Patient":
+            pid = str(res.get("id", ""))
+            sex = res.get("gender") if res.get("gender") in ("male", "female") else None
+            acc.patients[pid] = {"patient_id": pid, "sex": sex, "source": acc.source}
+        else:
+            acc.bad(
+                f"{pos} {rtype}/{res.get('id', '?')}",
+                "resourceType",
+                f"{rtype} is not stored by this version",
+            )
+    obs = pd.DataFrame(
+        acc.obs,
+        columns=["patient_id", "effective_time", "loinc", "value", "unit", "position", "quality"],
+    )
+    n = len(obs)
+    observations = observations_table(
+        {
+            "patient_id": obs["patient_id"].tolist(),
+            "effective_time": pd.to_datetime(obs["effective_time"], utc=True),
+            "loinc": obs["loinc"].tolist(),
+            "value": obs["value"].astype(float).tolist(),
+            "unit": obs["unit"].tolist(),
+            "source": [acc.source] * n,
+            "position": obs["position"].tolist(),
+            "device": [None] * n,
+            "received_time": [acc.received] * n,
+            "quality": obs["quality"].tolist(),
+        }
+    )
+    quarantine = pa.Table.from_pylist(acc.quarantine, schema=QUARANTINE)
+    pats = [
+        {
+            "patient_id": p["patient_id"],
+            "sex": p["sex"],
+            "age_years": None,
+            "icu_admission_time": None,
+            "hospital_admission_time": None,
+            "icu_unit": None,
+            "source": p["source"],
+        }
+        for p in acc.patients.values()
+    ]
+    patients = pa.Table.from_pylist(pats, schema=PATIENTS)
+    return Converted(
+        observations, quarantine, patients, LABELS.empty_table(), n + len(acc.quarantine)
+    )
