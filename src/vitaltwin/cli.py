@@ -300,7 +300,15 @@ def surrogate_report(
         console.print(f"JSON: {json_path}")
 
 
-_INGEST_PATTERNS = ("*.psv", "*.parquet", "*.json", "*.json.gz", "*.ndjson", "*.ndjson.gz")
+_INGEST_PATTERNS = (
+    "*.psv",
+    "*.parquet",
+    "*.json",
+    "*.json.gz",
+    "*.ndjson",
+    "*.ndjson.gz",
+    "*.hl7",
+)
 
 
 @app.command()
@@ -311,13 +319,14 @@ def ingest(
         str | None, typer.Option(help="PostgreSQL conninfo; stores there instead of DuckDB")
     ] = None,
 ) -> None:
-    """Ingest PhysioNet 2019 (PSV, Parquet) and FHIR R4 (JSON, Bundle, NDJSON) files.
+    """Ingest PhysioNet 2019 (PSV, Parquet), FHIR R4 (JSON, Bundle, NDJSON) and HL7 v2 files.
 
     Prints stored, quarantined and duplicate counts; a file that cannot be read at all is
     reported with the reason and the others are still ingested (exit status 1).
     """
     import pandas as pd
 
+    from vitaltwin.interop import hl7v2
     from vitaltwin.interop.fhir import FhirError, convert_file
     from vitaltwin.interop.physionet import Converted, PhysioNetError, convert, read_psv
     from vitaltwin.store import IngestCounts
@@ -339,6 +348,8 @@ def ingest(
             return convert(pd.read_parquet(f), source=str(f))
         if f.name.endswith((".json", ".json.gz", ".ndjson", ".ndjson.gz")):
             return convert_file(f)
+        if f.suffix == ".hl7":
+            return hl7v2.convert_file(f)
         raise PhysioNetError(f"{f}: unknown format (expected .psv, .parquet, FHIR .json/.ndjson)")
 
     total = IngestCounts(0, 0, 0, 0)
@@ -357,7 +368,7 @@ def ingest(
         for f in files:
             try:
                 c = load(f)
-            except (PhysioNetError, FhirError, OSError, ValueError) as exc:
+            except (PhysioNetError, FhirError, hl7v2.Hl7Error, OSError, ValueError) as exc:
                 err_console.print(f"[bold red]rejected:[/] {exc}")
                 rejected += 1
             else:
@@ -372,6 +383,37 @@ def ingest(
     )
     if rejected:
         raise typer.Exit(1)
+
+
+@app.command()
+def listen(
+    port: Annotated[int, typer.Option(help="TCP port for MLLP")] = 2575,
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    store: Annotated[Path, typer.Option(help="store directory (DuckDB)")] = Path("out/store"),
+    postgres: Annotated[str | None, typer.Option(help="PostgreSQL conninfo")] = None,
+) -> None:
+    """Receive HL7 v2 over MLLP: store each message and answer ACK, or NAK with the reason."""
+    import asyncio
+
+    from vitaltwin.interop.mllp import MllpServer
+
+    async def run() -> None:
+        with _open_store(store, postgres) as st:
+            srv = MllpServer(
+                st,
+                on_ingest=lambda c: console.print(
+                    f"stored {c.stored}, quarantined {c.quarantined}, duplicates {c.duplicates}"
+                ),
+            )
+            server = await srv.start(host, port)
+            console.print(f"listening for MLLP on {host}:{port} (Ctrl-C stops)")
+            async with server:
+                await server.serve_forever()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        console.print("stopped")
 
 
 def _open_store(directory: Path, postgres: str | None) -> Store:

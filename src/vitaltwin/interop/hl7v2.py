@@ -1,0 +1,282 @@
+"""HL7 version 2 in: ORU^R01 results, ADT^A01/A03/A08 patients, batch files, parsed with
+python-hl7.
+
+Structure errors (segments before a message header, two batch headers, a file without
+messages) reject the whole file with python-hl7's reason and the file name. Within a valid
+file, every OBX is accounted for: numeric results (value types NM and SN) with a LOINC code —
+coding system ``LN``, or a local code found in the mapping table — become observations in the
+code's canonical unit; the rest are quarantined with the reason and the location (message
+control id, OBX set id). HL7 v2 timestamps usually carry no time zone: they are read in the
+sender's zone (``sender_tz``, default UTC) and such observations are flagged in ``quality``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+from typing import Any
+
+import hl7
+import pandas as pd
+import pyarrow as pa
+
+from vitaltwin.data.schema import LABELS, PATIENTS, QUARANTINE, observations_table
+from vitaltwin.data.units import UnitError, to_canonical
+from vitaltwin.interop.fhir import CANONICAL
+from vitaltwin.interop.physionet import Converted
+
+LOCAL_CODES: dict[str, str] = {
+    # Philips/GE monitor and common lab-system labels seen in feeds -> LOINC
+    "HR": "8867-4",
+    "PULSE": "8867-4",
+    "SPO2": "59408-5",
+    "RESP": "9279-1",
+    "TEMP": "8310-5",
+    "NBP-S": "8480-6",
+    "NBP-D": "8462-4",
+    "NBP-M": "8478-0",
+    "ABP-S": "8480-6",
+    "ABP-D": "8462-4",
+    "ABP-M": "8478-0",
+    "LACTATE": "2524-7",
+    "WBC": "6690-2",
+    "CREAT": "2160-0",
+}
+"""Default local-code mapping (upper-cased OBX-3 identifier or text -> LOINC)."""
+
+_UCUM_ALIASES = {
+    "mg/dl": "mg/dL",
+    "g/dl": "g/dL",
+    "mmol/l": "mmol/L",
+    "umol/l": "umol/L",
+    "bpm": "/min",
+    "mmhg": "mm[Hg]",
+    "c": "Cel",
+    "degc": "Cel",
+    "f": "[degF]",
+    "degf": "[degF]",
+    "10^9/l": "10*9/L",
+    "10*9/l": "10*9/L",
+    "%": "%",
+}
+
+
+class Hl7Error(ValueError):
+    """An HL7 v2 file or message that cannot be parsed; names the file and the reason."""
+
+
+def _normalize(text: str) -> str:
+    return re.sub(r"\r\n|\n", "\r", text).strip("\r\x0b\x1c ")
+
+
+def messages(text: str, where: str) -> Iterator[Any]:
+    """Parsed messages of a file or stream (single message, several, or FHS/BHS batches)."""
+    t = _normalize(text)
+    if not t:
+        raise Hl7Error(f"{where}: empty")
+    try:
+        if t.startswith(("FHS", "BHS")):
+            parsed = hl7.parse_file(t)  # a File of Batches, with or without FHS/BHS
+            found = False
+            for batch in parsed:
+                for m in batch:
+                    found = True
+                    yield m
+            if not found:
+                raise Hl7Error(f"{where}: batch without messages")
+            return
+        if not t.startswith("MSH"):
+            raise Hl7Error(f"{where}: does not start with MSH, BHS or FHS")
+        for part in re.split(r"\r(?=MSH\|)", t):
+            yield hl7.parse(part)
+    except hl7.ParseException as exc:
+        raise Hl7Error(f"{where}: {exc}") from None
+
+
+def _ts(raw: str, tz: tzinfo) -> tuple[datetime, bool] | None:
+    m = re.fullmatch(r"(\d{8})(\d{2})?(\d{2})?(\d{2})?(?:\.\d+)?([+-]\d{4})?", raw.strip())
+    if not m:
+        return None
+    d, hh, mm, ss, off = m.groups()
+    t = datetime.strptime(d + (hh or "00") + (mm or "00") + (ss or "00"), "%Y%m%d%H%M%S")
+    if off:
+        t = datetime.strptime(t.strftime("%Y%m%d%H%M%S") + off, "%Y%m%d%H%M%S%z")
+        return t.astimezone(UTC), False
+    return t.replace(tzinfo=tz).astimezone(UTC), True
+
+
+@dataclass
+class _Acc:
+    source: str
+    received: datetime
+    obs: list[dict[str, Any]] = field(default_factory=list)
+    quarantine: list[dict[str, Any]] = field(default_factory=list)
+    patients: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def bad(self, position: str, fld: str, reason: str, raw: object = None) -> None:
+        self.quarantine.append(
+            {
+                "source": self.source,
+                "position": position,
+                "field": fld,
+                "raw_value": None if raw is None else str(raw)[:200],
+                "reason": reason,
+                "received_time": self.received,
+            }
+        )
+
+
+def _field(seg: Any, i: int) -> str:
+    try:
+        return str(seg[i])
+    except IndexError:
+        return ""
+
+
+def _oru(acc: _Acc, msg: Any, where: str, local: Mapping[str, str], tz: tzinfo) -> None:
+    pid = _field(msg.segment("PID"), 3).split("^")[0] if _has(msg, "PID") else ""
+    obr_time = _field(msg.segment("OBR"), 7) if _has(msg, "OBR") else ""
+    if not _has(msg, "OBX"):
+        acc.bad(where, "OBX", "ORU^R01 without results (no OBX segment)")
+        return
+    for obx in msg.segments("OBX"):
+        pos = f"{where} OBX {_field(obx, 1) or '?'}"
+        vtype, ident, raw, unit = (_field(obx, 2), _field(obx, 3), _field(obx, 5), _field(obx, 6))
+        if not pid:
+            acc.bad(pos, "PID-3", "no patient identifier")
+            continue
+        parts = ident.split("^")
+        code = (
+            parts[0]
+            if len(parts) > 2 and parts[2] == "LN"
+            else (
+                local.get(parts[0].upper()) or local.get(parts[1].upper() if len(parts) > 1 else "")
+            )
+        )
+        if code is None and re.fullmatch(r"\d{1,7}-\d", parts[0]):
+            code = parts[0]  # a LOINC-shaped identifier without the coding system
+        if vtype not in ("NM", "SN"):
+            acc.bad(pos, "OBX-2", f"value type {vtype or '(none)'} is not numeric", raw)
+            continue
+        if code is None:
+            acc.bad(pos, "OBX-3", f"code {ident!r} not mapped to LOINC", raw)
+            continue
+        num = raw.split("^")[-1] if vtype == "SN" else raw
+        try:
+            value = float(num)
+        except ValueError:
+            acc.bad(pos, "OBX-5", "value is not a number", raw)
+            continue
+        ts = _ts(_field(obx, 14) or obr_time, tz)
+        if ts is None:
+            acc.bad(pos, "OBX-14", "no observation time", _field(obx, 14) or obr_time)
+            continue
+        t, assumed = ts
+        ucum = _UCUM_ALIASES.get(unit.split("^")[0].lower(), unit.split("^")[0])
+        if code in CANONICAL:
+            canon, lo, hi = CANONICAL[code]
+            try:
+                value = to_canonical(value, ucum, canon, code)
+            except UnitError as exc:
+                acc.bad(pos, "OBX-6", str(exc), f"{raw} {unit}")
+                continue
+            if not lo <= value <= hi:
+                acc.bad(pos, "OBX-5", f"outside plausible range [{lo:g}, {hi:g}] {canon}", raw)
+                continue
+            ucum = canon
+        acc.obs.append(
+            {
+                "patient_id": pid,
+                "effective_time": t,
+                "loinc": code,
+                "value": value,
+                "unit": ucum,
+                "position": pos,
+                "quality": "time zone assumed (sender_tz)" if assumed else None,
+            }
+        )
+
+
+def _has(msg: Any, name: str) -> bool:
+    try:
+        msg.segment(name)
+    except KeyError:
+        return False
+    return True
+
+
+def convert_text(
+    text: str,
+    source: str,
+    local_codes: Mapping[str, str] = LOCAL_CODES,
+    sender_tz: tzinfo = UTC,
+    received: datetime | None = None,
+) -> Converted:
+    """Convert an HL7 v2 file or message (raises :class:`Hl7Error` for structure errors)."""
+    acc = _Acc(source, received or datetime.now(UTC))
+    for k, msg in enumerate(messages(text, source)):
+        msh = msg.segment("MSH")
+        mtype = _field(msh, 9)
+        where = f"message {k + 1} ({_field(msh, 10) or 'no control id'})"
+        kind = mtype.split("^")[:2]
+        if kind == ["ORU", "R01"]:
+            _oru(acc, msg, where, local_codes, sender_tz)
+        elif kind[0] == "ADT" and len(kind) > 1 and kind[1] in ("A01", "A03", "A04", "A08"):
+            if _has(msg, "PID"):
+                pid_seg = msg.segment("PID")
+                pid = _field(pid_seg, 3).split("^")[0]
+                sex = {"M": "male", "F": "female"}.get(_field(pid_seg, 8))
+                if pid:
+                    acc.patients[pid] = {"patient_id": pid, "sex": sex, "source": source}
+        else:
+            acc.bad(where, "MSH-9", f"message type {mtype or '(none)'} is not stored")
+    obs = pd.DataFrame(
+        acc.obs,
+        columns=["patient_id", "effective_time", "loinc", "value", "unit", "position", "quality"],
+    )
+    n = len(obs)
+    observations = observations_table(
+        {
+            "patient_id": obs["patient_id"].tolist(),
+            "effective_time": pd.to_datetime(obs["effective_time"], utc=True),
+            "loinc": obs["loinc"].tolist(),
+            "value": obs["value"].astype(float).tolist(),
+            "unit": obs["unit"].tolist(),
+            "source": [source] * n,
+            "position": obs["position"].tolist(),
+            "device": [None] * n,
+            "received_time": [acc.received] * n,
+            "quality": obs["quality"].tolist(),
+        }
+    )
+    pats = [
+        {
+            "patient_id": p["patient_id"],
+            "sex": p["sex"],
+            "age_years": None,
+            "icu_admission_time": None,
+            "hospital_admission_time": None,
+            "icu_unit": None,
+            "source": p["source"],
+        }
+        for p in acc.patients.values()
+    ]
+    return Converted(
+        observations,
+        pa.Table.from_pylist(acc.quarantine, schema=QUARANTINE),
+        pa.Table.from_pylist(pats, schema=PATIENTS),
+        LABELS.empty_table(),
+        n + len(acc.quarantine),
+    )
+
+
+def convert_file(path: Path, **kwargs: Any) -> Converted:
+    """Read and convert one HL7 v2 file."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="strict")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Hl7Error(f"{path}: cannot read ({exc})") from None
+    return convert_text(text, str(path), **kwargs)
