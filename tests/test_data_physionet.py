@@ -123,3 +123,26 @@ def test_shared_set_a_sample_counts_add_up(store: Store) -> None:
     got = store.ingest(c.observations, c.quarantine, c.values_read, c.patients, c.labels)
     present = int(sub[[v.column for v in VARIABLES]].notna().sum().sum())
     assert got.read == present == got.stored + got.quarantined + got.duplicates
+
+
+def test_fhir_export_reads_back_identically(tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", str(DATA), "--store", str(tmp_path / "a")]).exit_code == 0
+    out = runner.invoke(
+        app,
+        [
+            "export",
+            "--format",
+            "fhir",
+            "--store",
+            str(tmp_path / "a"),
+            "--out",
+            str(tmp_path / "f"),
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    back = runner.invoke(app, ["ingest", str(tmp_path / "f"), "--store", str(tmp_path / "b")])
+    assert back.exit_code == 0, back.output
+    key = ["patient_id", "effective_time", "loinc", "value", "unit"]
+    with DuckDBStore(tmp_path / "a") as a, DuckDBStore(tmp_path / "b") as b:
+        assert a.table("observations").select(key).equals(b.table("observations").select(key))

@@ -308,6 +308,8 @@ _INGEST_PATTERNS = (
     "*.ndjson",
     "*.ndjson.gz",
     "*.hl7",
+    "*.csv",
+    "*.jsonl",
 )
 
 
@@ -319,7 +321,8 @@ def ingest(
         str | None, typer.Option(help="PostgreSQL conninfo; stores there instead of DuckDB")
     ] = None,
 ) -> None:
-    """Ingest PhysioNet 2019 (PSV, Parquet), FHIR R4 (JSON, Bundle, NDJSON) and HL7 v2 files.
+    """Ingest PhysioNet 2019 (PSV, Parquet), FHIR R4 (JSON, Bundle, NDJSON), HL7 v2 (.hl7) and
+    device streams (CSV, JSON lines).
 
     Prints stored, quarantined and duplicate counts; a file that cannot be read at all is
     reported with the reason and the others are still ingested (exit status 1).
@@ -329,6 +332,7 @@ def ingest(
     from vitaltwin.interop import hl7v2
     from vitaltwin.interop.fhir import FhirError, convert_file
     from vitaltwin.interop.physionet import Converted, PhysioNetError, convert, read_psv
+    from vitaltwin.interop.streams import StreamError, convert_stream
     from vitaltwin.store import IngestCounts
 
     files: list[Path] = []
@@ -350,6 +354,8 @@ def ingest(
             return convert_file(f)
         if f.suffix == ".hl7":
             return hl7v2.convert_file(f)
+        if f.suffix in (".csv", ".jsonl"):
+            return convert_stream(f)
         raise PhysioNetError(f"{f}: unknown format (expected .psv, .parquet, FHIR .json/.ndjson)")
 
     total = IngestCounts(0, 0, 0, 0)
@@ -368,7 +374,7 @@ def ingest(
         for f in files:
             try:
                 c = load(f)
-            except (PhysioNetError, FhirError, hl7v2.Hl7Error, OSError, ValueError) as exc:
+            except (PhysioNetError, FhirError, hl7v2.Hl7Error, StreamError, OSError) as exc:
                 err_console.print(f"[bold red]rejected:[/] {exc}")
                 rejected += 1
             else:
@@ -425,17 +431,37 @@ def _open_store(directory: Path, postgres: str | None) -> Store:
 @app.command()
 def export(
     out: Annotated[Path, typer.Option(help="output folder")] = Path("out/export"),
-    fmt: Annotated[str, typer.Option("--format", help="parquet")] = "parquet",
+    fmt: Annotated[str, typer.Option("--format", help="parquet or fhir")] = "parquet",
     store: Annotated[Path, typer.Option(help="store directory (DuckDB)")] = Path("out/store"),
     postgres: Annotated[str | None, typer.Option(help="PostgreSQL conninfo")] = None,
 ) -> None:
-    """Export the stored record (observations, quarantine, patients, labels)."""
-    if fmt != "parquet":
-        err_console.print(f"[bold red]error:[/] --format {fmt!r}: only 'parquet' is available")
+    """Export the stored record: Parquet tables, or FHIR R4 Observations (NDJSON)."""
+    if fmt not in ("parquet", "fhir"):
+        err_console.print(f"[bold red]error:[/] --format {fmt!r}: use 'parquet' or 'fhir'")
         raise typer.Exit(2)
     with _open_store(store, postgres) as st:
-        for table, path in st.export_parquet(out).items():
-            console.print(f"{table}: {path}")
+        if fmt == "parquet":
+            for table, path in st.export_parquet(out).items():
+                console.print(f"{table}: {path}")
+            return
+        from vitaltwin.interop.fhir_out import observation
+
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "Observation.ndjson"
+        n = 0
+        with path.open("w", encoding="utf-8") as fh:
+            for r in st.table("observations").to_pylist():
+                res = observation(
+                    r["patient_id"],
+                    r["loinc"],
+                    r["loinc"],
+                    r["value"],
+                    r["unit"],
+                    r["effective_time"],
+                )
+                fh.write(json.dumps(res) + "\n")
+                n += 1
+        console.print(f"{n:,} Observations (validated under R4 and R4B): {path}")
 
 
 def main() -> None:

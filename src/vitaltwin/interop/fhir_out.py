@@ -20,6 +20,9 @@ from fhir.resources.R4B.riskassessment import RiskAssessment as R4BRiskAssessmen
 from fhirclient.models.fhirelementfactory import FHIRElementFactory
 
 LOINC = "http://loinc.org"
+VITAL_SIGNS = frozenset(
+    {"8867-4", "59408-5", "2708-6", "8310-5", "8480-6", "8462-4", "8478-0", "9279-1", "19889-5"}
+)
 UCUM = "http://unitsofmeasure.org"
 _R4B: dict[str, Any] = {
     "Observation": R4BObservation,
@@ -64,6 +67,33 @@ def estimate_observation(
     resource_id: str | None = None,
 ) -> dict[str, Any]:
     """A twin estimate as an Observation (method: model estimate), optionally with a band."""
+    return observation(
+        patient_id,
+        loinc,
+        display,
+        value,
+        unit,
+        time,
+        low,
+        high,
+        resource_id,
+        method="vitaltwin digital-twin model estimate",
+    )
+
+
+def observation(
+    patient_id: str,
+    loinc: str,
+    display: str,
+    value: float,
+    unit: str,
+    time: datetime,
+    low: float | None = None,
+    high: float | None = None,
+    resource_id: str | None = None,
+    method: str | None = None,
+) -> dict[str, Any]:
+    """A numeric Observation (a stored measurement, or with ``method`` a model estimate)."""
     obs: dict[str, Any] = {
         "resourceType": "Observation",
         "status": "final",
@@ -72,7 +102,7 @@ def estimate_observation(
                 "coding": [
                     {
                         "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                        "code": "vital-signs",
+                        "code": "vital-signs" if loinc in VITAL_SIGNS else "laboratory",
                     }
                 ]
             }
@@ -81,8 +111,9 @@ def estimate_observation(
         "subject": {"reference": f"Patient/{patient_id}"},
         "effectiveDateTime": _iso(time),
         "valueQuantity": {"value": value, "unit": unit, "system": UCUM, "code": unit},
-        "method": {"text": "vitaltwin digital-twin model estimate"},
     }
+    if method is not None:
+        obs["method"] = {"text": method}
     if resource_id is not None:
         obs["id"] = resource_id
     if low is not None and high is not None:

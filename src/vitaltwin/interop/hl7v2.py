@@ -47,7 +47,7 @@ LOCAL_CODES: dict[str, str] = {
 }
 """Default local-code mapping (upper-cased OBX-3 identifier or text -> LOINC)."""
 
-_UCUM_ALIASES = {
+UCUM_ALIASES = {
     "mg/dl": "mg/dL",
     "g/dl": "g/dL",
     "mmol/l": "mmol/L",
@@ -175,7 +175,7 @@ def _oru(acc: _Acc, msg: Any, where: str, local: Mapping[str, str], tz: tzinfo) 
             acc.bad(pos, "OBX-14", "no observation time", _field(obx, 14) or obr_time)
             continue
         t, assumed = ts
-        ucum = _UCUM_ALIASES.get(unit.split("^")[0].lower(), unit.split("^")[0])
+        ucum = UCUM_ALIASES.get(unit.split("^")[0].lower(), unit.split("^")[0])
         if code in CANONICAL:
             canon, lo, hi = CANONICAL[code]
             try:
