@@ -146,3 +146,75 @@ def test_fhir_export_reads_back_identically(tmp_path: Path) -> None:
     key = ["patient_id", "effective_time", "loinc", "value", "unit"]
     with DuckDBStore(tmp_path / "a") as a, DuckDBStore(tmp_path / "b") as b:
         assert a.table("observations").select(key).equals(b.table("observations").select(key))
+
+
+def test_encounters_conditions_and_medications_are_stored(store: Store, tmp_path: Path) -> None:
+    import json
+
+    from vitaltwin.interop.fhir import convert_file
+
+    subj = {"reference": "Patient/p7"}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "Encounter",
+                    "id": "e1",
+                    "status": "finished",
+                    "class": {
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                        "code": "IMP",
+                    },
+                    "subject": subj,
+                    "period": {"start": "2026-11-20T10:00:00Z", "end": "2026-11-22T09:00:00Z"},
+                }
+            },
+            {
+                "resource": {
+                    "resourceType": "Condition",
+                    "id": "c1",
+                    "subject": subj,
+                    "code": {
+                        "coding": [
+                            {
+                                "system": "http://snomed.info/sct",
+                                "code": "91302008",
+                                "display": "Sepsis",
+                            }
+                        ]
+                    },
+                    "onsetDateTime": "2026-11-20T12:00:00Z",
+                }
+            },
+            {
+                "resource": {
+                    "resourceType": "MedicationAdministration",
+                    "id": "m1",
+                    "status": "completed",
+                    "subject": subj,
+                    "medicationCodeableConcept": {"text": "norepinephrine"},
+                    "effectivePeriod": {"start": "2026-11-20T13:00:00Z"},
+                    "dosage": {
+                        "rateQuantity": {
+                            "value": 0.1,
+                            "unit": "ug/kg/min",
+                            "system": "http://unitsofmeasure.org",
+                            "code": "ug/kg/min",
+                        }
+                    },
+                }
+            },
+        ],
+    }
+    path = tmp_path / "ctx.json"
+    path.write_text(json.dumps(bundle))
+    c = convert_file(path)
+    assert c.quarantine.num_rows == 0
+    for _ in range(2):  # idempotent
+        store.ingest(c.observations, c.quarantine, c.values_read, **c.context())
+    assert store.count("encounters") == store.count("conditions") == 1
+    med = store.table("medications").to_pylist()
+    assert len(med) == 1 and med[0]["drug"] == "norepinephrine" and med[0]["rate"] == 0.1
+    assert store.table("conditions").to_pylist()[0]["code"] == "http://snomed.info/sct|91302008"

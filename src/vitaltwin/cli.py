@@ -378,9 +378,7 @@ def ingest(
                 err_console.print(f"[bold red]rejected:[/] {exc}")
                 rejected += 1
             else:
-                total += st.ingest(
-                    c.observations, c.quarantine, c.values_read, c.patients, c.labels
-                )
+                total += st.ingest(c.observations, c.quarantine, c.values_read, **c.context())
             bar.advance(task)
     console.print(
         f"{len(files) - rejected} files read, {rejected} rejected; {total.read:,} records: "

@@ -64,6 +64,42 @@ LABELS = pa.schema(
 )
 
 
+ENCOUNTERS = pa.schema(
+    [
+        pa.field("encounter_id", pa.string(), nullable=False),
+        pa.field("patient_id", pa.string(), nullable=False),
+        pa.field("start_time", UTC_TS),
+        pa.field("end_time", UTC_TS),
+        pa.field("kind", pa.string()),  # e.g. inpatient, emergency, ICU
+        pa.field("source", pa.string(), nullable=False),
+    ]
+)
+
+CONDITIONS = pa.schema(
+    [
+        pa.field("patient_id", pa.string(), nullable=False),
+        pa.field("code", pa.string(), nullable=False),  # system|code
+        pa.field("display", pa.string()),
+        pa.field("onset_time", UTC_TS),
+        pa.field("source", pa.string(), nullable=False),
+    ]
+)
+
+MEDICATIONS = pa.schema(
+    [
+        pa.field("patient_id", pa.string(), nullable=False),
+        pa.field("drug", pa.string(), nullable=False),  # system|code or text
+        pa.field("start_time", UTC_TS, nullable=False),
+        pa.field("end_time", UTC_TS),
+        pa.field("dose", pa.float64()),
+        pa.field("dose_unit", pa.string()),  # UCUM
+        pa.field("rate", pa.float64()),
+        pa.field("rate_unit", pa.string()),  # UCUM
+        pa.field("source", pa.string(), nullable=False),
+    ]
+)
+
+
 def observations_table(columns: dict[str, Sequence[object] | pa.Array]) -> pa.Table:
     """An observations table typed by :data:`OBSERVATIONS`; required fields must be present."""
     table = pa.table(columns, schema=OBSERVATIONS)

@@ -9,7 +9,8 @@ Everything else is accounted for in the quarantine with the reason and the locat
 entry or line): invalid resources (the validation error names the field), cancelled or
 entered-in-error observations, data-absent values (the ``dataAbsentReason`` code),
 non-numeric values, SampledData waveforms, times without a time zone, and resource types this
-version does not store. Patients go to the patient record (sex).
+version does not store. Patients go to the patient record (sex); Encounters, Conditions and
+MedicationAdministrations to their canonical tables.
 """
 
 from __future__ import annotations
@@ -27,7 +28,15 @@ import pyarrow as pa
 from fhirclient.models.fhirabstractbase import FHIRValidationError
 from fhirclient.models.fhirelementfactory import FHIRElementFactory
 
-from vitaltwin.data.schema import LABELS, PATIENTS, QUARANTINE, observations_table
+from vitaltwin.data.schema import (
+    CONDITIONS,
+    ENCOUNTERS,
+    LABELS,
+    MEDICATIONS,
+    PATIENTS,
+    QUARANTINE,
+    observations_table,
+)
 from vitaltwin.data.units import UnitError, to_canonical
 from vitaltwin.interop.physionet import VARIABLES, Converted
 
@@ -92,6 +101,9 @@ class _Acc:
     obs: list[dict[str, Any]] = field(default_factory=list)
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     patients: dict[str, dict[str, Any]] = field(default_factory=dict)
+    encounters: list[dict[str, Any]] = field(default_factory=list)
+    conditions: list[dict[str, Any]] = field(default_factory=list)
+    medications: list[dict[str, Any]] = field(default_factory=list)
 
     def bad(self, position: str, fld: str, reason: str, raw: object = None) -> None:
         self.quarantine.append(
@@ -222,6 +234,86 @@ def _observation(acc: _Acc, pos: str, res: dict[str, Any]) -> None:
         _value(acc, rid, pid, t, _code(res.get("code")), res, quality)
 
 
+def _instant(raw: object) -> datetime | None:
+    if not raw:
+        return None
+    t = _time({"effectiveDateTime": raw})
+    return t if isinstance(t, datetime) else None
+
+
+def _concept(concept: dict[str, Any] | None) -> tuple[str | None, str | None]:
+    codings = (concept or {}).get("coding", [])
+    if codings:
+        c = codings[0]
+        return f"{c.get('system', '')}|{c.get('code', '')}", c.get("display")
+    text = (concept or {}).get("text")
+    return (str(text), str(text)) if text else (None, None)
+
+
+def _context(acc: _Acc, pos: str, rtype: str, res: dict[str, Any]) -> None:
+    """Encounters, conditions and medication administrations (stored, or quarantined)."""
+    rid = f"{pos} {rtype}/{res.get('id', '?')}"
+    ref = (res.get("subject") or res.get("patient") or {}).get("reference", "")
+    if not ref:
+        acc.bad(rid, "subject", "no subject (patient)")
+        return
+    pid = ref.split("/")[-1]
+    if rtype == "Encounter":
+        period = res.get("period") or {}
+        acc.encounters.append(
+            {
+                "encounter_id": str(res.get("id", rid)),
+                "patient_id": pid,
+                "start_time": _instant(period.get("start")),
+                "end_time": _instant(period.get("end")),
+                "kind": (res.get("class") or {}).get("code"),
+                "source": acc.source,
+            }
+        )
+    elif rtype == "Condition":
+        code, display = _concept(res.get("code"))
+        if code is None:
+            acc.bad(rid, "code", "condition without a code")
+            return
+        acc.conditions.append(
+            {
+                "patient_id": pid,
+                "code": code,
+                "display": display,
+                "onset_time": _instant(res.get("onsetDateTime")),
+                "source": acc.source,
+            }
+        )
+    else:
+        drug, _ = _concept(res.get("medicationCodeableConcept"))
+        if drug is None and isinstance(res.get("medicationReference"), dict):
+            drug = str(res["medicationReference"].get("reference"))
+        period = res.get("effectivePeriod") or {}
+        start = _instant(res.get("effectiveDateTime") or period.get("start"))
+        if drug is None or start is None:
+            acc.bad(
+                rid,
+                "medication" if drug is None else "effective[x]",
+                "medication administration without a drug or a start time",
+            )
+            return
+        dosage = res.get("dosage") or {}
+        dose, rate = dosage.get("dose") or {}, dosage.get("rateQuantity") or {}
+        acc.medications.append(
+            {
+                "patient_id": pid,
+                "drug": drug,
+                "start_time": start,
+                "end_time": _instant(period.get("end")),
+                "dose": dose.get("value"),
+                "dose_unit": dose.get("code") or dose.get("unit"),
+                "rate": rate.get("value"),
+                "rate_unit": rate.get("code") or rate.get("unit"),
+                "source": acc.source,
+            }
+        )
+
+
 def convert_file(path: Path, received: datetime | None = None) -> Converted:
     """Read, validate and convert one FHIR file (see the module docstring)."""
     acc = _Acc(str(path), received or datetime.now(UTC))
@@ -244,6 +336,8 @@ def convert_file(path: Path, received: datetime | None = None) -> Converted:
             pid = str(res.get("id", ""))
             sex = res.get("gender") if res.get("gender") in ("male", "female") else None
             acc.patients[pid] = {"patient_id": pid, "sex": sex, "source": acc.source}
+        elif rtype in ("Encounter", "Condition", "MedicationAdministration"):
+            _context(acc, pos, rtype, res)
         else:
             acc.bad(
                 f"{pos} {rtype}/{res.get('id', '?')}",
@@ -284,5 +378,12 @@ def convert_file(path: Path, received: datetime | None = None) -> Converted:
     ]
     patients = pa.Table.from_pylist(pats, schema=PATIENTS)
     return Converted(
-        observations, quarantine, patients, LABELS.empty_table(), n + len(acc.quarantine)
+        observations,
+        quarantine,
+        patients,
+        LABELS.empty_table(),
+        n + len(acc.quarantine),
+        encounters=pa.Table.from_pylist(acc.encounters, schema=ENCOUNTERS),
+        conditions=pa.Table.from_pylist(acc.conditions, schema=CONDITIONS),
+        medications=pa.Table.from_pylist(acc.medications, schema=MEDICATIONS),
     )

@@ -82,11 +82,27 @@ class PhysioNetError(ValueError):
 
 @dataclass(frozen=True)
 class Converted:
+    """Canonical tables from one input; ``values_read`` counts the records that must end
+    stored, quarantined or duplicate (observation values and quarantine entries)."""
+
     observations: pa.Table
     quarantine: pa.Table
     patients: pa.Table
     labels: pa.Table
-    values_read: int  # non-missing measurement cells: stored + quarantined (+ duplicates later)
+    values_read: int
+    encounters: pa.Table | None = None
+    conditions: pa.Table | None = None
+    medications: pa.Table | None = None
+
+    def context(self) -> dict[str, pa.Table | None]:
+        """The tables other than observations and quarantine, for ``Store.ingest``."""
+        return {
+            "patients": self.patients,
+            "labels": self.labels,
+            "encounters": self.encounters,
+            "conditions": self.conditions,
+            "medications": self.medications,
+        }
 
 
 def read_psv(path: Path) -> pd.DataFrame:

@@ -16,21 +16,43 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from vitaltwin.data.schema import LABELS, OBSERVATIONS, PATIENTS, QUARANTINE
+from vitaltwin.data.schema import (
+    CONDITIONS,
+    ENCOUNTERS,
+    LABELS,
+    MEDICATIONS,
+    OBSERVATIONS,
+    PATIENTS,
+    QUARANTINE,
+)
 
-TABLES = ("observations", "quarantine", "patients", "labels")
+TABLES = (
+    "observations",
+    "quarantine",
+    "patients",
+    "labels",
+    "encounters",
+    "conditions",
+    "medications",
+)
 OBS_KEY = ("patient_id", "effective_time", "loinc", "value", "unit")
 KEYS: dict[str, tuple[str, ...]] = {
     "observations": OBS_KEY,
     "quarantine": ("source", "position", "field"),
     "patients": ("patient_id",),
     "labels": ("patient_id", "time", "label"),
+    "encounters": ("encounter_id",),
+    "conditions": ("patient_id", "code", "source"),
+    "medications": ("patient_id", "drug", "start_time"),
 }
 SCHEMAS = {
     "observations": OBSERVATIONS,
     "quarantine": QUARANTINE,
     "patients": PATIENTS,
     "labels": LABELS,
+    "encounters": ENCOUNTERS,
+    "conditions": CONDITIONS,
+    "medications": MEDICATIONS,
 }
 
 
@@ -94,6 +116,7 @@ class Store(ABC):
         read: int,
         patients: pa.Table | None = None,
         labels: pa.Table | None = None,
+        **context: pa.Table | None,
     ) -> IngestCounts:
         """Store a converted batch; returns the counts (raises if they do not add up)."""
         if observations.schema != OBSERVATIONS or quarantine.schema != QUARANTINE:
@@ -104,10 +127,12 @@ class Store(ABC):
         counts = IngestCounts(read, stored, q_new, dup)
         if counts.stored + counts.quarantined + counts.duplicates != read:
             raise RuntimeError(f"records unaccounted for: {counts}")
-        if patients is not None:
-            self._insert_new("patients", patients.cast(PATIENTS))
-        if labels is not None:
-            self._insert_new("labels", labels.cast(LABELS))
+        extra = {"patients": patients, "labels": labels, **context}
+        for name, table in extra.items():
+            if name not in SCHEMAS or name in ("observations", "quarantine"):
+                raise ValueError(f"no context table {name!r}")
+            if table is not None:
+                self._insert_new(name, table.cast(SCHEMAS[name]))
         return counts
 
     def export_parquet(self, directory: str | Path) -> dict[str, Path]:
@@ -129,6 +154,9 @@ class Store(ABC):
         d = Path(directory)
         obs = pq.read_table(d / "observations.parquet").cast(OBSERVATIONS)
         q = pq.read_table(d / "quarantine.parquet").cast(QUARANTINE)
-        pats = pq.read_table(d / "patients.parquet") if (d / "patients.parquet").exists() else None
-        labs = pq.read_table(d / "labels.parquet") if (d / "labels.parquet").exists() else None
-        return self.ingest(obs, q, obs.num_rows + q.num_rows, pats, labs)
+        ctx = {
+            t: pq.read_table(d / f"{t}.parquet")
+            for t in TABLES[2:]
+            if (d / f"{t}.parquet").exists()
+        }
+        return self.ingest(obs, q, obs.num_rows + q.num_rows, **ctx)

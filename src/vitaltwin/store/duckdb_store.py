@@ -30,6 +30,19 @@ CREATE TABLE IF NOT EXISTS labels (
     patient_id VARCHAR NOT NULL, time TIMESTAMPTZ NOT NULL, label VARCHAR NOT NULL,
     value TINYINT NOT NULL, source VARCHAR NOT NULL
 );
+CREATE TABLE IF NOT EXISTS encounters (
+    encounter_id VARCHAR NOT NULL, patient_id VARCHAR NOT NULL, start_time TIMESTAMPTZ,
+    end_time TIMESTAMPTZ, kind VARCHAR, source VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS conditions (
+    patient_id VARCHAR NOT NULL, code VARCHAR NOT NULL, display VARCHAR,
+    onset_time TIMESTAMPTZ, source VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS medications (
+    patient_id VARCHAR NOT NULL, drug VARCHAR NOT NULL, start_time TIMESTAMPTZ NOT NULL,
+    end_time TIMESTAMPTZ, dose DOUBLE, dose_unit VARCHAR, rate DOUBLE, rate_unit VARCHAR,
+    source VARCHAR NOT NULL
+);
 """
 
 

@@ -54,6 +54,32 @@ _COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("value", "smallint NOT NULL"),
         ("source", "text NOT NULL"),
     ),
+    "encounters": (
+        ("encounter_id", "text NOT NULL"),
+        ("patient_id", "text NOT NULL"),
+        ("start_time", "timestamptz"),
+        ("end_time", "timestamptz"),
+        ("kind", "text"),
+        ("source", "text NOT NULL"),
+    ),
+    "conditions": (
+        ("patient_id", "text NOT NULL"),
+        ("code", "text NOT NULL"),
+        ("display", "text"),
+        ("onset_time", "timestamptz"),
+        ("source", "text NOT NULL"),
+    ),
+    "medications": (
+        ("patient_id", "text NOT NULL"),
+        ("drug", "text NOT NULL"),
+        ("start_time", "timestamptz NOT NULL"),
+        ("end_time", "timestamptz"),
+        ("dose", "double precision"),
+        ("dose_unit", "text"),
+        ("rate", "double precision"),
+        ("rate_unit", "text"),
+        ("source", "text NOT NULL"),
+    ),
 }
 
 
@@ -62,6 +88,9 @@ _INDEX: dict[str, tuple[str, ...]] = {
     "quarantine": ("source", "position"),
     "patients": ("patient_id",),
     "labels": ("patient_id", "time"),
+    "encounters": ("patient_id",),
+    "conditions": ("patient_id",),
+    "medications": ("patient_id",),
 }
 
 
