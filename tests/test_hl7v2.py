@@ -84,3 +84,17 @@ def test_mllp_listener_acks_valid_and_naks_malformed(tmp_path: Path) -> None:
     assert b"MSA|AA|MSG001" in good
     assert b"MSA|AE|" in bad and b"does not start with MSH" in bad
     assert stored == 2
+
+
+def test_adt_admission_and_discharge_become_an_encounter() -> None:
+    adt = (
+        "MSH|^~\\&|ADT|H|VT|H|20261120100000||ADT^A03|A1|P|2.5\r"
+        "PID|1||PAT9^^^H^MR||Roe^Ann||19500101|F\r"
+        "PV1|1|I|ICU^1^1||||||||||||||||V123|||||||||||||||||||||||||20261118080000"
+        "|20261120100000\r"
+    )
+    c = convert_text(adt, "adt")
+    enc = c.encounters.to_pylist() if c.encounters is not None else []
+    assert len(enc) == 1 and enc[0]["encounter_id"] == "V123"
+    assert enc[0]["kind"] == "inpatient" and enc[0]["end_time"].day == 20
+    assert c.patients.to_pylist()[0]["sex"] == "female"

@@ -23,7 +23,7 @@ import hl7
 import pandas as pd
 import pyarrow as pa
 
-from vitaltwin.data.schema import LABELS, PATIENTS, QUARANTINE, observations_table
+from vitaltwin.data.schema import ENCOUNTERS, LABELS, PATIENTS, QUARANTINE, observations_table
 from vitaltwin.data.units import UnitError, to_canonical
 from vitaltwin.interop.fhir import CANONICAL
 from vitaltwin.interop.physionet import Converted
@@ -115,6 +115,7 @@ class _Acc:
     obs: list[dict[str, Any]] = field(default_factory=list)
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     patients: dict[str, dict[str, Any]] = field(default_factory=dict)
+    encounters: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def bad(self, position: str, fld: str, reason: str, raw: object = None) -> None:
         self.quarantine.append(
@@ -208,6 +209,22 @@ def _has(msg: Any, name: str) -> bool:
     return True
 
 
+def _encounter(acc: _Acc, msg: Any, pid: str, event: str, control_id: str, tz: tzinfo) -> None:
+    """PV1 of an ADT message: visit number (PV1-19), admit (PV1-44) and discharge (PV1-45)."""
+    pv1 = msg.segment("PV1")
+    visit = _field(pv1, 19).split("^")[0] or f"{pid}:{control_id}"
+    admit = _ts(_field(pv1, 44), tz) if _field(pv1, 44) else None
+    disch = _ts(_field(pv1, 45), tz) if _field(pv1, 45) else None
+    acc.encounters[visit] = {
+        "encounter_id": visit,
+        "patient_id": pid,
+        "start_time": admit[0] if admit else None,
+        "end_time": disch[0] if disch else None,
+        "kind": {"I": "inpatient", "O": "outpatient", "E": "emergency"}.get(_field(pv1, 2)),
+        "source": acc.source,
+    }
+
+
 def convert_text(
     text: str,
     source: str,
@@ -231,6 +248,8 @@ def convert_text(
                 sex = {"M": "male", "F": "female"}.get(_field(pid_seg, 8))
                 if pid:
                     acc.patients[pid] = {"patient_id": pid, "sex": sex, "source": source}
+                    if _has(msg, "PV1"):
+                        _encounter(acc, msg, pid, kind[1], _field(msh, 10), sender_tz)
         else:
             acc.bad(where, "MSH-9", f"message type {mtype or '(none)'} is not stored")
     obs = pd.DataFrame(
@@ -270,6 +289,7 @@ def convert_text(
         pa.Table.from_pylist(pats, schema=PATIENTS),
         LABELS.empty_table(),
         n + len(acc.quarantine),
+        encounters=pa.Table.from_pylist(list(acc.encounters.values()), schema=ENCOUNTERS),
     )
 
 

@@ -60,7 +60,7 @@ class MllpServer:
                     writer.write(ack(text, "AE", str(exc)))
                 else:
                     got = self.store.ingest(
-                        conv.observations, conv.quarantine, conv.values_read, conv.patients
+                        conv.observations, conv.quarantine, conv.values_read, **conv.context()
                     )
                     self.counts += got
                     if self.on_ingest is not None:
