@@ -89,9 +89,13 @@ def test_implausible_values_are_quarantined_with_reason_and_location() -> None:
     df = read_psv(DATA / "p000001.psv")
     df.loc[3, "HR"] = 500.0
     df.loc[4, "O2Sat"] = 130.0
+    df["Resp"] = df["Resp"].astype(object)
+    df.loc[5, "Resp"] = "rapid"  # garbage in a numeric column
     c = convert(df, source="edited.psv")
     q = c.quarantine.to_pandas()
-    assert set(q["field"]) >= {"HR", "O2Sat"}
+    assert set(q["field"]) >= {"HR", "O2Sat", "Resp"}
+    assert q[q.field == "Resp"].iloc[0].reason == "Resp is not a number"
+    assert q[q.field == "Resp"].iloc[0].raw_value == "rapid"
     hr = q[q.field == "HR"].iloc[0]
     assert hr.position == "p000001:row 3" and "outside plausible range" in hr.reason
     assert c.observations.num_rows + c.quarantine.num_rows == c.values_read

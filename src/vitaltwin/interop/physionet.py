@@ -146,7 +146,12 @@ def convert(
     n_read = 0
     for v in VARIABLES:
         vals = pd.to_numeric(df[v.column], errors="coerce").to_numpy(dtype=np.float64)
-        present = ~np.isnan(df[v.column].to_numpy(dtype=np.float64, na_value=np.nan))
+        raw = df[v.column]
+        # present: anything but an empty cell or NaN ("NaN" is the Challenge's missing marker)
+        present = (
+            raw.notna().to_numpy()
+            & ~raw.astype(str).str.strip().isin(["", "NaN", "nan"]).to_numpy()
+        )
         n_read += int(present.sum())
         ok = present & ~bad_t & (vals >= v.low) & (vals <= v.high)
         bad = present & ~ok
@@ -167,14 +172,18 @@ def convert(
             reason = np.where(
                 bad_t[bad],
                 "ICULOS missing: no time",
-                f"{v.column} outside plausible range [{v.low:g}, {v.high:g}] {v.unit}",
+                np.where(
+                    np.isnan(vals[bad]),
+                    f"{v.column} is not a number",
+                    f"{v.column} outside plausible range [{v.low:g}, {v.high:g}] {v.unit}",
+                ),
             )
             q_parts.append(
                 pd.DataFrame(
                     {
                         "position": pos[bad],
                         "field": v.column,
-                        "raw_value": vals[bad].astype(str),
+                        "raw_value": raw.astype(str).to_numpy()[bad],
                         "reason": reason,
                     }
                 )
