@@ -222,3 +222,11 @@ def test_encounters_conditions_and_medications_are_stored(store: Store, tmp_path
     med = store.table("medications").to_pylist()
     assert len(med) == 1 and med[0]["drug"] == "norepinephrine" and med[0]["rate"] == 0.1
     assert store.table("conditions").to_pylist()[0]["code"] == "http://snomed.info/sct|91302008"
+    ecg = convert_file(
+        Path(__file__).parent / "data" / "fhir" / "observation-example-sample-data.json"
+    )
+    store.ingest(ecg.observations, ecg.quarantine, ecg.values_read, **ecg.context())
+    waves = store.table("waveforms").to_pylist()
+    assert ecg.waveforms is not None
+    sent = {w["code"]: w["data"] for w in ecg.waveforms.to_pylist()}
+    assert len(waves) == 3 and all(w["data"] == sent[w["code"]] for w in waves)

@@ -55,8 +55,11 @@ def test_fhir_examples_are_stored_or_quarantined_with_reasons() -> None:
     assert got["observation-example-bloodpressure-cancel.json"].quarantine.column(
         "reason"
     ).to_pylist() == ["status cancelled: not a measurement"]
-    ecg = got["observation-example-sample-data.json"].quarantine.column("reason").to_pylist()
-    assert ecg and all("SampledData" in r for r in ecg)
+    ecg = got["observation-example-sample-data.json"]
+    assert ecg.quarantine.num_rows == 0 and ecg.waveforms is not None
+    leads = ecg.waveforms.to_pylist()
+    assert len(leads) == 3 and all(w["period_ms"] == 10.0 for w in leads)
+    assert all(len(w["data"].split()) > 100 for w in leads)
     assert got["patient-example.json"].patients.num_rows == 1
     for c in got.values():
         assert c.values_read == c.observations.num_rows + c.quarantine.num_rows
@@ -95,7 +98,7 @@ def test_every_shared_fhir_sample_is_ingested_or_rejected(tmp_path: Path) -> Non
     with DuckDBStore(tmp_path) as st:
         for f in files:
             c = convert_file(f)
-            counts = st.ingest(c.observations, c.quarantine, c.values_read, c.patients)
+            counts = st.ingest(c.observations, c.quarantine, c.values_read, **c.context())
             assert counts.stored + counts.quarantined + counts.duplicates == counts.read
         assert st.count("observations") > 1000  # the Synthea stays carry vital signs and labs
     result = CliRunner().invoke(

@@ -100,6 +100,25 @@ MEDICATIONS = pa.schema(
 )
 
 
+WAVEFORMS = pa.schema(
+    [
+        pa.field("patient_id", pa.string(), nullable=False),
+        pa.field("start_time", UTC_TS, nullable=False),
+        pa.field("code", pa.string(), nullable=False),  # system|code of the signal
+        pa.field("period_ms", pa.float64(), nullable=False),
+        pa.field("origin", pa.float64(), nullable=False),
+        pa.field("factor", pa.float64(), nullable=False),
+        pa.field("unit", pa.string()),
+        pa.field("dimensions", pa.int32(), nullable=False),
+        pa.field("data", pa.string(), nullable=False),  # FHIR SampledData.data, kept as sent
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("position", pa.string(), nullable=False),
+    ]
+)
+"""Waveforms (FHIR SampledData) stored losslessly: value_i = origin + factor * data_i at
+start_time + i * period_ms (``E``, ``L``, ``U`` in data mark error, below and above range)."""
+
+
 def observations_table(columns: dict[str, Sequence[object] | pa.Array]) -> pa.Table:
     """An observations table typed by :data:`OBSERVATIONS`; required fields must be present."""
     table = pa.table(columns, schema=OBSERVATIONS)

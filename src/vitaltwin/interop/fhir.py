@@ -8,9 +8,9 @@ canonical UCUM unit (:mod:`vitaltwin.data.units`) and checked against its plausi
 Everything else is accounted for in the quarantine with the reason and the location (file and
 entry or line): invalid resources (the validation error names the field), cancelled or
 entered-in-error observations, data-absent values (the ``dataAbsentReason`` code),
-non-numeric values, SampledData waveforms, times without a time zone, and resource types this
-version does not store. Patients go to the patient record (sex); Encounters, Conditions and
-MedicationAdministrations to their canonical tables.
+non-numeric values, times without a time zone, and resource types this version does not
+store. SampledData waveforms go, losslessly, to the waveforms table; Patients to the patient
+record (sex); Encounters, Conditions and MedicationAdministrations to their canonical tables.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from vitaltwin.data.schema import (
     MEDICATIONS,
     PATIENTS,
     QUARANTINE,
+    WAVEFORMS,
     observations_table,
 )
 from vitaltwin.data.units import UnitError, to_canonical
@@ -104,6 +105,7 @@ class _Acc:
     encounters: list[dict[str, Any]] = field(default_factory=list)
     conditions: list[dict[str, Any]] = field(default_factory=list)
     medications: list[dict[str, Any]] = field(default_factory=list)
+    waveforms: list[dict[str, Any]] = field(default_factory=list)
 
     def bad(self, position: str, fld: str, reason: str, raw: object = None) -> None:
         self.quarantine.append(
@@ -164,7 +166,29 @@ def _value(
         acc.bad(where, "dataAbsentReason", f"data absent: {reason}")
         return
     if "valueSampledData" in item:
-        acc.bad(where, "valueSampledData", "SampledData waveform: not stored by this version")
+        sd = item["valueSampledData"]
+        origin = sd.get("origin") or {}
+        concept = item.get("code") or {}
+        codings = concept.get("coding", [])
+        sig = f"{codings[0].get('system', '')}|{codings[0].get('code', '')}" if codings else None
+        if sig is None or "data" not in sd or "period" not in sd:
+            acc.bad(where, "valueSampledData", "SampledData without code, data or period")
+            return
+        acc.waveforms.append(
+            {
+                "patient_id": pid,
+                "start_time": t,
+                "code": sig,
+                "period_ms": float(sd["period"]),
+                "origin": float(origin.get("value", 0.0)),
+                "factor": float(sd.get("factor", 1.0)),
+                "unit": origin.get("code") or origin.get("unit"),
+                "dimensions": int(sd.get("dimensions", 1)),
+                "data": str(sd["data"]),
+                "source": acc.source,
+                "position": where,
+            }
+        )
         return
     q = item.get("valueQuantity")
     if not isinstance(q, dict) or "value" not in q:
@@ -386,4 +410,5 @@ def convert_file(path: Path, received: datetime | None = None) -> Converted:
         encounters=pa.Table.from_pylist(acc.encounters, schema=ENCOUNTERS),
         conditions=pa.Table.from_pylist(acc.conditions, schema=CONDITIONS),
         medications=pa.Table.from_pylist(acc.medications, schema=MEDICATIONS),
+        waveforms=pa.Table.from_pylist(acc.waveforms, schema=WAVEFORMS),
     )

@@ -93,6 +93,7 @@ class Converted:
     encounters: pa.Table | None = None
     conditions: pa.Table | None = None
     medications: pa.Table | None = None
+    waveforms: pa.Table | None = None
 
     def context(self) -> dict[str, pa.Table | None]:
         """The tables other than observations and quarantine, for ``Store.ingest``."""
@@ -102,6 +103,7 @@ class Converted:
             "encounters": self.encounters,
             "conditions": self.conditions,
             "medications": self.medications,
+            "waveforms": self.waveforms,
         }
 
 

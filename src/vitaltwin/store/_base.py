@@ -24,6 +24,7 @@ from vitaltwin.data.schema import (
     OBSERVATIONS,
     PATIENTS,
     QUARANTINE,
+    WAVEFORMS,
 )
 
 TABLES = (
@@ -34,6 +35,7 @@ TABLES = (
     "encounters",
     "conditions",
     "medications",
+    "waveforms",
 )
 OBS_KEY = ("patient_id", "effective_time", "loinc", "value", "unit")
 KEYS: dict[str, tuple[str, ...]] = {
@@ -44,6 +46,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "encounters": ("encounter_id",),
     "conditions": ("patient_id", "code", "source"),
     "medications": ("patient_id", "drug", "start_time"),
+    "waveforms": ("patient_id", "start_time", "code"),
 }
 SCHEMAS = {
     "observations": OBSERVATIONS,
@@ -53,6 +56,7 @@ SCHEMAS = {
     "encounters": ENCOUNTERS,
     "conditions": CONDITIONS,
     "medications": MEDICATIONS,
+    "waveforms": WAVEFORMS,
 }
 
 

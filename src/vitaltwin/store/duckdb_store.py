@@ -43,6 +43,12 @@ CREATE TABLE IF NOT EXISTS medications (
     end_time TIMESTAMPTZ, dose DOUBLE, dose_unit VARCHAR, rate DOUBLE, rate_unit VARCHAR,
     source VARCHAR NOT NULL
 );
+CREATE TABLE IF NOT EXISTS waveforms (
+    patient_id VARCHAR NOT NULL, start_time TIMESTAMPTZ NOT NULL, code VARCHAR NOT NULL,
+    period_ms DOUBLE NOT NULL, origin DOUBLE NOT NULL, factor DOUBLE NOT NULL, unit VARCHAR,
+    dimensions INTEGER NOT NULL, data VARCHAR NOT NULL, source VARCHAR NOT NULL,
+    position VARCHAR NOT NULL
+);
 """
 
 

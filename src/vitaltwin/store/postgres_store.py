@@ -80,6 +80,19 @@ _COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("rate_unit", "text"),
         ("source", "text NOT NULL"),
     ),
+    "waveforms": (
+        ("patient_id", "text NOT NULL"),
+        ("start_time", "timestamptz NOT NULL"),
+        ("code", "text NOT NULL"),
+        ("period_ms", "double precision NOT NULL"),
+        ("origin", "double precision NOT NULL"),
+        ("factor", "double precision NOT NULL"),
+        ("unit", "text"),
+        ("dimensions", "integer NOT NULL"),
+        ("data", "text NOT NULL"),
+        ("source", "text NOT NULL"),
+        ("position", "text NOT NULL"),
+    ),
 }
 
 
@@ -91,6 +104,7 @@ _INDEX: dict[str, tuple[str, ...]] = {
     "encounters": ("patient_id",),
     "conditions": ("patient_id",),
     "medications": ("patient_id",),
+    "waveforms": ("patient_id",),
 }
 
 
