@@ -98,3 +98,19 @@ def test_adt_admission_and_discharge_become_an_encounter() -> None:
     assert len(enc) == 1 and enc[0]["encounter_id"] == "V123"
     assert enc[0]["kind"] == "inpatient" and enc[0]["end_time"].day == 20
     assert c.patients.to_pylist()[0]["sex"] == "female"
+
+
+def test_site_code_table_maps_local_codes(tmp_path: Path) -> None:
+    from vitaltwin.interop.hl7v2 import load_code_table
+
+    table = tmp_path / "codes.csv"
+    table.write_text("local_code,loinc\ntt-0001-01,2093-3\n")
+    codes = load_code_table(table)
+    assert codes["TT-0001-01"] == "2093-3" and codes["HR"] == "8867-4"
+    msg = ORU.replace("8867-4^Heart rate^LN", "tt-0001-01^Cholesterol^WinPath")
+    c = convert_text(msg, "x", local_codes=codes)
+    assert "2093-3" in c.observations.column("loinc").to_pylist()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("local_code,loinc\nX,notloinc\n")
+    with pytest.raises(Hl7Error, match="line 2"):
+        load_code_table(bad)

@@ -320,6 +320,9 @@ def ingest(
     postgres: Annotated[
         str | None, typer.Option(help="PostgreSQL conninfo; stores there instead of DuckDB")
     ] = None,
+    codes: Annotated[
+        Path | None, typer.Option(help="HL7 v2 local-code table (CSV: local_code,loinc)")
+    ] = None,
 ) -> None:
     """Ingest PhysioNet 2019 (PSV, Parquet), FHIR R4 (JSON, Bundle, NDJSON), HL7 v2 (.hl7) and
     device streams (CSV, JSON lines).
@@ -345,6 +348,12 @@ def ingest(
             err_console.print(f"[bold red]error:[/] {p}: no such file or folder")
             raise typer.Exit(2)
 
+    try:
+        local_codes = hl7v2.LOCAL_CODES if codes is None else hl7v2.load_code_table(codes)
+    except hl7v2.Hl7Error as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
     def load(f: Path) -> Converted:
         if f.suffix == ".psv":
             return convert(read_psv(f), source=str(f))
@@ -353,7 +362,7 @@ def ingest(
         if f.name.endswith((".json", ".json.gz", ".ndjson", ".ndjson.gz")):
             return convert_file(f)
         if f.suffix == ".hl7":
-            return hl7v2.convert_file(f)
+            return hl7v2.convert_file(f, local_codes=local_codes)
         if f.suffix in (".csv", ".jsonl"):
             return convert_stream(f)
         raise PhysioNetError(f"{f}: unknown format (expected .psv, .parquet, FHIR .json/.ndjson)")

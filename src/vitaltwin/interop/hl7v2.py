@@ -47,6 +47,27 @@ LOCAL_CODES: dict[str, str] = {
 }
 """Default local-code mapping (upper-cased OBX-3 identifier or text -> LOINC)."""
 
+
+def load_code_table(path: Path) -> dict[str, str]:
+    """A site's local-code table: CSV with columns ``local_code,loinc`` (header required).
+
+    Entries are added to (and override) :data:`LOCAL_CODES`; a malformed row raises
+    :class:`Hl7Error` naming the file and line."""
+    import csv
+
+    table = dict(LOCAL_CODES)
+    try:
+        rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Hl7Error(f"{path}: cannot read ({exc})") from None
+    for i, row in enumerate(rows, start=2):
+        local, loinc = (row.get("local_code") or "").strip(), (row.get("loinc") or "").strip()
+        if not local or not re.fullmatch(r"\d{1,7}-\d", loinc):
+            raise Hl7Error(f"{path}: line {i}: need local_code and a LOINC code, got {row}")
+        table[local.upper()] = loinc
+    return table
+
+
 UCUM_ALIASES = {
     "mg/dl": "mg/dL",
     "g/dl": "g/dL",
