@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pyarrow as pa
 from fhirclient.models.fhirabstractbase import FHIRValidationError
 from fhirclient.models.fhirelementfactory import FHIRElementFactory
@@ -33,30 +32,12 @@ from vitaltwin.data.schema import (
     ENCOUNTERS,
     LABELS,
     MEDICATIONS,
-    PATIENTS,
-    QUARANTINE,
     WAVEFORMS,
-    observations_table,
 )
-from vitaltwin.data.units import UnitError, to_canonical
-from vitaltwin.interop.physionet import VARIABLES, Converted
+from vitaltwin.interop._records import CANONICAL, Records
+from vitaltwin.interop.physionet import Converted
 
 LOINC = "http://loinc.org"
-
-CANONICAL: dict[str, tuple[str, float, float]] = {
-    v.loinc: (v.unit, v.low, v.high) for v in VARIABLES
-}
-"""LOINC -> (canonical UCUM unit, plausible low, high), from the PhysioNet mapping plus:"""
-CANONICAL.update(
-    {
-        "2708-6": ("%", 20.0, 100.0),
-        "8302-2": ("cm", 30.0, 260.0),
-        "29463-7": ("kg", 0.3, 400.0),
-        "15074-8": ("mmol/L", 0.3, 110.0),
-        "2339-0": ("mg/dL", 5.0, 2000.0),
-        "9269-2": ("1", 3.0, 15.0),
-    }
-)
 
 
 class FhirError(ValueError):
@@ -96,28 +77,11 @@ def read_resources(path: Path) -> Iterator[tuple[str, dict[str, Any] | str]]:
 
 
 @dataclass
-class _Acc:
-    source: str
-    received: datetime
-    obs: list[dict[str, Any]] = field(default_factory=list)
-    quarantine: list[dict[str, Any]] = field(default_factory=list)
-    patients: dict[str, dict[str, Any]] = field(default_factory=dict)
+class _Acc(Records):
     encounters: list[dict[str, Any]] = field(default_factory=list)
     conditions: list[dict[str, Any]] = field(default_factory=list)
     medications: list[dict[str, Any]] = field(default_factory=list)
     waveforms: list[dict[str, Any]] = field(default_factory=list)
-
-    def bad(self, position: str, fld: str, reason: str, raw: object = None) -> None:
-        self.quarantine.append(
-            {
-                "source": self.source,
-                "position": position,
-                "field": fld,
-                "raw_value": None if raw is None else str(raw)[:200],
-                "reason": reason,
-                "received_time": self.received,
-            }
-        )
 
 
 def _time(res: dict[str, Any]) -> datetime | str | None:
@@ -200,33 +164,11 @@ def _value(
         return
     unit = q.get("code") or q.get("unit") or "1"
     value = float(q["value"])
-    if code in CANONICAL:
-        canon, lo, hi = CANONICAL[code]
-        try:
-            value = to_canonical(value, unit, canon, code)
-        except UnitError as exc:
-            acc.bad(where, "valueQuantity.code", str(exc), f"{q['value']} {unit}")
-            return
-        if not lo <= value <= hi:
-            acc.bad(
-                where,
-                "valueQuantity.value",
-                f"outside plausible range [{lo:g}, {hi:g}] {canon}",
-                f"{value:g} {canon}",
-            )
-            return
-        unit = canon
-    acc.obs.append(
-        {
-            "patient_id": pid,
-            "effective_time": t,
-            "loinc": code,
-            "value": value,
-            "unit": unit,
-            "position": where,
-            "quality": quality,
-        }
-    )
+    got = acc.checked(code, value, unit, where, "valueQuantity.code", "valueQuantity.value")
+    if got is None:
+        return
+    value, unit = got
+    acc.add(pid, t, code, value, unit, where, quality)
 
 
 def _code_text(concept: dict[str, Any]) -> str:
@@ -359,7 +301,7 @@ def convert_file(path: Path, received: datetime | None = None) -> Converted:
         elif rtype == "Patient":
             pid = str(res.get("id", ""))
             sex = res.get("gender") if res.get("gender") in ("male", "female") else None
-            acc.patients[pid] = {"patient_id": pid, "sex": sex, "source": acc.source}
+            acc.patient(pid, sex)
         elif rtype in ("Encounter", "Condition", "MedicationAdministration"):
             _context(acc, pos, rtype, res)
         else:
@@ -368,45 +310,13 @@ def convert_file(path: Path, received: datetime | None = None) -> Converted:
                 "resourceType",
                 f"{rtype} is not stored by this version",
             )
-    obs = pd.DataFrame(
-        acc.obs,
-        columns=["patient_id", "effective_time", "loinc", "value", "unit", "position", "quality"],
-    )
-    n = len(obs)
-    observations = observations_table(
-        {
-            "patient_id": obs["patient_id"].tolist(),
-            "effective_time": pd.to_datetime(obs["effective_time"], utc=True),
-            "loinc": obs["loinc"].tolist(),
-            "value": obs["value"].astype(float).tolist(),
-            "unit": obs["unit"].tolist(),
-            "source": [acc.source] * n,
-            "position": obs["position"].tolist(),
-            "device": [None] * n,
-            "received_time": [acc.received] * n,
-            "quality": obs["quality"].tolist(),
-        }
-    )
-    quarantine = pa.Table.from_pylist(acc.quarantine, schema=QUARANTINE)
-    pats = [
-        {
-            "patient_id": p["patient_id"],
-            "sex": p["sex"],
-            "age_years": None,
-            "icu_admission_time": None,
-            "hospital_admission_time": None,
-            "icu_unit": None,
-            "source": p["source"],
-        }
-        for p in acc.patients.values()
-    ]
-    patients = pa.Table.from_pylist(pats, schema=PATIENTS)
+    observations, quarantine, patients = acc.tables()
     return Converted(
         observations,
         quarantine,
         patients,
         LABELS.empty_table(),
-        n + len(acc.quarantine),
+        acc.read,
         encounters=pa.Table.from_pylist(acc.encounters, schema=ENCOUNTERS),
         conditions=pa.Table.from_pylist(acc.conditions, schema=CONDITIONS),
         medications=pa.Table.from_pylist(acc.medications, schema=MEDICATIONS),

@@ -20,12 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import hl7
-import pandas as pd
 import pyarrow as pa
 
-from vitaltwin.data.schema import ENCOUNTERS, LABELS, PATIENTS, QUARANTINE, observations_table
-from vitaltwin.data.units import UnitError, to_canonical
-from vitaltwin.interop.fhir import CANONICAL
+from vitaltwin.data.schema import ENCOUNTERS, LABELS
+from vitaltwin.interop._records import Records
 from vitaltwin.interop.physionet import Converted
 
 LOCAL_CODES: dict[str, str] = {
@@ -130,25 +128,8 @@ def _ts(raw: str, tz: tzinfo) -> tuple[datetime, bool] | None:
 
 
 @dataclass
-class _Acc:
-    source: str
-    received: datetime
-    obs: list[dict[str, Any]] = field(default_factory=list)
-    quarantine: list[dict[str, Any]] = field(default_factory=list)
-    patients: dict[str, dict[str, Any]] = field(default_factory=dict)
+class _Acc(Records):
     encounters: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def bad(self, position: str, fld: str, reason: str, raw: object = None) -> None:
-        self.quarantine.append(
-            {
-                "source": self.source,
-                "position": position,
-                "field": fld,
-                "raw_value": None if raw is None else str(raw)[:200],
-                "reason": reason,
-                "received_time": self.received,
-            }
-        )
 
 
 def _field(seg: Any, i: int) -> str:
@@ -198,27 +179,12 @@ def _oru(acc: _Acc, msg: Any, where: str, local: Mapping[str, str], tz: tzinfo) 
             continue
         t, assumed = ts
         ucum = UCUM_ALIASES.get(unit.split("^")[0].lower(), unit.split("^")[0])
-        if code in CANONICAL:
-            canon, lo, hi = CANONICAL[code]
-            try:
-                value = to_canonical(value, ucum, canon, code)
-            except UnitError as exc:
-                acc.bad(pos, "OBX-6", str(exc), f"{raw} {unit}")
-                continue
-            if not lo <= value <= hi:
-                acc.bad(pos, "OBX-5", f"outside plausible range [{lo:g}, {hi:g}] {canon}", raw)
-                continue
-            ucum = canon
-        acc.obs.append(
-            {
-                "patient_id": pid,
-                "effective_time": t,
-                "loinc": code,
-                "value": value,
-                "unit": ucum,
-                "position": pos,
-                "quality": "time zone assumed (sender_tz)" if assumed else None,
-            }
+        got = acc.checked(code, value, ucum, pos, "OBX-6", "OBX-5")
+        if got is None:
+            continue
+        value, ucum = got
+        acc.add(
+            pid, t, code, value, ucum, pos, "time zone assumed (sender_tz)" if assumed else None
         )
 
 
@@ -268,48 +234,18 @@ def convert_text(
                 pid = _field(pid_seg, 3).split("^")[0]
                 sex = {"M": "male", "F": "female"}.get(_field(pid_seg, 8))
                 if pid:
-                    acc.patients[pid] = {"patient_id": pid, "sex": sex, "source": source}
+                    acc.patient(pid, sex)
                     if _has(msg, "PV1"):
                         _encounter(acc, msg, pid, kind[1], _field(msh, 10), sender_tz)
         else:
             acc.bad(where, "MSH-9", f"message type {mtype or '(none)'} is not stored")
-    obs = pd.DataFrame(
-        acc.obs,
-        columns=["patient_id", "effective_time", "loinc", "value", "unit", "position", "quality"],
-    )
-    n = len(obs)
-    observations = observations_table(
-        {
-            "patient_id": obs["patient_id"].tolist(),
-            "effective_time": pd.to_datetime(obs["effective_time"], utc=True),
-            "loinc": obs["loinc"].tolist(),
-            "value": obs["value"].astype(float).tolist(),
-            "unit": obs["unit"].tolist(),
-            "source": [source] * n,
-            "position": obs["position"].tolist(),
-            "device": [None] * n,
-            "received_time": [acc.received] * n,
-            "quality": obs["quality"].tolist(),
-        }
-    )
-    pats = [
-        {
-            "patient_id": p["patient_id"],
-            "sex": p["sex"],
-            "age_years": None,
-            "icu_admission_time": None,
-            "hospital_admission_time": None,
-            "icu_unit": None,
-            "source": p["source"],
-        }
-        for p in acc.patients.values()
-    ]
+    observations, quarantine, patients = acc.tables()
     return Converted(
         observations,
-        pa.Table.from_pylist(acc.quarantine, schema=QUARANTINE),
-        pa.Table.from_pylist(pats, schema=PATIENTS),
+        quarantine,
+        patients,
         LABELS.empty_table(),
-        n + len(acc.quarantine),
+        acc.read,
         encounters=pa.Table.from_pylist(list(acc.encounters.values()), schema=ENCOUNTERS),
     )
 

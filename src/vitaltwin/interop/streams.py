@@ -19,12 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-import pyarrow as pa
-
-from vitaltwin.data.schema import LABELS, PATIENTS, QUARANTINE, observations_table
-from vitaltwin.data.units import UnitError, to_canonical
-from vitaltwin.interop.fhir import CANONICAL
+from vitaltwin.data.schema import LABELS, PATIENTS
+from vitaltwin.interop._records import CANONICAL, Records
 from vitaltwin.interop.hl7v2 import LOCAL_CODES, UCUM_ALIASES
 from vitaltwin.interop.physionet import Converted
 
@@ -69,22 +65,10 @@ def _time(raw: object) -> datetime | None:
 
 def convert_stream(path: Path, received: datetime | None = None) -> Converted:
     """Read and convert one CSV or JSON-lines stream file."""
-    received = received or datetime.now(UTC)
-    source = str(path)
-    obs: list[dict[str, Any]] = []
-    bad: list[dict[str, Any]] = []
+    acc = Records(str(path), received or datetime.now(UTC))
 
     def reject(line: int, fld: str, reason: str, raw: object = None) -> None:
-        bad.append(
-            {
-                "source": source,
-                "position": f"line {line}",
-                "field": fld,
-                "raw_value": None if raw is None else str(raw)[:200],
-                "reason": reason,
-                "received_time": received,
-            }
-        )
+        acc.bad(f"line {line}", fld, reason, raw)
 
     for line, rec in _records(path):
         if isinstance(rec, str):
@@ -112,49 +96,20 @@ def convert_stream(path: Path, received: datetime | None = None) -> Converted:
         if code not in CANONICAL:
             reject(line, "code", f"code {rec['code']!r} is not a known LOINC code or label")
             continue
-        canon, lo, hi = CANONICAL[code]
-        try:
-            value = to_canonical(value, unit, canon, code)
-        except UnitError as exc:
-            reject(line, "unit", str(exc), rec["unit"])
+        got = acc.checked(code, value, unit, f"line {line}", "unit", "value")
+        if got is None:
             continue
-        if not lo <= value <= hi:
-            reject(line, "value", f"outside plausible range [{lo:g}, {hi:g}] {canon}", rec["value"])
-            continue
-        obs.append(
-            {
-                "patient_id": str(rec["patient_id"]),
-                "effective_time": t,
-                "loinc": code,
-                "value": value,
-                "unit": canon,
-                "position": f"line {line}",
-                "device": rec.get("device") or None,
-            }
+        value, canon = got
+        acc.add(
+            str(rec["patient_id"]),
+            t,
+            code,
+            value,
+            canon,
+            f"line {line}",
+            device=rec.get("device") or None,
         )
-    df = pd.DataFrame(
-        obs,
-        columns=["patient_id", "effective_time", "loinc", "value", "unit", "position", "device"],
-    )
-    n = len(df)
-    observations = observations_table(
-        {
-            "patient_id": df["patient_id"].tolist(),
-            "effective_time": pd.to_datetime(df["effective_time"], utc=True),
-            "loinc": df["loinc"].tolist(),
-            "value": df["value"].astype(float).tolist(),
-            "unit": df["unit"].tolist(),
-            "source": [source] * n,
-            "position": df["position"].tolist(),
-            "device": df["device"].tolist(),
-            "received_time": [received] * n,
-            "quality": [None] * n,
-        }
-    )
+    observations, quarantine, _ = acc.tables()
     return Converted(
-        observations,
-        pa.Table.from_pylist(bad, schema=QUARANTINE),
-        PATIENTS.empty_table(),
-        LABELS.empty_table(),
-        n + len(bad),
+        observations, quarantine, PATIENTS.empty_table(), LABELS.empty_table(), acc.read
     )

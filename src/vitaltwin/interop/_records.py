@@ -1,0 +1,134 @@
+"""What an adapter collects while reading one input: observations, quarantine entries and
+patients, turned into canonical tables at the end (shared by the FHIR, HL7 v2 and stream
+adapters)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+
+from vitaltwin.data.schema import OBSERVATIONS, PATIENTS, QUARANTINE
+from vitaltwin.data.units import UnitError, to_canonical
+from vitaltwin.interop.physionet import VARIABLES
+
+CANONICAL: dict[str, tuple[str, float, float]] = {
+    v.loinc: (v.unit, v.low, v.high) for v in VARIABLES
+}
+"""LOINC -> (canonical UCUM unit, plausible low, high): the PhysioNet mapping plus a few codes
+the FHIR and HL7 feeds carry."""
+CANONICAL.update(
+    {
+        "2708-6": ("%", 20.0, 100.0),
+        "8302-2": ("cm", 30.0, 260.0),
+        "29463-7": ("kg", 0.3, 400.0),
+        "15074-8": ("mmol/L", 0.3, 110.0),
+        "2339-0": ("mg/dL", 5.0, 2000.0),
+        "9269-2": ("1", 3.0, 15.0),
+    }
+)
+
+
+@dataclass
+class Records:
+    source: str
+    received: datetime
+    obs: list[dict[str, Any]] = field(default_factory=list)
+    quarantine: list[dict[str, Any]] = field(default_factory=list)
+    patients: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def bad(self, position: str, fld: str, reason: str, raw: object = None) -> None:
+        """Quarantine one record with the reason and where it was."""
+        self.quarantine.append(
+            {
+                "source": self.source,
+                "position": position,
+                "field": fld,
+                "raw_value": None if raw is None else str(raw)[:200],
+                "reason": reason,
+                "received_time": self.received,
+            }
+        )
+
+    def add(
+        self,
+        patient_id: str,
+        time: datetime,
+        loinc: str,
+        value: float,
+        unit: str,
+        position: str,
+        quality: str | None = None,
+        device: str | None = None,
+    ) -> None:
+        """One observation (already in its canonical unit, time in UTC)."""
+        self.obs.append(
+            {
+                "patient_id": patient_id,
+                "effective_time": time,
+                "loinc": loinc,
+                "value": float(value),
+                "unit": unit,
+                "source": self.source,
+                "position": position,
+                "device": device,
+                "received_time": self.received,
+                "quality": quality,
+            }
+        )
+
+    def checked(
+        self,
+        code: str,
+        value: float,
+        unit: str,
+        position: str,
+        unit_field: str,
+        value_field: str,
+    ) -> tuple[float, str] | None:
+        """``value`` in the code's canonical unit, plausibility-checked; ``None`` (and the record
+        quarantined with the reason) when the unit is unknown or the value implausible. Codes
+        without a canonical entry keep their value and unit."""
+        if code not in CANONICAL:
+            return value, unit
+        canon, lo, hi = CANONICAL[code]
+        try:
+            converted = to_canonical(value, unit, canon, code)
+        except UnitError as exc:
+            self.bad(position, unit_field, str(exc), f"{value:g} {unit}")
+            return None
+        if not lo <= converted <= hi:
+            self.bad(
+                position,
+                value_field,
+                f"outside plausible range [{lo:g}, {hi:g}] {canon}",
+                f"{converted:g} {canon}",
+            )
+            return None
+        return converted, canon
+
+    def patient(self, patient_id: str, sex: str | None) -> None:
+        self.patients[patient_id] = {
+            "patient_id": patient_id,
+            "sex": sex,
+            "age_years": None,
+            "icu_admission_time": None,
+            "hospital_admission_time": None,
+            "icu_unit": None,
+            "source": self.source,
+        }
+
+    @property
+    def read(self) -> int:
+        """Records that must end stored, quarantined or duplicate."""
+        return len(self.obs) + len(self.quarantine)
+
+    def tables(self) -> tuple[pa.Table, pa.Table, pa.Table]:
+        """(observations, quarantine, patients) in the canonical schemas."""
+        return (
+            pa.Table.from_pylist(self.obs, schema=OBSERVATIONS),
+            pa.Table.from_pylist(self.quarantine, schema=QUARANTINE),
+            pa.Table.from_pylist(list(self.patients.values()), schema=PATIENTS),
+        )
