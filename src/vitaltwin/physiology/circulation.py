@@ -52,7 +52,7 @@ def activation(x: Array) -> Array:
     return 16.0 * w * w
 
 
-def _softplus(x: Array, width: float) -> Array:
+def softplus(x: Array, width: float) -> Array:
     """Smooth max(x, 0) with a transition of about ``width``."""
     return width * jnp.logaddexp(x / width, 0.0)
 
@@ -363,7 +363,7 @@ class Circulation(Component):
         # heart rate (smooth floor, width 5 ms): an additive reflex on a fast intrinsic rate
         # would otherwise shorten the period without bound.
         period_min = 60.0 / p["hr_max_bpm"]
-        period = period_min + _softplus(
+        period = period_min + softplus(
             60.0 / p["hr0_bpm"] + s["baro_d_heart_period_s"] - period_min, 0.005
         )
         t_sys = p["t_sys0_s"] - p["k_sys_s2"] / period

@@ -34,6 +34,7 @@ import numpy as np
 from jax import Array
 
 from vitaltwin.model import Component, Input, Model, Output, Parameter, State, Vars
+from vitaltwin.physiology.circulation import softplus
 from vitaltwin.physiology.inflammation import Inflammation
 from vitaltwin.physiology.patient import REFERENCE_PATIENT, PatientProfile, pulse_wave_velocity_m_s
 from vitaltwin.physiology.pharmacology import Antibiotic, Norepinephrine
@@ -46,10 +47,6 @@ WARD_DT_S = 60.0
 """Default step of the ward model (s), RK4. Its fastest process is norepinephrine kinetics
 (half-life 3 min); see ``tests/test_ward.py`` for the check against a 5 s step."""
 _H98 = "Hahn 2010 [hahn2010]"
-
-
-def _softplus(x: Array, width: float) -> Array:
-    return width * jnp.logaddexp(x / width, 0.0)
 
 
 def _renal_perfusion(map_mmhg: Array) -> Array:
@@ -331,7 +328,7 @@ class WardCirculation(Component):
         renal = _renal_perfusion(h["map_mmhg"]) / p["renal0"]
         urine_ml_min = renal * (
             p["urine0_ml_kg_h"] * p["weight_kg"] / 60.0
-            + p["kr_ml_min"] * (_softplus(dil_p, 0.01) - 0.01 * np.log(2.0))
+            + p["kr_ml_min"] * (softplus(dil_p, 0.01) - 0.01 * np.log(2.0))
         )
         return {
             "blood_volume_ml": bv,
@@ -536,7 +533,7 @@ class OxygenMetabolism(Component):
             p["rr0_per_min"]
             + p["rr_per_c"] * jnp.maximum(fever, 0.0)
             + p["rr_infl_max"] * a_n
-            + p["rr_per_lactate"] * _softplus(x["lactate_mmol_l"] - 2.0, 0.2)
+            + p["rr_per_lactate"] * softplus(x["lactate_mmol_l"] - 2.0, 0.2)
         )
         demand = p["vo2_ml_kg_min"] * w * (1.0 + p["vo2_per_c"] * fever)
         va_l_min = rr * (p["vt_ml_kg"] - p["vd_ml_kg"]) * w / 1000.0
@@ -552,7 +549,7 @@ class OxygenMetabolism(Component):
         do2 = 10.0 * co * ca
         # Smooth min(demand, er_max * DO2): uptake is limited when delivery falls short.
         cap = p["er_max"] * do2
-        vo2 = demand - _softplus(demand - cap, 5.0)
+        vo2 = demand - softplus(demand - cap, 5.0)
         # PaO2 at the arterial saturation: invert Severinghaus by Ellis 1989's closed form.
         sat = jnp.clip(sao2, 1e-3, 0.999)
         a = 11700.0 / (1.0 / sat - 1.0)

@@ -10,13 +10,26 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from vitaltwin.simulate.scenario import ScenarioResult
 
 
-def _mark_events(ax: Axes, res: ScenarioResult) -> None:
+def _save(fig: Figure, res: ScenarioResult, path: Path) -> Path:
+    """Title the figure with the scenario, write it as PNG and close it."""
+    title = f"{res.scenario.name}: {res.scenario.description}"
+    fig.suptitle(title if len(title) < 120 else title[:117] + "...", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _mark_events(ax: Axes, res: ScenarioResult, unit_s: float = 60.0) -> None:
+    """Dashed lines at the actions, on an axis in units of ``unit_s`` seconds."""
     for _, ev in res.events.iterrows():
-        ax.axvline(ev.t_s / 60.0, color="0.5", lw=0.8, ls="--")
+        ax.axvline(ev.t_s / unit_s, color="0.5", lw=0.8, ls="--")
 
 
 def plot_scenario(res: ScenarioResult, path: str | Path) -> Path:
@@ -57,13 +70,7 @@ def plot_scenario(res: ScenarioResult, path: str | Path) -> Path:
     for a in axes:
         _mark_events(a, res)
         a.grid(alpha=0.3)
-    title = f"{res.scenario.name}: {res.scenario.description}"
-    fig.suptitle(title if len(title) < 120 else title[:117] + "...", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, res, path)
 
 
 def plot_pv_loops(res: ScenarioResult, path: str | Path) -> Path:
@@ -136,13 +143,6 @@ def plot_ward(res: ScenarioResult, path: str | Path) -> Path:
     ax5.legend(loc="upper right", fontsize=8)
     axes[5].set_xlabel("time (h)")
     for a in axes:
-        for _, ev in res.events.iterrows():
-            a.axvline(ev.t_s / 3600.0, color="0.5", lw=0.8, ls="--")
+        _mark_events(a, res, 3600.0)
         a.grid(alpha=0.3)
-    title = f"{res.scenario.name}: {res.scenario.description}"
-    fig.suptitle(title if len(title) < 120 else title[:117] + "...", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, res, path)

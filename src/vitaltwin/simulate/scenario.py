@@ -455,14 +455,37 @@ def run_scenario(
     rec_dt = steps * dt
     segs, events = _segments(scenario, model, p, scenario.patient.blood_volume_ml, rec_dt)
 
-    x = jnp.asarray(ss.x)
+    times, X, sig, ts = _run_segments(
+        scenario, model, segs, ss.x, dt, steps, progress, WAVEFORM_SIGNALS
+    )
+    states = {n: X[:, i] for i, n in enumerate(model.state_names)}
+    beats = beat_table(times, states, sig)
+    return ScenarioResult(scenario, ts, beats, events, ss.converged)
+
+
+def _run_segments(
+    scenario: Scenario,
+    model: Model,
+    segs: list[_Segment],
+    x0: np.ndarray,
+    dt: float,
+    steps: int,
+    progress: Callable[[float], None] | None,
+    signal_names: tuple[str, ...] | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], pd.DataFrame]:
+    """Integrate segment after segment (one record per ``steps`` solver steps).
+
+    Returns the record times, states, signals, and a time series of the states, the chosen
+    signals (all when ``signal_names`` is None) and the inputs. An unstable run raises.
+    """
+    rec_dt = steps * dt
+    x = jnp.asarray(x0)
     t = 0.0
-    xs = [np.asarray(ss.x)[None, :]]
+    xs = [np.asarray(x0)[None, :]]
     for seg in segs:
         pj, uj = jnp.asarray(seg.p), jnp.asarray(seg.u)
         for n in _chunks(seg.stop - seg.start):
-            integ = make_integrator(model, dt, steps, n)
-            x, rec = integ(x, pj, uj, jnp.asarray(t))
+            x, rec = make_integrator(model, dt, steps, n)(x, pj, uj, jnp.asarray(t))
             rec_np = np.asarray(rec)
             if not np.all(np.isfinite(rec_np)):
                 raise ScenarioError(
@@ -479,16 +502,12 @@ def run_scenario(
     sig = _segment_signals(model, segs, times, X)
     # Record r > 0 ends a block of segment s when s.start < r <= s.stop; record 0 is the start.
     U = np.vstack([segs[0].u[None, :]] + [np.tile(s.u, (s.stop - s.start, 1)) for s in segs])
-    ts = pd.DataFrame({"t_s": times})
-    for i, name in enumerate(model.state_names):
-        ts[name] = X[:, i]
-    for name in WAVEFORM_SIGNALS:
-        ts[name] = sig[name]
-    for i, name in enumerate(model.input_names):
-        ts[name] = U[:, i]
-    states = {n: X[:, i] for i, n in enumerate(model.state_names)}
-    beats = beat_table(times, states, sig)
-    return ScenarioResult(scenario, ts, beats, events, ss.converged)
+    cols: dict[str, np.ndarray] = {"t_s": times}
+    cols.update({name: X[:, i] for i, name in enumerate(model.state_names)})
+    for name in sig if signal_names is None else signal_names:
+        cols.setdefault(name, sig[name])  # a state's own value wins over a same-named signal
+    cols.update({name: U[:, i] for i, name in enumerate(model.input_names)})
+    return times, X, sig, pd.DataFrame(cols)
 
 
 def _segment_signals(
@@ -531,34 +550,6 @@ def _run_ward(scenario: Scenario, progress: Callable[[float], None] | None) -> S
         converged = bool(np.all(np.isfinite(rec_np)) and span.max() < 1e-3)
         x0 = np.asarray(x_end)
     segs, events = _segments(scenario, model, p, scenario.patient.blood_volume_ml, dt)
-    x = jnp.asarray(x0)
-    t = 0.0
-    xs = [np.asarray(x0)[None, :]]
-    for seg in segs:
-        pj, uj = jnp.asarray(seg.p), jnp.asarray(seg.u)
-        for n in _chunks(seg.stop - seg.start):
-            x, rec = make_integrator(model, dt, 1, n)(x, pj, uj, jnp.asarray(t))
-            rec_np = np.asarray(rec)
-            if not np.all(np.isfinite(rec_np)):
-                raise ScenarioError(
-                    f"scenario {scenario.name}: the ward model became unstable between "
-                    f"t = {t:g} s and {t + n * dt:g} s (non-finite state)"
-                )
-            xs.append(rec_np)
-            t += n * dt
-            if progress is not None:
-                progress(n * dt)
-    X = np.vstack(xs)
-    times = dt * np.arange(X.shape[0])
-    sig = _segment_signals(model, segs, times, X)
-    U = np.vstack([segs[0].u[None, :]] + [np.tile(s.u, (s.stop - s.start, 1)) for s in segs])
-    ts = pd.DataFrame({"t_s": times})
-    for i, name in enumerate(model.state_names):
-        ts[name] = X[:, i]
-    for name, v in sig.items():
-        if name not in ts.columns and np.ndim(v) == 1:
-            ts[name] = v
-    for i, name in enumerate(model.input_names):
-        ts[name] = U[:, i]
+    _, _, _, ts = _run_segments(scenario, model, segs, x0, dt, 1, progress)
     trend = ts[["t_s", *[o.name for o in model.outputs]]].copy()
     return ScenarioResult(scenario, ts, trend, events, converged)
