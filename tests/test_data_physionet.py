@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -83,6 +84,21 @@ def test_psv_ingest_accounts_for_every_value_and_is_idempotent(
         assert counts.stored == first.stored and counts.quarantined == first.quarantined
         assert other.table("observations").equals(store.table("observations"))
         assert other.table("labels").equals(store.table("labels"))
+
+
+def test_mixed_batch_stores_only_new_keys(store: Store) -> None:
+    """One batch with a patient already stored (half its rows new), a new patient, and rows
+    repeated within the batch: each key is stored once and the counts still add up."""
+    files = sorted(DATA.glob("*.psv"))[:2]
+    a, b = (convert(read_psv(f), source=f.name) for f in files)
+    half = a.observations.slice(0, a.observations.num_rows // 2)
+    store.ingest(half, a.quarantine.slice(0, 0), half.num_rows)
+    batch = pa.concat_tables([a.observations, b.observations, b.observations.slice(0, 7)])
+    got = store.ingest(batch, a.quarantine.slice(0, 0), batch.num_rows)
+    expected_new = a.observations.num_rows - half.num_rows + b.observations.num_rows
+    assert got.stored == expected_new
+    assert got.duplicates == half.num_rows + 7
+    assert store.count("observations") == a.observations.num_rows + b.observations.num_rows
 
 
 def test_implausible_values_are_quarantined_with_reason_and_location() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,8 @@ def test_fhir_examples_are_stored_or_quarantined_with_reasons() -> None:
     leads = ecg.waveforms.to_pylist()
     assert len(leads) == 3 and all(w["period_ms"] == 10.0 for w in leads)
     assert all(len(w["data"].split()) > 100 for w in leads)
-    assert got["patient-example.json"].patients.num_rows == 1
+    (patient,) = got["patient-example.json"].patients.to_pylist()
+    assert patient["sex"] == "male" and patient["birth_date"] == date(1974, 12, 25)
     for c in got.values():
         assert c.values_read == c.observations.num_rows + c.quarantine.num_rows
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 
+from vitaltwin.data import age_years, parse_birth_date
 from vitaltwin.interop.hl7v2 import Hl7Error, convert_file, convert_text
 from vitaltwin.interop.mllp import END, START, MllpServer
 from vitaltwin.store import DuckDBStore
@@ -97,7 +99,12 @@ def test_adt_admission_and_discharge_become_an_encounter() -> None:
     enc = c.encounters.to_pylist() if c.encounters is not None else []
     assert len(enc) == 1 and enc[0]["encounter_id"] == "V123"
     assert enc[0]["kind"] == "inpatient" and enc[0]["end_time"].day == 20
-    assert c.patients.to_pylist()[0]["sex"] == "female"
+    patient = c.patients.to_pylist()[0]
+    assert patient["sex"] == "female" and patient["birth_date"] == date(1950, 1, 1)
+    # Age is derived from the birth date at the time asked, never guessed from a partial date.
+    age = age_years(patient["birth_date"], datetime(2026, 1, 1, tzinfo=UTC))
+    assert age == pytest.approx(76, abs=0.01)
+    assert parse_birth_date("1950") is None and parse_birth_date("19500231") is None
 
 
 def test_site_code_table_maps_local_codes(tmp_path: Path) -> None:

@@ -1,5 +1,19 @@
 """The canonical clinical record: Arrow schemas every adapter produces and every store keeps."""
 
-from vitaltwin.data.schema import OBSERVATIONS, PATIENTS, QUARANTINE, observations_table
+from vitaltwin.data.schema import (
+    OBSERVATIONS,
+    PATIENTS,
+    QUARANTINE,
+    age_years,
+    observations_table,
+    parse_birth_date,
+)
 
-__all__ = ["OBSERVATIONS", "PATIENTS", "QUARANTINE", "observations_table"]
+__all__ = [
+    "OBSERVATIONS",
+    "PATIENTS",
+    "QUARANTINE",
+    "age_years",
+    "observations_table",
+    "parse_birth_date",
+]

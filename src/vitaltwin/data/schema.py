@@ -10,6 +10,7 @@ is accounted for: stored, quarantined, or counted as a duplicate.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date, datetime
 
 import pyarrow as pa
 
@@ -45,7 +46,8 @@ PATIENTS = pa.schema(
     [
         pa.field("patient_id", pa.string(), nullable=False),
         pa.field("sex", pa.string()),  # "male" | "female" | None
-        pa.field("age_years", pa.float64()),
+        pa.field("age_years", pa.float64()),  # age at ICU admission, where the source states it
+        pa.field("birth_date", pa.date32()),  # where the source gives one (FHIR, HL7 PID-7)
         pa.field("icu_admission_time", UTC_TS),
         pa.field("hospital_admission_time", UTC_TS),
         pa.field("icu_unit", pa.string()),
@@ -126,3 +128,22 @@ def observations_table(columns: dict[str, Sequence[object] | pa.Array]) -> pa.Ta
         if not field.nullable and table.column(field.name).null_count:
             raise ValueError(f"observations: required field {field.name!r} has missing values")
     return table
+
+
+def age_years(birth_date: date, at: datetime) -> float:
+    """Age in years (mean Gregorian year, 365.2425 days) on the date of ``at``."""
+    return (at.date() - birth_date).days / 365.2425
+
+
+def parse_birth_date(text: str) -> date | None:
+    """A full birth date from FHIR ``YYYY-MM-DD`` or HL7 v2 ``YYYYMMDD[hhmm...]``.
+
+    Partial dates (a year, or a year and month, as de-identified sources give) return ``None``:
+    the patient's age is then unknown rather than guessed."""
+    digits = text.replace("-", "")[:8]
+    if len(digits) < 8 or not digits.isdigit():
+        return None
+    try:
+        return date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
+    except ValueError:
+        return None

@@ -5,7 +5,7 @@ adapters)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -109,11 +109,12 @@ class Records:
             return None
         return converted, canon
 
-    def patient(self, patient_id: str, sex: str | None) -> None:
+    def patient(self, patient_id: str, sex: str | None, birth_date: date | None = None) -> None:
         self.patients[patient_id] = {
             "patient_id": patient_id,
             "sex": sex,
             "age_years": None,
+            "birth_date": birth_date,
             "icu_admission_time": None,
             "hospital_admission_time": None,
             "icu_unit": None,

@@ -10,7 +10,8 @@ entry or line): invalid resources (the validation error names the field), cancel
 entered-in-error observations, data-absent values (the ``dataAbsentReason`` code),
 non-numeric values, times without a time zone, and resource types this version does not
 store. SampledData waveforms go, losslessly, to the waveforms table; Patients to the patient
-record (sex); Encounters, Conditions and MedicationAdministrations to their canonical tables.
+record (sex, birth date); Encounters, Conditions and MedicationAdministrations to their canonical
+tables.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from vitaltwin.data.schema import (
     LABELS,
     MEDICATIONS,
     WAVEFORMS,
+    parse_birth_date,
 )
 from vitaltwin.interop._records import CANONICAL, Records
 from vitaltwin.interop.physionet import Converted
@@ -301,7 +303,7 @@ def convert_file(path: Path, received: datetime | None = None) -> Converted:
         elif rtype == "Patient":
             pid = str(res.get("id", ""))
             sex = res.get("gender") if res.get("gender") in ("male", "female") else None
-            acc.patient(pid, sex)
+            acc.patient(pid, sex, parse_birth_date(str(res.get("birthDate", ""))))
         elif rtype in ("Encounter", "Condition", "MedicationAdministration"):
             _context(acc, pos, rtype, res)
         else:

@@ -22,7 +22,7 @@ from typing import Any
 import hl7
 import pyarrow as pa
 
-from vitaltwin.data.schema import ENCOUNTERS, LABELS
+from vitaltwin.data.schema import ENCOUNTERS, LABELS, parse_birth_date
 from vitaltwin.interop._records import Records
 from vitaltwin.interop.physionet import Converted
 
@@ -234,7 +234,7 @@ def convert_text(
                 pid = _field(pid_seg, 3).split("^")[0]
                 sex = {"M": "male", "F": "female"}.get(_field(pid_seg, 8))
                 if pid:
-                    acc.patient(pid, sex)
+                    acc.patient(pid, sex, parse_birth_date(_field(pid_seg, 7)))
                     if _has(msg, "PV1"):
                         _encounter(acc, msg, pid, kind[1], _field(msh, 10), sender_tz)
         else:

@@ -259,6 +259,7 @@ def _patients(df: pd.DataFrame, source: str, admission: datetime) -> pa.Table:
             "patient_id": first.index.astype(str).tolist(),
             "sex": [s if isinstance(s, str) else None for s in sex],
             "age_years": first["Age"].astype(float).tolist(),
+            "birth_date": [None] * len(first),
             "icu_admission_time": [admission] * len(first),
             "hospital_admission_time": hosp,
             "icu_unit": unit,

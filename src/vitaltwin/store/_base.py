@@ -60,6 +60,12 @@ SCHEMAS = {
 }
 
 
+def unique_rows(data: pa.Table, key: tuple[str, ...]) -> pa.Table:
+    """The first row of each key within a batch (order kept)."""
+    repeated = data.select(list(key)).to_pandas().duplicated().to_numpy()
+    return data.filter(pa.array(~repeated)) if repeated.any() else data
+
+
 @dataclass(frozen=True)
 class IngestCounts:
     """What became of the records read; ``read == stored + quarantined + duplicates``."""
