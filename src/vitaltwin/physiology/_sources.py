@@ -201,6 +201,53 @@ SOURCES: dict[str, str] = {
         "Intensive Care 6:111, 2016 (a 500 mL fluid challenge; responders raise cardiac output "
         "by >= 10-15 %; about half of patients respond)"
     ),
+    "evensen2009": (
+        "Evensen G. Data Assimilation: The Ensemble Kalman Filter, 2nd ed. Springer, 2009 "
+        "(ch. 7 and 9: joint state and parameter estimation by state augmentation). "
+        "doi:10.1007/978-3-642-03711-5"
+    ),
+    "whitaker2002": (
+        "Whitaker JS, Hamill TM. Ensemble data assimilation without perturbed observations. Mon "
+        "Weather Rev 130(7):1913-1924, 2002 (serial ensemble square-root filter, eq. 13: "
+        "alpha = 1 / (1 + sqrt(R / (HPH' + R))))"
+    ),
+    "whitaker2012": (
+        "Whitaker JS, Hamill TM. Evaluating methods to account for system errors in ensemble "
+        "data assimilation. Mon Weather Rev 140(9):3078-3089, 2012 (relaxation to prior spread, "
+        "eq. 3; alpha 0.5-0.9)"
+    ),
+    "anderson2001": (
+        "Anderson JL. An ensemble adjustment Kalman filter for data assimilation. Mon Weather "
+        "Rev 129(12):2884-2903, 2001 (observation-space ensemble updated with the state)"
+    ),
+    "iso81060_2": (
+        "ISO 81060-2:2018 Non-invasive sphygmomanometers - Part 2: Clinical investigation of "
+        "intermittent automated measurement type (mean error <= 5 mmHg, SD <= 8 mmHg)"
+    ),
+    "iec60601_2_27": (
+        "IEC 60601-2-27:2011 Particular requirements for electrocardiographic monitoring "
+        "equipment (heart rate accuracy: +/-10 % or +/-5 /min, whichever is greater)"
+    ),
+    "iso80601_2_61": (
+        "ISO 80601-2-61:2017 Particular requirements for pulse oximeter equipment (SpO2 "
+        "accuracy A_rms <= 4 % over 70-100 %; typical devices 2-3 %)"
+    ),
+    "brun2001": (
+        "Brun R, Reichert P, Kuensch HR. Practical identifiability analysis of large "
+        "environmental simulation models. Water Resour Res 37(4):1015-1030, 2001 (sensitivity "
+        "measure delta_msqr; collinearity index gamma = 1/sqrt(min eigenvalue of the normalised "
+        "sensitivity matrix's S'S); gamma below 10-15 identifiable)"
+    ),
+    "mackay1992": (
+        "MacKay DJC. A practical Bayesian framework for backpropagation networks. Neural "
+        "Comput 4(3):448-472, 1992 (Laplace approximation: Gaussian at the MAP with covariance "
+        "the inverse Hessian of the negative log posterior)"
+    ),
+    "maheshwari2018": (
+        "Maheshwari K, Nathanson BH, Munson SH, et al. The relationship between ICU hypotension "
+        "and in-hospital mortality and morbidity in septic patients. Intensive Care Med "
+        "44(6):857-867, 2018 (MAP below 65 mmHg: harm rises with its duration)"
+    ),
     "mcdonagh2021": (
         "McDonagh TA et al. 2021 ESC Guidelines for the diagnosis and treatment of acute and "
         "chronic heart failure. Eur Heart J 42(36):3599-3726, 2021 (HFrEF: LVEF <= 40 %)"

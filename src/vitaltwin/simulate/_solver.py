@@ -44,7 +44,7 @@ goes unstable is reported, never returned; pass a smaller ``dt`` for such a pati
 
 
 def partitioned_step(
-    model: Model, t: Array, x: Vars, dt: float, p: Vars, u: Vars
+    model: Model, t: Array, x: Vars, dt: float | Array, p: Vars, u: Vars
 ) -> dict[str, Array]:
     """One step: classical RK4 on the fast states, explicit Euler on the slow ones.
 
@@ -57,7 +57,7 @@ def partitioned_step(
     def fast(tt: Array, xx: Vars, sig: Vars) -> dict[str, Array]:
         return model.derivatives_given_signals(tt, xx, p, u, sig, "fast")
 
-    def stage(tt: Array, a: float, k: Vars) -> tuple[Array, dict[str, Array], Vars]:
+    def stage(tt: Array, a: float | Array, k: Vars) -> tuple[Array, dict[str, Array], Vars]:
         xx = {n: (x[n] if n in slow else x[n] + a * k[n]) for n in x}
         return tt, xx, model.signals_named(tt, xx, p, u)
 

@@ -1,0 +1,119 @@
+"""The ensemble Kalman filter: serial square-root analysis, batched over patients.
+
+Each patient's belief is an ensemble of ``N`` members of an augmented vector: the model's states
+followed by the logarithms of the slow parameters being estimated (joint state and parameter
+estimation, Evensen 2009 [evensen2009]). An analysis takes one vector of observations per patient
+with a mask (a missing value is simply not assimilated), and assimilates them one scalar at a
+time with the ensemble square-root filter of Whitaker & Hamill 2002 [whitaker2002]: no perturbed
+observations, so no sampling noise from them. The predicted observations are updated with the same
+gain as the members (Anderson 2001 [anderson2001]), so a nonlinear observation operator is
+evaluated once per cycle.
+
+Gating: an observation whose innovation exceeds ``gate`` standard deviations of its predicted
+spread (ensemble variance plus observation error) is not assimilated and is reported, so an
+artefact cannot drag the twin away. The innovation statistics of every cycle are returned.
+After the update the spread is relaxed toward the forecast spread (RTPS, Whitaker & Hamill 2012
+[whitaker2012]).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+from jax.typing import ArrayLike
+
+RTPS = 0.7
+"""Relaxation to prior spread: an ensemble of 32-64 members under-estimates its own error
+(sampling error, model error the noise does not cover); 0.5-0.9 is the usual range
+[whitaker2012]; 0.7 gives calibrated one-hour forecast bands in the phantom study."""
+
+GATE_SD = 4.0
+"""Innovations beyond this many predicted standard deviations are rejected (a chi-square test
+with one degree of freedom at p ~ 6e-5)."""
+
+
+class Analysis(NamedTuple):
+    """Result of one analysis for a batch of patients (leading axis: patient)."""
+
+    members: Array  # (B, N, n_aug) updated ensemble
+    innovation: Array  # (B, m) observed minus predicted mean (NaN where not observed)
+    innovation_sd: Array  # (B, m) predicted SD: sqrt(ensemble variance + R)
+    used: Array  # (B, m) bool: assimilated
+    gated: Array  # (B, m) bool: observed but rejected by the innovation test
+
+
+def _one(
+    z: Array, hz: Array, y: Array, mask: Array, r: Array, gate: Array
+) -> tuple[Array, Array, Array, Array, Array]:
+    """Serial EnSRF for one patient: z (N, n), hz (N, m), y (m,), mask (m,), r (m,) variances."""
+    n_mem = z.shape[0]
+    m = y.shape[0]
+    innov0 = y - hz.mean(axis=0)
+    sd0 = jnp.sqrt(hz.var(axis=0, ddof=1) + r)
+    gated = mask & (jnp.abs(innov0) > gate * sd0)
+    use = mask & ~gated
+
+    def body(j: int, carry: tuple[Array, Array]) -> tuple[Array, Array]:
+        z, hz = carry
+        hj = hz[:, j]
+        hm = hj.mean()
+        hd = hj - hm
+        var = hd @ hd / (n_mem - 1)
+        s = var + r[j]
+        zd = z - z.mean(axis=0)
+        hzd = hz - hz.mean(axis=0)
+        k_z = zd.T @ hd / (n_mem - 1) / s
+        k_h = hzd.T @ hd / (n_mem - 1) / s
+        alpha = 1.0 / (1.0 + jnp.sqrt(r[j] / s))
+        d = y[j] - hm
+        w = jnp.where(use[j], 1.0, 0.0)
+        z = z + w * (k_z[None, :] * d - alpha * k_z[None, :] * hd[:, None])
+        hz = hz + w * (k_h[None, :] * d - alpha * k_h[None, :] * hd[:, None])
+        return z, hz
+
+    sd_prior = z.std(axis=0, ddof=1)
+    z, _ = jax.lax.fori_loop(0, m, body, (z, hz))
+    # Relaxation to prior spread (Whitaker & Hamill 2012 [whitaker2012]): each element's
+    # posterior deviations are scaled back toward the prior spread by the fraction RTPS.
+    zm = z.mean(axis=0)
+    sd_post = z.std(axis=0, ddof=1)
+    scale = 1.0 + RTPS * (sd_prior - sd_post) / jnp.maximum(sd_post, 1e-12)
+    z = zm + (z - zm) * scale
+    return z, jnp.where(mask, innov0, jnp.nan), sd0, use, gated
+
+
+@jax.jit
+def _batched(z: Array, hz: Array, y: Array, mask: Array, r: Array, gate: Array) -> Analysis:
+    out = jax.vmap(_one, in_axes=(0, 0, 0, 0, 0, None))(z, hz, jnp.nan_to_num(y), mask, r, gate)
+    return Analysis(*out)
+
+
+def analyse(
+    members: ArrayLike,
+    predicted: ArrayLike,
+    y: ArrayLike,
+    mask: ArrayLike,
+    r: ArrayLike,
+    gate: float = GATE_SD,
+) -> Analysis:
+    """Assimilate one observation vector per patient.
+
+    Args:
+        members: ``(B, N, n_aug)`` forecast ensembles.
+        predicted: ``(B, N, m)`` the members' predicted observations.
+        y: ``(B, m)`` observed values (anything where ``mask`` is False).
+        mask: ``(B, m)`` which values were observed.
+        r: ``(B, m)`` observation error variances.
+        gate: innovation test threshold in predicted standard deviations.
+    """
+    return _batched(  # type: ignore[no-any-return]
+        jnp.asarray(members),
+        jnp.asarray(predicted),
+        jnp.asarray(y),
+        jnp.asarray(mask, dtype=bool),
+        jnp.asarray(r),
+        jnp.asarray(gate),
+    )

@@ -1,0 +1,216 @@
+"""Ensembles of the ward model: the augmented state, its propagation and process noise.
+
+A member is the ward model's state vector followed by the estimated parameters in an unbounded
+coordinate: ``phi = logit((theta - lower) / (upper - lower))`` within each parameter's
+physiological bounds, so an update can never push a parameter out of them.
+
+Between observations every member is integrated with the ward model (RK4, 60 s steps and one
+shorter step for the remainder) under the inputs in force, then perturbed by process noise whose
+variance grows with the time elapsed — the model's error (what it leaves out) and the slow
+drift of a patient's parameters (a random walk on ``phi``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache, partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+from jax.typing import ArrayLike
+
+from vitaltwin.model import Model
+from vitaltwin.physiology.ward import WARD_DT_S, ward_model
+from vitaltwin.simulate._solver import partitioned_step
+from vitaltwin.twin._observe import observe
+
+ESTIMATED: tuple[str, ...] = (
+    "r_sys_ratio0",
+    "hr0_bpm",
+    "c_sa_ratio",
+    "rr0_per_min",
+    "wbc0_10e9_l",
+)
+"""Parameters the twin estimates: those routine ICU data identify (see
+:func:`vitaltwin.twin.identifiability`). Each moves the observables by at least 0.1 measurement
+SD (root mean square) over its population spread, and the set's collinearity index is 1.2.
+Left out: contractility (``e_es_ratio0``: its effect on pressures and HR is nearly a combination
+of resistance, heart rate and compliance — collinearity 36 with them) and the shunt (SpO2 sits on
+the flat part of the dissociation curve at rest: 0.03 SD). Both stay at their population values
+and the ensemble's state uncertainty absorbs them."""
+
+PROCESS_SD_PER_SQRT_H: dict[str, float] = {
+    "v_plasma_ml": 150.0,
+    "v_isf_ml": 300.0,
+    "v_rbc_ml": 20.0,
+    "infl_p": 0.04,
+    "infl_n": 0.02,
+    "infl_d": 0.05,
+    "temp_c": 0.4,
+    "lactate_mmol_l": 0.6,
+}
+"""Model error: standard deviation added per square root of an hour (calibrated on the phantom
+study; states not listed are driven by known inputs and get none)."""
+
+PARAM_SD_PER_SQRT_H = 0.08
+"""Random walk of each estimated parameter, in the logit coordinate, per square root of an hour."""
+
+NONNEGATIVE = ("infl_p", "infl_n", "infl_d", "infl_ca", "v_plasma_ml", "v_isf_ml", "v_rbc_ml")
+
+
+@dataclass(frozen=True, eq=False)
+class Layout:
+    """Where things live in an augmented member, for one model and one estimated set."""
+
+    model: Model
+    estimated: tuple[str, ...] = ESTIMATED
+
+    @property
+    def n_states(self) -> int:
+        return self.model.n_states
+
+    @property
+    def n_aug(self) -> int:
+        return self.model.n_states + len(self.estimated)
+
+    @property
+    def param_idx(self) -> np.ndarray:
+        return np.array([self.model.param_index(n) for n in self.estimated])
+
+    @property
+    def lower(self) -> np.ndarray:
+        return np.array([self.model.parameter(n).lower for n in self.estimated])
+
+    @property
+    def upper(self) -> np.ndarray:
+        return np.array([self.model.parameter(n).upper for n in self.estimated])
+
+    def to_phi(self, theta: np.ndarray) -> np.ndarray:
+        q = np.clip((np.asarray(theta) - self.lower) / (self.upper - self.lower), 1e-9, 1 - 1e-9)
+        out: np.ndarray = np.log(q / (1.0 - q))
+        return out
+
+    def to_theta(self, phi: Array) -> Array:
+        lo, hi = jnp.asarray(self.lower), jnp.asarray(self.upper)
+        return lo + (hi - lo) * jax.nn.sigmoid(phi)
+
+    def params(self, members: Array, base: Array) -> Array:
+        """Full parameter vectors ``(..., n_params)``: ``base`` with the members' estimates."""
+        theta = self.to_theta(members[..., self.n_states :])
+        p = jnp.broadcast_to(base, (*members.shape[:-1], base.shape[-1]))
+        return p.at[..., self.param_idx].set(theta)
+
+    def process_sd(self) -> np.ndarray:
+        sd = np.zeros(self.n_aug)
+        for name, v in PROCESS_SD_PER_SQRT_H.items():
+            sd[self.model.state_index(name)] = v
+        sd[self.n_states :] = PARAM_SD_PER_SQRT_H
+        return sd
+
+    def nonnegative(self) -> np.ndarray:
+        return np.array([self.model.state_index(n) for n in NONNEGATIVE])
+
+
+@lru_cache(maxsize=8)
+def layout_for(model: Model | None = None, estimated: tuple[str, ...] = ESTIMATED) -> Layout:
+    """The layout of a model (the shared ward model when None). Compiled functions are cached
+    per layout, so twins of the same model share them."""
+    return Layout(shared_ward_model() if model is None else model, estimated)
+
+
+@lru_cache(maxsize=1)
+def shared_ward_model() -> Model:
+    """One ward model per process (building another would compile everything again)."""
+    return ward_model()
+
+
+@partial(jax.jit, static_argnums=(0,))
+def _advance(
+    layout: Layout, z: Array, base: Array, u: Array, n_full: Array, dt_last: Array
+) -> Array:
+    model = layout.model
+    p = layout.params(z, base)
+    x = z[..., : layout.n_states]
+    xs, ps, us = model.split(x, p, u)
+
+    def step(_: int, carry: tuple[Array, dict[str, Array]]) -> tuple[Array, dict[str, Array]]:
+        t, xx = carry
+        return t + WARD_DT_S, partitioned_step(model, t, xx, WARD_DT_S, ps, us)
+
+    t0 = jnp.zeros(())
+    _, xs = jax.lax.fori_loop(0, n_full, step, (t0, dict(xs)))
+    last = partitioned_step(model, t0, xs, dt_last, ps, us)
+    xs = {k: jnp.where(dt_last > 0, last[k], xs[k]) for k in xs}
+    return jnp.concatenate([model.join_states(xs), z[..., layout.n_states :]], axis=-1)
+
+
+def advance(
+    layout: Layout,
+    members: ArrayLike,
+    base: ArrayLike,
+    inputs: ArrayLike,
+    duration_s: float,
+    rng: np.random.Generator | None,
+) -> Array:
+    """Integrate every member ``duration_s`` ahead under constant inputs, then add process noise.
+
+    Shapes: members ``(B, N, n_aug)``, base ``(B, n_params)``, inputs ``(B, n_inputs)``. With
+    ``rng=None`` no noise is added (a forecast of the model alone)."""
+    if duration_s < 0:
+        raise ValueError(f"cannot integrate backwards ({duration_s} s)")
+    members = jnp.asarray(members)
+    inputs = jnp.asarray(inputs)
+    if duration_s == 0:
+        return members
+    n_full = int(duration_s // WARD_DT_S)
+    dt_last = duration_s - n_full * WARD_DT_S
+    b, n = members.shape[:2]
+    z = _advance(
+        layout,
+        members,
+        jnp.asarray(base)[:, None, :],
+        jnp.broadcast_to(inputs[:, None, :], (b, n, inputs.shape[-1])),
+        jnp.asarray(n_full),
+        jnp.asarray(dt_last),
+    )
+    if rng is not None:
+        sd = layout.process_sd() * np.sqrt(duration_s / 3600.0)
+        z = z + jnp.asarray(rng.standard_normal(z.shape) * sd)
+        nn = layout.nonnegative()
+        z = z.at[..., nn].set(jnp.abs(z[..., nn]))
+    out: Array = z
+    return out
+
+
+@partial(jax.jit, static_argnums=(0,))
+def predict(layout: Layout, members: Array, base: Array, inputs: Array) -> Array:
+    """Predicted observations ``(B, N, m)`` of every member."""
+    p = layout.params(members, base[:, None, :])
+    u = jnp.broadcast_to(inputs[:, None, :], (*members.shape[:2], inputs.shape[-1]))
+    return observe(layout.model, members[..., : layout.n_states], p, u)
+
+
+def initial_members(
+    layout: Layout,
+    x0: np.ndarray,
+    base: np.ndarray,
+    n_members: int,
+    rng: np.random.Generator,
+    spread: float = 1.0,
+) -> np.ndarray:
+    """An initial ensemble ``(N, n_aug)`` around one patient's state and parameters.
+
+    Parameters are drawn from the population prior (log-normal with each parameter's declared
+    ``cv``, scaled by ``spread``), states get the process noise of one hour."""
+    model = layout.model
+    theta = np.array(base)[layout.param_idx]
+    cv = np.array([max(model.parameter(n).cv, 0.05) for n in layout.estimated]) * spread
+    draws = theta * np.exp(rng.standard_normal((n_members, len(theta))) * cv)
+    draws = np.clip(draws, layout.lower + 1e-6, layout.upper - 1e-6)
+    x = np.tile(x0, (n_members, 1))
+    sd = layout.process_sd()[: layout.n_states] * spread
+    x = x + rng.standard_normal(x.shape) * sd
+    x[:, layout.nonnegative()] = np.abs(x[:, layout.nonnegative()])
+    return np.concatenate([x, layout.to_phi(draws)], axis=1)

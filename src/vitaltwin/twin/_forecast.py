@@ -1,0 +1,146 @@
+"""Forecasts from an ensemble: trajectories under an input schedule, bands, event probabilities.
+
+Every member is integrated on the ward model's 60 s grid under a schedule of inputs (one row per
+step, the same for every member of a patient or plan), recording the observables every
+``record_every`` steps. Events are tracked at every step, on the members' noise-free outputs:
+
+* ``map_below_65_30min``: MAP below 65 mmHg for 30 consecutive minutes or more (the sustained
+  hypotension of Maheshwari 2018 [maheshwari2018], associated with organ injury);
+* ``spo2_below_90``: SpO2 below 90 % at any time;
+* ``lactate_above_4``: lactate above 4 mmol/L at any time (the Sepsis-3 and Surviving Sepsis
+  threshold for resuscitation [evans2021]).
+
+Bands are quantiles over members. ``measurement=True`` adds each observable's measurement error
+to the members before taking quantiles: the band a *measured* value should fall in, which is what
+the phantom study checks for calibration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from jax import Array
+
+from vitaltwin.physiology.ward import WARD_DT_S
+from vitaltwin.simulate._solver import partitioned_step
+from vitaltwin.twin._ensemble import Layout
+from vitaltwin.twin._observe import NAMES, OBSERVABLES, SD, index, observe
+
+EVENTS = ("map_below_65_30min", "spo2_below_90", "lactate_above_4")
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+@partial(jax.jit, static_argnums=(0, 4))
+def _run(
+    layout: Layout, z: Array, base: Array, u_sched: Array, record_every: int, key: Array
+) -> tuple[Array, Array, Array, Array]:
+    """z (B, N, n_aug), base (B, n_p), u_sched (B, S, n_u) -> records (B, N, S/record_every, m),
+    events (B, N, 3) bool, minutes with MAP < 65 (B, N), final members.
+
+    Process noise (the model error of :mod:`vitaltwin.twin._ensemble`) is added after every step,
+    drawn per member and shared by every row of the batch: plans compared from one posterior see
+    the same noise (common random numbers)."""
+    model = layout.model
+    b, n = z.shape[:2]
+    ns = layout.n_states
+    sd_step = jnp.asarray(layout.process_sd()) * jnp.sqrt(WARD_DT_S / 3600.0)
+    nonneg = jnp.zeros(layout.n_aug, bool).at[layout.nonnegative()].set(True)
+    i_map, i_spo2, i_lac = index("MAP"), index("SpO2"), index("Lactate")
+
+    def step(
+        carry: tuple[Array, Array, Array, Array], inp: tuple[Array, Array]
+    ) -> tuple[tuple[Array, Array, Array, Array], Array]:
+        zz, run, ev, low_min = carry
+        u, k = inp
+        uu = jnp.broadcast_to(u[:, None, :], (b, n, u.shape[-1]))
+        p = layout.params(zz, base[:, None, :])
+        xs, ps, us = model.split(zz[..., :ns], p, uu)
+        x = model.join_states(partitioned_step(model, jnp.zeros(()), xs, WARD_DT_S, ps, us))
+        zz = jnp.concatenate([x, zz[..., ns:]], axis=-1)
+        zz = zz + jax.random.normal(k, (n, layout.n_aug))[None] * sd_step
+        zz = jnp.where(nonneg, jnp.abs(zz), zz)
+        y = observe(model, zz[..., :ns], layout.params(zz, base[:, None, :]), uu)
+        low = y[..., i_map] < 65.0
+        run = jnp.where(low, run + WARD_DT_S / 60.0, 0.0)
+        ev = ev | jnp.stack([run >= 30.0, y[..., i_spo2] < 90.0, y[..., i_lac] > 4.0], axis=-1)
+        return (zz, run, ev, low_min + low * (WARD_DT_S / 60.0)), y
+
+    keys = jax.random.split(key, u_sched.shape[1])
+    init = (z, jnp.zeros((b, n)), jnp.zeros((b, n, 3), bool), jnp.zeros((b, n)))
+    (z_end, _, ev, low_min), ys = jax.lax.scan(step, init, (jnp.swapaxes(u_sched, 0, 1), keys))
+    rec = jnp.moveaxis(ys[record_every - 1 :: record_every], 0, 2)
+    return rec, ev, low_min, z_end
+
+
+@dataclass(frozen=True)
+class Trajectories:
+    """Ensemble trajectories of the observables for a batch (patients or plans)."""
+
+    minutes: np.ndarray  # (T,) minutes after the start
+    values: np.ndarray  # (B, N, T, m)
+    events: np.ndarray  # (B, N, 3) bool
+    hypotension_min: np.ndarray  # (B, N) minutes with MAP < 65
+    members_end: np.ndarray  # (B, N, n_aug)
+
+    def probability(self, event: str) -> np.ndarray:
+        """Fraction of members in which ``event`` occurs, per batch row."""
+        return np.asarray(self.events[..., EVENTS.index(event)].mean(axis=1))
+
+    def quantiles(
+        self, q: tuple[float, ...] = QUANTILES, measurement: bool = False, seed: int = 0
+    ) -> np.ndarray:
+        """(len(q), B, T, m) quantiles over members (with measurement error if asked)."""
+        v = self.values
+        if measurement:
+            v = v + np.random.default_rng(seed).standard_normal(v.shape) * SD
+        out: np.ndarray = np.quantile(v, q, axis=1)
+        return out
+
+    def bands(self, row: int = 0, measurement: bool = False) -> pd.DataFrame:
+        """A tidy table: minute, observable, quantiles — for one batch row."""
+        qs = self.quantiles(measurement=measurement)[:, row]  # (5, T, m)
+        frames = []
+        for j, name in enumerate(NAMES):
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "minute": self.minutes,
+                        "observable": name,
+                        "unit": OBSERVABLES[j].unit,
+                        **{f"q{int(q * 100):02d}": qs[k, :, j] for k, q in enumerate(QUANTILES)},
+                    }
+                )
+            )
+        return pd.concat(frames, ignore_index=True)
+
+
+def run_schedule(
+    layout: Layout,
+    members: np.ndarray | Array,
+    base: np.ndarray | Array,
+    schedule: np.ndarray,
+    record_every: int = 5,
+    seed: int = 0,
+) -> Trajectories:
+    """Integrate ``members`` (B, N, n_aug) under ``schedule`` (B, S, n_inputs), 60 s per row,
+    with process noise from ``seed``."""
+    s = schedule.shape[1]
+    if s % record_every:
+        raise ValueError(f"schedule of {s} steps is not a multiple of record_every={record_every}")
+    rec, ev, low, z_end = _run(
+        layout,
+        jnp.asarray(members),
+        jnp.asarray(base),
+        jnp.asarray(schedule),
+        record_every,
+        jax.random.PRNGKey(seed),
+    )
+    minutes = np.arange(1, s // record_every + 1) * record_every * WARD_DT_S / 60.0
+    return Trajectories(
+        minutes, np.asarray(rec), np.asarray(ev), np.asarray(low), np.asarray(z_end)
+    )

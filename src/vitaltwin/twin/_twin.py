@@ -1,0 +1,367 @@
+"""One patient's twin: the ward model, a posterior over parameters, an ensemble of states.
+
+A :class:`PatientTwin` is created from a patient's demographics (and, optionally, personalized
+to the first hours of data: :func:`vitaltwin.twin.personalize`), then kept in step with the
+patient by :meth:`PatientTwin.assimilate`: observations are grouped into one-minute cycles, the
+ensemble is integrated to each cycle and updated (:mod:`vitaltwin.twin._enkf`). Every cycle
+reports its innovations and what it gated or rejected, so the twin never drifts silently.
+
+Save and restore are exact (``save``/``load``: JSON for metadata and the log, NPZ for arrays,
+Parquet for the observations assimilated, random generator state included) and versioned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import vitaltwin
+from vitaltwin.model import Model
+from vitaltwin.physiology.patient import PatientProfile
+from vitaltwin.physiology.ward import personalize_ward
+from vitaltwin.twin._enkf import GATE_SD, analyse
+from vitaltwin.twin._ensemble import advance, initial_members, layout_for, predict
+from vitaltwin.twin._forecast import Trajectories, run_schedule
+from vitaltwin.twin._observe import BY_LOINC, FIO2_LOINC, HIGH, LOW, NAMES, OBSERVABLES
+
+FORMAT_VERSION = 1
+CYCLE_S = 60.0
+"""Observations within one minute are assimilated together (values of one code averaged)."""
+
+_SURROGATE_WEIGHTS = Path(__file__).resolve().parents[1] / "surrogate" / "hemodynamics.npz"
+
+
+def model_version(model: Model) -> str:
+    """A fingerprint of the model: its name, its variables and the surrogate's weights."""
+    h = hashlib.sha256()
+    h.update(model.name.encode())
+    for names in (model.state_names, model.param_names, model.input_names):
+        h.update("|".join(names).encode())
+    h.update(_SURROGATE_WEIGHTS.read_bytes())
+    return f"{model.name}:{h.hexdigest()[:12]}"
+
+
+class TwinError(ValueError):
+    """A request the twin cannot honour (bad input, time going backwards, wrong format)."""
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    """What one assimilation cycle did."""
+
+    time: datetime
+    observed: tuple[str, ...]
+    used: tuple[str, ...]
+    gated: tuple[str, ...]
+    rejected: tuple[str, ...]
+    innovation: dict[str, float]  # observed - predicted mean
+    innovation_sd: dict[str, float]  # predicted SD (ensemble and observation error)
+
+    @property
+    def nis(self) -> float:
+        """Mean normalised innovation squared of the values observed (about 1 when consistent)."""
+        z = [(self.innovation[k] / self.innovation_sd[k]) ** 2 for k in self.innovation]
+        return float(np.mean(z)) if z else float("nan")
+
+    def message(self) -> str:
+        parts = [f"{self.time:%Y-%m-%d %H:%M} UTC: {len(self.used)} used"]
+        for k in self.gated:
+            parts.append(
+                f"{k} gated (innovation {self.innovation[k]:+.1f}, "
+                f"{abs(self.innovation[k]) / self.innovation_sd[k]:.1f} SD > {GATE_SD:g})"
+            )
+        parts.extend(f"{k} rejected (outside plausible range)" for k in self.rejected)
+        return "; ".join(parts)
+
+
+class PatientTwin:
+    """The digital twin of one patient (see the module docstring).
+
+    Args:
+        patient_id: the patient.
+        profile: demographics (age, sex, weight, height).
+        start: the time of the twin's initial state (timezone-aware).
+        n_members: ensemble size.
+        seed: random seed (process noise, initial ensemble).
+        members: an initial ensemble ``(N, n_aug)`` (from :func:`personalize`); drawn from the
+            population prior around the resting state when not given.
+    """
+
+    def __init__(
+        self,
+        patient_id: str,
+        profile: PatientProfile,
+        start: datetime,
+        n_members: int = 64,
+        seed: int = 0,
+        members: np.ndarray | None = None,
+        model: Model | None = None,
+    ) -> None:
+        if start.tzinfo is None:
+            raise TwinError("start must be timezone-aware (UTC)")
+        if n_members < 8:
+            raise TwinError(f"n_members must be >= 8, got {n_members}")
+        self.patient_id = patient_id
+        self.profile = profile
+        self.layout = layout_for(model)
+        self.model = self.layout.model
+        self.base, self.x_rest = personalize_ward(self.model, profile)
+        self.inputs = self.model.default_inputs()
+        self.time = start.astimezone(UTC)
+        self.rng = np.random.default_rng(seed)
+        if members is None:
+            members = initial_members(self.layout, self.x_rest, self.base, n_members, self.rng)
+        if members.shape != (n_members, self.layout.n_aug):
+            raise TwinError(f"members must have shape {(n_members, self.layout.n_aug)}")
+        self.members = np.asarray(members, dtype=np.float64)
+        self.log: list[CycleReport] = []
+        self.assimilated: list[dict[str, Any]] = []
+        self.model_version = model_version(self.model)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def n_members(self) -> int:
+        return int(self.members.shape[0])
+
+    def parameters(self) -> pd.DataFrame:
+        """Posterior of the estimated parameters: mean, SD, 5th and 95th percentiles."""
+        theta = np.asarray(
+            self.layout.to_theta(jnp.asarray(self.members[:, self.layout.n_states :]))
+        )
+        return pd.DataFrame(
+            {
+                "mean": theta.mean(0),
+                "sd": theta.std(0, ddof=1),
+                "q05": np.quantile(theta, 0.05, 0),
+                "q95": np.quantile(theta, 0.95, 0),
+                "unit": [self.model.parameter(n).unit for n in self.layout.estimated],
+            },
+            index=list(self.layout.estimated),
+        )
+
+    def states(self) -> pd.DataFrame:
+        """Posterior of the model states: mean and SD."""
+        x = self.members[:, : self.layout.n_states]
+        return pd.DataFrame(
+            {"mean": x.mean(0), "sd": x.std(0, ddof=1)}, index=list(self.model.state_names)
+        )
+
+    def predicted(self) -> pd.DataFrame:
+        """Observables now: ensemble mean and SD (without measurement error)."""
+        y = np.asarray(
+            predict(
+                self.layout,
+                jnp.asarray(self.members[None]),
+                jnp.asarray(self.base[None]),
+                jnp.asarray(self.inputs[None]),
+            )
+        )[0]
+        return pd.DataFrame({"mean": y.mean(0), "sd": y.std(0, ddof=1)}, index=list(NAMES))
+
+    def set_input(self, name: str, value: float) -> None:
+        """Set a treatment input from now on (e.g. ``fio2``, ``ne_rate_ug_kg_min``)."""
+        self.inputs[self.model.input_index(name)] = float(value)
+
+    # ------------------------------------------------------------ assimilation
+    def advance_to(self, when: datetime) -> None:
+        """Integrate the ensemble (with process noise) up to ``when``."""
+        dt = (when - self.time).total_seconds()
+        if dt < -1e-6:
+            raise TwinError(f"{when.isoformat()} is before the twin's time {self.time.isoformat()}")
+        if dt > 0:
+            self.members = np.asarray(
+                advance(
+                    self.layout,
+                    jnp.asarray(self.members[None]),
+                    self.base[None],
+                    self.inputs[None],
+                    dt,
+                    self.rng,
+                )
+            )[0]
+            self.time = when
+
+    def assimilate(self, observations: pd.DataFrame | pa.Table) -> list[CycleReport]:
+        """Assimilate observations (columns ``effective_time``, ``loinc``, ``value``; the
+        canonical schema works as is). Codes the twin does not model are ignored; charted FiO2
+        sets the ``fio2`` input. Observations before the twin's time raise :class:`TwinError`."""
+        df = observations.to_pandas() if isinstance(observations, pa.Table) else observations
+        missing = {"effective_time", "loinc", "value"} - set(df.columns)
+        if missing:
+            raise TwinError(f"observations lack columns {sorted(missing)}")
+        if df.empty:
+            return []
+        t = pd.to_datetime(df["effective_time"])
+        if t.dt.tz is None:
+            raise TwinError("effective_time must be timezone-aware (UTC)")
+        df = df.assign(effective_time=t.dt.tz_convert("UTC")).sort_values("effective_time")
+        first = df["effective_time"].iloc[0].to_pydatetime()
+        if first < self.time - timedelta(seconds=1e-6):
+            raise TwinError(
+                f"observation at {first.isoformat()} is before the twin's time "
+                f"{self.time.isoformat()}: assimilate in time order"
+            )
+        origin = pd.Timestamp(self.time)
+        cycle = ((df["effective_time"] - origin).dt.total_seconds() // CYCLE_S).astype(int)
+        reports = []
+        for _, grp in df.groupby(cycle, sort=True):
+            reports.append(self._cycle(grp))
+        return reports
+
+    def _cycle(self, grp: pd.DataFrame) -> CycleReport:
+        when = grp["effective_time"].iloc[-1].to_pydatetime()
+        fio2 = grp[grp["loinc"] == FIO2_LOINC]
+        if not fio2.empty:
+            self.set_input("fio2", float(np.clip(fio2["value"].iloc[-1], 0.21, 1.0)))
+        self.advance_to(when)
+        m = len(OBSERVABLES)
+        y, n = np.zeros(m), np.zeros(m)
+        rejected: list[str] = []
+        for code, value in zip(grp["loinc"], grp["value"], strict=True):
+            j = BY_LOINC.get(code)
+            if j is None:
+                continue
+            status = "used"
+            if not (np.isfinite(value) and LOW[j] <= value <= HIGH[j]):
+                status = "rejected"
+                rejected.append(NAMES[j])
+            else:
+                y[j] += value
+                n[j] += 1
+            self.assimilated.append(
+                {"time": when, "loinc": code, "value": float(value), "status": status}
+            )
+        mask = n > 0
+        y = np.where(mask, y / np.maximum(n, 1), 0.0)
+        r = np.array(
+            [
+                o.sd_instrument**2 / max(k, 1) + o.sd_model**2
+                for o, k in zip(OBSERVABLES, n, strict=True)
+            ]
+        )
+        pred = predict(
+            self.layout,
+            jnp.asarray(self.members[None]),
+            jnp.asarray(self.base[None]),
+            jnp.asarray(self.inputs[None]),
+        )
+        res = analyse(self.members[None], pred, y[None], mask[None], r[None])
+        self.members = np.asarray(res.members[0])
+        used = np.asarray(res.used[0])
+        gated = np.asarray(res.gated[0])
+        innov = np.asarray(res.innovation[0])
+        sd = np.asarray(res.innovation_sd[0])
+        for row in self.assimilated[len(self.assimilated) - len(grp) :]:
+            j = BY_LOINC.get(row["loinc"])
+            if j is not None and row["status"] == "used" and gated[j]:
+                row["status"] = "gated"
+        report = CycleReport(
+            time=when,
+            observed=tuple(NAMES[j] for j in np.flatnonzero(mask)),
+            used=tuple(NAMES[j] for j in np.flatnonzero(used)),
+            gated=tuple(NAMES[j] for j in np.flatnonzero(gated)),
+            rejected=tuple(sorted(set(rejected))),
+            innovation={NAMES[j]: float(innov[j]) for j in np.flatnonzero(mask)},
+            innovation_sd={NAMES[j]: float(sd[j]) for j in np.flatnonzero(mask)},
+        )
+        self.log.append(report)
+        return report
+
+    # ---------------------------------------------------------------- forecast
+    def schedule(self, hours: float) -> np.ndarray:
+        """The current inputs held for ``hours`` on the 60 s grid: ``(steps, n_inputs)``."""
+        steps = round(hours * 3600.0 / CYCLE_S)
+        return np.tile(self.inputs, (steps, 1))
+
+    def forecast(self, hours: float = 6.0, record_every_min: int = 5) -> Trajectories:
+        """Ensemble trajectories of the observables under the current inputs, with event
+        probabilities (``Trajectories.probability``) and bands (``Trajectories.bands``)."""
+        if not 0.5 <= hours <= 12.0:
+            raise TwinError(f"forecast horizon must be 0.5-12 h, got {hours}")
+        return run_schedule(
+            self.layout,
+            self.members[None],
+            self.base[None],
+            self.schedule(hours)[None],
+            record_every_min,
+        )
+
+    # ------------------------------------------------------------- save / load
+    def save(self, directory: str | Path) -> Path:
+        """Write the twin to ``directory`` (created); restore with :meth:`load`."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "vitaltwin_version": vitaltwin.__version__,
+            "model_version": self.model_version,
+            "patient_id": self.patient_id,
+            "profile": self.profile.model_dump(),
+            "time": self.time.isoformat(),
+            "estimated": list(self.layout.estimated),
+            "rng": self.rng.bit_generator.state,
+            "log": [{**r.__dict__, "time": r.time.isoformat()} for r in self.log],
+        }
+        (d / "twin.json").write_text(json.dumps(meta, indent=1))
+        np.savez(d / "arrays.npz", members=self.members, base=self.base, inputs=self.inputs)
+        table = pa.Table.from_pylist(
+            self.assimilated,
+            schema=pa.schema(
+                [
+                    ("time", pa.timestamp("us", tz="UTC")),
+                    ("loinc", pa.string()),
+                    ("value", pa.float64()),
+                    ("status", pa.string()),
+                ]
+            ),
+        )
+        pq.write_table(table, d / "observations.parquet")
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> PatientTwin:
+        """Restore a twin written by :meth:`save` (refuses other format or model versions)."""
+        d = Path(directory)
+        try:
+            meta = json.loads((d / "twin.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise TwinError(f"{d}: not a saved twin ({exc})") from None
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise TwinError(f"{d}: twin format {meta.get('format_version')} != {FORMAT_VERSION}")
+        arrays = np.load(d / "arrays.npz")
+        twin = cls(
+            meta["patient_id"],
+            PatientProfile(**meta["profile"]),
+            datetime.fromisoformat(meta["time"]),
+            n_members=arrays["members"].shape[0],
+            members=arrays["members"],
+        )
+        if meta["model_version"] != twin.model_version:
+            raise TwinError(
+                f"{d}: saved with model {meta['model_version']}, this vitaltwin has "
+                f"{twin.model_version}"
+            )
+        if tuple(meta["estimated"]) != twin.layout.estimated:
+            raise TwinError(f"{d}: estimated parameters differ from this version's")
+        twin.base = arrays["base"]
+        twin.inputs = arrays["inputs"]
+        twin.rng.bit_generator.state = meta["rng"]
+        twin.log = [
+            CycleReport(
+                **{**r, "time": datetime.fromisoformat(r["time"])}
+                | {k: tuple(r[k]) for k in ("observed", "used", "gated", "rejected")}
+            )
+            for r in meta["log"]
+        ]
+        twin.assimilated = pq.read_table(d / "observations.parquet").to_pylist()
+        return twin
