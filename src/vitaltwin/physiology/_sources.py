@@ -216,6 +216,15 @@ SOURCES: dict[str, str] = {
         "data assimilation. Mon Weather Rev 140(9):3078-3089, 2012 (relaxation to prior spread, "
         "eq. 3; alpha 0.5-0.9)"
     ),
+    "desroziers2005": (
+        "Desroziers G, Berre L, Chapnik B, Poli P. Diagnosis of observation, background and "
+        "analysis-error statistics in observation space. Q J R Meteorol Soc 131(613):3385-3396, "
+        "2005 (E[d d'] = HBH' + R for innovations d)"
+    ),
+    "anderson2009": (
+        "Anderson JL. Spatially and temporally varying adaptive covariance inflation for "
+        "ensemble filters. Tellus A 61(1):72-83, 2009"
+    ),
     "anderson2001": (
         "Anderson JL. An ensemble adjustment Kalman filter for data assimilation. Mon Weather "
         "Rev 129(12):2884-2903, 2001 (observation-space ensemble updated with the state)"

@@ -66,6 +66,8 @@ class Layout:
 
     model: Model
     estimated: tuple[str, ...] = ESTIMATED
+    param_sd_per_sqrt_h: float = PARAM_SD_PER_SQRT_H
+    process_scale: float = 1.0
 
     @property
     def n_states(self) -> int:
@@ -105,8 +107,8 @@ class Layout:
     def process_sd(self) -> np.ndarray:
         sd = np.zeros(self.n_aug)
         for name, v in PROCESS_SD_PER_SQRT_H.items():
-            sd[self.model.state_index(name)] = v
-        sd[self.n_states :] = PARAM_SD_PER_SQRT_H
+            sd[self.model.state_index(name)] = v * self.process_scale
+        sd[self.n_states :] = self.param_sd_per_sqrt_h
         return sd
 
     def nonnegative(self) -> np.ndarray:
@@ -114,10 +116,16 @@ class Layout:
 
 
 @lru_cache(maxsize=8)
-def layout_for(model: Model | None = None, estimated: tuple[str, ...] = ESTIMATED) -> Layout:
-    """The layout of a model (the shared ward model when None). Compiled functions are cached
-    per layout, so twins of the same model share them."""
-    return Layout(shared_ward_model() if model is None else model, estimated)
+def layout_for(
+    model: Model | None = None,
+    estimated: tuple[str, ...] = ESTIMATED,
+    param_sd_per_sqrt_h: float = PARAM_SD_PER_SQRT_H,
+    process_scale: float = 1.0,
+) -> Layout:
+    """The layout of a model (the shared ward model when None) with its noise settings.
+    Compiled functions are cached per layout, so twins with the same settings share them."""
+    m = shared_ward_model() if model is None else model
+    return Layout(m, estimated, param_sd_per_sqrt_h, process_scale)
 
 
 @lru_cache(maxsize=1)
@@ -182,6 +190,32 @@ def advance(
         z = z.at[..., nn].set(jnp.abs(z[..., nn]))
     out: Array = z
     return out
+
+
+PHI_LIMIT = 7.0
+"""Estimated parameters stay within sigmoid(+-7), i.e. 0.1 % of their bounds' range from each
+bound: a linear update in the saturated tail of the sigmoid could otherwise run off."""
+STATE_LIMITS: dict[str, tuple[float, float]] = {
+    "temp_c": (30.0, 44.0),
+    "lactate_mmol_l": (0.1, 30.0),
+    "v_plasma_ml": (500.0, 8000.0),
+    "v_rbc_ml": (200.0, 5000.0),
+    "v_isf_ml": (1000.0, 60000.0),
+}
+"""Physiological limits applied to members after an update (a Gaussian update knows no bounds)."""
+
+
+@partial(jax.jit, static_argnums=(0,))
+def constrain(layout: Layout, members: Array) -> Array:
+    """Members projected into the physiological domain after an analysis."""
+    z = members.at[..., layout.n_states :].set(
+        jnp.clip(members[..., layout.n_states :], -PHI_LIMIT, PHI_LIMIT)
+    )
+    z = z.at[..., layout.nonnegative()].set(jnp.maximum(z[..., layout.nonnegative()], 0.0))
+    for name, (lo, hi) in STATE_LIMITS.items():
+        i = layout.model.state_index(name)
+        z = z.at[..., i].set(jnp.clip(z[..., i], lo, hi))
+    return z
 
 
 @partial(jax.jit, static_argnums=(0,))

@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 from rich.progress import Progress
 
-from vitaltwin.twin._enkf import analyse
-from vitaltwin.twin._ensemble import Layout, advance, predict
+from vitaltwin.twin._enkf import INFLATION_MAX, RTPS, analyse
+from vitaltwin.twin._ensemble import Layout, advance, constrain, predict
 from vitaltwin.twin._observe import OBSERVABLES
 
 R_VAR = np.array([o.sd**2 for o in OBSERVABLES])
@@ -33,6 +33,9 @@ def track(
     rng: np.random.Generator,
     on_cycle: Callable[[int, np.ndarray], None] | None = None,
     label: str = "tracking",
+    r_var: np.ndarray | None = None,
+    rtps: float = RTPS,
+    inflation_max: float = INFLATION_MAX,
 ) -> dict[str, np.ndarray]:
     """Filter ``B`` patients through ``T`` cycles.
 
@@ -42,25 +45,38 @@ def track(
         y, mask: ``(B, T, m)``; cycle ``k`` ends at ``(k + 1) * cycle_s``, where its values are
             assimilated.
         on_cycle: called after each analysis with the cycle index and the members.
+        r_var: observation error variances ``(m,)`` (default: :data:`OBSERVABLES`' SDs).
+        rtps, inflation_max: spread control of the analysis (:func:`analyse`).
 
     Returns the posterior mean and SD of the observables after each cycle (``mean``, ``sd``:
-    ``(B, T, m)``), and the counts of values used and gated (``(B, T, m)`` booleans).
+    ``(B, T, m)``), the forecast of each cycle made at the end of the previous one (``prior_mean``,
+    ``prior_sd``: the predicted observables before assimilating), which values were used and
+    gated (``(B, T, m)`` booleans) and the final members.
     """
     b, t, m = y.shape
     mean = np.zeros((b, t, m))
     sd = np.zeros((b, t, m))
+    prior_mean = np.zeros((b, t, m))
+    prior_sd = np.zeros((b, t, m))
     used = np.zeros((b, t, m), bool)
     gated = np.zeros((b, t, m), bool)
     z = jnp.asarray(members)
-    r = np.broadcast_to(R_VAR, (b, m))
+    r = np.broadcast_to(R_VAR if r_var is None else r_var, (b, m))
+    lam = np.ones(b)
     with Progress(transient=True) as bar:
         task = bar.add_task(label, total=t)
         for k in range(t):
             u = inputs[:, k]
             z = advance(layout, z, base, u, cycle_s, rng)
             hz = predict(layout, z, jnp.asarray(base), jnp.asarray(u))
-            res = analyse(z, hz, y[:, k], mask[:, k], r)
-            z = res.members
+            hz_np = np.asarray(hz)
+            prior_mean[:, k] = hz_np.mean(axis=1)
+            prior_sd[:, k] = hz_np.std(axis=1, ddof=1)
+            res = analyse(
+                z, hz, y[:, k], mask[:, k], r, inflation=lam, rtps=rtps, inflation_max=inflation_max
+            )
+            z = constrain(layout, res.members)
+            lam = np.asarray(res.inflation)
             hz_post = np.asarray(predict(layout, z, jnp.asarray(base), jnp.asarray(u)))
             mean[:, k] = hz_post.mean(axis=1)
             sd[:, k] = hz_post.std(axis=1, ddof=1)
@@ -69,4 +85,13 @@ def track(
             if on_cycle is not None:
                 on_cycle(k, np.asarray(z))
             bar.advance(task)
-    return {"mean": mean, "sd": sd, "used": used, "gated": gated, "members": np.asarray(z)}
+    return {
+        "mean": mean,
+        "sd": sd,
+        "prior_mean": prior_mean,
+        "prior_sd": prior_sd,
+        "used": used,
+        "gated": gated,
+        "members": np.asarray(z),
+        "inflation": lam,
+    }

@@ -30,7 +30,7 @@ from vitaltwin.model import Model
 from vitaltwin.physiology.patient import PatientProfile
 from vitaltwin.physiology.ward import personalize_ward
 from vitaltwin.twin._enkf import GATE_SD, analyse
-from vitaltwin.twin._ensemble import advance, initial_members, layout_for, predict
+from vitaltwin.twin._ensemble import advance, constrain, initial_members, layout_for, predict
 from vitaltwin.twin._forecast import Trajectories, run_schedule
 from vitaltwin.twin._observe import BY_LOINC, FIO2_LOINC, HIGH, LOW, NAMES, OBSERVABLES
 
@@ -66,6 +66,7 @@ class CycleReport:
     rejected: tuple[str, ...]
     innovation: dict[str, float]  # observed - predicted mean
     innovation_sd: dict[str, float]  # predicted SD (ensemble and observation error)
+    inflation: float  # the twin's ensemble inflation after this cycle (1: model consistent)
 
     @property
     def nis(self) -> float:
@@ -124,6 +125,7 @@ class PatientTwin:
         if members.shape != (n_members, self.layout.n_aug):
             raise TwinError(f"members must have shape {(n_members, self.layout.n_aug)}")
         self.members = np.asarray(members, dtype=np.float64)
+        self.inflation = 1.0
         self.log: list[CycleReport] = []
         self.assimilated: list[dict[str, Any]] = []
         self.model_version = model_version(self.model)
@@ -255,8 +257,16 @@ class PatientTwin:
             jnp.asarray(self.base[None]),
             jnp.asarray(self.inputs[None]),
         )
-        res = analyse(self.members[None], pred, y[None], mask[None], r[None])
-        self.members = np.asarray(res.members[0])
+        res = analyse(
+            self.members[None],
+            pred,
+            y[None],
+            mask[None],
+            r[None],
+            inflation=np.array([self.inflation]),
+        )
+        self.members = np.asarray(constrain(self.layout, res.members)[0])
+        self.inflation = float(res.inflation[0])
         used = np.asarray(res.used[0])
         gated = np.asarray(res.gated[0])
         innov = np.asarray(res.innovation[0])
@@ -273,6 +283,7 @@ class PatientTwin:
             rejected=tuple(sorted(set(rejected))),
             innovation={NAMES[j]: float(innov[j]) for j in np.flatnonzero(mask)},
             innovation_sd={NAMES[j]: float(sd[j]) for j in np.flatnonzero(mask)},
+            inflation=self.inflation,
         )
         self.log.append(report)
         return report
@@ -310,6 +321,7 @@ class PatientTwin:
             "time": self.time.isoformat(),
             "estimated": list(self.layout.estimated),
             "rng": self.rng.bit_generator.state,
+            "inflation": self.inflation,
             "log": [{**r.__dict__, "time": r.time.isoformat()} for r in self.log],
         }
         (d / "twin.json").write_text(json.dumps(meta, indent=1))
@@ -356,6 +368,7 @@ class PatientTwin:
         twin.base = arrays["base"]
         twin.inputs = arrays["inputs"]
         twin.rng.bit_generator.state = meta["rng"]
+        twin.inflation = float(meta["inflation"])
         twin.log = [
             CycleReport(
                 **{**r, "time": datetime.fromisoformat(r["time"])}
