@@ -7,6 +7,8 @@ vitaltwin demo [--out DIR]
 vitaltwin surrogate train [--n-train N] [--n-test N] [--out FILE]
 vitaltwin surrogate report [--json PATH]
 vitaltwin ingest PATH... [--store DIR]   (PhysioNet 2019 PSV files, folders or Parquet)
+vitaltwin validate phantom [--patients N] [--hours H] [--members N] [--out DIR]
+vitaltwin validate replay [--data PARQUET] [--patients N] [--out DIR]
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ surrogate_app = typer.Typer(
     no_args_is_help=True, help="Train and check the haemodynamic surrogate."
 )
 app.add_typer(surrogate_app, name="surrogate")
+validate_app = typer.Typer(no_args_is_help=True, help="Validate the twin (phantom, real data).")
+app.add_typer(validate_app, name="validate")
 # Tables are wide: when the output is not a terminal (logs, CI), do not wrap at 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=160)
 err_console = Console(stderr=True)
@@ -469,6 +473,131 @@ def export(
                 fh.write(json.dumps(res) + "\n")
                 n += 1
         console.print(f"{n:,} Observations (validated under R4 and R4B): {path}")
+
+
+def _print_frame(title: str, df: object) -> None:
+    import pandas as pd
+
+    assert isinstance(df, pd.DataFrame)
+    tab = Table(title=title)
+    tab.add_column(str(df.index.name or ""))
+    for c in df.columns:
+        tab.add_column(str(c))
+    for idx, row in df.astype(object).iterrows():
+        tab.add_row(
+            str(idx), *[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row.tolist()]
+        )
+    console.print(tab)
+
+
+@validate_app.command("phantom")
+def validate_phantom(
+    patients: Annotated[int, typer.Option(help="virtual patients")] = 200,
+    hours: Annotated[int, typer.Option(help="hours per patient")] = 24,
+    members: Annotated[int, typer.Option(help="ensemble members per twin")] = 64,
+    seed: Annotated[int, typer.Option(help="random seed")] = 7,
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("out/phantom"),
+) -> None:
+    """Phantom study: twins on virtual patients with hidden parameters and sepsis onsets."""
+    from vitaltwin.validate.phantom import TARGETS, PhantomConfig, run_phantom
+    from vitaltwin.validate.plot import plot_errors
+
+    if patients < 2 or hours < 3 or members < 8:
+        err_console.print("[red]need --patients >= 2, --hours >= 3, --members >= 8")
+        raise typer.Exit(2)
+    cfg = PhantomConfig(n_patients=patients, hours=hours, n_members=members, seed=seed)
+    res = run_phantom(cfg)
+    _print_frame("Parameter recovery (median |relative error|)", res.parameters)
+    _print_frame("State tracking against the truth (RMSE, every 5 min)", res.tracking)
+    _print_frame("One-hour forecast of the measured values", res.forecast)
+    d = res.deterioration
+    met = res.meets_targets()
+    console.print(
+        f"MAP < 65 mmHg within the next hour (probability >= {cfg.threshold}): sensitivity "
+        f"{d['sensitivity']:.3f} (target >= {TARGETS['sensitivity'][0]}), specificity "
+        f"{d['specificity']:.3f} (>= {TARGETS['specificity'][0]}) over {d['positives']} positive "
+        f"and {d['negatives']} negative patient-hours; new episodes only: sensitivity "
+        f"{d['sensitivity_new_episodes']:.3f} of {d['new_episodes']}"
+    )
+    console.print(
+        f"90 % band coverage, pooled: {res.pooled_coverage(90):.3f} (target 0.85-0.95); 50 % "
+        f"band: {res.pooled_coverage(50):.3f}; artefacts gated: {res.gated_artefacts:.1%}"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "config": cfg.__dict__,
+        "parameters": res.parameters.to_dict(),
+        "tracking": res.tracking.to_dict(),
+        "forecast": res.forecast.to_dict(),
+        "deterioration": d,
+        "coverage_90_pooled": res.pooled_coverage(90),
+        "coverage_50_pooled": res.pooled_coverage(50),
+        "gated_artefacts": res.gated_artefacts,
+        "meets_targets": met,
+    }
+    (out / "phantom.json").write_text(json.dumps(summary, indent=1, default=str))
+    fig = plot_errors(
+        res.tracking.dropna(),
+        {"persistence_rmse": "persistence", "twin_rmse": "twin"},
+        f"Phantom study, {patients} patients x {hours} h: tracking error (RMSE)",
+        out / "phantom_tracking.png",
+    )
+    console.print(f"JSON: {out / 'phantom.json'}  plot: {fig}")
+    console.print(
+        "targets: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in met.items())
+    )
+
+
+@validate_app.command("replay")
+def validate_replay(
+    data: Annotated[Path, typer.Option(help="PhysioNet 2019 Parquet (set A)")] = Path(
+        "../shared/data/physionet2019/training_setA.parquet"
+    ),
+    patients: Annotated[
+        int, typer.Option(help="patients to replay (0: every eligible patient)")
+    ] = 0,
+    members: Annotated[int, typer.Option(help="ensemble members per twin")] = 16,
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("out/replay"),
+) -> None:
+    """Replay PhysioNet 2019 patients (>= 24 h) hour by hour: one-hour forecast error of the
+    twin against persistence and a regression baseline, for HR, MAP and SpO2."""
+    from vitaltwin.validate.plot import plot_errors
+    from vitaltwin.validate.replay import ReplayConfig, run_replay
+
+    if not data.exists():
+        err_console.print(f"[red]{data}: no such file (pass --data)")
+        raise typer.Exit(2)
+    cfg = ReplayConfig(n_members=members, max_patients=patients or None)
+    res = run_replay(data, cfg)
+    _print_frame(
+        f"One-hour-ahead forecast error (MAE), {res.patients:,} patients with >= "
+        f"{cfg.min_hours} h, first {cfg.max_hours} h, evaluation half",
+        res.table,
+    )
+    beats = res.beats_persistence()
+    console.print(
+        "twin beats persistence: "
+        + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in beats.items())
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "replay.json").write_text(
+        json.dumps(
+            {
+                "config": cfg.__dict__,
+                "patients": res.patients,
+                "table": res.table.to_dict(),
+                "beats_persistence": beats,
+            },
+            indent=1,
+        )
+    )
+    fig = plot_errors(
+        res.table,
+        {"persistence_mae": "persistence", "baseline_mae": "regression", "twin_mae": "twin"},
+        f"PhysioNet set A replay, {res.patients:,} patients: one-hour forecast MAE",
+        out / "replay.png",
+    )
+    console.print(f"JSON: {out / 'replay.json'}  plot: {fig}")
 
 
 def main() -> None:

@@ -44,13 +44,20 @@ goes unstable is reported, never returned; pass a smaller ``dt`` for such a pati
 
 
 def partitioned_step(
-    model: Model, t: Array, x: Vars, dt: float | Array, p: Vars, u: Vars
+    model: Model,
+    t: Array,
+    x: Vars,
+    dt: float | Array,
+    p: Vars,
+    u: Vars,
+    s1: Vars | None = None,
 ) -> dict[str, Array]:
     """One step: classical RK4 on the fast states, explicit Euler on the slow ones.
 
     Slow states are held at their start-of-step values over the four fast stages, and their
     derivative is taken from the first stage's signals. With no slow component this is
-    exactly the classical RK4 step.
+    exactly the classical RK4 step. ``s1``: the signals at the start of the step, when the
+    caller has already computed them.
     """
     slow = set(model.slow_state_names)
 
@@ -61,7 +68,8 @@ def partitioned_step(
         xx = {n: (x[n] if n in slow else x[n] + a * k[n]) for n in x}
         return tt, xx, model.signals_named(tt, xx, p, u)
 
-    s1 = model.signals_named(t, x, p, u)
+    if s1 is None:
+        s1 = model.signals_named(t, x, p, u)
     d_slow = model.derivatives_given_signals(t, x, p, u, s1, "slow")
     k1 = fast(t, x, s1)
     k2 = fast(*stage(t + 0.5 * dt, 0.5 * dt, k1))

@@ -73,7 +73,6 @@ def _one(
     """Serial EnSRF for one patient: z (N, n), hz (N, m), y (m,), mask (m,), r (m,) variances,
     lam: the patient's inflation factor (on variances)."""
     n_mem = z.shape[0]
-    m = y.shape[0]
     zm, hm0 = z.mean(axis=0), hz.mean(axis=0)
     var_raw = hz.var(axis=0, ddof=1)
     z = zm + jnp.sqrt(lam) * (z - zm)
@@ -93,26 +92,31 @@ def _one(
         lam,
     )
 
-    def body(j: int, carry: tuple[Array, Array]) -> tuple[Array, Array]:
-        z, hz = carry
-        hj = hz[:, j]
-        hm = hj.mean()
-        hd = hj - hm
-        var = hd @ hd / (n_mem - 1)
-        s = var + r[j]
-        zd = z - z.mean(axis=0)
-        hzd = hz - hz.mean(axis=0)
-        k_z = zd.T @ hd / (n_mem - 1) / s
-        k_h = hzd.T @ hd / (n_mem - 1) / s
-        alpha = 1.0 / (1.0 + jnp.sqrt(r[j] / s))
-        d = y[j] - hm
-        w = jnp.where(use[j], 1.0, 0.0)
-        z = z + w * (k_z[None, :] * d - alpha * k_z[None, :] * hd[:, None])
-        hz = hz + w * (k_h[None, :] * d - alpha * k_h[None, :] * hd[:, None])
-        return z, hz
+    # Members and their predicted observations side by side, as mean and deviations: each
+    # scalar observation updates the mean by the gain times the innovation and shrinks the
+    # deviations by alpha times the gain times the observation's deviations.
+    n_z = z.shape[1]
+    mean0 = jnp.concatenate([z.mean(axis=0), hz.mean(axis=0)])
+    dev0 = jnp.concatenate([z, hz], axis=1) - mean0
+    sd_prior = dev0[:, :n_z].std(axis=0, ddof=1)
 
-    sd_prior = z.std(axis=0, ddof=1)
-    z, _ = jax.lax.fori_loop(0, m, body, (z, hz))
+    # Only the values to assimilate are visited (used ones first, in their order).
+    order = jnp.argsort(~use, stable=True)
+    n_use = jnp.sum(use)
+
+    def body(i: Array, carry: tuple[Array, Array]) -> tuple[Array, Array]:
+        mean, dev = carry
+        j = order[i]
+        hd = dev[:, n_z + j]
+        s = hd @ hd / (n_mem - 1) + r[j]
+        gain = dev.T @ hd / (n_mem - 1) / s
+        alpha = 1.0 / (1.0 + jnp.sqrt(r[j] / s))
+        mean = mean + gain * (y[j] - mean[n_z + j])
+        dev = dev - alpha * hd[:, None] * gain[None, :]
+        return mean, dev
+
+    mean, dev = jax.lax.fori_loop(0, n_use, body, (mean0, dev0))
+    z = mean[:n_z] + dev[:, :n_z]
     # Relaxation to prior spread (Whitaker & Hamill 2012 [whitaker2012]): each element's
     # posterior deviations are scaled back toward the prior spread by the fraction RTPS.
     zm = z.mean(axis=0)

@@ -26,10 +26,11 @@ import numpy as np
 import pandas as pd
 from jax import Array
 
+from vitaltwin.model import Vars
 from vitaltwin.physiology.ward import WARD_DT_S
 from vitaltwin.simulate._solver import partitioned_step
 from vitaltwin.twin._ensemble import Layout
-from vitaltwin.twin._observe import NAMES, OBSERVABLES, SD, index, observe
+from vitaltwin.twin._observe import NAMES, OBSERVABLES, SD, index
 
 EVENTS = ("map_below_65_30min", "spo2_below_90", "lactate_above_4")
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -52,27 +53,51 @@ def _run(
     nonneg = jnp.zeros(layout.n_aug, bool).at[layout.nonnegative()].set(True)
     i_map, i_spo2, i_lac = index("MAP"), index("SpO2"), index("Lactate")
 
-    def step(
-        carry: tuple[Array, Array, Array, Array], inp: tuple[Array, Array]
-    ) -> tuple[tuple[Array, Array, Array, Array], Array]:
-        zz, run, ev, low_min = carry
-        u, k = inp
-        uu = jnp.broadcast_to(u[:, None, :], (b, n, u.shape[-1]))
+    def outputs(zz: Array, sig: Vars) -> Array:
+        """Observables from signals already computed (states read from the members)."""
+        return jnp.stack(
+            [
+                zz[..., model.state_index(o.output)]
+                if o.output in model.state_names
+                else sig[o.output]
+                for o in OBSERVABLES
+            ],
+            axis=-1,
+        )
+
+    def signals(zz: Array, uu: Array) -> tuple[Vars, Vars, Vars, Vars]:
         p = layout.params(zz, base[:, None, :])
         xs, ps, us = model.split(zz[..., :ns], p, uu)
-        x = model.join_states(partitioned_step(model, jnp.zeros(()), xs, WARD_DT_S, ps, us))
+        return xs, ps, us, model.signals_named(jnp.zeros(()), xs, ps, us)
+
+    def step(zz: Array, inp: tuple[Array, Array]) -> tuple[Array, Array]:
+        u, k = inp
+        uu = jnp.broadcast_to(u[:, None, :], (b, n, u.shape[-1]))
+        xs, ps, us, s1 = signals(zz, uu)
+        y_start = outputs(zz, s1)  # the observables at the start of this step
+        x = model.join_states(partitioned_step(model, jnp.zeros(()), xs, WARD_DT_S, ps, us, s1))
         zz = jnp.concatenate([x, zz[..., ns:]], axis=-1)
         zz = zz + jax.random.normal(k, (n, layout.n_aug))[None] * sd_step
         zz = jnp.where(nonneg, jnp.abs(zz), zz)
-        y = observe(model, zz[..., :ns], layout.params(zz, base[:, None, :]), uu)
+        return zz, y_start
+
+    keys = jax.random.split(key, u_sched.shape[1])
+    z_end, ys_start = jax.lax.scan(step, z, (jnp.swapaxes(u_sched, 0, 1), keys))
+    u_last = jnp.broadcast_to(u_sched[:, -1, None, :], (b, n, u_sched.shape[-1]))
+    y_last = outputs(z_end, signals(z_end, u_last)[3])
+    ys = jnp.concatenate([ys_start[1:], y_last[None]], axis=0)  # at the end of each step
+
+    def events(
+        carry: tuple[Array, Array, Array], y: Array
+    ) -> tuple[tuple[Array, Array, Array], None]:
+        run, ev, low_min = carry
         low = y[..., i_map] < 65.0
         run = jnp.where(low, run + WARD_DT_S / 60.0, 0.0)
         ev = ev | jnp.stack([run >= 30.0, y[..., i_spo2] < 90.0, y[..., i_lac] > 4.0], axis=-1)
-        return (zz, run, ev, low_min + low * (WARD_DT_S / 60.0)), y
+        return (run, ev, low_min + low * (WARD_DT_S / 60.0)), None
 
-    keys = jax.random.split(key, u_sched.shape[1])
-    init = (z, jnp.zeros((b, n)), jnp.zeros((b, n, 3), bool), jnp.zeros((b, n)))
-    (z_end, _, ev, low_min), ys = jax.lax.scan(step, init, (jnp.swapaxes(u_sched, 0, 1), keys))
+    init = (jnp.zeros((b, n)), jnp.zeros((b, n, 3), bool), jnp.zeros((b, n)))
+    (_, ev, low_min), _ = jax.lax.scan(events, init, ys)
     rec = jnp.moveaxis(ys[record_every - 1 :: record_every], 0, 2)
     return rec, ev, low_min, z_end
 

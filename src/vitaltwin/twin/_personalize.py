@@ -177,9 +177,14 @@ def personalize(
     n_members: int = 64,
     seed: int = 0,
     model: Model | None = None,
+    jacobian: str = "jax",
 ) -> Personalization:
     """Fit the twin to the first ``hours`` after ``start`` (columns ``effective_time``,
-    ``loinc``, ``value``) and return it, ready at ``start + hours`` for live assimilation."""
+    ``loinc``, ``value``) and return it, ready at ``start + hours`` for live assimilation.
+    ``jacobian="finite-difference"`` replaces JAX's Jacobian by scipy's two-point differences
+    (for comparison)."""
+    if jacobian not in ("jax", "finite-difference"):
+        raise ValueError(f"jacobian must be 'jax' or 'finite-difference', not {jacobian!r}")
     layout = layout_for(model)
     model = layout.model
     base, x_rest = personalize_ward(model, profile)
@@ -215,7 +220,14 @@ def personalize(
     def jac(w: np.ndarray) -> np.ndarray:
         return np.asarray(_jacobian(layout, jnp.asarray(w), data, prior, u, n_steps))
 
-    res = least_squares(fun, mean, jac=jac, method="trf", x_scale="jac", max_nfev=50)
+    res = least_squares(
+        fun,
+        mean,
+        jac=jac if jacobian == "jax" else "2-point",
+        method="trf",
+        x_scale="jac",
+        max_nfev=50,
+    )
     w_map = res.x
     # Gauss-Newton Hessian of the negative log posterior at the optimum.
     hess = res.jac.T @ res.jac

@@ -236,6 +236,8 @@ def run_phantom(cfg: PhantomConfig = PhantomConfig()) -> PhantomResult:
     rows = []
     for j, name in enumerate(NAMES):
         ok = ~np.isnan(persist[:, :, j])
+        if not ok.any():  # never measured in the phantom (haemoglobin)
+            continue
         rows.append(
             {
                 "observable": name,

@@ -1,0 +1,165 @@
+"""The patient twin: identifiability, the filter, gating, save/restore, forecasts, what-if,
+personalization, and the phantom study on a small configuration."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+from vitaltwin.physiology.patient import PatientProfile
+from vitaltwin.physiology.ward import personalize_ward
+from vitaltwin.simulate import make_integrator
+from vitaltwin.twin import ESTIMATED, OBSERVABLES, PatientTwin, TwinError, analyse, observe
+from vitaltwin.twin._ensemble import shared_ward_model
+from vitaltwin.twin._personalize import (
+    IDENTIFIABLE_DELTA,
+    IDENTIFIABLE_GAMMA,
+    collinearity,
+    identifiability,
+    personalize,
+    sensitivity,
+)
+from vitaltwin.twin._whatif import Constraints, Plan, compare, optimize
+
+T0 = datetime(2026, 3, 1, 8, tzinfo=UTC)
+PROFILE = PatientProfile(age_years=64, sex="male", weight_kg=82, height_cm=178)
+
+
+def _synthetic_patient(
+    hours: float, infection: float, hr0: float = 86.0, every_min: int = 5, seed: int = 0
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Observations of a hidden patient (5-min vitals with instrument noise) and the truth."""
+    m = shared_ward_model()
+    p, x = personalize_ward(m, PROFILE)
+    p[m.param_index("hr0_bpm")] = hr0
+    p[m.param_index("r_sys_ratio0")] = 1.15
+    x[m.state_index("infl_p")] = infection
+    steps = round(hours * 60)
+    integ = make_integrator(m, 60.0, 1, steps)
+    u = m.default_inputs()
+    _, rec = integ(jnp.asarray(x), jnp.asarray(p), jnp.asarray(u), jnp.asarray(0.0))
+    y = np.asarray(observe(m, rec, jnp.asarray(p)[None], jnp.asarray(u)[None]))
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(every_min - 1, steps, every_min):
+        t = T0 + timedelta(minutes=k + 1)
+        for j, o in enumerate(OBSERVABLES[:6]):
+            rows.append((t, o.loinc[0], y[k, j] + rng.normal() * o.sd_instrument))
+    return pd.DataFrame(rows, columns=["effective_time", "loinc", "value"]), y
+
+
+def test_estimated_parameters_are_identifiable() -> None:
+    ident = identifiability()
+    assert (ident.loc[list(ESTIMATED), "delta_msqr"] >= IDENTIFIABLE_DELTA).all()
+    s = sensitivity(shared_ward_model(), PatientProfile())
+    assert collinearity(s, ESTIMATED) < IDENTIFIABLE_GAMMA
+    # Contractility is left out because it is nearly a combination of the others.
+    assert collinearity(s, [*ESTIMATED, "e_es_ratio0"]) > IDENTIFIABLE_GAMMA
+
+
+def test_analysis_matches_the_kalman_filter_in_the_linear_gaussian_case() -> None:
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((1, 4000, 1))
+    z = (z - z.mean()) / z.std(ddof=1)  # prior mean 0, variance 1
+    res = analyse(z, z, np.array([[1.0]]), np.array([[True]]), np.array([[1.0]]), rtps=0.0)
+    post = np.asarray(res.members)[0, :, 0]
+    assert post.mean() == pytest.approx(0.5, abs=1e-9)  # K = 1/2
+    assert post.var(ddof=1) == pytest.approx(0.5, abs=1e-9)
+    assert bool(res.used[0, 0]) and not bool(res.gated[0, 0])
+
+
+def test_implausible_and_outlying_values_are_rejected_or_gated_and_reported() -> None:
+    twin = PatientTwin("p1", PROFILE, T0, n_members=32, seed=1)
+    obs, _ = _synthetic_patient(1.0, 0.0)
+    twin.assimilate(obs)
+    t = twin.time + timedelta(minutes=5)
+    bad = pd.DataFrame(
+        {
+            "effective_time": [t, t, t],
+            "loinc": ["8867-4", "8478-0", "59408-5"],
+            "value": [400.0, 190.0, 97.0],  # HR impossible; MAP 190 an artefact (a flush)
+        }
+    )
+    (report,) = twin.assimilate(bad)
+    assert "HR" in report.rejected and "MAP" in report.gated and "SpO2" in report.used
+    assert "MAP gated" in report.message() and "HR rejected" in report.message()
+    status = {r["loinc"]: r["status"] for r in twin.assimilated[-3:]}
+    assert status == {"8867-4": "rejected", "8478-0": "gated", "59408-5": "used"}
+    with pytest.raises(TwinError, match="before the twin's time"):
+        twin.assimilate(obs.iloc[:1])
+
+
+def test_save_and_restore_round_trip_exactly(tmp_path: Path) -> None:
+    obs, _ = _synthetic_patient(2.0, 0.5)
+    first, rest = (
+        obs[obs.effective_time < T0 + timedelta(hours=1)],
+        obs[obs.effective_time >= T0 + timedelta(hours=1)],
+    )
+    twin = PatientTwin("p2", PROFILE, T0, n_members=16, seed=4)
+    twin.assimilate(first)
+    twin.save(tmp_path / "twin")
+    back = PatientTwin.load(tmp_path / "twin")
+    assert np.array_equal(back.members, twin.members) and back.time == twin.time
+    assert np.array_equal(back.base, twin.base) and back.assimilated == twin.assimilated
+    assert back.log == twin.log
+    # Restored, it continues exactly as the original (random state included).
+    twin.assimilate(rest)
+    back.assimilate(rest)
+    assert np.array_equal(back.members, twin.members)
+    (tmp_path / "twin" / "twin.json").write_text("{}")
+    with pytest.raises(TwinError, match="format"):
+        PatientTwin.load(tmp_path / "twin")
+
+
+def test_forecast_bands_events_and_what_if() -> None:
+    obs, _ = _synthetic_patient(6.0, 2.0)
+    twin = PatientTwin("p3", PROFILE, T0, n_members=32, seed=2)
+    reports = twin.assimilate(obs)
+    assert all(np.isfinite(r.nis) for r in reports)
+    fc = twin.forecast(hours=2.0)
+    bands = fc.bands(measurement=True)
+    q = bands[["q05", "q25", "q50", "q75", "q95"]].to_numpy()
+    assert (np.diff(q, axis=1) >= 0).all() and len(fc.minutes) == 24
+    for e in ("map_below_65_30min", "spo2_below_90", "lactate_above_4"):
+        assert 0.0 <= float(fc.probability(e)[0]) <= 1.0
+    table, _ = compare(twin, [Plan(name="nothing"), Plan(name="1 L", fluid_ml=1000.0)], hours=3.0)
+    nothing, fluid = table.set_index("plan").loc[["nothing", "1 L"], "map_end_median"]
+    assert fluid > nothing + 1.0  # a litre raises MAP in a septic, vasodilated patient
+    ranked = optimize(
+        twin,
+        [Plan(name="none"), Plan(name="500", fluid_ml=500.0), Plan(name="4 L", fluid_ml=4000.0)],
+        hours=3.0,
+        constraints=Constraints(max_fluid_ml_kg=30.0),
+    )
+    feasible = ranked[ranked.feasible]
+    assert list(feasible["rank"]) == [1, 2] and feasible["cost"].is_monotonic_increasing
+    assert "4 L" in set(ranked[~ranked.feasible].plan)
+    assert "mL/kg" in str(ranked.set_index("plan").loc["4 L", "explanation"])
+    assert all(len(x) > 20 for x in feasible["explanation"])
+
+
+def test_personalization_recovers_identifiable_parameters() -> None:
+    obs, _ = _synthetic_patient(6.0, 0.3, hr0=90.0)
+    fit = personalize("p4", PROFILE, obs, T0, hours=6.0, n_members=16)
+    assert fit.theta["hr0_bpm"] == pytest.approx(90.0, abs=3.0)
+    assert fit.theta["r_sys_ratio0"] == pytest.approx(1.15, abs=0.12)
+    assert (fit.sd > 0).all() and np.all(np.isfinite(fit.covariance))
+    assert fit.twin.time == T0 + timedelta(hours=6)
+
+
+def test_phantom_twins_track_better_than_persistence() -> None:
+    from vitaltwin.validate.phantom import PhantomConfig, run_phantom
+
+    res = run_phantom(PhantomConfig(n_patients=8, hours=10, n_members=16, seed=11))
+    for name in ("HR", "MAP", "SpO2"):
+        tr = res.tracking.to_dict("index")[name]
+        fc = res.forecast.to_dict("index")[name]
+        assert tr["twin_rmse"] < tr["persistence_rmse"]
+        assert fc["twin_mae"] < fc["persistence_mae"]
+    assert 0.0 <= res.pooled_coverage(90) <= 1.0
+    assert res.gated_artefacts > 0.5  # most artefacts never reach the state
