@@ -80,9 +80,10 @@ def test_implausible_and_outlying_values_are_rejected_or_gated_and_reported() ->
     t = twin.time + timedelta(minutes=5)
     bad = pd.DataFrame(
         {
-            "effective_time": [t, t, t],
-            "loinc": ["8867-4", "8478-0", "59408-5"],
-            "value": [400.0, 190.0, 97.0],  # HR impossible; MAP 190 an artefact (a flush)
+            "effective_time": [t, t, t, t],
+            "loinc": ["8867-4", "8478-0", "59408-5", "2160-0"],
+            # HR impossible; MAP 190 an artefact (a flush); creatinine not modelled (ignored)
+            "value": [400.0, 190.0, 97.0, 1.1],
         }
     )
     (report,) = twin.assimilate(bad)
@@ -90,6 +91,7 @@ def test_implausible_and_outlying_values_are_rejected_or_gated_and_reported() ->
     assert "MAP gated" in report.message() and "HR rejected" in report.message()
     status = {r["loinc"]: r["status"] for r in twin.assimilated[-3:]}
     assert status == {"8867-4": "rejected", "8478-0": "gated", "59408-5": "used"}
+    assert [r["status"] for r in twin.assimilated].count("gated") == 1
     with pytest.raises(TwinError, match="before the twin's time"):
         twin.assimilate(obs.iloc[:1])
 

@@ -3,7 +3,8 @@
 Each observable maps a LOINC code to an output of the ward model and an error standard
 deviation made of two parts, combined in quadrature:
 
-* the instrument: HR ±2 /min (ECG monitors, IEC 60601-2-27 [iec60601_2_27]); arterial pressure
+* the instrument: HR SD 2 /min (ECG monitors; well inside the ±10 % or ±5 /min an ECG monitor
+  may err by, IEC 60601-2-27 [iec60601_2_27]); arterial pressure
   SD 5 mmHg for MAP, 8 systolic, 6 diastolic (the largest SD a validated device may have is
   8 mmHg, ISO 81060-2 [iso81060_2]); SpO2 2.5 % (A_rms of 2-3 % against co-oximetry,
   ISO 80601-2-61 [iso80601_2_61]); RR 2 /min; temperature 0.2 °C; lactate 0.2 mmol/L; WBC

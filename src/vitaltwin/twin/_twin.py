@@ -229,6 +229,7 @@ class PatientTwin:
         m = len(OBSERVABLES)
         y, n = np.zeros(m), np.zeros(m)
         rejected: list[str] = []
+        first_row = len(self.assimilated)
         for code, value in zip(grp["loinc"], grp["value"], strict=True):
             j = BY_LOINC.get(code)
             if j is None:
@@ -271,7 +272,7 @@ class PatientTwin:
         gated = np.asarray(res.gated[0])
         innov = np.asarray(res.innovation[0])
         sd = np.asarray(res.innovation_sd[0])
-        for row in self.assimilated[len(self.assimilated) - len(grp) :]:
+        for row in self.assimilated[first_row:]:
             j = BY_LOINC.get(row["loinc"])
             if j is not None and row["status"] == "used" and gated[j]:
                 row["status"] = "gated"
