@@ -25,7 +25,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	XLA_FLAGS="--xla_force_host_platform_device_count=$$(nproc)" $(BIN)/python bench/bench_beat_model.py
 	XLA_FLAGS="--xla_force_host_platform_device_count=$$(nproc)" $(BIN)/python bench/bench_ward_model.py
-	$(BIN)/python bench/bench_twin.py
+	XLA_FLAGS="--xla_force_host_platform_device_count=$$(nproc)" $(BIN)/python bench/bench_twin.py
 	$(BIN)/python bench/bench_ingest.py
 
 ## ruff (lint + format check) and mypy (strict).

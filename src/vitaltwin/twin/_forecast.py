@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from jax import Array
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vitaltwin.model import Vars
 from vitaltwin.physiology.ward import WARD_DT_S
@@ -157,14 +158,14 @@ def run_schedule(
     s = schedule.shape[1]
     if s % record_every:
         raise ValueError(f"schedule of {s} steps is not a multiple of record_every={record_every}")
-    rec, ev, low, z_end = _run(
-        layout,
-        jnp.asarray(members),
-        jnp.asarray(base),
-        jnp.asarray(schedule),
-        record_every,
-        jax.random.PRNGKey(seed),
-    )
+    args = [jnp.asarray(members), jnp.asarray(base), jnp.asarray(schedule)]
+    devices = jax.devices()
+    if len(devices) > 1 and args[0].shape[0] % len(devices) == 0:
+        # Several devices (GPUs, or CPU cores exposed as devices): split the batch across them.
+        mesh = Mesh(np.array(devices), ("batch",))
+        shard = NamedSharding(mesh, PartitionSpec("batch"))  # type: ignore[no-untyped-call]
+        args = [jax.device_put(a, shard) for a in args]
+    rec, ev, low, z_end = _run(layout, *args, record_every, jax.random.PRNGKey(seed))
     minutes = np.arange(1, s // record_every + 1) * record_every * WARD_DT_S / 60.0
     return Trajectories(
         minutes, np.asarray(rec), np.asarray(ev), np.asarray(low), np.asarray(z_end)
