@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import platform
 import time
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -22,21 +21,13 @@ from rich.console import Console
 from rich.table import Table
 from scipy.integrate import solve_ivp
 
+from _timing import best_of
 from vitaltwin.model import sample_parameters
 from vitaltwin.physiology import cardiovascular_model
 from vitaltwin.physiology.patient import REFERENCE_PATIENT, initial_state, personalize
 from vitaltwin.simulate import DEFAULT_DT_S, make_integrator, steady_state
 
 console = Console()
-
-
-def _best_of(fn: Callable[[], object], repeats: int = 3) -> float:
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return float(best)
 
 
 def main() -> None:
@@ -58,7 +49,7 @@ def main() -> None:
     integ = make_integrator(model, dt, per_second, int(sim_one))
     xj, pj, uj = jnp.asarray(x_ss), jnp.asarray(p_ref), jnp.asarray(u)
     integ(xj, pj, uj, jnp.asarray(0.0))[1].block_until_ready()  # compile
-    wall_one = _best_of(lambda: integ(xj, pj, uj, jnp.asarray(0.0))[1].block_until_ready())
+    wall_one = best_of(lambda: integ(xj, pj, uj, jnp.asarray(0.0))[1].block_until_ready())
     one_rate = sim_one / wall_one
 
     f = jax.jit(lambda t, x, p: model.rhs(t, x, p, uj))
@@ -78,7 +69,7 @@ def main() -> None:
         assert sol.success, sol.message
 
     sim_scipy = 10.0
-    wall_scipy = _best_of(lambda: scipy_one(x_ss, p_ref, sim_scipy), repeats=2)
+    wall_scipy = best_of(lambda: scipy_one(x_ss, p_ref, sim_scipy), repeats=2)
     scipy_rate = sim_scipy / wall_scipy
 
     # --- a batch of 1,000 different patients -----------------------------------------
@@ -91,7 +82,7 @@ def main() -> None:
     Xj, Pj, Uj = jnp.asarray(X), jnp.asarray(P), jnp.asarray(U)
     x_end, _ = binteg(Xj, Pj, Uj, jnp.asarray(0.0))
     x_end.block_until_ready()
-    wall_batch = _best_of(
+    wall_batch = best_of(
         lambda: binteg(Xj, Pj, Uj, jnp.asarray(0.0))[0].block_until_ready(), repeats=2
     )
     n_finite = int(np.all(np.isfinite(np.asarray(x_end)), axis=1).sum())

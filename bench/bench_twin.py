@@ -26,6 +26,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from _timing import best_of
 from vitaltwin.physiology.patient import PatientProfile
 from vitaltwin.physiology.ward import personalize_ward
 from vitaltwin.simulate import make_integrator
@@ -38,15 +39,6 @@ from vitaltwin.twin._whatif import Plan, compare
 console = Console(width=150)
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 PROFILE = PatientProfile(age_years=64, sex="male", weight_kg=82, height_cm=178)
-
-
-def _best(f, k: int = 3) -> float:  # type: ignore[no-untyped-def]
-    best = np.inf
-    for _ in range(k):
-        t0 = time.perf_counter()
-        f()
-        best = min(best, time.perf_counter() - t0)
-    return float(best)
 
 
 def bench_assimilation(b: int = 10_000, n: int = 64) -> tuple[float, float]:
@@ -64,7 +56,7 @@ def bench_assimilation(b: int = 10_000, n: int = 64) -> tuple[float, float]:
     mask[:, :6] = True  # HR, MAP, SBP, DBP, SpO2, RR every second
     key = jax.random.PRNGKey(0)
     cycle(layout, z, base, u, y, mask, key)[0].block_until_ready()
-    wall = _best(lambda: cycle(layout, z, base, u, y, mask, key)[0].block_until_ready())
+    wall = best_of(lambda: cycle(layout, z, base, u, y, mask, key)[0].block_until_ready())
     # Baseline: the same compiled cycle, patient by patient (no batching), on 50 patients.
     k = 50
     one = [
@@ -77,7 +69,7 @@ def bench_assimilation(b: int = 10_000, n: int = 64) -> tuple[float, float]:
         for zi, bi, ui, yi, mi in one:
             cycle(layout, zi, bi, ui, yi, mi, key)[0].block_until_ready()
 
-    base_wall = _best(unbatched) * b / k
+    base_wall = best_of(unbatched) * b / k
     return wall, base_wall
 
 
@@ -101,8 +93,8 @@ def bench_what_if() -> tuple[float, float]:
     compare(twin, plans, 6.0)
     for pl in plans:
         compare(twin, [pl], 6.0)
-    wall = _best(lambda: compare(twin, plans, 6.0))
-    one_by_one = _best(lambda: [compare(twin, [pl], 6.0) for pl in plans])
+    wall = best_of(lambda: compare(twin, plans, 6.0))
+    one_by_one = best_of(lambda: [compare(twin, [pl], 6.0) for pl in plans])
     return wall, one_by_one
 
 
@@ -130,12 +122,12 @@ def bench_personalization() -> tuple[float, float, float]:
     t0 = time.perf_counter()
     personalize("bench", PROFILE, obs, T0, 6.0, n_members=64)
     cold = time.perf_counter() - t0
-    warm = _best(lambda: personalize("bench", PROFILE, obs, T0, 6.0, n_members=64))
-    finite = _best(
+    warm = best_of(lambda: personalize("bench", PROFILE, obs, T0, 6.0, n_members=64))
+    finite = best_of(
         lambda: personalize(
             "bench", PROFILE, obs, T0, 6.0, n_members=64, jacobian="finite-difference"
         ),
-        k=1,
+        repeats=1,
     )
     return warm, cold, finite
 

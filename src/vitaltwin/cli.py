@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -40,6 +40,9 @@ from vitaltwin.simulate.scenario import (
 from vitaltwin.store import Store
 from vitaltwin.validate.verification import VerificationReport
 from vitaltwin.validate.verification import verify as run_verify
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="vitaltwin: patient twins.")
 scenario_app = typer.Typer(no_args_is_help=True, help="Run and list scenarios.")
@@ -475,10 +478,7 @@ def export(
         console.print(f"{n:,} Observations (validated under R4 and R4B): {path}")
 
 
-def _print_frame(title: str, df: object) -> None:
-    import pandas as pd
-
-    assert isinstance(df, pd.DataFrame)
+def _print_frame(title: str, df: pd.DataFrame) -> None:
     tab = Table(title=title)
     tab.add_column(str(df.index.name or ""))
     for c in df.columns:

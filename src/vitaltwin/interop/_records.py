@@ -10,9 +10,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from vitaltwin.data.schema import OBSERVATIONS, PATIENTS, QUARANTINE
+from vitaltwin.data.schema import LABELS, OBSERVATIONS, PATIENTS, QUARANTINE
 from vitaltwin.data.units import UnitError, to_canonical
-from vitaltwin.interop.physionet import VARIABLES
+from vitaltwin.interop.physionet import VARIABLES, Converted
 
 CANONICAL: dict[str, tuple[str, float, float]] = {
     v.loinc: (v.unit, v.low, v.high) for v in VARIABLES
@@ -126,10 +126,14 @@ class Records:
         """Records that must end stored, quarantined or duplicate."""
         return len(self.obs) + len(self.quarantine)
 
-    def tables(self) -> tuple[pa.Table, pa.Table, pa.Table]:
-        """(observations, quarantine, patients) in the canonical schemas."""
-        return (
+    def converted(self, **context: pa.Table) -> Converted:
+        """Everything collected, in the canonical schemas, with any context tables
+        (encounters, conditions, medications, waveforms) the adapter built."""
+        return Converted(
             pa.Table.from_pylist(self.obs, schema=OBSERVATIONS),
             pa.Table.from_pylist(self.quarantine, schema=QUARANTINE),
             pa.Table.from_pylist(list(self.patients.values()), schema=PATIENTS),
+            LABELS.empty_table(),
+            self.read,
+            **context,
         )

@@ -31,7 +31,6 @@ from fhirclient.models.fhirelementfactory import FHIRElementFactory
 from vitaltwin.data.schema import (
     CONDITIONS,
     ENCOUNTERS,
-    LABELS,
     MEDICATIONS,
     WAVEFORMS,
     parse_birth_date,
@@ -312,13 +311,7 @@ def convert_file(path: Path, received: datetime | None = None) -> Converted:
                 "resourceType",
                 f"{rtype} is not stored by this version",
             )
-    observations, quarantine, patients = acc.tables()
-    return Converted(
-        observations,
-        quarantine,
-        patients,
-        LABELS.empty_table(),
-        acc.read,
+    return acc.converted(
         encounters=pa.Table.from_pylist(acc.encounters, schema=ENCOUNTERS),
         conditions=pa.Table.from_pylist(acc.conditions, schema=CONDITIONS),
         medications=pa.Table.from_pylist(acc.medications, schema=MEDICATIONS),

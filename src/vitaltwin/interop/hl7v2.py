@@ -22,7 +22,7 @@ from typing import Any
 import hl7
 import pyarrow as pa
 
-from vitaltwin.data.schema import ENCOUNTERS, LABELS, parse_birth_date
+from vitaltwin.data.schema import ENCOUNTERS, parse_birth_date
 from vitaltwin.interop._records import Records
 from vitaltwin.interop.physionet import Converted
 
@@ -239,13 +239,7 @@ def convert_text(
                         _encounter(acc, msg, pid, kind[1], _field(msh, 10), sender_tz)
         else:
             acc.bad(where, "MSH-9", f"message type {mtype or '(none)'} is not stored")
-    observations, quarantine, patients = acc.tables()
-    return Converted(
-        observations,
-        quarantine,
-        patients,
-        LABELS.empty_table(),
-        acc.read,
+    return acc.converted(
         encounters=pa.Table.from_pylist(list(acc.encounters.values()), schema=ENCOUNTERS),
     )
 

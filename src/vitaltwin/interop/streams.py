@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from vitaltwin.data.schema import LABELS, PATIENTS
 from vitaltwin.interop._records import CANONICAL, Records
 from vitaltwin.interop.hl7v2 import LOCAL_CODES, UCUM_ALIASES
 from vitaltwin.interop.physionet import Converted
@@ -109,7 +108,4 @@ def convert_stream(path: Path, received: datetime | None = None) -> Converted:
             f"line {line}",
             device=rec.get("device") or None,
         )
-    observations, quarantine, _ = acc.tables()
-    return Converted(
-        observations, quarantine, PATIENTS.empty_table(), LABELS.empty_table(), acc.read
-    )
+    return acc.converted()

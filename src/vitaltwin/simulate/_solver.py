@@ -84,6 +84,23 @@ def partitioned_step(
     }
 
 
+def batch_mesh() -> Mesh | None:
+    """A mesh over every JAX device along a ``batch`` axis (CPU cores exposed as devices, or
+    GPUs), or None when there is one device."""
+    devices = jax.devices()
+    return Mesh(np.array(devices), ("batch",)) if len(devices) > 1 else None
+
+
+def split_batch(*arrays: Array) -> tuple[Array, ...]:
+    """The arrays placed so that their leading (batch) axis is split across the devices; as
+    they are when there is one device or the batch does not divide evenly."""
+    mesh = batch_mesh()
+    if mesh is None or any(a.shape[0] % mesh.size for a in arrays):
+        return arrays
+    shard = NamedSharding(mesh, PartitionSpec("batch"))  # type: ignore[no-untyped-call]
+    return tuple(jax.device_put(a, shard) for a in arrays)
+
+
 @lru_cache(maxsize=64)
 def make_integrator(
     model: Model, dt: float, steps_per_record: int, n_records: int, batched: bool = False
@@ -118,15 +135,13 @@ def make_integrator(
     if not batched:
         return jax.jit(run)
     vrun = jax.vmap(run, in_axes=(0, 0, 0, None))
-    devices = jax.devices()
-    if len(devices) == 1:
+    mesh = batch_mesh()
+    if mesh is None:
         return jax.jit(vrun)
-    # Several devices (CPU cores exposed as devices, or GPUs): split the batch across them.
-    mesh = Mesh(np.array(devices), ("batch",))
     shard = NamedSharding(mesh, PartitionSpec("batch"))  # type: ignore[no-untyped-call]
     whole = NamedSharding(mesh, PartitionSpec())  # type: ignore[no-untyped-call]
     sharded = jax.jit(vrun, in_shardings=(shard, shard, shard, whole), out_shardings=(shard, shard))
-    n_dev = len(devices)
+    n_dev = mesh.size
 
     def padded(x0: Array, p: Array, u: Array, t0: Array) -> tuple[Array, Array]:
         b = x0.shape[0]

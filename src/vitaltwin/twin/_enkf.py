@@ -72,12 +72,13 @@ def _one(
 ) -> tuple[Array, Array, Array, Array, Array, Array]:
     """Serial EnSRF for one patient: z (N, n), hz (N, m), y (m,), mask (m,), r (m,) variances,
     lam: the patient's inflation factor (on variances)."""
-    n_mem = z.shape[0]
-    zm, hm0 = z.mean(axis=0), hz.mean(axis=0)
+    n_mem, n_z = z.shape
+    # Members and their predicted observations side by side, as mean and deviations (the
+    # deviations inflated by the patient's factor).
+    mean0 = jnp.concatenate([z.mean(axis=0), hz.mean(axis=0)])
+    dev0 = jnp.sqrt(lam) * (jnp.concatenate([z, hz], axis=1) - mean0)
     var_raw = hz.var(axis=0, ddof=1)
-    z = zm + jnp.sqrt(lam) * (z - zm)
-    hz = hm0 + jnp.sqrt(lam) * (hz - hm0)
-    innov0 = y - hm0
+    innov0 = y - mean0[n_z:]
     sd0 = jnp.sqrt(lam * var_raw + r)
     gated = mask & (jnp.abs(innov0) > gate * sd0)
     use = mask & ~gated
@@ -92,15 +93,9 @@ def _one(
         lam,
     )
 
-    # Members and their predicted observations side by side, as mean and deviations: each
-    # scalar observation updates the mean by the gain times the innovation and shrinks the
-    # deviations by alpha times the gain times the observation's deviations.
-    n_z = z.shape[1]
-    mean0 = jnp.concatenate([z.mean(axis=0), hz.mean(axis=0)])
-    dev0 = jnp.concatenate([z, hz], axis=1) - mean0
-    sd_prior = dev0[:, :n_z].std(axis=0, ddof=1)
-
-    # Only the values to assimilate are visited (used ones first, in their order).
+    # Each scalar observation updates the mean by the gain times the innovation and shrinks the
+    # deviations by alpha times the gain times the observation's deviations. Only the values to
+    # assimilate are visited (used ones first, in their order).
     order = jnp.argsort(~use, stable=True)
     n_use = jnp.sum(use)
 
@@ -116,13 +111,12 @@ def _one(
         return mean, dev
 
     mean, dev = jax.lax.fori_loop(0, n_use, body, (mean0, dev0))
-    z = mean[:n_z] + dev[:, :n_z]
     # Relaxation to prior spread (Whitaker & Hamill 2012 [whitaker2012]): each element's
     # posterior deviations are scaled back toward the prior spread by the fraction RTPS.
-    zm = z.mean(axis=0)
-    sd_post = z.std(axis=0, ddof=1)
+    sd_prior = dev0[:, :n_z].std(axis=0, ddof=1)
+    sd_post = dev[:, :n_z].std(axis=0, ddof=1)
     scale = 1.0 + rtps * (sd_prior - sd_post) / jnp.maximum(sd_post, 1e-12)
-    z = zm + (z - zm) * scale
+    z = mean[:n_z] + dev[:, :n_z] * scale
     return z, jnp.where(mask, innov0, jnp.nan), sd0, use, gated, lam_new
 
 

@@ -4,8 +4,8 @@ A member is the ward model's state vector followed by the estimated parameters i
 coordinate: ``phi = logit((theta - lower) / (upper - lower))`` within each parameter's
 physiological bounds, so an update can never push a parameter out of them.
 
-Between observations every member is integrated with the ward model (RK4, 60 s steps and one
-shorter step for the remainder) under the inputs in force, then perturbed by process noise whose
+Between observations every member is integrated with the ward model (RK4 in equal steps of at
+most 60 s) under the inputs in force, then perturbed by process noise whose
 variance grows with the time elapsed — the model's error (what it leaves out) and the slow
 drift of a patient's parameters (a random walk on ``phi``).
 """
@@ -135,22 +135,14 @@ def shared_ward_model() -> Model:
 
 
 @partial(jax.jit, static_argnums=(0,))
-def _advance(
-    layout: Layout, z: Array, base: Array, u: Array, n_full: Array, dt_last: Array
-) -> Array:
+def _advance(layout: Layout, z: Array, base: Array, u: Array, n_steps: Array, dt: Array) -> Array:
     model = layout.model
-    p = layout.params(z, base)
-    x = z[..., : layout.n_states]
-    xs, ps, us = model.split(x, p, u)
+    xs, ps, us = model.split(z[..., : layout.n_states], layout.params(z, base), u)
 
-    def step(_: int, carry: tuple[Array, dict[str, Array]]) -> tuple[Array, dict[str, Array]]:
-        t, xx = carry
-        return t + WARD_DT_S, partitioned_step(model, t, xx, WARD_DT_S, ps, us)
+    def step(_: int, xx: dict[str, Array]) -> dict[str, Array]:
+        return partitioned_step(model, jnp.zeros(()), xx, dt, ps, us)
 
-    t0 = jnp.zeros(())
-    _, xs = jax.lax.fori_loop(0, n_full, step, (t0, dict(xs)))
-    last = partitioned_step(model, t0, xs, dt_last, ps, us)
-    xs = {k: jnp.where(dt_last > 0, last[k], xs[k]) for k in xs}
+    xs = jax.lax.fori_loop(0, n_steps, step, dict(xs))
     return jnp.concatenate([model.join_states(xs), z[..., layout.n_states :]], axis=-1)
 
 
@@ -172,24 +164,30 @@ def advance(
     inputs = jnp.asarray(inputs)
     if duration_s == 0:
         return members
-    n_full = int(duration_s // WARD_DT_S)
-    dt_last = duration_s - n_full * WARD_DT_S
+    n_steps = int(np.ceil(duration_s / WARD_DT_S))  # equal steps of at most WARD_DT_S
     b, n = members.shape[:2]
     z = _advance(
         layout,
         members,
         jnp.asarray(base)[:, None, :],
         jnp.broadcast_to(inputs[:, None, :], (b, n, inputs.shape[-1])),
-        jnp.asarray(n_full),
-        jnp.asarray(dt_last),
+        jnp.asarray(n_steps),
+        jnp.asarray(duration_s / n_steps),
     )
     if rng is not None:
-        sd = layout.process_sd() * np.sqrt(duration_s / 3600.0)
-        z = z + jnp.asarray(rng.standard_normal(z.shape) * sd)
-        nn = layout.nonnegative()
-        z = z.at[..., nn].set(jnp.abs(z[..., nn]))
+        z = perturb(layout, z, jnp.asarray(rng.standard_normal(z.shape)), duration_s)
     out: Array = z
     return out
+
+
+def perturb(layout: Layout, members: Array, normals: Array, duration_s: float | Array) -> Array:
+    """Process noise over ``duration_s``: standard ``normals`` (broadcastable to the members)
+    scaled by the model error per square root of an hour; quantities that cannot be negative
+    are reflected at zero."""
+    sd = jnp.asarray(layout.process_sd()) * jnp.sqrt(duration_s / 3600.0)
+    z = members + normals * sd
+    nonneg = jnp.zeros(layout.n_aug, bool).at[layout.nonnegative()].set(True)
+    return jnp.where(nonneg, jnp.abs(z), z)
 
 
 PHI_LIMIT = 7.0

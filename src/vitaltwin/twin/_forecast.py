@@ -25,13 +25,12 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from jax import Array
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vitaltwin.model import Vars
 from vitaltwin.physiology.ward import WARD_DT_S
-from vitaltwin.simulate._solver import partitioned_step
-from vitaltwin.twin._ensemble import Layout
-from vitaltwin.twin._observe import NAMES, OBSERVABLES, SD, index
+from vitaltwin.simulate._solver import partitioned_step, split_batch
+from vitaltwin.twin._ensemble import Layout, perturb
+from vitaltwin.twin._observe import NAMES, OBSERVABLES, SD, index, observables
 
 EVENTS = ("map_below_65_30min", "spo2_below_90", "lactate_above_4")
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -50,21 +49,7 @@ def _run(
     model = layout.model
     b, n = z.shape[:2]
     ns = layout.n_states
-    sd_step = jnp.asarray(layout.process_sd()) * jnp.sqrt(WARD_DT_S / 3600.0)
-    nonneg = jnp.zeros(layout.n_aug, bool).at[layout.nonnegative()].set(True)
     i_map, i_spo2, i_lac = index("MAP"), index("SpO2"), index("Lactate")
-
-    def outputs(zz: Array, sig: Vars) -> Array:
-        """Observables from signals already computed (states read from the members)."""
-        return jnp.stack(
-            [
-                zz[..., model.state_index(o.output)]
-                if o.output in model.state_names
-                else sig[o.output]
-                for o in OBSERVABLES
-            ],
-            axis=-1,
-        )
 
     def signals(zz: Array, uu: Array) -> tuple[Vars, Vars, Vars, Vars]:
         p = layout.params(zz, base[:, None, :])
@@ -75,17 +60,16 @@ def _run(
         u, k = inp
         uu = jnp.broadcast_to(u[:, None, :], (b, n, u.shape[-1]))
         xs, ps, us, s1 = signals(zz, uu)
-        y_start = outputs(zz, s1)  # the observables at the start of this step
+        y_start = observables(model, zz[..., :ns], s1)  # at the start of this step
         x = model.join_states(partitioned_step(model, jnp.zeros(()), xs, WARD_DT_S, ps, us, s1))
         zz = jnp.concatenate([x, zz[..., ns:]], axis=-1)
-        zz = zz + jax.random.normal(k, (n, layout.n_aug))[None] * sd_step
-        zz = jnp.where(nonneg, jnp.abs(zz), zz)
+        zz = perturb(layout, zz, jax.random.normal(k, (n, layout.n_aug))[None], WARD_DT_S)
         return zz, y_start
 
     keys = jax.random.split(key, u_sched.shape[1])
     z_end, ys_start = jax.lax.scan(step, z, (jnp.swapaxes(u_sched, 0, 1), keys))
     u_last = jnp.broadcast_to(u_sched[:, -1, None, :], (b, n, u_sched.shape[-1]))
-    y_last = outputs(z_end, signals(z_end, u_last)[3])
+    y_last = observables(model, z_end[..., :ns], signals(z_end, u_last)[3])
     ys = jnp.concatenate([ys_start[1:], y_last[None]], axis=0)  # at the end of each step
 
     def events(
@@ -158,13 +142,8 @@ def run_schedule(
     s = schedule.shape[1]
     if s % record_every:
         raise ValueError(f"schedule of {s} steps is not a multiple of record_every={record_every}")
-    args = [jnp.asarray(members), jnp.asarray(base), jnp.asarray(schedule)]
-    devices = jax.devices()
-    if len(devices) > 1 and args[0].shape[0] % len(devices) == 0:
-        # Several devices (GPUs, or CPU cores exposed as devices): split the batch across them.
-        mesh = Mesh(np.array(devices), ("batch",))
-        shard = NamedSharding(mesh, PartitionSpec("batch"))  # type: ignore[no-untyped-call]
-        args = [jax.device_put(a, shard) for a in args]
+    # With several devices (GPUs, or CPU cores exposed as devices) the batch is split.
+    args = split_batch(jnp.asarray(members), jnp.asarray(base), jnp.asarray(schedule))
     rec, ev, low, z_end = _run(layout, *args, record_every, jax.random.PRNGKey(seed))
     minutes = np.arange(1, s // record_every + 1) * record_every * WARD_DT_S / 60.0
     return Trajectories(

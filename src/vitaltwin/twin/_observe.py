@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from vitaltwin.model import Model
+from vitaltwin.model import Model, Vars
 
 
 @dataclass(frozen=True)
@@ -72,14 +72,19 @@ FIO2_LOINC = "19994-3"
 """Charted FiO2 is not an observation of the model but one of its inputs."""
 
 
-def observe(model: Model, x: Array, p: Array, u: Array) -> Array:
-    """Model-predicted observations ``(..., len(OBSERVABLES))`` for states ``(..., n_states)``."""
-    s = model.signals(0.0, x, p, u)
+def observables(model: Model, x: Array, signals: Vars) -> Array:
+    """The observation vector ``(..., len(OBSERVABLES))`` from states ``(..., n_states)`` and the
+    signals already computed for them (outputs that are states are read from ``x``)."""
     cols = [
-        x[..., model.state_index(o.output)] if o.output in model.state_names else s[o.output]
+        x[..., model.state_index(o.output)] if o.output in model.state_names else signals[o.output]
         for o in OBSERVABLES
     ]
     return jnp.stack(cols, axis=-1)
+
+
+def observe(model: Model, x: Array, p: Array, u: Array) -> Array:
+    """Model-predicted observations ``(..., len(OBSERVABLES))`` for states ``(..., n_states)``."""
+    return observables(model, x, model.signals(0.0, x, p, u))
 
 
 def index(name: str) -> int:

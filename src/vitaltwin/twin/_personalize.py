@@ -154,18 +154,9 @@ def _residuals(
     return jnp.concatenate([(value - pred) / sd_obs, (w - mean) / sd])
 
 
-@partial(jax.jit, static_argnums=(0, 5))
-def _jacobian(
-    layout: Layout,
-    w: Array,
-    data: tuple[Array, Array, Array, Array],
-    prior: tuple[Array, Array, Array, Array],
-    u: Array,
-    n_steps: int,
-) -> Array:
-    """Jacobian of the residuals, forward mode (a handful of unknowns, many residuals)."""
-    jac: Array = jax.jacfwd(lambda v: _residuals(layout, v, data, prior, u, n_steps))(w)
-    return jac
+_jacobian = jax.jit(jax.jacfwd(_residuals, argnums=1), static_argnums=(0, 5))
+"""Jacobian of :func:`_residuals` in ``w``, forward mode (a handful of unknowns, many
+residuals)."""
 
 
 def personalize(

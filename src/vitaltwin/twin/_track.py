@@ -16,12 +16,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from rich.progress import Progress
 
+from vitaltwin.simulate._solver import split_batch
 from vitaltwin.twin._enkf import INFLATION_MAX, RTPS, analyse
-from vitaltwin.twin._ensemble import Layout, advance, constrain, predict
-from vitaltwin.twin._observe import OBSERVABLES
+from vitaltwin.twin._ensemble import Layout, advance, constrain, perturb, predict
+from vitaltwin.twin._observe import OBSERVABLES, observables
 
 R_VAR = np.array([o.sd**2 for o in OBSERVABLES])
 SHORT_CYCLE_S = 10.0
@@ -131,17 +131,10 @@ def _fused_cycle(
     sig = model.signals_named(jnp.zeros(()), xs, ps, us)
     d = model.derivatives_given_signals(jnp.zeros(()), xs, ps, us, sig)
     x = jnp.stack([xs[k] + dt_s * d[k] for k in model.state_names], axis=-1)
-    sd = jnp.asarray(layout.process_sd()) * jnp.sqrt(dt_s / 3600.0)
-    zz = jnp.concatenate([x, z[..., ns:]], axis=-1) + jax.random.normal(key, z.shape) * sd
-    nonneg = jnp.zeros(layout.n_aug, bool).at[layout.nonnegative()].set(True)
-    zz = jnp.where(nonneg, jnp.abs(zz), zz)
-    hz = jnp.stack(
-        [
-            zz[..., model.state_index(o.output)] if o.output in model.state_names else sig[o.output]
-            for o in OBSERVABLES
-        ],
-        axis=-1,
+    zz = perturb(
+        layout, jnp.concatenate([x, z[..., ns:]], axis=-1), jax.random.normal(key, z.shape), dt_s
     )
+    hz = observables(model, zz[..., :ns], sig)
     res = analyse(zz, hz, y, mask, r)
     return constrain(layout, res.members), res.used, res.gated
 
@@ -163,7 +156,7 @@ def cycle(
     if not 0 < dt_s <= SHORT_CYCLE_S:
         raise ValueError(f"cycle() is for cycles of up to {SHORT_CYCLE_S:g} s, not {dt_s}")
     r = jnp.broadcast_to(jnp.asarray(R_VAR), y.shape)
-    args = (
+    args = split_batch(
         jnp.asarray(members),
         jnp.asarray(base),
         jnp.asarray(inputs),
@@ -171,10 +164,4 @@ def cycle(
         jnp.asarray(mask, dtype=bool),
         r,
     )
-    devices = jax.devices()
-    b = args[0].shape[0]
-    if len(devices) > 1 and b % len(devices) == 0:
-        mesh = Mesh(np.array(devices), ("batch",))
-        shard = NamedSharding(mesh, PartitionSpec("batch"))  # type: ignore[no-untyped-call]
-        args = tuple(jax.device_put(a, shard) for a in args)
     return _fused_cycle(layout, *args, key, jnp.asarray(dt_s))  # type: ignore[no-any-return]

@@ -16,6 +16,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ CYCLE_S = 60.0
 _SURROGATE_WEIGHTS = Path(__file__).resolve().parents[1] / "surrogate" / "hemodynamics.npz"
 
 
+@lru_cache(maxsize=8)
 def model_version(model: Model) -> str:
     """A fingerprint of the model: its name, its variables and the surrogate's weights."""
     h = hashlib.sha256()

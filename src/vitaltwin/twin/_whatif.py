@@ -159,7 +159,7 @@ def compare(
     return table, traj
 
 
-def default_candidates(twin: PatientTwin) -> list[Plan]:
+def default_candidates() -> list[Plan]:
     """A grid: bolus 0/250/500/1000 mL x norepinephrine unchanged/0.05/0.1/0.2 x meropenem
     now or not (32 plans)."""
     plans = []
@@ -183,7 +183,7 @@ def optimize(
     ``feasible``, ``explanation``."""
     objective = objective or Objective()
     constraints = constraints or Constraints()
-    plans = candidates if candidates is not None else default_candidates(twin)
+    plans = candidates if candidates is not None else default_candidates()
     weight = twin.profile.weight_kg
     broken = {p.name: constraints.violations(p, weight) for p in plans}
     feasible = [p for p in plans if not broken[p.name]]

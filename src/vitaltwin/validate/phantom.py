@@ -22,7 +22,7 @@ specificity of the forecast "MAP below 65 mmHg within the next hour" (probabilit
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import jax.numpy as jnp
 import numpy as np
@@ -31,10 +31,10 @@ import pandas as pd
 from vitaltwin.physiology.patient import PatientProfile
 from vitaltwin.physiology.ward import WARD_DT_S, personalize_ward
 from vitaltwin.simulate import make_integrator
-from vitaltwin.simulate.population import sample_population
+from vitaltwin.simulate.population import Population, sample_population
 from vitaltwin.twin._ensemble import initial_members, layout_for
 from vitaltwin.twin._forecast import run_schedule
-from vitaltwin.twin._observe import NAMES, OBSERVABLES, observe
+from vitaltwin.twin._observe import HIGH, LOW, NAMES, OBSERVABLES, SD, observe
 from vitaltwin.twin._track import track
 
 MONITOR = ("HR", "MAP", "SBP", "DBP", "SpO2", "RR")
@@ -68,7 +68,6 @@ class PhantomResult:
     forecast: pd.DataFrame  # 1-h forecast MAE twin vs persistence, coverage per observable
     deterioration: dict[str, float]  # sensitivity, specificity, counts
     gated_artefacts: float  # fraction of artefacts the filter gated
-    figures: dict[str, float] = field(default_factory=dict)
 
     def pooled_coverage(self, level: int) -> float:
         """Coverage of the ``level`` % band over every forecast of every observable."""
@@ -84,7 +83,11 @@ class PhantomResult:
         }
 
 
-def _truth(cfg: PhantomConfig, rng: np.random.Generator):  # type: ignore[no-untyped-def]
+def _truth(
+    cfg: PhantomConfig, rng: np.random.Generator
+) -> tuple[Population, np.ndarray, np.ndarray]:
+    """The virtual patients, their observables every minute ``(B, hours * 60, m)``, and which
+    of them became septic."""
     layout = layout_for(None)
     model = layout.model
     pop = sample_population(cfg.n_patients, seed=cfg.seed, model=model)
@@ -112,7 +115,7 @@ def _truth(cfg: PhantomConfig, rng: np.random.Generator):  # type: ignore[no-unt
         per_min.append(np.asarray(y))
         x = np.array(x_end)
     truth = np.concatenate(per_min, axis=1)  # (B, hours*60, m): minute k ends at (k+1) min
-    return pop, truth, septic, onset, severity
+    return pop, truth, septic
 
 
 def _measure(
@@ -140,7 +143,6 @@ def _measure(
             mask[i, s : s + length, [idx[n] for n in MONITOR]] = False
     y = clean.copy()
     art = np.zeros(at.shape, bool)
-    mon = [idx[n] for n in MONITOR]
     hit = (rng.random((b, t_cyc)) < cfg.artefact_rate * len(MONITOR)) & mask[:, :, idx["MAP"]]
     for i, k in zip(*np.nonzero(hit), strict=True):
         kind = rng.integers(0, 3)
@@ -157,7 +159,6 @@ def _measure(
             art[i, k, idx["HR"]] = True
     y[:, :, idx["SpO2"]] = np.minimum(y[:, :, idx["SpO2"]], 100.0)
     clean[:, :, idx["SpO2"]] = np.minimum(clean[:, :, idx["SpO2"]], 100.0)
-    del mon
     return y, mask, art, clean
 
 
@@ -166,13 +167,10 @@ def run_phantom(cfg: PhantomConfig = PhantomConfig()) -> PhantomResult:
     rng = np.random.default_rng(cfg.seed)
     layout = layout_for(None)
     model = layout.model
-    pop, truth, septic, _, _ = _truth(cfg, rng)
+    pop, truth, septic = _truth(cfg, rng)
     y, mask, art, clean = _measure(cfg, truth, rng)
     # Plausibility gate at the twin's boundary (as at ingestion): outside the range is rejected.
-    low = np.array([o.low for o in OBSERVABLES])
-    high = np.array([o.high for o in OBSERVABLES])
-    plausible = (y >= low) & (y <= high)
-    mask_in = mask & plausible
+    mask_in = mask & (y >= LOW) & (y <= HIGH)
     b, t_cyc, m = y.shape
     base = np.zeros_like(pop.params)
     members = np.zeros((b, cfg.n_members, layout.n_aug))
@@ -183,7 +181,6 @@ def run_phantom(cfg: PhantomConfig = PhantomConfig()) -> PhantomResult:
     inputs = np.broadcast_to(model.default_inputs(), (b, t_cyc, model.n_inputs))
     per_hour = 60 // cfg.cycle_min
     fc_prob = np.full((b, cfg.hours), np.nan)
-    fc_q = np.full((3, b, cfg.hours, m), np.nan)  # 5/25/50/75/95 -> we keep the bands
     fc_bands = np.full((4, b, cfg.hours, m), np.nan)
     fc_median = np.full((b, cfg.hours, m), np.nan)
     sched = np.broadcast_to(model.default_inputs(), (b, 60, model.n_inputs))
@@ -197,12 +194,10 @@ def run_phantom(cfg: PhantomConfig = PhantomConfig()) -> PhantomResult:
             return
         tr = run_schedule(layout, z, base, sched, record_every=1)
         fc_prob[:, h] = (tr.values[:, :, :, i_map].min(axis=2) < 65.0).mean(axis=1)
-        noisy = tr.values[:, :, -1, :] + rng.standard_normal(
-            tr.values[:, :, -1, :].shape
-        ) * np.array([o.sd for o in OBSERVABLES])
-        q = np.quantile(noisy, (0.05, 0.25, 0.75, 0.95), axis=1)
-        fc_bands[:, :, h] = q
-        fc_median[:, h] = np.median(tr.values[:, :, -1, :], axis=1)
+        end = tr.values[:, :, -1, :]
+        noisy = end + rng.standard_normal(end.shape) * SD  # what a measurement would read
+        fc_bands[:, :, h] = np.quantile(noisy, (0.05, 0.25, 0.75, 0.95), axis=1)
+        fc_median[:, h] = np.median(end, axis=1)
 
     out = track(
         layout,
@@ -216,7 +211,6 @@ def run_phantom(cfg: PhantomConfig = PhantomConfig()) -> PhantomResult:
         on_cycle=hourly,
         label="phantom twins",
     )
-    del fc_q
     # ---- parameter recovery
     theta = np.asarray(layout.to_theta(jnp.asarray(out["members"][:, :, layout.n_states :]))).mean(
         axis=1
@@ -287,16 +281,21 @@ def run_phantom(cfg: PhantomConfig = PhantomConfig()) -> PhantomResult:
     tp_new = int((pred & actual & new).sum())
     fn_new = int((~pred & actual & new).sum())
     det = {
-        "sensitivity": tp / max(tp + fn, 1),
-        "specificity": tn / max(tn + fp, 1),
+        "sensitivity": _ratio(tp, tp + fn),
+        "specificity": _ratio(tn, tn + fp),
         "positives": tp + fn,
         "negatives": tn + fp,
-        "sensitivity_new_episodes": tp_new / max(tp_new + fn_new, 1),
+        "sensitivity_new_episodes": _ratio(tp_new, tp_new + fn_new),
         "new_episodes": tp_new + fn_new,
         "septic_patients": int(septic.sum()),
     }
     gated = float((out["gated"] & art).sum() / max(int((art & mask_in).sum()), 1))
     return PhantomResult(cfg, params, tracking, forecast, det, gated)
+
+
+def _ratio(k: int, n: int) -> float:
+    """k / n, or NaN when there is nothing to count (no positive hours, say)."""
+    return k / n if n else float("nan")
 
 
 def _carry_forward(v: np.ndarray) -> np.ndarray:
