@@ -30,6 +30,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from vitaltwin._cli_risk import risk_app, validate_risk
 from vitaltwin.simulate.scenario import (
     ScenarioError,
     ScenarioResult,
@@ -51,7 +52,9 @@ surrogate_app = typer.Typer(
     no_args_is_help=True, help="Train and check the haemodynamic surrogate."
 )
 app.add_typer(surrogate_app, name="surrogate")
-validate_app = typer.Typer(no_args_is_help=True, help="Validate the twin (phantom, real data).")
+validate_app = typer.Typer(
+    no_args_is_help=True, help="Validate the twin (phantom, real data) and the risk models."
+)
 app.add_typer(validate_app, name="validate")
 # Tables are wide: when the output is not a terminal (logs, CI), do not wrap at 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=160)
@@ -598,6 +601,10 @@ def validate_replay(
         out / "replay.png",
     )
     console.print(f"JSON: {out / 'replay.json'}  plot: {fig}")
+
+
+validate_app.command("risk")(validate_risk)
+app.add_typer(risk_app, name="risk")
 
 
 def main() -> None:

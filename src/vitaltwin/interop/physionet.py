@@ -150,10 +150,13 @@ def convert(
         vals = pd.to_numeric(df[v.column], errors="coerce").to_numpy(dtype=np.float64)
         raw = df[v.column]
         # present: anything but an empty cell or NaN ("NaN" is the Challenge's missing marker)
-        present = (
-            raw.notna().to_numpy()
-            & ~raw.astype(str).str.strip().isin(["", "NaN", "nan"]).to_numpy()
-        )
+        if pd.api.types.is_numeric_dtype(raw):
+            present = raw.notna().to_numpy()
+        else:
+            present = (
+                raw.notna().to_numpy()
+                & ~raw.astype(str).str.strip().isin(["", "NaN", "nan"]).to_numpy()
+            )
         n_read += int(present.sum())
         ok = present & ~bad_t & (vals >= v.low) & (vals <= v.high)
         bad = present & ~ok
@@ -185,7 +188,7 @@ def convert(
                     {
                         "position": pos[bad],
                         "field": v.column,
-                        "raw_value": raw.astype(str).to_numpy()[bad],
+                        "raw_value": raw[bad].astype(str).to_numpy(),
                         "reason": reason,
                     }
                 )

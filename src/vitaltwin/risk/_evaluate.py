@@ -1,0 +1,226 @@
+"""Metrics of a risk model as a clinical prediction model is reported.
+
+Discrimination (AUROC, AUPRC, hourly and per patient), calibration (intercept and slope of the
+logistic recalibration, Cox DR, Biometrika 45:562-565, 1958; reliability curve), the operating
+point (sensitivity, specificity, PPV, alerts per patient-day, lead time before onset), the
+decision curve (net benefit, Vickers AJ & Elkin EB, Med Decis Making 26:565-574, 2006), the
+PhysioNet 2019 utility, and 95 % percentile bootstrap intervals resampling patients (rows of a
+patient are not independent).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import minimize
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from vitaltwin.risk._utility import DT_OPTIMAL, patient_utilities
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Scored rows: patient (contiguous, time order), hour, label (0/1), score, alert."""
+
+    patient: npt.NDArray[Any]
+    hour: npt.NDArray[np.int64]
+    y: npt.NDArray[np.int64]
+    score: FloatArray
+    alert: npt.NDArray[np.bool_]
+
+    def take(self, idx: npt.NDArray[np.int64]) -> Rows:
+        return Rows(
+            self.patient[idx], self.hour[idx], self.y[idx], self.score[idx], self.alert[idx]
+        )
+
+
+def _groups(patient: npt.NDArray[Any]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    change = np.flatnonzero(patient[1:] != patient[:-1]) + 1
+    starts = np.concatenate([[0], change]).astype(np.int64)
+    return starts, np.diff(np.append(starts, patient.size)).astype(np.int64)
+
+
+def calibration(y: npt.NDArray[np.int64], p: FloatArray) -> tuple[float, float]:
+    """Calibration intercept (calibration-in-the-large: the offset ``a`` in
+    ``logit P(y) = a + logit p``) and slope ``b`` of ``logit P(y) = a' + b logit p``. A perfectly
+    calibrated model has 0 and 1."""
+    lp = _logit(p)
+    yy = y.astype(np.float64)
+
+    def nll(theta: FloatArray, slope: bool) -> float:
+        z = theta[0] + (theta[1] if slope else 1.0) * lp
+        return float(np.sum(np.logaddexp(0.0, z) - yy * z))
+
+    a = minimize(nll, np.zeros(1), args=(False,), method="BFGS").x[0]
+    b = minimize(nll, np.array([0.0, 1.0]), args=(True,), method="BFGS").x[1]
+    return float(a), float(b)
+
+
+def recalibration(y: npt.NDArray[np.int64], p: FloatArray) -> tuple[float, float]:
+    """Platt-style logistic recalibration ``logit p' = a + b logit p`` fitted by maximum
+    likelihood (Platt J, Advances in Large Margin Classifiers, MIT Press, 1999): ``(a, b)``."""
+    lp = _logit(p)
+    yy = y.astype(np.float64)
+
+    def nll(theta: FloatArray) -> float:
+        z = theta[0] + theta[1] * lp
+        return float(np.sum(np.logaddexp(0.0, z) - yy * z))
+
+    a, b = minimize(nll, np.array([0.0, 1.0]), method="BFGS").x
+    return float(a), float(b)
+
+
+def _logit(p: FloatArray) -> FloatArray:
+    eps = 1e-6
+    q = np.clip(p, eps, 1 - eps)
+    out: FloatArray = np.log(q / (1 - q))
+    return out
+
+
+def net_benefit(
+    y: npt.NDArray[np.int64], p: FloatArray, thresholds: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Net benefit of acting on ``p >= t`` and of acting on everyone, at each threshold."""
+    n = y.size
+    prev = y.mean()
+    nb = np.array(
+        [
+            np.sum((p >= t) & (y == 1)) / n - np.sum((p >= t) & (y == 0)) / n * t / (1 - t)
+            for t in thresholds
+        ]
+    )
+    nb_all = prev - (1 - prev) * thresholds / (1 - thresholds)
+    return nb, nb_all
+
+
+def _lead_times(rows: Rows) -> tuple[float, float]:
+    """For patients with a sepsis onset (first label + 6 h): median hours from the first alert
+    to onset among those alerted at or before onset, and the fraction so alerted."""
+    starts, lengths = _groups(rows.patient)
+    leads = []
+    n_septic = 0
+    for s, ln in zip(starts, lengths, strict=True):
+        y = rows.y[s : s + ln]
+        if not y.any():
+            continue
+        n_septic += 1
+        onset = rows.hour[s + int(np.argmax(y))] - DT_OPTIMAL
+        a = rows.alert[s : s + ln] & (rows.hour[s : s + ln] <= onset)
+        if a.any():
+            leads.append(onset - rows.hour[s + int(np.argmax(a))])
+    if not n_septic:
+        return float("nan"), float("nan")
+    med = float(np.median(leads)) if leads else float("nan")
+    return med, len(leads) / n_septic
+
+
+def _alerts_per_day(rows: Rows) -> float:
+    """Alert episodes (an alert hour after a non-alert hour, or first hour) per patient-day."""
+    first = np.concatenate([[True], rows.patient[1:] != rows.patient[:-1]])
+    prev = np.concatenate([[False], rows.alert[:-1]])
+    onsets = rows.alert & (first | ~prev)
+    return float(onsets.sum() / (rows.y.size / 24.0))
+
+
+def _per_patient(rows: Rows) -> tuple[npt.NDArray[np.int64], FloatArray]:
+    starts, _ = _groups(rows.patient)
+    return (
+        np.maximum.reduceat(rows.y, starts).astype(np.int64),
+        np.maximum.reduceat(rows.score, starts),
+    )
+
+
+def discrimination(rows: Rows) -> dict[str, float]:
+    yp, sp = _per_patient(rows)
+    return {
+        "auroc": float(roc_auc_score(rows.y, rows.score)),
+        "auprc": float(average_precision_score(rows.y, rows.score)),
+        "auroc_patient": float(roc_auc_score(yp, sp)),
+        "auprc_patient": float(average_precision_score(yp, sp)),
+    }
+
+
+def evaluate(
+    rows: Rows,
+    *,
+    sepsis: bool,
+    probabilities: bool = True,
+    n_boot: int = 200,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """All figures of one model on one set of rows (``sepsis``: add the Challenge utility and
+    lead times; ``probabilities``: scores are probabilities, so calibration applies)."""
+    y, p, a = rows.y, rows.score, rows.alert
+    tp = int(np.sum(a & (y == 1)))
+    fp = int(np.sum(a & (y == 0)))
+    fn = int(np.sum(~a & (y == 1)))
+    tn = int(np.sum(~a & (y == 0)))
+    out: dict[str, Any] = {
+        "rows": int(y.size),
+        "patients": int(np.unique(rows.patient).size),
+        "prevalence": float(y.mean()),
+        **discrimination(rows),
+        "sensitivity": tp / max(tp + fn, 1),
+        "specificity": tn / max(tn + fp, 1),
+        "ppv": tp / max(tp + fp, 1) if tp + fp else float("nan"),
+        "alerts_per_patient_day": _alerts_per_day(rows),
+    }
+    if probabilities:
+        out["calibration_intercept"], out["calibration_slope"] = calibration(y, p)
+        frac, mean_pred = calibration_curve(y, p, n_bins=10, strategy="quantile")
+        out["reliability"] = {"mean_predicted": mean_pred.tolist(), "observed": frac.tolist()}
+        ts = np.linspace(0.01, 0.5, 50)
+        nb, nb_all = net_benefit(y, p, ts)
+        out["decision_curve"] = {
+            "threshold": ts.tolist(),
+            "net_benefit": nb.tolist(),
+            "treat_all": nb_all.tolist(),
+        }
+    parts = None
+    if sepsis:
+        parts = patient_utilities(rows.patient, rows.y, rows.alert.astype(np.int8))
+        tot = parts.sum(axis=0)
+        out["utility"] = float((tot[0] - tot[1]) / (tot[2] - tot[1]))
+        out["median_lead_time_h"], out["detected_before_onset"] = _lead_times(rows)
+    out["ci95"] = _bootstrap(rows, parts, n_boot, seed)
+    return out
+
+
+def _bootstrap(
+    rows: Rows, parts: FloatArray | None, n_boot: int, seed: int
+) -> dict[str, list[float]]:
+    """95 % percentile intervals resampling patients with replacement."""
+    if n_boot <= 0:
+        return {}
+    rng = np.random.default_rng(seed)
+    starts, lengths = _groups(rows.patient)
+    k = starts.size
+    stats: dict[str, list[float]] = {"auroc": [], "auprc": [], "sensitivity": []}
+    if parts is not None:
+        stats["utility"] = []
+    for _ in range(n_boot):
+        pick = rng.integers(0, k, k)
+        idx = np.concatenate([np.arange(starts[i], starts[i] + lengths[i]) for i in pick])
+        y, p, a = rows.y[idx], rows.score[idx], rows.alert[idx]
+        if y.min() == y.max():
+            continue
+        stats["auroc"].append(float(roc_auc_score(y, p)))
+        stats["auprc"].append(float(average_precision_score(y, p)))
+        stats["sensitivity"].append(float(np.mean(a[y == 1])))
+        if parts is not None:
+            t = parts[pick].sum(axis=0)
+            stats["utility"].append(float((t[0] - t[1]) / (t[2] - t[1])))
+    return {
+        m: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
+        for m, v in stats.items()
+        if v
+    }
+
+
+__all__ = ["Rows", "calibration", "discrimination", "evaluate", "net_benefit", "recalibration"]

@@ -1,0 +1,331 @@
+"""LightGBM risk estimators for sepsis and hemodynamic deterioration.
+
+:class:`RiskModel` follows scikit-learn's conventions: hyperparameters in ``__init__`` only,
+learned attributes end in ``_``, inputs validated once in :meth:`RiskModel.fit`. Gradient-boosted
+trees (Ke G et al., "LightGBM: a highly efficient gradient boosting decision tree", NeurIPS 2017)
+handle the missing values of sparse ICU records natively (a missing value takes the learned
+default branch), so nothing is imputed.
+
+Fitting holds out a fraction of the *training* patients (never rows of a patient on both sides)
+for early stopping, for a logistic recalibration of the boosted scores (Platt 1999: early
+stopping on AUROC leaves the raw probabilities under-dispersed) and for the operating
+threshold: for sepsis the one that maximizes the PhysioNet 2019 normalized utility on those
+patients, for deterioration the one that maximizes Youden's J (sensitivity + specificity - 1).
+No test data takes part.
+
+Labels:
+
+* sepsis: the PhysioNet 2019 label (1 from 6 h before the Sepsis-3 onset onward).
+* deterioration: sustained hypotension — charted MAP below 65 mmHg in ``sustain_h`` consecutive
+  hours (the Surviving Sepsis Campaign's MAP target, Evans L et al., Crit Care Med
+  49:e1063-e1143, 2021) — starting within the next ``horizon_h`` hours. Only hours whose last
+  charted MAP is at least 65 mmHg are eligible (a patient already hypotensive is not predicted,
+  they are treated); others carry -1.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import lightgbm as lgb
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from vitaltwin.risk._cohort import VARIABLE_NAMES, Cohort
+from vitaltwin.risk._evaluate import recalibration
+from vitaltwin.risk._features import _ffill, _starts
+from vitaltwin.risk._utility import normalized_utility
+
+Task = Literal["sepsis", "deterioration"]
+TASKS: tuple[Task, ...] = ("sepsis", "deterioration")
+FORMAT_VERSION = 1
+RANGE_FEATURES = (*VARIABLE_NAMES, "age_years")
+"""Features whose training range defines "low confidence": a row outside it is extrapolation."""
+
+
+class RiskModelError(ValueError):
+    """Inputs a risk model cannot use; the message says which and why."""
+
+
+def sepsis_labels(cohort: Cohort) -> npt.NDArray[np.int64]:
+    """The PhysioNet 2019 sepsis label of each grid row (-1 where the source has none)."""
+    return cohort.grid["sepsis"].to_numpy(dtype=np.int64)
+
+
+def deterioration_labels(
+    cohort: Cohort, horizon_h: int = 6, sustain_h: int = 2, map_mmhg: float = 65.0
+) -> npt.NDArray[np.int64]:
+    """1 if sustained hypotension starts within the next ``horizon_h`` rows, 0 if not, -1 for
+    rows not eligible (last charted MAP below ``map_mmhg``). Rows are hours (see
+    :mod:`vitaltwin.risk._cohort`)."""
+    g = cohort.grid
+    pid = g["patient_id"].to_numpy()
+    n = len(g)
+    start = _starts(pid)
+    length = np.bincount(np.searchsorted(np.unique(start), start))
+    end = start + np.repeat(length, length) - 1  # last row of each row's patient
+    m = g["MAP"].to_numpy(dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        low = m < map_mmhg
+    onset = low.copy()
+    for k in range(1, sustain_h):
+        nxt = np.zeros(n, bool)
+        nxt[:-k] = low[k:]
+        onset &= nxt & (np.arange(n) + k <= end)
+    c = np.concatenate([[0], np.cumsum(onset)])
+    i = np.arange(n)
+    hi = np.minimum(i + horizon_h, end)
+    y = (c[hi + 1] - c[i + 1] > 0).astype(np.int64)
+    last_map, _ = _ffill(m, start)
+    with np.errstate(invalid="ignore"):
+        y[last_map < map_mmhg] = -1
+    return np.asarray(y, dtype=np.int64)
+
+
+def labels_for(task: Task, cohort: Cohort) -> npt.NDArray[np.int64]:
+    if task == "sepsis":
+        return sepsis_labels(cohort)
+    if task == "deterioration":
+        return deterioration_labels(cohort)
+    raise RiskModelError(f"unknown task {task!r}; expected one of {TASKS}")
+
+
+def best_threshold(
+    task: Task,
+    patient: npt.NDArray[Any],
+    y: npt.NDArray[np.int64],
+    p: npt.NDArray[np.float64],
+    n_candidates: int = 200,
+) -> tuple[float, float]:
+    """The operating threshold and its criterion value (utility for sepsis, Youden's J for
+    deterioration) on the given rows, over quantiles of ``p`` as candidates."""
+    cands = np.unique(np.quantile(p, np.linspace(0.0, 0.999, n_candidates)))
+    if task == "sepsis":
+        crit = [normalized_utility(patient, y, (p >= t).astype(np.int8)) for t in cands]
+    else:
+        pos, neg = y == 1, y == 0
+        crit = [float(np.mean(p[pos] >= t) + np.mean(p[neg] < t) - 1.0) for t in cands]
+    k = int(np.argmax(crit))
+    return float(cands[k]), float(crit[k])
+
+
+@dataclass(frozen=True)
+class FeatureReference:
+    """What the training data looked like: per-feature ranges (low-confidence flags) and decile
+    bins with their training fractions (population stability, :mod:`vitaltwin.risk._monitor`)."""
+
+    low: dict[str, float]
+    high: dict[str, float]
+    bins: dict[str, list[float]]
+    fractions: dict[str, list[float]]
+
+    @classmethod
+    def from_data(cls, X: pd.DataFrame) -> FeatureReference:
+        low, high, bins, fracs = {}, {}, {}, {}
+        for c in X.columns:
+            v = X[c].to_numpy(dtype=np.float64)
+            v = v[np.isfinite(v)]
+            if c in RANGE_FEATURES and v.size:
+                low[c], high[c] = float(v.min()), float(v.max())
+            edges = np.unique(np.quantile(v, np.linspace(0.1, 0.9, 9))) if v.size else np.array([])
+            bins[c] = edges.tolist()
+            fracs[c] = bin_fractions(X[c].to_numpy(dtype=np.float64), edges).tolist()
+        return cls(low, high, bins, fracs)
+
+
+def bin_fractions(
+    x: npt.NDArray[np.float64], edges: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """Fractions of ``x`` in the bins cut at ``edges`` plus a last bin for missing values."""
+    miss = ~np.isfinite(x)
+    counts = np.bincount(np.searchsorted(edges, x[~miss], side="right"), minlength=len(edges) + 1)
+    allc = np.append(counts, miss.sum()).astype(np.float64)
+    out: npt.NDArray[np.float64] = allc / max(allc.sum(), 1.0)
+    return out
+
+
+class RiskModel:
+    """Gradient-boosted risk estimator with a threshold chosen on held-out training patients.
+
+    Learned attributes: ``booster_``, ``feature_names_``, ``best_iteration_``,
+    ``recalibration_`` (intercept and slope on the logit scale), ``threshold_``,
+    ``threshold_criterion_`` (utility or Youden's J at it), ``validation_auroc_``, ``reference_``.
+    """
+
+    def __init__(
+        self,
+        task: Task = "sepsis",
+        learning_rate: float = 0.05,
+        num_leaves: int = 15,
+        min_data_in_leaf: int = 1000,
+        feature_fraction: float = 0.3,
+        bagging_fraction: float = 0.6,
+        lambda_l2: float = 10.0,
+        max_rounds: int = 3000,
+        early_stopping_rounds: int = 200,
+        validation_fraction: float = 0.2,
+        max_bin: int = 63,
+        random_state: int = 0,
+    ) -> None:
+        self.task = task
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_data_in_leaf = min_data_in_leaf
+        self.feature_fraction = feature_fraction
+        self.bagging_fraction = bagging_fraction
+        self.lambda_l2 = lambda_l2
+        self.max_rounds = max_rounds
+        self.early_stopping_rounds = early_stopping_rounds
+        self.validation_fraction = validation_fraction
+        self.max_bin = max_bin
+        self.random_state = random_state
+
+    def get_params(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if not k.endswith("_")}
+
+    def _lgb_params(self) -> dict[str, Any]:
+        return {
+            "objective": "binary",
+            "metric": "auc",
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_data_in_leaf,
+            "feature_fraction": self.feature_fraction,
+            "bagging_fraction": self.bagging_fraction,
+            "bagging_freq": 1,
+            "lambda_l2": self.lambda_l2,
+            "max_bin": self.max_bin,
+            "seed": self.random_state,
+            "deterministic": True,
+            "verbose": -1,
+        }
+
+    def fit(self, X: pd.DataFrame, y: npt.ArrayLike, patient: npt.ArrayLike) -> RiskModel:
+        """Fit on rows ``X`` with labels ``y`` (0/1; -1 rows are skipped) grouped by ``patient``
+        (each patient's rows contiguous and in time order)."""
+        if self.task not in TASKS:
+            raise RiskModelError(f"unknown task {self.task!r}; expected one of {TASKS}")
+        yy = np.asarray(y, dtype=np.int64)
+        pid = np.asarray(patient)
+        if not (len(X) == yy.size == pid.size):
+            raise RiskModelError(
+                f"X, y and patient must have one entry per row: {len(X)}, {yy.size}, {pid.size}"
+            )
+        if not np.isin(yy, (-1, 0, 1)).all():
+            raise RiskModelError("labels must be 0, 1 or -1 (not eligible)")
+        keep = yy >= 0
+        if yy[keep].min(initial=1) == yy[keep].max(initial=0):
+            raise RiskModelError(f"{self.task}: training labels hold a single class")
+        patients = np.unique(pid)
+        rng = np.random.default_rng(self.random_state)
+        n_val = max(1, round(self.validation_fraction * patients.size))
+        val_p = rng.choice(patients, n_val, replace=False)
+        is_val = np.isin(pid, val_p)
+        tr, va = keep & ~is_val, keep & is_val
+        Xn = X.to_numpy(dtype=np.float32)
+        dtr = lgb.Dataset(Xn[tr], yy[tr], params={"max_bin": self.max_bin}, free_raw_data=True)
+        dva = lgb.Dataset(Xn[va], yy[va], reference=dtr)
+        booster = lgb.train(
+            self._lgb_params(),
+            dtr,
+            num_boost_round=self.max_rounds,
+            valid_sets=[dva],
+            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
+        )
+        self.booster_ = booster
+        self.best_iteration_ = int(booster.best_iteration or booster.current_iteration())
+        self.feature_names_ = list(map(str, X.columns))
+        raw_val = np.asarray(booster.predict(Xn[va], num_iteration=self.best_iteration_))
+        self.recalibration_ = recalibration(yy[va], raw_val)
+        p_val = self._recalibrate(raw_val)
+        self.validation_auroc_ = float(roc_auc_score(yy[va], p_val))
+        self.threshold_, self.threshold_criterion_ = best_threshold(
+            self.task, pid[va], yy[va], p_val
+        )
+        self.reference_ = FeatureReference.from_data(X[keep])
+        return self
+
+    def _check(self, X: pd.DataFrame) -> npt.NDArray[np.float32]:
+        if not hasattr(self, "booster_"):
+            raise RiskModelError("this RiskModel is not fitted yet; call fit first")
+        missing = [c for c in self.feature_names_ if c not in X.columns]
+        if missing:
+            raise RiskModelError(f"features missing from the input: {missing[:10]}")
+        return X[self.feature_names_].to_numpy(dtype=np.float32)
+
+    def _recalibrate(self, raw: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        a, b = self.recalibration_
+        q = np.clip(raw, 1e-9, 1 - 1e-9)
+        out: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-(a + b * np.log(q / (1 - q)))))
+        return out
+
+    def predict_proba(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
+        """Probability of the positive class for each row (recalibrated)."""
+        Xn = self._check(X)
+        raw = np.asarray(self.booster_.predict(Xn, num_iteration=self.best_iteration_))
+        return self._recalibrate(raw.astype(np.float64))
+
+    def predict(self, X: pd.DataFrame) -> npt.NDArray[np.bool_]:
+        """Alerts: probability at or above the operating threshold."""
+        return self.predict_proba(X) >= self.threshold_
+
+    def low_confidence(self, X: pd.DataFrame) -> npt.NDArray[np.bool_]:
+        """Rows with an input outside the range seen in training (extrapolation)."""
+        flag = np.zeros(len(X), bool)
+        for c, lo in self.reference_.low.items():
+            v = X[c].to_numpy(dtype=np.float64)
+            with np.errstate(invalid="ignore"):
+                flag |= (v < lo) | (v > self.reference_.high[c])
+        return flag
+
+    def importance(self) -> pd.Series:
+        """Total gain of each feature, largest first."""
+        gain = self.booster_.feature_importance("gain", iteration=self.best_iteration_)
+        return pd.Series(gain, index=self.feature_names_).sort_values(ascending=False)
+
+    # -- persistence: LightGBM's text format and JSON, no pickle --------------------------
+
+    def save(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.booster_.save_model(str(directory / "booster.txt"), num_iteration=self.best_iteration_)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "params": self.get_params(),
+            "feature_names": self.feature_names_,
+            "best_iteration": self.best_iteration_,
+            "threshold": self.threshold_,
+            "recalibration": list(self.recalibration_),
+            "threshold_criterion": self.threshold_criterion_,
+            "validation_auroc": self.validation_auroc_,
+            "reference": vars(self.reference_),
+        }
+        (directory / "model.json").write_text(json.dumps(meta, indent=1))
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path) -> RiskModel:
+        meta_path = directory / "model.json"
+        if not meta_path.exists():
+            raise RiskModelError(f"{directory}: no model.json (not a saved RiskModel)")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise RiskModelError(
+                f"{directory}: model format {meta.get('format_version')}, this vitaltwin reads "
+                f"{FORMAT_VERSION}"
+            )
+        m = cls(**meta["params"])
+        m.booster_ = lgb.Booster(model_file=str(directory / "booster.txt"))
+        m.feature_names_ = list(meta["feature_names"])
+        m.best_iteration_ = int(meta["best_iteration"])
+        m.threshold_ = float(meta["threshold"])
+        a, b = meta["recalibration"]
+        m.recalibration_ = (float(a), float(b))
+        m.threshold_criterion_ = float(meta["threshold_criterion"])
+        m.validation_auroc_ = float(meta["validation_auroc"])
+        m.reference_ = FeatureReference(**meta["reference"])
+        return m

@@ -1,0 +1,342 @@
+"""The development and validation protocol of the risk models (TRIPOD+AI's "analysis").
+
+Patient-level splits only: a stratified 20 % of patients (by whether they ever carry a positive
+sepsis label) is the test split, never used for fitting, thresholds or choices; the other 80 %
+are the development set, cross-validated in 5 stratified folds. In every fold (and for the final
+model on the whole development set) :class:`RiskModel` holds out a fifth of its *training*
+patients for early stopping and the operating threshold. The baselines (qSOFA, SIRS, NEWS2) are
+scored on the same rows, with their alert cut-off chosen the same way on the training rows.
+
+Feature sets: ``raw`` (vitals, labs, their ages and counts, windows, clinical scores,
+demographics) and ``hybrid`` (raw plus the twin's estimates, :mod:`vitaltwin.risk._twin_features`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from fairlearn.metrics import MetricFrame, equalized_odds_difference, false_positive_rate
+from rich.progress import Progress
+from sklearn.metrics import recall_score, roc_auc_score
+
+from vitaltwin.risk._cohort import VARIABLE_NAMES, Cohort
+from vitaltwin.risk._evaluate import Rows, calibration, evaluate
+from vitaltwin.risk._features import VITALS, raw_features
+from vitaltwin.risk._model import TASKS, RiskModel, Task, best_threshold, labels_for
+from vitaltwin.risk._utility import normalized_utility
+
+BASELINES = ("qsofa", "sirs", "news2")
+AGE_BANDS = (0, 45, 65, 80, 200)
+NOISE_SD = {"HR": 5.0, "O2Sat": 1.5, "Temp": 0.3, "SBP": 8.0, "MAP": 5.0, "DBP": 6.0, "Resp": 2.0}
+"""Injected noise (SD) for the robustness check: about the instrument error of each vital sign
+(the twin's observation operator, :data:`vitaltwin.twin._observe.OBSERVABLES`)."""
+
+
+@dataclass(frozen=True)
+class RiskStudyConfig:
+    folds: int = 5
+    test_fraction: float = 0.2
+    seed: int = 2019
+    n_boot: int = 200
+    tasks: tuple[Task, ...] = TASKS
+    twin: bool = True
+    twin_members: int = 8
+    missing_fractions: tuple[float, ...] = (0.2, 0.5)
+    model_params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FeatureSets:
+    raw: pd.DataFrame
+    twin: pd.DataFrame | None
+
+    def get(self, name: str) -> pd.DataFrame:
+        if name == "raw":
+            return self.raw
+        if self.twin is None:
+            raise ValueError("no twin features computed")
+        return pd.concat([self.raw, self.twin], axis=1)
+
+    @property
+    def names(self) -> list[str]:
+        return ["raw"] + (["hybrid"] if self.twin is not None else [])
+
+
+@dataclass
+class RiskStudy:
+    config: RiskStudyConfig
+    cohort_summary: dict[str, Any]
+    results: dict[str, Any]
+    models: dict[tuple[str, str], RiskModel]  # (task, feature set) -> final model
+    test_scores: dict[str, pd.DataFrame]  # task -> per-row test scores of every model
+
+
+def split_patients(
+    cohort: Cohort, test_fraction: float, folds: int, seed: int
+) -> tuple[npt.NDArray[np.object_], dict[str, int]]:
+    """Test patients and the fold of each development patient, stratified by sepsis."""
+    g = cohort.grid
+    septic = g.groupby("patient_id", sort=True)["sepsis"].max() > 0
+    rng = np.random.default_rng(seed)
+    test: list[str] = []
+    fold: dict[str, int] = {}
+    for flag in (True, False):
+        ids = np.array(sorted(septic.index[septic == flag]), dtype=object)
+        rng.shuffle(ids)
+        n_test = round(test_fraction * ids.size)
+        test.extend(ids[:n_test])
+        for i, p in enumerate(ids[n_test:]):
+            fold[str(p)] = i % folds
+    return np.array(sorted(test), dtype=object), fold
+
+
+def perturbed(cohort: Cohort, rng: np.random.Generator, noise: bool, drop: float) -> Cohort:
+    """A copy of ``cohort`` with instrument noise on the vital signs and/or a fraction ``drop``
+    of the measured values removed."""
+    g = cohort.grid.copy()
+    for v in VARIABLE_NAMES:
+        x = g[v].to_numpy(dtype=np.float64).copy()
+        m = np.isfinite(x)
+        if noise and v in NOISE_SD:
+            x[m] += rng.normal(0.0, NOISE_SD[v], m.sum())
+        if drop > 0:
+            x[m & (rng.random(x.size) < drop)] = np.nan
+        g[v] = x
+    return Cohort(g, cohort.patients, cohort.source)
+
+
+def _rows(
+    cohort: Cohort,
+    y: npt.NDArray[np.int64],
+    mask: npt.NDArray[np.bool_],
+    p: npt.NDArray[np.float64],
+    thr: float,
+) -> Rows:
+    g = cohort.grid
+    return Rows(
+        g["patient_id"].to_numpy()[mask],
+        g["hour"].to_numpy(np.int64)[mask],
+        y[mask],
+        p[mask],
+        p[mask] >= thr,
+    )
+
+
+def _subgroups(cohort: Cohort, rows: Rows, mask: npt.NDArray[np.bool_]) -> dict[str, Any]:
+    """Fairlearn MetricFrames by sex, age band and ICU unit: sensitivity, false-positive rate,
+    AUROC, calibration (observed vs mean predicted, slope), and the equalized-odds gap."""
+    pat = cohort.patients.reindex(cohort.grid["patient_id"].to_numpy()[mask])
+    groups = {
+        "sex": pat["sex"].fillna("unknown").to_numpy(),
+        "age_band": pd.cut(
+            pat["age_years"], AGE_BANDS, right=False, labels=["<45", "45-64", "65-79", ">=80"]
+        )
+        .astype(str)
+        .to_numpy(),
+        "icu_unit": pat["icu_unit"].fillna("unknown").to_numpy(),
+    }
+    out: dict[str, Any] = {}
+    for name, sf in groups.items():
+        mf = MetricFrame(
+            metrics={
+                "sensitivity": partial(recall_score, zero_division=np.nan),
+                "false_positive_rate": false_positive_rate,
+                "n": lambda yt, yp: len(yt),
+                "prevalence": lambda yt, yp: float(np.mean(yt)),
+                "alert_rate": lambda yt, yp: float(np.mean(yp)),
+            },
+            y_true=rows.y,
+            y_pred=rows.alert.astype(int),
+            sensitive_features=sf,
+        )
+        table = mf.by_group
+        extra = []
+        for grp in table.index:
+            sel = sf == grp
+            yy, pp = rows.y[sel], rows.score[sel]
+            if 0 < yy.sum() < yy.size:
+                auc = float(roc_auc_score(yy, pp))
+                _, slope = calibration(yy, pp)
+            else:
+                auc, slope = float("nan"), float("nan")
+            extra.append(
+                {"auroc": auc, "mean_predicted": float(pp.mean()), "calibration_slope": slope}
+            )
+        table = pd.concat([table, pd.DataFrame(extra, index=table.index)], axis=1)
+        out[name] = {
+            "by_group": table.reset_index()
+            .rename(columns={table.index.name or "index": "group"})
+            .to_dict(orient="records"),
+            "equalized_odds_difference": float(
+                equalized_odds_difference(rows.y, rows.alert.astype(int), sensitive_features=sf)
+            ),
+        }
+    return out
+
+
+def run_study(
+    cohort: Cohort,
+    cfg: RiskStudyConfig = RiskStudyConfig(),
+    twin: pd.DataFrame | None = None,
+) -> RiskStudy:
+    """Cross-validate on the development patients, fit final models, evaluate on the test split
+    (twin features are passed in: computing them is the caller's, see
+    :func:`vitaltwin.risk.cached_twin_features`)."""
+    g = cohort.grid
+    pid = g["patient_id"].to_numpy()
+    feats = FeatureSets(raw_features(cohort), twin)
+    test_ids, fold_of = split_patients(cohort, cfg.test_fraction, cfg.folds, cfg.seed)
+    is_test = np.isin(pid, test_ids)
+    fold = np.array([fold_of.get(str(p), -1) for p in pid])
+    summary = {
+        "source": cohort.source,
+        "patients": cohort.n_patients,
+        "rows": len(g),
+        "septic_patients": int((g.groupby("patient_id")["sepsis"].max() > 0).sum()),
+        "test_patients": len(test_ids),
+        "development_patients": len(fold_of),
+        "missing_fraction": {v: float(g[v].isna().mean()) for v in VARIABLE_NAMES},
+        "features": {n: list(feats.get(n).columns) for n in feats.names},
+    }
+    results: dict[str, Any] = {}
+    models: dict[tuple[str, str], RiskModel] = {}
+    test_scores: dict[str, pd.DataFrame] = {}
+    params = {"random_state": cfg.seed, **cfg.model_params}
+    n_fits = len(cfg.tasks) * len(feats.names) * (cfg.folds + 1)
+    with Progress(transient=True) as bar:
+        job = bar.add_task("risk models", total=n_fits)
+        for task in cfg.tasks:
+            y = labels_for(task, cohort)
+            ok = y >= 0
+            sepsis = task == "sepsis"
+            tr = {}
+            # -- cross-validation on the development set ------------------------------------
+            cv: dict[str, Any] = {}
+            for fs in feats.names:
+                X = feats.get(fs)
+                oof = np.full(len(g), np.nan)
+                alerts = np.zeros(len(g), bool)
+                per_fold = []
+                for k in range(cfg.folds):
+                    trn = ok & (fold >= 0) & (fold != k)
+                    val = ok & (fold == k)
+                    m = RiskModel(task=task, **params).fit(X[trn], y[trn], pid[trn])
+                    oof[val] = m.predict_proba(X[val])
+                    alerts[val] = oof[val] >= m.threshold_
+                    r = Rows(pid[val], g["hour"].to_numpy()[val], y[val], oof[val], alerts[val])
+                    per_fold.append(
+                        {
+                            "fold": k,
+                            "auroc": float(roc_auc_score(r.y, r.score)),
+                            "threshold": m.threshold_,
+                            **(
+                                {"utility": normalized_utility(r.patient, r.y, r.alert.astype(int))}
+                                if sepsis
+                                else {}
+                            ),
+                        }
+                    )
+                    bar.advance(job)
+                dev = ok & (fold >= 0)
+                pooled = evaluate(
+                    Rows(pid[dev], g["hour"].to_numpy()[dev], y[dev], oof[dev], alerts[dev]),
+                    sepsis=sepsis,
+                    n_boot=0,
+                )
+                cv[fs] = {"pooled": pooled, "folds": per_fold}
+            # baselines in CV: cut-off chosen on the training folds
+            raw = feats.raw
+            for b in BASELINES:
+                s = raw[b].to_numpy(dtype=np.float64)
+                alerts = np.zeros(len(g), bool)
+                for k in range(cfg.folds):
+                    trn = ok & (fold >= 0) & (fold != k)
+                    val = ok & (fold == k)
+                    thr, _ = best_threshold(task, pid[trn], y[trn], s[trn])
+                    alerts[val] = s[val] >= thr
+                dev = ok & (fold >= 0)
+                cv[b] = {
+                    "pooled": evaluate(
+                        Rows(pid[dev], g["hour"].to_numpy()[dev], y[dev], s[dev], alerts[dev]),
+                        sepsis=sepsis,
+                        probabilities=False,
+                        n_boot=0,
+                    )
+                }
+            # -- final models on the whole development set, evaluated on the test split -------
+            test: dict[str, Any] = {}
+            dev = ok & ~is_test
+            te = ok & is_test
+            scores = pd.DataFrame(
+                {"patient_id": pid[te], "hour": g["hour"].to_numpy()[te], "y": y[te]}
+            )
+            for fs in feats.names:
+                X = feats.get(fs)
+                m = RiskModel(task=task, **params).fit(X[dev], y[dev], pid[dev])
+                models[(task, fs)] = m
+                p = m.predict_proba(X)
+                rows = _rows(cohort, y, te, p, m.threshold_)
+                low = m.low_confidence(X[te])
+                res = evaluate(rows, sepsis=sepsis, n_boot=cfg.n_boot, seed=cfg.seed)
+                res["threshold"] = m.threshold_
+                res["best_iteration"] = m.best_iteration_
+                res["low_confidence_fraction"] = float(low.mean())
+                if low.any() and 0 < rows.y[~low].sum() < (~low).sum():
+                    res["auroc_confident_rows"] = float(
+                        roc_auc_score(rows.y[~low], rows.score[~low])
+                    )
+                res["subgroups"] = _subgroups(cohort, rows, te)
+                res["importance"] = m.importance().head(25).to_dict()
+                test[fs] = res
+                scores[f"{fs}_probability"] = rows.score
+                scores[f"{fs}_alert"] = rows.alert
+                scores[f"{fs}_low_confidence"] = low
+                tr[fs] = m
+                bar.advance(job)
+            for b in BASELINES:
+                s = raw[b].to_numpy(dtype=np.float64)
+                thr, _ = best_threshold(task, pid[dev], y[dev], s[dev])
+                test[b] = evaluate(
+                    _rows(cohort, y, te, s, thr),
+                    sepsis=sepsis,
+                    probabilities=False,
+                    n_boot=cfg.n_boot,
+                    seed=cfg.seed,
+                )
+                test[b]["threshold"] = thr
+                scores[b] = s[te]
+            # -- robustness of the raw model: noise and extra missingness on the test split ------
+            robust = []
+            rng = np.random.default_rng(cfg.seed + 1)
+            test_cohort = cohort.subset(test_ids)
+            y_t = labels_for(task, test_cohort)
+            ok_t = y_t >= 0
+            m = tr["raw"]
+            for noise, drop in [(True, 0.0)] + [(False, f) for f in cfg.missing_fractions]:
+                pc = perturbed(test_cohort, rng, noise, drop)
+                Xp = raw_features(pc)
+                # outcomes stay those of the unperturbed record: only the inputs degrade
+                p = m.predict_proba(Xp)
+                r = _rows(pc, y_t, ok_t, p, m.threshold_)
+                item = {
+                    "perturbation": (
+                        "noise on vitals" if noise else f"{int(drop * 100)} % of values removed"
+                    ),
+                    "auroc": float(roc_auc_score(r.y, r.score)),
+                    "sensitivity": float(np.mean(r.alert[r.y == 1])),
+                    "low_confidence_fraction": float(m.low_confidence(Xp)[ok_t].mean()),
+                }
+                if sepsis:
+                    item["utility"] = normalized_utility(r.patient, r.y, r.alert.astype(int))
+                robust.append(item)
+            results[task] = {"cv": cv, "test": test, "robustness": robust}
+            test_scores[task] = scores
+    return RiskStudy(cfg, summary, results, models, test_scores)
+
+
+__all__ = ["BASELINES", "VITALS", "RiskStudy", "RiskStudyConfig", "run_study", "split_patients"]

@@ -1,0 +1,285 @@
+"""Risk models: the Challenge utility (exact), leakage-free features, labels, the estimator,
+registry and monitoring."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from vitaltwin.cli import app
+from vitaltwin.risk import (
+    CHALLENGER,
+    CHAMPION,
+    VARIABLE_NAMES,
+    Cohort,
+    Registry,
+    RegistryError,
+    RiskModel,
+    RiskModelError,
+    build_cohort,
+    calibration,
+    deterioration_labels,
+    may_promote,
+    monitor,
+    normalized_utility,
+    psi,
+    raw_features,
+    utility,
+)
+
+SET_A = Path(__file__).resolve().parents[2] / "shared/data/physionet2019/training_setA.parquet"
+needs_set_a = pytest.mark.skipif(not SET_A.exists(), reason="shared PhysioNet set A not present")
+QUICK: dict[str, Any] = {
+    "learning_rate": 0.1,
+    "max_rounds": 200,
+    "early_stopping_rounds": 20,
+    "min_data_in_leaf": 50,
+}
+
+
+# -- utility ------------------------------------------------------------------------------
+
+
+@needs_set_a
+def test_utility_matches_the_challenge_fixtures_on_set_a() -> None:
+    df = pd.read_parquet(SET_A)
+    f = df.groupby("patient_id", sort=False)[["HR", "Resp", "Temp"]].ffill()
+    crit = (f.HR > 90).astype(int) + (f.Resp > 20) + ((f.Temp > 38) | (f.Temp < 36))
+    pid, lab = df["patient_id"].to_numpy(), df["SepsisLabel"].to_numpy()
+    assert normalized_utility(pid, lab, (crit >= 2).astype(int).to_numpy()) == pytest.approx(
+        0.10788668227906247, abs=1e-9
+    )
+    assert normalized_utility(pid, lab, np.ones(len(df), int)) == pytest.approx(
+        -0.31923234675381607, abs=1e-9
+    )
+
+
+def test_utility_by_hand() -> None:
+    # one septic patient: 20 rows, first label at row 10 -> onset row 16; one non-septic: 5 rows
+    pid = np.array(["a"] * 20 + ["b"] * 5)
+    lab = np.array([0] * 10 + [1] * 10 + [0] * 5)
+    ones = np.ones(25, int)
+    u = utility(pid, lab, ones)
+    rel = np.arange(20) - 16.0
+    expected = (
+        sum(max((r + 12) / 6, -0.05) if r <= -6 else ((3 - r) / 9 if r <= 3 else 0.0) for r in rel)
+        + 5 * -0.05
+    )
+    assert u.observed == pytest.approx(expected)
+    never = sum(-2 * (r + 6) / 9 for r in rel if -6 < r <= 3)
+    assert u.inaction == pytest.approx(never)
+    ideal = np.zeros(25, int)
+    ideal[4:20] = 1  # rows max(0, 16 - 12) .. min(16 + 3, 19)
+    assert u.best == pytest.approx(utility(pid, lab, ideal).observed)
+    assert normalized_utility(pid, lab, ideal) == pytest.approx(1.0)
+    assert normalized_utility(pid, lab, np.zeros(25, int)) == pytest.approx(0.0)
+
+
+def test_utility_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="contiguous"):
+        utility(np.array(["a", "b", "a"]), np.zeros(3, int), np.zeros(3, int))
+    with pytest.raises(ValueError, match="binary"):
+        utility(np.array(["a", "a"]), np.zeros(2, int), np.array([0.2, 0.9]))
+
+
+# -- a synthetic cohort in the canonical format ----------------------------------------------
+
+
+def synthetic_cohort(n: int = 300, seed: int = 0) -> Cohort:
+    """Canonical tables for ``n`` patients; patients with ``sepsis`` get rising HR and
+    temperature from 8 h before onset, and the PhysioNet-style label."""
+    rng = np.random.default_rng(seed)
+    adm = datetime(2020, 1, 1, tzinfo=UTC)
+    obs, labels, pats = [], [], []
+    for i in range(n):
+        p = f"s{i:04d}"
+        hours = int(rng.integers(20, 60))
+        septic = rng.random() < 0.3
+        onset = int(rng.integers(12, hours)) if septic else 10**6
+        pats.append(
+            {
+                "patient_id": p,
+                "sex": "male" if i % 2 else "female",
+                "age_years": float(rng.uniform(20, 90)),
+                "icu_admission_time": pd.Timestamp(adm),
+                "hospital_admission_time": pd.Timestamp(adm) - pd.Timedelta(hours=5),
+                "icu_unit": "MICU" if i % 3 else "SICU",
+            }
+        )
+        for h in range(hours):
+            ramp = max(0.0, h - (onset - 8))
+            t = pd.Timestamp(adm) + pd.Timedelta(hours=h, minutes=10)
+            vals = {
+                "8867-4": 80 + 3 * ramp + rng.normal(0, 4),
+                "8310-5": 37 + 0.15 * ramp + rng.normal(0, 0.2),
+                "8478-0": 80 - 2.5 * ramp + rng.normal(0, 4),
+                "9279-1": 16 + 0.6 * ramp + rng.normal(0, 1.5),
+            }
+            if h % 8 == 0:
+                vals["2524-7"] = 1.0 + 0.2 * ramp
+            for code, v in vals.items():
+                obs.append({"patient_id": p, "effective_time": t, "loinc": code, "value": v})
+            labels.append(
+                {
+                    "patient_id": p,
+                    "time": pd.Timestamp(adm) + pd.Timedelta(hours=h),
+                    "label": "sepsis_physionet2019",
+                    "value": int(h >= onset - 6),
+                }
+            )
+    return build_cohort(pd.DataFrame(obs), pd.DataFrame(pats), pd.DataFrame(labels), "synthetic")
+
+
+@pytest.fixture(scope="module")
+def cohort() -> Cohort:
+    return synthetic_cohort()
+
+
+def test_cohort_grid_from_canonical_tables(cohort: Cohort) -> None:
+    g = cohort.grid
+    assert list(g.columns[:3]) == ["patient_id", "hour", "sepsis"]
+    assert set(VARIABLE_NAMES) <= set(g.columns)
+    assert g.groupby("patient_id")["hour"].apply(lambda h: (np.diff(h) == 1).all()).all()
+    assert g["HR"].notna().all() and g["Lactate"].notna().mean() == pytest.approx(1 / 8, abs=0.03)
+
+
+def test_features_use_only_the_past(cohort: Cohort) -> None:
+    full = raw_features(cohort)
+    cut = cohort.grid["hour"] <= 15  # every stay truncated after hour 15
+    trunc = Cohort(cohort.grid[cut].reset_index(drop=True), cohort.patients, "truncated")
+    part = raw_features(trunc)
+    pd.testing.assert_frame_equal(
+        full[cut.to_numpy()].reset_index(drop=True), part.reset_index(drop=True)
+    )
+    # the ages, counts and scores mean what they say
+    first = cohort.grid.index[cohort.grid["patient_id"] == "s0000"]
+    f = full.loc[first]
+    assert f["Lactate_age_h"].iloc[3] == 3 and f["HR_n"].iloc[4] == 5
+    assert f["Lactate_age_h"].iloc[8] == 0
+
+
+def test_deterioration_label_by_hand() -> None:
+    maps = [80, 70, 60, 60, 80, 62, 90, 50, 50]
+    grid = pd.DataFrame({"patient_id": "x", "hour": range(9), "sepsis": 0})
+    for v in VARIABLE_NAMES:
+        grid[v] = np.nan
+    grid["MAP"] = maps
+    c = Cohort(grid, pd.DataFrame(index=["x"]), "hand")
+    y = deterioration_labels(c, horizon_h=2, sustain_h=2)
+    # sustained starts at hours 2 and 7; hours with last MAP < 65 are not eligible
+    assert y.tolist() == [1, 1, -1, -1, 0, -1, 1, -1, -1]
+
+
+# -- the estimator ---------------------------------------------------------------------------
+
+
+def test_risk_model_learns_saves_and_flags(cohort: Cohort, tmp_path: Path) -> None:
+    X = raw_features(cohort)
+    y = cohort.grid["sepsis"].to_numpy()
+    pid = cohort.grid["patient_id"].to_numpy()
+    m = RiskModel(**QUICK).fit(X, y, pid)
+    assert m.validation_auroc_ > 0.8
+    assert 0 < m.threshold_ < 1
+    p = m.predict_proba(X)
+    back = RiskModel.load(m.save(tmp_path / "m"))
+    np.testing.assert_array_equal(back.predict_proba(X), p)
+    assert back.threshold_ == m.threshold_
+    odd = X.iloc[:3].copy()
+    odd["HR"] = [85.0, 400.0, np.nan]
+    assert m.low_confidence(odd).tolist() == [False, True, False]
+    with pytest.raises(RiskModelError, match="missing"):
+        m.predict_proba(X.drop(columns=["HR"]))
+    with pytest.raises(RiskModelError, match="single class"):
+        RiskModel(**QUICK).fit(X, np.zeros(len(X), int), pid)
+
+
+def test_calibration_of_calibrated_probabilities() -> None:
+    rng = np.random.default_rng(1)
+    p = rng.uniform(0.01, 0.6, 40_000)
+    y = (rng.random(p.size) < p).astype(np.int64)
+    a, b = calibration(y, p)
+    assert abs(a) < 0.05 and abs(b - 1) < 0.06
+    a2, _ = calibration(y, np.clip(p * 1.8, 0, 0.99))
+    assert a2 < -0.2  # over-prediction shows as a negative intercept
+
+
+# -- registry and monitoring --------------------------------------------------------------------
+
+
+def test_registry_aliases_versions_on_scores_and_rollback(cohort: Cohort, tmp_path: Path) -> None:
+    X = raw_features(cohort)
+    y = cohort.grid["sepsis"].to_numpy()
+    pid = cohort.grid["patient_id"].to_numpy()
+    reg = Registry(tmp_path / "reg")
+    m1 = RiskModel(**QUICK).fit(X, y, pid)
+    m2 = RiskModel(**{**QUICK, "random_state": 5}).fit(X, y, pid)
+    r1 = reg.register("sepsis", m1, data_sha256="a" * 64, metrics={"cv_auroc": 0.9})
+    r2 = reg.register("sepsis", m2, data_sha256="a" * 64, metrics={"cv_auroc": 0.91})
+    assert reg.version_of("sepsis", CHAMPION) == r1.version
+    assert reg.version_of("sepsis", CHALLENGER) == r2.version
+    scorer = reg.load("sepsis", CHAMPION)
+    s = scorer.score(cohort, X)
+    assert (s["model_version"] == r1.version).all() and (s["model_name"] == "sepsis").all()
+    np.testing.assert_array_equal(s["probability"].to_numpy(), m1.predict_proba(X))
+    assert reg.promote("sepsis") == r2.version
+    assert reg.load("sepsis").version == r2.version
+    assert reg.rollback("sepsis") == r1.version
+    assert reg.load("sepsis", CHAMPION).version == r1.version
+    with pytest.raises(RegistryError, match="nothing to roll back"):
+        reg.rollback("sepsis")
+    with pytest.raises(RegistryError, match="no model"):
+        reg.load("nope")
+
+
+def test_monitoring_policy(cohort: Cohort) -> None:
+    X = raw_features(cohort)
+    y = cohort.grid["sepsis"].to_numpy()
+    pid = cohort.grid["patient_id"].to_numpy()
+    m = RiskModel(**QUICK).fit(X, y, pid)
+    window = (cohort.grid.index.to_numpy() * 2 // len(X)).astype(int)
+    ok = monitor(m, X, y, window, reference_auroc=m.validation_auroc_)
+    assert ok.decision == "ok", ok.to_dict()
+    assert psi(np.array([0.5, 0.5]), np.array([0.5, 0.5])) == 0.0
+    # a shifted population and outcomes the model no longer predicts
+    shifted = X.copy()
+    for c in shifted.columns:
+        if c.startswith(("HR", "Temp", "MAP", "Resp")):
+            shifted[c] = shifted[c] + 3 * shifted[c].std()
+    flipped = np.where(y >= 0, 1 - y, y)
+    bad = monitor(m, shifted, flipped, window, reference_auroc=m.validation_auroc_)
+    assert bad.decision == "retrain"
+    assert any("PSI" in a for w in bad.windows for a in w.actions)
+    allowed, why = may_promote(bad, ok)
+    assert allowed, why
+    assert not may_promote(ok, bad)[0]
+
+
+@needs_set_a
+def test_validate_risk_command_end_to_end(tmp_path: Path) -> None:
+    res = CliRunner().invoke(
+        app,
+        [
+            "validate", "risk", "--patients", "800", "--folds", "2", "--boot", "10", "--quick",
+            "--no-twin", "--out", str(tmp_path / "r"), "--registry", str(tmp_path / "reg"),
+        ],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    html = (tmp_path / "r" / "risk_report.html").read_text()
+    assert "data:image/png;base64" in html and "Cross-validation" in html
+    out = tmp_path / "scores.parquet"
+    res = CliRunner().invoke(
+        app,
+        [
+            "risk", "score", "--data", str(SET_A), "--out", str(out),
+            "--registry", str(tmp_path / "reg"),
+        ],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    s = pd.read_parquet(out)
+    assert (s["model_version"] == "1").all() and s["probability"].between(0, 1).all()
