@@ -18,6 +18,7 @@ from vitaltwin.risk import (
     CHAMPION,
     VARIABLE_NAMES,
     Cohort,
+    CohortError,
     Registry,
     RegistryError,
     RiskModel,
@@ -25,6 +26,7 @@ from vitaltwin.risk import (
     build_cohort,
     calibration,
     deterioration_labels,
+    load_cohort,
     may_promote,
     monitor,
     normalized_utility,
@@ -92,6 +94,11 @@ def test_utility_rejects_bad_input() -> None:
 
 
 def synthetic_cohort(n: int = 300, seed: int = 0) -> Cohort:
+    """The grid of :func:`synthetic_tables`."""
+    return build_cohort(*synthetic_tables(n, seed), source="synthetic")
+
+
+def synthetic_tables(n: int = 300, seed: int = 0) -> tuple[pd.DataFrame, ...]:
     """Canonical tables for ``n`` patients; patients with ``sepsis`` get rising HR and
     temperature from 8 h before onset, and the PhysioNet-style label."""
     rng = np.random.default_rng(seed)
@@ -133,7 +140,7 @@ def synthetic_cohort(n: int = 300, seed: int = 0) -> Cohort:
                     "value": int(h >= onset - 6),
                 }
             )
-    return build_cohort(pd.DataFrame(obs), pd.DataFrame(pats), pd.DataFrame(labels), "synthetic")
+    return pd.DataFrame(obs), pd.DataFrame(pats), pd.DataFrame(labels)
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +154,24 @@ def test_cohort_grid_from_canonical_tables(cohort: Cohort) -> None:
     assert set(VARIABLE_NAMES) <= set(g.columns)
     assert g.groupby("patient_id")["hour"].apply(lambda h: (np.diff(h) == 1).all()).all()
     assert g["HR"].notna().all() and g["Lactate"].notna().mean() == pytest.approx(1 / 8, abs=0.03)
+
+
+def test_any_canonical_export_loads(tmp_path: Path) -> None:
+    obs, pats, labels = synthetic_tables(20, seed=4)
+    obs.to_parquet(tmp_path / "observations.parquet")
+    pats.to_parquet(tmp_path / "patients.parquet")
+    labels.to_parquet(tmp_path / "labels.parquet")
+    a = load_cohort(tmp_path)
+    b = build_cohort(obs, pats, labels)
+    pd.testing.assert_frame_equal(a.grid, b.grid)
+    (tmp_path / "labels.parquet").unlink()  # no labels: every hour up to the last observation
+    c = load_cohort(tmp_path)
+    assert (c.grid["sepsis"] == -1).all() and len(c.grid) == len(b.grid)
+    with pytest.raises(CohortError, match="no such file"):
+        load_cohort(tmp_path / "nowhere")
+    (tmp_path / "observations.parquet").unlink()
+    with pytest.raises(CohortError, match="no observations.parquet"):
+        load_cohort(tmp_path)
 
 
 def test_features_use_only_the_past(cohort: Cohort) -> None:
@@ -283,3 +308,20 @@ def test_validate_risk_command_end_to_end(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     s = pd.read_parquet(out)
     assert (s["model_version"] == "1").all() and s["probability"].between(0, 1).all()
+
+
+def test_twin_features_use_only_the_past() -> None:
+    from vitaltwin.risk import twin_features
+
+    c = synthetic_cohort(n=40, seed=3)
+    first = c.grid.groupby("patient_id")["hour"].max()
+    ids = first.index[first >= 24][:3]
+    c = c.subset(ids)
+    c = Cohort(c.grid[c.grid["hour"] < 24].reset_index(drop=True), c.patients, "equal stays")
+    full = twin_features(c, n_members=8)
+    cut = (c.grid["hour"] <= 12).to_numpy()
+    part = twin_features(Cohort(c.grid[cut].reset_index(drop=True), c.patients, "cut"), n_members=8)
+    np.testing.assert_allclose(full[cut].to_numpy(), part.to_numpy(), rtol=1e-9)
+    assert np.isfinite(full.to_numpy()).all()
+    assert full["twin_p_map_below_65"].between(0, 1).all()
+    assert (full["twin_blood_volume_ml"] > 2000).all()
