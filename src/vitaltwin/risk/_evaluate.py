@@ -19,7 +19,7 @@ from scipy.optimize import minimize
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from vitaltwin.risk._utility import DT_OPTIMAL, patient_utilities
+from vitaltwin.risk._utility import DT_OPTIMAL, patient_blocks, patient_utilities
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -38,12 +38,6 @@ class Rows:
         return Rows(
             self.patient[idx], self.hour[idx], self.y[idx], self.score[idx], self.alert[idx]
         )
-
-
-def _groups(patient: npt.NDArray[Any]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    change = np.flatnonzero(patient[1:] != patient[:-1]) + 1
-    starts = np.concatenate([[0], change]).astype(np.int64)
-    return starts, np.diff(np.append(starts, patient.size)).astype(np.int64)
 
 
 def calibration(y: npt.NDArray[np.int64], p: FloatArray) -> tuple[float, float]:
@@ -102,7 +96,7 @@ def net_benefit(
 def _lead_times(rows: Rows) -> tuple[float, float]:
     """For patients with a sepsis onset (first label + 6 h): median hours from the first alert
     to onset among those alerted at or before onset, and the fraction so alerted."""
-    starts, lengths = _groups(rows.patient)
+    starts, lengths = patient_blocks(rows.patient)
     leads = []
     n_septic = 0
     for s, ln in zip(starts, lengths, strict=True):
@@ -129,7 +123,7 @@ def _alerts_per_day(rows: Rows) -> float:
 
 
 def _per_patient(rows: Rows) -> tuple[npt.NDArray[np.int64], FloatArray]:
-    starts, _ = _groups(rows.patient)
+    starts, _ = patient_blocks(rows.patient)
     return (
         np.maximum.reduceat(rows.y, starts).astype(np.int64),
         np.maximum.reduceat(rows.score, starts),
@@ -199,7 +193,7 @@ def _bootstrap(
     if n_boot <= 0:
         return {}
     rng = np.random.default_rng(seed)
-    starts, lengths = _groups(rows.patient)
+    starts, lengths = patient_blocks(rows.patient)
     k = starts.size
     stats: dict[str, list[float]] = {"auroc": [], "auprc": [], "sensitivity": []}
     if parts is not None:

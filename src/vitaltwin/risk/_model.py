@@ -38,8 +38,8 @@ from sklearn.metrics import roc_auc_score
 
 from vitaltwin.risk._cohort import VARIABLE_NAMES, Cohort
 from vitaltwin.risk._evaluate import recalibration
-from vitaltwin.risk._features import _ffill, _starts
-from vitaltwin.risk._utility import normalized_utility
+from vitaltwin.risk._features import _ffill
+from vitaltwin.risk._utility import normalized_utility, patient_blocks
 
 Task = Literal["sepsis", "deterioration"]
 TASKS: tuple[Task, ...] = ("sepsis", "deterioration")
@@ -66,9 +66,9 @@ def deterioration_labels(
     g = cohort.grid
     pid = g["patient_id"].to_numpy()
     n = len(g)
-    start = _starts(pid)
-    length = np.bincount(np.searchsorted(np.unique(start), start))
-    end = start + np.repeat(length, length) - 1  # last row of each row's patient
+    starts, lengths = patient_blocks(pid)
+    start = np.repeat(starts, lengths)
+    end = start + np.repeat(lengths, lengths) - 1  # last row of each row's patient
     m = g["MAP"].to_numpy(dtype=np.float64)
     with np.errstate(invalid="ignore"):
         low = m < map_mmhg

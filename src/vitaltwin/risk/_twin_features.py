@@ -35,6 +35,7 @@ from scipy.stats import norm
 from vitaltwin.physiology.patient import PatientProfile
 from vitaltwin.physiology.ward import personalize_ward
 from vitaltwin.risk._cohort import Cohort
+from vitaltwin.risk._utility import patient_blocks
 from vitaltwin.twin._ensemble import initial_members, layout_for
 from vitaltwin.twin._observe import HIGH, LOW, NAMES, OBSERVABLES
 from vitaltwin.twin._track import track
@@ -83,9 +84,7 @@ def twin_features(
     )
     out = np.full((len(g), len(cols)), np.nan)
     pid = g["patient_id"].to_numpy()
-    change = np.concatenate([[True], pid[1:] != pid[:-1]])
-    starts = np.flatnonzero(change)
-    lengths = np.diff(np.append(starts, len(g)))
+    starts, lengths = patient_blocks(pid)
     hours = g["hour"].to_numpy()
     last_hour = np.maximum.reduceat(hours, starts)
     order = np.argsort(last_hour, kind="stable")  # similar stay lengths share a batch

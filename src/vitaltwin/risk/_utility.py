@@ -82,7 +82,7 @@ def row_utility(
     return np.where(septic, septic_u, other_u)
 
 
-def _groups(patient: npt.ArrayLike) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+def patient_blocks(patient: npt.ArrayLike) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Starts and lengths of contiguous runs of equal patient identifiers."""
     p = np.asarray(patient)
     if p.ndim != 1:
@@ -118,7 +118,7 @@ def patient_utilities(
             raise ValueError(f"{name} must be binary (0/1); found {np.unique(a)[:5]}")
     lab_b = lab.astype(bool)
     pred_b = pred.astype(bool)
-    starts, lengths = _groups(patient)
+    starts, lengths = patient_blocks(patient)
     onset = _onsets(starts, lengths, lab_b)
     row_in = np.arange(lab.size) - np.repeat(starts, lengths)
     rel = (row_in - np.repeat(onset, lengths)).astype(np.float64)
