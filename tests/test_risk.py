@@ -311,6 +311,20 @@ def test_validate_risk_command_end_to_end(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     s = pd.read_parquet(out)
     assert (s["model_version"] == "1").all() and s["probability"].between(0, 1).all()
+    # held-out monitoring refuses data other than the model's own development set
+    res = CliRunner().invoke(
+        app,
+        [
+            "risk",
+            "monitor",
+            "--data",
+            str(SET_A),
+            "--held-out",
+            "--registry",
+            str(tmp_path / "reg"),
+        ],
+    )
+    assert res.exit_code == 2 and "developed on" in res.output, res.output
 
 
 def test_twin_features_use_only_the_past() -> None:

@@ -127,7 +127,11 @@ def validate_risk(
                 data_sha256=sha,
                 metrics=metrics,
                 files=[paths["html"], paths["json"]],
-                tags={"feature_set": fs, "source": cohort.source},
+                tags={
+                    "feature_set": fs,
+                    "source": cohort.source,
+                    "split": f"seed={seed} test_fraction={test_fraction} folds={folds}",
+                },
             )
             alias = ",".join(reg.client.get_model_version(rv.name, rv.version).aliases)
             registered.append(
@@ -221,14 +225,30 @@ def risk_monitor(
     alias: Annotated[str, typer.Option(help="alias or version number")] = "champion",
     windows: Annotated[int, typer.Option(help="time windows (by admission order)")] = 5,
     out: Annotated[Path, typer.Option(help="monitoring JSON")] = Path("out/risk/monitoring.json"),
+    held_out: Annotated[
+        bool, typer.Option(help="only the test patients of the model's own development split")
+    ] = False,
 ) -> None:
     """Input drift (PSI), performance and calibration per window; apply the retraining policy
     and record the decision on the model version. Exit code 3 when retraining is required."""
-    from vitaltwin.risk import Registry, data_hash, labels_for, monitor
+    from vitaltwin.risk import Registry, data_hash, labels_for, monitor, split_patients
 
     reg = Registry(registry)
     scorer = reg.load(MODEL_NAME[task], alias)
     cohort = _cohort(data, 0, 0)
+    if held_out:
+        mv = reg.client.get_model_version(scorer.name, scorer.version)
+        split = dict(kv.split("=") for kv in mv.tags.get("split", "").split())
+        if not split or mv.tags.get("data_sha256") != data_hash(cohort):
+            err_console.print(
+                f"[red]--held-out needs the data {scorer.name} v{scorer.version} was developed on "
+                "(its data hash and split are recorded at registration)"
+            )
+            raise typer.Exit(2)
+        test_ids, _ = split_patients(
+            cohort, float(split["test_fraction"]), int(split["folds"]), int(split["seed"])
+        )
+        cohort = cohort.subset(test_ids)
     X = _features(scorer.model.feature_names_, cohort, out.parent / "cache", data_hash(cohort))
     y = labels_for(scorer.model.task, cohort)
     order = cohort.admission_order()
