@@ -1,10 +1,13 @@
 """Features known at prediction time, from the hourly grid of :mod:`vitaltwin.risk._cohort`.
 
 Every feature of the row at hour ``t`` uses rows ``<= t`` of the same patient only (the tests
-check this by truncating stays). Per measured variable: the last value (carried forward), hours
-since it was measured and how many times it has been measured; for the eight vital signs also
-the mean, SD and count over the last 6 h, the change over 6 h and the deviation from the
-patient's own running mean. Clinical scores from the last values:
+check this by truncating stays). Rows are hours. Per measured variable: the last value (carried
+forward), hours since it was measured, how many times it has been measured (in the stay and in
+the last 24 h) and the change between its last two measurements; for the eight vital signs also
+the mean and SD over the last 6 h and 24 h, the count over 6 h, min and max over 24 h, the change
+over 6 h and the deviation from the patient's own running mean; the stay's extremes so far of the
+vital signs and of lactate, WBC, creatinine, bilirubin, platelets, BUN and pH; the number of lab
+values in the last 24 h. Clinical scores from the last values:
 
 * SIRS criteria (Bone RC et al., Chest 101:1644-1655, 1992): temperature > 38 or < 36 C,
   HR > 90 /min, RR > 20 /min or PaCO2 < 32 mmHg, WBC > 12 or < 4 x10^3/uL.
