@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+# as in vitaltwin.cli: wide tables when the output is not a terminal (logs, CI)
+console = Console() if sys.stdout.isatty() else Console(width=160)
 err_console = Console(stderr=True)
 risk_app = typer.Typer(
     no_args_is_help=True, help="Risk models: score, monitor, promote, roll back."
