@@ -32,14 +32,10 @@ from jax import numpy as jnp
 from rich.progress import Progress
 from scipy.stats import norm
 
-from vitaltwin.physiology.patient import PatientProfile
-from vitaltwin.physiology.ward import personalize_ward
 from vitaltwin.risk._cohort import Cohort
 from vitaltwin.risk._utility import patient_blocks
-from vitaltwin.twin._ensemble import initial_members, layout_for
-from vitaltwin.twin._observe import HIGH, LOW, NAMES, OBSERVABLES
-from vitaltwin.twin._track import track
-from vitaltwin.validate.replay import SIZE, ReplayConfig
+from vitaltwin.twin._observe import HIGH, LOW, NAMES
+from vitaltwin.validate.replay import ReplayConfig, demographic_start, track_hourly
 
 GRID_FOR_OBSERVABLE = {
     "HR": "HR",
@@ -67,13 +63,8 @@ def twin_features(
     """``twin_*`` features for every grid row (same order as ``cohort.grid``)."""
     cfg = cfg or ReplayConfig()
     g = cohort.grid
-    layout = layout_for(
-        None, param_sd_per_sqrt_h=cfg.param_sd_per_sqrt_h, process_scale=cfg.process_scale
-    )
+    layout = cfg.layout()
     model = layout.model
-    r_var = np.array(
-        [o.sd_instrument**2 + (cfg.representation_scale * o.sd_model) ** 2 for o in OBSERVABLES]
-    )
     names = [f"twin_{p}" for p in layout.estimated]
     cols = (
         names
@@ -117,18 +108,9 @@ def twin_features(
                 f = fio2_col[r]
                 fio2[j, h[np.isfinite(f)]] = f[np.isfinite(f)]
                 info = cohort.patients.loc[pid[starts[p]]]
-                sex = info["sex"] if info["sex"] in SIZE else "male"
-                age = info["age_years"]
-                w, ht = SIZE[sex]
-                prof = PatientProfile(
-                    age_years=float(np.clip(age if np.isfinite(age) else 65.0, 18, 100)),
-                    sex=sex,
-                    weight_kg=w,
-                    height_cm=ht,
+                base[j], members[j] = demographic_start(
+                    layout, info["sex"], float(info["age_years"]), n_members, rng
                 )
-                par, x_rest = personalize_ward(model, prof)
-                base[j] = par
-                members[j] = initial_members(layout, x_rest, par, n_members, rng)
             # the FiO2 in force during cycle k is the last one charted before it began (k - 1)
             known = pd.DataFrame(fio2.T).ffill().fillna(0.21).to_numpy().T
             inputs = np.broadcast_to(model.default_inputs(), (nb, t_len, model.n_inputs)).copy()
@@ -145,20 +127,17 @@ def twin_features(
                 post[:, k, 2 * ne] = zz[..., vol_idx].sum(axis=-1).mean(axis=1)
                 post[:, k, 2 * ne + 1 :] = zz[..., st_idx].mean(axis=1)
 
-            res = track(
+            res = track_hourly(
+                cfg,
                 layout,
                 members,
                 base,
                 inputs,
                 y,
                 mask,
-                3600.0,
                 rng,
+                f"twins {b0 + 1}-{b0 + nb} of {len(order)}",
                 on_cycle=collect,
-                label=f"twins {b0 + 1}-{b0 + nb} of {len(order)}",
-                r_var=r_var,
-                rtps=cfg.rtps,
-                inflation_max=cfg.inflation_max,
             )
             fm = res["prior_mean"][:, 1:]
             fs = np.maximum(res["prior_sd"][:, 1:], 1e-6)

@@ -20,6 +20,7 @@ SpO2, beside two baselines computed in the same run on the same hours:
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ import pandas as pd
 from vitaltwin.interop.physionet import DEFAULT_ADMISSION, convert
 from vitaltwin.physiology.patient import PatientProfile
 from vitaltwin.physiology.ward import personalize_ward
-from vitaltwin.twin._ensemble import initial_members, layout_for
+from vitaltwin.twin._ensemble import Layout, initial_members, layout_for
 from vitaltwin.twin._observe import BY_LOINC, FIO2_LOINC, HIGH, LOW, NAMES, OBSERVABLES
 from vitaltwin.twin._track import track
 
@@ -53,6 +54,64 @@ class ReplayConfig:
     representation_scale: float = 0.3
     rtps: float = 0.0
     inflation_max: float = 1.0
+
+    def layout(self) -> Layout:
+        """The ensemble layout with these noise settings."""
+        return layout_for(
+            None, param_sd_per_sqrt_h=self.param_sd_per_sqrt_h, process_scale=self.process_scale
+        )
+
+    def observation_variance(self) -> np.ndarray:
+        """Per observable: instrument variance plus the scaled representation variance."""
+        return np.array(
+            [
+                o.sd_instrument**2 + (self.representation_scale * o.sd_model) ** 2
+                for o in OBSERVABLES
+            ]
+        )
+
+
+def demographic_start(
+    layout: Layout, sex: str | None, age_years: float, n_members: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Population parameters and an initial ensemble for a patient known by sex and age only
+    (the sex's median size; age 65 where unknown, clipped to 18-100)."""
+    s = sex if sex in SIZE else "male"
+    w, h = SIZE[s]
+    age = float(np.clip(age_years if np.isfinite(age_years) else 65.0, 18, 100))
+    prof = PatientProfile(age_years=age, sex=s, weight_kg=w, height_cm=h)
+    p, x_rest = personalize_ward(layout.model, prof)
+    return p, initial_members(layout, x_rest, p, n_members, rng)
+
+
+def track_hourly(
+    cfg: ReplayConfig,
+    layout: Layout,
+    members: np.ndarray,
+    base: np.ndarray,
+    inputs: np.ndarray,
+    y: np.ndarray,
+    mask: np.ndarray,
+    rng: np.random.Generator,
+    label: str,
+    on_cycle: Callable[[int, np.ndarray], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """:func:`vitaltwin.twin._track.track` in one-hour cycles with the hourly-chart settings."""
+    return track(
+        layout,
+        members,
+        base,
+        inputs,
+        y,
+        mask,
+        3600.0,
+        rng,
+        on_cycle=on_cycle,
+        label=label,
+        r_var=cfg.observation_variance(),
+        rtps=cfg.rtps,
+        inflation_max=cfg.inflation_max,
+    )
 
 
 @dataclass
@@ -121,42 +180,17 @@ def run_replay(path: Path, cfg: ReplayConfig = ReplayConfig()) -> ReplayResult:
     demo = conv.patients.to_pandas().set_index("patient_id").loc[eligible]
     hours = cfg.max_hours
     y, mask, fio2 = _grid(obs, eligible, hours)
-    layout = layout_for(
-        None, param_sd_per_sqrt_h=cfg.param_sd_per_sqrt_h, process_scale=cfg.process_scale
-    )
+    layout = cfg.layout()
     model = layout.model
     rng = np.random.default_rng(cfg.seed)
     b = len(eligible)
     base = np.zeros((b, model.n_params))
     members = np.zeros((b, cfg.n_members, layout.n_aug))
     for i, (sex, age) in enumerate(zip(demo["sex"], demo["age_years"], strict=True)):
-        s = sex if sex in SIZE else "male"
-        w, h = SIZE[s]
-        prof = PatientProfile(
-            age_years=float(np.clip(age, 18, 100)), sex=s, weight_kg=w, height_cm=h
-        )
-        p, x_rest = personalize_ward(model, prof)
-        base[i] = p
-        members[i] = initial_members(layout, x_rest, p, cfg.n_members, rng)
+        base[i], members[i] = demographic_start(layout, sex, age, cfg.n_members, rng)
     inputs = np.broadcast_to(model.default_inputs(), (b, hours, model.n_inputs)).copy()
     inputs[:, :, model.input_index("fio2")] = fio2
-    r_var = np.array(
-        [o.sd_instrument**2 + (cfg.representation_scale * o.sd_model) ** 2 for o in OBSERVABLES]
-    )
-    out = track(
-        layout,
-        members,
-        base,
-        inputs,
-        y,
-        mask,
-        3600.0,
-        rng,
-        label="replaying set A",
-        r_var=r_var,
-        rtps=cfg.rtps,
-        inflation_max=cfg.inflation_max,
-    )
+    out = track_hourly(cfg, layout, members, base, inputs, y, mask, rng, "replaying set A")
     train = np.array([zlib.crc32(p.encode()) % 2 == 0 for p in eligible])
     rows = []
     for name in COMPARED:
