@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,7 @@ class Registry:
         *,
         data_sha256: str,
         metrics: dict[str, float],
-        files: list[Path] = (),  # type: ignore[assignment]
+        files: Sequence[Path] = (),
         tags: dict[str, str] | None = None,
         alias: str | None = CHALLENGER,
     ) -> Registered:

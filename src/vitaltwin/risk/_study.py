@@ -51,23 +51,6 @@ class RiskStudyConfig:
 
 
 @dataclass
-class FeatureSets:
-    raw: pd.DataFrame
-    twin: pd.DataFrame | None
-
-    def get(self, name: str) -> pd.DataFrame:
-        if name == "raw":
-            return self.raw
-        if self.twin is None:
-            raise ValueError("no twin features computed")
-        return pd.concat([self.raw, self.twin], axis=1)
-
-    @property
-    def names(self) -> list[str]:
-        return ["raw"] + (["hybrid"] if self.twin is not None else [])
-
-
-@dataclass
 class RiskStudy:
     config: RiskStudyConfig
     cohort_summary: dict[str, Any]
@@ -112,18 +95,19 @@ def perturbed(cohort: Cohort, rng: np.random.Generator, noise: bool, drop: float
 
 def _rows(
     cohort: Cohort,
-    y: npt.NDArray[np.int64],
     mask: npt.NDArray[np.bool_],
-    p: npt.NDArray[np.float64],
-    thr: float,
+    y: npt.NDArray[np.int64],
+    score: npt.NDArray[np.float64],
+    alert: npt.NDArray[np.bool_],
 ) -> Rows:
+    """The grid rows selected by ``mask`` with their labels, scores and alerts."""
     g = cohort.grid
     return Rows(
         g["patient_id"].to_numpy()[mask],
         g["hour"].to_numpy(np.int64)[mask],
         y[mask],
-        p[mask],
-        p[mask] >= thr,
+        score[mask],
+        alert[mask],
     )
 
 
@@ -189,7 +173,12 @@ def run_study(
     :func:`vitaltwin.risk.cached_twin_features`)."""
     g = cohort.grid
     pid = g["patient_id"].to_numpy()
-    feats = FeatureSets(raw_features(cohort), twin)
+    raw = raw_features(cohort)
+    # built once: the folds and the final fit share them
+    feature_sets = {"raw": raw} | (
+        {} if twin is None else {"hybrid": pd.concat([raw, twin], axis=1)}
+    )
+
     test_ids, fold_of = split_patients(cohort, cfg.test_fraction, cfg.folds, cfg.seed)
     is_test = np.isin(pid, test_ids)
     fold = np.array([fold_of.get(str(p), -1) for p in pid])
@@ -201,24 +190,22 @@ def run_study(
         "test_patients": len(test_ids),
         "development_patients": len(fold_of),
         "missing_fraction": {v: float(g[v].isna().mean()) for v in VARIABLE_NAMES},
-        "features": {n: list(feats.get(n).columns) for n in feats.names},
+        "features": {n: list(X.columns) for n, X in feature_sets.items()},
     }
     results: dict[str, Any] = {}
     models: dict[tuple[str, str], RiskModel] = {}
     test_scores: dict[str, pd.DataFrame] = {}
     params = {"random_state": cfg.seed, **cfg.model_params}
-    n_fits = len(cfg.tasks) * len(feats.names) * (cfg.folds + 1)
+    n_fits = len(cfg.tasks) * len(feature_sets) * (cfg.folds + 1)
     with Progress(transient=True) as bar:
         job = bar.add_task("risk models", total=n_fits)
         for task in cfg.tasks:
             y = labels_for(task, cohort)
             ok = y >= 0
             sepsis = task == "sepsis"
-            tr = {}
             # -- cross-validation on the development set ------------------------------------
             cv: dict[str, Any] = {}
-            for fs in feats.names:
-                X = feats.get(fs)
+            for fs, X in feature_sets.items():
                 oof = np.full(len(g), np.nan)
                 alerts = np.zeros(len(g), bool)
                 per_fold = []
@@ -228,7 +215,7 @@ def run_study(
                     m = RiskModel(task=task, **params).fit(X[trn], y[trn], pid[trn])
                     oof[val] = m.predict_proba(X[val])
                     alerts[val] = oof[val] >= m.threshold_
-                    r = Rows(pid[val], g["hour"].to_numpy()[val], y[val], oof[val], alerts[val])
+                    r = _rows(cohort, val, y, oof, alerts)
                     per_fold.append(
                         {
                             "fold": k,
@@ -244,13 +231,12 @@ def run_study(
                     bar.advance(job)
                 dev = ok & (fold >= 0)
                 pooled = evaluate(
-                    Rows(pid[dev], g["hour"].to_numpy()[dev], y[dev], oof[dev], alerts[dev]),
+                    _rows(cohort, dev, y, oof, alerts),
                     sepsis=sepsis,
                     n_boot=0,
                 )
                 cv[fs] = {"pooled": pooled, "folds": per_fold}
             # baselines in CV: cut-off chosen on the training folds
-            raw = feats.raw
             for b in BASELINES:
                 s = raw[b].to_numpy(dtype=np.float64)
                 alerts = np.zeros(len(g), bool)
@@ -262,7 +248,7 @@ def run_study(
                 dev = ok & (fold >= 0)
                 cv[b] = {
                     "pooled": evaluate(
-                        Rows(pid[dev], g["hour"].to_numpy()[dev], y[dev], s[dev], alerts[dev]),
+                        _rows(cohort, dev, y, s, alerts),
                         sepsis=sepsis,
                         probabilities=False,
                         n_boot=0,
@@ -275,34 +261,32 @@ def run_study(
             scores = pd.DataFrame(
                 {"patient_id": pid[te], "hour": g["hour"].to_numpy()[te], "y": y[te]}
             )
-            for fs in feats.names:
-                X = feats.get(fs)
+            for fs, X in feature_sets.items():
                 m = RiskModel(task=task, **params).fit(X[dev], y[dev], pid[dev])
                 models[(task, fs)] = m
                 p = m.predict_proba(X)
-                rows = _rows(cohort, y, te, p, m.threshold_)
+                r_te = _rows(cohort, te, y, p, p >= m.threshold_)
                 low = m.low_confidence(X[te])
-                res = evaluate(rows, sepsis=sepsis, n_boot=cfg.n_boot, seed=cfg.seed)
+                res = evaluate(r_te, sepsis=sepsis, n_boot=cfg.n_boot, seed=cfg.seed)
                 res["threshold"] = m.threshold_
                 res["best_iteration"] = m.best_iteration_
                 res["low_confidence_fraction"] = float(low.mean())
-                if low.any() and 0 < rows.y[~low].sum() < (~low).sum():
+                if low.any() and 0 < r_te.y[~low].sum() < (~low).sum():
                     res["auroc_confident_rows"] = float(
-                        roc_auc_score(rows.y[~low], rows.score[~low])
+                        roc_auc_score(r_te.y[~low], r_te.score[~low])
                     )
-                res["subgroups"] = _subgroups(cohort, rows, te)
+                res["subgroups"] = _subgroups(cohort, r_te, te)
                 res["importance"] = m.importance().head(25).to_dict()
                 test[fs] = res
-                scores[f"{fs}_probability"] = rows.score
-                scores[f"{fs}_alert"] = rows.alert
+                scores[f"{fs}_probability"] = r_te.score
+                scores[f"{fs}_alert"] = r_te.alert
                 scores[f"{fs}_low_confidence"] = low
-                tr[fs] = m
                 bar.advance(job)
             for b in BASELINES:
                 s = raw[b].to_numpy(dtype=np.float64)
                 thr, _ = best_threshold(task, pid[dev], y[dev], s[dev])
                 test[b] = evaluate(
-                    _rows(cohort, y, te, s, thr),
+                    _rows(cohort, te, y, s, s >= thr),
                     sepsis=sepsis,
                     probabilities=False,
                     n_boot=cfg.n_boot,
@@ -316,13 +300,13 @@ def run_study(
             test_cohort = cohort.subset(test_ids)
             y_t = labels_for(task, test_cohort)
             ok_t = y_t >= 0
-            m = tr["raw"]
+            m = models[(task, "raw")]
             for noise, drop in [(True, 0.0)] + [(False, f) for f in cfg.missing_fractions]:
                 pc = perturbed(test_cohort, rng, noise, drop)
                 Xp = raw_features(pc)
                 # outcomes stay those of the unperturbed record: only the inputs degrade
                 p = m.predict_proba(Xp)
-                r = _rows(pc, y_t, ok_t, p, m.threshold_)
+                r = _rows(pc, ok_t, y_t, p, p >= m.threshold_)
                 item = {
                     "perturbation": (
                         "noise on vitals" if noise else f"{int(drop * 100)} % of values removed"
