@@ -559,7 +559,7 @@ def validate_replay(
     patients: Annotated[
         int, typer.Option(help="patients to replay (0: every eligible patient)")
     ] = 0,
-    members: Annotated[int, typer.Option(help="ensemble members per twin")] = 16,
+    members: Annotated[int, typer.Option(help="ensemble members per twin")] = 32,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("out/replay"),
 ) -> None:
     """Replay PhysioNet 2019 patients (>= 24 h) hour by hour: one-hour forecast error of the

@@ -206,6 +206,15 @@ SOURCES: dict[str, str] = {
         "(ch. 7 and 9: joint state and parameter estimation by state augmentation). "
         "doi:10.1007/978-3-642-03711-5"
     ),
+    "dee1998": (
+        "Dee DP, da Silva AM. Data assimilation in the presence of forecast bias. Q J R Meteorol "
+        "Soc 124(545):269-295, 1998 (bias estimated with the state; the forecast bias persists "
+        "between analyses)"
+    ),
+    "kennedy2001": (
+        "Kennedy MC, O'Hagan A. Bayesian calibration of computer models. J R Stat Soc B "
+        "63(3):425-464, 2001 (observation = model + discrepancy + noise, eq. 5)"
+    ),
     "whitaker2002": (
         "Whitaker JS, Hamill TM. Ensemble data assimilation without perturbed observations. Mon "
         "Weather Rev 130(7):1913-1924, 2002 (serial ensemble square-root filter, eq. 13: "

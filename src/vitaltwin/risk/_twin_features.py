@@ -49,7 +49,7 @@ GRID_FOR_OBSERVABLE = {
     "WBC": "WBC",
     "Hb": "Hgb",
 }
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: twins with model discrepancy and centred process noise
 STATES = ("infl_p", "infl_n", "infl_d", "infl_ca", "v_isf_ml", "lactate_mmol_l")
 
 
@@ -120,7 +120,7 @@ def twin_features(
 
             def collect(k: int, z: np.ndarray, post: npt.NDArray[np.float64] = post) -> None:
                 zz = np.asarray(z)
-                theta = np.asarray(layout.to_theta(jnp.asarray(zz[..., layout.n_states :])))
+                theta = np.asarray(layout.to_theta(layout.phi(jnp.asarray(zz))))
                 ne = len(layout.estimated)
                 post[:, k, :ne] = theta.mean(axis=1)
                 post[:, k, ne : 2 * ne] = theta.std(axis=1, ddof=1)

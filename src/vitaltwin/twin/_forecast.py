@@ -60,16 +60,19 @@ def _run(
         u, k = inp
         uu = jnp.broadcast_to(u[:, None, :], (b, n, u.shape[-1]))
         xs, ps, us, s1 = signals(zz, uu)
-        y_start = observables(model, zz[..., :ns], s1)  # at the start of this step
+        # at the start of this step
+        y_start = layout.with_discrepancy(zz, observables(model, zz[..., :ns], s1))
         x = model.join_states(partitioned_step(model, jnp.zeros(()), xs, WARD_DT_S, ps, us, s1))
-        zz = jnp.concatenate([x, zz[..., ns:]], axis=-1)
+        zz = layout.decay(jnp.concatenate([x, zz[..., ns:]], axis=-1), WARD_DT_S)
         zz = perturb(layout, zz, jax.random.normal(k, (n, layout.n_aug))[None], WARD_DT_S)
         return zz, y_start
 
     keys = jax.random.split(key, u_sched.shape[1])
     z_end, ys_start = jax.lax.scan(step, z, (jnp.swapaxes(u_sched, 0, 1), keys))
     u_last = jnp.broadcast_to(u_sched[:, -1, None, :], (b, n, u_sched.shape[-1]))
-    y_last = observables(model, z_end[..., :ns], signals(z_end, u_last)[3])
+    y_last = layout.with_discrepancy(
+        z_end, observables(model, z_end[..., :ns], signals(z_end, u_last)[3])
+    )
     ys = jnp.concatenate([ys_start[1:], y_last[None]], axis=0)  # at the end of each step
 
     def events(

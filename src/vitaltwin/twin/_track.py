@@ -141,8 +141,9 @@ def _block_cycle(
     d = model.derivatives_given_signals(jnp.zeros(()), xs, ps, us, sig)
     x = jnp.stack([xs[k] + dt_s * d[k] for k in model.state_names], axis=-1)
     normals = jax.vmap(lambda k: jax.random.normal(k, z.shape[1:], z.dtype))(keys)
-    zz = perturb(layout, jnp.concatenate([x, z[..., ns:]], axis=-1), normals, dt_s)
-    hz = observables(model, zz[..., :ns], sig)
+    zz = layout.decay(jnp.concatenate([x, z[..., ns:]], axis=-1), dt_s)
+    zz = perturb(layout, zz, normals, dt_s)
+    hz = layout.with_discrepancy(zz, observables(model, zz[..., :ns], sig))
     res = analyse(zz, hz, y, mask, r)
     return constrain(layout, res.members), res.used, res.gated
 

@@ -139,9 +139,7 @@ class PatientTwin:
 
     def parameters(self) -> pd.DataFrame:
         """Posterior of the estimated parameters: mean, SD, 5th and 95th percentiles."""
-        theta = np.asarray(
-            self.layout.to_theta(jnp.asarray(self.members[:, self.layout.n_states :]))
-        )
+        theta = np.asarray(self.layout.to_theta(self.layout.phi(jnp.asarray(self.members))))
         return pd.DataFrame(
             {
                 "mean": theta.mean(0),

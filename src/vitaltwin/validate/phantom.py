@@ -212,9 +212,7 @@ def run_phantom(cfg: PhantomConfig = PhantomConfig()) -> PhantomResult:
         label="phantom twins",
     )
     # ---- parameter recovery
-    theta = np.asarray(layout.to_theta(jnp.asarray(out["members"][:, :, layout.n_states :]))).mean(
-        axis=1
-    )
+    theta = np.asarray(layout.to_theta(layout.phi(jnp.asarray(out["members"])))).mean(axis=1)
     hidden = pop.params[:, layout.param_idx]
     prior = base[:, layout.param_idx]
     params = pd.DataFrame(
