@@ -260,6 +260,10 @@ def test_replay_on_real_charts_beats_persistence_for_map_and_spo2() -> None:
     for name in ("MAP", "SpO2"):
         assert twin[name] < 0.97 * persistence[name], name
     assert twin["HR"] < 1.02 * persistence["HR"]
+    low = t["gain_vs_persistence_ci95_low"].to_dict()
+    high = t["gain_vs_persistence_ci95_high"].to_dict()
+    assert low["MAP"] > 0 and low["SpO2"] > 0  # patient-bootstrap interval excludes no gain
+    assert all(low[k] <= persistence[k] - twin[k] <= high[k] for k in twin)
     # without the discrepancy states the same filter forecasts all three worse
     plain = run_replay(SET_A, ReplayConfig(max_patients=200, discrepancy_scale=0.0)).table
     assert (plain["twin_mae"] > t["twin_mae"]).all()

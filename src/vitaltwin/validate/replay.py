@@ -14,7 +14,11 @@ SpO2, beside two baselines computed in the same run on the same hours:
 * a statistical baseline: linear regression of the next value on the last value, the patient's
   running mean and the hours since the last value, fitted on the other half of the patients
   (patients are split by a hash of their identifier; every figure is reported on the
-  evaluation half).
+  evaluation half; the twin's settings were chosen on the other, tuning half, whose errors are
+  reported beside).
+
+The twin's gain over persistence (persistence MAE minus twin MAE) comes with a 95 % interval
+from 1,000 bootstrap resamples of the evaluation patients.
 """
 
 from __future__ import annotations
@@ -200,6 +204,27 @@ def _history_features(y: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.n
     return last, run_mean, age
 
 
+def _gain_interval(
+    err_twin: np.ndarray,
+    err_persist: np.ndarray,
+    rows: np.ndarray,
+    rng: np.random.Generator,
+    n_boot: int = 1000,
+) -> tuple[float, float]:
+    """95 % interval of persistence MAE minus twin MAE (positive: the twin is better) over
+    hours ``rows`` ``(B, T)``, resampling patients (an hour's errors are correlated within a
+    patient, so hours are not independent draws)."""
+    keep = rows.any(axis=1)
+    n = rows[keep].sum(axis=1)
+    d = np.where(rows, err_persist - err_twin, 0.0)[keep].sum(axis=1)
+    if not keep.any():
+        return float("nan"), float("nan")
+    pick = rng.integers(0, keep.sum(), size=(n_boot, int(keep.sum())))
+    gains = d[pick].sum(axis=1) / n[pick].sum(axis=1)
+    lo, hi = np.quantile(gains, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
 def run_replay(path: Path, cfg: ReplayConfig = ReplayConfig()) -> ReplayResult:
     """Replay set A (a PhysioNet 2019 Parquet or PSV directory read by the data layer)."""
     df = pd.read_parquet(path)
@@ -240,6 +265,12 @@ def run_replay(path: Path, cfg: ReplayConfig = ReplayConfig()) -> ReplayResult:
         tune = target_ok & train[:, None]
         a_ev = np.column_stack([np.ones(ev.sum()), x_feat[ev]])
         truth = y[:, :, j][ev]
+        gain_lo, gain_hi = _gain_interval(
+            np.abs(out["prior_mean"][:, :, j] - y[:, :, j]),
+            np.abs(last - y[:, :, j]),
+            ev,
+            np.random.default_rng(cfg.seed),
+        )
         rows.append(
             {
                 "observable": name,
@@ -252,6 +283,8 @@ def run_replay(path: Path, cfg: ReplayConfig = ReplayConfig()) -> ReplayResult:
                 "twin_posterior_gap": float(np.abs(out["mean"][:, :, j][ev] - truth).mean()),
                 "persistence_mae": float(np.abs(last[ev] - truth).mean()),
                 "baseline_mae": float(np.abs(a_ev @ coef - truth).mean()),
+                "gain_vs_persistence_ci95_low": gain_lo,
+                "gain_vs_persistence_ci95_high": gain_hi,
             }
         )
     return ReplayResult(cfg, b, pd.DataFrame(rows).set_index("observable"))
