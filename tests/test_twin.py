@@ -152,6 +152,14 @@ def test_personalization_recovers_identifiable_parameters() -> None:
     assert fit.theta["r_sys_ratio0"] == pytest.approx(1.15, abs=0.12)
     assert (fit.sd > 0).all() and np.all(np.isfinite(fit.covariance))
     assert fit.twin.time == T0 + timedelta(hours=6)
+    # with discrepancy states the fit is the same and the twin carries them from their prior
+    from vitaltwin.twin import VITAL_SIGN_DISCREPANCY
+
+    fit_d = personalize(
+        "p4", PROFILE, obs, T0, hours=6.0, n_members=16, discrepancy=VITAL_SIGN_DISCREPANCY
+    )
+    assert fit_d.theta.equals(fit.theta)
+    assert fit_d.twin.members.shape == (16, fit.twin.layout.n_aug + len(VITAL_SIGN_DISCREPANCY))
 
 
 def test_phantom_twins_track_better_than_persistence() -> None:
@@ -267,3 +275,27 @@ def test_replay_on_real_charts_beats_persistence_for_map_and_spo2() -> None:
     # without the discrepancy states the same filter forecasts all three worse
     plain = run_replay(SET_A, ReplayConfig(max_patients=200, discrepancy_scale=0.0)).table
     assert (plain["twin_mae"] > t["twin_mae"]).all()
+
+
+def test_live_twin_with_discrepancy_follows_an_offset_patient_and_restores(tmp_path: Path) -> None:
+    """A patient whose heart rate runs 25 /min above anything the model's parameters produce:
+    with vital-sign discrepancy states the live twin follows and forecasts it, and its
+    discrepancy settings survive save/restore."""
+    from vitaltwin.twin import VITAL_SIGN_DISCREPANCY
+
+    obs, _ = _synthetic_patient(3.0, 0.0, hr0=80.0)
+    hr = obs["loinc"] == OBSERVABLES[0].loinc[0]
+    obs.loc[hr, "value"] += 25.0
+    truth_hr = float(obs.loc[hr, "value"].tail(6).mean())
+    forecast_hr = {}
+    for name, disc in (("plain", ()), ("discrepancy", VITAL_SIGN_DISCREPANCY)):
+        twin = PatientTwin("p9", PROFILE, T0, n_members=32, seed=3, discrepancy=disc)
+        twin.assimilate(obs)
+        q50 = twin.forecast(hours=1.0).bands()
+        forecast_hr[name] = float(q50[(q50.observable == "HR") & (q50.minute == 60)]["q50"].iloc[0])
+    assert abs(forecast_hr["discrepancy"] - truth_hr) < 4.0
+    assert abs(forecast_hr["discrepancy"] - truth_hr) < abs(forecast_hr["plain"] - truth_hr)
+    twin.save(tmp_path / "t")
+    back = PatientTwin.load(tmp_path / "t")
+    assert back.layout.discrepancy == twin.layout.discrepancy and back.layout is twin.layout
+    assert np.array_equal(back.members, twin.members)

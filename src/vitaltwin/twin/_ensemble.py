@@ -268,6 +268,22 @@ def perturb(layout: Layout, members: Array, normals: Array, duration_s: float | 
     return jnp.where(nonneg, jnp.abs(z), z)
 
 
+VITAL_SIGN_DISCREPANCY: tuple[tuple[str, float], ...] = (
+    ("HR", 30.0),
+    ("MAP", 24.0),
+    ("SBP", 36.0),
+    ("DBP", 21.0),
+    ("SpO2", 6.0),
+    ("RR", 9.0),
+    ("Temp", 1.2),
+)
+"""Stationary SD of each vital sign's model discrepancy for a real patient (observable units):
+wide, about the spread of the sign across an ICU population, so a patient the model does not
+capture is followed rather than pulled toward the model. Chosen with :data:`DISCREPANCY_TAU_H`
+on the tuning half of 400 PhysioNet set-A patients (``vitaltwin validate replay``; README)."""
+DISCREPANCY_TAU_H = 48.0
+"""Time constant of the vital-sign discrepancies (h): a deviation persists for about two days."""
+
 PHI_LIMIT = 7.0
 """Estimated parameters stay within sigmoid(+-7), i.e. 0.1 % of their bounds' range from each
 bound: a linear update in the saturated tail of the sigmoid could otherwise run off."""

@@ -37,7 +37,13 @@ from vitaltwin.model import Model
 from vitaltwin.physiology.patient import PatientProfile
 from vitaltwin.physiology.ward import WARD_DT_S, personalize_ward
 from vitaltwin.simulate._solver import partitioned_step
-from vitaltwin.twin._ensemble import ESTIMATED, Layout, layout_for, shared_ward_model
+from vitaltwin.twin._ensemble import (
+    DISCREPANCY_TAU_H,
+    ESTIMATED,
+    Layout,
+    layout_for,
+    shared_ward_model,
+)
 from vitaltwin.twin._observe import BY_LOINC, HIGH, LOW, NAMES, SD, observe
 from vitaltwin.twin._twin import PatientTwin, TwinError
 
@@ -169,11 +175,14 @@ def personalize(
     seed: int = 0,
     model: Model | None = None,
     jacobian: str = "jax",
+    discrepancy: tuple[tuple[str, float], ...] = (),
+    discrepancy_tau_h: float = DISCREPANCY_TAU_H,
 ) -> Personalization:
     """Fit the twin to the first ``hours`` after ``start`` (columns ``effective_time``,
     ``loinc``, ``value``) and return it, ready at ``start + hours`` for live assimilation.
     ``jacobian="finite-difference"`` replaces JAX's Jacobian by scipy's two-point differences
-    (for comparison)."""
+    (for comparison). The fit is of the model alone; with ``discrepancy`` (see
+    :class:`PatientTwin`) the twin's discrepancy states start from their stationary prior."""
     if jacobian not in ("jax", "finite-difference"):
         raise ValueError(f"jacobian must be 'jax' or 'finite-difference', not {jacobian!r}")
     layout = layout_for(model)
@@ -235,9 +244,18 @@ def personalize(
     x0 = np.stack(
         [np.asarray(_initial_state(layout, jnp.asarray(x_rest), jnp.asarray(d))) for d in draws]
     )
-    members = np.concatenate([x0, draws[:, :k]], axis=1)
+    b = rng.standard_normal((n_members, len(discrepancy))) * np.array([sd for _, sd in discrepancy])
+    members = np.concatenate([x0, draws[:, :k], b], axis=1)
     twin = PatientTwin(
-        patient_id, profile, start, n_members=n_members, seed=seed, members=members, model=model
+        patient_id,
+        profile,
+        start,
+        n_members=n_members,
+        seed=seed,
+        members=members,
+        model=model,
+        discrepancy=discrepancy,
+        discrepancy_tau_h=discrepancy_tau_h,
     )
     twin.advance_to(end)
     return Personalization(

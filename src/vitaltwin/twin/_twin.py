@@ -31,11 +31,19 @@ from vitaltwin.model import Model
 from vitaltwin.physiology.patient import PatientProfile
 from vitaltwin.physiology.ward import personalize_ward
 from vitaltwin.twin._enkf import GATE_SD, analyse
-from vitaltwin.twin._ensemble import advance, constrain, initial_members, layout_for, predict
+from vitaltwin.twin._ensemble import (
+    DISCREPANCY_TAU_H,
+    advance,
+    constrain,
+    initial_members,
+    layout_for,
+    predict,
+)
 from vitaltwin.twin._forecast import Trajectories, run_schedule
 from vitaltwin.twin._observe import BY_LOINC, FIO2_LOINC, HIGH, LOW, NAMES, OBSERVABLES
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: the layout's model-discrepancy states are recorded (a version-1 twin has none)."""
 CYCLE_S = 60.0
 """Observations within one minute are assimilated together (values of one code averaged)."""
 
@@ -98,6 +106,10 @@ class PatientTwin:
         seed: random seed (process noise, initial ensemble).
         members: an initial ensemble ``(N, n_aug)`` (from :func:`personalize`); drawn from the
             population prior around the resting state when not given.
+        discrepancy: observables given a model-discrepancy state, with stationary SDs
+            (:mod:`vitaltwin.twin._ensemble`); :data:`VITAL_SIGN_DISCREPANCY` for a real
+            patient, none (the default) when the data come from the model itself (phantoms).
+        discrepancy_tau_h: the discrepancies' time constant (h).
     """
 
     def __init__(
@@ -109,6 +121,8 @@ class PatientTwin:
         seed: int = 0,
         members: np.ndarray | None = None,
         model: Model | None = None,
+        discrepancy: tuple[tuple[str, float], ...] = (),
+        discrepancy_tau_h: float = DISCREPANCY_TAU_H,
     ) -> None:
         if start.tzinfo is None:
             raise TwinError("start must be timezone-aware (UTC)")
@@ -116,7 +130,11 @@ class PatientTwin:
             raise TwinError(f"n_members must be >= 8, got {n_members}")
         self.patient_id = patient_id
         self.profile = profile
-        self.layout = layout_for(model)
+        self.layout = layout_for(
+            model,
+            discrepancy=tuple((str(n), float(sd)) for n, sd in discrepancy),
+            discrepancy_tau_h=float(discrepancy_tau_h),
+        )
         self.model = self.layout.model
         self.base, self.x_rest = personalize_ward(self.model, profile)
         self.inputs = self.model.default_inputs()
@@ -321,6 +339,8 @@ class PatientTwin:
             "profile": self.profile.model_dump(),
             "time": self.time.isoformat(),
             "estimated": list(self.layout.estimated),
+            "discrepancy": [list(d) for d in self.layout.discrepancy],
+            "discrepancy_tau_h": self.layout.discrepancy_tau_h,
             "rng": self.rng.bit_generator.state,
             "inflation": self.inflation,
             "log": [{**r.__dict__, "time": r.time.isoformat()} for r in self.log],
@@ -349,8 +369,10 @@ class PatientTwin:
             meta = json.loads((d / "twin.json").read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise TwinError(f"{d}: not a saved twin ({exc})") from None
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise TwinError(f"{d}: twin format {meta.get('format_version')} != {FORMAT_VERSION}")
+        if meta.get("format_version") not in (1, FORMAT_VERSION):
+            raise TwinError(
+                f"{d}: twin format {meta.get('format_version')} is not 1 or {FORMAT_VERSION}"
+            )
         arrays = np.load(d / "arrays.npz")
         twin = cls(
             meta["patient_id"],
@@ -358,6 +380,8 @@ class PatientTwin:
             datetime.fromisoformat(meta["time"]),
             n_members=arrays["members"].shape[0],
             members=arrays["members"],
+            discrepancy=tuple((n, sd) for n, sd in meta.get("discrepancy", [])),
+            discrepancy_tau_h=meta.get("discrepancy_tau_h", DISCREPANCY_TAU_H),
         )
         if meta["model_version"] != twin.model_version:
             raise TwinError(

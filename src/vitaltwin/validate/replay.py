@@ -34,24 +34,17 @@ import pandas as pd
 from vitaltwin.interop.physionet import DEFAULT_ADMISSION, convert
 from vitaltwin.physiology.patient import PatientProfile
 from vitaltwin.physiology.ward import personalize_ward
-from vitaltwin.twin._ensemble import Layout, initial_members, layout_for
+from vitaltwin.twin._ensemble import (
+    DISCREPANCY_TAU_H,
+    VITAL_SIGN_DISCREPANCY,
+    Layout,
+    initial_members,
+    layout_for,
+)
 from vitaltwin.twin._observe import BY_LOINC, FIO2_LOINC, HIGH, LOW, NAMES, OBSERVABLES
 from vitaltwin.twin._track import track
 
 COMPARED = ("HR", "MAP", "SpO2")
-DISCREPANCY_SD = {
-    "HR": 30.0,
-    "MAP": 24.0,
-    "SBP": 36.0,
-    "DBP": 21.0,
-    "SpO2": 6.0,
-    "RR": 9.0,
-    "Temp": 1.2,
-}
-"""Stationary SD of each vital sign's model discrepancy for hourly charts (observable units):
-wide, about the spread of the sign across an ICU population, so a patient the model does not
-capture is followed rather than pulled toward the model (chosen with the time constant on the
-tuning half of 400 set-A patients; see :class:`ReplayConfig`)."""
 SIZE = {"male": (88.0, 175.0), "female": (76.0, 161.0)}
 
 
@@ -72,14 +65,14 @@ class ReplayConfig:
     rtps: float = 0.0
     inflation_max: float = 1.0
     # Model discrepancy of the vital signs (vitaltwin.twin._ensemble): stationary SDs
-    # DISCREPANCY_SD times discrepancy_scale (0: none), relaxing over discrepancy_tau_h. Chosen
-    # on the tuning half of 400 patients (one-hour MAE of HR / MAP / SpO2): SDs a third of
-    # these with tau 6 h and 16 members 5.02 / 7.39 / 2.05; these with tau 48 h and 32 members
-    # 4.57 / 6.99 / 1.90; persistence 4.57 / 7.59 / 2.32 (without discrepancy, on the other
-    # half: 5.98 / 8.30 / 2.49 against persistence 4.87 / 7.53 / 2.05).
+    # VITAL_SIGN_DISCREPANCY times discrepancy_scale (0: none), relaxing over
+    # discrepancy_tau_h. Chosen on the tuning half of 400 patients (one-hour MAE of
+    # HR / MAP / SpO2): SDs a third of these with tau 6 h and 16 members 5.02 / 7.39 / 2.05;
+    # these with tau 48 h and 32 members 4.57 / 6.99 / 1.90; persistence 4.57 / 7.59 / 2.32
+    # (without discrepancy, on the other half: 5.98 / 8.30 / 2.49 against persistence
+    # 4.87 / 7.53 / 2.05).
     discrepancy_scale: float = 1.0
-    discrepancy_tau_h: float = 48.0
-    discrepancy_names: tuple[str, ...] = ("HR", "MAP", "SBP", "DBP", "SpO2", "RR", "Temp")
+    discrepancy_tau_h: float = DISCREPANCY_TAU_H
 
     def layout(self) -> Layout:
         """The ensemble layout with these noise settings."""
@@ -87,9 +80,7 @@ class ReplayConfig:
             None,
             param_sd_per_sqrt_h=self.param_sd_per_sqrt_h,
             process_scale=self.process_scale,
-            discrepancy=tuple(
-                (n, DISCREPANCY_SD[n] * self.discrepancy_scale) for n in self.discrepancy_names
-            )
+            discrepancy=tuple((n, sd * self.discrepancy_scale) for n, sd in VITAL_SIGN_DISCREPANCY)
             if self.discrepancy_scale > 0
             else (),
             discrepancy_tau_h=self.discrepancy_tau_h,
