@@ -226,6 +226,10 @@ def test_model_discrepancy_is_an_ornstein_uhlenbeck_offset_on_its_observable() -
     plain = layout_for(None)
     layout = layout_for(None, discrepancy=(("HR", 10.0), ("SpO2", 2.0)), discrepancy_tau_h=2.0)
     assert layout.n_aug == plain.n_aug + 2
+    with pytest.raises(KeyError, match="no observable 'Pulse'"):
+        layout_for(None, discrepancy=(("Pulse", 10.0),))
+    with pytest.raises(ValueError, match="must be > 0"):
+        layout_for(None, discrepancy=(("HR", 0.0),))
     model = layout.model
     p, x = personalize_ward(model, PROFILE)
     rng = np.random.default_rng(5)

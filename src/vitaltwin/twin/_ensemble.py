@@ -84,6 +84,16 @@ class Layout:
     """Observables with a discrepancy state, each with its stationary SD (observable units)."""
     discrepancy_tau_h: float = 6.0
 
+    def __post_init__(self) -> None:
+        for name, sd in self.discrepancy:
+            index(name)  # KeyError naming the known observables
+            if not sd > 0:
+                raise ValueError(f"discrepancy SD of {name} must be > 0, got {sd}")
+        if len({name for name, _ in self.discrepancy}) != len(self.discrepancy):
+            raise ValueError("an observable is listed twice in discrepancy")
+        if not self.discrepancy_tau_h > 0:
+            raise ValueError(f"discrepancy_tau_h must be > 0, got {self.discrepancy_tau_h}")
+
     @property
     def n_states(self) -> int:
         return self.model.n_states
