@@ -110,9 +110,14 @@ class Layout:
     def n_aug(self) -> int:
         return self.model.n_states + self.n_estimated + self.n_discrepancy
 
+    @property
+    def discrepancy_start(self) -> int:
+        """Position of the first discrepancy state in a member (after states and parameters)."""
+        return self.n_states + self.n_estimated
+
     def phi(self, members: Array) -> Array:
         """The estimated parameters of members ``(..., n_aug)`` in the logit coordinate."""
-        return members[..., self.n_states : self.n_states + self.n_estimated]
+        return members[..., self.n_states : self.discrepancy_start]
 
     @property
     def discrepancy_obs(self) -> np.ndarray:
@@ -127,16 +132,20 @@ class Layout:
         """Observables ``(..., m)`` of the model plus each member's discrepancy."""
         if not self.discrepancy:
             return y_model
-        b = members[..., self.n_states + self.n_estimated :]
+        b = members[..., self.discrepancy_start :]
         return y_model.at[..., self.discrepancy_obs].add(b)
 
     def decay(self, members: Array, duration_s: float | Array) -> Array:
         """The discrepancy's deterministic relaxation toward zero over ``duration_s``."""
         if not self.discrepancy:
             return members
-        k = self.n_states + self.n_estimated
         f = jnp.exp(-duration_s / (3600.0 * self.discrepancy_tau_h))
-        return members.at[..., k:].multiply(f)
+        return members.at[..., self.discrepancy_start :].multiply(f)
+
+    def draw_discrepancy(self, n_members: int, rng: np.random.Generator) -> np.ndarray:
+        """Initial discrepancies ``(N, n_discrepancy)`` from their stationary distribution."""
+        out: np.ndarray = rng.standard_normal((n_members, self.n_discrepancy)) * self.discrepancy_sd
+        return out
 
     @property
     def param_idx(self) -> np.ndarray:
@@ -169,7 +178,7 @@ class Layout:
         sd = np.zeros(self.n_aug)
         for name, v in PROCESS_SD_PER_SQRT_H.items():
             sd[self.model.state_index(name)] = v * self.process_scale
-        sd[self.n_states : self.n_states + self.n_estimated] = self.param_sd_per_sqrt_h
+        sd[self.n_states : self.discrepancy_start] = self.param_sd_per_sqrt_h
         return sd
 
     def noise_sd(self, duration_s: float | Array) -> Array:
@@ -178,9 +187,8 @@ class Layout:
         sd = jnp.asarray(self.process_sd()) * jnp.sqrt(duration_s / 3600.0)
         if not self.discrepancy:
             return sd
-        k = self.n_states + self.n_estimated
         ou = jnp.sqrt(1.0 - jnp.exp(-2.0 * duration_s / (3600.0 * self.discrepancy_tau_h)))
-        return sd.at[k:].set(jnp.asarray(self.discrepancy_sd) * ou)
+        return sd.at[self.discrepancy_start :].set(jnp.asarray(self.discrepancy_sd) * ou)
 
     def nonnegative(self) -> np.ndarray:
         return np.array([self.model.state_index(n) for n in NONNEGATIVE])
@@ -310,8 +318,7 @@ STATE_LIMITS: dict[str, tuple[float, float]] = {
 @partial(jax.jit, static_argnums=(0,))
 def constrain(layout: Layout, members: Array) -> Array:
     """Members projected into the physiological domain after an analysis."""
-    k = layout.n_states + layout.n_estimated
-    z = members.at[..., layout.n_states : k].set(
+    z = members.at[..., layout.n_states : layout.discrepancy_start].set(
         jnp.clip(layout.phi(members), -PHI_LIMIT, PHI_LIMIT)
     )
     z = z.at[..., layout.nonnegative()].set(jnp.maximum(z[..., layout.nonnegative()], 0.0))
@@ -353,5 +360,6 @@ def initial_members(
     sd = layout.process_sd()[: layout.n_states] * spread
     x = x + rng.standard_normal(x.shape) * sd
     x[:, layout.nonnegative()] = np.abs(x[:, layout.nonnegative()])
-    b = rng.standard_normal((n_members, layout.n_discrepancy)) * layout.discrepancy_sd
-    return np.concatenate([x, layout.to_phi(draws), b], axis=1)
+    return np.concatenate(
+        [x, layout.to_phi(draws), layout.draw_discrepancy(n_members, rng)], axis=1
+    )

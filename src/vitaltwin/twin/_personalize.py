@@ -244,7 +244,8 @@ def personalize(
     x0 = np.stack(
         [np.asarray(_initial_state(layout, jnp.asarray(x_rest), jnp.asarray(d))) for d in draws]
     )
-    b = rng.standard_normal((n_members, len(discrepancy))) * np.array([sd for _, sd in discrepancy])
+    twin_layout = layout_for(model, discrepancy=discrepancy, discrepancy_tau_h=discrepancy_tau_h)
+    b = twin_layout.draw_discrepancy(n_members, rng)
     members = np.concatenate([x0, draws[:, :k], b], axis=1)
     twin = PatientTwin(
         patient_id,

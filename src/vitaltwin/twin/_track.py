@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache, partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -111,20 +112,22 @@ times: on 2 cores, 10,000 patients x 64 members took 0.92 s in one piece, 0.35-0
 blocks of 25-100 and 0.45 s in blocks of 200 (``bench/bench_twin.py``)."""
 
 
-def _block_cycle(
-    layout: Layout,
-    z: Array,
-    base: Array,
-    u: Array,
-    y: Array,
-    mask: Array,
-    r: Array,
-    keys: Array,
-    dt_s: Array,
-) -> tuple[Array, Array, Array]:
+class CycleArrays(NamedTuple):
+    """One short cycle's per-patient inputs (leading axis: patient)."""
+
+    z: Array  # (B, N, n_aug) members
+    base: Array  # (B, n_params)
+    u: Array  # (B, n_inputs)
+    y: Array  # (B, m) observed values
+    mask: Array  # (B, m) observed or not
+    r: Array  # (B, m) observation error variances
+    keys: Array  # (B,) random keys: each patient's process noise
+
+
+def _block_cycle(layout: Layout, a: CycleArrays, dt_s: Array) -> tuple[Array, Array, Array]:
     """One short cycle for a block of patients: one explicit Euler step of ``dt_s`` for every
-    member, process noise (drawn from each patient's own ``keys`` row, so a patient's result does
-    not depend on the block it falls in), prediction, analysis, projection.
+    member, process noise (drawn from each patient's own key, so a patient's result does not
+    depend on the block it falls in), prediction, analysis, projection.
 
     Short cycles only (``dt_s`` <= :data:`SHORT_CYCLE_S`): the ward model's fastest process
     (norepinephrine, time constant ~260 s) moves a state by well under 1 % in one step, so Euler
@@ -132,51 +135,41 @@ def _block_cycle(
     the step (at its start; haemodynamic outputs move far less than their measurement error in
     a few seconds) — one evaluation of the model per member instead of five."""
     model = layout.model
+    z = a.z
     b, n = z.shape[:2]
     ns = layout.n_states
-    uu = jnp.broadcast_to(u[:, None, :], (b, n, u.shape[-1]))
-    p = layout.params(z, base[:, None, :])
+    uu = jnp.broadcast_to(a.u[:, None, :], (b, n, a.u.shape[-1]))
+    p = layout.params(z, a.base[:, None, :])
     xs, ps, us = model.split(z[..., :ns], p, uu)
     sig = model.signals_named(jnp.zeros(()), xs, ps, us)
     d = model.derivatives_given_signals(jnp.zeros(()), xs, ps, us, sig)
     x = jnp.stack([xs[k] + dt_s * d[k] for k in model.state_names], axis=-1)
-    normals = jax.vmap(lambda k: jax.random.normal(k, z.shape[1:], z.dtype))(keys)
+    normals = jax.vmap(lambda k: jax.random.normal(k, z.shape[1:], z.dtype))(a.keys)
     zz = layout.decay(jnp.concatenate([x, z[..., ns:]], axis=-1), dt_s)
     zz = perturb(layout, zz, normals, dt_s)
     hz = layout.with_discrepancy(zz, observables(model, zz[..., :ns], sig))
-    res = analyse(zz, hz, y, mask, r)
+    res = analyse(zz, hz, a.y, a.mask, a.r)
     return constrain(layout, res.members), res.used, res.gated
 
 
-@partial(jax.jit, static_argnums=(0, 9))
+@partial(jax.jit, static_argnums=(0, 3))
 def _blocked_cycle(
-    layout: Layout,
-    z: Array,
-    base: Array,
-    u: Array,
-    y: Array,
-    mask: Array,
-    r: Array,
-    keys: Array,
-    dt_s: Array,
-    block: int,
+    layout: Layout, a: CycleArrays, dt_s: Array, block: int
 ) -> tuple[Array, Array, Array]:
     """:func:`_block_cycle` over the batch in blocks of ``block`` patients, one after another
     (the last block padded with copies of the first patient, dropped afterwards)."""
-    b = z.shape[0]
+    b = a.z.shape[0]
     n_blocks = -(-b // block)
     pad = n_blocks * block - b
 
-    def blocks(a: Array) -> Array:
+    def blocks(x: Array) -> Array:
         if pad:
-            a = jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)])
-        return a.reshape(n_blocks, block, *a.shape[1:])
+            x = jnp.concatenate([x, jnp.repeat(x[:1], pad, axis=0)])
+        return x.reshape(n_blocks, block, *x.shape[1:])
 
-    def one(t: tuple[Array, ...]) -> tuple[Array, Array, Array]:
-        zb, bb, ub, yb, mb, rb, kb = t
-        return _block_cycle(layout, zb, bb, ub, yb, mb, rb, kb, dt_s)
-
-    out = jax.lax.map(one, tuple(blocks(a) for a in (z, base, u, y, mask, r, keys)))
+    out = jax.lax.map(
+        lambda ab: _block_cycle(layout, ab, dt_s), CycleArrays(*(blocks(x) for x in a))
+    )
     return tuple(o.reshape(n_blocks * block, *o.shape[2:])[:b] for o in out)
 
 
@@ -203,7 +196,7 @@ def cycle(
         raise ValueError(f"block must be >= 1, got {block}")
     b = int(jnp.shape(members)[0])
     r = jnp.broadcast_to(jnp.asarray(R_VAR), y.shape)
-    arrays = (
+    arrays = CycleArrays(
         jnp.asarray(members),
         jnp.asarray(base),
         jnp.asarray(inputs),
@@ -215,9 +208,9 @@ def cycle(
     dt = jnp.asarray(dt_s)
     mesh = batch_mesh()
     if mesh is None or b % mesh.size:
-        return _blocked_cycle(layout, *arrays, dt, min(block, b))  # type: ignore[no-any-return]
+        return _blocked_cycle(layout, arrays, dt, min(block, b))  # type: ignore[no-any-return]
     sharded = _sharded_cycle(layout, min(block, b // mesh.size))
-    return sharded(*split_batch(*arrays), dt)
+    return sharded(CycleArrays(*split_batch(*arrays)), dt)
 
 
 @lru_cache(maxsize=16)
@@ -228,10 +221,14 @@ def _sharded_cycle(layout: Layout, block: int) -> Callable[..., tuple[Array, Arr
     spec = PartitionSpec("batch")  # type: ignore[no-untyped-call]
     whole = PartitionSpec()  # type: ignore[no-untyped-call]
 
-    def local(*a: Array) -> tuple[Array, Array, Array]:
-        z, base, u, y, mask, r, keys, dt = a
-        return _blocked_cycle(layout, z, base, u, y, mask, r, keys, dt, block)  # type: ignore[no-any-return]
+    def local(a: CycleArrays, dt: Array) -> tuple[Array, Array, Array]:
+        return _blocked_cycle(layout, a, dt, block)  # type: ignore[no-any-return]
 
     return jax.jit(
-        jax.shard_map(local, mesh=mesh, in_specs=(spec,) * 7 + (whole,), out_specs=(spec,) * 3)
+        jax.shard_map(
+            local,
+            mesh=mesh,
+            in_specs=(CycleArrays(*(spec,) * 7), whole),  # type: ignore[arg-type]
+            out_specs=(spec,) * 3,
+        )
     )

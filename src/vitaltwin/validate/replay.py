@@ -97,11 +97,7 @@ class ReplayConfig:
 
 
 def demographic_start(
-    layout: Layout,
-    sex: str | None,
-    age_years: float,
-    n_members: int,
-    rng: np.random.Generator,
+    layout: Layout, sex: str | None, age_years: float, n_members: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Population parameters and an initial ensemble for a patient known by sex and age only
     (the sex's median size; age 65 where unknown, clipped to 18-100)."""
@@ -206,10 +202,10 @@ def _gain_interval(
     hours ``rows`` ``(B, T)``, resampling patients (an hour's errors are correlated within a
     patient, so hours are not independent draws)."""
     keep = rows.any(axis=1)
-    n = rows[keep].sum(axis=1)
-    d = np.where(rows, err_persist - err_twin, 0.0)[keep].sum(axis=1)
     if not keep.any():
         return float("nan"), float("nan")
+    n = rows[keep].sum(axis=1)
+    d = np.where(rows, err_persist - err_twin, 0.0)[keep].sum(axis=1)
     pick = rng.integers(0, keep.sum(), size=(n_boot, int(keep.sum())))
     gains = d[pick].sum(axis=1) / n[pick].sum(axis=1)
     lo, hi = np.quantile(gains, [0.025, 0.975])
@@ -249,30 +245,24 @@ def run_replay(path: Path, cfg: ReplayConfig = ReplayConfig()) -> ReplayResult:
         target_ok = mask[:, :, j] & ~np.isnan(last)
         target_ok[:, 0] = False  # the first hour has no forecast from data
         x_feat = np.stack([last, run_mean, age], axis=-1)
-        fit = target_ok & train[:, None]
-        a = np.column_stack([np.ones(fit.sum()), x_feat[fit]])
-        coef, *_ = np.linalg.lstsq(a, y[:, :, j][fit], rcond=None)
+        tune = target_ok & train[:, None]  # fits the baseline; the twin was tuned on this half
+        a = np.column_stack([np.ones(tune.sum()), x_feat[tune]])
+        coef, *_ = np.linalg.lstsq(a, y[:, :, j][tune], rcond=None)
         ev = target_ok & ~train[:, None]
-        tune = target_ok & train[:, None]
         a_ev = np.column_stack([np.ones(ev.sum()), x_feat[ev]])
         truth = y[:, :, j][ev]
-        gain_lo, gain_hi = _gain_interval(
-            np.abs(out["prior_mean"][:, :, j] - y[:, :, j]),
-            np.abs(last - y[:, :, j]),
-            ev,
-            np.random.default_rng(cfg.seed),
-        )
+        err_twin = np.abs(out["prior_mean"][:, :, j] - y[:, :, j])
+        err_last = np.abs(last - y[:, :, j])
+        gain_lo, gain_hi = _gain_interval(err_twin, err_last, ev, np.random.default_rng(cfg.seed))
         rows.append(
             {
                 "observable": name,
                 "n_hours": int(ev.sum()),
-                "twin_mae": float(np.abs(out["prior_mean"][:, :, j][ev] - truth).mean()),
-                "twin_mae_tuning_half": float(
-                    np.abs(out["prior_mean"][:, :, j][tune] - y[:, :, j][tune]).mean()
-                ),
-                "persistence_mae_tuning_half": float(np.abs(last[tune] - y[:, :, j][tune]).mean()),
+                "twin_mae": float(err_twin[ev].mean()),
+                "twin_mae_tuning_half": float(err_twin[tune].mean()),
+                "persistence_mae_tuning_half": float(err_last[tune].mean()),
                 "twin_posterior_gap": float(np.abs(out["mean"][:, :, j][ev] - truth).mean()),
-                "persistence_mae": float(np.abs(last[ev] - truth).mean()),
+                "persistence_mae": float(err_last[ev].mean()),
                 "baseline_mae": float(np.abs(a_ev @ coef - truth).mean()),
                 "gain_vs_persistence_ci95_low": gain_lo,
                 "gain_vs_persistence_ci95_high": gain_hi,
