@@ -34,6 +34,7 @@ from vitaltwin.risk import (
     raw_features,
     utility,
 )
+from vitaltwin.risk._evaluate import Rows, auroc_by_negatives
 
 SET_A = Path(__file__).resolve().parents[2] / "shared/data/physionet2019/training_setA.parquet"
 needs_set_a = pytest.mark.skipif(not SET_A.exists(), reason="shared PhysioNet set A not present")
@@ -225,6 +226,41 @@ def test_risk_model_learns_saves_and_flags(cohort: Cohort, tmp_path: Path) -> No
         m.predict_proba(X.drop(columns=["HR"]))
     with pytest.raises(RiskModelError, match="single class"):
         RiskModel(**QUICK).fit(X, np.zeros(len(X), int), pid)
+
+
+def test_risk_model_refits_on_all_training_patients(cohort: Cohort) -> None:
+    X = raw_features(cohort)
+    y = cohort.grid["sepsis"].to_numpy()
+    pid = cohort.grid["patient_id"].to_numpy()
+    kept = RiskModel(**{**QUICK, "refit_factor": 0.0}).fit(X, y, pid)
+    refit = RiskModel(**{**QUICK, "refit_factor": 1.5}).fit(X, y, pid)
+    # the same held-out patients choose the rounds, the recalibration and the threshold
+    assert refit.early_stopping_iteration_ == kept.early_stopping_iteration_
+    assert kept.best_iteration_ == kept.early_stopping_iteration_
+    assert refit.best_iteration_ == round(1.5 * kept.early_stopping_iteration_)
+    assert refit.booster_.current_iteration() == refit.best_iteration_
+    assert refit.threshold_ == kept.threshold_
+    assert refit.recalibration_ == kept.recalibration_
+    # the refitted trees saw the held-out patients too: different scores
+    assert not np.allclose(refit.predict_proba(X), kept.predict_proba(X))
+    with pytest.raises(RiskModelError, match="refit_factor"):
+        RiskModel(refit_factor=-1.0).fit(X, y, pid)
+
+
+def test_auroc_split_by_where_negatives_come_from() -> None:
+    # patient a never septic; patient b septic from its third hour
+    rows = Rows(
+        np.array(["a", "a", "a", "b", "b", "b", "b"], dtype=object),
+        np.array([0, 1, 2, 0, 1, 2, 3]),
+        np.array([0, 0, 0, 0, 0, 1, 1]),
+        np.array([0.1, 0.2, 0.5, 0.6, 0.3, 0.4, 0.7]),
+        np.zeros(7, bool),
+    )
+    a = auroc_by_negatives(rows)
+    # positives 0.4 and 0.7 against a's 0.1, 0.2, 0.5: 5 of 6 pairs ranked right
+    assert a["auroc_vs_non_septic"] == pytest.approx(5 / 6)
+    # against b's own earlier hours 0.6 and 0.3: 3 of 4
+    assert a["auroc_vs_septic_before"] == pytest.approx(3 / 4)
 
 
 def test_calibration_of_calibrated_probabilities() -> None:

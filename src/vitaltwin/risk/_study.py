@@ -270,6 +270,7 @@ def run_study(
                 res = evaluate(r_te, sepsis=sepsis, n_boot=cfg.n_boot, seed=cfg.seed)
                 res["threshold"] = m.threshold_
                 res["best_iteration"] = m.best_iteration_
+                res["early_stopping_iteration"] = m.early_stopping_iteration_
                 res["low_confidence_fraction"] = float(low.mean())
                 if low.any() and 0 < r_te.y[~low].sum() < (~low).sum():
                     res["auroc_confident_rows"] = float(
