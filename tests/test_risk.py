@@ -35,6 +35,7 @@ from vitaltwin.risk import (
     utility,
 )
 from vitaltwin.risk._evaluate import Rows, auroc_by_negatives
+from vitaltwin.risk._model import best_threshold
 
 SET_A = Path(__file__).resolve().parents[2] / "shared/data/physionet2019/training_setA.parquet"
 needs_set_a = pytest.mark.skipif(not SET_A.exists(), reason="shared PhysioNet set A not present")
@@ -245,6 +246,27 @@ def test_risk_model_refits_on_all_training_patients(cohort: Cohort) -> None:
     assert not np.allclose(refit.predict_proba(X), kept.predict_proba(X))
     with pytest.raises(RiskModelError, match="refit_factor"):
         RiskModel(refit_factor=-1.0).fit(X, y, pid)
+
+
+def test_threshold_bagged_over_patient_resamples(cohort: Cohort) -> None:
+    g = cohort.grid
+    pid = g["patient_id"].to_numpy()
+    y = g["sepsis"].to_numpy(np.int64)
+    rng = np.random.default_rng(3)
+    p = np.clip(0.02 + 0.3 * y + rng.normal(0, 0.1, y.size), 0.001, 0.999)
+    # n_boot = 0: the plain best candidate, as a direct search finds it
+    t0, u0 = best_threshold("sepsis", pid, y, p)
+    cands = np.unique(np.quantile(p, np.linspace(0.0, 0.999, 200)))
+    direct = [normalized_utility(pid, y, (p >= t).astype(int)) for t in cands]
+    assert t0 == cands[int(np.argmax(direct))] and u0 == pytest.approx(max(direct), abs=1e-12)
+    # bagged: inside the candidates' range, its utility reported at the bagged threshold
+    tb, ub = best_threshold("sepsis", pid, y, p, n_boot=50, seed=1)
+    assert cands[0] <= tb <= cands[-1] and tb != t0
+    assert ub == pytest.approx(normalized_utility(pid, y, (p >= tb).astype(int)), abs=1e-12)
+    assert best_threshold("sepsis", pid, y, p, n_boot=50, seed=1) == (tb, ub)
+    # Youden's J the same way
+    tj, j = best_threshold("deterioration", pid, y, p, n_boot=50, seed=1)
+    assert j == pytest.approx(np.mean(p[y == 1] >= tj) + np.mean(p[y == 0] < tj) - 1.0)
 
 
 def test_auroc_split_by_where_negatives_come_from() -> None:
