@@ -283,6 +283,8 @@ def test_auroc_split_by_where_negatives_come_from() -> None:
     assert a["auroc_vs_non_septic"] == pytest.approx(5 / 6)
     # against b's own earlier hours 0.6 and 0.3: 3 of 4
     assert a["auroc_vs_septic_before"] == pytest.approx(3 / 4)
+    # b's earlier hours ranked last: only 0.4 < a's 0.5 remains wrong, 9 of 10 pairs
+    assert a["auroc_timing_ceiling"] == pytest.approx(9 / 10)
 
 
 def test_calibration_of_calibrated_probabilities() -> None:
