@@ -151,19 +151,19 @@ def auroc_by_negatives(rows: Rows) -> dict[str, float]:
     within each septic stay, the model's ranking of everything else unchanged)."""
     starts, lengths = patient_blocks(rows.patient)
     septic = np.repeat(np.maximum.reduceat(rows.y, starts) > 0, lengths)
-    pos = rows.y == 1
-    before = (rows.y == 0) & septic
-    out = {}
-    for name, neg in (
-        ("auroc_vs_non_septic", (rows.y == 0) & ~septic),
-        ("auroc_vs_septic_before", before),
-    ):
-        sel = pos | neg
-        ok = pos.any() and neg.any()
-        out[name] = float(roc_auc_score(rows.y[sel], rows.score[sel])) if ok else float("nan")
-    ok = pos.any() and (rows.y == 0).any()
+    pos, neg = rows.y == 1, rows.y == 0
+    before = neg & septic
+    # perfect timing: each septic stay's earlier hours scored below every other hour
     timed = np.where(before, np.min(rows.score, initial=0.0) - 1.0, rows.score)
-    out["auroc_timing_ceiling"] = float(roc_auc_score(rows.y, timed)) if ok else float("nan")
+    out = {}
+    for name, sel_neg, score in (
+        ("auroc_vs_non_septic", neg & ~septic, rows.score),
+        ("auroc_vs_septic_before", before, rows.score),
+        ("auroc_timing_ceiling", neg, timed),
+    ):
+        sel = pos | sel_neg
+        ok = pos.any() and sel_neg.any()
+        out[name] = float(roc_auc_score(rows.y[sel], score[sel])) if ok else float("nan")
     return out
 
 

@@ -142,6 +142,7 @@ def write_report(
     tasks = list(study.results)
     feature_sets = [k for k in study.results[tasks[0]]["test"] if k not in BASELINES]
     missing = sorted(study.cohort_summary["missing_fraction"].items(), key=lambda kv: kv[1])
+    model_params = next(iter(study.models.values())).get_params()
     env = Environment(autoescape=True)
     env.globals["f"] = _fmt
     html = env.from_string(_template()).render(
@@ -149,9 +150,8 @@ def write_report(
         version=__version__,
         s=study.cohort_summary,
         cfg=study.config,
-        params=json.dumps(
-            {k: v for k, v in next(iter(study.models.values())).get_params().items()}
-        ),
+        params=json.dumps(model_params),
+        threshold_bootstrap=model_params["threshold_bootstrap"],
         data_sha256=data_sha256,
         tasks=tasks,
         results=study.results,
