@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from vitaltwin.cli import app
@@ -229,23 +230,43 @@ def test_risk_model_learns_saves_and_flags(cohort: Cohort, tmp_path: Path) -> No
         RiskModel(**QUICK).fit(X, np.zeros(len(X), int), pid)
 
 
-def test_risk_model_refits_on_all_training_patients(cohort: Cohort) -> None:
+def test_risk_model_cross_fits_an_ensemble(cohort: Cohort) -> None:
     X = raw_features(cohort)
     y = cohort.grid["sepsis"].to_numpy()
     pid = cohort.grid["patient_id"].to_numpy()
-    kept = RiskModel(**{**QUICK, "refit_factor": 0.0}).fit(X, y, pid)
-    refit = RiskModel(**{**QUICK, "refit_factor": 1.5}).fit(X, y, pid)
-    # the same held-out patients choose the rounds, the recalibration and the threshold
-    assert refit.early_stopping_iteration_ == kept.early_stopping_iteration_
-    assert kept.best_iteration_ == kept.early_stopping_iteration_
-    assert refit.best_iteration_ == round(1.5 * kept.early_stopping_iteration_)
-    assert refit.booster_.current_iteration() == refit.best_iteration_
-    assert refit.threshold_ == kept.threshold_
-    assert refit.recalibration_ == kept.recalibration_
-    # the refitted trees saw the held-out patients too: different scores
-    assert not np.allclose(refit.predict_proba(X), kept.predict_proba(X))
-    with pytest.raises(RiskModelError, match="refit_factor"):
-        RiskModel(refit_factor=-1.0).fit(X, y, pid)
+    m = RiskModel(**{**QUICK, "inner_folds": 3}).fit(X, y, pid)
+    assert len(m.boosters_) == len(m.iterations_) == 3
+    # each booster keeps only the rounds its own early stopping chose
+    assert [b.current_iteration() for b in m.boosters_] == m.iterations_
+    Xn = X.to_numpy(np.float32)
+    single = [np.clip(np.asarray(b.predict(Xn)), 1e-6, 1 - 1e-6) for b in m.boosters_]
+    z = np.mean([np.log(q / (1 - q)) for q in single], axis=0)
+    a, b = m.recalibration_
+    np.testing.assert_allclose(m.predict_proba(X), 1 / (1 + np.exp(-(a + b * z))), rtol=1e-10)
+    # the members differ: each saw other patients
+    assert not np.allclose(single[0], single[1])
+    # out-of-fold scores are honest: below the ensemble's AUROC on rows it was trained on
+    assert m.validation_auroc_ < roc_auc_score(y, m.predict_proba(X))
+    with pytest.raises(RiskModelError, match="inner_folds"):
+        RiskModel(inner_folds=1).fit(X, y, pid)
+    few = np.isin(pid, np.unique(pid)[:2])
+    with pytest.raises(RiskModelError, match="cannot fill"):
+        RiskModel(**QUICK).fit(X[few], y[few], pid[few])
+
+
+def test_model_params_from_the_command_line() -> None:
+    assert RiskModel.parse_params(["num_leaves=7", " learning_rate = 0.02"]) == {
+        "num_leaves": 7,
+        "learning_rate": 0.02,
+    }
+    for bad, msg in (
+        ("num_leaf=7", "unknown name 'num_leaf'"),
+        ("num_leaves=0.5", "not a valid int"),
+        ("num_leaves", "NAME=VALUE"),
+        ("task=sepsis", "unknown name 'task'"),
+    ):
+        with pytest.raises(RiskModelError, match=msg):
+            RiskModel.parse_params([bad])
 
 
 def test_threshold_bagged_over_patient_resamples(cohort: Cohort) -> None:
@@ -329,8 +350,11 @@ def test_monitoring_policy(cohort: Cohort) -> None:
     X = raw_features(cohort)
     y = cohort.grid["sepsis"].to_numpy()
     pid = cohort.grid["patient_id"].to_numpy()
-    m = RiskModel(**QUICK).fit(X, y, pid)
-    window = (cohort.grid.index.to_numpy() * 2 // len(X)).astype(int)
+    # fitted on half the patients, monitored on the other half in two windows
+    fit = np.isin(pid, np.unique(pid)[::2])
+    m = RiskModel(**QUICK).fit(X[fit], y[fit], pid[fit])
+    X, y = X[~fit], y[~fit]
+    window = np.arange(len(X)) * 2 // len(X)
     ok = monitor(m, X, y, window, reference_auroc=m.validation_auroc_)
     assert ok.decision == "ok", ok.to_dict()
     assert psi(np.array([0.5, 0.5]), np.array([0.5, 0.5])) == 0.0

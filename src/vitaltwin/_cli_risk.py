@@ -66,13 +66,24 @@ def validate_risk(
     patients: Annotated[int, typer.Option(help="random subset of patients (0: all)")] = 0,
     boot: Annotated[int, typer.Option(help="bootstrap resamples")] = 200,
     quick: Annotated[bool, typer.Option(help="small models (smoke tests)")] = False,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(help="RiskModel hyperparameter NAME=VALUE, repeatable (after --quick)"),
+    ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--task", help="task to develop, repeatable (default: all)"),
+    ] = None,
     register: Annotated[bool, typer.Option(help="register the final models")] = True,
     seed: Annotated[int, typer.Option(help="split seed")] = 2019,
 ) -> None:
     """Develop and validate the sepsis and deterioration models (5-fold CV + test split),
     write the HTML + JSON report, register the models in MLflow."""
     from vitaltwin.risk import (
+        TASKS,
         Registry,
+        RiskModel,
+        RiskModelError,
         RiskStudyConfig,
         cached_twin_features,
         data_hash,
@@ -83,6 +94,15 @@ def validate_risk(
     if folds < 2 or not 0 < test_fraction < 0.9:
         err_console.print("[red]need --folds >= 2 and 0 < --test-fraction < 0.9")
         raise typer.Exit(2)
+    try:
+        overrides = RiskModel.parse_params(param or [])
+    except RiskModelError as e:
+        err_console.print(f"[red]{e}")
+        raise typer.Exit(2) from e
+    if unknown := sorted(set(only or []) - set(TASKS)):
+        err_console.print(f"[red]unknown --task {unknown}; expected one of {list(TASKS)}")
+        raise typer.Exit(2)
+    tasks = tuple(t for t in TASKS if not only or t in only)
     cohort = _cohort(data, patients, seed)
     sha = data_hash(cohort)
     console.print(
@@ -94,8 +114,9 @@ def validate_risk(
         test_fraction=test_fraction,
         seed=seed,
         n_boot=boot,
+        tasks=tasks,
         twin=twin,
-        model_params=QUICK if quick else {},
+        model_params={**(QUICK if quick else {}), **overrides},
     )
     tw = cached_twin_features(cohort, out / "cache", cfg.twin_members, sha) if twin else None
     study = run_study(cohort, cfg, tw)

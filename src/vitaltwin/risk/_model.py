@@ -6,18 +6,21 @@ trees (Ke G et al., "LightGBM: a highly efficient gradient boosting decision tre
 handle the missing values of sparse ICU records natively (a missing value takes the learned
 default branch), so nothing is imputed.
 
-Fitting holds out a fraction of the *training* patients (never rows of a patient on both sides)
-for early stopping, for a logistic recalibration of the boosted scores (Platt 1999: early
-stopping on AUROC leaves the raw probabilities under-dispersed) and for the operating
-threshold: for sepsis the one that maximizes the PhysioNet 2019 normalized utility on those
-patients, for deterioration the one that maximizes Youden's J (sensitivity + specificity - 1),
-each averaged over patient-bootstrap resamples of them (:func:`best_threshold`).
-No test data takes part. The booster is then refitted on *all* training patients for the
-early-stopping round count scaled by ``refit_factor`` (default 1.25 = 1 / (1 - 0.2), the same
-number of passes per training row; 0 keeps the early-stopped booster), and keeps the
-recalibration and threshold found on the held-out patients: the held-out fifth then also
-teaches the trees. On the five development folds of set A this raised the cross-validated AUROC
-from 0.821 to 0.825 and the utility from 0.425 to 0.429.
+Fitting is cross-fitted over the *training* patients (never rows of a patient on both sides of
+a split): they are dealt into ``inner_folds`` groups, and each group's booster is trained on the
+other groups and early-stopped on its own. Every training patient thus gets an out-of-fold
+score, and those scores choose a logistic recalibration (Platt 1999: early stopping on AUROC
+leaves the raw probabilities under-dispersed) and the operating threshold: for sepsis the one
+that maximizes the PhysioNet 2019 normalized utility, for deterioration the one that maximizes
+Youden's J (sensitivity + specificity - 1), each averaged over patient-bootstrap resamples
+(:func:`best_threshold`). A new row's score is the boosters' mean on the logit scale, then
+recalibrated. No test data takes part. This is cross-fitting as in Chernozhukov V et al.,
+"Double/debiased machine learning", Econometrics Journal 21:C1-C68, 2018, with the fold models
+kept as a bagged ensemble (Breiman 1996). Against a single held-out fifth and a refit on all
+training patients, on the five development folds of set A (raw features), it moved the fold
+AUROC by +0.006 / +0.004 / -0.000 / -0.002 / +0.004 and the fold utility by +0.024 / 0.000 /
+-0.001 / +0.004 / +0.014, together with heavier row and feature subsampling
+(``bagging_fraction`` 0.3, ``feature_fraction`` 0.15).
 
 Labels:
 
@@ -43,13 +46,13 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from vitaltwin.risk._cohort import VARIABLE_NAMES, Cohort
-from vitaltwin.risk._evaluate import recalibration
+from vitaltwin.risk._evaluate import _logit, recalibration
 from vitaltwin.risk._features import _ffill
 from vitaltwin.risk._utility import normalized_utility, patient_blocks, patient_utilities
 
 Task = Literal["sepsis", "deterioration"]
 TASKS: tuple[Task, ...] = ("sepsis", "deterioration")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 RANGE_FEATURES = (*VARIABLE_NAMES, "age_years")
 """Features whose training range defines "low confidence": a row outside it is extrapolation."""
 
@@ -203,12 +206,13 @@ def bin_fractions(
 
 
 class RiskModel:
-    """Gradient-boosted risk estimator with a threshold chosen on held-out training patients.
+    """Cross-fitted ensemble of gradient-boosted trees, recalibrated and thresholded on the
+    out-of-fold scores of all training patients.
 
-    Learned attributes: ``booster_``, ``feature_names_``, ``best_iteration_`` (rounds of the
-    final booster), ``early_stopping_iteration_`` (the round early stopping chose),
-    ``recalibration_`` (intercept and slope on the logit scale), ``threshold_``,
-    ``threshold_criterion_`` (utility or Youden's J at it), ``validation_auroc_``, ``reference_``.
+    Learned attributes: ``boosters_`` (one per inner fold), ``iterations_`` (the rounds early
+    stopping chose for each), ``feature_names_``, ``recalibration_`` (intercept and slope on the
+    logit scale), ``threshold_``, ``threshold_criterion_`` (utility or Youden's J at it),
+    ``validation_auroc_`` (on the out-of-fold scores), ``reference_``.
     """
 
     def __init__(
@@ -217,15 +221,14 @@ class RiskModel:
         learning_rate: float = 0.05,
         num_leaves: int = 15,
         min_data_in_leaf: int = 1000,
-        feature_fraction: float = 0.3,
-        bagging_fraction: float = 0.6,
+        feature_fraction: float = 0.15,
+        bagging_fraction: float = 0.3,
         lambda_l2: float = 10.0,
         max_rounds: int = 3000,
         early_stopping_rounds: int = 200,
-        validation_fraction: float = 0.2,
+        inner_folds: int = 5,
         max_bin: int = 63,
         random_state: int = 0,
-        refit_factor: float = 1.25,
         threshold_bootstrap: int = 200,
     ) -> None:
         self.task = task
@@ -237,14 +240,41 @@ class RiskModel:
         self.lambda_l2 = lambda_l2
         self.max_rounds = max_rounds
         self.early_stopping_rounds = early_stopping_rounds
-        self.validation_fraction = validation_fraction
+        self.inner_folds = inner_folds
         self.max_bin = max_bin
         self.random_state = random_state
-        self.refit_factor = refit_factor
         self.threshold_bootstrap = threshold_bootstrap
 
     def get_params(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if not k.endswith("_")}
+
+    @classmethod
+    def parse_params(cls, items: list[str]) -> dict[str, Any]:
+        """Hyperparameters from ``NAME=VALUE`` strings (the command line's ``--param``), each
+        value converted to the type of that hyperparameter's default; ``task`` is not one (the
+        study sets it). Unknown names and values of the wrong type raise :class:`RiskModelError`
+        naming the entry."""
+        defaults = cls().get_params()
+        defaults.pop("task")
+        out: dict[str, Any] = {}
+        for item in items:
+            name, sep, text = item.partition("=")
+            name, text = name.strip(), text.strip()
+            if not sep or not name or not text:
+                raise RiskModelError(f"model parameter {item!r}: expected NAME=VALUE")
+            if name not in defaults:
+                known = ", ".join(sorted(defaults))
+                raise RiskModelError(
+                    f"model parameter {item!r}: unknown name {name!r}; known: {known}"
+                )
+            kind = type(defaults[name])
+            try:
+                out[name] = kind(text)
+            except ValueError as e:
+                raise RiskModelError(
+                    f"model parameter {item!r}: {text!r} is not a valid {kind.__name__}"
+                ) from e
+        return out
 
     def _lgb_params(self) -> dict[str, Any]:
         return {
@@ -268,10 +298,8 @@ class RiskModel:
         (each patient's rows contiguous and in time order)."""
         if self.task not in TASKS:
             raise RiskModelError(f"unknown task {self.task!r}; expected one of {TASKS}")
-        if self.refit_factor < 0:
-            raise RiskModelError(
-                f"refit_factor must be >= 0 (0: no refit), got {self.refit_factor}"
-            )
+        if self.inner_folds < 2:
+            raise RiskModelError(f"inner_folds must be >= 2, got {self.inner_folds}")
         yy = np.asarray(y, dtype=np.int64)
         pid = np.asarray(patient)
         if not (len(X) == yy.size == pid.size):
@@ -283,67 +311,71 @@ class RiskModel:
         keep = yy >= 0
         if yy[keep].min(initial=1) == yy[keep].max(initial=0):
             raise RiskModelError(f"{self.task}: training labels hold a single class")
-        patients = np.unique(pid)
+        patients = np.unique(pid[keep])
+        if patients.size < self.inner_folds:
+            raise RiskModelError(
+                f"{patients.size} training patients cannot fill {self.inner_folds} inner folds"
+            )
         rng = np.random.default_rng(self.random_state)
-        n_val = max(1, round(self.validation_fraction * patients.size))
-        val_p = rng.choice(patients, n_val, replace=False)
-        is_val = np.isin(pid, val_p)
-        tr, va = keep & ~is_val, keep & is_val
-        Xn = X.to_numpy(dtype=np.float32)
-        dtr = lgb.Dataset(Xn[tr], yy[tr], params={"max_bin": self.max_bin}, free_raw_data=True)
-        dva = lgb.Dataset(Xn[va], yy[va], reference=dtr)
-        booster = lgb.train(
-            self._lgb_params(),
-            dtr,
-            num_boost_round=self.max_rounds,
-            valid_sets=[dva],
-            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
-        )
-        self.early_stopping_iteration_ = int(booster.best_iteration or booster.current_iteration())
+        # patients dealt round-robin in a random order: inner fold of each (sorted) patient
+        fold_of = np.empty(patients.size, np.int64)
+        fold_of[rng.permutation(patients.size)] = np.arange(patients.size) % self.inner_folds
+        Xn = X.to_numpy(dtype=np.float32)[keep]
+        yk, pk = yy[keep], pid[keep]
+        inner = fold_of[np.searchsorted(patients, pk)]
+        oof = np.zeros(yk.size)
+        self.boosters_: list[lgb.Booster] = []
+        self.iterations_: list[int] = []
+        for j in range(self.inner_folds):
+            tr, va = inner != j, inner == j
+            dtr = lgb.Dataset(Xn[tr], yk[tr], params={"max_bin": self.max_bin})
+            dva = lgb.Dataset(Xn[va], yk[va], reference=dtr)
+            booster = lgb.train(
+                {**self._lgb_params(), "seed": self.random_state + j},
+                dtr,
+                num_boost_round=self.max_rounds,
+                valid_sets=[dva],
+                callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
+            )
+            rounds = int(booster.best_iteration or booster.current_iteration())
+            oof[va] = booster.predict(Xn[va], num_iteration=rounds)
+            # keep only the rounds early stopping chose (the saved text holds those alone)
+            self.boosters_.append(
+                lgb.Booster(model_str=booster.model_to_string(num_iteration=rounds))
+            )
+            self.iterations_.append(rounds)
+            del dtr, dva, booster
         self.feature_names_ = list(map(str, X.columns))
-        raw_val = np.asarray(booster.predict(Xn[va], num_iteration=self.early_stopping_iteration_))
-        self.recalibration_ = recalibration(yy[va], raw_val)
-        p_val = self._recalibrate(raw_val)
-        self.validation_auroc_ = float(roc_auc_score(yy[va], p_val))
+        self.recalibration_ = recalibration(yk, oof)
+        p_oof = self._recalibrate(_logit(oof))
+        self.validation_auroc_ = float(roc_auc_score(yk, p_oof))
         self.threshold_, self.threshold_criterion_ = best_threshold(
-            self.task,
-            pid[va],
-            yy[va],
-            p_val,
-            n_boot=self.threshold_bootstrap,
-            seed=self.random_state,
+            self.task, pk, yk, p_oof, n_boot=self.threshold_bootstrap, seed=self.random_state
         )
         self.reference_ = FeatureReference.from_data(X[keep])
-        if self.refit_factor > 0:
-            del dtr, dva
-            self.best_iteration_ = max(1, round(self.early_stopping_iteration_ * self.refit_factor))
-            dall = lgb.Dataset(Xn[keep], yy[keep], params={"max_bin": self.max_bin})
-            rounds = self.best_iteration_
-            self.booster_ = lgb.train(self._lgb_params(), dall, num_boost_round=rounds)
-        else:
-            self.booster_ = booster
-            self.best_iteration_ = self.early_stopping_iteration_
         return self
 
     def _check(self, X: pd.DataFrame) -> npt.NDArray[np.float32]:
-        if not hasattr(self, "booster_"):
+        if not hasattr(self, "boosters_"):
             raise RiskModelError("this RiskModel is not fitted yet; call fit first")
         missing = [c for c in self.feature_names_ if c not in X.columns]
         if missing:
             raise RiskModelError(f"features missing from the input: {missing[:10]}")
         return X[self.feature_names_].to_numpy(dtype=np.float32)
 
-    def _recalibrate(self, raw: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    def _recalibrate(self, logit: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Recalibrated probabilities from boosted scores on the logit scale."""
         a, b = self.recalibration_
-        q = np.clip(raw, 1e-9, 1 - 1e-9)
-        out: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-(a + b * np.log(q / (1 - q)))))
+        out: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-(a + b * logit)))
         return out
 
     def predict_proba(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
         """Probability of the positive class for each row (recalibrated)."""
         Xn = self._check(X)
-        raw = np.asarray(self.booster_.predict(Xn, num_iteration=self.best_iteration_))
-        return self._recalibrate(raw.astype(np.float64))
+        # the inner-fold boosters averaged on the logit scale (each one's probabilities are what
+        # the recalibration was fitted to)
+        logits = [_logit(np.asarray(b.predict(Xn), dtype=np.float64)) for b in self.boosters_]
+        return self._recalibrate(np.mean(logits, axis=0))
 
     def predict(self, X: pd.DataFrame) -> npt.NDArray[np.bool_]:
         """Alerts: probability at or above the operating threshold."""
@@ -360,20 +392,20 @@ class RiskModel:
 
     def importance(self) -> pd.Series:
         """Total gain of each feature, largest first."""
-        gain = self.booster_.feature_importance("gain", iteration=self.best_iteration_)
+        gain = np.mean([b.feature_importance("gain") for b in self.boosters_], axis=0)
         return pd.Series(gain, index=self.feature_names_).sort_values(ascending=False)
 
     # -- persistence: LightGBM's text format and JSON, no pickle --------------------------
 
     def save(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
-        self.booster_.save_model(str(directory / "booster.txt"), num_iteration=self.best_iteration_)
+        for j, b in enumerate(self.boosters_):
+            b.save_model(str(directory / f"booster_{j}.txt"))
         meta = {
             "format_version": FORMAT_VERSION,
             "params": self.get_params(),
             "feature_names": self.feature_names_,
-            "best_iteration": self.best_iteration_,
-            "early_stopping_iteration": self.early_stopping_iteration_,
+            "iterations": self.iterations_,
             "threshold": self.threshold_,
             "recalibration": list(self.recalibration_),
             "threshold_criterion": self.threshold_criterion_,
@@ -395,10 +427,12 @@ class RiskModel:
                 f"{FORMAT_VERSION}"
             )
         m = cls(**meta["params"])
-        m.booster_ = lgb.Booster(model_file=str(directory / "booster.txt"))
+        m.iterations_ = [int(i) for i in meta["iterations"]]
+        m.boosters_ = [
+            lgb.Booster(model_file=str(directory / f"booster_{j}.txt"))
+            for j in range(len(m.iterations_))
+        ]
         m.feature_names_ = list(meta["feature_names"])
-        m.best_iteration_ = int(meta["best_iteration"])
-        m.early_stopping_iteration_ = int(meta.get("early_stopping_iteration", m.best_iteration_))
         m.threshold_ = float(meta["threshold"])
         a, b = meta["recalibration"]
         m.recalibration_ = (float(a), float(b))

@@ -3,9 +3,10 @@
 Patient-level splits only: a stratified 20 % of patients (by whether they ever carry a positive
 sepsis label) is the test split, never used for fitting, thresholds or choices; the other 80 %
 are the development set, cross-validated in 5 stratified folds. In every fold (and for the final
-model on the whole development set) :class:`RiskModel` holds out a fifth of its *training*
-patients for early stopping and the operating threshold. The baselines (qSOFA, SIRS, NEWS2) are
-scored on the same rows, with their alert cut-off chosen the same way on the training rows.
+model on the whole development set) :class:`RiskModel` cross-fits over its *training* patients
+in inner folds: their out-of-fold scores serve early stopping, recalibration and the operating
+threshold. The baselines (qSOFA, SIRS, NEWS2) are scored on the same rows, with their alert
+cut-off chosen on the training rows.
 
 Feature sets: ``raw`` (vitals, labs, their ages and counts, windows, clinical scores,
 demographics) and ``hybrid`` (raw plus the twin's estimates, :mod:`vitaltwin.risk._twin_features`).
@@ -269,8 +270,7 @@ def run_study(
                 low = m.low_confidence(X[te])
                 res = evaluate(r_te, sepsis=sepsis, n_boot=cfg.n_boot, seed=cfg.seed)
                 res["threshold"] = m.threshold_
-                res["best_iteration"] = m.best_iteration_
-                res["early_stopping_iteration"] = m.early_stopping_iteration_
+                res["iterations"] = m.iterations_
                 res["low_confidence_fraction"] = float(low.mean())
                 if low.any() and 0 < r_te.y[~low].sum() < (~low).sum():
                     res["auroc_confident_rows"] = float(
