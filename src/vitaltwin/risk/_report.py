@@ -152,6 +152,7 @@ def write_report(
         cfg=study.config,
         params=json.dumps(model_params),
         threshold_bootstrap=model_params["threshold_bootstrap"],
+        inner_folds=model_params["inner_folds"],
         data_sha256=data_sha256,
         tasks=tasks,
         results=study.results,
