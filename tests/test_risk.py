@@ -328,10 +328,14 @@ def test_registry_aliases_versions_on_scores_and_rollback(cohort: Cohort, tmp_pa
     reg = Registry(tmp_path / "reg")
     m1 = RiskModel(**QUICK).fit(X, y, pid)
     m2 = RiskModel(**{**QUICK, "random_state": 5}).fit(X, y, pid)
-    r1 = reg.register("sepsis", m1, data_sha256="a" * 64, metrics={"cv_auroc": 0.9})
+    r1 = reg.register(
+        "sepsis", m1, data_sha256="a" * 64, metrics={"cv_auroc": 0.9}, tags={"split": "seed=1"}
+    )
     r2 = reg.register("sepsis", m2, data_sha256="a" * 64, metrics={"cv_auroc": 0.91})
     assert reg.version_of("sepsis", CHAMPION) == r1.version
     assert reg.version_of("sepsis", CHALLENGER) == r2.version
+    # provenance tags are on the version itself (what `risk monitor --held-out` reads)
+    assert reg.versions("sepsis").set_index("version").loc[int(r1.version), "split"] == "seed=1"
     scorer = reg.load("sepsis", CHAMPION)
     s = scorer.score(cohort, X)
     assert (s["model_version"] == r1.version).all() and (s["model_name"] == "sepsis").all()

@@ -118,7 +118,8 @@ class Registry:
             name,
             source=f"{run.info.artifact_uri}/model",
             run_id=rid,
-            tags={"data_sha256": data_sha256},
+            # on the version too: `versions` lists them, `risk monitor --held-out` reads the split
+            tags={**(tags or {}), "data_sha256": data_sha256},
         )
         if first:
             self.client.set_registered_model_alias(name, CHAMPION, mv.version)
