@@ -325,7 +325,6 @@ class RiskModel:
         inner = fold_of[np.searchsorted(patients, pk)]
         oof = np.zeros(yk.size)
         self.boosters_: list[lgb.Booster] = []
-        self.iterations_: list[int] = []
         for j in range(self.inner_folds):
             tr, va = inner != j, inner == j
             dtr = lgb.Dataset(Xn[tr], yk[tr], params={"max_bin": self.max_bin})
@@ -343,7 +342,6 @@ class RiskModel:
             self.boosters_.append(
                 lgb.Booster(model_str=booster.model_to_string(num_iteration=rounds))
             )
-            self.iterations_.append(rounds)
             del dtr, dva, booster
         self.feature_names_ = list(map(str, X.columns))
         self.recalibration_ = recalibration(yk, oof)
@@ -354,6 +352,11 @@ class RiskModel:
         )
         self.reference_ = FeatureReference.from_data(X[keep])
         return self
+
+    @property
+    def iterations_(self) -> list[int]:
+        """The rounds early stopping chose for each booster (each keeps only those)."""
+        return [int(b.current_iteration()) for b in self.boosters_]
 
     def _check(self, X: pd.DataFrame) -> npt.NDArray[np.float32]:
         if not hasattr(self, "boosters_"):
@@ -427,10 +430,9 @@ class RiskModel:
                 f"{FORMAT_VERSION}"
             )
         m = cls(**meta["params"])
-        m.iterations_ = [int(i) for i in meta["iterations"]]
         m.boosters_ = [
             lgb.Booster(model_file=str(directory / f"booster_{j}.txt"))
-            for j in range(len(m.iterations_))
+            for j in range(len(meta["iterations"]))
         ]
         m.feature_names_ = list(meta["feature_names"])
         m.threshold_ = float(meta["threshold"])
