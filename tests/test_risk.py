@@ -236,8 +236,9 @@ def test_risk_model_cross_fits_an_ensemble(cohort: Cohort) -> None:
     pid = cohort.grid["patient_id"].to_numpy()
     m = RiskModel(**{**QUICK, "inner_folds": 3}).fit(X, y, pid)
     assert len(m.boosters_) == len(m.iterations_) == 3
-    # each booster keeps only the rounds its own early stopping chose
+    # every booster keeps the one round count chosen on the mean inner-fold validation AUROC
     assert [b.current_iteration() for b in m.boosters_] == m.iterations_
+    assert len(set(m.iterations_)) == 1 and m.iterations_[0] < QUICK["max_rounds"]
     Xn = X.to_numpy(np.float32)
     single = [np.clip(np.asarray(b.predict(Xn)), 1e-6, 1 - 1e-6) for b in m.boosters_]
     z = np.mean([np.log(q / (1 - q)) for q in single], axis=0)

@@ -4,9 +4,9 @@ Patient-level splits only: a stratified 20 % of patients (by whether they ever c
 sepsis label) is the test split, never used for fitting, thresholds or choices; the other 80 %
 are the development set, cross-validated in 5 stratified folds. In every fold (and for the final
 model on the whole development set) :class:`RiskModel` cross-fits over its *training* patients
-in inner folds: their out-of-fold scores serve early stopping, recalibration and the operating
-threshold. The baselines (qSOFA, SIRS, NEWS2) are scored on the same rows, with their alert
-cut-off chosen on the training rows.
+in inner folds: their out-of-fold scores choose the number of rounds, the recalibration and the
+operating threshold. The baselines (qSOFA, SIRS, NEWS2) are scored on the same rows, with their
+alert cut-off chosen on the training rows.
 
 Feature sets: ``raw`` (vitals, labs, their ages and counts, windows, clinical scores,
 demographics) and ``hybrid`` (raw plus the twin's estimates, :mod:`vitaltwin.risk._twin_features`).
