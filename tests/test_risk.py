@@ -22,6 +22,7 @@ from vitaltwin.risk import (
     CohortError,
     Registry,
     RegistryError,
+    RetrainingPolicy,
     RiskModel,
     RiskModelError,
     build_cohort,
@@ -358,10 +359,19 @@ def test_monitoring_policy(cohort: Cohort) -> None:
     # fitted on half the patients, monitored on the other half in two windows
     fit = np.isin(pid, np.unique(pid)[::2])
     m = RiskModel(**QUICK).fit(X[fit], y[fit], pid[fit])
-    X, y = X[~fit], y[~fit]
+    X, y, pid = X[~fit], y[~fit], pid[~fit]
     window = np.arange(len(X)) * 2 // len(X)
-    ok = monitor(m, X, y, window, reference_auroc=m.validation_auroc_)
+    ok = monitor(m, X, y, window, pid, reference_auroc=m.validation_auroc_)
     assert ok.decision == "ok", ok.to_dict()
+    for w in ok.windows:
+        assert w.auroc_ci95[0] < w.auroc < w.auroc_ci95[1]
+        assert w.slope_ci95[0] < w.calibration_slope < w.slope_ci95[1]
+    # a point estimate past the limit whose interval still reaches it: investigate, not retrain
+    first = window == 0
+    just_past = ok.windows[0].auroc + RetrainingPolicy().max_auroc_drop + 1e-6
+    unsure = monitor(m, X[first], y[first], window[first], pid[first], just_past)
+    assert unsure.decision == "investigate", unsure.to_dict()
+    assert unsure.windows[0].actions[0].startswith("investigate: AUROC")
     assert psi(np.array([0.5, 0.5]), np.array([0.5, 0.5])) == 0.0
     # a shifted population and outcomes the model no longer predicts
     shifted = X.copy()
@@ -369,7 +379,7 @@ def test_monitoring_policy(cohort: Cohort) -> None:
         if c.startswith(("HR", "Temp", "MAP", "Resp")):
             shifted[c] = shifted[c] + 3 * shifted[c].std()
     flipped = np.where(y >= 0, 1 - y, y)
-    bad = monitor(m, shifted, flipped, window, reference_auroc=m.validation_auroc_)
+    bad = monitor(m, shifted, flipped, window, pid, reference_auroc=m.validation_auroc_)
     assert bad.decision == "retrain"
     assert any("PSI" in a for w in bad.windows for a in w.actions)
     allowed, why = may_promote(bad, ok)

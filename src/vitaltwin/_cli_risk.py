@@ -279,17 +279,19 @@ def risk_monitor(
         int
     )
     ref = reg.metrics(scorer.name, scorer.version).get("cv_auroc", scorer.model.validation_auroc_)
-    rep = monitor(scorer.model, X, y, window, ref, scorer.version)
+    pid = cohort.grid["patient_id"].to_numpy()
+    rep = monitor(scorer.model, X, y, window, pid, ref, scorer.version)
     tab = Table(title=f"{scorer.name} v{scorer.version}: monitoring by window")
-    for c in ("window", "hours", "positives", "AUROC", "cal. slope", "drifted features", "actions"):
+    cols = ("window", "hours", "positives", "AUROC (95% CI)", "cal. slope (95% CI)")
+    for c in (*cols, "drifted features", "actions"):
         tab.add_column(c)
     for w in rep.windows:
         tab.add_row(
             w.window,
             str(w.rows),
             str(w.positives),
-            f"{w.auroc:.3f}",
-            f"{w.calibration_slope:.2f}",
+            f"{w.auroc:.3f} ({w.auroc_ci95[0]:.3f}-{w.auroc_ci95[1]:.3f})",
+            f"{w.calibration_slope:.2f} ({w.slope_ci95[0]:.2f}-{w.slope_ci95[1]:.2f})",
             str(len(w.drifted_features)),
             "; ".join(w.actions + w.notes) or "-",
         )

@@ -7,11 +7,18 @@ bin for missing values): ``PSI = sum (a - e) ln(a / e)`` with ``e`` the training
 thesis, Western Michigan University, 2018: PSI < 0.1 no shift, 0.1-0.25 moderate, > 0.25 major).
 
 Retraining policy (:class:`RetrainingPolicy`, enforced by :func:`monitor`, written out in the
-README): a window with at least ``min_positive`` positive hours triggers *retrain* when its
-AUROC falls more than ``max_auroc_drop`` below the model's development AUROC or its calibration
-slope leaves ``slope_range``; *investigate* when more than ``max_drifted_features`` features
-have PSI above ``psi_major``. A model flagged *retrain* cannot be promoted over a challenger
-that is not (:func:`may_promote`).
+README): in a window with at least ``min_positive`` positive hours, the AUROC and the
+calibration slope are estimated with 95 % percentile intervals from ``n_boot`` bootstrap
+resamples of the window's *patients* (hours of one stay are not independent). A *breach* is an
+AUROC more than ``max_auroc_drop`` below the model's development AUROC or a calibration slope
+outside ``slope_range``. It triggers *retrain* when the whole interval lies beyond the limit (the
+window shows the model has degraded), and *investigate* when only the point estimate does (the
+window cannot tell a degraded model from sampling noise; a few dozen septic stays estimate a
+slope poorly, and Riley RD et al., "Minimum sample size for external validation of a clinical
+prediction model with a binary outcome", Stat Med 40:4230-4251, 2021, ask for a slope's
+interval no wider than 0.2). More than ``max_drifted_features`` features with PSI above
+``psi_major`` trigger *investigate*. A model flagged *retrain* cannot be promoted over a
+challenger that is not (:func:`may_promote`).
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ class RetrainingPolicy:
     psi_major: float = 0.25
     max_drifted_features: int = 10
     min_positive: int = 50
+    n_boot: int = 200
+    seed: int = 0
 
 
 @dataclass
@@ -54,8 +63,38 @@ class WindowReport:
     calibration_slope: float
     calibration_intercept: float
     drifted_features: list[str]
+    auroc_ci95: tuple[float, float] = (float("nan"), float("nan"))
+    slope_ci95: tuple[float, float] = (float("nan"), float("nan"))
     actions: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+
+def _patient_bootstrap(
+    patient: npt.NDArray[Any],
+    y: npt.NDArray[np.int64],
+    p: npt.NDArray[np.float64],
+    n_boot: int,
+    seed: int,
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """95 % percentile intervals of the AUROC and the calibration slope, resampling patients."""
+    codes, _ = pd.factorize(patient)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(codes))])
+    rows_of = [order[bounds[i] : bounds[i + 1]] for i in range(bounds.size - 1)]
+    rng = np.random.default_rng(seed)
+    aurocs, slopes = [], []
+    for _ in range(n_boot):
+        idx = np.concatenate([rows_of[i] for i in rng.integers(0, len(rows_of), len(rows_of))])
+        yb, pb = y[idx], p[idx]
+        if 0 < yb.sum() < yb.size:
+            aurocs.append(roc_auc_score(yb, pb))
+            slopes.append(calibration(yb, pb)[1])
+    if not aurocs:
+        nan = (float("nan"), float("nan"))
+        return nan, nan
+    a_lo, a_hi = np.percentile(aurocs, [2.5, 97.5])
+    s_lo, s_hi = np.percentile(slopes, [2.5, 97.5])
+    return (float(a_lo), float(a_hi)), (float(s_lo), float(s_hi))
 
 
 @dataclass
@@ -86,11 +125,13 @@ def monitor(
     features: pd.DataFrame,
     y: npt.NDArray[np.int64],
     window: npt.NDArray[Any],
+    patient: npt.NDArray[Any],
     reference_auroc: float,
     model_version: str = "",
     policy: RetrainingPolicy = RetrainingPolicy(),
 ) -> MonitoringReport:
-    """Apply ``policy`` to each time window (``window``: a label per row, in time order)."""
+    """Apply ``policy`` to each time window (``window``: a label per row, in time order;
+    ``patient``: the stay of each row, the unit of the bootstrap)."""
     p = model.predict_proba(features)
     ref = model.reference_
     labels = list(dict.fromkeys(window.tolist()))
@@ -101,9 +142,9 @@ def monitor(
         for c, edges in ref.bins.items():
             frac = bin_fractions(features.loc[sel, c].to_numpy(np.float64), np.asarray(edges))
             psi_table.loc[c, str(w)] = psi(np.asarray(ref.fractions[c]), frac)
-        yy, pp = y[sel], p[sel]
+        yy, pp, pt = y[sel], p[sel], patient[sel]
         ok = yy >= 0
-        yy, pp = yy[ok], pp[ok]
+        yy, pp, pt = yy[ok], pp[ok], pt[ok]
         pos = int(yy.sum())
         drifted = psi_table.index[psi_table[str(w)] > policy.psi_major].tolist()
         r = WindowReport(
@@ -112,15 +153,25 @@ def monitor(
         if pos >= policy.min_positive and pos < yy.size:
             r.auroc = float(roc_auc_score(yy, pp))
             r.calibration_intercept, r.calibration_slope = calibration(yy, pp)
-            if reference_auroc - r.auroc > policy.max_auroc_drop:
+            r.auroc_ci95, r.slope_ci95 = _patient_bootstrap(pt, yy, pp, policy.n_boot, policy.seed)
+            drop = reference_auroc - r.auroc
+            if drop > policy.max_auroc_drop:
+                # the interval's upper end still too low: degraded beyond sampling noise
+                sure = reference_auroc - r.auroc_ci95[1] > policy.max_auroc_drop
                 r.actions.append(
-                    f"retrain: AUROC {r.auroc:.3f} is {reference_auroc - r.auroc:.3f} below "
+                    f"{'retrain' if sure else 'investigate'}: AUROC {r.auroc:.3f} "
+                    f"(95% CI {r.auroc_ci95[0]:.3f}-{r.auroc_ci95[1]:.3f}) is {drop:.3f} below "
                     f"the development {reference_auroc:.3f} (limit {policy.max_auroc_drop})"
+                    + ("" if sure else "; the interval reaches the limit")
                 )
             lo, hi = policy.slope_range
             if not lo <= r.calibration_slope <= hi:
+                s_lo, s_hi = r.slope_ci95
+                sure = s_hi < lo or s_lo > hi
                 r.actions.append(
-                    f"retrain: calibration slope {r.calibration_slope:.2f} outside [{lo}, {hi}]"
+                    f"{'retrain' if sure else 'investigate'}: calibration slope "
+                    f"{r.calibration_slope:.2f} (95% CI {s_lo:.2f}-{s_hi:.2f}) outside "
+                    f"[{lo}, {hi}]" + ("" if sure else "; the interval reaches the range")
                 )
         else:
             r.notes.append(
