@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -381,6 +382,23 @@ def test_monitoring_policy(cohort: Cohort) -> None:
     flipped = np.where(y >= 0, 1 - y, y)
     bad = monitor(m, shifted, flipped, window, pid, reference_auroc=m.validation_auroc_)
     assert bad.decision == "retrain"
+    assert all(w.actions[0].startswith("retrain: AUROC") for w in bad.windows), bad.to_dict()
+
+    class Overconfident(RiskModel):
+        """The fitted model with its logits tripled: calibration slope about 1/3."""
+
+        def predict_proba(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
+            q = np.clip(m.predict_proba(X), 1e-9, 1 - 1e-9)
+            out: npt.NDArray[np.float64] = 1 / (1 + (q / (1 - q)) ** -3)
+            return out
+
+    sharp = Overconfident()
+    sharp.__dict__.update(m.__dict__)
+    over = monitor(sharp, X, y, window, pid, reference_auroc=m.validation_auroc_)
+    assert over.decision == "retrain", over.to_dict()
+    for w in over.windows:
+        assert w.slope_ci95[1] < 0.8
+        assert any(a.startswith("retrain: calibration slope") for a in w.actions)
     assert any("PSI" in a for w in bad.windows for a in w.actions)
     allowed, why = may_promote(bad, ok)
     assert allowed, why

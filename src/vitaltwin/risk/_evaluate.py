@@ -210,34 +210,48 @@ def evaluate(
         out["utility"] = float((tot[0] - tot[1]) / (tot[2] - tot[1]))
         out["median_lead_time_h"], out["detected_before_onset"] = _lead_times(rows)
         out.update(auroc_by_negatives(rows))
-    out["ci95"] = _bootstrap(rows, parts, n_boot, seed)
+    out["ci95"] = patient_bootstrap(rows.patient, y, p, a, n_boot, seed, parts=parts)
     return out
 
 
-def _bootstrap(
-    rows: Rows, parts: FloatArray | None, n_boot: int, seed: int
+def patient_bootstrap(
+    patient: npt.NDArray[Any],
+    y: npt.NDArray[np.int64],
+    score: FloatArray,
+    alert: npt.NDArray[np.bool_],
+    n_boot: int,
+    seed: int,
+    parts: FloatArray | None = None,
+    slope: bool = False,
 ) -> dict[str, list[float]]:
-    """95 % percentile intervals resampling patients with replacement."""
+    """95 % percentile intervals of the AUROC, AUPRC and sensitivity at ``alert``, resampling
+    patients (each one's rows contiguous) with replacement; with the Challenge utility from the
+    per-patient ``parts`` of :func:`patient_utilities`, and the calibration slope with
+    ``slope``."""
     if n_boot <= 0:
         return {}
     rng = np.random.default_rng(seed)
-    starts, lengths = patient_blocks(rows.patient)
+    starts, lengths = patient_blocks(patient)
     k = starts.size
     stats: dict[str, list[float]] = {"auroc": [], "auprc": [], "sensitivity": []}
     if parts is not None:
         stats["utility"] = []
+    if slope:
+        stats["calibration_slope"] = []
     for _ in range(n_boot):
         pick = rng.integers(0, k, k)
         idx = np.concatenate([np.arange(starts[i], starts[i] + lengths[i]) for i in pick])
-        y, p, a = rows.y[idx], rows.score[idx], rows.alert[idx]
-        if y.min() == y.max():
+        yb, pb, ab = y[idx], score[idx], alert[idx]
+        if yb.min() == yb.max():
             continue
-        stats["auroc"].append(float(roc_auc_score(y, p)))
-        stats["auprc"].append(float(average_precision_score(y, p)))
-        stats["sensitivity"].append(float(np.mean(a[y == 1])))
+        stats["auroc"].append(float(roc_auc_score(yb, pb)))
+        stats["auprc"].append(float(average_precision_score(yb, pb)))
+        stats["sensitivity"].append(float(np.mean(ab[yb == 1])))
         if parts is not None:
             t = parts[pick].sum(axis=0)
             stats["utility"].append(float((t[0] - t[1]) / (t[2] - t[1])))
+        if slope:
+            stats["calibration_slope"].append(calibration(yb, pb)[1])
     return {
         m: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
         for m, v in stats.items()
@@ -252,5 +266,6 @@ __all__ = [
     "discrimination",
     "evaluate",
     "net_benefit",
+    "patient_bootstrap",
     "recalibration",
 ]

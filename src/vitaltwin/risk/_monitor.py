@@ -31,7 +31,7 @@ import numpy.typing as npt
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from vitaltwin.risk._evaluate import calibration
+from vitaltwin.risk._evaluate import calibration, patient_bootstrap
 from vitaltwin.risk._model import RiskModel, bin_fractions
 
 PSI_FLOOR = 1e-4  # fractions are floored so an empty bin does not make PSI infinite
@@ -69,34 +69,6 @@ class WindowReport:
     notes: list[str] = field(default_factory=list)
 
 
-def _patient_bootstrap(
-    patient: npt.NDArray[Any],
-    y: npt.NDArray[np.int64],
-    p: npt.NDArray[np.float64],
-    n_boot: int,
-    seed: int,
-) -> tuple[tuple[float, float], tuple[float, float]]:
-    """95 % percentile intervals of the AUROC and the calibration slope, resampling patients."""
-    codes, _ = pd.factorize(patient)
-    order = np.argsort(codes, kind="stable")
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(codes))])
-    rows_of = [order[bounds[i] : bounds[i + 1]] for i in range(bounds.size - 1)]
-    rng = np.random.default_rng(seed)
-    aurocs, slopes = [], []
-    for _ in range(n_boot):
-        idx = np.concatenate([rows_of[i] for i in rng.integers(0, len(rows_of), len(rows_of))])
-        yb, pb = y[idx], p[idx]
-        if 0 < yb.sum() < yb.size:
-            aurocs.append(roc_auc_score(yb, pb))
-            slopes.append(calibration(yb, pb)[1])
-    if not aurocs:
-        nan = (float("nan"), float("nan"))
-        return nan, nan
-    a_lo, a_hi = np.percentile(aurocs, [2.5, 97.5])
-    s_lo, s_hi = np.percentile(slopes, [2.5, 97.5])
-    return (float(a_lo), float(a_hi)), (float(s_lo), float(s_hi))
-
-
 @dataclass
 class MonitoringReport:
     model_version: str
@@ -131,7 +103,8 @@ def monitor(
     policy: RetrainingPolicy = RetrainingPolicy(),
 ) -> MonitoringReport:
     """Apply ``policy`` to each time window (``window``: a label per row, in time order;
-    ``patient``: the stay of each row, the unit of the bootstrap)."""
+    ``patient``: the stay of each row, each stay's rows contiguous, the unit of the
+    bootstrap)."""
     p = model.predict_proba(features)
     ref = model.reference_
     labels = list(dict.fromkeys(window.tolist()))
@@ -153,7 +126,12 @@ def monitor(
         if pos >= policy.min_positive and pos < yy.size:
             r.auroc = float(roc_auc_score(yy, pp))
             r.calibration_intercept, r.calibration_slope = calibration(yy, pp)
-            r.auroc_ci95, r.slope_ci95 = _patient_bootstrap(pt, yy, pp, policy.n_boot, policy.seed)
+            ci = patient_bootstrap(
+                pt, yy, pp, pp >= model.threshold_, policy.n_boot, policy.seed, slope=True
+            )
+            none = [float("nan")] * 2  # no resample held both classes
+            (a_lo, a_hi), (s_lo, s_hi) = ci.get("auroc", none), ci.get("calibration_slope", none)
+            r.auroc_ci95, r.slope_ci95 = (a_lo, a_hi), (s_lo, s_hi)
             drop = reference_auroc - r.auroc
             if drop > policy.max_auroc_drop:
                 # the interval's upper end still too low: degraded beyond sampling noise
@@ -166,7 +144,6 @@ def monitor(
                 )
             lo, hi = policy.slope_range
             if not lo <= r.calibration_slope <= hi:
-                s_lo, s_hi = r.slope_ci95
                 sure = s_hi < lo or s_lo > hi
                 r.actions.append(
                     f"{'retrain' if sure else 'investigate'}: calibration slope "
