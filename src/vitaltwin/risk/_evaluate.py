@@ -10,6 +10,7 @@ patient are not independent).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,6 +168,15 @@ def auroc_by_negatives(rows: Rows) -> dict[str, float]:
     return out
 
 
+def _normalized(total: FloatArray) -> float:
+    """Normalized utility from summed (model, never-predict, ideal) utilities."""
+    return float((total[0] - total[1]) / (total[2] - total[1]))
+
+
+Statistic = Callable[[npt.NDArray[np.int64], npt.NDArray[np.int64]], float]
+"""A figure of resampled rows: from the row indices and the picked patients' indices."""
+
+
 def evaluate(
     rows: Rows,
     *,
@@ -203,58 +213,47 @@ def evaluate(
             "net_benefit": nb.tolist(),
             "treat_all": nb_all.tolist(),
         }
-    parts = None
+    stats: dict[str, Statistic] = {
+        "auroc": lambda i, _: roc_auc_score(y[i], p[i]),
+        "auprc": lambda i, _: average_precision_score(y[i], p[i]),
+        "sensitivity": lambda i, _: np.mean(a[i][y[i] == 1]),
+    }
     if sepsis:
+        # per patient: model, never-predict and ideal utilities (additive over patients)
         parts = patient_utilities(rows.patient, rows.y, rows.alert.astype(np.int8))
-        tot = parts.sum(axis=0)
-        out["utility"] = float((tot[0] - tot[1]) / (tot[2] - tot[1]))
+        out["utility"] = _normalized(parts.sum(axis=0))
+        stats["utility"] = lambda _, pick: _normalized(parts[pick].sum(axis=0))
         out["median_lead_time_h"], out["detected_before_onset"] = _lead_times(rows)
         out.update(auroc_by_negatives(rows))
-    out["ci95"] = patient_bootstrap(rows.patient, y, p, a, n_boot, seed, parts=parts)
+    out["ci95"] = patient_bootstrap(rows.patient, y, stats, n_boot, seed)
     return out
 
 
 def patient_bootstrap(
     patient: npt.NDArray[Any],
     y: npt.NDArray[np.int64],
-    score: FloatArray,
-    alert: npt.NDArray[np.bool_],
+    statistics: Mapping[str, Statistic],
     n_boot: int,
     seed: int,
-    parts: FloatArray | None = None,
-    slope: bool = False,
 ) -> dict[str, list[float]]:
-    """95 % percentile intervals of the AUROC, AUPRC and sensitivity at ``alert``, resampling
-    patients (each one's rows contiguous) with replacement; with the Challenge utility from the
-    per-patient ``parts`` of :func:`patient_utilities`, and the calibration slope with
-    ``slope``."""
+    """95 % percentile intervals of ``statistics`` over ``n_boot`` resamples of the patients
+    (each one's rows contiguous) with replacement; resamples holding one class are skipped."""
     if n_boot <= 0:
         return {}
     rng = np.random.default_rng(seed)
     starts, lengths = patient_blocks(patient)
     k = starts.size
-    stats: dict[str, list[float]] = {"auroc": [], "auprc": [], "sensitivity": []}
-    if parts is not None:
-        stats["utility"] = []
-    if slope:
-        stats["calibration_slope"] = []
+    values: dict[str, list[float]] = {m: [] for m in statistics}
     for _ in range(n_boot):
         pick = rng.integers(0, k, k)
         idx = np.concatenate([np.arange(starts[i], starts[i] + lengths[i]) for i in pick])
-        yb, pb, ab = y[idx], score[idx], alert[idx]
-        if yb.min() == yb.max():
+        if y[idx].min() == y[idx].max():
             continue
-        stats["auroc"].append(float(roc_auc_score(yb, pb)))
-        stats["auprc"].append(float(average_precision_score(yb, pb)))
-        stats["sensitivity"].append(float(np.mean(ab[yb == 1])))
-        if parts is not None:
-            t = parts[pick].sum(axis=0)
-            stats["utility"].append(float((t[0] - t[1]) / (t[2] - t[1])))
-        if slope:
-            stats["calibration_slope"].append(calibration(yb, pb)[1])
+        for m, f in statistics.items():
+            values[m].append(float(f(idx, pick)))
     return {
         m: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
-        for m, v in stats.items()
+        for m, v in values.items()
         if v
     }
 

@@ -92,6 +92,59 @@ class MonitoringReport:
         }
 
 
+def _action(sure: bool, breach: str) -> str:
+    """The policy's action on a breach: retrain when its whole interval is past the limit."""
+    if sure:
+        return f"retrain: {breach}"
+    return f"investigate: {breach}; the interval reaches the limit"
+
+
+def _judge(
+    r: WindowReport,
+    y: npt.NDArray[np.int64],
+    p: npt.NDArray[np.float64],
+    patient: npt.NDArray[Any],
+    reference_auroc: float,
+    policy: RetrainingPolicy,
+) -> None:
+    """Performance and calibration of one window, with their intervals and the actions."""
+    r.auroc = float(roc_auc_score(y, p))
+    r.calibration_intercept, r.calibration_slope = calibration(y, p)
+    ci = patient_bootstrap(
+        patient,
+        y,
+        {
+            "auroc": lambda i, _: roc_auc_score(y[i], p[i]),
+            "slope": lambda i, _: calibration(y[i], p[i])[1],
+        },
+        policy.n_boot,
+        policy.seed,
+    )
+    nan = float("nan")  # no resample held both classes
+    a_lo, a_hi = ci.get("auroc", [nan, nan])
+    s_lo, s_hi = ci.get("slope", [nan, nan])
+    r.auroc_ci95, r.slope_ci95 = (a_lo, a_hi), (s_lo, s_hi)
+    drop = reference_auroc - r.auroc
+    if drop > policy.max_auroc_drop:
+        r.actions.append(
+            _action(
+                # the interval's upper end still too low: degraded beyond sampling noise
+                reference_auroc - a_hi > policy.max_auroc_drop,
+                f"AUROC {r.auroc:.3f} (95% CI {a_lo:.3f}-{a_hi:.3f}) is {drop:.3f} below the "
+                f"development {reference_auroc:.3f} (limit {policy.max_auroc_drop})",
+            )
+        )
+    lo, hi = policy.slope_range
+    if not lo <= r.calibration_slope <= hi:
+        r.actions.append(
+            _action(
+                s_hi < lo or s_lo > hi,
+                f"calibration slope {r.calibration_slope:.2f} (95% CI {s_lo:.2f}-{s_hi:.2f}) "
+                f"outside [{lo}, {hi}]",
+            )
+        )
+
+
 def monitor(
     model: RiskModel,
     features: pd.DataFrame,
@@ -124,32 +177,7 @@ def monitor(
             str(w), int(yy.size), pos, float("nan"), float("nan"), float("nan"), drifted
         )
         if pos >= policy.min_positive and pos < yy.size:
-            r.auroc = float(roc_auc_score(yy, pp))
-            r.calibration_intercept, r.calibration_slope = calibration(yy, pp)
-            ci = patient_bootstrap(
-                pt, yy, pp, pp >= model.threshold_, policy.n_boot, policy.seed, slope=True
-            )
-            none = [float("nan")] * 2  # no resample held both classes
-            (a_lo, a_hi), (s_lo, s_hi) = ci.get("auroc", none), ci.get("calibration_slope", none)
-            r.auroc_ci95, r.slope_ci95 = (a_lo, a_hi), (s_lo, s_hi)
-            drop = reference_auroc - r.auroc
-            if drop > policy.max_auroc_drop:
-                # the interval's upper end still too low: degraded beyond sampling noise
-                sure = reference_auroc - r.auroc_ci95[1] > policy.max_auroc_drop
-                r.actions.append(
-                    f"{'retrain' if sure else 'investigate'}: AUROC {r.auroc:.3f} "
-                    f"(95% CI {r.auroc_ci95[0]:.3f}-{r.auroc_ci95[1]:.3f}) is {drop:.3f} below "
-                    f"the development {reference_auroc:.3f} (limit {policy.max_auroc_drop})"
-                    + ("" if sure else "; the interval reaches the limit")
-                )
-            lo, hi = policy.slope_range
-            if not lo <= r.calibration_slope <= hi:
-                sure = s_hi < lo or s_lo > hi
-                r.actions.append(
-                    f"{'retrain' if sure else 'investigate'}: calibration slope "
-                    f"{r.calibration_slope:.2f} (95% CI {s_lo:.2f}-{s_hi:.2f}) outside "
-                    f"[{lo}, {hi}]" + ("" if sure else "; the interval reaches the range")
-                )
+            _judge(r, yy, pp, pt, reference_auroc, policy)
         else:
             r.notes.append(
                 f"{pos} positive hours (< {policy.min_positive}): performance not judged"
