@@ -257,6 +257,72 @@ def test_risk_model_cross_fits_an_ensemble(cohort: Cohort) -> None:
         RiskModel(**QUICK).fit(X[few], y[few], pid[few])
 
 
+def test_residual_stage_boosts_from_the_first_stage(cohort: Cohort, tmp_path: Path) -> None:
+    X = raw_features(cohort)
+    y = cohort.grid["sepsis"].to_numpy()
+    pid = cohort.grid["patient_id"].to_numpy()
+    # a weak first stage (temperature and demographics) and heart rate in the second
+    keep = [c for c in X.columns if c.startswith("Temp")] + ["age_years", "male", "iculos_h"]
+    X = X[keep + [c for c in X.columns if c.startswith("HR")]]
+    hr = [c for c in X.columns if c.startswith("HR")]
+    base = X.drop(columns=hr)
+    one = RiskModel(**QUICK).fit(base, y, pid)
+    two = RiskModel(**QUICK, residual_features=tuple(hr)).fit(X, y, pid)
+    # the first stage is the single-stage model on the other features, booster for booster
+    assert two.iterations_ == one.iterations_
+    assert two.feature_names_ == [*base.columns, *hr]
+    Xb = base.to_numpy(np.float32)
+    for b1, b2 in zip(one.boosters_, two.boosters_, strict=True):
+        np.testing.assert_array_equal(b1.predict(Xb), b2.predict(Xb))
+    # heart rate carries signal the rest does not: the second stage finds it out of fold
+    assert len(two.residual_boosters_) == QUICK.get("inner_folds", 5)
+    assert 1 - two.validation_auroc_ < 0.7 * (1 - one.validation_auroc_)
+    # the score: first-stage mean logit, recalibrated, plus the mean second-stage increment
+    q = np.clip(np.asarray([b.predict(Xb) for b in two.boosters_], np.float64), 1e-6, 1 - 1e-6)
+    z1 = np.mean(np.log(q / (1 - q)), axis=0)
+    a1, b1_ = two.base_recalibration_
+    inc = np.mean([b.predict(X[hr].to_numpy(np.float32), raw_score=True)
+                   for b in two.residual_boosters_], axis=0)  # fmt: skip
+    a, b = two.recalibration_
+    z = a + b * (a1 + b1_ * z1 + inc)
+    np.testing.assert_allclose(two.predict_proba(X), 1 / (1 + np.exp(-z)), rtol=1e-6)
+    back = RiskModel.load(two.save(tmp_path / "two"))
+    np.testing.assert_array_equal(back.predict_proba(X), two.predict_proba(X))
+    assert back.residual_iterations_ == two.residual_iterations_
+    assert set(two.importance().index) == set(X.columns)
+    # noise in the second stage: it stops early and changes little
+    noisy = base.assign(noise=np.random.default_rng(1).normal(size=len(base)))
+    three = RiskModel(**QUICK, residual_features=("noise",)).fit(noisy, y, pid)
+    assert abs(three.validation_auroc_ - one.validation_auroc_) < 0.005
+    with pytest.raises(RiskModelError, match="residual features missing"):
+        RiskModel(**QUICK, residual_features=("nope",)).fit(X, y, pid)
+
+
+def test_study_fits_the_hybrid_as_a_second_stage(cohort: Cohort) -> None:
+    from vitaltwin.risk import RiskStudyConfig, run_study
+
+    rng = np.random.default_rng(2)
+    # stand-ins for the twin's estimates: one informative (a noisy copy of the charted heart
+    # rate), one pure noise
+    hr = raw_features(cohort)["HR"].to_numpy()
+    twin = pd.DataFrame(
+        {"twin_hr": hr + rng.normal(0, 2, hr.size), "twin_noise": rng.normal(size=hr.size)},
+        index=cohort.grid.index,
+    )
+    cfg = RiskStudyConfig(
+        folds=2, n_boot=5, tasks=("sepsis",), missing_fractions=(), model_params=QUICK
+    )
+    study = run_study(cohort, cfg, twin)
+    raw, hybrid = study.models[("sepsis", "raw")], study.models[("sepsis", "hybrid")]
+    assert hybrid.residual_features == ("twin_hr", "twin_noise")
+    assert hybrid.iterations_ == raw.iterations_ and raw.residual_boosters_ == []
+    test = study.results["sepsis"]["test"]
+    assert test["hybrid"]["residual_iterations"] == hybrid.residual_iterations_
+    assert len(test["hybrid"]["residual_iterations"]) == 5
+    assert test["raw"]["residual_iterations"] == []
+    assert study.cohort_summary["features"]["hybrid"][-2:] == ["twin_hr", "twin_noise"]
+
+
 def test_model_params_from_the_command_line() -> None:
     assert RiskModel.parse_params(["num_leaves=7", " learning_rate = 0.02"]) == {
         "num_leaves": 7,

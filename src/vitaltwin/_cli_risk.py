@@ -90,6 +90,7 @@ def validate_risk(
         run_study,
         write_report,
     )
+    from vitaltwin.risk._study import champion_feature_set, criterion
 
     if folds < 2 or not 0 < test_fraction < 0.9:
         err_console.print("[red]need --folds >= 2 and 0 < --test-fraction < 0.9")
@@ -126,12 +127,8 @@ def validate_risk(
         reg = Registry(registry)
         for task in cfg.tasks:
             cv = study.results[task]["cv"]
-            key = "utility" if task == "sepsis" else "auroc"
-            fs = (
-                "hybrid"
-                if "hybrid" in cv and cv["hybrid"]["pooled"][key] >= cv["raw"]["pooled"][key]
-                else "raw"
-            )
+            key = criterion(task)
+            fs = champion_feature_set(study, task)
             test = study.results[task]["test"][fs]
             metrics = {
                 f"cv_{key}": cv[fs]["pooled"][key],

@@ -49,6 +49,7 @@ import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 
 from vitaltwin.risk._cohort import VARIABLE_NAMES, Cohort
@@ -58,7 +59,7 @@ from vitaltwin.risk._utility import normalized_utility, patient_blocks, patient_
 
 Task = Literal["sepsis", "deterioration"]
 TASKS: tuple[Task, ...] = ("sepsis", "deterioration")
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: second-stage (residual) boosters
 RANGE_FEATURES = (*VARIABLE_NAMES, "age_years")
 """Features whose training range defines "low confidence": a row outside it is extrapolation."""
 
@@ -237,6 +238,7 @@ class RiskModel:
         max_bin: int = 63,
         random_state: int = 0,
         threshold_bootstrap: int = 200,
+        residual_features: tuple[str, ...] = (),
     ) -> None:
         self.task = task
         self.learning_rate = learning_rate
@@ -251,6 +253,7 @@ class RiskModel:
         self.max_bin = max_bin
         self.random_state = random_state
         self.threshold_bootstrap = threshold_bootstrap
+        self.residual_features = tuple(residual_features)
 
     def get_params(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if not k.endswith("_")}
@@ -258,11 +261,12 @@ class RiskModel:
     @classmethod
     def parse_params(cls, items: list[str]) -> dict[str, Any]:
         """Hyperparameters from ``NAME=VALUE`` strings (the command line's ``--param``), each
-        value converted to the type of that hyperparameter's default; ``task`` is not one (the
-        study sets it). Unknown names and values of the wrong type raise :class:`RiskModelError`
-        naming the entry."""
+        value converted to the type of that hyperparameter's default; ``task`` and
+        ``residual_features`` are not ones (the study sets them). Unknown names and values of
+        the wrong type raise :class:`RiskModelError` naming the entry."""
         defaults = cls().get_params()
         defaults.pop("task")
+        defaults.pop("residual_features")
         out: dict[str, Any] = {}
         for item in items:
             name, sep, text = item.partition("=")
@@ -327,18 +331,54 @@ class RiskModel:
         # patients dealt round-robin in a random order: inner fold of each (sorted) patient
         fold_of = np.empty(patients.size, np.int64)
         fold_of[rng.permutation(patients.size)] = np.arange(patients.size) % self.inner_folds
-        Xn = X.to_numpy(dtype=np.float32)[keep]
         yk, pk = yy[keep], pid[keep]
         inner = fold_of[np.searchsorted(patients, pk)]
         splits = [
             (np.flatnonzero(inner != j), np.flatnonzero(inner == j))
             for j in range(self.inner_folds)
         ]
-        # all folds boosted together and stopped on their *mean* validation AUROC (one round
-        # count for every member, read off the cross-validation curve)
+        missing = [c for c in self.residual_features if c not in X.columns]
+        if missing:
+            raise RiskModelError(f"residual features missing from X: {missing[:10]}")
+        base = [str(c) for c in X.columns if c not in set(self.residual_features)]
+        if not base:
+            raise RiskModelError("every feature is a residual feature: the first stage has none")
+        self.boosters_, oof = self._cross_fit(X[base].to_numpy(np.float32)[keep], yk, splits)
+        logit_oof = _logit(oof)
+        self.base_recalibration_ = (0.0, 1.0)
+        self.residual_boosters_: list[lgb.Booster] = []
+        if self.residual_features:
+            # the second stage boosts from the first stage's recalibrated out-of-fold logit
+            self.base_recalibration_ = recalibration(yk, oof)
+            init = self._recalibrated_logit(self.base_recalibration_, logit_oof)
+            Xr = X[list(self.residual_features)].to_numpy(np.float32)[keep]
+            self.residual_boosters_, increment = self._cross_fit(Xr, yk, splits, init=init)
+            logit_oof = init + increment
+        self.feature_names_ = [*base, *self.residual_features]
+        self.recalibration_ = recalibration(yk, expit(logit_oof))
+        p_oof = self._recalibrate(logit_oof)
+        self.validation_auroc_ = float(roc_auc_score(yk, p_oof))
+        self.threshold_, self.threshold_criterion_ = best_threshold(
+            self.task, pk, yk, p_oof, n_boot=self.threshold_bootstrap, seed=self.random_state
+        )
+        self.reference_ = FeatureReference.from_data(X[keep])
+        return self
+
+    def _cross_fit(
+        self,
+        Xn: npt.NDArray[np.float32],
+        y: npt.NDArray[np.int64],
+        splits: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]],
+        init: npt.NDArray[np.float64] | None = None,
+    ) -> tuple[list[lgb.Booster], npt.NDArray[np.float64]]:
+        """One booster per inner fold, grown together and cut at the round count with the best
+        *mean* validation AUROC, and every row's out-of-fold output: a probability, or with
+        ``init`` (a logit per row that boosting starts from) the boosters' raw-score increment
+        on top of it."""
+        data = lgb.Dataset(Xn, y, init_score=init, params={"max_bin": self.max_bin})
         cv = lgb.cv(
             self._lgb_params(),
-            lgb.Dataset(Xn, yk, params={"max_bin": self.max_bin}),
+            data,
             num_boost_round=self.max_rounds,
             folds=splits,
             stratified=False,
@@ -347,30 +387,31 @@ class RiskModel:
         )
         cvb = cast(lgb.CVBooster, cv["cvbooster"])  # there with return_cvbooster=True
         rounds = int(cvb.best_iteration)
-        oof = np.zeros(yk.size)
-        self.boosters_: list[lgb.Booster] = []
+        oof = np.zeros(y.size)
+        boosters: list[lgb.Booster] = []
         for booster, (_, va) in zip(cvb.boosters, splits, strict=True):
-            oof[va] = booster.predict(Xn[va], num_iteration=rounds)
+            oof[va] = booster.predict(Xn[va], num_iteration=rounds, raw_score=init is not None)
             # keep only the chosen rounds (the saved text holds those alone)
-            self.boosters_.append(
-                lgb.Booster(model_str=booster.model_to_string(num_iteration=rounds))
-            )
-        del cv, cvb
-        self.feature_names_ = list(map(str, X.columns))
-        self.recalibration_ = recalibration(yk, oof)
-        p_oof = self._recalibrate(_logit(oof))
-        self.validation_auroc_ = float(roc_auc_score(yk, p_oof))
-        self.threshold_, self.threshold_criterion_ = best_threshold(
-            self.task, pk, yk, p_oof, n_boot=self.threshold_bootstrap, seed=self.random_state
-        )
-        self.reference_ = FeatureReference.from_data(X[keep])
-        return self
+            boosters.append(lgb.Booster(model_str=booster.model_to_string(num_iteration=rounds)))
+        return boosters, oof
+
+    @staticmethod
+    def _recalibrated_logit(
+        ab: tuple[float, float], logit: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.float64]:
+        out: npt.NDArray[np.float64] = ab[0] + ab[1] * logit
+        return out
 
     @property
     def iterations_(self) -> list[int]:
         """The rounds each booster keeps (one count for all, chosen on the mean validation
         AUROC of the inner folds)."""
         return [int(b.current_iteration()) for b in self.boosters_]
+
+    @property
+    def residual_iterations_(self) -> list[int]:
+        """The rounds each second-stage booster keeps (empty without ``residual_features``)."""
+        return [int(b.current_iteration()) for b in self.residual_boosters_]
 
     def _check(self, X: pd.DataFrame) -> npt.NDArray[np.float32]:
         if not hasattr(self, "boosters_"):
@@ -382,17 +423,23 @@ class RiskModel:
 
     def _recalibrate(self, logit: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Recalibrated probabilities from boosted scores on the logit scale."""
-        a, b = self.recalibration_
-        out: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-(a + b * logit)))
+        out: npt.NDArray[np.float64] = expit(self._recalibrated_logit(self.recalibration_, logit))
         return out
 
     def predict_proba(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
         """Probability of the positive class for each row (recalibrated)."""
         Xn = self._check(X)
+        n_base = len(self.feature_names_) - len(self.residual_features)
         # the inner-fold boosters averaged on the logit scale (each one's probabilities are what
         # the recalibration was fitted to)
-        logits = [_logit(np.asarray(b.predict(Xn), dtype=np.float64)) for b in self.boosters_]
-        return self._recalibrate(np.mean(logits, axis=0))
+        logits = [_logit(np.asarray(b.predict(Xn[:, :n_base]), np.float64)) for b in self.boosters_]
+        logit = np.mean(logits, axis=0)
+        if self.residual_boosters_:
+            res = Xn[:, n_base:]
+            increments = [b.predict(res, raw_score=True) for b in self.residual_boosters_]
+            logit = self._recalibrated_logit(self.base_recalibration_, logit)
+            logit = logit + np.mean(np.asarray(increments, np.float64), axis=0)
+        return self._recalibrate(logit)
 
     def predict(self, X: pd.DataFrame) -> npt.NDArray[np.bool_]:
         """Alerts: probability at or above the operating threshold."""
@@ -408,8 +455,11 @@ class RiskModel:
         return flag
 
     def importance(self) -> pd.Series:
-        """Total gain of each feature, largest first."""
+        """Total gain of each feature (the second stage's after the first's), largest first."""
         gain = np.mean([b.feature_importance("gain") for b in self.boosters_], axis=0)
+        if self.residual_boosters_:
+            res = np.mean([b.feature_importance("gain") for b in self.residual_boosters_], axis=0)
+            gain = np.concatenate([gain, res])
         return pd.Series(gain, index=self.feature_names_).sort_values(ascending=False)
 
     # -- persistence: LightGBM's text format and JSON, no pickle --------------------------
@@ -418,11 +468,15 @@ class RiskModel:
         directory.mkdir(parents=True, exist_ok=True)
         for j, b in enumerate(self.boosters_):
             b.save_model(str(directory / f"booster_{j}.txt"))
+        for j, b in enumerate(self.residual_boosters_):
+            b.save_model(str(directory / f"residual_{j}.txt"))
         meta = {
             "format_version": FORMAT_VERSION,
             "params": self.get_params(),
             "feature_names": self.feature_names_,
             "iterations": self.iterations_,
+            "residual_iterations": self.residual_iterations_,
+            "base_recalibration": list(self.base_recalibration_),
             "threshold": self.threshold_,
             "recalibration": list(self.recalibration_),
             "threshold_criterion": self.threshold_criterion_,
@@ -448,6 +502,12 @@ class RiskModel:
             lgb.Booster(model_file=str(directory / f"booster_{j}.txt"))
             for j in range(len(meta["iterations"]))
         ]
+        m.residual_boosters_ = [
+            lgb.Booster(model_file=str(directory / f"residual_{j}.txt"))
+            for j in range(len(meta["residual_iterations"]))
+        ]
+        a, b = meta["base_recalibration"]
+        m.base_recalibration_ = (float(a), float(b))
         m.feature_names_ = list(meta["feature_names"])
         m.threshold_ = float(meta["threshold"])
         a, b = meta["recalibration"]

@@ -94,7 +94,10 @@ class Registry:
             self._experiment(name), tags={"task": model.task, **(tags or {})}
         )
         rid = run.info.run_id
-        for k, v in model.get_params().items():
+        params = model.get_params()
+        # the residual features are listed in the model's features.json; the count goes here
+        self.client.log_param(rid, "n_residual_features", len(params.pop("residual_features")))
+        for k, v in params.items():
             self.client.log_param(rid, k, v)
         self.client.log_param(rid, "data_sha256", data_sha256)
         self.client.log_param(rid, "n_features", len(model.feature_names_))

@@ -24,7 +24,7 @@ import numpy as np
 from jinja2 import Environment
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from vitaltwin.risk._study import BASELINES, RiskStudy
+from vitaltwin.risk._study import BASELINES, MATERIAL, RiskStudy, criterion, twin_gain
 
 DEFINITIONS = {
     "sepsis": (
@@ -110,21 +110,22 @@ def _template() -> str:
 def twin_verdict(study: RiskStudy) -> str:
     parts = []
     for t, r in study.results.items():
-        cv = r["cv"]
-        if "hybrid" not in cv:
+        gain = twin_gain(study, t)
+        if gain is None:
             parts.append(f"{t}: no twin features computed in this run (raw only).")
             continue
-        a, b = cv["raw"]["pooled"], cv["hybrid"]["pooled"]
-        key = "utility" if t == "sepsis" else "auroc"
-        diff = b[key] - a[key]
+        a, b = r["cv"]["raw"]["pooled"], r["cv"]["hybrid"]["pooled"]
+        key = criterion(t)
         verdict = (
             "helps"
-            if diff > 0.005
-            else ("does not help" if diff < -0.005 else "makes no material difference")
+            if gain > MATERIAL
+            else ("does not help" if gain < -MATERIAL else "makes no material difference")
         )
+        rounds = r["test"]["hybrid"].get("residual_iterations") or [0]
         parts.append(
             f"{t}: cross-validated {key} raw {a[key]:.3f} vs hybrid {b[key]:.3f} "
-            f"(AUROC {a['auroc']:.3f} vs {b['auroc']:.3f}): the twin {verdict}."
+            f"(AUROC {a['auroc']:.3f} vs {b['auroc']:.3f}; the twin stage of the final hybrid "
+            f"kept {rounds[0]} boosting rounds): the twin {verdict}."
         )
     return " ".join(parts)
 

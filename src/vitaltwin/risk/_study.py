@@ -9,7 +9,11 @@ operating threshold. The baselines (qSOFA, SIRS, NEWS2) are scored on the same r
 alert cut-off chosen on the training rows.
 
 Feature sets: ``raw`` (vitals, labs, their ages and counts, windows, clinical scores,
-demographics) and ``hybrid`` (raw plus the twin's estimates, :mod:`vitaltwin.risk._twin_features`).
+demographics) and ``hybrid``: the raw model's stage followed by a second, residual stage on the
+twin's estimates (:mod:`vitaltwin.risk._twin_features`) that boosts from the raw stage's
+out-of-fold score (``RiskModel(residual_features=...)``). The second stage stops at the round
+count that best improves the mean inner-fold AUROC, so it adds what the twin knows beyond the
+raw data, and nearly nothing when that is nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ from vitaltwin.risk._model import TASKS, RiskModel, Task, best_threshold, labels
 from vitaltwin.risk._utility import normalized_utility
 
 BASELINES = ("qsofa", "sirs", "news2")
+MATERIAL = 0.005
+"""The least cross-validated gain (utility for sepsis, AUROC for deterioration) that counts as
+the twin features helping; below it the simpler raw model is preferred, which needs no twin
+replay to score."""
 AGE_BANDS = (0, 45, 65, 80, 200)
 NOISE_SD = {"HR": 5.0, "O2Sat": 1.5, "Temp": 0.3, "SBP": 8.0, "MAP": 5.0, "DBP": 6.0, "Resp": 2.0}
 """Injected noise (SD) for the robustness check: about the instrument error of each vital sign
@@ -58,6 +66,27 @@ class RiskStudy:
     results: dict[str, Any]
     models: dict[tuple[str, str], RiskModel]  # (task, feature set) -> final model
     test_scores: dict[str, pd.DataFrame]  # task -> per-row test scores of every model
+
+
+def criterion(task: str) -> str:
+    """The cross-validated figure models of ``task`` are compared on."""
+    return "utility" if task == "sepsis" else "auroc"
+
+
+def twin_gain(study: RiskStudy, task: str) -> float | None:
+    """Hybrid minus raw in the pooled cross-validated :func:`criterion` (None without twin
+    features)."""
+    cv = study.results[task]["cv"]
+    if "hybrid" not in cv:
+        return None
+    key = criterion(task)
+    return float(cv["hybrid"]["pooled"][key] - cv["raw"]["pooled"][key])
+
+
+def champion_feature_set(study: RiskStudy, task: str) -> str:
+    """``hybrid`` when the twin features help materially (by :data:`MATERIAL`), else ``raw``."""
+    gain = twin_gain(study, task)
+    return "hybrid" if gain is not None and gain > MATERIAL else "raw"
 
 
 def split_patients(
@@ -197,6 +226,7 @@ def run_study(
     models: dict[tuple[str, str], RiskModel] = {}
     test_scores: dict[str, pd.DataFrame] = {}
     params = {"random_state": cfg.seed, **cfg.model_params}
+    stages = {"raw": (), "hybrid": () if twin is None else tuple(map(str, twin.columns))}
     n_fits = len(cfg.tasks) * len(feature_sets) * (cfg.folds + 1)
     with Progress(transient=True) as bar:
         job = bar.add_task("risk models", total=n_fits)
@@ -213,7 +243,8 @@ def run_study(
                 for k in range(cfg.folds):
                     trn = ok & (fold >= 0) & (fold != k)
                     val = ok & (fold == k)
-                    m = RiskModel(task=task, **params).fit(X[trn], y[trn], pid[trn])
+                    m = RiskModel(task=task, residual_features=stages[fs], **params)
+                    m.fit(X[trn], y[trn], pid[trn])
                     oof[val] = m.predict_proba(X[val])
                     alerts[val] = oof[val] >= m.threshold_
                     r = _rows(cohort, val, y, oof, alerts)
@@ -263,7 +294,8 @@ def run_study(
                 {"patient_id": pid[te], "hour": g["hour"].to_numpy()[te], "y": y[te]}
             )
             for fs, X in feature_sets.items():
-                m = RiskModel(task=task, **params).fit(X[dev], y[dev], pid[dev])
+                m = RiskModel(task=task, residual_features=stages[fs], **params)
+                m.fit(X[dev], y[dev], pid[dev])
                 models[(task, fs)] = m
                 p = m.predict_proba(X)
                 r_te = _rows(cohort, te, y, p, p >= m.threshold_)
@@ -271,6 +303,7 @@ def run_study(
                 res = evaluate(r_te, sepsis=sepsis, n_boot=cfg.n_boot, seed=cfg.seed)
                 res["threshold"] = m.threshold_
                 res["iterations"] = m.iterations_
+                res["residual_iterations"] = m.residual_iterations_
                 res["low_confidence_fraction"] = float(low.mean())
                 if low.any() and 0 < r_te.y[~low].sum() < (~low).sum():
                     res["auroc_confident_rows"] = float(
@@ -324,4 +357,15 @@ def run_study(
     return RiskStudy(cfg, summary, results, models, test_scores)
 
 
-__all__ = ["BASELINES", "VITALS", "RiskStudy", "RiskStudyConfig", "run_study", "split_patients"]
+__all__ = [
+    "BASELINES",
+    "MATERIAL",
+    "VITALS",
+    "RiskStudy",
+    "RiskStudyConfig",
+    "champion_feature_set",
+    "criterion",
+    "run_study",
+    "split_patients",
+    "twin_gain",
+]
