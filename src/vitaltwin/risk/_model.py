@@ -28,6 +28,16 @@ moved the fold AUROC by +0.001 / -0.001 / +0.002 / -0.000 / -0.002 and the utili
 slopes 1.01 / 0.99 / 1.07 / 1.02 / 1.12 against 1.02 / 1.01 / 1.06 / 1.02 / 1.15), with one
 round count per ensemble (130 to 216 over the folds, against 107 to 327 across members).
 
+Optionally a second stage (``residual_features``, the hybrid model's twin estimates): the first
+stage is fitted on the other features as above; its out-of-fold logit, recalibrated, is the
+starting score (LightGBM ``init_score``) of a second cross-fitted ensemble on the residual
+features alone, over the same inner folds and stopped the same way. This is stacked
+generalization (Wolpert DH, Neural Networks 5:241-259, 1992) with the level-one learner boosting
+the residual of the first stage: the second stage can only add what the residual features know
+beyond the first stage's score, and when they know nothing it stops after a round or two and
+leaves the score as it was. A new row's score is the first stage's mean logit, recalibrated,
+plus the second stage's mean increment, recalibrated once more on the out-of-fold scores.
+
 Labels:
 
 * sepsis: the PhysioNet 2019 label (1 from 6 h before the Sepsis-3 onset onward).
@@ -220,7 +230,9 @@ class RiskModel:
     keeps: the one count chosen on the mean validation AUROC), ``feature_names_``,
     ``recalibration_`` (intercept and slope on the logit scale), ``threshold_``,
     ``threshold_criterion_`` (utility or Youden's J at it), ``validation_auroc_`` (on the
-    out-of-fold scores), ``reference_``.
+    out-of-fold scores), ``reference_``; with ``residual_features`` also ``residual_boosters_``,
+    ``residual_iterations_`` and ``base_recalibration_`` (the first stage's, applied before the
+    second stage adds its increment; ``(0, 1)`` without a second stage).
     """
 
     def __init__(
