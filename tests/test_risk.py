@@ -296,6 +296,17 @@ def test_residual_stage_boosts_from_the_first_stage(cohort: Cohort, tmp_path: Pa
     assert abs(three.validation_auroc_ - one.validation_auroc_) < 0.005
     with pytest.raises(RiskModelError, match="residual features missing"):
         RiskModel(**QUICK, residual_features=("nope",)).fit(X, y, pid)
+    # a fitted first stage is taken as it is, not fitted again
+    reuse = RiskModel(**QUICK, residual_features=tuple(hr)).fit(X, y, pid, first_stage=one)
+    assert reuse.boosters_ is one.boosters_
+    np.testing.assert_array_equal(reuse.predict_proba(X), two.predict_proba(X))
+    for other, msg in (
+        (RiskModel(**{**QUICK, "num_leaves": 7}).fit(base, y, pid), "other hyperparameters"),
+        (RiskModel.load(one.save(tmp_path / "one")), "fitted in this session"),
+        (RiskModel(**QUICK).fit(base.drop(columns=["male"]), y, pid), "other features"),
+    ):
+        with pytest.raises(RiskModelError, match=msg):
+            RiskModel(**QUICK, residual_features=tuple(hr)).fit(X, y, pid, first_stage=other)
 
 
 def test_study_fits_the_hybrid_as_a_second_stage(cohort: Cohort) -> None:

@@ -86,11 +86,12 @@ def validate_risk(
         RiskModelError,
         RiskStudyConfig,
         cached_twin_features,
+        champion_feature_set,
+        criterion,
         data_hash,
         run_study,
         write_report,
     )
-    from vitaltwin.risk._study import champion_feature_set, criterion
 
     if folds < 2 or not 0 < test_fraction < 0.9:
         err_console.print("[red]need --folds >= 2 and 0 < --test-fraction < 0.9")

@@ -43,7 +43,14 @@ from vitaltwin.risk._registry import (
     data_hash,
 )
 from vitaltwin.risk._report import write_report
-from vitaltwin.risk._study import RiskStudy, RiskStudyConfig, run_study, split_patients
+from vitaltwin.risk._study import (
+    RiskStudy,
+    RiskStudyConfig,
+    champion_feature_set,
+    criterion,
+    run_study,
+    split_patients,
+)
 from vitaltwin.risk._twin_features import cached_twin_features, twin_features
 from vitaltwin.risk._utility import Utility, normalized_utility, patient_utilities, utility
 
@@ -71,6 +78,8 @@ __all__ = [
     "build_cohort",
     "cached_twin_features",
     "calibration",
+    "champion_feature_set",
+    "criterion",
     "data_hash",
     "deterioration_labels",
     "evaluate",

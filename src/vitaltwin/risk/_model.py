@@ -230,9 +230,11 @@ class RiskModel:
     keeps: the one count chosen on the mean validation AUROC), ``feature_names_``,
     ``recalibration_`` (intercept and slope on the logit scale), ``threshold_``,
     ``threshold_criterion_`` (utility or Youden's J at it), ``validation_auroc_`` (on the
-    out-of-fold scores), ``reference_``; with ``residual_features`` also ``residual_boosters_``,
-    ``residual_iterations_`` and ``base_recalibration_`` (the first stage's, applied before the
-    second stage adds its increment; ``(0, 1)`` without a second stage).
+    out-of-fold scores), ``oof_logit_`` (those scores before the recalibration, on the logit
+    scale; after ``fit`` only, not saved), ``reference_``; with ``residual_features`` also
+    ``residual_boosters_``, ``residual_iterations_`` and ``base_recalibration_`` (the first
+    stage's, applied before the second stage adds its increment; ``(0, 1)`` without a second
+    stage).
     """
 
     def __init__(
@@ -316,9 +318,19 @@ class RiskModel:
             "verbose": -1,
         }
 
-    def fit(self, X: pd.DataFrame, y: npt.ArrayLike, patient: npt.ArrayLike) -> RiskModel:
+    def fit(
+        self,
+        X: pd.DataFrame,
+        y: npt.ArrayLike,
+        patient: npt.ArrayLike,
+        first_stage: RiskModel | None = None,
+    ) -> RiskModel:
         """Fit on rows ``X`` with labels ``y`` (0/1; -1 rows are skipped) grouped by ``patient``
-        (each patient's rows contiguous and in time order)."""
+        (each patient's rows contiguous and in time order).
+
+        ``first_stage``: a single-stage model already fitted on these rows with the same
+        hyperparameters and the first stage's features; its boosters and out-of-fold logit are
+        taken instead of fitting them again (they would come out identical)."""
         if self.task not in TASKS:
             raise RiskModelError(f"unknown task {self.task!r}; expected one of {TASKS}")
         if self.inner_folds < 2:
@@ -355,18 +367,23 @@ class RiskModel:
         base = [str(c) for c in X.columns if c not in set(self.residual_features)]
         if not base:
             raise RiskModelError("every feature is a residual feature: the first stage has none")
-        self.boosters_, oof = self._cross_fit(X[base].to_numpy(np.float32)[keep], yk, splits)
-        logit_oof = _logit(oof)
+        if first_stage is None:
+            self.boosters_, oof = self._cross_fit(X[base].to_numpy(np.float32)[keep], yk, splits)
+            logit_oof = _logit(oof)
+        else:
+            self._check_first_stage(first_stage, base, yk.size)
+            self.boosters_, logit_oof = first_stage.boosters_, first_stage.oof_logit_
         self.base_recalibration_ = (0.0, 1.0)
         self.residual_boosters_: list[lgb.Booster] = []
         if self.residual_features:
             # the second stage boosts from the first stage's recalibrated out-of-fold logit
-            self.base_recalibration_ = recalibration(yk, oof)
+            self.base_recalibration_ = recalibration(yk, expit(logit_oof))
             init = self._recalibrated_logit(self.base_recalibration_, logit_oof)
             Xr = X[list(self.residual_features)].to_numpy(np.float32)[keep]
             self.residual_boosters_, increment = self._cross_fit(Xr, yk, splits, init=init)
             logit_oof = init + increment
         self.feature_names_ = [*base, *self.residual_features]
+        self.oof_logit_: npt.NDArray[np.float64] = logit_oof
         self.recalibration_ = recalibration(yk, expit(logit_oof))
         p_oof = self._recalibrate(logit_oof)
         self.validation_auroc_ = float(roc_auc_score(yk, p_oof))
@@ -375,6 +392,17 @@ class RiskModel:
         )
         self.reference_ = FeatureReference.from_data(X[keep])
         return self
+
+    def _check_first_stage(self, first: RiskModel, base: list[str], n_rows: int) -> None:
+        if not hasattr(first, "oof_logit_"):
+            raise RiskModelError("first_stage must be fitted in this session (not loaded)")
+        if first.residual_features or first.get_params() != {
+            **self.get_params(),
+            "residual_features": (),
+        }:
+            raise RiskModelError("first_stage has other hyperparameters than this model")
+        if first.feature_names_ != base or first.oof_logit_.size != n_rows:
+            raise RiskModelError("first_stage was fitted on other features or rows")
 
     def _cross_fit(
         self,

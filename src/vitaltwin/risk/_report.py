@@ -121,7 +121,7 @@ def twin_verdict(study: RiskStudy) -> str:
             if gain > MATERIAL
             else ("does not help" if gain < -MATERIAL else "makes no material difference")
         )
-        rounds = r["test"]["hybrid"].get("residual_iterations") or [0]
+        rounds = r["test"]["hybrid"]["residual_iterations"]
         parts.append(
             f"{t}: cross-validated {key} raw {a[key]:.3f} vs hybrid {b[key]:.3f} "
             f"(AUROC {a['auroc']:.3f} vs {b['auroc']:.3f}; the twin stage of the final hybrid "

@@ -236,6 +236,7 @@ def run_study(
             sepsis = task == "sepsis"
             # -- cross-validation on the development set ------------------------------------
             cv: dict[str, Any] = {}
+            raw_fold_models: list[RiskModel] = []  # the hybrid's first stage in each fold
             for fs, X in feature_sets.items():
                 oof = np.full(len(g), np.nan)
                 alerts = np.zeros(len(g), bool)
@@ -244,7 +245,10 @@ def run_study(
                     trn = ok & (fold >= 0) & (fold != k)
                     val = ok & (fold == k)
                     m = RiskModel(task=task, residual_features=stages[fs], **params)
-                    m.fit(X[trn], y[trn], pid[trn])
+                    if fs == "raw":
+                        raw_fold_models.append(m.fit(X[trn], y[trn], pid[trn]))
+                    else:
+                        m.fit(X[trn], y[trn], pid[trn], first_stage=raw_fold_models[k])
                     oof[val] = m.predict_proba(X[val])
                     alerts[val] = oof[val] >= m.threshold_
                     r = _rows(cohort, val, y, oof, alerts)
@@ -295,7 +299,7 @@ def run_study(
             )
             for fs, X in feature_sets.items():
                 m = RiskModel(task=task, residual_features=stages[fs], **params)
-                m.fit(X[dev], y[dev], pid[dev])
+                m.fit(X[dev], y[dev], pid[dev], first_stage=models.get((task, "raw")))
                 models[(task, fs)] = m
                 p = m.predict_proba(X)
                 r_te = _rows(cohort, te, y, p, p >= m.threshold_)
