@@ -386,6 +386,25 @@ def test_auroc_split_by_where_negatives_come_from() -> None:
     assert a["auroc_vs_septic_before"] == pytest.approx(3 / 4)
     # b's earlier hours ranked last: only 0.4 < a's 0.5 remains wrong, 9 of 10 pairs
     assert a["auroc_timing_ceiling"] == pytest.approx(9 / 10)
+    # within b's stay alone the same 3 of 4 pairs; one stay has earlier hours
+    assert a["auroc_within_stay"] == pytest.approx(3 / 4)
+    assert a["septic_stays_timed"] == 1
+
+
+def test_within_stay_auroc_is_per_stay_not_pooled() -> None:
+    # each septic stay's score rises at its label, but stay c sits higher throughout: pooled
+    # against the septic stays' earlier hours the ranking is poor, within each stay it is perfect
+    rows = Rows(
+        np.array(["b", "b", "b", "c", "c", "c", "d", "d"], dtype=object),
+        np.array([0, 1, 2, 0, 1, 2, 0, 1]),
+        np.array([0, 0, 1, 0, 0, 1, 1, 1]),
+        np.array([0.1, 0.2, 0.3, 0.6, 0.7, 0.8, 0.5, 0.5]),
+        np.zeros(8, bool),
+    )
+    a = auroc_by_negatives(rows)
+    assert a["auroc_within_stay"] == 1.0 and a["septic_stays_timed"] == 2  # d: no earlier hours
+    # positives 0.3, 0.8, 0.5, 0.5 against 0.1, 0.2, 0.6, 0.7: 10 of 16 pairs
+    assert a["auroc_vs_septic_before"] == pytest.approx(10 / 16)
 
 
 def test_calibration_of_calibrated_probabilities() -> None:
@@ -536,3 +555,22 @@ def test_twin_features_use_only_the_past() -> None:
     assert np.isfinite(full.to_numpy()).all()
     assert full["twin_p_map_below_65"].between(0, 1).all()
     assert (full["twin_blood_volume_ml"] > 2000).all()
+
+
+def test_stay_lengths_by_sepsis_status() -> None:
+    from vitaltwin.risk import Cohort, stay_lengths
+
+    # a: never septic, 60 h; b: never septic, 10 h; c: septic from hour 20, ends at hour 28
+    pid = ["a"] * 60 + ["b"] * 10 + ["c"] * 29
+    hour = [*range(60), *range(10), *range(29)]
+    y = [0] * 70 + [0] * 20 + [1] * 9
+    grid = pd.DataFrame({"patient_id": pid, "hour": hour, "sepsis": y})
+    s = stay_lengths(Cohort(grid, pd.DataFrame(), "test"))
+    assert s["septic"] == [29.0, 29.0, 29.0]
+    assert s["non_septic"] == pytest.approx(np.quantile([60, 10], [0.25, 0.5, 0.75]).tolist())
+    assert s["non_septic_hours_after_48h"] == pytest.approx(12 / 70)
+    assert s["septic_hours_after_first_positive"] == [8.0, 8.0, 8.0]
+    assert s["auroc_hour_of_stay"] == pytest.approx(roc_auc_score(y, hour))
+    # no labels in the source: nothing is septic and the hour's AUROC is undefined
+    unlabelled = stay_lengths(Cohort(grid.assign(sepsis=-1), pd.DataFrame(), "test"))
+    assert unlabelled["septic"] == [] and unlabelled["auroc_hour_of_stay"] is None

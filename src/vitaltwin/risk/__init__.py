@@ -50,6 +50,7 @@ from vitaltwin.risk._study import (
     criterion,
     run_study,
     split_patients,
+    stay_lengths,
 )
 from vitaltwin.risk._twin_features import cached_twin_features, twin_features
 from vitaltwin.risk._utility import Utility, normalized_utility, patient_utilities, utility
@@ -95,6 +96,7 @@ __all__ = [
     "run_study",
     "sepsis_labels",
     "split_patients",
+    "stay_lengths",
     "twin_features",
     "utility",
     "write_report",

@@ -144,10 +144,14 @@ def discrimination(rows: Rows) -> dict[str, float]:
 def auroc_by_negatives(rows: Rows) -> dict[str, float]:
     """The hourly AUROC split by where the negative hours come from: positive hours against the
     hours of patients who never become septic, and against the earlier (label 0) hours of
-    patients who do. The second asks the model to time the onset within one patient's stay,
-    which hourly data hardly allow; it bounds the pooled AUROC.
+    patients who do. The second compares mostly *across* septic stays (one stay's positive hours
+    against another's earlier hours); it bounds the pooled AUROC.
 
-    ``auroc_timing_ceiling`` measures that bound: the pooled AUROC the same scores would reach
+    ``auroc_within_stay`` is the mean, over septic stays that have earlier hours, of the AUROC of
+    each stay's positive hours against its own earlier hours (``septic_stays_timed`` of them):
+    how well the model times the onset inside one stay, which the pooled comparison hides.
+
+    ``auroc_timing_ceiling`` measures the bound: the pooled AUROC the same scores would reach
     if every septic patient's earlier hours were ranked below all positive hours (perfect timing
     within each septic stay, the model's ranking of everything else unchanged)."""
     starts, lengths = patient_blocks(rows.patient)
@@ -165,6 +169,13 @@ def auroc_by_negatives(rows: Rows) -> dict[str, float]:
         sel = pos | sel_neg
         ok = pos.any() and sel_neg.any()
         out[name] = float(roc_auc_score(rows.y[sel], score[sel])) if ok else float("nan")
+    per_stay = [
+        roc_auc_score(rows.y[s : s + n], rows.score[s : s + n])
+        for s, n in zip(starts, lengths, strict=True)
+        if 0 < rows.y[s : s + n].sum() < n
+    ]
+    out["auroc_within_stay"] = float(np.mean(per_stay)) if per_stay else float("nan")
+    out["septic_stays_timed"] = float(len(per_stay))
     return out
 
 

@@ -108,6 +108,40 @@ def split_patients(
     return np.array(sorted(test), dtype=object), fold
 
 
+def stay_lengths(cohort: Cohort) -> dict[str, Any]:
+    """How long the stays are, by whether they turn septic: quartiles of the hours per stay
+    (``septic`` / ``non_septic``), the fraction of never-septic hours after the first 48, the
+    quartiles of how many hours each septic stay runs on after its first positive hour, and the
+    pooled AUROC of the hour of the stay alone as a score for the sepsis label (None without
+    both classes). A model learns the hour of the stay too; where stay lengths differ this much
+    between the classes, that hour carries signal that another hospital's records need not
+    share."""
+    g = cohort.grid
+    pid = g["patient_id"].to_numpy()
+    hour = g["hour"].to_numpy(np.float64)
+    y = g["sepsis"].to_numpy(np.int64)
+    per = pd.Series(y == 1).groupby(pid, sort=False).agg(["size", "any"])
+    per.columns = ["n", "septic"]
+
+    def quartiles(x: npt.ArrayLike) -> list[float]:
+        a = np.asarray(x, np.float64)
+        return np.quantile(a, [0.25, 0.5, 0.75]).tolist() if a.size else []
+
+    never = ~pd.Series(pid).map(per["septic"]).to_numpy(bool)
+    out: dict[str, Any] = {
+        "septic": quartiles(per["n"][per["septic"]]),
+        "non_septic": quartiles(per["n"][~per["septic"]]),
+        "non_septic_hours_after_48h": float(np.mean(hour[never] >= 48)) if never.any() else None,
+    }
+    pos = pd.Series(hour[y == 1]).groupby(pid[y == 1], sort=False)
+    last = pd.Series(hour).groupby(pid, sort=False).max()
+    out["septic_hours_after_first_positive"] = quartiles(last.reindex(pos.min().index) - pos.min())
+    ok = y >= 0
+    both = 0 < y[ok].sum() < ok.sum()
+    out["auroc_hour_of_stay"] = float(roc_auc_score(y[ok], hour[ok])) if both else None
+    return out
+
+
 def perturbed(cohort: Cohort, rng: np.random.Generator, noise: bool, drop: float) -> Cohort:
     """A copy of ``cohort`` with instrument noise on the vital signs and/or a fraction ``drop``
     of the measured values removed."""
@@ -220,6 +254,7 @@ def run_study(
         "test_patients": len(test_ids),
         "development_patients": len(fold_of),
         "missing_fraction": {v: float(g[v].isna().mean()) for v in VARIABLE_NAMES},
+        "stays": stay_lengths(cohort),
         "features": {n: list(X.columns) for n, X in feature_sets.items()},
     }
     results: dict[str, Any] = {}
@@ -371,5 +406,6 @@ __all__ = [
     "criterion",
     "run_study",
     "split_patients",
+    "stay_lengths",
     "twin_gain",
 ]
