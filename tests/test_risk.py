@@ -513,6 +513,9 @@ def test_validate_risk_command_end_to_end(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     html = (tmp_path / "r" / "risk_report.html").read_text()
     assert "data:image/png;base64" in html and "Cross-validation" in html
+    # set A's stay lengths and the per-stay AUROC are in the report
+    assert "Hours per stay" in html and "Stay length differs between the classes" in html
+    assert "within stay / timing ceiling" in html
     out = tmp_path / "scores.parquet"
     res = CliRunner().invoke(
         app,

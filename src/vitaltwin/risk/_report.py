@@ -45,11 +45,11 @@ def _png(fig: Any) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _fmt(v: Any, ci: list[float] | None = None) -> str:
+def _fmt(v: Any, ci: list[float] | None = None, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
-    s = f"{v:.3f}" if isinstance(v, float) else str(v)
-    return s + (f" ({ci[0]:.3f}–{ci[1]:.3f})" if ci else "")
+    s = f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+    return s + (f" ({ci[0]:.{digits}f}–{ci[1]:.{digits}f})" if ci else "")
 
 
 def _plots(study: RiskStudy, task: str) -> dict[str, str]:
