@@ -332,6 +332,11 @@ def test_study_fits_the_hybrid_as_a_second_stage(cohort: Cohort) -> None:
     assert len(test["hybrid"]["residual_iterations"]) == 5
     assert test["raw"]["residual_iterations"] == []
     assert study.cohort_summary["features"]["hybrid"][-2:] == ["twin_hr", "twin_noise"]
+    # age bands youngest first in the subgroup table
+    from vitaltwin.risk._study import AGE_BAND_LABELS
+
+    bands = [g["group"] for g in test["raw"]["subgroups"]["age_band"]["by_group"]]
+    assert len(bands) > 2 and bands == [b for b in AGE_BAND_LABELS if b in bands]
 
 
 def test_model_params_from_the_command_line() -> None:

@@ -41,6 +41,7 @@ MATERIAL = 0.005
 the twin features helping; below it the simpler raw model is preferred, which needs no twin
 replay to score."""
 AGE_BANDS = (0, 45, 65, 80, 200)
+AGE_BAND_LABELS = ("<45", "45-64", "65-79", ">=80")
 NOISE_SD = {"HR": 5.0, "O2Sat": 1.5, "Temp": 0.3, "SBP": 8.0, "MAP": 5.0, "DBP": 6.0, "Resp": 2.0}
 """Injected noise (SD) for the robustness check: about the instrument error of each vital sign
 (the twin's observation operator, :data:`vitaltwin.twin._observe.OBSERVABLES`)."""
@@ -181,9 +182,7 @@ def _subgroups(cohort: Cohort, rows: Rows, mask: npt.NDArray[np.bool_]) -> dict[
     pat = cohort.patients.reindex(cohort.grid["patient_id"].to_numpy()[mask])
     groups = {
         "sex": pat["sex"].fillna("unknown").to_numpy(),
-        "age_band": pd.cut(
-            pat["age_years"], AGE_BANDS, right=False, labels=["<45", "45-64", "65-79", ">=80"]
-        )
+        "age_band": pd.cut(pat["age_years"], AGE_BANDS, right=False, labels=list(AGE_BAND_LABELS))
         .astype(str)
         .to_numpy(),
         "icu_unit": pat["icu_unit"].fillna("unknown").to_numpy(),
@@ -203,6 +202,9 @@ def _subgroups(cohort: Cohort, rows: Rows, mask: npt.NDArray[np.bool_]) -> dict[
             sensitive_features=sf,
         )
         table = mf.by_group
+        if name == "age_band":  # youngest first, not in string order
+            rank = {g: i for i, g in enumerate(AGE_BAND_LABELS)}
+            table = table.loc[sorted(table.index, key=lambda g: rank.get(g, len(rank)))]
         extra = []
         for grp in table.index:
             sel = sf == grp
