@@ -109,7 +109,7 @@ def validate_risk(
     sha = data_hash(cohort)
     console.print(
         f"{cohort.n_patients:,} patients, {len(cohort.grid):,} patient-hours from {data} "
-        f"(sha256 {sha[:12]})"
+        f"(grid sha256 {sha[:12]})"
     )
     cfg = RiskStudyConfig(
         folds=folds,
