@@ -33,7 +33,7 @@ from vitaltwin.risk._cohort import VARIABLE_NAMES, Cohort
 from vitaltwin.risk._evaluate import Rows, calibration, evaluate
 from vitaltwin.risk._features import VITALS, raw_features
 from vitaltwin.risk._model import TASKS, RiskModel, Task, best_threshold, labels_for
-from vitaltwin.risk._utility import normalized_utility
+from vitaltwin.risk._utility import normalized_utility, patient_blocks
 
 BASELINES = ("qsofa", "sirs", "news2")
 MATERIAL = 0.005
@@ -118,29 +118,26 @@ def stay_lengths(cohort: Cohort) -> dict[str, Any]:
     between the classes, that hour carries signal that another hospital's records need not
     share."""
     g = cohort.grid
-    pid = g["patient_id"].to_numpy()
     hour = g["hour"].to_numpy(np.float64)
     y = g["sepsis"].to_numpy(np.int64)
-    per = pd.Series(y == 1).groupby(pid, sort=False).agg(["size", "any"])
-    per.columns = ["n", "septic"]
+    starts, lengths = patient_blocks(g["patient_id"].to_numpy())
+    septic = np.maximum.reduceat(y == 1, starts)
+    never = np.repeat(~septic, lengths)
+    first_positive = np.minimum.reduceat(np.where(y == 1, hour, np.inf), starts)[septic]
+    last = hour[starts + lengths - 1][septic]
 
-    def quartiles(x: npt.ArrayLike) -> list[float]:
-        a = np.asarray(x, np.float64)
-        return np.quantile(a, [0.25, 0.5, 0.75]).tolist() if a.size else []
+    def quartiles(x: npt.NDArray[Any]) -> list[float]:
+        return np.quantile(x, [0.25, 0.5, 0.75]).tolist() if x.size else []
 
-    never = ~pd.Series(pid).map(per["septic"]).to_numpy(bool)
-    out: dict[str, Any] = {
-        "septic": quartiles(per["n"][per["septic"]]),
-        "non_septic": quartiles(per["n"][~per["septic"]]),
-        "non_septic_hours_after_48h": float(np.mean(hour[never] >= 48)) if never.any() else None,
-    }
-    pos = pd.Series(hour[y == 1]).groupby(pid[y == 1], sort=False)
-    last = pd.Series(hour).groupby(pid, sort=False).max()
-    out["septic_hours_after_first_positive"] = quartiles(last.reindex(pos.min().index) - pos.min())
     ok = y >= 0
     both = 0 < y[ok].sum() < ok.sum()
-    out["auroc_hour_of_stay"] = float(roc_auc_score(y[ok], hour[ok])) if both else None
-    return out
+    return {
+        "septic": quartiles(lengths[septic]),
+        "non_septic": quartiles(lengths[~septic]),
+        "non_septic_hours_after_48h": float(np.mean(hour[never] >= 48)) if never.any() else None,
+        "septic_hours_after_first_positive": quartiles(last - first_positive),
+        "auroc_hour_of_stay": float(roc_auc_score(y[ok], hour[ok])) if both else None,
+    }
 
 
 def perturbed(cohort: Cohort, rng: np.random.Generator, noise: bool, drop: float) -> Cohort:
@@ -202,9 +199,8 @@ def _subgroups(cohort: Cohort, rows: Rows, mask: npt.NDArray[np.bool_]) -> dict[
             sensitive_features=sf,
         )
         table = mf.by_group
-        if name == "age_band":  # youngest first, not in string order
-            rank = {g: i for i, g in enumerate(AGE_BAND_LABELS)}
-            table = table.loc[sorted(table.index, key=lambda g: rank.get(g, len(rank)))]
+        if name == "age_band":  # youngest first, not in string order; no age last
+            table = table.reindex([b for b in (*AGE_BAND_LABELS, "nan") if b in table.index])
         extra = []
         for grp in table.index:
             sel = sf == grp
