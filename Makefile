@@ -4,12 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint verify clean
+.PHONY: demo test test-fast bench lint docs lock verify clean
 
-$(STAMP): pyproject.toml
+# Exact versions from requirements.lock (reproducible), then vitaltwin itself without resolving.
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 ## Run the example scenarios and the verification table; print where the plots are.
@@ -20,19 +22,38 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+## The quick check: everything not marked slow (a few minutes).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
 ## Benchmarks: each figure printed with its in-run baseline. Every CPU core is exposed to JAX as
-## a device so the batch is split across cores (see README, "Performance").
+## a device so the batch is split across cores (see the docs, "Performance").
 bench: $(STAMP)
 	XLA_FLAGS="--xla_force_host_platform_device_count=$$(nproc)" $(BIN)/python bench/bench_beat_model.py
 	XLA_FLAGS="--xla_force_host_platform_device_count=$$(nproc)" $(BIN)/python bench/bench_ward_model.py
 	XLA_FLAGS="--xla_force_host_platform_device_count=$$(nproc)" $(BIN)/python bench/bench_twin.py
 	$(BIN)/python bench/bench_ingest.py
 
-## ruff (lint + format check) and mypy (strict).
+## ruff (lint + format check), mypy (strict), the layer contracts and the private-module rule.
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench tools
-	$(BIN)/ruff format --check src tests bench tools
+	$(BIN)/ruff check src tests bench tools examples
+	$(BIN)/ruff format --check src tests bench tools examples
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python tools/check_private_imports.py
+
+## The documentation site (MkDocs, strict: a broken link or reference fails).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir out/site
+
+## Regenerate requirements.lock from pyproject.toml's ranges in a fresh environment.
+lock:
+	rm -rf out/lock-venv
+	$(PYTHON) -m venv out/lock-venv
+	out/lock-venv/bin/python -m pip install --quiet --upgrade pip
+	out/lock-venv/bin/python -m pip install --quiet '.[dev,docs]'
+	out/lock-venv/bin/python -m pip freeze --exclude vitaltwin > requirements.lock
+	rm -rf out/lock-venv
 
 verify: $(STAMP)
 	$(BIN)/vitaltwin verify --json out/verification.json

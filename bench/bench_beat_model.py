@@ -24,7 +24,7 @@ from scipy.integrate import solve_ivp
 from _timing import best_of
 from vitaltwin.model import sample_parameters
 from vitaltwin.physiology import cardiovascular_model
-from vitaltwin.physiology.patient import REFERENCE_PATIENT, initial_state, personalize
+from vitaltwin.physiology.patient import REFERENCE_PATIENT, initial_state, patient_parameters
 from vitaltwin.simulate import DEFAULT_DT_S, make_integrator, steady_state
 
 console = Console()
@@ -32,7 +32,7 @@ console = Console()
 
 def main() -> None:
     model = cardiovascular_model()
-    p_ref = personalize(model, REFERENCE_PATIENT)
+    p_ref = patient_parameters(model, REFERENCE_PATIENT)
     x_ss = steady_state(model, p_ref, initial_state(model, REFERENCE_PATIENT)).x
     u = model.default_inputs()
     dt = DEFAULT_DT_S

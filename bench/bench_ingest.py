@@ -46,7 +46,7 @@ def main() -> None:
         console.print(f"[bold red]{SET_A} not found: the ingestion benchmark needs the shared data")
         raise SystemExit(1)
     df = pd.read_parquet(SET_A)
-    present = int(df[[v.column for v in VARIABLES]].notna().sum().sum())
+    present = int(df[[v.name for v in VARIABLES]].notna().sum().sum())
     t0 = time.perf_counter()
     conv = convert(df, source=SET_A.name)
     t_convert = time.perf_counter() - t0

@@ -28,14 +28,17 @@ from rich.console import Console
 from rich.table import Table
 
 from _timing import best_of
+from vitaltwin.physiology import WARD_TWIN
 from vitaltwin.physiology.patient import PatientProfile
-from vitaltwin.physiology.ward import personalize_ward
+from vitaltwin.physiology.ward import ward_baseline
 from vitaltwin.simulate import make_integrator
-from vitaltwin.twin import OBSERVABLES, PatientTwin, observe
+from vitaltwin.twin import PatientTwin
 from vitaltwin.twin._ensemble import initial_members, layout_for
 from vitaltwin.twin._personalize import personalize
 from vitaltwin.twin._track import cycle
 from vitaltwin.twin._whatif import Plan, compare
+
+OBSERVABLES = WARD_TWIN.observables
 
 console = Console(width=150)
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -45,7 +48,7 @@ PROFILE = PatientProfile(age_years=64, sex="male", weight_kg=82, height_cm=178)
 def bench_assimilation(b: int = 10_000, n: int = 64) -> tuple[float, float, float]:
     layout = layout_for(None)
     model = layout.model
-    p, x = personalize_ward(model, PROFILE)
+    p, x = ward_baseline(model, PROFILE)
     rng = np.random.default_rng(0)
     mem = np.stack([initial_members(layout, x, p, n, rng) for _ in range(8)])
     z = jnp.asarray(mem[np.arange(b) % 8])
@@ -105,13 +108,13 @@ def bench_what_if() -> tuple[float, float]:
 def _observations() -> pd.DataFrame:
     layout = layout_for(None)
     model = layout.model
-    p, x = personalize_ward(model, PROFILE)
+    p, x = ward_baseline(model, PROFILE)
     p[model.param_index("hr0_bpm")] = 88.0
     x[model.state_index("infl_p")] = 0.5
     integ = make_integrator(model, 60.0, 1, 360)
     u = model.default_inputs()
     _, rec = integ(jnp.asarray(x), jnp.asarray(p), jnp.asarray(u), jnp.asarray(0.0))
-    y = np.asarray(observe(model, rec, jnp.asarray(p)[None], jnp.asarray(u)[None]))
+    y = np.asarray(WARD_TWIN.observe(rec, jnp.asarray(p)[None], jnp.asarray(u)[None]))
     rng = np.random.default_rng(1)
     rows = [
         (T0 + timedelta(minutes=kk + 1), o.loinc[0], y[kk, j] + rng.normal() * o.sd_instrument)

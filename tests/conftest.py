@@ -7,7 +7,7 @@ import pytest
 
 from vitaltwin.model import Model
 from vitaltwin.physiology import cardiovascular_model
-from vitaltwin.physiology.patient import REFERENCE_PATIENT, initial_state, personalize
+from vitaltwin.physiology.patient import REFERENCE_PATIENT, initial_state, patient_parameters
 from vitaltwin.simulate import SteadyState, steady_state
 
 
@@ -18,7 +18,7 @@ def model() -> Model:
 
 @pytest.fixture(scope="session")
 def reference_params(model: Model) -> np.ndarray:
-    return personalize(model, REFERENCE_PATIENT)
+    return patient_parameters(model, REFERENCE_PATIENT)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 
 Starting from the literature values (Smith et al. 2004, Ursino 1998), adjust a few parameters
 by nonlinear least squares (scipy) so the open-loop periodic steady state matches the resting
-reference values of ``vitaltwin.validate.reference`` (relative errors). Prints the calibrated
+reference values of ``vitaltwin.validation.reference`` (relative errors). Prints the calibrated
 values, which are then written into ``physiology/circulation.py`` as defaults. Then
 ``--set-point`` finds the baroreflex set point at which the closed loop rests where the open
 loop does. Run: ``.venv/bin/python tools/calibrate_reference.py [--set-point]``.
@@ -17,7 +17,7 @@ from scipy.optimize import brentq, least_squares
 
 from vitaltwin.physiology import cardiovascular_model
 from vitaltwin.simulate import simulate, steady_state
-from vitaltwin.validate.reference import RESTING_ADULT
+from vitaltwin.validation.reference import RESTING_ADULT
 
 FREE = (
     "e_es_lv_mmhg_ml",

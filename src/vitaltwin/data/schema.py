@@ -10,6 +10,7 @@ is accounted for: stored, quarantined, or counted as a duplicate.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 
 import pyarrow as pa
@@ -147,3 +148,31 @@ def parse_birth_date(text: str) -> date | None:
         return date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
     except ValueError:
         return None
+
+
+@dataclass(frozen=True)
+class Record:
+    """The canonical record of one input, as every adapter returns it: Arrow tables in the
+    schemas above; ``values_read`` counts the records that must end stored, quarantined or
+    duplicate (observation values and quarantine entries)."""
+
+    observations: pa.Table
+    quarantine: pa.Table
+    patients: pa.Table
+    labels: pa.Table
+    values_read: int
+    encounters: pa.Table | None = None
+    conditions: pa.Table | None = None
+    medications: pa.Table | None = None
+    waveforms: pa.Table | None = None
+
+    def context(self) -> dict[str, pa.Table | None]:
+        """The tables other than observations and quarantine, for ``Store.ingest``."""
+        return {
+            "patients": self.patients,
+            "labels": self.labels,
+            "encounters": self.encounters,
+            "conditions": self.conditions,
+            "medications": self.medications,
+            "waveforms": self.waveforms,
+        }

@@ -1,1 +1,26 @@
-"""Adapters between outside formats (PhysioNet, FHIR, HL7 v2) and the canonical record."""
+"""Adapters between outside formats and the canonical record: they only translate.
+
+Every reader returns a :class:`vitaltwin.data.Record`; none stores anything (the store and the
+service do). ``read_any`` dispatches by file name or content."""
+
+from vitaltwin.interop._errors import ReadError
+from vitaltwin.interop._readers import (
+    READERS,
+    Reader,
+    ReadOptions,
+    input_files,
+    read_any,
+    reader_for,
+    register,
+)
+
+__all__ = [
+    "READERS",
+    "ReadError",
+    "ReadOptions",
+    "Reader",
+    "input_files",
+    "read_any",
+    "reader_for",
+    "register",
+]

@@ -10,25 +10,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from vitaltwin.data import Record
 from vitaltwin.data.schema import LABELS, OBSERVATIONS, PATIENTS, QUARANTINE
 from vitaltwin.data.units import UnitError, to_canonical
-from vitaltwin.interop.physionet import VARIABLES, Converted
-
-CANONICAL: dict[str, tuple[str, float, float]] = {
-    v.loinc: (v.unit, v.low, v.high) for v in VARIABLES
-}
-"""LOINC -> (canonical UCUM unit, plausible low, high): the PhysioNet mapping plus a few codes
-the FHIR and HL7 feeds carry."""
-CANONICAL.update(
-    {
-        "2708-6": ("%", 20.0, 100.0),
-        "8302-2": ("cm", 30.0, 260.0),
-        "29463-7": ("kg", 0.3, 400.0),
-        "15074-8": ("mmol/L", 0.3, 110.0),
-        "2339-0": ("mg/dL", 5.0, 2000.0),
-        "9269-2": ("1", 3.0, 15.0),
-    }
-)
+from vitaltwin.data.vocabulary import CODES
 
 
 @dataclass
@@ -91,19 +76,20 @@ class Records:
         """``value`` in the code's canonical unit, plausibility-checked; ``None`` (and the record
         quarantined with the reason) when the unit is unknown or the value implausible. Codes
         without a canonical entry keep their value and unit."""
-        if code not in CANONICAL:
+        entry = CODES.get(code)
+        if entry is None:
             return value, unit
-        canon, lo, hi = CANONICAL[code]
+        canon = entry.unit
         try:
             converted = to_canonical(value, unit, canon, code)
         except UnitError as exc:
             self.bad(position, unit_field, str(exc), f"{value:g} {unit}")
             return None
-        if not lo <= converted <= hi:
+        if not entry.plausible(converted):
             self.bad(
                 position,
                 value_field,
-                f"outside plausible range [{lo:g}, {hi:g}] {canon}",
+                f"outside plausible range {entry.range_text()}",
                 f"{converted:g} {canon}",
             )
             return None
@@ -126,10 +112,10 @@ class Records:
         """Records that must end stored, quarantined or duplicate."""
         return len(self.obs) + len(self.quarantine)
 
-    def converted(self, **context: pa.Table) -> Converted:
+    def converted(self, **context: pa.Table) -> Record:
         """Everything collected, in the canonical schemas, with any context tables
         (encounters, conditions, medications, waveforms) the adapter built."""
-        return Converted(
+        return Record(
             pa.Table.from_pylist(self.obs, schema=OBSERVATIONS),
             pa.Table.from_pylist(self.quarantine, schema=QUARANTINE),
             pa.Table.from_pylist(list(self.patients.values()), schema=PATIENTS),

@@ -28,6 +28,7 @@ import pyarrow as pa
 from fhirclient.models.fhirabstractbase import FHIRValidationError
 from fhirclient.models.fhirelementfactory import FHIRElementFactory
 
+from vitaltwin.data import Record
 from vitaltwin.data.schema import (
     CONDITIONS,
     ENCOUNTERS,
@@ -35,13 +36,14 @@ from vitaltwin.data.schema import (
     WAVEFORMS,
     parse_birth_date,
 )
-from vitaltwin.interop._records import CANONICAL, Records
-from vitaltwin.interop.physionet import Converted
+from vitaltwin.data.vocabulary import CODES
+from vitaltwin.interop._errors import ReadError
+from vitaltwin.interop._records import Records
 
 LOINC = "http://loinc.org"
 
 
-class FhirError(ValueError):
+class FhirError(ReadError):
     """A FHIR file that cannot be read at all; names the file and what is wrong."""
 
 
@@ -111,7 +113,7 @@ def _code(concept: dict[str, Any] | None) -> str | None:
         for c in (concept or {}).get("coding", [])
         if c.get("system") == LOINC and c.get("code")
     ]
-    known = [str(c) for c in codes if c in CANONICAL]
+    known = [str(c) for c in codes if c in CODES]
     chosen = known or [str(c) for c in codes]
     return chosen[0] if chosen else None
 
@@ -281,7 +283,7 @@ def _context(acc: _Acc, pos: str, rtype: str, res: dict[str, Any]) -> None:
         )
 
 
-def convert_file(path: Path, received: datetime | None = None) -> Converted:
+def convert_file(path: Path, received: datetime | None = None) -> Record:
     """Read, validate and convert one FHIR file (see the module docstring)."""
     acc = _Acc(str(path), received or datetime.now(UTC))
     for pos, res in read_resources(path):

@@ -22,28 +22,11 @@ from typing import Any
 import hl7
 import pyarrow as pa
 
+from vitaltwin.data import Record
 from vitaltwin.data.schema import ENCOUNTERS, parse_birth_date
+from vitaltwin.data.vocabulary import LOCAL_CODES, UCUM_ALIASES
+from vitaltwin.interop._errors import ReadError
 from vitaltwin.interop._records import Records
-from vitaltwin.interop.physionet import Converted
-
-LOCAL_CODES: dict[str, str] = {
-    # Philips/GE monitor and common lab-system labels seen in feeds -> LOINC
-    "HR": "8867-4",
-    "PULSE": "8867-4",
-    "SPO2": "59408-5",
-    "RESP": "9279-1",
-    "TEMP": "8310-5",
-    "NBP-S": "8480-6",
-    "NBP-D": "8462-4",
-    "NBP-M": "8478-0",
-    "ABP-S": "8480-6",
-    "ABP-D": "8462-4",
-    "ABP-M": "8478-0",
-    "LACTATE": "2524-7",
-    "WBC": "6690-2",
-    "CREAT": "2160-0",
-}
-"""Default local-code mapping (upper-cased OBX-3 identifier or text -> LOINC)."""
 
 
 def load_code_table(path: Path) -> dict[str, str]:
@@ -66,24 +49,7 @@ def load_code_table(path: Path) -> dict[str, str]:
     return table
 
 
-UCUM_ALIASES = {
-    "mg/dl": "mg/dL",
-    "g/dl": "g/dL",
-    "mmol/l": "mmol/L",
-    "umol/l": "umol/L",
-    "bpm": "/min",
-    "mmhg": "mm[Hg]",
-    "c": "Cel",
-    "degc": "Cel",
-    "f": "[degF]",
-    "degf": "[degF]",
-    "10^9/l": "10*9/L",
-    "10*9/l": "10*9/L",
-    "%": "%",
-}
-
-
-class Hl7Error(ValueError):
+class Hl7Error(ReadError):
     """An HL7 v2 file or message that cannot be parsed; names the file and the reason."""
 
 
@@ -218,7 +184,7 @@ def convert_text(
     local_codes: Mapping[str, str] = LOCAL_CODES,
     sender_tz: tzinfo = UTC,
     received: datetime | None = None,
-) -> Converted:
+) -> Record:
     """Convert an HL7 v2 file or message (raises :class:`Hl7Error` for structure errors)."""
     acc = _Acc(source, received or datetime.now(UTC))
     for k, msg in enumerate(messages(text, source)):
@@ -244,7 +210,7 @@ def convert_text(
     )
 
 
-def convert_file(path: Path, **kwargs: Any) -> Converted:
+def convert_file(path: Path, **kwargs: Any) -> Record:
     """Read and convert one HL7 v2 file."""
     try:
         text = path.read_text(encoding="utf-8", errors="strict")

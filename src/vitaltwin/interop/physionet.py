@@ -11,7 +11,6 @@ stored. Data: Reyna et al. 2020 [reyna2020].
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,56 +18,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from vitaltwin.data.schema import LABELS, PATIENTS, QUARANTINE, observations_table
+from vitaltwin.data.schema import LABELS, PATIENTS, QUARANTINE, Record, observations_table
+from vitaltwin.data.vocabulary import HOURLY_VARIABLES, Code
+from vitaltwin.interop._errors import ReadError
 
-
-@dataclass(frozen=True)
-class Variable:
-    column: str
-    loinc: str
-    unit: str  # UCUM
-    low: float  # plausibility range: outside it a value is quarantined
-    high: float
-    description: str
-
-
-VARIABLES: tuple[Variable, ...] = (
-    Variable("HR", "8867-4", "/min", 10, 300, "heart rate"),
-    Variable("O2Sat", "59408-5", "%", 20, 100, "SpO2 by pulse oximetry"),
-    Variable("Temp", "8310-5", "Cel", 25, 45, "body temperature"),
-    Variable("SBP", "8480-6", "mm[Hg]", 20, 300, "systolic blood pressure"),
-    Variable("MAP", "8478-0", "mm[Hg]", 10, 250, "mean blood pressure"),
-    Variable("DBP", "8462-4", "mm[Hg]", 5, 250, "diastolic blood pressure"),
-    Variable("Resp", "9279-1", "/min", 1, 80, "respiratory rate"),
-    Variable("EtCO2", "19889-5", "mm[Hg]", 1, 150, "end-tidal CO2"),
-    Variable("BaseExcess", "11555-0", "mmol/L", -40, 40, "base excess"),
-    Variable("HCO3", "1959-6", "mmol/L", 1, 60, "bicarbonate"),
-    Variable("FiO2", "19994-3", "1", 0.15, 1.0, "inspired O2 fraction"),
-    Variable("pH", "2744-1", "[pH]", 6.5, 8.0, "arterial pH"),
-    Variable("PaCO2", "2019-8", "mm[Hg]", 5, 200, "arterial PCO2"),
-    Variable("SaO2", "2708-6", "%", 20, 100, "arterial O2 saturation"),
-    Variable("AST", "1920-8", "U/L", 0, 30000, "aspartate aminotransferase"),
-    Variable("BUN", "3094-0", "mg/dL", 0, 300, "urea nitrogen"),
-    Variable("Alkalinephos", "6768-6", "U/L", 0, 5000, "alkaline phosphatase"),
-    Variable("Calcium", "17861-6", "mg/dL", 1, 25, "calcium"),
-    Variable("Chloride", "2075-0", "mmol/L", 50, 160, "chloride"),
-    Variable("Creatinine", "2160-0", "mg/dL", 0.05, 30, "creatinine"),
-    Variable("Bilirubin_direct", "1968-7", "mg/dL", 0, 50, "direct bilirubin"),
-    Variable("Glucose", "2345-7", "mg/dL", 5, 2000, "glucose"),
-    Variable("Lactate", "2524-7", "mmol/L", 0.1, 40, "lactate"),
-    Variable("Magnesium", "19123-9", "mg/dL", 0.2, 15, "magnesium"),
-    Variable("Phosphate", "2777-1", "mg/dL", 0.1, 25, "phosphate"),
-    Variable("Potassium", "2823-3", "mmol/L", 1, 12, "potassium"),
-    Variable("Bilirubin_total", "1975-2", "mg/dL", 0, 60, "total bilirubin"),
-    Variable("TroponinI", "10839-9", "ng/mL", 0, 500, "troponin I"),
-    Variable("Hct", "4544-3", "%", 5, 75, "haematocrit"),
-    Variable("Hgb", "718-7", "g/dL", 1, 25, "haemoglobin"),
-    Variable("PTT", "3173-2", "s", 5, 250, "activated partial thromboplastin time"),
-    Variable("WBC", "6690-2", "10*3/uL", 0, 500, "white-cell count"),
-    Variable("Fibrinogen", "3255-7", "mg/dL", 10, 2000, "fibrinogen"),
-    Variable("Platelets", "777-3", "10*3/uL", 1, 3000, "platelets"),
-)
-"""The 34 measured variables of the Challenge (8 vital signs, 26 laboratory values)."""
+VARIABLES: tuple[Code, ...] = HOURLY_VARIABLES
+"""The 34 measured variables of the Challenge, from the vocabulary: each column's name is the
+code's short name; units and plausible ranges are the vocabulary's."""
 
 DESCRIPTORS = ("Age", "Gender", "Unit1", "Unit2", "HospAdmTime", "ICULOS")
 """The six non-measurement columns: to the patient record and the time axis."""
@@ -76,35 +32,8 @@ DESCRIPTORS = ("Age", "Gender", "Unit1", "Unit2", "HospAdmTime", "ICULOS")
 DEFAULT_ADMISSION = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-class PhysioNetError(ValueError):
+class PhysioNetError(ReadError):
     """A PhysioNet file that cannot be read; the message names the file and the field."""
-
-
-@dataclass(frozen=True)
-class Converted:
-    """Canonical tables from one input; ``values_read`` counts the records that must end
-    stored, quarantined or duplicate (observation values and quarantine entries)."""
-
-    observations: pa.Table
-    quarantine: pa.Table
-    patients: pa.Table
-    labels: pa.Table
-    values_read: int
-    encounters: pa.Table | None = None
-    conditions: pa.Table | None = None
-    medications: pa.Table | None = None
-    waveforms: pa.Table | None = None
-
-    def context(self) -> dict[str, pa.Table | None]:
-        """The tables other than observations and quarantine, for ``Store.ingest``."""
-        return {
-            "patients": self.patients,
-            "labels": self.labels,
-            "encounters": self.encounters,
-            "conditions": self.conditions,
-            "medications": self.medications,
-            "waveforms": self.waveforms,
-        }
 
 
 def read_psv(path: Path) -> pd.DataFrame:
@@ -113,7 +42,7 @@ def read_psv(path: Path) -> pd.DataFrame:
         df = pd.read_csv(path, sep="|")
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise PhysioNetError(f"{path}: cannot read as PSV ({exc})") from None
-    missing = [c for c in (*(v.column for v in VARIABLES), "ICULOS") if c not in df.columns]
+    missing = [c for c in (*(v.name for v in VARIABLES), "ICULOS") if c not in df.columns]
     if missing:
         raise PhysioNetError(f"{path}: missing columns {missing}")
     df.insert(0, "patient_id", path.stem)
@@ -126,7 +55,7 @@ def convert(
     source: str,
     admission: datetime = DEFAULT_ADMISSION,
     received: datetime | None = None,
-) -> Converted:
+) -> Record:
     """Hourly rows (the shared Parquet layout, or :func:`read_psv`) to the canonical tables."""
     if admission.tzinfo is None:
         raise PhysioNetError("admission time must be timezone-aware (UTC)")
@@ -147,8 +76,8 @@ def convert(
     q_parts: list[pd.DataFrame] = []
     n_read = 0
     for v in VARIABLES:
-        vals = pd.to_numeric(df[v.column], errors="coerce").to_numpy(dtype=np.float64)
-        raw = df[v.column]
+        vals = pd.to_numeric(df[v.name], errors="coerce").to_numpy(dtype=np.float64)
+        raw = df[v.name]
         # present: anything but an empty cell or NaN ("NaN" is the Challenge's missing marker)
         if pd.api.types.is_numeric_dtype(raw):
             present = raw.notna().to_numpy()
@@ -179,15 +108,15 @@ def convert(
                 "ICULOS missing: no time",
                 np.where(
                     np.isnan(vals[bad]),
-                    f"{v.column} is not a number",
-                    f"{v.column} outside plausible range [{v.low:g}, {v.high:g}] {v.unit}",
+                    f"{v.name} is not a number",
+                    f"{v.name} outside plausible range [{v.low:g}, {v.high:g}] {v.unit}",
                 ),
             )
             q_parts.append(
                 pd.DataFrame(
                     {
                         "position": pos[bad],
-                        "field": v.column,
+                        "field": v.name,
                         "raw_value": raw[bad].astype(str).to_numpy(),
                         "reason": reason,
                     }
@@ -225,7 +154,7 @@ def convert(
         },
         schema=QUARANTINE,
     )
-    return Converted(
+    return Record(
         observations,
         quarantine,
         _patients(df, source, admission),

@@ -19,14 +19,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from vitaltwin.interop._records import CANONICAL, Records
-from vitaltwin.interop.hl7v2 import LOCAL_CODES, UCUM_ALIASES
-from vitaltwin.interop.physionet import Converted
+from vitaltwin.data import Record
+from vitaltwin.data.vocabulary import CODES, LOCAL_CODES, UCUM_ALIASES
+from vitaltwin.interop._errors import ReadError
+from vitaltwin.interop._records import Records
 
 REQUIRED = ("patient_id", "time", "code", "value", "unit")
 
 
-class StreamError(ValueError):
+class StreamError(ReadError):
     """A stream file that cannot be read at all (names the file and the problem)."""
 
 
@@ -62,7 +63,7 @@ def _time(raw: object) -> datetime | None:
     return t.astimezone(UTC) if t.tzinfo is not None else None
 
 
-def convert_stream(path: Path, received: datetime | None = None) -> Converted:
+def convert_stream(path: Path, received: datetime | None = None) -> Record:
     """Read and convert one CSV or JSON-lines stream file."""
     acc = Records(str(path), received or datetime.now(UTC))
 
@@ -92,7 +93,7 @@ def convert_stream(path: Path, received: datetime | None = None) -> Converted:
             continue
         unit = str(rec["unit"])
         unit = UCUM_ALIASES.get(unit.lower(), unit)
-        if code not in CANONICAL:
+        if code not in CODES:
             reject(line, "code", f"code {rec['code']!r} is not a known LOINC code or label")
             continue
         got = acc.checked(code, value, unit, f"line {line}", "unit", "value")

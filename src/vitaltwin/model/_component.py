@@ -47,6 +47,11 @@ class Component(ABC):
     """True for components whose states change on a scale of seconds (reflexes, drugs):
     multirate solvers may update them once per step instead of at every stage."""
 
+    def fingerprint(self) -> bytes:
+        """Bytes that identify what the component computes beyond its declarations (trained
+        weights, tables); part of a model's version. Empty for pure equations."""
+        return b""
+
     def derived(self, p: Vars) -> dict[str, Array]:
         """Quantities that depend on parameters only, computed once per integration call
         rather than at every right-hand-side evaluation (names must not clash)."""

@@ -5,6 +5,23 @@ from vitaltwin.physiology._sources import SOURCES, cite
 from vitaltwin.physiology.baroreflex import Baroreceptors, Baroreflex
 from vitaltwin.physiology.cardiopulmonary import CardiopulmonaryReflex
 from vitaltwin.physiology.circulation import VOLUME_STATES, Circulation, activation
+from vitaltwin.physiology.hemodynamic_network import HemodynamicSurrogate
+from vitaltwin.physiology.patient import (
+    REFERENCE_PATIENT,
+    PatientProfile,
+    initial_state,
+    patient_parameters,
+)
+from vitaltwin.physiology.ward import WARD_DT_S, ward_baseline, ward_model
+from vitaltwin.physiology.ward_twin import (
+    DISCREPANCY_TAU_H,
+    VITAL_SIGN_DISCREPANCY,
+    WARD_OBSERVABLES,
+    WARD_TWIN,
+)
+
+DEFAULT_TWIN = WARD_TWIN
+"""The model a twin runs when none is named: the ward-scale ICU model of this release."""
 
 
 def cardiovascular_model(baroreflex: bool = True) -> Model:
@@ -21,13 +38,26 @@ def cardiovascular_model(baroreflex: bool = True) -> Model:
 
 
 __all__ = [
+    "DEFAULT_TWIN",
+    "DISCREPANCY_TAU_H",
+    "REFERENCE_PATIENT",
     "SOURCES",
+    "VITAL_SIGN_DISCREPANCY",
     "VOLUME_STATES",
+    "WARD_DT_S",
+    "WARD_OBSERVABLES",
+    "WARD_TWIN",
     "Baroreceptors",
     "Baroreflex",
     "CardiopulmonaryReflex",
     "Circulation",
+    "HemodynamicSurrogate",
+    "PatientProfile",
     "activation",
     "cardiovascular_model",
     "cite",
+    "initial_state",
+    "patient_parameters",
+    "ward_baseline",
+    "ward_model",
 ]

@@ -71,7 +71,7 @@ def size_factor(profile: PatientProfile) -> float:
     return profile.blood_volume_ml / REFERENCE_PATIENT.blood_volume_ml
 
 
-def personalize(model: Model, profile: PatientProfile) -> np.ndarray:
+def patient_parameters(model: Model, profile: PatientProfile) -> np.ndarray:
     """Baseline parameter vector of ``model`` for a patient profile (see module docstring)."""
     k = size_factor(profile)
     p = model.default_params()

@@ -35,17 +35,16 @@ from jax import Array
 
 from vitaltwin.model import Component, Input, Model, Output, Parameter, State, Vars
 from vitaltwin.physiology.circulation import softplus
+from vitaltwin.physiology.hemodynamic_network import DRIVERS, HemodynamicSurrogate, domain_excess
 from vitaltwin.physiology.inflammation import Inflammation
 from vitaltwin.physiology.patient import REFERENCE_PATIENT, PatientProfile, pulse_wave_velocity_m_s
 from vitaltwin.physiology.pharmacology import Antibiotic, Norepinephrine
-from vitaltwin.surrogate._design import DRIVERS
-from vitaltwin.surrogate.hemodynamics import HemodynamicSurrogate, domain_excess
 
 _CAL = "calibrated (see the module docstring of the component)"
 
 WARD_DT_S = 60.0
 """Default step of the ward model (s), RK4. Its fastest process is norepinephrine kinetics
-(half-life 3 min); see ``tests/test_ward.py`` for the check against a 5 s step."""
+(half-life 3 min); see ``tests/physiology/test_ward.py`` for the check against a 5 s step."""
 _H98 = "Hahn 2010 [hahn2010]"
 
 
@@ -238,7 +237,7 @@ class WardCirculation(Component):
             50.0,
             150.0,
             0.0,
-            "the patient's resting MAP from the surrogate (personalize_ward)",
+            "the patient's resting MAP from the surrogate (ward_baseline)",
             "resting MAP (urine output is baseline there)",
         ),
         Parameter(
@@ -312,6 +311,10 @@ class WardCirculation(Component):
 
     def __init__(self, surrogate: HemodynamicSurrogate) -> None:
         self.surrogate = surrogate
+
+    def fingerprint(self) -> bytes:
+        """The surrogate's weights (a retrained surrogate is another model version)."""
+        return self.surrogate.fingerprint()
 
     def signals(self, t: Array, x: Vars, p: Vars, u: Vars, s: Vars) -> dict[str, Array]:
         bv = x["v_plasma_ml"] + x["v_rbc_ml"]
@@ -500,7 +503,7 @@ class OxygenMetabolism(Component):
             2.0,
             10.0,
             0.0,
-            "the patient's resting CO from the surrogate (personalize_ward)",
+            "the patient's resting CO from the surrogate (ward_baseline)",
             "resting cardiac output (normalises hepatic flow)",
         ),
     )
@@ -620,11 +623,11 @@ def ward_model(surrogate: HemodynamicSurrogate | None = None) -> Model:
     )
 
 
-def personalize_ward(model: Model, profile: PatientProfile) -> tuple[np.ndarray, np.ndarray]:
+def ward_baseline(model: Model, profile: PatientProfile) -> tuple[np.ndarray, np.ndarray]:
     """Baseline parameters and resting initial state of the ward model for a patient.
 
     Size enters through blood volume (Nadler), weight and the size factor; age through the
-    arterial compliance ratio (as in :func:`vitaltwin.physiology.patient.personalize`). The
+    arterial compliance ratio (as in :func:`vitaltwin.physiology.patient_parameters`). The
     resting CO used to normalise hepatic flow is the surrogate's, so lactate starts at rest.
     """
     bv = profile.blood_volume_ml

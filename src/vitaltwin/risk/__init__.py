@@ -13,19 +13,13 @@ from vitaltwin.risk._cohort import (
     Cohort,
     CohortError,
     build_cohort,
+    cohort_from_record,
+    cohort_from_store,
     load_cohort,
 )
 from vitaltwin.risk._evaluate import Rows, calibration, evaluate, net_benefit
 from vitaltwin.risk._features import raw_features
-from vitaltwin.risk._model import (
-    TASKS,
-    FeatureReference,
-    RiskModel,
-    RiskModelError,
-    deterioration_labels,
-    labels_for,
-    sepsis_labels,
-)
+from vitaltwin.risk._model import FeatureReference, RiskModel, RiskModelError
 from vitaltwin.risk._monitor import (
     MonitoringReport,
     RetrainingPolicy,
@@ -33,6 +27,8 @@ from vitaltwin.risk._monitor import (
     monitor,
     psi,
 )
+from vitaltwin.risk._online import HourScore, OnlineScorer
+from vitaltwin.risk._register import RegisteredModel, register_study
 from vitaltwin.risk._registry import (
     CHALLENGER,
     CHAMPION,
@@ -42,7 +38,7 @@ from vitaltwin.risk._registry import (
     Scorer,
     data_hash,
 )
-from vitaltwin.risk._report import write_report
+from vitaltwin.risk._report import twin_verdict, write_report
 from vitaltwin.risk._study import (
     RiskStudy,
     RiskStudyConfig,
@@ -52,20 +48,39 @@ from vitaltwin.risk._study import (
     split_patients,
     stay_lengths,
 )
+from vitaltwin.risk._tasks import (
+    DETERIORATION,
+    RISK_TASKS,
+    SEPSIS,
+    TASKS,
+    RiskTask,
+    Task,
+    UnknownTaskError,
+    deterioration_labels,
+    labels_for,
+    risk_task,
+    sepsis_labels,
+)
 from vitaltwin.risk._twin_features import cached_twin_features, twin_features
 from vitaltwin.risk._utility import Utility, normalized_utility, patient_utilities, utility
 
 __all__ = [
     "CHALLENGER",
     "CHAMPION",
+    "DETERIORATION",
     "NAME_BY_LOINC",
+    "RISK_TASKS",
+    "SEPSIS",
     "TASKS",
     "VARIABLE_NAMES",
     "Cohort",
     "CohortError",
     "FeatureReference",
+    "HourScore",
     "MonitoringReport",
+    "OnlineScorer",
     "Registered",
+    "RegisteredModel",
     "Registry",
     "RegistryError",
     "RetrainingPolicy",
@@ -73,13 +88,18 @@ __all__ = [
     "RiskModelError",
     "RiskStudy",
     "RiskStudyConfig",
+    "RiskTask",
     "Rows",
     "Scorer",
+    "Task",
+    "UnknownTaskError",
     "Utility",
     "build_cohort",
     "cached_twin_features",
     "calibration",
     "champion_feature_set",
+    "cohort_from_record",
+    "cohort_from_store",
     "criterion",
     "data_hash",
     "deterioration_labels",
@@ -93,11 +113,14 @@ __all__ = [
     "patient_utilities",
     "psi",
     "raw_features",
+    "register_study",
+    "risk_task",
     "run_study",
     "sepsis_labels",
     "split_patients",
     "stay_lengths",
     "twin_features",
+    "twin_verdict",
     "utility",
     "write_report",
 ]

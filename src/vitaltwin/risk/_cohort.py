@@ -13,17 +13,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from vitaltwin.interop.physionet import VARIABLES, convert
+from vitaltwin.data import Record
+from vitaltwin.data.vocabulary import HOURLY_VARIABLES
+from vitaltwin.interop import ReadError, read_any
+
+if TYPE_CHECKING:
+    from vitaltwin.store import Store
 
 SEPSIS_LABEL = "sepsis_physionet2019"
-NAME_BY_LOINC = {v.loinc: v.column for v in VARIABLES}
-"""The 34 measured variables, by LOINC code, with their PhysioNet 2019 short names."""
-VARIABLE_NAMES = tuple(v.column for v in VARIABLES)
+NAME_BY_LOINC = {v.loinc: v.name for v in HOURLY_VARIABLES}
+"""The grid's variables (the vocabulary's hourly variables), by LOINC code, with their short
+names."""
+VARIABLE_NAMES = tuple(v.name for v in HOURLY_VARIABLES)
 
 
 class CohortError(ValueError):
@@ -134,10 +141,32 @@ def build_cohort(
     return Cohort(grid, out_pat.loc[out_pat.index.isin(set(grid["patient_id"]))], source)
 
 
+def cohort_from_record(record: Record, source: str = "canonical") -> Cohort:
+    """Hourly grid from a canonical record (what any adapter returns)."""
+    obs = record.observations.select(["patient_id", "effective_time", "loinc", "value"])
+    return build_cohort(
+        obs.to_pandas(), record.patients.to_pandas(), record.labels.to_pandas(), source=source
+    )
+
+
+def cohort_from_store(
+    store: Store, patient_ids: list[str] | None = None, source: str = "store"
+) -> Cohort:
+    """Hourly grid from what a store holds (all patients, or ``patient_ids``)."""
+    obs = store.observations(patient_ids, loinc=list(NAME_BY_LOINC))
+    obs = obs.select(["patient_id", "effective_time", "loinc", "value"]).to_pandas()
+    return build_cohort(
+        obs,
+        store.patients(patient_ids).to_pandas(),
+        store.labels(patient_ids, label=SEPSIS_LABEL).to_pandas(),
+        source=source,
+    )
+
+
 def load_cohort(path: Path) -> Cohort:
     """A dataset in the canonical format (a directory written by ``vitaltwin export``:
-    ``observations.parquet``, ``patients.parquet``, optionally ``labels.parquet``) or a
-    PhysioNet 2019 file (Parquet of hourly rows), converted through the data layer."""
+    ``observations.parquet``, ``patients.parquet``, optionally ``labels.parquet``) or any file
+    an adapter reads (:func:`vitaltwin.interop.read_any`)."""
     if path.is_dir():
         if not (path / "observations.parquet").exists():
             raise CohortError(
@@ -153,7 +182,8 @@ def load_cohort(path: Path) -> Cohort:
         return build_cohort(obs, pat, lab, source=path.name)
     if not path.exists():
         raise CohortError(f"{path}: no such file or directory")
-    df = pd.read_parquet(path)
-    conv = convert(df, source=path.name)
-    obs = conv.observations.select(["patient_id", "effective_time", "loinc", "value"]).to_pandas()
-    return build_cohort(obs, conv.patients.to_pandas(), conv.labels.to_pandas(), source=path.name)
+    try:
+        record = read_any(path)
+    except ReadError as exc:
+        raise CohortError(str(exc)) from None
+    return cohort_from_record(record, source=path.name)

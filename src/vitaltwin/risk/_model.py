@@ -38,14 +38,7 @@ beyond the first stage's score, and when they know nothing it stops after a roun
 leaves the score as it was. A new row's score is the first stage's mean logit, recalibrated,
 plus the second stage's mean increment, recalibrated once more on the out-of-fold scores.
 
-Labels:
-
-* sepsis: the PhysioNet 2019 label (1 from 6 h before the Sepsis-3 onset onward).
-* deterioration: sustained hypotension — charted MAP below 65 mmHg in ``sustain_h`` consecutive
-  hours (the Surviving Sepsis Campaign's MAP target, Evans L et al., Crit Care Med
-  49:e1063-e1143, 2021) — starting within the next ``horizon_h`` hours. Only hours whose last
-  charted MAP is at least 65 mmHg are eligible (a patient already hypotensive is not predicted,
-  they are treated); others carry -1.
+Labels and the task-specific choices come from the task (:mod:`vitaltwin.risk._tasks`).
 """
 
 from __future__ import annotations
@@ -53,22 +46,21 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from scipy.special import expit
+from sklearn.base import BaseEstimator
 from sklearn.metrics import roc_auc_score
 
-from vitaltwin.risk._cohort import VARIABLE_NAMES, Cohort
+from vitaltwin.risk._cohort import VARIABLE_NAMES
 from vitaltwin.risk._evaluate import _logit, recalibration
-from vitaltwin.risk._features import _ffill
+from vitaltwin.risk._tasks import TASKS, Task, risk_task
 from vitaltwin.risk._utility import normalized_utility, patient_blocks, patient_utilities
 
-Task = Literal["sepsis", "deterioration"]
-TASKS: tuple[Task, ...] = ("sepsis", "deterioration")
 FORMAT_VERSION = 3  # 3: second-stage (residual) boosters
 RANGE_FEATURES = (*VARIABLE_NAMES, "age_years")
 """Features whose training range defines "low confidence": a row outside it is extrapolation."""
@@ -76,49 +68,6 @@ RANGE_FEATURES = (*VARIABLE_NAMES, "age_years")
 
 class RiskModelError(ValueError):
     """Inputs a risk model cannot use; the message says which and why."""
-
-
-def sepsis_labels(cohort: Cohort) -> npt.NDArray[np.int64]:
-    """The PhysioNet 2019 sepsis label of each grid row (-1 where the source has none)."""
-    return cohort.grid["sepsis"].to_numpy(dtype=np.int64)
-
-
-def deterioration_labels(
-    cohort: Cohort, horizon_h: int = 6, sustain_h: int = 2, map_mmhg: float = 65.0
-) -> npt.NDArray[np.int64]:
-    """1 if sustained hypotension starts within the next ``horizon_h`` rows, 0 if not, -1 for
-    rows not eligible (last charted MAP below ``map_mmhg``). Rows are hours (see
-    :mod:`vitaltwin.risk._cohort`)."""
-    g = cohort.grid
-    pid = g["patient_id"].to_numpy()
-    n = len(g)
-    starts, lengths = patient_blocks(pid)
-    start = np.repeat(starts, lengths)
-    end = start + np.repeat(lengths, lengths) - 1  # last row of each row's patient
-    m = g["MAP"].to_numpy(dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        low = m < map_mmhg
-    onset = low.copy()
-    for k in range(1, sustain_h):
-        nxt = np.zeros(n, bool)
-        nxt[:-k] = low[k:]
-        onset &= nxt & (np.arange(n) + k <= end)
-    c = np.concatenate([[0], np.cumsum(onset)])
-    i = np.arange(n)
-    hi = np.minimum(i + horizon_h, end)
-    y = (c[hi + 1] - c[i + 1] > 0).astype(np.int64)
-    last_map, _ = _ffill(m, start)
-    with np.errstate(invalid="ignore"):
-        y[last_map < map_mmhg] = -1
-    return np.asarray(y, dtype=np.int64)
-
-
-def labels_for(task: Task, cohort: Cohort) -> npt.NDArray[np.int64]:
-    if task == "sepsis":
-        return sepsis_labels(cohort)
-    if task == "deterioration":
-        return deterioration_labels(cohort)
-    raise RiskModelError(f"unknown task {task!r}; expected one of {TASKS}")
 
 
 def best_threshold(
@@ -130,9 +79,9 @@ def best_threshold(
     n_boot: int = 0,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """The operating threshold and its criterion value (utility for sepsis, Youden's J for
-    deterioration) on the given rows (each patient's rows contiguous), over quantiles of ``p``
-    as candidates.
+    """The operating threshold and its criterion value (the task's ``threshold_rule``: the
+    Challenge utility for sepsis, Youden's J for deterioration) on the given rows (each
+    patient's rows contiguous), over quantiles of ``p`` as candidates.
 
     ``n_boot = 0`` takes the candidate with the best criterion. With ``n_boot > 0`` the
     threshold is the mean of the best candidates of ``n_boot`` patient-bootstrap resamples:
@@ -141,8 +90,9 @@ def best_threshold(
     septic patients. The criterion value returned is the one at the chosen threshold."""
     cands = np.unique(np.quantile(p, np.linspace(0.0, 0.999, n_candidates)))
     starts, _ = patient_blocks(patient)
+    by_utility = risk_task(task).threshold_rule == "utility"
     # per patient, per candidate: the additive parts of the criterion
-    if task == "sepsis":
+    if by_utility:
         u_model = np.stack(
             [patient_utilities(patient, y, (p >= t).astype(np.int8))[:, 0] for t in cands], 1
         )
@@ -182,7 +132,7 @@ def best_threshold(
     k = int(np.searchsorted(cands, t, side="left"))
     if k < cands.size and cands[k] == t:
         return t, float(full[k])
-    if task == "sepsis":
+    if by_utility:
         return t, normalized_utility(patient, y, (p >= t).astype(np.int8))
     return t, float(np.mean(p[y == 1] >= t) + np.mean(p[y == 0] < t) - 1.0)
 
@@ -222,7 +172,7 @@ def bin_fractions(
     return out
 
 
-class RiskModel:
+class RiskModel(BaseEstimator):  # type: ignore[misc]
     """Cross-fitted ensemble of gradient-boosted trees, recalibrated and thresholded on the
     out-of-fold scores of all training patients.
 
@@ -239,6 +189,7 @@ class RiskModel:
 
     def __init__(
         self,
+        *,
         task: Task = "sepsis",
         learning_rate: float = 0.05,
         num_leaves: int = 15,
@@ -267,10 +218,7 @@ class RiskModel:
         self.max_bin = max_bin
         self.random_state = random_state
         self.threshold_bootstrap = threshold_bootstrap
-        self.residual_features = tuple(residual_features)
-
-    def get_params(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if not k.endswith("_")}
+        self.residual_features = residual_features
 
     @classmethod
     def parse_params(cls, items: list[str]) -> dict[str, Any]:
@@ -332,7 +280,7 @@ class RiskModel:
         hyperparameters and the first stage's features; its boosters and out-of-fold logit are
         taken instead of fitting them again (they would come out identical)."""
         if self.task not in TASKS:
-            raise RiskModelError(f"unknown task {self.task!r}; expected one of {TASKS}")
+            raise RiskModelError(f"unknown task {self.task!r}; expected one of {list(TASKS)}")
         if self.inner_folds < 2:
             raise RiskModelError(f"inner_folds must be >= 2, got {self.inner_folds}")
         yy = np.asarray(y, dtype=np.int64)

@@ -26,13 +26,14 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from fairlearn.metrics import MetricFrame, equalized_odds_difference, false_positive_rate
-from rich.progress import Progress
 from sklearn.metrics import recall_score, roc_auc_score
 
+from vitaltwin.progress import SILENT, Progress
 from vitaltwin.risk._cohort import VARIABLE_NAMES, Cohort
 from vitaltwin.risk._evaluate import Rows, calibration, evaluate
 from vitaltwin.risk._features import VITALS, raw_features
-from vitaltwin.risk._model import TASKS, RiskModel, Task, best_threshold, labels_for
+from vitaltwin.risk._model import RiskModel, best_threshold
+from vitaltwin.risk._tasks import TASKS, Task, labels_for, risk_task
 from vitaltwin.risk._utility import normalized_utility, patient_blocks
 
 BASELINES = ("qsofa", "sirs", "news2")
@@ -71,7 +72,7 @@ class RiskStudy:
 
 def criterion(task: str) -> str:
     """The cross-validated figure models of ``task`` are compared on."""
-    return "utility" if task == "sepsis" else "auroc"
+    return risk_task(task).criterion
 
 
 def twin_gain(study: RiskStudy, task: str) -> float | None:
@@ -229,6 +230,7 @@ def run_study(
     cohort: Cohort,
     cfg: RiskStudyConfig = RiskStudyConfig(),
     twin: pd.DataFrame | None = None,
+    progress: Progress = SILENT,
 ) -> RiskStudy:
     """Cross-validate on the development patients, fit final models, evaluate on the test split
     (twin features are passed in: computing them is the caller's, see
@@ -261,12 +263,12 @@ def run_study(
     params = {"random_state": cfg.seed, **cfg.model_params}
     stages = {"raw": (), "hybrid": () if twin is None else tuple(map(str, twin.columns))}
     n_fits = len(cfg.tasks) * len(feature_sets) * (cfg.folds + 1)
-    with Progress(transient=True) as bar:
-        job = bar.add_task("risk models", total=n_fits)
+    job = progress.start("risk models", n_fits)
+    try:
         for task in cfg.tasks:
             y = labels_for(task, cohort)
             ok = y >= 0
-            sepsis = task == "sepsis"
+            sepsis = risk_task(task).utility
             # -- cross-validation on the development set ------------------------------------
             cv: dict[str, Any] = {}
             raw_fold_models: list[RiskModel] = []  # the hybrid's first stage in each fold
@@ -297,7 +299,7 @@ def run_study(
                             ),
                         }
                     )
-                    bar.advance(job)
+                    job.advance()
                 dev = ok & (fold >= 0)
                 pooled = evaluate(
                     _rows(cohort, dev, y, oof, alerts),
@@ -352,7 +354,7 @@ def run_study(
                 scores[f"{fs}_probability"] = r_te.score
                 scores[f"{fs}_alert"] = r_te.alert
                 scores[f"{fs}_low_confidence"] = low
-                bar.advance(job)
+                job.advance()
             for b in BASELINES:
                 s = raw[b].to_numpy(dtype=np.float64)
                 thr, _ = best_threshold(task, pid[dev], y[dev], s[dev])
@@ -391,6 +393,8 @@ def run_study(
                 robust.append(item)
             results[task] = {"cv": cv, "test": test, "robustness": robust}
             test_scores[task] = scores
+    finally:
+        job.close()
     return RiskStudy(cfg, summary, results, models, test_scores)
 
 

@@ -2,7 +2,7 @@
 
 For every patient the twin (:mod:`vitaltwin.twin`) starts from the population for their age and
 sex, and assimilates the grid's charted vitals and labs hour by hour with the hourly-chart
-filter settings of the replay study (:class:`vitaltwin.validate.replay.ReplayConfig`). The
+filter settings for charted data (:class:`vitaltwin.twin.ChartedTracking`). The
 features of the row at hour ``t`` come from the twin after it has assimilated hour ``t`` and
 nothing later:
 
@@ -16,7 +16,7 @@ nothing later:
   SpO2 < 90 % in the next hour (the forecast ensemble's mean and SD, Gaussian tail), made with
   the FiO2 charted up to hour ``t``.
 
-Contractility is not estimated (see :data:`vitaltwin.twin._ensemble.ESTIMATED`: collinear with
+Contractility is not estimated (see :data:`vitaltwin.physiology.WARD_TWIN`: collinear with
 resistance, heart rate and compliance), so it does not appear. The twin has no access to
 labels: nothing here is fitted to the outcome.
 """
@@ -29,13 +29,16 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from jax import numpy as jnp
-from rich.progress import Progress
 from scipy.stats import norm
 
+from vitaltwin.physiology import WARD_TWIN
+from vitaltwin.progress import SILENT, Progress
 from vitaltwin.risk._cohort import Cohort
 from vitaltwin.risk._utility import patient_blocks
-from vitaltwin.twin._observe import HIGH, LOW, NAMES
-from vitaltwin.validate.replay import ReplayConfig, demographic_start, track_hourly
+from vitaltwin.twin import ChartedTracking, demographic_start, track_charted
+
+# the features are those of the ward model's twin
+NAMES, LOW, HIGH = WARD_TWIN.names, WARD_TWIN.low, WARD_TWIN.high
 
 GRID_FOR_OBSERVABLE = {
     "HR": "HR",
@@ -58,12 +61,13 @@ def twin_features(
     n_members: int = 16,
     batch: int = 2000,
     seed: int = 11,
-    cfg: ReplayConfig | None = None,
+    cfg: ChartedTracking | None = None,
+    progress: Progress = SILENT,
 ) -> pd.DataFrame:
     """``twin_*`` features for every grid row (same order as ``cohort.grid``)."""
-    cfg = cfg or ReplayConfig()
+    cfg = cfg or ChartedTracking()
     g = cohort.grid
-    layout = cfg.layout()
+    layout = cfg.layout(WARD_TWIN)
     model = layout.model
     names = [f"twin_{p}" for p in layout.estimated]
     cols = (
@@ -84,8 +88,8 @@ def twin_features(
     vol_idx = [model.state_index("v_plasma_ml"), model.state_index("v_rbc_ml")]
     st_idx = [model.state_index(s) for s in STATES]
     fio2_col = g["FiO2"].to_numpy(dtype=np.float64)
-    with Progress(transient=True) as bar:
-        task = bar.add_task("twin features", total=len(starts))
+    task = progress.start("twin features", len(starts))
+    try:
         for b0 in range(0, len(order), batch):
             sel = order[b0 : b0 + batch]
             nb = sel.size
@@ -127,7 +131,7 @@ def twin_features(
                 post[:, k, 2 * ne] = zz[..., vol_idx].sum(axis=-1).mean(axis=1)
                 post[:, k, 2 * ne + 1 :] = zz[..., st_idx].mean(axis=1)
 
-            res = track_hourly(
+            res = track_charted(
                 cfg,
                 layout,
                 members,
@@ -138,6 +142,7 @@ def twin_features(
                 rng,
                 f"twins {b0 + 1}-{b0 + nb} of {len(order)}",
                 on_cycle=collect,
+                progress=progress,
             )
             fm = res["prior_mean"][:, 1:]
             fs = np.maximum(res["prior_sd"][:, 1:], 1e-6)
@@ -152,17 +157,23 @@ def twin_features(
             for j, (r, h) in enumerate(rows_of):
                 out[r, : post.shape[2]] = post[j, h]
                 out[r, post.shape[2] :] = nxt[j, h]
-            bar.advance(task, nb)
+            task.advance(nb)
+    finally:
+        task.close()
     return pd.DataFrame(out, columns=cols, index=g.index)
 
 
 def cached_twin_features(
-    cohort: Cohort, cache_dir: Path | None, n_members: int = 8, data_sha256: str | None = None
+    cohort: Cohort,
+    cache_dir: Path | None,
+    n_members: int = 8,
+    data_sha256: str | None = None,
+    progress: Progress = SILENT,
 ) -> pd.DataFrame:
     """:func:`twin_features`, kept in ``cache_dir`` under the data's hash and the settings (the
     replay of a whole data set takes minutes; the result depends only on the data)."""
     if cache_dir is None:
-        return twin_features(cohort, n_members=n_members)
+        return twin_features(cohort, n_members=n_members, progress=progress)
     from vitaltwin.risk._registry import data_hash
 
     key = (data_sha256 or data_hash(cohort))[:16]
@@ -172,7 +183,7 @@ def cached_twin_features(
         if len(f) == len(cohort.grid):
             f.index = cohort.grid.index
             return f
-    f = twin_features(cohort, n_members=n_members)
+    f = twin_features(cohort, n_members=n_members, progress=progress)
     cache_dir.mkdir(parents=True, exist_ok=True)
     f.to_parquet(path)
     return f

@@ -7,7 +7,7 @@ explicit Euler method from the state at the start of the step, and held constant
 four fast stages — a multirate, partitioned scheme (cf. Gear & Wells, BIT 24:484, 1984). Their
 expensive nonlinearities are then evaluated once per step rather than four times. The error
 this adds is of order dt / tau (4e-3 s against tau >= 1.7 s); the test suite checks the whole
-scheme against scipy's adaptive DOP853 at rtol 1e-10 (``tests/test_numerics.py``).
+scheme against scipy's adaptive DOP853 at rtol 1e-10 (``tests/simulate/test_numerics.py``).
 
 The loop is ``jax.lax.scan`` over records with an inner ``fori_loop``; inside it the state is a
 mapping of separate arrays rather than one vector (no gather/concatenate per stage). Batches of
@@ -36,8 +36,8 @@ waveform rate of the MIMIC waveform databases), 50, 25, 10 and 1 Hz fall on the 
 Accuracy against scipy's DOP853 at rtol 1e-10, every verification output of every beat over
 12 s of a transient (measured with the reference adult): raised resistance 0.035 %, LV
 contractility 6 mmHg/mL 0.05 %, fast heart (120 /min) with a low-resistance aortic valve 0.21 %
-(2 ms: 0.08 %, 0.09 %, 0.10 %); ``tests/test_numerics.py`` asserts 1 %. RK4 stays stable while
-the stiffest chamber (a ventricle filling or emptying through its valve) has
+(2 ms: 0.08 %, 0.09 %, 0.10 %); ``tests/simulate/test_numerics.py`` asserts 1 %. RK4 stays
+stable while the stiffest chamber (a ventricle filling or emptying through its valve) has
 (E_chamber + E_downstream) / R_valve below about 2.78 / dt = 700 /s (the reference adult's is
 170 /s; 1,000 patients sampled at 50 % of the population spread all stay finite). A run that
 goes unstable is reported, never returned; pass a smaller ``dt`` for such a patient."""

@@ -28,7 +28,7 @@ import pandas as pd
 
 from vitaltwin.model import Model
 from vitaltwin.physiology.patient import PatientProfile
-from vitaltwin.physiology.ward import WardCirculation, personalize_ward, ward_model
+from vitaltwin.physiology.ward import WardCirculation, ward_baseline, ward_model
 
 RESTING_LIMITS: dict[str, tuple[float, float]] = {
     "map_mmhg": (65.0, 110.0),
@@ -101,7 +101,7 @@ def sample_population(
         demo = _demographics(rng, m)
         base, x0 = zip(
             *(
-                personalize_ward(model, PatientProfile.model_validate(r))
+                ward_baseline(model, PatientProfile.model_validate(r))
                 for r in demo.to_dict("records")
             ),
             strict=True,

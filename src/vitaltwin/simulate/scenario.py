@@ -43,7 +43,7 @@ from vitaltwin.physiology.patient import (
     REFERENCE_PATIENT,
     PatientProfile,
     initial_state,
-    personalize,
+    patient_parameters,
 )
 from vitaltwin.simulate._beats import beat_table, trajectory_signals
 from vitaltwin.simulate._run import steady_state
@@ -442,7 +442,7 @@ def run_scenario(
     if scenario.fidelity == "ward":
         return _run_ward(scenario, progress)
     model = cardiovascular_model()
-    p = personalize(model, scenario.patient)
+    p = patient_parameters(model, scenario.patient)
     for c in scenario.conditions:
         p = c.apply(model, p)
     ss = steady_state(model, p, initial_state(model, scenario.patient), dt=dt)
@@ -530,10 +530,10 @@ kinetics settle within hours)."""
 
 def _run_ward(scenario: Scenario, progress: Callable[[float], None] | None) -> ScenarioResult:
     """Run a scenario on the ward-scale model: one record per 60 s solver step."""
-    from vitaltwin.physiology.ward import WARD_DT_S, personalize_ward, ward_model
+    from vitaltwin.physiology.ward import WARD_DT_S, ward_baseline, ward_model
 
     model = ward_model()
-    p, x0 = personalize_ward(model, scenario.patient)
+    p, x0 = ward_baseline(model, scenario.patient)
     for c in scenario.conditions:
         p = c.apply(model, p)
     dt = WARD_DT_S

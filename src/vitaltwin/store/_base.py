@@ -10,8 +10,9 @@ duplicates (a mismatch raises).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -25,6 +26,7 @@ from vitaltwin.data.schema import (
     PATIENTS,
     QUARANTINE,
     WAVEFORMS,
+    Record,
 )
 
 TABLES = (
@@ -58,6 +60,31 @@ SCHEMAS = {
     "medications": MEDICATIONS,
     "waveforms": WAVEFORMS,
 }
+
+
+def _utc(t: datetime) -> datetime:
+    if t.tzinfo is None:
+        raise ValueError(f"time {t.isoformat()} has no time zone (vitaltwin reads UTC instants)")
+    return t.astimezone(UTC)
+
+
+def _match(column: str, value: str | Sequence[str] | None) -> list[tuple[str, str, object]]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [(column, "=", value)]
+    return [(column, "in", [str(v) for v in value])]
+
+
+def _bound(
+    column: str, start: datetime | None, end: datetime | None
+) -> list[tuple[str, str, object]]:
+    out: list[tuple[str, str, object]] = []
+    if start is not None:
+        out.append((column, ">=", _utc(start)))
+    if end is not None:
+        out.append((column, "<", _utc(end)))
+    return out
 
 
 def unique_rows(data: pa.Table, key: tuple[str, ...]) -> pa.Table:
@@ -96,15 +123,60 @@ class Store(ABC):
         """Rows in one of :data:`TABLES`."""
 
     @abstractmethod
+    def _select(
+        self, table: str, where: list[tuple[str, str, object]], order: tuple[str, ...]
+    ) -> pa.Table:
+        """Rows of ``table`` meeting every ``(column, op, value)`` (op: ``=``, ``>=``, ``<``,
+        ``in`` with a list), ordered by ``order``, in the canonical schema."""
+
+    # -- the read API: what the twin, the risk models and the service read ---------------------
+
     def observations(
         self,
-        patient_id: str,
-        loinc: str | None = None,
+        patient_id: str | Sequence[str] | None = None,
+        loinc: str | Sequence[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        received_since: datetime | None = None,
+    ) -> pa.Table:
+        """Observations of one patient or several (``None``: all), optionally of some codes,
+        effective in ``[start, end)``, received at or after ``received_since`` (what arrived
+        since a service last looked); ordered by patient, time and code."""
+        where = [
+            *_match("patient_id", patient_id),
+            *_match("loinc", loinc),
+            *_bound("effective_time", start, end),
+        ]
+        if received_since is not None:
+            where.append(("received_time", ">=", _utc(received_since)))
+        return self._select("observations", where, ("patient_id", "effective_time", "loinc"))
+
+    def patients(self, patient_id: str | Sequence[str] | None = None) -> pa.Table:
+        """The patient table (one row per patient), optionally for some patients."""
+        return self._select("patients", _match("patient_id", patient_id), ("patient_id",))
+
+    def encounters(self, patient_id: str | Sequence[str] | None = None) -> pa.Table:
+        """Encounters (visits, ICU stays) by start time."""
+        return self._select(
+            "encounters", _match("patient_id", patient_id), ("patient_id", "start_time")
+        )
+
+    def medications(
+        self,
+        patient_id: str | Sequence[str] | None = None,
         start: datetime | None = None,
         end: datetime | None = None,
     ) -> pa.Table:
-        """Observations of one patient, optionally one code and a time range [start, end),
-        ordered by time, in the canonical schema."""
+        """Medication administrations starting in ``[start, end)``, by start time."""
+        where = [*_match("patient_id", patient_id), *_bound("start_time", start, end)]
+        return self._select("medications", where, ("patient_id", "start_time", "drug"))
+
+    def labels(
+        self, patient_id: str | Sequence[str] | None = None, label: str | None = None
+    ) -> pa.Table:
+        """Outcome labels (e.g. PhysioNet's sepsis label), by patient and time."""
+        where = [*_match("patient_id", patient_id), *_match("label", label)]
+        return self._select("labels", where, ("patient_id", "time", "label"))
 
     @abstractmethod
     def table(self, table: str) -> pa.Table:
@@ -144,6 +216,12 @@ class Store(ABC):
             if table is not None:
                 self._insert_new(name, table.cast(SCHEMAS[name]))
         return counts
+
+    def ingest_record(self, record: Record) -> IngestCounts:
+        """:meth:`ingest` of everything an adapter read (:class:`vitaltwin.data.Record`)."""
+        return self.ingest(
+            record.observations, record.quarantine, record.values_read, **record.context()
+        )
 
     def export_parquet(self, directory: str | Path) -> dict[str, Path]:
         """Every table to ``directory/TABLE.parquet`` (canonical schemas)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -102,26 +101,26 @@ class DuckDBStore(Store):
         assert isinstance(n, int)
         return n
 
-    def observations(
-        self,
-        patient_id: str,
-        loinc: str | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
+    def _select(
+        self, table: str, where: list[tuple[str, str, object]], order: tuple[str, ...]
     ) -> pa.Table:
-        sql = "SELECT * FROM observations WHERE patient_id = ?"
-        args: list[object] = [patient_id]
-        if loinc is not None:
-            sql += " AND loinc = ?"
-            args.append(loinc)
-        if start is not None:
-            sql += " AND effective_time >= ?"
-            args.append(start)
-        if end is not None:
-            sql += " AND effective_time < ?"
-            args.append(end)
-        rel = self.con.sql(sql + " ORDER BY effective_time, loinc", params=args)
-        return rel.to_arrow_table().cast(SCHEMAS["observations"])
+        conds, args = [], []
+        for col, op, val in where:
+            if op == "in":
+                assert isinstance(val, list)
+                if not val:
+                    conds.append("false")
+                    continue
+                conds.append(f"{col} IN ({', '.join('?' * len(val))})")
+                args.extend(val)
+            else:
+                conds.append(f"{col} {op} ?")
+                args.append(val)
+        sql = f"SELECT * FROM {table}"
+        if conds:
+            sql += " WHERE " + " AND ".join(conds)
+        rel = self.con.sql(sql + f" ORDER BY {', '.join(order)}", params=args)
+        return rel.to_arrow_table().cast(SCHEMAS[table])
 
     def table(self, table: str) -> pa.Table:
         if table not in TABLES:

@@ -9,8 +9,6 @@ Tables live in one schema (``vitaltwin`` by default), so several stores can shar
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -240,24 +238,22 @@ class PostgresStore(Store):
             schema=schema,
         )
 
-    def observations(
-        self,
-        patient_id: str,
-        loinc: str | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
+    def _select(
+        self, table: str, where: list[tuple[str, str, object]], order: tuple[str, ...]
     ) -> pa.Table:
-        q = sql.SQL("SELECT * FROM {} WHERE patient_id = %s").format(self._t("observations"))
-        args: list[object] = [patient_id]
-        for cond, val in (
-            ("loinc = %s", loinc),
-            ("effective_time >= %s", start),
-            ("effective_time < %s", end),
-        ):
-            if val is not None:
-                q = q + sql.SQL(" AND " + cond)
-                args.append(val)
-        return self._fetch(q + sql.SQL(" ORDER BY effective_time, loinc"), args, "observations")
+        q = sql.SQL("SELECT * FROM {}").format(self._t(table))
+        conds: list[sql.Composable] = []
+        args: list[object] = []
+        for col, op, val in where:
+            if op == "in":
+                conds.append(sql.SQL("{} = ANY(%s)").format(sql.Identifier(col)))
+            else:
+                conds.append(sql.SQL("{} " + op + " %s").format(sql.Identifier(col)))
+            args.append(val)
+        if conds:
+            q = q + sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conds)
+        by = sql.SQL(", ").join(map(sql.Identifier, order))
+        return self._fetch(q + sql.SQL(" ORDER BY ") + by, args, table)
 
     def table(self, table: str) -> pa.Table:
         if table not in TABLES:

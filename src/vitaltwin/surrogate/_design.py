@@ -33,32 +33,9 @@ import pandas as pd
 from scipy.stats import qmc
 
 from vitaltwin.physiology import cardiovascular_model
-from vitaltwin.physiology.patient import REFERENCE_PATIENT, initial_state, personalize
-from vitaltwin.simulate import DEFAULT_DT_S, make_integrator
-from vitaltwin.simulate._beats import beat_table, trajectory_signals
-
-DRIVERS: tuple[tuple[str, float, float, bool], ...] = (
-    ("volume_ratio", 0.70, 1.30, True),
-    ("r_sys_ratio", 0.30, 2.50, True),
-    ("e_es_ratio", 0.30, 2.00, True),
-    ("hr0_bpm", 50.0, 150.0, False),
-    ("vu_sv_ratio", 0.90, 1.10, True),
-    ("c_sa_ratio", 0.30, 1.60, True),
-)
-"""(name, lower, upper, log-scaled) of each surrogate input."""
-
-DRIVER_NAMES: tuple[str, ...] = tuple(d[0] for d in DRIVERS)
-
-TARGETS: tuple[str, ...] = (
-    "map_mmhg",
-    "sbp_mmhg",
-    "dbp_mmhg",
-    "hr_bpm",
-    "sv_ml",
-    "co_l_min",
-    "cvp_mmhg",
-)
-"""Steady-state outputs, for the reference adult's size (SV and CO scale with size)."""
+from vitaltwin.physiology.hemodynamic_network import DRIVERS, TARGETS
+from vitaltwin.physiology.patient import REFERENCE_PATIENT, initial_state, patient_parameters
+from vitaltwin.simulate import DEFAULT_DT_S, beat_table, make_integrator, trajectory_signals
 
 SETTLE_S = 150.0
 """Simulated time before the averaging window; reflex time constants are at most ~30 s."""
@@ -99,7 +76,7 @@ def beat_model_steady_states(
     False with the reason.
     """
     model = cardiovascular_model()
-    p_ref = personalize(model, REFERENCE_PATIENT)
+    p_ref = patient_parameters(model, REFERENCE_PATIENT)
     x_ref = initial_state(model, REFERENCE_PATIENT)
     u = model.default_inputs()
     vol_idx = [

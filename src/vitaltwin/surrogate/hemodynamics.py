@@ -1,27 +1,21 @@
-"""The haemodynamic surrogate: beat-averaged pressures and flows without beating the heart.
+"""Training the haemodynamic surrogate (:class:`vitaltwin.physiology.HemodynamicSurrogate`).
 
-A small fully connected network (6 drivers -> 32 -> 32 -> 7 outputs, tanh) trained on
-periodic steady states of the beat-resolved model (``vitaltwin.surrogate._design``). Inputs
-are the drivers scaled to [-1, 1] (log-scaled ratios); outputs are standardised logarithms of
-MAP, SBP, DBP, HR, SV and CO and the CVP itself. Training minimises the mean squared error
-with a tiny L2 penalty by L-BFGS (scipy) on JAX gradients. The network is pure JAX, so the
-ward-scale model that calls it stays jit/vmap/grad-able.
+The network (6 drivers -> 32 -> 32 -> 7 outputs, tanh) is fitted to periodic steady states of
+the beat-resolved model (``vitaltwin.surrogate._design``): inputs are the drivers scaled to
+[-1, 1] (log-scaled ratios); outputs are standardised logarithms of MAP, SBP, DBP, HR, SV and CO
+and the CVP itself. Training minimises the mean squared error with a tiny L2 penalty by L-BFGS
+(scipy) on JAX gradients.
 
-The shipped weights (``hemodynamics.npz``) are regenerated, with the accuracy report, by
-``vitaltwin surrogate train``; ``tests/test_surrogate.py`` checks them against fresh beat-model
-steady states the training never saw.
+The shipped weights (``vitaltwin/physiology/hemodynamics.npz``) are regenerated, with the
+accuracy report, by ``vitaltwin surrogate train``; ``tests/surrogate/test_surrogate.py`` checks
+them against fresh beat-model steady states the training never saw.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -30,85 +24,23 @@ import pandas as pd
 from jax import Array
 from scipy.optimize import minimize
 
-from vitaltwin.surrogate._design import (
+from vitaltwin.physiology.hemodynamic_network import (
     DRIVER_NAMES,
     DRIVERS,
+    LOG_TARGET,
     TARGETS,
-    DesignResult,
-    beat_model_steady_states,
-    design_points,
+    HemodynamicSurrogate,
+    scale_drivers,
 )
+from vitaltwin.surrogate._design import DesignResult, beat_model_steady_states, design_points
 
-_LOG_TARGET = np.array([t != "cvp_mmhg" for t in TARGETS])
-_LO = np.array([d[1] for d in DRIVERS])
-_HI = np.array([d[2] for d in DRIVERS])
-_LOG_IN = np.array([d[3] for d in DRIVERS])
 ACCURACY_TARGETS = ("map_mmhg", "sbp_mmhg", "dbp_mmhg", "co_l_min")
 """Outputs for which the issue sets the < 2 % relative RMS error target."""
 
 
-def scale_drivers(d: Array | np.ndarray) -> Array:
-    """Drivers (..., 6) in natural units to [-1, 1] (outside the design range: beyond)."""
-    d = jnp.asarray(d)
-    lo, hi = jnp.asarray(_LO), jnp.asarray(_HI)
-    z_log = jnp.log(jnp.maximum(d, 1e-9) / lo) / jnp.log(hi / lo)
-    z_lin = (d - lo) / (hi - lo)
-    return 2.0 * jnp.where(jnp.asarray(_LOG_IN), z_log, z_lin) - 1.0
-
-
-def domain_excess(d: Array) -> Array:
-    """How far (in scaled units, 0 inside) drivers lie outside the trained design range."""
-    z = scale_drivers(d)
-    return jnp.max(jnp.maximum(jnp.abs(z) - 1.0, 0.0), axis=-1)
-
-
-@dataclass(frozen=True)
-class HemodynamicSurrogate:
-    """Trained network: ``weights`` [(W, b), ...], output mean/std, and its report."""
-
-    weights: tuple[tuple[np.ndarray, np.ndarray], ...]
-    y_mean: np.ndarray
-    y_std: np.ndarray
-    report: dict[str, Any]
-
-    def __call__(self, drivers: Array) -> dict[str, Array]:
-        """Steady-state outputs for drivers (..., 6) in the order of ``DRIVER_NAMES``.
-
-        SV and CO are for the reference adult's size; multiply by the patient's size factor.
-        """
-        h = scale_drivers(drivers)
-        for W, b in self.weights[:-1]:
-            h = jnp.tanh(h @ W + b)
-        W, b = self.weights[-1]
-        y = (h @ W + b) * self.y_std + self.y_mean
-        y = jnp.where(jnp.asarray(_LOG_TARGET), jnp.exp(y), y)
-        return {t: y[..., j] for j, t in enumerate(TARGETS)}
-
-    def save(self, path: Path) -> None:
-        arrays: dict[str, np.ndarray] = {"y_mean": self.y_mean, "y_std": self.y_std}
-        for i, (W, b) in enumerate(self.weights):
-            arrays[f"W{i}"], arrays[f"b{i}"] = W, b
-        arrays["report_json"] = np.frombuffer(json.dumps(self.report).encode(), dtype=np.uint8)
-        with Path(path).open("wb") as fh:
-            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
-
-    @classmethod
-    def load(cls, path: Path | None = None) -> HemodynamicSurrogate:
-        """Load weights; by default the ones shipped with vitaltwin."""
-        if path is None:
-            ref = resources.files("vitaltwin.surrogate").joinpath("hemodynamics.npz")
-            with resources.as_file(ref) as p:
-                return cls.load(Path(p))
-        with np.load(path) as z:
-            n = sum(1 for k in z.files if k.startswith("W"))
-            weights = tuple((z[f"W{i}"], z[f"b{i}"]) for i in range(n))
-            report = json.loads(bytes(z["report_json"]).decode())
-            return cls(weights, z["y_mean"], z["y_std"], report)
-
-
 def _targets(outputs: pd.DataFrame) -> np.ndarray:
     y = outputs[list(TARGETS)].to_numpy(dtype=np.float64)
-    return np.where(_LOG_TARGET, np.log(np.where(_LOG_TARGET, y, 1.0)), y)
+    return np.where(LOG_TARGET, np.log(np.where(LOG_TARGET, y, 1.0)), y)
 
 
 def fit(

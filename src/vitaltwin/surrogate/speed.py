@@ -8,10 +8,10 @@ from collections.abc import Callable
 import jax.numpy as jnp
 
 from vitaltwin.physiology import cardiovascular_model
-from vitaltwin.physiology.patient import REFERENCE_PATIENT, initial_state, personalize
-from vitaltwin.physiology.ward import WARD_DT_S, personalize_ward, ward_model
+from vitaltwin.physiology.hemodynamic_network import HemodynamicSurrogate
+from vitaltwin.physiology.patient import REFERENCE_PATIENT, initial_state, patient_parameters
+from vitaltwin.physiology.ward import WARD_DT_S, ward_baseline, ward_model
 from vitaltwin.simulate import DEFAULT_DT_S, make_integrator
-from vitaltwin.surrogate.hemodynamics import HemodynamicSurrogate
 
 
 def _best(fn: Callable[[], object], repeats: int) -> float:
@@ -30,7 +30,7 @@ def measure_speedup(surrogate: HemodynamicSurrogate | None = None) -> dict[str, 
     linear in simulated time); the ward model is timed over a whole hour.
     """
     beat = cardiovascular_model()
-    pb = personalize(beat, REFERENCE_PATIENT)
+    pb = patient_parameters(beat, REFERENCE_PATIENT)
     xb = initial_state(beat, REFERENCE_PATIENT)
     per_s = round(1.0 / DEFAULT_DT_S)
     ib = make_integrator(beat, DEFAULT_DT_S, per_s, 120)
@@ -44,7 +44,7 @@ def measure_speedup(surrogate: HemodynamicSurrogate | None = None) -> dict[str, 
     beat_s = _best(lambda: ib(*args_b)[1].block_until_ready(), 3) * 30.0
 
     ward = ward_model(surrogate)
-    pw, xw = personalize_ward(ward, REFERENCE_PATIENT)
+    pw, xw = ward_baseline(ward, REFERENCE_PATIENT)
     steps = round(3600.0 / WARD_DT_S)
     iw = make_integrator(ward, WARD_DT_S, 1, steps)
     args_w = (

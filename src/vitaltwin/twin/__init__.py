@@ -1,40 +1,61 @@
-"""The patient twin: personalization, state estimation, forecasts, what-if (see README)."""
+"""The patient twin: personalization, state estimation, forecasts, what-if (see the docs).
 
+Generic over models: a twin runs any model declared with a :class:`vitaltwin.model.TwinSpec`
+(the default is the ward model's, :data:`vitaltwin.physiology.WARD_TWIN`)."""
+
+from vitaltwin.twin._charted import ChartedTracking, demographic_start, track_charted
 from vitaltwin.twin._enkf import GATE_SD, Analysis, analyse
 from vitaltwin.twin._ensemble import (
-    DISCREPANCY_TAU_H,
-    ESTIMATED,
-    VITAL_SIGN_DISCREPANCY,
     Layout,
     advance,
+    constrain,
     initial_members,
     layout_for,
+    perturb,
     predict,
 )
-from vitaltwin.twin._forecast import EVENTS, Trajectories, run_schedule
-from vitaltwin.twin._observe import OBSERVABLES, Observable, observe
+from vitaltwin.twin._forecast import Trajectories, run_schedule
+from vitaltwin.twin._personalize import (
+    Personalization,
+    collinearity,
+    identifiability,
+    personalize,
+    sensitivity,
+)
+from vitaltwin.twin._track import cycle, track
 from vitaltwin.twin._twin import CycleReport, PatientTwin, TwinError, model_version
+from vitaltwin.twin._whatif import Constraints, Objective, Plan, compare, optimize
 
 __all__ = [
-    "DISCREPANCY_TAU_H",
-    "ESTIMATED",
-    "EVENTS",
     "GATE_SD",
-    "OBSERVABLES",
-    "VITAL_SIGN_DISCREPANCY",
     "Analysis",
+    "ChartedTracking",
+    "Constraints",
     "CycleReport",
     "Layout",
-    "Observable",
+    "Objective",
     "PatientTwin",
+    "Personalization",
+    "Plan",
     "Trajectories",
     "TwinError",
     "advance",
     "analyse",
+    "collinearity",
+    "compare",
+    "constrain",
+    "cycle",
+    "demographic_start",
+    "identifiability",
     "initial_members",
     "layout_for",
     "model_version",
-    "observe",
+    "optimize",
+    "personalize",
+    "perturb",
     "predict",
     "run_schedule",
+    "sensitivity",
+    "track",
+    "track_charted",
 ]

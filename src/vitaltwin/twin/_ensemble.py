@@ -1,6 +1,8 @@
-"""Ensembles of the ward model: the augmented state, its propagation and process noise.
+"""Ensembles of a model: the augmented state, its propagation and process noise.
 
-A member is the ward model's state vector followed by the estimated parameters in an unbounded
+The model and everything the twin must know about it come from its declaration, a
+:class:`vitaltwin.model.TwinSpec` (the ward model's is :data:`vitaltwin.physiology.WARD_TWIN`).
+A member is the model's state vector followed by the estimated parameters in an unbounded
 coordinate: ``phi = logit((theta - lower) / (upper - lower))`` within each parameter's
 physiological bounds, so an update can never push a parameter out of them, and optionally by a
 model-discrepancy state for some observables.
@@ -16,9 +18,9 @@ state: an Ornstein-Uhlenbeck process with stationary SD ``sd`` and time constant
 (``b(t + dt) = b(t) exp(-dt/tau) + sd sqrt(1 - exp(-2 dt/tau)) xi``), so the twin follows a
 persistent deviation and forecasts it decaying toward the model over ``tau``.
 
-Between observations every member is integrated with the ward model (RK4 in equal steps of at
-most 60 s) under the inputs in force, then perturbed by process noise whose
-variance grows with the time elapsed — the model's error (what it leaves out) and the slow
+Between observations every member is integrated with the model (RK4 in equal steps of at most the
+spec's step, 60 s for the ward model) under the inputs in force, then perturbed by process noise
+whose variance grows with the time elapsed — the model's error (what it leaves out) and the slow
 drift of a patient's parameters (a random walk on ``phi``).
 """
 
@@ -33,52 +35,19 @@ import numpy as np
 from jax import Array
 from jax.typing import ArrayLike
 
-from vitaltwin.model import Model
-from vitaltwin.physiology.ward import WARD_DT_S, ward_model
-from vitaltwin.simulate._solver import partitioned_step
-from vitaltwin.twin._observe import index, observe
-
-ESTIMATED: tuple[str, ...] = (
-    "r_sys_ratio0",
-    "hr0_bpm",
-    "c_sa_ratio",
-    "rr0_per_min",
-    "wbc0_10e9_l",
-)
-"""Parameters the twin estimates: those routine ICU data identify (see
-:func:`vitaltwin.twin.identifiability`). Each moves the observables by at least 0.1 measurement
-SD (root mean square) over its population spread, and the set's collinearity index is 1.2.
-Left out: contractility (``e_es_ratio0``: its effect on pressures and HR is nearly a combination
-of resistance, heart rate and compliance — collinearity 36 with them) and the shunt (SpO2 sits on
-the flat part of the dissociation curve at rest: 0.03 SD). Both stay at their population values
-and the ensemble's state uncertainty absorbs them."""
-
-PROCESS_SD_PER_SQRT_H: dict[str, float] = {
-    "v_plasma_ml": 150.0,
-    "v_isf_ml": 300.0,
-    "v_rbc_ml": 20.0,
-    "infl_p": 0.04,
-    "infl_n": 0.02,
-    "infl_d": 0.05,
-    "temp_c": 0.4,
-    "lactate_mmol_l": 0.6,
-}
-"""Model error: standard deviation added per square root of an hour (calibrated on the phantom
-study; states not listed are driven by known inputs and get none)."""
-
-PARAM_SD_PER_SQRT_H = 0.08
-"""Random walk of each estimated parameter, in the logit coordinate, per square root of an hour."""
-
-NONNEGATIVE = ("infl_p", "infl_n", "infl_d", "infl_ca", "v_plasma_ml", "v_isf_ml", "v_rbc_ml")
+from vitaltwin.model import Model, TwinSpec
+from vitaltwin.physiology import DEFAULT_TWIN
+from vitaltwin.simulate import partitioned_step
 
 
 @dataclass(frozen=True, eq=False)
 class Layout:
-    """Where things live in an augmented member, for one model and one estimated set."""
+    """Where things live in an augmented member, for one model's twin declaration
+    (:class:`vitaltwin.model.TwinSpec`) and its noise settings."""
 
-    model: Model
-    estimated: tuple[str, ...] = ESTIMATED
-    param_sd_per_sqrt_h: float = PARAM_SD_PER_SQRT_H
+    spec: TwinSpec
+    estimated: tuple[str, ...]
+    param_sd_per_sqrt_h: float
     process_scale: float = 1.0
     discrepancy: tuple[tuple[str, float], ...] = ()
     """Observables with a discrepancy state, each with its stationary SD (observable units)."""
@@ -86,13 +55,22 @@ class Layout:
 
     def __post_init__(self) -> None:
         for name, sd in self.discrepancy:
-            index(name)  # KeyError naming the known observables
+            self.spec.index(name)  # KeyError naming the known observables
             if not sd > 0:
                 raise ValueError(f"discrepancy SD of {name} must be > 0, got {sd}")
         if len({name for name, _ in self.discrepancy}) != len(self.discrepancy):
             raise ValueError("an observable is listed twice in discrepancy")
         if not self.discrepancy_tau_h > 0:
             raise ValueError(f"discrepancy_tau_h must be > 0, got {self.discrepancy_tau_h}")
+
+    @property
+    def model(self) -> Model:
+        return self.spec.model
+
+    @property
+    def dt_s(self) -> float:
+        """The model's integration step (s)."""
+        return self.spec.dt_s
 
     @property
     def n_states(self) -> int:
@@ -122,7 +100,7 @@ class Layout:
     @property
     def discrepancy_obs(self) -> np.ndarray:
         """Positions in the observation vector of the observables with a discrepancy state."""
-        return np.array([index(name) for name, _ in self.discrepancy], dtype=int)
+        return np.array([self.spec.index(name) for name, _ in self.discrepancy], dtype=int)
 
     @property
     def discrepancy_sd(self) -> np.ndarray:
@@ -176,7 +154,7 @@ class Layout:
 
     def process_sd(self) -> np.ndarray:
         sd = np.zeros(self.n_aug)
-        for name, v in PROCESS_SD_PER_SQRT_H.items():
+        for name, v in self.spec.process_sd_per_sqrt_h.items():
             sd[self.model.state_index(name)] = v * self.process_scale
         sd[self.n_states : self.discrepancy_start] = self.param_sd_per_sqrt_h
         return sd
@@ -191,35 +169,30 @@ class Layout:
         return sd.at[self.discrepancy_start :].set(jnp.asarray(self.discrepancy_sd) * ou)
 
     def nonnegative(self) -> np.ndarray:
-        return np.array([self.model.state_index(n) for n in NONNEGATIVE])
+        return np.array([self.model.state_index(n) for n in self.spec.nonnegative], dtype=int)
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=16)
 def layout_for(
-    model: Model | None = None,
-    estimated: tuple[str, ...] = ESTIMATED,
-    param_sd_per_sqrt_h: float = PARAM_SD_PER_SQRT_H,
+    spec: TwinSpec | None = None,
+    estimated: tuple[str, ...] | None = None,
+    param_sd_per_sqrt_h: float | None = None,
     process_scale: float = 1.0,
     discrepancy: tuple[tuple[str, float], ...] = (),
     discrepancy_tau_h: float = 6.0,
 ) -> Layout:
-    """The layout of a model (the shared ward model when None) with its noise settings.
-    Compiled functions are cached per layout, so twins with the same settings share them."""
-    m = shared_ward_model() if model is None else model
+    """The layout of a model's twin (``spec``; the ward model's when None) with its noise
+    settings (``None``: the spec's). Compiled functions are cached per layout, so twins with the
+    same settings share them."""
+    s = DEFAULT_TWIN if spec is None else spec
     return Layout(
-        m,
-        estimated,
-        param_sd_per_sqrt_h,
+        s,
+        s.estimated if estimated is None else estimated,
+        s.param_sd_per_sqrt_h if param_sd_per_sqrt_h is None else param_sd_per_sqrt_h,
         process_scale,
         discrepancy,
         discrepancy_tau_h,
     )
-
-
-@lru_cache(maxsize=1)
-def shared_ward_model() -> Model:
-    """One ward model per process (building another would compile everything again)."""
-    return ward_model()
 
 
 @partial(jax.jit, static_argnums=(0,))
@@ -253,7 +226,7 @@ def advance(
     inputs = jnp.asarray(inputs)
     if duration_s == 0:
         return members
-    n_steps = int(np.ceil(duration_s / WARD_DT_S))  # equal steps of at most WARD_DT_S
+    n_steps = int(np.ceil(duration_s / layout.dt_s))  # equal steps of at most the model step
     b, n = members.shape[:2]
     z = _advance(
         layout,
@@ -286,33 +259,9 @@ def perturb(layout: Layout, members: Array, normals: Array, duration_s: float | 
     return jnp.where(nonneg, jnp.abs(z), z)
 
 
-VITAL_SIGN_DISCREPANCY: tuple[tuple[str, float], ...] = (
-    ("HR", 30.0),
-    ("MAP", 24.0),
-    ("SBP", 36.0),
-    ("DBP", 21.0),
-    ("SpO2", 6.0),
-    ("RR", 9.0),
-    ("Temp", 1.2),
-)
-"""Stationary SD of each vital sign's model discrepancy for a real patient (observable units):
-wide, about the spread of the sign across an ICU population, so a patient the model does not
-capture is followed rather than pulled toward the model. Chosen with :data:`DISCREPANCY_TAU_H`
-on the tuning half of 400 PhysioNet set-A patients (``vitaltwin validate replay``; README)."""
-DISCREPANCY_TAU_H = 48.0
-"""Time constant of the vital-sign discrepancies (h): a deviation persists for about two days."""
-
 PHI_LIMIT = 7.0
 """Estimated parameters stay within sigmoid(+-7), i.e. 0.1 % of their bounds' range from each
 bound: a linear update in the saturated tail of the sigmoid could otherwise run off."""
-STATE_LIMITS: dict[str, tuple[float, float]] = {
-    "temp_c": (30.0, 44.0),
-    "lactate_mmol_l": (0.1, 30.0),
-    "v_plasma_ml": (500.0, 8000.0),
-    "v_rbc_ml": (200.0, 5000.0),
-    "v_isf_ml": (1000.0, 60000.0),
-}
-"""Physiological limits applied to members after an update (a Gaussian update knows no bounds)."""
 
 
 @partial(jax.jit, static_argnums=(0,))
@@ -322,7 +271,7 @@ def constrain(layout: Layout, members: Array) -> Array:
         jnp.clip(layout.phi(members), -PHI_LIMIT, PHI_LIMIT)
     )
     z = z.at[..., layout.nonnegative()].set(jnp.maximum(z[..., layout.nonnegative()], 0.0))
-    for name, (lo, hi) in STATE_LIMITS.items():
+    for name, (lo, hi) in layout.spec.state_limits.items():
         i = layout.model.state_index(name)
         z = z.at[..., i].set(jnp.clip(z[..., i], lo, hi))
     return z
@@ -334,7 +283,7 @@ def predict(layout: Layout, members: Array, base: Array, inputs: Array) -> Array
     p = layout.params(members, base[:, None, :])
     u = jnp.broadcast_to(inputs[:, None, :], (*members.shape[:2], inputs.shape[-1]))
     return layout.with_discrepancy(
-        members, observe(layout.model, members[..., : layout.n_states], p, u)
+        members, layout.spec.observe(members[..., : layout.n_states], p, u)
     )
 
 

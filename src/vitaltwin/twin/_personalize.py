@@ -6,12 +6,14 @@ observable's error SD, so ``S[i, j] = cv_j * d y_i / d log theta_j / sd_i``: how
 SDs the prior uncertainty of a parameter moves an observation. ``delta_msqr`` (root mean square
 over observables) ranks single parameters; the collinearity index ``gamma = 1 / sqrt(min
 eigenvalue(S~'S~))`` of a set (``S~``: columns scaled to unit length) says whether their effects
-can be told apart (below 10-15: identifiable). :data:`vitaltwin.twin.ESTIMATED` is the set the
-analysis supports (``tests/test_twin.py`` checks it).
+can be told apart (below 10-15: identifiable). A model's :class:`vitaltwin.model.TwinSpec` lists
+the set its analysis supports in ``estimated`` (``tests/twin/test_twin.py`` checks the ward
+model's).
 
-Fitting is maximum a posteriori: the ward model is integrated over the first hours from the
-patient's resting state with the estimated parameters, an initial pathogen load and an initial
-blood-volume ratio (a patient may arrive already infected or hypovolaemic); the negative log
+Fitting is maximum a posteriori: the model is integrated over the first hours from the
+patient's resting state with the estimated parameters and the spec's initial-state unknowns (for
+the ward model an initial pathogen load and an initial blood-volume ratio: a patient may arrive
+already infected or hypovolaemic); the negative log
 posterior (Gaussian measurement errors, population priors) is half a sum of squared
 standardised residuals, minimised by a trust-region Gauss-Newton method (scipy ``least_squares``)
 with the residuals' Jacobian from JAX (forward mode through the whole integration: seven
@@ -33,18 +35,10 @@ import pandas as pd
 from jax import Array
 from scipy.optimize import least_squares
 
-from vitaltwin.model import Model
-from vitaltwin.physiology.patient import PatientProfile
-from vitaltwin.physiology.ward import WARD_DT_S, personalize_ward
-from vitaltwin.simulate._solver import partitioned_step
-from vitaltwin.twin._ensemble import (
-    DISCREPANCY_TAU_H,
-    ESTIMATED,
-    Layout,
-    layout_for,
-    shared_ward_model,
-)
-from vitaltwin.twin._observe import BY_LOINC, HIGH, LOW, NAMES, SD, observe
+from vitaltwin.model import TwinSpec
+from vitaltwin.physiology import DEFAULT_TWIN, PatientProfile
+from vitaltwin.simulate import partitioned_step
+from vitaltwin.twin._ensemble import Layout, layout_for
 from vitaltwin.twin._twin import PatientTwin, TwinError
 
 IDENTIFIABLE_DELTA = 0.1
@@ -54,9 +48,10 @@ IDENTIFIABLE_GAMMA = 10.0
 """Largest collinearity index of an identifiable set (Brun 2001: 10-15)."""
 
 
-def sensitivity(model: Model, profile: PatientProfile) -> pd.DataFrame:
+def sensitivity(spec: TwinSpec, profile: PatientProfile) -> pd.DataFrame:
     """Scaled sensitivities ``S`` (observables x parameters with a population spread)."""
-    base, x = personalize_ward(model, profile)
+    model = spec.model
+    base, x = spec.baseline(model, profile)
     names = [q.name for q in model.parameters if q.cv > 0]
     idx = np.array([model.param_index(n) for n in names])
     cv = np.array([model.parameter(n).cv for n in names])
@@ -64,11 +59,11 @@ def sensitivity(model: Model, profile: PatientProfile) -> pd.DataFrame:
 
     def y_of(log_theta: Array) -> Array:
         p = jnp.asarray(base).at[idx].set(jnp.exp(log_theta))
-        return observe(model, jnp.asarray(x), p, u)
+        return spec.observe(jnp.asarray(x), p, u)
 
     jac = np.asarray(jax.jacfwd(y_of)(jnp.log(jnp.asarray(base[idx]))))
-    s = jac * cv[None, :] / SD[:, None]
-    return pd.DataFrame(s, index=list(NAMES), columns=names)
+    s = jac * cv[None, :] / spec.sd[:, None]
+    return pd.DataFrame(s, index=list(spec.names), columns=names)
 
 
 def collinearity(s: pd.DataFrame, names: tuple[str, ...] | list[str]) -> float:
@@ -80,21 +75,20 @@ def collinearity(s: pd.DataFrame, names: tuple[str, ...] | list[str]) -> float:
 
 
 def identifiability(
-    model: Model | None = None, profile: PatientProfile | None = None
+    spec: TwinSpec | None = None, profile: PatientProfile | None = None
 ) -> pd.DataFrame:
-    """Per parameter: ``delta_msqr`` and whether it is estimated; most sensitive first."""
-    model = shared_ward_model() if model is None else model
-    s = sensitivity(model, PatientProfile() if profile is None else profile)
+    """Per parameter: ``delta_msqr`` and whether the spec estimates it; most sensitive first."""
+    spec = DEFAULT_TWIN if spec is None else spec
+    s = sensitivity(spec, PatientProfile() if profile is None else profile)
     delta = np.sqrt((s.to_numpy() ** 2).mean(axis=0))
     out = pd.DataFrame(
-        {"delta_msqr": delta, "estimated": [n in ESTIMATED for n in s.columns]}, index=s.columns
+        {"delta_msqr": delta, "estimated": [n in spec.estimated for n in s.columns]},
+        index=s.columns,
     )
     return out.sort_values("delta_msqr", ascending=False)
 
 
 # --------------------------------------------------------------------------- fitting
-N_INITIAL = 2
-"""Initial conditions fitted besides the parameters: pathogen load, blood-volume ratio."""
 
 
 @dataclass(frozen=True)
@@ -102,8 +96,7 @@ class Personalization:
     """The fit: MAP estimate, Laplace covariance (in the fitting coordinates) and the twin."""
 
     theta: pd.Series  # estimated parameters at the MAP
-    initial_pathogen: float
-    initial_volume_ratio: float
+    initial: pd.Series  # the spec's initial-state unknowns at the MAP (e.g. initial_pathogen)
     covariance: np.ndarray
     sd: pd.Series  # posterior SD of each parameter (delta method on the Laplace covariance)
     neg_log_posterior: float
@@ -118,18 +111,25 @@ def _prior(layout: Layout, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     cv = np.array([max(layout.model.parameter(n).cv, 0.05) for n in layout.estimated])
     # d phi / d log theta = theta (hi - lo) / ((theta - lo)(hi - theta))
     sd_phi = cv * theta * (hi - lo) / ((theta - lo) * (hi - theta))
-    mean = np.concatenate([layout.to_phi(theta), [-4.0, 0.0]])
-    sd = np.concatenate([sd_phi, [2.0, 0.1]])
+    unknowns = layout.spec.initial_unknowns
+    mean = np.concatenate([layout.to_phi(theta), [iu.prior_mean for iu in unknowns]])
+    sd = np.concatenate([sd_phi, [iu.prior_sd for iu in unknowns]])
     return mean, sd
 
 
 def _initial_state(layout: Layout, x_rest: Array, w: Array) -> Array:
     model = layout.model
     k = len(layout.estimated)
-    x = x_rest.at[model.state_index("infl_p")].set(jax.nn.softplus(w[k]))
-    ratio = jnp.exp(w[k + 1])
-    for n in ("v_plasma_ml", "v_rbc_ml"):
-        x = x.at[model.state_index(n)].multiply(ratio)
+    x = x_rest
+    for j, iu in enumerate(layout.spec.initial_unknowns):
+        if iu.kind == "softplus":
+            load = jax.nn.softplus(w[k + j])
+            for n in iu.states:
+                x = x.at[model.state_index(n)].set(load)
+        else:
+            ratio = jnp.exp(w[k + j])
+            for n in iu.states:
+                x = x.at[model.state_index(n)].multiply(ratio)
     return x
 
 
@@ -152,8 +152,8 @@ def _residuals(
     xs, ps, us = model.split(x0, p, u)
 
     def step(x: dict[str, Array], _: None) -> tuple[dict[str, Array], Array]:
-        x = partitioned_step(model, jnp.zeros(()), x, WARD_DT_S, ps, us)
-        return x, observe(model, model.join_states(x), p, u)
+        x = partitioned_step(model, jnp.zeros(()), x, layout.dt_s, ps, us)
+        return x, layout.spec.observe(model.join_states(x), p, u)
 
     _, ys = jax.lax.scan(step, dict(xs), None, n_steps)
     pred = ys[step_idx, obs_idx]
@@ -173,10 +173,10 @@ def personalize(
     hours: float = 6.0,
     n_members: int = 64,
     seed: int = 0,
-    model: Model | None = None,
+    spec: TwinSpec | None = None,
     jacobian: str = "jax",
     discrepancy: tuple[tuple[str, float], ...] = (),
-    discrepancy_tau_h: float = DISCREPANCY_TAU_H,
+    discrepancy_tau_h: float = 48.0,
 ) -> Personalization:
     """Fit the twin to the first ``hours`` after ``start`` (columns ``effective_time``,
     ``loinc``, ``value``) and return it, ready at ``start + hours`` for live assimilation.
@@ -185,21 +185,23 @@ def personalize(
     :class:`PatientTwin`) the twin's discrepancy states start from their stationary prior."""
     if jacobian not in ("jax", "finite-difference"):
         raise ValueError(f"jacobian must be 'jax' or 'finite-difference', not {jacobian!r}")
-    layout = layout_for(model)
+    layout = layout_for(spec)
+    spec = layout.spec
     model = layout.model
-    base, x_rest = personalize_ward(model, profile)
-    n_steps = round(hours * 3600.0 / WARD_DT_S)
+    base, x_rest = spec.baseline(model, profile)
+    dt = spec.dt_s
+    n_steps = round(hours * 3600.0 / dt)
     end = start + timedelta(hours=hours)
     df = observations
     t = pd.to_datetime(df["effective_time"])
     if t.dt.tz is None:
         raise TwinError("effective_time must be timezone-aware (UTC)")
     sel = (t >= pd.Timestamp(start)) & (t < pd.Timestamp(end))
-    step = ((t[sel] - pd.Timestamp(start)).dt.total_seconds() // WARD_DT_S).astype(int)
-    obs_j = df.loc[sel, "loinc"].map(BY_LOINC)
+    step = ((t[sel] - pd.Timestamp(start)).dt.total_seconds() // dt).astype(int)
+    obs_j = df.loc[sel, "loinc"].map(spec.by_loinc)
     vals = df.loc[sel, "value"].astype(float)
     ok = obs_j.notna() & vals.between(
-        LOW[obs_j.fillna(0).astype(int)], HIGH[obs_j.fillna(0).astype(int)]
+        spec.low[obs_j.fillna(0).astype(int)], spec.high[obs_j.fillna(0).astype(int)]
     )
     # Each value is compared with the state at the end of its minute.
     step_idx = np.minimum(step[ok].to_numpy(), n_steps - 1)
@@ -209,7 +211,7 @@ def personalize(
         jnp.asarray(step_idx),
         jnp.asarray(obs_idx),
         jnp.asarray(vals[ok].to_numpy()),
-        jnp.asarray(SD[obs_idx]),
+        jnp.asarray(spec.sd[obs_idx]),
     )
     prior = (jnp.asarray(x_rest), jnp.asarray(base), jnp.asarray(mean), jnp.asarray(sd))
     u = jnp.asarray(model.default_inputs())
@@ -244,7 +246,7 @@ def personalize(
     x0 = np.stack(
         [np.asarray(_initial_state(layout, jnp.asarray(x_rest), jnp.asarray(d))) for d in draws]
     )
-    twin_layout = layout_for(model, discrepancy=discrepancy, discrepancy_tau_h=discrepancy_tau_h)
+    twin_layout = layout_for(spec, discrepancy=discrepancy, discrepancy_tau_h=discrepancy_tau_h)
     b = twin_layout.draw_discrepancy(n_members, rng)
     members = np.concatenate([x0, draws[:, :k], b], axis=1)
     twin = PatientTwin(
@@ -254,15 +256,18 @@ def personalize(
         n_members=n_members,
         seed=seed,
         members=members,
-        model=model,
+        spec=spec,
         discrepancy=discrepancy,
         discrepancy_tau_h=discrepancy_tau_h,
     )
     twin.advance_to(end)
     return Personalization(
         theta=pd.Series(theta_map, index=list(layout.estimated)),
-        initial_pathogen=float(jax.nn.softplus(w_map[k])),
-        initial_volume_ratio=float(np.exp(w_map[k + 1])),
+        initial=pd.Series(
+            [iu.value(float(w)) for iu, w in zip(spec.initial_unknowns, w_map[k:], strict=True)],
+            index=[iu.name for iu in spec.initial_unknowns],
+            dtype=float,
+        ),
         covariance=cov,
         sd=pd.Series(sd_theta, index=list(layout.estimated)),
         neg_log_posterior=float(0.5 * res.fun @ res.fun),

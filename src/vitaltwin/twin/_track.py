@@ -18,14 +18,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 from jax.sharding import PartitionSpec
-from rich.progress import Progress
 
-from vitaltwin.simulate._solver import batch_mesh, split_batch
+from vitaltwin.progress import SILENT, Progress
+from vitaltwin.simulate import batch_mesh, split_batch
 from vitaltwin.twin._enkf import INFLATION_MAX, RTPS, analyse
 from vitaltwin.twin._ensemble import Layout, advance, constrain, perturb, predict
-from vitaltwin.twin._observe import OBSERVABLES, observables
 
-R_VAR = np.array([o.sd**2 for o in OBSERVABLES])
 SHORT_CYCLE_S = 10.0
 
 
@@ -40,6 +38,7 @@ def track(
     rng: np.random.Generator,
     on_cycle: Callable[[int, np.ndarray], None] | None = None,
     label: str = "tracking",
+    progress: Progress = SILENT,
     r_var: np.ndarray | None = None,
     rtps: float = RTPS,
     inflation_max: float = INFLATION_MAX,
@@ -52,8 +51,9 @@ def track(
         y, mask: ``(B, T, m)``; cycle ``k`` ends at ``(k + 1) * cycle_s``, where its values are
             assimilated.
         on_cycle: called after each analysis with the cycle index and the members.
-        r_var: observation error variances ``(m,)`` (default: :data:`OBSERVABLES`' SDs).
+        r_var: observation error variances ``(m,)`` (default: the spec's observables' SDs).
         rtps, inflation_max: spread control of the analysis (:func:`analyse`).
+        progress: told of each cycle, under ``label`` (:mod:`vitaltwin.progress`).
 
     Returns the posterior mean and SD of the observables after each cycle (``mean``, ``sd``:
     ``(B, T, m)``), the forecast of each cycle made at the end of the previous one (``prior_mean``,
@@ -68,10 +68,10 @@ def track(
     used = np.zeros((b, t, m), bool)
     gated = np.zeros((b, t, m), bool)
     z = jnp.asarray(members)
-    r = np.broadcast_to(R_VAR if r_var is None else r_var, (b, m))
+    r = np.broadcast_to(layout.spec.sd**2 if r_var is None else r_var, (b, m))
     lam = np.ones(b)
-    with Progress(transient=True) as bar:
-        task = bar.add_task(label, total=t)
+    task = progress.start(label, t)
+    try:
         for k in range(t):
             u = inputs[:, k]
             z = advance(layout, z, base, u, cycle_s, rng)
@@ -91,7 +91,9 @@ def track(
             gated[:, k] = np.asarray(res.gated)
             if on_cycle is not None:
                 on_cycle(k, np.asarray(z))
-            bar.advance(task)
+            task.advance()
+    finally:
+        task.close()
     return {
         "mean": mean,
         "sd": sd,
@@ -147,7 +149,7 @@ def _block_cycle(layout: Layout, a: CycleArrays, dt_s: Array) -> tuple[Array, Ar
     normals = jax.vmap(lambda k: jax.random.normal(k, z.shape[1:], z.dtype))(a.keys)
     zz = layout.decay(jnp.concatenate([x, z[..., ns:]], axis=-1), dt_s)
     zz = perturb(layout, zz, normals, dt_s)
-    hz = layout.with_discrepancy(zz, observables(model, zz[..., :ns], sig))
+    hz = layout.with_discrepancy(zz, layout.spec.observables_of(zz[..., :ns], sig))
     res = analyse(zz, hz, a.y, a.mask, a.r)
     return constrain(layout, res.members), res.used, res.gated
 
@@ -195,7 +197,7 @@ def cycle(
     if block < 1:
         raise ValueError(f"block must be >= 1, got {block}")
     b = int(jnp.shape(members)[0])
-    r = jnp.broadcast_to(jnp.asarray(R_VAR), y.shape)
+    r = jnp.broadcast_to(jnp.asarray(layout.spec.sd**2), y.shape)
     arrays = CycleArrays(
         jnp.asarray(members),
         jnp.asarray(base),

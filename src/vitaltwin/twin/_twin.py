@@ -1,4 +1,4 @@
-"""One patient's twin: the ward model, a posterior over parameters, an ensemble of states.
+"""One patient's twin: a model, a posterior over parameters, an ensemble of states.
 
 A :class:`PatientTwin` is created from a patient's demographics (and, optionally, personalized
 to the first hours of data: :func:`vitaltwin.twin.personalize`), then kept in step with the
@@ -27,37 +27,29 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import vitaltwin
-from vitaltwin.model import Model
-from vitaltwin.physiology.patient import PatientProfile
-from vitaltwin.physiology.ward import personalize_ward
+from vitaltwin.model import Model, TwinSpec
+from vitaltwin.physiology import PatientProfile
 from vitaltwin.twin._enkf import GATE_SD, analyse
-from vitaltwin.twin._ensemble import (
-    DISCREPANCY_TAU_H,
-    advance,
-    constrain,
-    initial_members,
-    layout_for,
-    predict,
-)
+from vitaltwin.twin._ensemble import advance, constrain, initial_members, layout_for, predict
 from vitaltwin.twin._forecast import Trajectories, run_schedule
-from vitaltwin.twin._observe import BY_LOINC, FIO2_LOINC, HIGH, LOW, NAMES, OBSERVABLES
 
 FORMAT_VERSION = 2
 """2: the layout's model-discrepancy states are recorded (a version-1 twin has none)."""
 CYCLE_S = 60.0
 """Observations within one minute are assimilated together (values of one code averaged)."""
 
-_SURROGATE_WEIGHTS = Path(__file__).resolve().parents[1] / "surrogate" / "hemodynamics.npz"
-
 
 @lru_cache(maxsize=8)
 def model_version(model: Model) -> str:
-    """A fingerprint of the model: its name, its variables and the surrogate's weights."""
+    """A fingerprint of the model: its name, its variables and what its components compute
+    beyond their declarations (:meth:`vitaltwin.model.Component.fingerprint`: for the ward
+    model, the surrogate's weights)."""
     h = hashlib.sha256()
     h.update(model.name.encode())
     for names in (model.state_names, model.param_names, model.input_names):
         h.update("|".join(names).encode())
-    h.update(_SURROGATE_WEIGHTS.read_bytes())
+    for c in model.components:
+        h.update(c.fingerprint())
     return f"{model.name}:{h.hexdigest()[:12]}"
 
 
@@ -120,9 +112,9 @@ class PatientTwin:
         n_members: int = 64,
         seed: int = 0,
         members: np.ndarray | None = None,
-        model: Model | None = None,
+        spec: TwinSpec | None = None,
         discrepancy: tuple[tuple[str, float], ...] = (),
-        discrepancy_tau_h: float = DISCREPANCY_TAU_H,
+        discrepancy_tau_h: float = 48.0,
     ) -> None:
         if start.tzinfo is None:
             raise TwinError("start must be timezone-aware (UTC)")
@@ -131,12 +123,13 @@ class PatientTwin:
         self.patient_id = patient_id
         self.profile = profile
         self.layout = layout_for(
-            model,
+            spec,
             discrepancy=tuple((str(n), float(sd)) for n, sd in discrepancy),
             discrepancy_tau_h=float(discrepancy_tau_h),
         )
+        self.spec = self.layout.spec
         self.model = self.layout.model
-        self.base, self.x_rest = personalize_ward(self.model, profile)
+        self.base, self.x_rest = self.spec.baseline(self.model, profile)
         self.inputs = self.model.default_inputs()
         self.time = start.astimezone(UTC)
         self.rng = np.random.default_rng(seed)
@@ -186,7 +179,9 @@ class PatientTwin:
                 jnp.asarray(self.inputs[None]),
             )
         )[0]
-        return pd.DataFrame({"mean": y.mean(0), "sd": y.std(0, ddof=1)}, index=list(NAMES))
+        return pd.DataFrame(
+            {"mean": y.mean(0), "sd": y.std(0, ddof=1)}, index=list(self.spec.names)
+        )
 
     def set_input(self, name: str, value: float) -> None:
         """Set a treatment input from now on (e.g. ``fio2``, ``ne_rate_ug_kg_min``)."""
@@ -213,8 +208,9 @@ class PatientTwin:
 
     def assimilate(self, observations: pd.DataFrame | pa.Table) -> list[CycleReport]:
         """Assimilate observations (columns ``effective_time``, ``loinc``, ``value``; the
-        canonical schema works as is). Codes the twin does not model are ignored; charted FiO2
-        sets the ``fio2`` input. Observations before the twin's time raise :class:`TwinError`."""
+        canonical schema works as is). Codes the twin does not model are ignored; charted codes
+        the spec maps to inputs (FiO2 for the ward model) set them. Observations before the
+        twin's time raise :class:`TwinError`."""
         df = observations.to_pandas() if isinstance(observations, pa.Table) else observations
         missing = {"effective_time", "loinc", "value"} - set(df.columns)
         if missing:
@@ -240,22 +236,24 @@ class PatientTwin:
 
     def _cycle(self, grp: pd.DataFrame) -> CycleReport:
         when = grp["effective_time"].iloc[-1].to_pydatetime()
-        fio2 = grp[grp["loinc"] == FIO2_LOINC]
-        if not fio2.empty:
-            self.set_input("fio2", float(np.clip(fio2["value"].iloc[-1], 0.21, 1.0)))
+        for ci in self.spec.charted_inputs:
+            charted = grp[grp["loinc"] == ci.loinc]
+            if not charted.empty:
+                self.set_input(ci.input, float(np.clip(charted["value"].iloc[-1], ci.low, ci.high)))
         self.advance_to(when)
-        m = len(OBSERVABLES)
+        spec = self.spec
+        m = len(spec.observables)
         y, n = np.zeros(m), np.zeros(m)
         rejected: list[str] = []
         first_row = len(self.assimilated)
         for code, value in zip(grp["loinc"], grp["value"], strict=True):
-            j = BY_LOINC.get(code)
+            j = spec.by_loinc.get(code)
             if j is None:
                 continue
             status = "used"
-            if not (np.isfinite(value) and LOW[j] <= value <= HIGH[j]):
+            if not (np.isfinite(value) and spec.low[j] <= value <= spec.high[j]):
                 status = "rejected"
-                rejected.append(NAMES[j])
+                rejected.append(spec.names[j])
             else:
                 y[j] += value
                 n[j] += 1
@@ -267,7 +265,7 @@ class PatientTwin:
         r = np.array(
             [
                 o.sd_instrument**2 / max(k, 1) + o.sd_model**2
-                for o, k in zip(OBSERVABLES, n, strict=True)
+                for o, k in zip(spec.observables, n, strict=True)
             ]
         )
         pred = predict(
@@ -291,17 +289,17 @@ class PatientTwin:
         innov = np.asarray(res.innovation[0])
         sd = np.asarray(res.innovation_sd[0])
         for row in self.assimilated[first_row:]:
-            j = BY_LOINC.get(row["loinc"])
+            j = spec.by_loinc.get(row["loinc"])
             if j is not None and row["status"] == "used" and gated[j]:
                 row["status"] = "gated"
         report = CycleReport(
             time=when,
-            observed=tuple(NAMES[j] for j in np.flatnonzero(mask)),
-            used=tuple(NAMES[j] for j in np.flatnonzero(used)),
-            gated=tuple(NAMES[j] for j in np.flatnonzero(gated)),
+            observed=tuple(spec.names[j] for j in np.flatnonzero(mask)),
+            used=tuple(spec.names[j] for j in np.flatnonzero(used)),
+            gated=tuple(spec.names[j] for j in np.flatnonzero(gated)),
             rejected=tuple(sorted(set(rejected))),
-            innovation={NAMES[j]: float(innov[j]) for j in np.flatnonzero(mask)},
-            innovation_sd={NAMES[j]: float(sd[j]) for j in np.flatnonzero(mask)},
+            innovation={spec.names[j]: float(innov[j]) for j in np.flatnonzero(mask)},
+            innovation_sd={spec.names[j]: float(sd[j]) for j in np.flatnonzero(mask)},
             inflation=self.inflation,
         )
         self.log.append(report)
@@ -309,8 +307,8 @@ class PatientTwin:
 
     # ---------------------------------------------------------------- forecast
     def schedule(self, hours: float) -> np.ndarray:
-        """The current inputs held for ``hours`` on the 60 s grid: ``(steps, n_inputs)``."""
-        steps = round(hours * 3600.0 / CYCLE_S)
+        """The current inputs held for ``hours`` on the model's grid: ``(steps, n_inputs)``."""
+        steps = round(hours * 3600.0 / self.layout.dt_s)
         return np.tile(self.inputs, (steps, 1))
 
     def forecast(self, hours: float = 6.0, record_every_min: int = 5) -> Trajectories:
@@ -323,7 +321,7 @@ class PatientTwin:
             self.members[None],
             self.base[None],
             self.schedule(hours)[None],
-            record_every_min,
+            max(1, round(record_every_min * 60.0 / self.layout.dt_s)),
         )
 
     # ------------------------------------------------------------- save / load
@@ -335,6 +333,7 @@ class PatientTwin:
             "format_version": FORMAT_VERSION,
             "vitaltwin_version": vitaltwin.__version__,
             "model_version": self.model_version,
+            "spec": self.spec.name,
             "patient_id": self.patient_id,
             "profile": self.profile.model_dump(),
             "time": self.time.isoformat(),
@@ -362,8 +361,9 @@ class PatientTwin:
         return d
 
     @classmethod
-    def load(cls, directory: str | Path) -> PatientTwin:
-        """Restore a twin written by :meth:`save` (refuses other format or model versions)."""
+    def load(cls, directory: str | Path, spec: TwinSpec | None = None) -> PatientTwin:
+        """Restore a twin written by :meth:`save` (refuses other format or model versions);
+        ``spec``: the model's twin declaration, when not the default model's."""
         d = Path(directory)
         try:
             meta = json.loads((d / "twin.json").read_text())
@@ -381,8 +381,11 @@ class PatientTwin:
             n_members=arrays["members"].shape[0],
             members=arrays["members"],
             discrepancy=tuple((n, sd) for n, sd in meta.get("discrepancy", [])),
-            discrepancy_tau_h=meta.get("discrepancy_tau_h", DISCREPANCY_TAU_H),
+            discrepancy_tau_h=meta.get("discrepancy_tau_h", 48.0),
+            spec=spec,
         )
+        if meta.get("spec", twin.spec.name) != twin.spec.name:
+            raise TwinError(f"{d}: a twin of {meta['spec']}, not of {twin.spec.name}")
         if meta["model_version"] != twin.model_version:
             raise TwinError(
                 f"{d}: saved with model {meta['model_version']}, this vitaltwin has "

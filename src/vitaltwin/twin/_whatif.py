@@ -21,7 +21,6 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from vitaltwin.twin._forecast import Trajectories, run_schedule
-from vitaltwin.twin._observe import index
 
 if TYPE_CHECKING:
     from vitaltwin.twin._twin import PatientTwin
@@ -139,7 +138,7 @@ def compare(
         sched,
         record_every=5,
     )
-    i_map, i_lac = index("MAP"), index("Lactate")
+    i_map, i_lac = twin.spec.index("MAP"), twin.spec.index("Lactate")
     end = traj.values[:, :, -1, :]
     table = pd.DataFrame(
         {
@@ -148,7 +147,7 @@ def compare(
             "p_map_below_65_30min": traj.probability("map_below_65_30min"),
             "p_lactate_above_4": traj.probability("lactate_above_4"),
             "p_spo2_below_90": traj.probability("spo2_below_90"),
-            "hypotension_min_mean": traj.hypotension_min.mean(axis=1),
+            "hypotension_min_mean": traj.minutes_held("map_below_65_30min").mean(axis=1),
             "map_end_q05": np.quantile(end[..., i_map], 0.05, axis=1),
             "map_end_median": np.median(end[..., i_map], axis=1),
             "map_end_q95": np.quantile(end[..., i_map], 0.95, axis=1),

@@ -1,0 +1,610 @@
+"""Command-line interface: a thin layer over the library.
+
+vitaltwin scenario list
+vitaltwin scenario run FILE|NAME [--out DIR]
+vitaltwin verify [--json PATH]
+vitaltwin demo [--out DIR]
+vitaltwin surrogate train [--n-train N] [--n-test N] [--out FILE]
+vitaltwin surrogate report [--json PATH]
+vitaltwin ingest PATH... [--store DIR]   (PhysioNet 2019 PSV files, folders or Parquet)
+vitaltwin validate phantom [--patients N] [--hours H] [--members N] [--out DIR]
+vitaltwin validate replay [--data PARQUET] [--patients N] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from vitaltwin import __version__
+from vitaltwin.cli._progress import rich_progress
+from vitaltwin.cli._risk import data_path, risk_app, validate_risk
+from vitaltwin.settings import load_settings
+from vitaltwin.simulate.scenario import (
+    ScenarioError,
+    ScenarioResult,
+    example_scenarios,
+    load_scenario,
+    run_scenario,
+)
+from vitaltwin.store import Store
+from vitaltwin.validation.verification import VerificationReport
+from vitaltwin.validation.verification import verify as run_verify
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="vitaltwin: patient twins.")
+scenario_app = typer.Typer(no_args_is_help=True, help="Run and list scenarios.")
+app.add_typer(scenario_app, name="scenario")
+surrogate_app = typer.Typer(
+    no_args_is_help=True, help="Train and check the haemodynamic surrogate."
+)
+app.add_typer(surrogate_app, name="surrogate")
+validate_app = typer.Typer(
+    no_args_is_help=True, help="Validate the twin (phantom, real data) and the risk models."
+)
+app.add_typer(validate_app, name="validate")
+# Tables are wide: when the output is not a terminal (logs, CI), do not wrap at 80 columns.
+console = Console() if sys.stdout.isatty() else Console(width=160)
+err_console = Console(stderr=True)
+
+_GRADE_STYLE = {"green": "green", "yellow": "yellow", "red": "bold red"}
+
+
+def _resolve(spec: str) -> Path:
+    path = Path(spec)
+    if path.exists():
+        return path
+    ex = example_scenarios()
+    if spec in ex:
+        return ex[spec]
+    raise ScenarioError(
+        f"no scenario file {spec!r} and no example of that name (examples: {', '.join(ex)})"
+    )
+
+
+def _run_with_progress(path: Path) -> ScenarioResult:
+    scenario = load_scenario(path)
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:>7.0f}/{task.total:.0f} s simulated"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    ) as bar:
+        task = bar.add_task(scenario.name, total=scenario.duration_s)
+        return run_scenario(scenario, progress=lambda s: bar.advance(task, s))
+
+
+def write_result(res: ScenarioResult, out: Path) -> dict[str, Path]:
+    """Write the time series and beats (Parquet), the events, a summary and two PNG plots."""
+    from vitaltwin.simulate.plot import plot_pv_loops, plot_scenario, plot_ward
+
+    out.mkdir(parents=True, exist_ok=True)
+    ward = res.scenario.fidelity == "ward"
+    files = {
+        "timeseries": out / "timeseries.parquet",
+        ("trend" if ward else "beats"): out / ("trend.parquet" if ward else "beats.parquet"),
+        "plot": out / "plot.png",
+        "summary": out / "summary.json",
+    }
+    res.timeseries.to_parquet(files["timeseries"], index=False)
+    res.beats.to_parquet(files["trend" if ward else "beats"], index=False)
+    if ward:
+        plot_ward(res, files["plot"])
+    else:
+        files["pv_loops"] = out / "pv_loops.png"
+        plot_scenario(res, files["plot"])
+        plot_pv_loops(res, files["pv_loops"])
+    first, last = res.beats.iloc[:5].mean(), res.beats.iloc[-5:].mean()
+    summary = {
+        "scenario": res.scenario.model_dump(),
+        "steady_state_converged": res.steady_state_converged,
+        "events": res.events.to_dict(orient="records"),
+        "start": first.to_dict(),
+        "end": last.to_dict(),
+    }
+    files["summary"].write_text(json.dumps(summary, indent=2, default=float), encoding="utf-8")
+    return files
+
+
+@scenario_app.command("list")
+def scenario_list() -> None:
+    """List the example scenarios shipped with vitaltwin."""
+    for name, path in example_scenarios().items():
+        desc = json.loads(path.read_text(encoding="utf-8")).get("description", "")
+        console.print(f"[bold]{name}[/]  {desc}\n  {path}")
+
+
+@scenario_app.command("run")
+def scenario_run(
+    scenario: Annotated[str, typer.Argument(help="scenario JSON file, or an example's name")],
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("out/scenarios"),
+) -> None:
+    """Run a scenario: writes time series (Parquet) and plots (PNG) under OUT/NAME."""
+    try:
+        path = _resolve(scenario)
+        res = _run_with_progress(path)
+    except ScenarioError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    files = write_result(res, out / res.scenario.name)
+    end = res.beats.iloc[-5:].mean()
+    if res.scenario.fidelity == "ward":
+        console.print(
+            f"[bold]{res.scenario.name}[/] end: MAP {end.map_mmhg:.0f} mmHg, HR "
+            f"{end.hr_bpm:.0f}/min, lactate {end.lactate_mmol_l:.1f} mmol/L, temperature "
+            f"{end.temp_c:.1f} C, SpO2 {end.spo2_pct:.0f} %"
+        )
+    else:
+        console.print(
+            f"[bold]{res.scenario.name}[/] end: MAP {end.map_mmhg:.0f} mmHg, HR "
+            f"{end.hr_bpm:.0f}/min, CO {end.co_l_min:.2f} L/min, EF {100 * end.ef:.0f} %"
+        )
+    for kind, f in files.items():
+        console.print(f"  {kind:<10} {f}")
+
+
+def _print_report(report: VerificationReport) -> None:
+    t = Table(title="Resting healthy adult (reference patient)", show_lines=False)
+    for col in ("quantity", "expected", "computed", "error %", "grade", "source"):
+        t.add_column(col, overflow="fold")
+    for c in report.resting:
+        t.add_row(
+            f"{c.label} ({c.unit})",
+            f"{c.expected:g}",
+            f"{c.computed:.4g}",
+            f"{c.error_pct:+.2f}",
+            f"[{_GRADE_STYLE[c.grade]}]{c.grade}[/]",
+            c.source[:70] + ("…" if len(c.source) > 70 else ""),
+        )
+    console.print(t)
+    d = Table(title="Dynamic responses")
+    for col in ("scenario", "quantity", "comparison", "expected", "computed", "grade"):
+        d.add_column(col, overflow="fold")
+    for dc in report.dynamic:
+        d.add_row(
+            dc.scenario,
+            dc.quantity,
+            dc.comparison,
+            f"{dc.expected_direction} [{dc.expected_low:g}, {dc.expected_high:g}] {dc.unit}",
+            f"{dc.computed:+.3g} {dc.unit}",
+            f"[{_GRADE_STYLE[dc.grade]}]{dc.grade}[/]",
+        )
+    console.print(d)
+
+
+@app.command()
+def verify(
+    json_path: Annotated[Path, typer.Option("--json", help="where to write the JSON table")] = Path(
+        "out/verification.json"
+    ),
+) -> None:
+    """Verification table: expected vs computed with % error and grade, sources in the JSON."""
+    if not _verify_and_report(json_path):
+        raise typer.Exit(1)
+
+
+def _verify_and_report(json_path: Path, results: dict[str, ScenarioResult] | None = None) -> bool:
+    """Print the verification table and write its JSON; True when every check is green."""
+    with console.status("verifying") as status:
+        report = run_verify(progress=lambda m: status.update(f"verifying: {m}"), results=results)
+    _print_report(report)
+    console.print(f"JSON: {report.write_json(json_path)}")
+    if not report.all_green:
+        console.print("[bold red]not every check is green[/]")
+    return report.all_green
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("out/demo"),
+) -> None:
+    """Run every example scenario and the verification table; print where the plots are."""
+    plots = []
+    results = {}
+    for name, path in example_scenarios().items():
+        results[name] = _run_with_progress(path)
+        files = write_result(results[name], out / name)
+        plots += [files[k] for k in ("plot", "pv_loops") if k in files]
+    all_green = _verify_and_report(out / "verification.json", results)
+    console.print("\n[bold]Plots:[/]")
+    for p in plots:
+        console.print(f"  {p.resolve()}")
+    if not all_green:
+        raise typer.Exit(1)
+
+
+def _print_surrogate_report(report: dict[str, object]) -> None:
+    tab = Table(title="Haemodynamic surrogate on held-out beat-model steady states")
+    for col in ("output", "relative RMS error", "max error", "target"):
+        tab.add_column(col)
+    rows = report["held_out"]
+    assert isinstance(rows, list)
+    for r in rows:
+        target = r["target_pct"]
+        ok = target is None or r["rel_rms_pct"] < target
+        style = "green" if ok else "bold red"
+        tab.add_row(
+            r["output"],
+            f"[{style}]{r['rel_rms_pct']:.2f} %[/]",
+            f"{r['rel_max_pct']:.1f} %",
+            "-" if target is None else f"< {target:g} %",
+        )
+    console.print(tab)
+    speed = report.get("speedup")
+    if isinstance(speed, dict):
+        console.print(
+            f"one patient-hour: beat model {speed['beat_s_per_hour']:.2f} s, ward model "
+            f"{speed['ward_s_per_hour'] * 1e3:.2f} ms -> speed-up {speed['speedup']:,.0f}x "
+            "(target >= 1,000x)"
+        )
+
+
+@surrogate_app.command("train")
+def surrogate_train(
+    n_train: Annotated[int, typer.Option(help="training design points")] = 2048,
+    n_test: Annotated[int, typer.Option(help="held-out design points")] = 512,
+    seed: Annotated[int, typer.Option(help="Sobol scrambling seed")] = 1,
+    hidden: Annotated[int, typer.Option(help="units in each of the two hidden layers")] = 32,
+    out: Annotated[
+        Path | None, typer.Option(help="weights file (default: the shipped one)")
+    ] = None,
+) -> None:
+    """Regenerate the beat-model design, train the surrogate, and report its accuracy."""
+    from vitaltwin.physiology.hemodynamic_network import shipped_weights_path
+    from vitaltwin.surrogate.hemodynamics import train
+    from vitaltwin.surrogate.speed import measure_speedup
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:>5.0f}/{task.total:.0f} steady states"),
+        TimeElapsedColumn(),
+        console=err_console,
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def tick(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total)
+            bar.update(tasks[name], completed=done)
+
+        sur, _, _ = train(n_train=n_train, n_test=n_test, seed=seed, hidden=hidden, progress=tick)
+    speed = measure_speedup(sur)
+    sur.report["speedup"] = speed
+    target = out or shipped_weights_path()
+    sur.save(target)
+    _print_surrogate_report(sur.report)
+    console.print(f"weights and report: {target}")
+
+
+@surrogate_app.command("report")
+def surrogate_report(
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write the report")] = None,
+) -> None:
+    """Print the shipped surrogate's held-out accuracy and measure the speed-up now."""
+    from vitaltwin.physiology import HemodynamicSurrogate
+    from vitaltwin.surrogate.speed import measure_speedup
+
+    sur = HemodynamicSurrogate.load()
+    report = dict(sur.report)
+    report["speedup"] = measure_speedup(sur)
+    _print_surrogate_report(report)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report, indent=2))
+        console.print(f"JSON: {json_path}")
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="files or folders: PSV, Parquet, FHIR")],
+    store: Annotated[
+        Path | None, typer.Option(help="store directory (DuckDB; default: settings)")
+    ] = None,
+    postgres: Annotated[
+        str | None, typer.Option(help="PostgreSQL conninfo; stores there instead of DuckDB")
+    ] = None,
+    codes: Annotated[
+        Path | None, typer.Option(help="HL7 v2 local-code table (CSV: local_code,loinc)")
+    ] = None,
+) -> None:
+    """Ingest PhysioNet 2019 (PSV, Parquet), FHIR R4 (JSON, Bundle, NDJSON), HL7 v2 (.hl7) and
+    device streams (CSV, JSON lines).
+
+    Prints stored, quarantined and duplicate counts; a file that cannot be read at all is
+    reported with the reason and the others are still ingested (exit status 1).
+    """
+    from vitaltwin.interop import ReadError, ReadOptions, input_files, read_any
+    from vitaltwin.interop.hl7v2 import load_code_table
+    from vitaltwin.store import IngestCounts
+
+    try:
+        files = input_files(paths)
+        options = ReadOptions(local_codes=None if codes is None else load_code_table(codes))
+    except ReadError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+    total = IngestCounts(0, 0, 0, 0)
+    rejected = 0
+    with (
+        _open_store(store, postgres) as st,
+        Progress(
+            TextColumn("[bold]ingest"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} files"),
+            TimeElapsedColumn(),
+            console=err_console,
+        ) as bar,
+    ):
+        task = bar.add_task("ingest", total=len(files))
+        for f in files:
+            try:
+                record = read_any(f, options)
+            except ReadError as exc:
+                err_console.print(f"[bold red]rejected:[/] {exc}")
+                rejected += 1
+            else:
+                total += st.ingest_record(record)
+            bar.advance(task)
+    console.print(
+        f"{len(files) - rejected} files read, {rejected} rejected; {total.read:,} records: "
+        f"stored {total.stored:,}, quarantined {total.quarantined:,}, duplicates "
+        f"{total.duplicates:,} (store: {'PostgreSQL' if postgres else store})"
+    )
+    if rejected:
+        raise typer.Exit(1)
+
+
+@app.command()
+def listen(
+    port: Annotated[int, typer.Option(help="TCP port for MLLP")] = 2575,
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    store: Annotated[
+        Path | None, typer.Option(help="store directory (DuckDB; default: settings)")
+    ] = None,
+    postgres: Annotated[str | None, typer.Option(help="PostgreSQL conninfo")] = None,
+) -> None:
+    """Receive HL7 v2 over MLLP: store each message and answer ACK, or NAK with the reason."""
+    import asyncio
+
+    from vitaltwin.service.mllp import MllpServer
+
+    async def run() -> None:
+        with _open_store(store, postgres) as st:
+            srv = MllpServer(
+                st,
+                on_ingest=lambda c: console.print(
+                    f"stored {c.stored}, quarantined {c.quarantined}, duplicates {c.duplicates}"
+                ),
+            )
+            server = await srv.start(host, port)
+            console.print(f"listening for MLLP on {host}:{port} (Ctrl-C stops)")
+            async with server:
+                await server.serve_forever()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
+def _open_store(directory: Path | None, postgres: str | None) -> Store:
+    """The store named on the command line, else the one the settings name."""
+    from vitaltwin.store import DuckDBStore, PostgresStore
+
+    settings = load_settings()
+    conninfo = postgres or (None if directory is not None else settings.postgres)
+    return PostgresStore(conninfo) if conninfo else DuckDBStore(directory or settings.store_dir)
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("out/export"),
+    fmt: Annotated[str, typer.Option("--format", help="parquet or fhir")] = "parquet",
+    store: Annotated[
+        Path | None, typer.Option(help="store directory (DuckDB; default: settings)")
+    ] = None,
+    postgres: Annotated[str | None, typer.Option(help="PostgreSQL conninfo")] = None,
+) -> None:
+    """Export the stored record: Parquet tables, or FHIR R4 Observations (NDJSON)."""
+    if fmt not in ("parquet", "fhir"):
+        err_console.print(f"[bold red]error:[/] --format {fmt!r}: use 'parquet' or 'fhir'")
+        raise typer.Exit(2)
+    with _open_store(store, postgres) as st:
+        if fmt == "parquet":
+            for table, path in st.export_parquet(out).items():
+                console.print(f"{table}: {path}")
+            return
+        from vitaltwin.interop.fhir_out import observation
+
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "Observation.ndjson"
+        n = 0
+        with path.open("w", encoding="utf-8") as fh:
+            for r in st.table("observations").to_pylist():
+                res = observation(
+                    r["patient_id"],
+                    r["loinc"],
+                    r["loinc"],
+                    r["value"],
+                    r["unit"],
+                    r["effective_time"],
+                )
+                fh.write(json.dumps(res) + "\n")
+                n += 1
+        console.print(f"{n:,} Observations (validated under R4 and R4B): {path}")
+
+
+def _print_frame(title: str, df: pd.DataFrame) -> None:
+    tab = Table(title=title)
+    tab.add_column(str(df.index.name or ""))
+    for c in df.columns:
+        tab.add_column(str(c))
+    for idx, row in df.astype(object).iterrows():
+        tab.add_row(
+            str(idx), *[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row.tolist()]
+        )
+    console.print(tab)
+
+
+@validate_app.command("phantom")
+def validate_phantom(
+    patients: Annotated[int, typer.Option(help="virtual patients")] = 200,
+    hours: Annotated[int, typer.Option(help="hours per patient")] = 24,
+    members: Annotated[int, typer.Option(help="ensemble members per twin")] = 64,
+    seed: Annotated[int, typer.Option(help="random seed")] = 7,
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("out/phantom"),
+) -> None:
+    """Phantom study: twins on virtual patients with hidden parameters and sepsis onsets."""
+    from vitaltwin.validation.phantom import TARGETS, PhantomConfig, run_phantom
+    from vitaltwin.validation.plot import plot_errors
+
+    if patients < 2 or hours < 3 or members < 8:
+        err_console.print("[red]need --patients >= 2, --hours >= 3, --members >= 8")
+        raise typer.Exit(2)
+    cfg = PhantomConfig(n_patients=patients, hours=hours, n_members=members, seed=seed)
+    res = run_phantom(cfg)
+    _print_frame("Parameter recovery (median |relative error|)", res.parameters)
+    _print_frame("State tracking against the truth (RMSE, every 5 min)", res.tracking)
+    _print_frame("One-hour forecast of the measured values", res.forecast)
+    d = res.deterioration
+    met = res.meets_targets()
+    console.print(
+        f"MAP < 65 mmHg within the next hour (probability >= {cfg.threshold}): sensitivity "
+        f"{d['sensitivity']:.3f} (target >= {TARGETS['sensitivity'][0]}), specificity "
+        f"{d['specificity']:.3f} (>= {TARGETS['specificity'][0]}) over {d['positives']} positive "
+        f"and {d['negatives']} negative patient-hours; new episodes only: sensitivity "
+        f"{d['sensitivity_new_episodes']:.3f} of {d['new_episodes']}"
+    )
+    console.print(
+        f"90 % band coverage, pooled: {res.pooled_coverage(90):.3f} (target 0.85-0.95); 50 % "
+        f"band: {res.pooled_coverage(50):.3f}; artefacts gated: {res.gated_artefacts:.1%}"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "config": cfg.__dict__,
+        "parameters": res.parameters.to_dict(),
+        "tracking": res.tracking.to_dict(),
+        "forecast": res.forecast.to_dict(),
+        "deterioration": d,
+        "coverage_90_pooled": res.pooled_coverage(90),
+        "coverage_50_pooled": res.pooled_coverage(50),
+        "gated_artefacts": res.gated_artefacts,
+        "meets_targets": met,
+    }
+    (out / "phantom.json").write_text(json.dumps(summary, indent=1, default=str))
+    fig = plot_errors(
+        res.tracking.dropna(),
+        {"persistence_rmse": "persistence", "twin_rmse": "twin"},
+        f"Phantom study, {patients} patients x {hours} h: tracking error (RMSE)",
+        out / "phantom_tracking.png",
+    )
+    console.print(f"JSON: {out / 'phantom.json'}  plot: {fig}")
+    console.print(
+        "targets: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in met.items())
+    )
+
+
+@validate_app.command("replay")
+def validate_replay(
+    data: Annotated[
+        Path | None,
+        typer.Option(help="PhysioNet 2019 set A (default: VITALTWIN_PHYSIONET_SET_A)"),
+    ] = None,
+    patients: Annotated[
+        int, typer.Option(help="patients to replay (0: every eligible patient)")
+    ] = 0,
+    members: Annotated[int, typer.Option(help="ensemble members per twin")] = 32,
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("out/replay"),
+) -> None:
+    """Replay PhysioNet 2019 patients (>= 24 h) hour by hour: one-hour forecast error of the
+    twin against persistence and a regression baseline, for HR, MAP and SpO2."""
+    from vitaltwin.validation.plot import plot_errors
+    from vitaltwin.validation.replay import ReplayConfig, run_replay
+
+    data = data_path(data)
+    if not data.exists():
+        err_console.print(f"[red]{data}: no such file (pass --data)")
+        raise typer.Exit(2)
+    cfg = ReplayConfig(n_members=members, max_patients=patients or None)
+    with rich_progress(err_console) as progress:
+        res = run_replay(data, cfg, progress)
+    _print_frame(
+        f"One-hour-ahead forecast error (MAE), {res.patients:,} patients with >= "
+        f"{cfg.min_hours} h, first {cfg.max_hours} h, evaluation half",
+        res.table,
+    )
+    beats = res.beats_persistence()
+    console.print(
+        "twin beats persistence: "
+        + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in beats.items())
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "replay.json").write_text(
+        json.dumps(
+            {
+                "config": cfg.__dict__,
+                "patients": res.patients,
+                "table": res.table.to_dict(),
+                "beats_persistence": beats,
+            },
+            indent=1,
+        )
+    )
+    fig = plot_errors(
+        res.table,
+        {"persistence_mae": "persistence", "baseline_mae": "regression", "twin_mae": "twin"},
+        f"PhysioNet set A replay, {res.patients:,} patients: one-hour forecast MAE",
+        out / "replay.png",
+    )
+    console.print(f"JSON: {out / 'replay.json'}  plot: {fig}")
+
+
+validate_app.command("risk")(validate_risk)
+app.add_typer(risk_app, name="risk")
+
+
+def _version(show: bool) -> None:
+    if show:
+        console.print(f"vitaltwin {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """vitaltwin: patient twins."""
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""One dispatch for every input format: ``read_any(path)`` returns the canonical record.
+
+A reader is registered once with the file suffixes it reads and a test of a file's first bytes
+(for files whose name does not say what they are). ``read_any`` picks the reader by suffix,
+then by content, and raises :class:`ReadError` naming the file when none fits. A new format is
+one adapter module plus one :func:`register` call here; callers (the CLI, the service) never
+list formats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from vitaltwin.data import Record
+from vitaltwin.data.vocabulary import LOCAL_CODES
+from vitaltwin.interop import fhir, hl7v2, physionet, streams
+from vitaltwin.interop._errors import ReadError
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """Settings a reader may need: a site's local-code table (HL7 v2 OBX-3 -> LOINC)."""
+
+    local_codes: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A registered format: its name, the suffixes it reads, a content test, the reader."""
+
+    name: str
+    suffixes: tuple[str, ...]
+    sniff: Callable[[bytes], bool]
+    read: Callable[[Path, ReadOptions], Record]
+
+
+READERS: list[Reader] = []
+
+
+def register(reader: Reader) -> Reader:
+    """Add a format; a suffix claimed twice is an error."""
+    taken = {s for r in READERS for s in r.suffixes}
+    clash = taken & set(reader.suffixes)
+    if clash:
+        raise ValueError(f"suffixes {sorted(clash)} already have a reader")
+    READERS.append(reader)
+    return reader
+
+
+def _first_text(head: bytes) -> str:
+    return head.lstrip(b"\xef\xbb\xbf \t\r\n\x0b").decode("utf-8", errors="replace")
+
+
+def _read_parquet(path: Path, _: ReadOptions) -> Record:
+    try:
+        df = pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise physionet.PhysioNetError(f"{path}: cannot read as Parquet ({exc})") from None
+    return physionet.convert(df, source=str(path))
+
+
+register(
+    Reader(
+        "PhysioNet 2019 (PSV)",
+        (".psv",),
+        lambda head: "|" in (t := _first_text(head)).split("\n", 1)[0] and "ICULOS" in t,
+        lambda path, _: physionet.convert(physionet.read_psv(path), source=str(path)),
+    )
+)
+register(
+    Reader("PhysioNet 2019 (Parquet)", (".parquet",), lambda h: h[:4] == b"PAR1", _read_parquet)
+)
+register(
+    Reader(
+        "FHIR R4 (JSON, Bundle, NDJSON)",
+        (".json", ".json.gz", ".ndjson", ".ndjson.gz"),
+        lambda head: _first_text(head).startswith("{") and b'"resourceType"' in head,
+        lambda path, _: fhir.convert_file(path),
+    )
+)
+register(
+    Reader(
+        "HL7 v2",
+        (".hl7",),
+        lambda head: _first_text(head)[:4] in ("MSH|", "FHS|", "BHS|"),
+        lambda path, opt: hl7v2.convert_file(path, local_codes=opt.local_codes or LOCAL_CODES),
+    )
+)
+register(
+    Reader(
+        "device stream (CSV, JSON lines)",
+        (".csv", ".jsonl"),
+        lambda head: (
+            _first_text(head)
+            .split("\n", 1)[0]
+            .replace(" ", "")
+            .startswith(("patient_id,time,code", '{"patient_id"'))
+        ),
+        lambda path, _: streams.convert_stream(path),
+    )
+)
+
+
+def reader_for(path: Path) -> Reader:
+    """The reader of ``path``: by suffix, else by its first bytes."""
+    name = path.name.lower()
+    for r in READERS:
+        if name.endswith(r.suffixes):
+            return r
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4096)
+    except OSError as exc:
+        raise ReadError(f"{path}: cannot read ({exc})") from None
+    for r in READERS:
+        if r.sniff(head):
+            return r
+    known = ", ".join(s for r in READERS for s in r.suffixes)
+    raise ReadError(f"{path}: unknown format (known by name: {known}; content not recognised)")
+
+
+def read_any(path: str | Path, options: ReadOptions | None = None) -> Record:
+    """The canonical record of one input file, whatever its format.
+
+    Raises :class:`ReadError` (naming the file and the reason) when it cannot be read at all;
+    values that cannot be used are quarantined in the record, not raised."""
+    p = Path(path)
+    if not p.is_file():
+        raise ReadError(f"{p}: no such file")
+    try:
+        return reader_for(p).read(p, options or ReadOptions())
+    except OSError as exc:
+        raise ReadError(f"{p}: cannot read ({exc})") from None
+
+
+def input_files(paths: list[Path]) -> list[Path]:
+    """Files to read: each file given, and every file with a registered suffix under each
+    folder (sorted). A path that does not exist raises :class:`ReadError`."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out += sorted(
+                {f for f in p.rglob("*") if f.is_file() and f.name.lower().endswith(_suffixes())}
+            )
+        elif p.exists():
+            out.append(p)
+        else:
+            raise ReadError(f"{p}: no such file or folder")
+    return out
+
+
+def _suffixes() -> tuple[str, ...]:
+    return tuple(s for r in READERS for s in r.suffixes)

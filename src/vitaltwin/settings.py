@@ -1,0 +1,37 @@
+"""Settings: where vitaltwin keeps things and which servers it talks to, from one object.
+
+Read from the environment (``VITALTWIN_STORE_DIR``, ``VITALTWIN_POSTGRES``, ...) or a file named
+by ``VITALTWIN_SETTINGS_FILE`` (``KEY=value`` lines, default ``vitaltwin.env`` in the working
+directory); a command-line option wins over both. Nothing points into a development checkout:
+reference data sets such as PhysioNet 2019 set A are found only where the user says they are.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Paths and servers (every field can be set as ``VITALTWIN_<FIELD>``)."""
+
+    model_config = SettingsConfigDict(env_prefix="VITALTWIN_", extra="forbid", frozen=True)
+
+    out_dir: Path = Field(Path("out"), description="where commands write results by default")
+    store_dir: Path = Field(Path("out/store"), description="the embedded (DuckDB) store")
+    postgres: str | None = Field(
+        None, description="PostgreSQL conninfo; when set, the store lives there instead"
+    )
+    registry_dir: Path = Field(Path("out/registry"), description="the MLflow model registry")
+    physionet_set_a: Path | None = Field(
+        None, description="PhysioNet 2019 set A (Parquet or PSV folder) for the validations"
+    )
+
+
+def load_settings() -> Settings:
+    """The settings in force: environment, then the settings file, then the defaults."""
+    env_file = os.environ.get("VITALTWIN_SETTINGS_FILE", "vitaltwin.env")
+    return Settings(_env_file=env_file if Path(env_file).is_file() else None)

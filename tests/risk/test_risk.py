@@ -1,0 +1,635 @@
+"""Risk models: the Challenge utility (exact), leakage-free features, labels, the estimator,
+registry and monitoring."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+from typer.testing import CliRunner
+
+from vitaltwin.cli import app
+from vitaltwin.risk import (
+    CHALLENGER,
+    CHAMPION,
+    VARIABLE_NAMES,
+    Cohort,
+    CohortError,
+    OnlineScorer,
+    Registry,
+    RegistryError,
+    RetrainingPolicy,
+    RiskModel,
+    RiskModelError,
+    build_cohort,
+    calibration,
+    deterioration_labels,
+    load_cohort,
+    may_promote,
+    monitor,
+    normalized_utility,
+    psi,
+    raw_features,
+    risk_task,
+    utility,
+)
+from vitaltwin.risk._evaluate import Rows, auroc_by_negatives
+from vitaltwin.risk._model import best_threshold
+
+SET_A = Path(__file__).resolve().parents[3] / "shared/data/physionet2019/training_setA.parquet"
+needs_set_a = pytest.mark.skipif(not SET_A.exists(), reason="shared PhysioNet set A not present")
+QUICK: dict[str, Any] = {
+    "learning_rate": 0.1,
+    "max_rounds": 200,
+    "early_stopping_rounds": 20,
+    "min_data_in_leaf": 50,
+}
+
+
+# -- utility ------------------------------------------------------------------------------
+
+
+@needs_set_a
+def test_utility_matches_the_challenge_fixtures_on_set_a() -> None:
+    df = pd.read_parquet(SET_A)
+    f = df.groupby("patient_id", sort=False)[["HR", "Resp", "Temp"]].ffill()
+    crit = (f.HR > 90).astype(int) + (f.Resp > 20) + ((f.Temp > 38) | (f.Temp < 36))
+    pid, lab = df["patient_id"].to_numpy(), df["SepsisLabel"].to_numpy()
+    assert normalized_utility(pid, lab, (crit >= 2).astype(int).to_numpy()) == pytest.approx(
+        0.10788668227906247, abs=1e-9
+    )
+    assert normalized_utility(pid, lab, np.ones(len(df), int)) == pytest.approx(
+        -0.31923234675381607, abs=1e-9
+    )
+
+
+def test_utility_by_hand() -> None:
+    # one septic patient: 20 rows, first label at row 10 -> onset row 16; one non-septic: 5 rows
+    pid = np.array(["a"] * 20 + ["b"] * 5)
+    lab = np.array([0] * 10 + [1] * 10 + [0] * 5)
+    ones = np.ones(25, int)
+    u = utility(pid, lab, ones)
+    rel = np.arange(20) - 16.0
+    expected = (
+        sum(max((r + 12) / 6, -0.05) if r <= -6 else ((3 - r) / 9 if r <= 3 else 0.0) for r in rel)
+        + 5 * -0.05
+    )
+    assert u.observed == pytest.approx(expected)
+    never = sum(-2 * (r + 6) / 9 for r in rel if -6 < r <= 3)
+    assert u.inaction == pytest.approx(never)
+    ideal = np.zeros(25, int)
+    ideal[4:20] = 1  # rows max(0, 16 - 12) .. min(16 + 3, 19)
+    assert u.best == pytest.approx(utility(pid, lab, ideal).observed)
+    assert normalized_utility(pid, lab, ideal) == pytest.approx(1.0)
+    assert normalized_utility(pid, lab, np.zeros(25, int)) == pytest.approx(0.0)
+
+
+def test_utility_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="contiguous"):
+        utility(np.array(["a", "b", "a"]), np.zeros(3, int), np.zeros(3, int))
+    with pytest.raises(ValueError, match="binary"):
+        utility(np.array(["a", "a"]), np.zeros(2, int), np.array([0.2, 0.9]))
+
+
+# -- a synthetic cohort in the canonical format ----------------------------------------------
+
+
+def synthetic_cohort(n: int = 300, seed: int = 0) -> Cohort:
+    """The grid of :func:`synthetic_tables`."""
+    obs, pats, labels = synthetic_tables(n, seed)
+    return build_cohort(obs, pats, labels, source="synthetic")
+
+
+def synthetic_tables(
+    n: int = 300, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Canonical tables for ``n`` patients; patients with ``sepsis`` get rising HR and
+    temperature from 8 h before onset, and the PhysioNet-style label."""
+    rng = np.random.default_rng(seed)
+    adm = datetime(2020, 1, 1, tzinfo=UTC)
+    obs, labels, pats = [], [], []
+    for i in range(n):
+        p = f"s{i:04d}"
+        hours = int(rng.integers(20, 60))
+        septic = rng.random() < 0.3
+        onset = int(rng.integers(12, hours)) if septic else 10**6
+        pats.append(
+            {
+                "patient_id": p,
+                "sex": "male" if i % 2 else "female",
+                "age_years": float(rng.uniform(20, 90)),
+                "icu_admission_time": pd.Timestamp(adm),
+                "hospital_admission_time": pd.Timestamp(adm) - pd.Timedelta(hours=5),
+                "icu_unit": "MICU" if i % 3 else "SICU",
+            }
+        )
+        for h in range(hours):
+            ramp = max(0.0, h - (onset - 8))
+            t = pd.Timestamp(adm) + pd.Timedelta(hours=h, minutes=10)
+            vals = {
+                "8867-4": 80 + 3 * ramp + rng.normal(0, 4),
+                "8310-5": 37 + 0.15 * ramp + rng.normal(0, 0.2),
+                "8478-0": 80 - 2.5 * ramp + rng.normal(0, 4),
+                "9279-1": 16 + 0.6 * ramp + rng.normal(0, 1.5),
+            }
+            if h % 8 == 0:
+                vals["2524-7"] = 1.0 + 0.2 * ramp
+            for code, v in vals.items():
+                obs.append({"patient_id": p, "effective_time": t, "loinc": code, "value": v})
+            labels.append(
+                {
+                    "patient_id": p,
+                    "time": pd.Timestamp(adm) + pd.Timedelta(hours=h),
+                    "label": "sepsis_physionet2019",
+                    "value": int(h >= onset - 6),
+                }
+            )
+    return pd.DataFrame(obs), pd.DataFrame(pats), pd.DataFrame(labels)
+
+
+@pytest.fixture(scope="module")
+def cohort() -> Cohort:
+    return synthetic_cohort()
+
+
+def test_cohort_grid_from_canonical_tables(cohort: Cohort) -> None:
+    g = cohort.grid
+    assert list(g.columns[:3]) == ["patient_id", "hour", "sepsis"]
+    assert set(VARIABLE_NAMES) <= set(g.columns)
+    assert g.groupby("patient_id")["hour"].apply(lambda h: (np.diff(h) == 1).all()).all()
+    assert g["HR"].notna().all() and g["Lactate"].notna().mean() == pytest.approx(1 / 8, abs=0.03)
+
+
+def test_any_canonical_export_loads(tmp_path: Path) -> None:
+    obs, pats, labels = synthetic_tables(20, seed=4)
+    obs.to_parquet(tmp_path / "observations.parquet")
+    pats.to_parquet(tmp_path / "patients.parquet")
+    labels.to_parquet(tmp_path / "labels.parquet")
+    a = load_cohort(tmp_path)
+    b = build_cohort(obs, pats, labels)
+    pd.testing.assert_frame_equal(a.grid, b.grid)
+    (tmp_path / "labels.parquet").unlink()  # no labels: every hour up to the last observation
+    c = load_cohort(tmp_path)
+    assert (c.grid["sepsis"] == -1).all() and len(c.grid) == len(b.grid)
+    with pytest.raises(CohortError, match="no such file"):
+        load_cohort(tmp_path / "nowhere")
+    (tmp_path / "observations.parquet").unlink()
+    with pytest.raises(CohortError, match=r"no observations\.parquet"):
+        load_cohort(tmp_path)
+
+
+def test_features_use_only_the_past(cohort: Cohort) -> None:
+    full = raw_features(cohort)
+    cut = cohort.grid["hour"] <= 15  # every stay truncated after hour 15
+    trunc = Cohort(cohort.grid[cut].reset_index(drop=True), cohort.patients, "truncated")
+    part = raw_features(trunc)
+    pd.testing.assert_frame_equal(
+        full[cut.to_numpy()].reset_index(drop=True), part.reset_index(drop=True)
+    )
+    # the ages, counts and scores mean what they say
+    first = cohort.grid.index[cohort.grid["patient_id"] == "s0000"]
+    f = full.loc[first]
+    assert f["Lactate_age_h"].iloc[3] == 3 and f["HR_n"].iloc[4] == 5
+    assert f["Lactate_age_h"].iloc[8] == 0
+
+
+def test_deterioration_label_by_hand() -> None:
+    maps = [80, 70, 60, 60, 80, 62, 90, 50, 50]
+    grid = pd.DataFrame({"patient_id": "x", "hour": range(9), "sepsis": 0})
+    for v in VARIABLE_NAMES:
+        grid[v] = np.nan
+    grid["MAP"] = maps
+    c = Cohort(grid, pd.DataFrame(index=["x"]), "hand")
+    y = deterioration_labels(c, horizon_h=2, sustain_h=2)
+    # sustained starts at hours 2 and 7; hours with last MAP < 65 are not eligible
+    assert y.tolist() == [1, 1, -1, -1, 0, -1, 1, -1, -1]
+
+
+# -- the estimator ---------------------------------------------------------------------------
+
+
+def test_risk_model_learns_saves_and_flags(cohort: Cohort, tmp_path: Path) -> None:
+    X = raw_features(cohort)
+    y = cohort.grid["sepsis"].to_numpy()
+    pid = cohort.grid["patient_id"].to_numpy()
+    m = RiskModel(**QUICK).fit(X, y, pid)
+    assert m.validation_auroc_ > 0.8
+    assert 0 < m.threshold_ < 1
+    p = m.predict_proba(X)
+    back = RiskModel.load(m.save(tmp_path / "m"))
+    np.testing.assert_array_equal(back.predict_proba(X), p)
+    assert back.threshold_ == m.threshold_
+    odd = X.iloc[:3].copy()
+    odd["HR"] = [85.0, 400.0, np.nan]
+    assert m.low_confidence(odd).tolist() == [False, True, False]
+    with pytest.raises(RiskModelError, match="missing"):
+        m.predict_proba(X.drop(columns=["HR"]))
+    with pytest.raises(RiskModelError, match="single class"):
+        RiskModel(**QUICK).fit(X, np.zeros(len(X), int), pid)
+
+
+def test_risk_model_cross_fits_an_ensemble(cohort: Cohort) -> None:
+    X = raw_features(cohort)
+    y = cohort.grid["sepsis"].to_numpy()
+    pid = cohort.grid["patient_id"].to_numpy()
+    m = RiskModel(**{**QUICK, "inner_folds": 3}).fit(X, y, pid)
+    assert len(m.boosters_) == len(m.iterations_) == 3
+    # every booster keeps the one round count chosen on the mean inner-fold validation AUROC
+    assert [b.current_iteration() for b in m.boosters_] == m.iterations_
+    assert len(set(m.iterations_)) == 1 and m.iterations_[0] < QUICK["max_rounds"]
+    Xn = X.to_numpy(np.float32)
+    single = [np.clip(np.asarray(b.predict(Xn)), 1e-6, 1 - 1e-6) for b in m.boosters_]
+    z = np.mean([np.log(q / (1 - q)) for q in single], axis=0)
+    a, b = m.recalibration_
+    np.testing.assert_allclose(m.predict_proba(X), 1 / (1 + np.exp(-(a + b * z))), rtol=1e-10)
+    # the members differ: each saw other patients
+    assert not np.allclose(single[0], single[1])
+    # out-of-fold scores are honest: below the ensemble's AUROC on rows it was trained on
+    assert m.validation_auroc_ < roc_auc_score(y, m.predict_proba(X))
+    with pytest.raises(RiskModelError, match="inner_folds"):
+        RiskModel(inner_folds=1).fit(X, y, pid)
+    few = np.isin(pid, np.unique(pid)[:2])
+    with pytest.raises(RiskModelError, match="cannot fill"):
+        RiskModel(**QUICK).fit(X[few], y[few], pid[few])
+
+
+def test_residual_stage_boosts_from_the_first_stage(cohort: Cohort, tmp_path: Path) -> None:
+    X = raw_features(cohort)
+    y = cohort.grid["sepsis"].to_numpy()
+    pid = cohort.grid["patient_id"].to_numpy()
+    # a weak first stage (temperature and demographics) and heart rate in the second
+    keep = [c for c in X.columns if c.startswith("Temp")] + ["age_years", "male", "iculos_h"]
+    X = X[keep + [c for c in X.columns if c.startswith("HR")]]
+    hr = [c for c in X.columns if c.startswith("HR")]
+    base = X.drop(columns=hr)
+    one = RiskModel(**QUICK).fit(base, y, pid)
+    two = RiskModel(**QUICK, residual_features=tuple(hr)).fit(X, y, pid)
+    # the first stage is the single-stage model on the other features, booster for booster
+    assert two.iterations_ == one.iterations_
+    assert two.feature_names_ == [*base.columns, *hr]
+    Xb = base.to_numpy(np.float32)
+    for b1, b2 in zip(one.boosters_, two.boosters_, strict=True):
+        np.testing.assert_array_equal(b1.predict(Xb), b2.predict(Xb))
+    # heart rate carries signal the rest does not: the second stage finds it out of fold
+    assert len(two.residual_boosters_) == QUICK.get("inner_folds", 5)
+    assert 1 - two.validation_auroc_ < 0.7 * (1 - one.validation_auroc_)
+    # the score: first-stage mean logit, recalibrated, plus the mean second-stage increment
+    q = np.clip(np.asarray([b.predict(Xb) for b in two.boosters_], np.float64), 1e-6, 1 - 1e-6)
+    z1 = np.mean(np.log(q / (1 - q)), axis=0)
+    a1, b1_ = two.base_recalibration_
+    inc = np.mean([b.predict(X[hr].to_numpy(np.float32), raw_score=True)
+                   for b in two.residual_boosters_], axis=0)  # fmt: skip
+    a, b = two.recalibration_
+    z = a + b * (a1 + b1_ * z1 + inc)
+    np.testing.assert_allclose(two.predict_proba(X), 1 / (1 + np.exp(-z)), rtol=1e-6)
+    back = RiskModel.load(two.save(tmp_path / "two"))
+    np.testing.assert_array_equal(back.predict_proba(X), two.predict_proba(X))
+    assert back.residual_iterations_ == two.residual_iterations_
+    assert set(two.importance().index) == set(X.columns)
+    # noise in the second stage: it stops early and changes little
+    noisy = base.assign(noise=np.random.default_rng(1).normal(size=len(base)))
+    three = RiskModel(**QUICK, residual_features=("noise",)).fit(noisy, y, pid)
+    assert abs(three.validation_auroc_ - one.validation_auroc_) < 0.005
+    with pytest.raises(RiskModelError, match="residual features missing"):
+        RiskModel(**QUICK, residual_features=("nope",)).fit(X, y, pid)
+    # a fitted first stage is taken as it is, not fitted again
+    reuse = RiskModel(**QUICK, residual_features=tuple(hr)).fit(X, y, pid, first_stage=one)
+    assert reuse.boosters_ is one.boosters_
+    np.testing.assert_array_equal(reuse.predict_proba(X), two.predict_proba(X))
+    for other, msg in (
+        (RiskModel(**{**QUICK, "num_leaves": 7}).fit(base, y, pid), "other hyperparameters"),
+        (RiskModel.load(one.save(tmp_path / "one")), "fitted in this session"),
+        (RiskModel(**QUICK).fit(base.drop(columns=["male"]), y, pid), "other features"),
+    ):
+        with pytest.raises(RiskModelError, match=msg):
+            RiskModel(**QUICK, residual_features=tuple(hr)).fit(X, y, pid, first_stage=other)
+
+
+def test_study_fits_the_hybrid_as_a_second_stage(cohort: Cohort) -> None:
+    from vitaltwin.risk import RiskStudyConfig, run_study
+
+    rng = np.random.default_rng(2)
+    # stand-ins for the twin's estimates: one informative (a noisy copy of the charted heart
+    # rate), one pure noise
+    hr = raw_features(cohort)["HR"].to_numpy()
+    twin = pd.DataFrame(
+        {"twin_hr": hr + rng.normal(0, 2, hr.size), "twin_noise": rng.normal(size=hr.size)},
+        index=cohort.grid.index,
+    )
+    cfg = RiskStudyConfig(
+        folds=2, n_boot=5, tasks=("sepsis",), missing_fractions=(), model_params=QUICK
+    )
+    study = run_study(cohort, cfg, twin)
+    raw, hybrid = study.models[("sepsis", "raw")], study.models[("sepsis", "hybrid")]
+    assert hybrid.residual_features == ("twin_hr", "twin_noise")
+    assert hybrid.iterations_ == raw.iterations_ and raw.residual_boosters_ == []
+    test = study.results["sepsis"]["test"]
+    assert test["hybrid"]["residual_iterations"] == hybrid.residual_iterations_
+    assert len(test["hybrid"]["residual_iterations"]) == 5
+    assert test["raw"]["residual_iterations"] == []
+    assert study.cohort_summary["features"]["hybrid"][-2:] == ["twin_hr", "twin_noise"]
+    # age bands youngest first in the subgroup table
+    from vitaltwin.risk._study import AGE_BAND_LABELS
+
+    bands = [g["group"] for g in test["raw"]["subgroups"]["age_band"]["by_group"]]
+    assert len(bands) > 2 and bands == [b for b in AGE_BAND_LABELS if b in bands]
+
+
+def test_model_params_from_the_command_line() -> None:
+    assert RiskModel.parse_params(["num_leaves=7", " learning_rate = 0.02"]) == {
+        "num_leaves": 7,
+        "learning_rate": 0.02,
+    }
+    for bad, msg in (
+        ("num_leaf=7", "unknown name 'num_leaf'"),
+        ("num_leaves=0.5", "not a valid int"),
+        ("num_leaves", "NAME=VALUE"),
+        ("task=sepsis", "unknown name 'task'"),
+    ):
+        with pytest.raises(RiskModelError, match=msg):
+            RiskModel.parse_params([bad])
+
+
+def test_threshold_bagged_over_patient_resamples(cohort: Cohort) -> None:
+    g = cohort.grid
+    pid = g["patient_id"].to_numpy()
+    y = g["sepsis"].to_numpy(np.int64)
+    rng = np.random.default_rng(3)
+    p = np.clip(0.02 + 0.3 * y + rng.normal(0, 0.1, y.size), 0.001, 0.999)
+    # n_boot = 0: the plain best candidate, as a direct search finds it
+    t0, u0 = best_threshold("sepsis", pid, y, p)
+    cands = np.unique(np.quantile(p, np.linspace(0.0, 0.999, 200)))
+    direct = [normalized_utility(pid, y, (p >= t).astype(int)) for t in cands]
+    assert t0 == cands[int(np.argmax(direct))] and u0 == pytest.approx(max(direct), abs=1e-12)
+    # bagged: inside the candidates' range, its utility reported at the bagged threshold
+    tb, ub = best_threshold("sepsis", pid, y, p, n_boot=50, seed=1)
+    assert cands[0] <= tb <= cands[-1] and tb != t0
+    assert ub == pytest.approx(normalized_utility(pid, y, (p >= tb).astype(int)), abs=1e-12)
+    assert best_threshold("sepsis", pid, y, p, n_boot=50, seed=1) == (tb, ub)
+    # Youden's J the same way
+    tj, j = best_threshold("deterioration", pid, y, p, n_boot=50, seed=1)
+    assert j == pytest.approx(np.mean(p[y == 1] >= tj) + np.mean(p[y == 0] < tj) - 1.0)
+
+
+def test_auroc_split_by_where_negatives_come_from() -> None:
+    # patient a never septic; patient b septic from its third hour
+    rows = Rows(
+        np.array(["a", "a", "a", "b", "b", "b", "b"], dtype=object),
+        np.array([0, 1, 2, 0, 1, 2, 3]),
+        np.array([0, 0, 0, 0, 0, 1, 1]),
+        np.array([0.1, 0.2, 0.5, 0.6, 0.3, 0.4, 0.7]),
+        np.zeros(7, bool),
+    )
+    a = auroc_by_negatives(rows)
+    # positives 0.4 and 0.7 against a's 0.1, 0.2, 0.5: 5 of 6 pairs ranked right
+    assert a["auroc_vs_non_septic"] == pytest.approx(5 / 6)
+    # against b's own earlier hours 0.6 and 0.3: 3 of 4
+    assert a["auroc_vs_septic_before"] == pytest.approx(3 / 4)
+    # b's earlier hours ranked last: only 0.4 < a's 0.5 remains wrong, 9 of 10 pairs
+    assert a["auroc_timing_ceiling"] == pytest.approx(9 / 10)
+    # within b's stay alone the same 3 of 4 pairs; one stay has earlier hours
+    assert a["auroc_within_stay"] == pytest.approx(3 / 4)
+    assert a["septic_stays_timed"] == 1
+
+
+def test_within_stay_auroc_is_per_stay_not_pooled() -> None:
+    # each septic stay's score rises at its label, but stay c sits higher throughout: pooled
+    # against the septic stays' earlier hours the ranking is poor, within each stay it is perfect
+    rows = Rows(
+        np.array(["b", "b", "b", "c", "c", "c", "d", "d"], dtype=object),
+        np.array([0, 1, 2, 0, 1, 2, 0, 1]),
+        np.array([0, 0, 1, 0, 0, 1, 1, 1]),
+        np.array([0.1, 0.2, 0.3, 0.6, 0.7, 0.8, 0.5, 0.5]),
+        np.zeros(8, bool),
+    )
+    a = auroc_by_negatives(rows)
+    assert a["auroc_within_stay"] == 1.0 and a["septic_stays_timed"] == 2  # d: no earlier hours
+    # positives 0.3, 0.8, 0.5, 0.5 against 0.1, 0.2, 0.6, 0.7: 10 of 16 pairs
+    assert a["auroc_vs_septic_before"] == pytest.approx(10 / 16)
+
+
+def test_calibration_of_calibrated_probabilities() -> None:
+    rng = np.random.default_rng(1)
+    p = rng.uniform(0.01, 0.6, 40_000)
+    y = (rng.random(p.size) < p).astype(np.int64)
+    a, b = calibration(y, p)
+    assert abs(a) < 0.05 and abs(b - 1) < 0.06
+    a2, _ = calibration(y, np.clip(p * 1.8, 0, 0.99))
+    assert a2 < -0.2  # over-prediction shows as a negative intercept
+
+
+# -- registry and monitoring --------------------------------------------------------------------
+
+
+def test_registry_aliases_versions_on_scores_and_rollback(cohort: Cohort, tmp_path: Path) -> None:
+    X = raw_features(cohort)
+    y = cohort.grid["sepsis"].to_numpy()
+    pid = cohort.grid["patient_id"].to_numpy()
+    reg = Registry(tmp_path / "reg")
+    m1 = RiskModel(**QUICK).fit(X, y, pid)
+    m2 = RiskModel(**{**QUICK, "random_state": 5}).fit(X, y, pid)
+    r1 = reg.register(
+        "sepsis", m1, data_sha256="a" * 64, metrics={"cv_auroc": 0.9}, tags={"split": "seed=1"}
+    )
+    r2 = reg.register("sepsis", m2, data_sha256="a" * 64, metrics={"cv_auroc": 0.91})
+    assert reg.version_of("sepsis", CHAMPION) == r1.version
+    assert reg.version_of("sepsis", CHALLENGER) == r2.version
+    # provenance tags are on the version itself (what `risk monitor --held-out` reads)
+    assert reg.versions("sepsis").set_index("version").loc[int(r1.version), "split"] == "seed=1"
+    scorer = reg.load("sepsis", CHAMPION)
+    s = scorer.score(cohort, X)
+    assert (s["model_version"] == r1.version).all() and (s["model_name"] == "sepsis").all()
+    np.testing.assert_array_equal(s["probability"].to_numpy(), m1.predict_proba(X))
+    assert reg.promote("sepsis") == r2.version
+    assert reg.load("sepsis").version == r2.version
+    assert reg.rollback("sepsis") == r1.version
+    assert reg.load("sepsis", CHAMPION).version == r1.version
+    with pytest.raises(RegistryError, match="nothing to roll back"):
+        reg.rollback("sepsis")
+    with pytest.raises(RegistryError, match="no model"):
+        reg.load("nope")
+
+
+def test_monitoring_policy(cohort: Cohort) -> None:
+    X = raw_features(cohort)
+    y = cohort.grid["sepsis"].to_numpy()
+    pid = cohort.grid["patient_id"].to_numpy()
+    # fitted on half the patients, monitored on the other half in two windows
+    fit = np.isin(pid, np.unique(pid)[::2])
+    m = RiskModel(**QUICK).fit(X[fit], y[fit], pid[fit])
+    X, y, pid = X[~fit], y[~fit], pid[~fit]
+    window = np.arange(len(X)) * 2 // len(X)
+    ok = monitor(m, X, y, window, pid, reference_auroc=m.validation_auroc_)
+    assert ok.decision == "ok", ok.to_dict()
+    for w in ok.windows:
+        assert w.auroc_ci95[0] < w.auroc < w.auroc_ci95[1]
+        assert w.slope_ci95[0] < w.calibration_slope < w.slope_ci95[1]
+    # a point estimate past the limit whose interval still reaches it: investigate, not retrain
+    first = window == 0
+    just_past = ok.windows[0].auroc + RetrainingPolicy().max_auroc_drop + 1e-6
+    unsure = monitor(m, X[first], y[first], window[first], pid[first], just_past)
+    assert unsure.decision == "investigate", unsure.to_dict()
+    assert unsure.windows[0].actions[0].startswith("investigate: AUROC")
+    assert psi(np.array([0.5, 0.5]), np.array([0.5, 0.5])) == 0.0
+    # a shifted population and outcomes the model no longer predicts
+    shifted = X.copy()
+    for c in shifted.columns:
+        if c.startswith(("HR", "Temp", "MAP", "Resp")):
+            shifted[c] = shifted[c] + 3 * shifted[c].std()
+    flipped = np.where(y >= 0, 1 - y, y)
+    bad = monitor(m, shifted, flipped, window, pid, reference_auroc=m.validation_auroc_)
+    assert bad.decision == "retrain"
+    assert all(w.actions[0].startswith("retrain: AUROC") for w in bad.windows), bad.to_dict()
+
+    class Overconfident(RiskModel):
+        """The fitted model with its logits tripled: calibration slope about 1/3."""
+
+        def predict_proba(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
+            q = np.clip(m.predict_proba(X), 1e-9, 1 - 1e-9)
+            out: npt.NDArray[np.float64] = 1 / (1 + (q / (1 - q)) ** -3)
+            return out
+
+    sharp = Overconfident()
+    sharp.__dict__.update(m.__dict__)
+    over = monitor(sharp, X, y, window, pid, reference_auroc=m.validation_auroc_)
+    assert over.decision == "retrain", over.to_dict()
+    for w in over.windows:
+        assert w.slope_ci95[1] < 0.8
+        assert any(a.startswith("retrain: calibration slope") for a in w.actions)
+    assert any("PSI" in a for w in bad.windows for a in w.actions)
+    allowed, why = may_promote(bad, ok)
+    assert allowed, why
+    assert not may_promote(ok, bad)[0]
+
+
+@needs_set_a
+def test_validate_risk_command_end_to_end(tmp_path: Path) -> None:
+    res = CliRunner().invoke(
+        app,
+        [
+            "validate", "risk", "--data", str(SET_A), "--patients", "800", "--folds", "2",
+            "--boot", "10", "--quick", "--no-twin", "--out", str(tmp_path / "r"),
+            "--registry", str(tmp_path / "reg"),
+        ],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    html = (tmp_path / "r" / "risk_report.html").read_text()
+    assert "data:image/png;base64" in html and "Cross-validation" in html
+    # set A's stay lengths and the per-stay AUROC are in the report
+    assert "Hours per stay" in html and "Stay length differs between the classes" in html
+    assert "within stay / timing ceiling" in html
+    out = tmp_path / "scores.parquet"
+    res = CliRunner().invoke(
+        app,
+        [
+            "risk", "score", "--data", str(SET_A), "--out", str(out),
+            "--registry", str(tmp_path / "reg"),
+        ],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    s = pd.read_parquet(out)
+    assert (s["model_version"] == "1").all() and s["probability"].between(0, 1).all()
+    # held-out monitoring refuses data other than the model's own development set
+    res = CliRunner().invoke(
+        app,
+        [
+            "risk",
+            "monitor",
+            "--data",
+            str(SET_A),
+            "--held-out",
+            "--registry",
+            str(tmp_path / "reg"),
+        ],
+    )
+    assert res.exit_code == 2 and "developed on" in res.output, res.output
+
+
+def test_twin_features_use_only_the_past() -> None:
+    from vitaltwin.risk import twin_features
+
+    c = synthetic_cohort(n=40, seed=3)
+    first = c.grid.groupby("patient_id")["hour"].max()
+    ids = first.index[first >= 24][:3].to_numpy()
+    c = c.subset(ids)
+    c = Cohort(c.grid[c.grid["hour"] < 24].reset_index(drop=True), c.patients, "equal stays")
+    full = twin_features(c, n_members=8)
+    cut = (c.grid["hour"] <= 12).to_numpy()
+    part = twin_features(Cohort(c.grid[cut].reset_index(drop=True), c.patients, "cut"), n_members=8)
+    np.testing.assert_allclose(full[cut].to_numpy(), part.to_numpy(), rtol=1e-9)
+    assert np.isfinite(full.to_numpy()).all()
+    assert full["twin_p_map_below_65"].between(0, 1).all()
+    assert (full["twin_blood_volume_ml"] > 2000).all()
+
+
+def test_stay_lengths_by_sepsis_status() -> None:
+    from vitaltwin.risk import Cohort, stay_lengths
+
+    # a: never septic, 60 h; b: never septic, 10 h; c: septic from hour 20, ends at hour 28
+    pid = ["a"] * 60 + ["b"] * 10 + ["c"] * 29
+    hour = [*range(60), *range(10), *range(29)]
+    y = [0] * 70 + [0] * 20 + [1] * 9
+    grid = pd.DataFrame({"patient_id": pid, "hour": hour, "sepsis": y})
+    s = stay_lengths(Cohort(grid, pd.DataFrame(), "test"))
+    assert s["septic"] == [29.0, 29.0, 29.0]
+    assert s["non_septic"] == pytest.approx(np.quantile([60, 10], [0.25, 0.5, 0.75]).tolist())
+    assert s["non_septic_hours_after_48h"] == pytest.approx(12 / 70)
+    assert s["septic_hours_after_first_positive"] == [8.0, 8.0, 8.0]
+    assert s["auroc_hour_of_stay"] == pytest.approx(roc_auc_score(y, hour))
+    # no labels in the source: nothing is septic and the hour's AUROC is undefined
+    unlabelled = stay_lengths(Cohort(grid.assign(sepsis=-1), pd.DataFrame(), "test"))
+    assert unlabelled["septic"] == [] and unlabelled["auroc_hour_of_stay"] is None
+
+
+# -- online scoring and the estimator contract ---------------------------------------------
+
+
+def test_online_scoring_gives_the_batch_scores(cohort: Cohort) -> None:
+    X = raw_features(cohort)
+    g = cohort.grid
+    m = RiskModel(**QUICK).fit(X, g["sepsis"].to_numpy(), g["patient_id"].to_numpy())
+    batch = m.predict_proba(X)
+    online = OnlineScorer(m)
+    values = g[list(VARIABLE_NAMES)].to_numpy(dtype=np.float64)
+    hours = g["hour"].to_numpy(dtype=np.int64)
+    pat = cohort.patients
+    for pid in ("s0000", "s0001", "s0002"):
+        online.admit(
+            pid,
+            sex=str(pat["sex"][pid]),
+            age_years=float(pat["age_years"][pid]),
+            icu_admission_time=pd.Timestamp(pat["icu_admission_time"][pid]).to_pydatetime(),
+            icu_unit=str(pat["icu_unit"][pid]),
+            hosp_adm_h=float(pat["hosp_adm_h"][pid]),
+        )
+        for i in np.flatnonzero(g["patient_id"].to_numpy() == pid):
+            # one patient-hour at a time, with only what was measured in it
+            row = values[i]
+            measured = {v: float(x) for v, x in zip(VARIABLE_NAMES, row, strict=True) if x == x}
+            got = online.score(pid, int(hours[i]), measured)
+            assert got.probability == batch[i], (pid, int(hours[i]))
+            assert got.alert == (batch[i] >= m.threshold_)
+    with pytest.raises(RiskModelError, match="in order"):
+        online.score("s0000", 0, {})
+    with pytest.raises(RiskModelError, match="not admitted"):
+        online.score("nobody", 0, {})
+
+
+def test_risk_model_follows_the_estimator_contract() -> None:
+    from sklearn.base import clone
+
+    m = RiskModel(task="deterioration", num_leaves=7, residual_features=("twin_a",))
+    c = clone(m)
+    assert c is not m and c.get_params() == m.get_params()
+    assert c.set_params(num_leaves=9).num_leaves == 9
+    with pytest.raises(TypeError):
+        RiskModel("sepsis")  # type: ignore[call-arg]  # hyperparameters are keyword-only
+    assert risk_task("deterioration").criterion == "auroc"
+    with pytest.raises(ValueError, match="unknown task"):
+        risk_task("delirium")
