@@ -36,8 +36,8 @@ bench: $(STAMP)
 
 ## ruff (lint + format check), mypy (strict), the layer contracts and the private-module rule.
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench tools examples
-	$(BIN)/ruff format --check src tests bench tools examples
+	$(BIN)/ruff check src tests bench tools examples docs/hooks
+	$(BIN)/ruff format --check src tests bench tools examples docs/hooks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python tools/check_private_imports.py

@@ -1,14 +1,55 @@
-"""Shared fixtures: the reference adult's steady state is computed once per session."""
+"""Shared fixtures: the reference adult's steady state (computed once per session) and the
+store on both backends."""
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+
 import numpy as np
+import psycopg
 import pytest
 
 from vitaltwin.model import Model
 from vitaltwin.physiology import cardiovascular_model
 from vitaltwin.physiology.patient import REFERENCE_PATIENT, initial_state, patient_parameters
 from vitaltwin.simulate import SteadyState, steady_state
+from vitaltwin.store import DuckDBStore, PostgresStore, Store
+
+PG = os.environ.get("VITALTWIN_TEST_POSTGRES", "host=127.0.0.1 dbname=test user=postgres")
+"""The PostgreSQL the store tests use (trust authentication; a throwaway schema per test)."""
+
+
+@lru_cache(maxsize=1)
+def _postgres_unavailable() -> str | None:
+    """Why no PostgreSQL answers at :data:`PG`, or None when one does."""
+    try:
+        with psycopg.connect(PG, connect_timeout=3):
+            return None
+    except psycopg.OperationalError as exc:
+        return str(exc).strip().splitlines()[0]
+
+
+@pytest.fixture(params=["duckdb", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """The same tests on both backends. Without a PostgreSQL server the PostgreSQL half is
+    skipped with the reason, except in CI (``CI`` set), where a missing server is a failure."""
+    if request.param == "duckdb":
+        with DuckDBStore(tmp_path / "store") as st:
+            yield st
+        return
+    reason = _postgres_unavailable()
+    if reason is not None and not os.environ.get("CI"):
+        pytest.skip(f"no PostgreSQL answers at {PG!r}: {reason}")
+    pg = PostgresStore(PG, schema=f"test_{uuid.uuid4().hex[:12]}")
+    try:
+        yield pg
+    finally:
+        pg.drop()
+        pg.close()
 
 
 @pytest.fixture(scope="session")

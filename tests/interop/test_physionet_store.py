@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,25 +13,7 @@ from typer.testing import CliRunner
 
 from vitaltwin.cli import app
 from vitaltwin.interop.physionet import DESCRIPTORS, VARIABLES, convert, read_psv
-from vitaltwin.store import DuckDBStore, PostgresStore, Store
-
-PG = "host=127.0.0.1 dbname=test user=postgres"
-
-
-@pytest.fixture(params=["duckdb", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """The same tests on both backends (PostgreSQL at 127.0.0.1:5432, a throwaway schema)."""
-    if request.param == "duckdb":
-        with DuckDBStore(tmp_path / "store") as st:
-            yield st
-    else:
-        pg = PostgresStore(PG, schema=f"test_{uuid.uuid4().hex[:12]}")
-        try:
-            yield pg
-        finally:
-            pg.drop()
-            pg.close()
-
+from vitaltwin.store import DuckDBStore, Store
 
 DATA = Path(__file__).resolve().parents[1] / "fixtures" / "physionet"
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "physionet2019"

@@ -1,6 +1,14 @@
 """Declaring physiological models once and composing them (see :class:`Model`)."""
 
 from vitaltwin.model._component import Component, Model, Vars
+from vitaltwin.model._intervention import (
+    InputChange,
+    Intervention,
+    InterventionContext,
+    InterventionError,
+    ParameterSetting,
+    apply_changes,
+)
 from vitaltwin.model._population import sample_parameters
 from vitaltwin.model._spec import Input, Output, Parameter, State
 from vitaltwin.model._twinspec import (
@@ -19,12 +27,18 @@ __all__ = [
     "Event",
     "InitialUnknown",
     "Input",
+    "InputChange",
+    "Intervention",
+    "InterventionContext",
+    "InterventionError",
     "Model",
     "Observable",
     "Output",
     "Parameter",
+    "ParameterSetting",
     "State",
     "TwinSpec",
     "Vars",
+    "apply_changes",
     "sample_parameters",
 ]

@@ -29,6 +29,7 @@ import itertools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -37,8 +38,22 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from vitaltwin.model import Model
+from vitaltwin.model import InterventionContext, InterventionError, Model, ParameterSetting
 from vitaltwin.physiology import cardiovascular_model
+from vitaltwin.physiology.interventions import (
+    Action,
+    AntibioticDose,
+    FluidBolus,
+    FluidInfusion,
+    Hemorrhage,
+    Infection,
+    NorepinephrineDose,
+    NorepinephrineRate,
+    NorepinephrineTitration,
+    Oxygen,
+    ParameterChange,
+    SetParameter,
+)
 from vitaltwin.physiology.patient import (
     REFERENCE_PATIENT,
     PatientProfile,
@@ -54,154 +69,36 @@ class ScenarioError(ValueError):
     """A scenario that cannot be read or run; the message names the file and the field."""
 
 
+@lru_cache(maxsize=1)
+def _beat_input_names() -> tuple[str, ...]:
+    return cardiovascular_model().input_names
+
+
+__all__ = [
+    "Action",
+    "AntibioticDose",
+    "FluidBolus",
+    "FluidInfusion",
+    "Hemorrhage",
+    "Infection",
+    "NorepinephrineDose",
+    "NorepinephrineRate",
+    "NorepinephrineTitration",
+    "Oxygen",
+    "ParameterChange",
+    "Scenario",
+    "ScenarioError",
+    "ScenarioResult",
+    "SetParameter",
+    "example_scenarios",
+    "load_scenario",
+    "parse_scenario",
+    "run_scenario",
+]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ParameterChange(_Strict):
-    """Set a parameter to ``value`` or multiply its current value by ``factor``."""
-
-    parameter: str
-    value: float | None = None
-    factor: Annotated[float, Field(gt=0)] | None = None
-    label: str | None = None
-
-    @model_validator(mode="after")
-    def _one_of(self) -> ParameterChange:
-        if (self.value is None) == (self.factor is None):
-            raise ValueError("give exactly one of 'value' or 'factor'")
-        return self
-
-    def apply(self, model: Model, p: np.ndarray) -> np.ndarray:
-        if self.parameter not in model.param_names:
-            raise ScenarioError(f"unknown parameter {self.parameter!r}")
-        i = model.param_index(self.parameter)
-        new = self.value if self.value is not None else p[i] * float(self.factor or 1.0)
-        return model.params_from({self.parameter: float(new)}, base=p)
-
-
-class Hemorrhage(_Strict):
-    """Blood loss over ``duration_s`` given as a rate, a volume, or a fraction of blood volume."""
-
-    type: Literal["hemorrhage"]
-    at_s: Annotated[float, Field(ge=0)]
-    duration_s: Annotated[float, Field(gt=0)]
-    rate_ml_min: Annotated[float, Field(gt=0)] | None = None
-    volume_ml: Annotated[float, Field(gt=0)] | None = None
-    fraction_of_blood_volume: Annotated[float, Field(gt=0, le=0.6)] | None = None
-
-    @model_validator(mode="after")
-    def _one_of(self) -> Hemorrhage:
-        given = [self.rate_ml_min, self.volume_ml, self.fraction_of_blood_volume]
-        if sum(v is not None for v in given) != 1:
-            raise ValueError(
-                "give exactly one of 'rate_ml_min', 'volume_ml', 'fraction_of_blood_volume'"
-            )
-        return self
-
-    def rate_ml_s(self, blood_volume_ml: float) -> float:
-        if self.rate_ml_min is not None:
-            return self.rate_ml_min / 60.0
-        vol = (
-            self.volume_ml
-            if self.volume_ml is not None
-            else (float(self.fraction_of_blood_volume or 0.0) * blood_volume_ml)
-        )
-        return vol / self.duration_s
-
-
-class FluidBolus(_Strict):
-    """A crystalloid bolus of ``volume_ml`` given evenly over ``duration_s``."""
-
-    type: Literal["fluid_bolus"]
-    at_s: Annotated[float, Field(ge=0)]
-    volume_ml: Annotated[float, Field(gt=0, le=5000)]
-    duration_s: Annotated[float, Field(gt=0)] = 600.0
-
-
-class FluidInfusion(_Strict):
-    """A continuous infusion at ``rate_ml_h``, for ``duration_s`` or to the end."""
-
-    type: Literal["fluid_infusion"]
-    at_s: Annotated[float, Field(ge=0)]
-    rate_ml_h: Annotated[float, Field(gt=0, le=10000)]
-    duration_s: Annotated[float, Field(gt=0)] | None = None
-
-
-class SetParameter(ParameterChange):
-    """Change a parameter (contractility, resistance, ...) at ``at_s`` and keep it."""
-
-    type: Literal["set_parameter"]
-    at_s: Annotated[float, Field(ge=0)]
-
-
-class Infection(_Strict):
-    """Infection onset: ``severity`` units of pathogen (Reynolds et al. 2006 units) inoculated
-    over ``duration_s`` (ward fidelity). 2 gives septic shock without treatment."""
-
-    type: Literal["infection"]
-    at_s: Annotated[float, Field(ge=0)]
-    severity: Annotated[float, Field(gt=0, le=10)]
-    duration_s: Annotated[float, Field(gt=0)] = 600.0
-
-
-class NorepinephrineDose(_Strict):
-    """Norepinephrine at a fixed rate from ``at_s`` (for ``duration_s`` or to the end)."""
-
-    type: Literal["norepinephrine"]
-    at_s: Annotated[float, Field(ge=0)]
-    rate_ug_kg_min: Annotated[float, Field(ge=0, le=3)]
-    duration_s: Annotated[float, Field(gt=0)] | None = None
-
-
-class NorepinephrineTitration(_Strict):
-    """Start a protocol that titrates norepinephrine to a MAP target (ward fidelity)."""
-
-    type: Literal["norepinephrine_titration"]
-    at_s: Annotated[float, Field(ge=0)]
-    target_map_mmhg: Annotated[float, Field(ge=50, le=100)] = 65.0
-    max_ug_kg_min: Annotated[float, Field(gt=0, le=3)] = 1.0
-    duration_s: Annotated[float, Field(gt=0)] | None = None
-
-
-class AntibioticDose(_Strict):
-    """Meropenem ``dose_mg`` infused over ``infusion_min``, repeated ``every_h`` if given."""
-
-    type: Literal["antibiotic"]
-    at_s: Annotated[float, Field(ge=0)]
-    dose_mg: Annotated[float, Field(gt=0, le=6000)] = 1000.0
-    infusion_min: Annotated[float, Field(gt=0, le=240)] = 30.0
-    every_h: Annotated[float, Field(gt=0, le=48)] | None = 8.0
-
-
-class Oxygen(_Strict):
-    """Set the inspired O2 fraction from ``at_s`` (ward fidelity)."""
-
-    type: Literal["oxygen"]
-    at_s: Annotated[float, Field(ge=0)]
-    fio2: Annotated[float, Field(ge=0.21, le=1.0)]
-
-
-WARD_ONLY_ACTIONS = (
-    "infection",
-    "norepinephrine",
-    "norepinephrine_titration",
-    "antibiotic",
-    "oxygen",
-)
-
-Action = Annotated[
-    Hemorrhage
-    | FluidBolus
-    | FluidInfusion
-    | SetParameter
-    | Infection
-    | NorepinephrineDose
-    | NorepinephrineTitration
-    | AntibioticDose
-    | Oxygen,
-    Field(discriminator="type"),
-]
 
 
 class Scenario(_Strict):
@@ -223,8 +120,9 @@ class Scenario(_Strict):
                 "record_hz applies to the beat fidelity; the ward fidelity records every "
                 "solver step (60 s)"
             )
+        beat_inputs = set(_beat_input_names())
         for i, a in enumerate(self.actions):
-            if self.fidelity == "beat" and a.type in WARD_ONLY_ACTIONS:
+            if self.fidelity == "beat" and not set(a.needs_inputs) <= beat_inputs:
                 raise ValueError(
                     f'actions[{i}]: {a.type!r} needs "fidelity": "ward" (the beat model '
                     "has no inflammation, drugs or gas exchange)"
@@ -336,6 +234,13 @@ WAVEFORM_SIGNALS = (
 )
 
 
+def _apply(change: ParameterSetting, model: Model, p: np.ndarray) -> np.ndarray:
+    try:
+        return change.apply(model, p)
+    except InterventionError as exc:
+        raise ScenarioError(str(exc)) from None
+
+
 def _segments(
     scenario: Scenario, model: Model, p0: np.ndarray, blood_volume_ml: float, rec_dt: float
 ) -> tuple[list[_Segment], pd.DataFrame]:
@@ -344,59 +249,20 @@ def _segments(
     def idx(t: float) -> int:
         return min(max(round(t / rec_dt), 0), n_total)
 
-    # Each action becomes input intervals (start, stop, input name, value, mode) — rates add
-    # up, settings replace the default — or a parameter change at start.
+    # Each action gives input intervals (start, stop, input name, value, mode) — rates add up,
+    # settings replace the default — or a parameter change at its start.
+    ctx = InterventionContext(end_s=scenario.duration_s, blood_volume_ml=blood_volume_ml)
     rates: list[tuple[int, int, str, float, str]] = []
-    changes: list[tuple[int, int, ParameterChange]] = []
+    changes: list[tuple[int, int, ParameterSetting]] = []
     log: list[tuple[float, str, str]] = []
     for k, a in enumerate(scenario.actions):
-        start = idx(a.at_s)
-        dur: float | None = getattr(a, "duration_s", None)
-        until = n_total if dur is None else idx(a.at_s + dur)
-        if isinstance(a, Hemorrhage):
-            r = a.rate_ml_s(blood_volume_ml)
-            rates.append((start, until, "hemorrhage_ml_s", r, "add"))
-            log.append((a.at_s, a.type, f"blood loss {r * 60:.0f} mL/min for {a.duration_s:g} s"))
-        elif isinstance(a, FluidBolus):
-            rates.append((start, until, "infusion_ml_s", a.volume_ml / a.duration_s, "add"))
-            log.append((a.at_s, a.type, f"{a.volume_ml:g} mL over {a.duration_s:g} s"))
-        elif isinstance(a, FluidInfusion):
-            rates.append((start, until, "infusion_ml_s", a.rate_ml_h / 3600.0, "add"))
-            log.append((a.at_s, a.type, f"{a.rate_ml_h:g} mL/h"))
-        elif isinstance(a, Infection):
-            r = a.severity / (a.duration_s / 3600.0)
-            rates.append((start, until, "pathogen_inoculum_per_h", r, "add"))
-            log.append(
-                (a.at_s, a.type, f"pathogen inoculum {a.severity:g} over {a.duration_s:g} s")
-            )
-        elif isinstance(a, NorepinephrineDose):
-            rates.append((start, until, "ne_rate_ug_kg_min", a.rate_ug_kg_min, "add"))
-            log.append((a.at_s, a.type, f"{a.rate_ug_kg_min:g} ug/kg/min"))
-        elif isinstance(a, NorepinephrineTitration):
-            rates.append((start, until, "ne_target_map_mmhg", a.target_map_mmhg, "set"))
-            rates.append((start, until, "ne_max_ug_kg_min", a.max_ug_kg_min, "set"))
-            log.append((a.at_s, a.type, f"to MAP {a.target_map_mmhg:g}, max {a.max_ug_kg_min:g}"))
-        elif isinstance(a, AntibioticDose):
-            rate = a.dose_mg / (a.infusion_min / 60.0)
-            t_dose = a.at_s
-            while t_dose < scenario.duration_s:
-                rates.append(
-                    (idx(t_dose), idx(t_dose + 60.0 * a.infusion_min), "abx_rate_mg_h", rate, "add")
-                )
-                if a.every_h is None:
-                    break
-                t_dose += 3600.0 * a.every_h
-            every = "" if a.every_h is None else f", every {a.every_h:g} h"
-            log.append(
-                (a.at_s, a.type, f"meropenem {a.dose_mg:g} mg over {a.infusion_min:g} min{every}")
-            )
-        elif isinstance(a, Oxygen):
-            rates.append((start, n_total, "fio2", a.fio2, "set"))
-            log.append((a.at_s, a.type, f"FiO2 {a.fio2:g}"))
-        else:
-            changes.append((start, k, a))
-            how = f"= {a.value:g}" if a.value is not None else f"x {a.factor:g}"
-            log.append((a.at_s, a.type, f"{a.parameter} {how}"))
+        for change in a.input_changes(ctx):
+            stop = n_total if change.stop_s is None else idx(change.stop_s)
+            rates.append((idx(change.start_s), stop, change.input, change.value, change.mode))
+        pc = a.parameter_change()
+        if pc is not None:
+            changes.append((idx(a.at_s), k, pc))
+        log.append((a.at_s, a.type, a.describe(ctx)))
     cuts = sorted(
         {
             0,
@@ -411,7 +277,7 @@ def _segments(
     for lo, hi in itertools.pairwise(cuts):
         for s, _, ch in sorted(changes, key=lambda c: (c[0], c[1])):
             if s == lo:
-                p = ch.apply(model, p)
+                p = _apply(ch, model, p)
         u = model.default_inputs()
         for s, e, name, r, mode in sorted(rates, key=lambda q: q[0]):
             if s <= lo < e:
@@ -444,7 +310,7 @@ def run_scenario(
     model = cardiovascular_model()
     p = patient_parameters(model, scenario.patient)
     for c in scenario.conditions:
-        p = c.apply(model, p)
+        p = _apply(c, model, p)
     ss = steady_state(model, p, initial_state(model, scenario.patient), dt=dt)
     steps = round(1.0 / (scenario.record_hz * dt))
     if steps < 1 or abs(steps * dt * scenario.record_hz - 1.0) > 1e-9:
@@ -535,7 +401,7 @@ def _run_ward(scenario: Scenario, progress: Callable[[float], None] | None) -> S
     model = ward_model()
     p, x0 = ward_baseline(model, scenario.patient)
     for c in scenario.conditions:
-        p = c.apply(model, p)
+        p = _apply(c, model, p)
     dt = WARD_DT_S
     u0 = jnp.asarray(model.default_inputs())
     converged = True

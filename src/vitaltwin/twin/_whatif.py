@@ -1,5 +1,9 @@
 """What-if: branch the twin's posterior under alternative treatment plans and rank them.
 
+A :class:`Plan` is a short form for the ward model's treatments; it becomes interventions of the
+same vocabulary scenarios use (:mod:`vitaltwin.physiology.interventions`), which change the
+model's inputs on its step grid.
+
 Every plan starts from the same posterior ensemble (the same members, so differences between
 plans come from the plans and not from sampling: common random numbers) and runs the ward model
 over the horizon under the plan's inputs. Outcomes are distributions: event probabilities (see
@@ -20,6 +24,13 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from vitaltwin.model import Intervention, InterventionContext, apply_changes
+from vitaltwin.physiology.interventions import (
+    AntibioticDose,
+    FluidBolus,
+    NorepinephrineRate,
+    Oxygen,
+)
 from vitaltwin.twin._forecast import Trajectories, run_schedule
 
 if TYPE_CHECKING:
@@ -27,6 +38,7 @@ if TYPE_CHECKING:
 
 MEROPENEM_DOSE_MG = 1000.0
 MEROPENEM_INFUSION_MIN = 30.0
+MINUTE_S = 60.0
 
 
 class Plan(BaseModel):
@@ -58,6 +70,40 @@ class Plan(BaseModel):
         if self.fio2 is not None:
             parts.append(f"FiO2 {self.fio2:g}")
         return ", ".join(parts) or "no change"
+
+    def interventions(self) -> list[Intervention]:
+        """The plan in the interventions' vocabulary (the same classes scenarios use)."""
+        out: list[Intervention] = []
+        if self.fluid_ml:
+            out.append(
+                FluidBolus(
+                    type="fluid_bolus",
+                    at_s=self.fluid_at_min * MINUTE_S,
+                    volume_ml=self.fluid_ml,
+                    duration_s=self.fluid_over_min * MINUTE_S,
+                )
+            )
+        if self.ne_ug_kg_min is not None:
+            out.append(
+                NorepinephrineRate(
+                    type="norepinephrine_rate",
+                    at_s=self.ne_at_min * MINUTE_S,
+                    rate_ug_kg_min=self.ne_ug_kg_min,
+                )
+            )
+        if self.antibiotic_at_min is not None:
+            out.append(
+                AntibioticDose(
+                    type="antibiotic",
+                    at_s=self.antibiotic_at_min * MINUTE_S,
+                    dose_mg=MEROPENEM_DOSE_MG,
+                    infusion_min=MEROPENEM_INFUSION_MIN,
+                    every_h=None,
+                )
+            )
+        if self.fio2 is not None:
+            out.append(Oxygen(type="oxygen", at_s=0.0, fio2=self.fio2))
+        return out
 
 
 class Constraints(BaseModel):
@@ -102,22 +148,11 @@ class Objective(BaseModel):
 
 
 def schedule(twin: PatientTwin, plan: Plan, hours: float) -> np.ndarray:
-    """Inputs per 60 s step over the horizon: the twin's current inputs changed by the plan."""
-    m = twin.model
-    u = twin.schedule(hours)
-    minute = np.arange(u.shape[0], dtype=np.float64)
-    if plan.fluid_ml:
-        on = (minute >= plan.fluid_at_min) & (minute < plan.fluid_at_min + plan.fluid_over_min)
-        u[on, m.input_index("infusion_ml_s")] += plan.fluid_ml / (plan.fluid_over_min * 60.0)
-    if plan.ne_ug_kg_min is not None:
-        u[minute >= plan.ne_at_min, m.input_index("ne_rate_ug_kg_min")] = plan.ne_ug_kg_min
-    if plan.antibiotic_at_min is not None:
-        a = plan.antibiotic_at_min
-        on = (minute >= a) & (minute < a + MEROPENEM_INFUSION_MIN)
-        u[on, m.input_index("abx_rate_mg_h")] += MEROPENEM_DOSE_MG / (MEROPENEM_INFUSION_MIN / 60.0)
-    if plan.fio2 is not None:
-        u[:, m.input_index("fio2")] = plan.fio2
-    return u
+    """Inputs per model step over the horizon: the twin's current inputs changed by the plan's
+    interventions (times rounded to the step grid)."""
+    ctx = InterventionContext(end_s=hours * 3600.0, blood_volume_ml=twin.profile.blood_volume_ml)
+    changes = [c for i in plan.interventions() for c in i.input_changes(ctx)]
+    return apply_changes(twin.schedule(hours), twin.model.input_names, changes, twin.layout.dt_s)
 
 
 def compare(
