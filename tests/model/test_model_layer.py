@@ -85,6 +85,7 @@ def test_components_compose_through_signals_without_editing_each_other() -> None
     assert float(s_paced["heart_period_s"]) == pytest.approx(60.0 / 72.0 - 0.2)
 
 
+@pytest.mark.slow
 def test_rhs_is_float64_jittable_vmappable_and_differentiable() -> None:
     model = Model([Baroreflex(), Baroreceptors(), Circulation()])
     x = jnp.asarray(model.default_state())

@@ -59,6 +59,7 @@ def test_outputs_carry_loinc_codes(wmodel: Model) -> None:
         assert codes[name] == loinc
 
 
+@pytest.mark.slow
 def test_default_step_agrees_with_a_5_second_step(wmodel: Model) -> None:
     """12 h of untreated sepsis at 60 s vs 5 s steps: outputs within 0.5 %."""
     p, x = ward_baseline(wmodel, REFERENCE_PATIENT)
@@ -106,6 +107,7 @@ def test_ward_only_actions_are_rejected_in_beat_scenarios() -> None:
         )
 
 
+@pytest.mark.slow
 def test_norepinephrine_titration_holds_map_near_target() -> None:
     """Sepsis with only the titration protocol from 6 h: NE starts when MAP reaches 65 and
     holds it there, where the untreated patient falls to ~53 mmHg."""
@@ -130,6 +132,7 @@ def test_norepinephrine_titration_holds_map_near_target() -> None:
     assert late["ne_dose_ug_kg_min"].iloc[-1] > 0.1
 
 
+@pytest.mark.slow
 def test_antibiotic_doses_repeat_and_concentration_is_plausible() -> None:
     sc = parse_scenario(
         {
@@ -149,6 +152,7 @@ def test_antibiotic_doses_repeat_and_concentration_is_plausible() -> None:
     assert 35.0 < ts.abx_c_mg_l.max() < 70.0
 
 
+@pytest.mark.slow
 def test_cli_runs_a_ward_scenario_and_writes_trend_and_plot(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app, ["scenario", "run", "septic_shock_untreated", "--out", str(tmp_path)]
@@ -162,6 +166,7 @@ def test_cli_runs_a_ward_scenario_and_writes_trend_and_plot(tmp_path: Path) -> N
     assert "lactate" in result.output
 
 
+@pytest.mark.slow
 def test_cli_surrogate_report_prints_accuracy_and_speedup(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["surrogate", "report", "--json", str(tmp_path / "s.json")])
     assert result.exit_code == 0, result.output

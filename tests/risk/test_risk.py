@@ -259,6 +259,7 @@ def test_risk_model_cross_fits_an_ensemble(cohort: Cohort) -> None:
         RiskModel(**QUICK).fit(X[few], y[few], pid[few])
 
 
+@pytest.mark.slow
 def test_residual_stage_boosts_from_the_first_stage(cohort: Cohort, tmp_path: Path) -> None:
     X = raw_features(cohort)
     y = cohort.grid["sepsis"].to_numpy()
@@ -311,6 +312,7 @@ def test_residual_stage_boosts_from_the_first_stage(cohort: Cohort, tmp_path: Pa
             RiskModel(**QUICK, residual_features=tuple(hr)).fit(X, y, pid, first_stage=other)
 
 
+@pytest.mark.slow
 def test_study_fits_the_hybrid_as_a_second_stage(cohort: Cohort) -> None:
     from vitaltwin.risk import RiskStudyConfig, run_study
 
@@ -456,6 +458,7 @@ def test_registry_aliases_versions_on_scores_and_rollback(cohort: Cohort, tmp_pa
         reg.load("nope")
 
 
+@pytest.mark.slow
 def test_monitoring_policy(cohort: Cohort) -> None:
     X = raw_features(cohort)
     y = cohort.grid["sepsis"].to_numpy()
@@ -508,6 +511,7 @@ def test_monitoring_policy(cohort: Cohort) -> None:
     assert not may_promote(ok, bad)[0]
 
 
+@pytest.mark.slow
 @needs_set_a
 def test_validate_risk_command_end_to_end(tmp_path: Path) -> None:
     res = CliRunner().invoke(
@@ -551,6 +555,7 @@ def test_validate_risk_command_end_to_end(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "developed on" in res.output, res.output
 
 
+@pytest.mark.slow
 def test_twin_features_use_only_the_past() -> None:
     from vitaltwin.risk import twin_features
 

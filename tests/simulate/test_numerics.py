@@ -158,6 +158,7 @@ def test_batched_integrator_matches_one_patient_at_a_time(
     assert np.ptp(np.asarray(xb)[:, model.state_index("v_sa_ml")]) > 1.0
 
 
+@pytest.mark.slow
 def test_batch_split_across_devices_matches_one_device(tmp_path: Path) -> None:
     """With two (CPU) devices the batch is sharded and padded; results must not change."""
     script = tmp_path / "sharded.py"

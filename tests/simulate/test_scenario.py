@@ -102,6 +102,7 @@ def test_cli_reports_bad_scenario_without_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_actions_change_inputs_and_parameters_at_their_times() -> None:
     sc = parse_scenario(
         {
@@ -135,6 +136,7 @@ def test_actions_change_inputs_and_parameters_at_their_times() -> None:
     assert len(res.events) == 3
 
 
+@pytest.mark.slow
 def test_scenario_run_writes_parquet_and_png(tmp_path: Path) -> None:
     spec = {
         "name": "short_bleed",
@@ -155,6 +157,7 @@ def test_scenario_run_writes_parquet_and_png(tmp_path: Path) -> None:
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_unstable_integration_is_reported_not_returned() -> None:
     sc = parse_scenario(
         {

@@ -15,6 +15,7 @@ from vitaltwin.surrogate._design import beat_model_steady_states, design_points
 from vitaltwin.surrogate.hemodynamics import ACCURACY_TARGETS, accuracy, train
 
 
+@pytest.mark.slow
 def test_shipped_surrogate_meets_2_percent_on_unseen_points() -> None:
     """32 points of a Sobol sequence seeded unlike training (1) and held-out (1001) designs."""
     sur = HemodynamicSurrogate.load()
@@ -41,6 +42,7 @@ def test_domain_excess_is_zero_inside_and_positive_outside() -> None:
     assert float(domain_excess(outside)) > 0.0
 
 
+@pytest.mark.slow
 def test_training_runs_end_to_end_and_round_trips(tmp_path: pytest.TempPathFactory) -> None:
     sur, tr, te = train(n_train=64, n_test=16, seed=5, hidden=8, max_iter=50)
     assert tr.ok.sum() > 50 and len(te.inputs) == 16

@@ -29,6 +29,7 @@ from vitaltwin.twin import (
 from vitaltwin.twin._personalize import IDENTIFIABLE_DELTA, IDENTIFIABLE_GAMMA
 
 ESTIMATED, OBSERVABLES = WARD_TWIN.estimated, WARD_TWIN.observables
+pytestmark = pytest.mark.slow  # the module personalizes, tracks and replays real data
 
 T0 = datetime(2026, 3, 1, 8, tzinfo=UTC)
 PROFILE = PatientProfile(age_years=64, sex="male", weight_kg=82, height_cm=178)

@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 from vitaltwin.cli import app
 from vitaltwin.validation import VerificationReport, grade_error, verify
 
+pytestmark = pytest.mark.slow  # minutes: verification scenarios and steady states
+
 
 @pytest.fixture(scope="module")
 def report() -> VerificationReport:

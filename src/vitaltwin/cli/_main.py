@@ -483,7 +483,8 @@ def validate_phantom(
         err_console.print("[red]need --patients >= 2, --hours >= 3, --members >= 8")
         raise typer.Exit(2)
     cfg = PhantomConfig(n_patients=patients, hours=hours, n_members=members, seed=seed)
-    res = run_phantom(cfg)
+    with rich_progress(err_console) as progress:
+        res = run_phantom(cfg, progress)
     _print_frame("Parameter recovery (median |relative error|)", res.parameters)
     _print_frame("State tracking against the truth (RMSE, every 5 min)", res.tracking)
     _print_frame("One-hour forecast of the measured values", res.forecast)

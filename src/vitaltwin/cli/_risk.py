@@ -71,7 +71,9 @@ def _features(model_features: list[str], cohort: Any, cache: Path, sha: str) -> 
 
     X = raw_features(cohort)
     if any(c.startswith("twin_") for c in model_features):
-        X = pd.concat([X, cached_twin_features(cohort, cache, data_sha256=sha)], axis=1)
+        with rich_progress(err_console) as progress:
+            tw = cached_twin_features(cohort, cache, data_sha256=sha, progress=progress)
+        X = pd.concat([X, tw], axis=1)
     return X
 
 

@@ -40,20 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from vitaltwin.model import InterventionContext, InterventionError, Model, ParameterSetting
 from vitaltwin.physiology import cardiovascular_model
-from vitaltwin.physiology.interventions import (
-    Action,
-    AntibioticDose,
-    FluidBolus,
-    FluidInfusion,
-    Hemorrhage,
-    Infection,
-    NorepinephrineDose,
-    NorepinephrineRate,
-    NorepinephrineTitration,
-    Oxygen,
-    ParameterChange,
-    SetParameter,
-)
+from vitaltwin.physiology.interventions import Action, ParameterChange
 from vitaltwin.physiology.patient import (
     REFERENCE_PATIENT,
     PatientProfile,
@@ -75,21 +62,9 @@ def _beat_input_names() -> tuple[str, ...]:
 
 
 __all__ = [
-    "Action",
-    "AntibioticDose",
-    "FluidBolus",
-    "FluidInfusion",
-    "Hemorrhage",
-    "Infection",
-    "NorepinephrineDose",
-    "NorepinephrineRate",
-    "NorepinephrineTitration",
-    "Oxygen",
-    "ParameterChange",
     "Scenario",
     "ScenarioError",
     "ScenarioResult",
-    "SetParameter",
     "example_scenarios",
     "load_scenario",
     "parse_scenario",
@@ -175,10 +150,11 @@ def parse_scenario(data: object, where: str = "<data>") -> Scenario:
                 f"unknown parameter {c.parameter!r}"
             )
     for i, a in enumerate(scenario.actions):
-        if isinstance(a, SetParameter) and a.parameter not in model.param_names:
+        change = a.parameter_change()
+        if change is not None and change.parameter not in model.param_names:
             raise ScenarioError(
                 f"invalid scenario {where}:\n  actions[{i}].parameter: "
-                f"unknown parameter {a.parameter!r}"
+                f"unknown parameter {change.parameter!r}"
             )
     return scenario
 

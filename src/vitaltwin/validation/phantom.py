@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from vitaltwin.physiology import WARD_DT_S, WARD_TWIN, PatientProfile, ward_baseline
+from vitaltwin.progress import SILENT, Progress
 from vitaltwin.simulate import make_integrator
 from vitaltwin.simulate.population import Population, sample_population
 from vitaltwin.twin import initial_members, layout_for, run_schedule, track
@@ -161,7 +162,7 @@ def _measure(
     return y, mask, art, clean
 
 
-def run_phantom(cfg: PhantomConfig = PhantomConfig()) -> PhantomResult:
+def run_phantom(cfg: PhantomConfig = PhantomConfig(), progress: Progress = SILENT) -> PhantomResult:
     """Generate the phantoms, run their twins, and measure (see the module docstring)."""
     rng = np.random.default_rng(cfg.seed)
     layout = layout_for(WARD_TWIN)
@@ -209,6 +210,7 @@ def run_phantom(cfg: PhantomConfig = PhantomConfig()) -> PhantomResult:
         rng,
         on_cycle=hourly,
         label="phantom twins",
+        progress=progress,
     )
     # ---- parameter recovery
     theta = np.asarray(layout.to_theta(layout.phi(jnp.asarray(out["members"])))).mean(axis=1)
