@@ -331,7 +331,7 @@ def test_study_fits_the_hybrid_as_a_second_stage(cohort: Cohort) -> None:
     raw, hybrid = study.models[("sepsis", "raw")], study.models[("sepsis", "hybrid")]
     assert hybrid.residual_features == ("twin_hr", "twin_noise")
     assert hybrid.iterations_ == raw.iterations_ and raw.residual_boosters_ == []
-    test = study.results["sepsis"]["test"]
+    test = study.results["sepsis"].test
     assert test["hybrid"]["residual_iterations"] == hybrid.residual_iterations_
     assert len(test["hybrid"]["residual_iterations"]) == 5
     assert test["raw"]["residual_iterations"] == []

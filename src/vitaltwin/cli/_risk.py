@@ -175,7 +175,7 @@ def validate_risk(
 
 def _print_summary(study: Any) -> None:
     for task, r in study.results.items():
-        sepsis = task == "sepsis"
+        sepsis = risk_task(task).utility
         tab = Table(title=f"{task}: cross-validation (pooled out-of-fold) and test split")
         cols = (
             ["model"]
@@ -191,8 +191,8 @@ def _print_summary(study: Any) -> None:
         )
         for c in cols:
             tab.add_column(c)
-        for name, cv in r["cv"].items():
-            t = r["test"][name]
+        for name, cv in r.cv.items():
+            t = r.test[name]
 
             def ci(m: str, t: dict[str, Any] = t) -> str:
                 c = t["ci95"].get(m)
@@ -200,9 +200,9 @@ def _print_summary(study: Any) -> None:
 
             row = [name]
             if sepsis:
-                row += [f"{cv['pooled']['utility']:.3f}", ci("utility")]
+                row += [f"{cv.pooled['utility']:.3f}", ci("utility")]
             row += [
-                f"{cv['pooled']['auroc']:.3f}",
+                f"{cv.pooled['auroc']:.3f}",
                 ci("auroc"),
                 f"{t['auprc']:.3f}",
                 f"{t['sensitivity']:.3f}",

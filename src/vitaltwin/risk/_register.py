@@ -33,18 +33,18 @@ def register_study(
     out = []
     for task in study.config.tasks:
         t = risk_task(task)
-        cv = study.results[task]["cv"]
+        cv = study.results[task].cv
         key = criterion(task)
         fs = champion_feature_set(study, task)
-        test = study.results[task]["test"][fs]
+        test = study.results[task].test[fs]
         metrics = {
-            f"cv_{key}": cv[fs]["pooled"][key],
-            "cv_auroc": cv[fs]["pooled"]["auroc"],
+            f"cv_{key}": cv[fs].pooled[key],
+            "cv_auroc": cv[fs].pooled["auroc"],
             "test_auroc": test["auroc"],
             "test_auprc": test["auprc"],
         }
         if t.utility:
-            metrics |= {"test_utility": test["utility"], "cv_utility": cv[fs]["pooled"]["utility"]}
+            metrics |= {"test_utility": test["utility"], "cv_utility": cv[fs].pooled["utility"]}
         rv = registry.register(
             t.model_name,
             study.models[(task, fs)],

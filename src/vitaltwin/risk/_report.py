@@ -54,7 +54,7 @@ def _fmt(v: Any, ci: list[float] | None = None, digits: int = 3) -> str:
 
 def _plots(study: RiskStudy, task: str) -> dict[str, str]:
     sc = study.test_scores[task]
-    res = study.results[task]["test"]
+    res = study.results[task].test
     y = sc["y"].to_numpy()
     fsets = [c[: -len("_probability")] for c in sc.columns if c.endswith("_probability")]
     out: dict[str, str] = {}
@@ -114,14 +114,14 @@ def twin_verdict(study: RiskStudy) -> str:
         if gain is None:
             parts.append(f"{t}: no twin features computed in this run (raw only).")
             continue
-        a, b = r["cv"]["raw"]["pooled"], r["cv"]["hybrid"]["pooled"]
+        a, b = r.cv["raw"].pooled, r.cv["hybrid"].pooled
         key = criterion(t)
         verdict = (
             "helps"
             if gain > MATERIAL
             else ("does not help" if gain < -MATERIAL else "makes no material difference")
         )
-        rounds = r["test"]["hybrid"]["residual_iterations"]
+        rounds = r.test["hybrid"]["residual_iterations"]
         parts.append(
             f"{t}: cross-validated {key} raw {a[key]:.3f} vs hybrid {b[key]:.3f} "
             f"(AUROC {a['auroc']:.3f} vs {b['auroc']:.3f}; the twin stage of the final hybrid "
@@ -141,7 +141,7 @@ def write_report(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = list(study.results)
-    feature_sets = [k for k in study.results[tasks[0]]["test"] if k not in BASELINES]
+    feature_sets = [k for k in study.results[tasks[0]].test if k not in BASELINES]
     missing = sorted(study.cohort_summary["missing_fraction"].items(), key=lambda kv: kv[1])
     model_params = next(iter(study.models.values())).get_params()
     env = Environment(autoescape=True)
@@ -172,7 +172,7 @@ def write_report(
             k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(study.config).items()
         },
         "cohort": study.cohort_summary,
-        "results": study.results,
+        "results": {t: r.to_dict() for t, r in study.results.items()},
         "twin_verdict": twin_verdict(study),
         "registered": registered or [],
     }

@@ -18,7 +18,7 @@ raw data, and nearly nothing when that is nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
 
@@ -61,11 +61,69 @@ class RiskStudyConfig:
     model_params: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class FoldResult:
+    """One cross-validation fold of a model: AUROC, its threshold, utility (sepsis only)."""
+
+    fold: int
+    auroc: float
+    threshold: float
+    utility: float | None = None
+
+
+@dataclass(frozen=True)
+class CvResult:
+    """A model (or baseline) in cross-validation: metrics of the pooled out-of-fold scores
+    (:func:`vitaltwin.risk.evaluate`'s) and, for fitted models, each fold."""
+
+    pooled: dict[str, Any]
+    folds: list[FoldResult] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RobustnessResult:
+    """The raw model on the test split with degraded inputs."""
+
+    perturbation: str
+    auroc: float
+    sensitivity: float
+    low_confidence_fraction: float
+    utility: float | None = None
+
+
+@dataclass(frozen=True)
+class TaskResults:
+    """Everything the study measured for one task: cross-validation and test metrics of every
+    model and baseline (by name), and the robustness of the raw model."""
+
+    cv: dict[str, CvResult]
+    test: dict[str, dict[str, Any]]
+    robustness: list[RobustnessResult]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON (a utility that does not apply is left out, not null)."""
+
+        def plain(o: FoldResult | RobustnessResult) -> dict[str, Any]:
+            return {k: v for k, v in asdict(o).items() if v is not None}
+
+        return {
+            "cv": {
+                k: {
+                    "pooled": v.pooled,
+                    **({"folds": [plain(f) for f in v.folds]} if v.folds else {}),
+                }
+                for k, v in self.cv.items()
+            },
+            "test": self.test,
+            "robustness": [plain(r) for r in self.robustness],
+        }
+
+
 @dataclass
 class RiskStudy:
     config: RiskStudyConfig
     cohort_summary: dict[str, Any]
-    results: dict[str, Any]
+    results: dict[str, TaskResults]
     models: dict[tuple[str, str], RiskModel]  # (task, feature set) -> final model
     test_scores: dict[str, pd.DataFrame]  # task -> per-row test scores of every model
 
@@ -78,11 +136,11 @@ def criterion(task: str) -> str:
 def twin_gain(study: RiskStudy, task: str) -> float | None:
     """Hybrid minus raw in the pooled cross-validated :func:`criterion` (None without twin
     features)."""
-    cv = study.results[task]["cv"]
+    cv = study.results[task].cv
     if "hybrid" not in cv:
         return None
     key = criterion(task)
-    return float(cv["hybrid"]["pooled"][key] - cv["raw"]["pooled"][key])
+    return float(cv["hybrid"].pooled[key] - cv["raw"].pooled[key])
 
 
 def champion_feature_set(study: RiskStudy, task: str) -> str:
@@ -257,7 +315,7 @@ def run_study(
         "stays": stay_lengths(cohort),
         "features": {n: list(X.columns) for n, X in feature_sets.items()},
     }
-    results: dict[str, Any] = {}
+    results: dict[str, TaskResults] = {}
     models: dict[tuple[str, str], RiskModel] = {}
     test_scores: dict[str, pd.DataFrame] = {}
     params = {"random_state": cfg.seed, **cfg.model_params}
@@ -270,7 +328,7 @@ def run_study(
             ok = y >= 0
             sepsis = risk_task(task).utility
             # -- cross-validation on the development set ------------------------------------
-            cv: dict[str, Any] = {}
+            cv: dict[str, CvResult] = {}
             raw_fold_models: list[RiskModel] = []  # the hybrid's first stage in each fold
             for fs, X in feature_sets.items():
                 oof = np.full(len(g), np.nan)
@@ -288,16 +346,14 @@ def run_study(
                     alerts[val] = oof[val] >= m.threshold_
                     r = _rows(cohort, val, y, oof, alerts)
                     per_fold.append(
-                        {
-                            "fold": k,
-                            "auroc": float(roc_auc_score(r.y, r.score)),
-                            "threshold": m.threshold_,
-                            **(
-                                {"utility": normalized_utility(r.patient, r.y, r.alert.astype(int))}
-                                if sepsis
-                                else {}
-                            ),
-                        }
+                        FoldResult(
+                            k,
+                            float(roc_auc_score(r.y, r.score)),
+                            m.threshold_,
+                            normalized_utility(r.patient, r.y, r.alert.astype(int))
+                            if sepsis
+                            else None,
+                        )
                     )
                     job.advance()
                 dev = ok & (fold >= 0)
@@ -306,7 +362,7 @@ def run_study(
                     sepsis=sepsis,
                     n_boot=0,
                 )
-                cv[fs] = {"pooled": pooled, "folds": per_fold}
+                cv[fs] = CvResult(pooled, per_fold)
             # baselines in CV: cut-off chosen on the training folds
             for b in BASELINES:
                 s = raw[b].to_numpy(dtype=np.float64)
@@ -317,14 +373,14 @@ def run_study(
                     thr, _ = best_threshold(task, pid[trn], y[trn], s[trn])
                     alerts[val] = s[val] >= thr
                 dev = ok & (fold >= 0)
-                cv[b] = {
-                    "pooled": evaluate(
+                cv[b] = CvResult(
+                    evaluate(
                         _rows(cohort, dev, y, s, alerts),
                         sepsis=sepsis,
                         probabilities=False,
                         n_boot=0,
                     )
-                }
+                )
             # -- final models on the whole development set, evaluated on the test split -------
             test: dict[str, Any] = {}
             dev = ok & ~is_test
@@ -368,7 +424,7 @@ def run_study(
                 test[b]["threshold"] = thr
                 scores[b] = s[te]
             # -- robustness of the raw model: noise and extra missingness on the test split ------
-            robust = []
+            robust: list[RobustnessResult] = []
             rng = np.random.default_rng(cfg.seed + 1)
             test_cohort = cohort.subset(test_ids)
             y_t = labels_for(task, test_cohort)
@@ -380,18 +436,16 @@ def run_study(
                 # outcomes stay those of the unperturbed record: only the inputs degrade
                 p = m.predict_proba(Xp)
                 r = _rows(pc, ok_t, y_t, p, p >= m.threshold_)
-                item = {
-                    "perturbation": (
-                        "noise on vitals" if noise else f"{int(drop * 100)} % of values removed"
-                    ),
-                    "auroc": float(roc_auc_score(r.y, r.score)),
-                    "sensitivity": float(np.mean(r.alert[r.y == 1])),
-                    "low_confidence_fraction": float(m.low_confidence(Xp)[ok_t].mean()),
-                }
-                if sepsis:
-                    item["utility"] = normalized_utility(r.patient, r.y, r.alert.astype(int))
-                robust.append(item)
-            results[task] = {"cv": cv, "test": test, "robustness": robust}
+                robust.append(
+                    RobustnessResult(
+                        "noise on vitals" if noise else f"{int(drop * 100)} % of values removed",
+                        float(roc_auc_score(r.y, r.score)),
+                        float(np.mean(r.alert[r.y == 1])),
+                        float(m.low_confidence(Xp)[ok_t].mean()),
+                        normalized_utility(r.patient, r.y, r.alert.astype(int)) if sepsis else None,
+                    )
+                )
+            results[task] = TaskResults(cv, test, robust)
             test_scores[task] = scores
     finally:
         job.close()
