@@ -172,7 +172,6 @@ class Layout:
         return np.array([self.model.state_index(n) for n in self.spec.nonnegative], dtype=int)
 
 
-@lru_cache(maxsize=16)
 def layout_for(
     spec: TwinSpec | None = None,
     estimated: tuple[str, ...] | None = None,
@@ -181,17 +180,31 @@ def layout_for(
     discrepancy: tuple[tuple[str, float], ...] = (),
     discrepancy_tau_h: float = 6.0,
 ) -> Layout:
-    """The layout of a model's twin (``spec``; the ward model's when None) with its noise
-    settings (``None``: the spec's). Compiled functions are cached per layout, so twins with the
-    same settings share them."""
+    """The layout of a model's twin (``spec``; the default model's when None) with its noise
+    settings (``None``: the spec's). Compiled functions are cached per layout, and equal
+    settings give the same layout object, so twins with the same settings share them."""
     s = DEFAULT_TWIN if spec is None else spec
-    return Layout(
+    return _layout(
         s,
-        s.estimated if estimated is None else estimated,
-        s.param_sd_per_sqrt_h if param_sd_per_sqrt_h is None else param_sd_per_sqrt_h,
-        process_scale,
-        discrepancy,
-        discrepancy_tau_h,
+        s.estimated if estimated is None else tuple(estimated),
+        float(s.param_sd_per_sqrt_h if param_sd_per_sqrt_h is None else param_sd_per_sqrt_h),
+        float(process_scale),
+        tuple((str(n), float(sd)) for n, sd in discrepancy),
+        float(discrepancy_tau_h),
+    )
+
+
+@lru_cache(maxsize=16)
+def _layout(
+    spec: TwinSpec,
+    estimated: tuple[str, ...],
+    param_sd_per_sqrt_h: float,
+    process_scale: float,
+    discrepancy: tuple[tuple[str, float], ...],
+    discrepancy_tau_h: float,
+) -> Layout:
+    return Layout(
+        spec, estimated, param_sd_per_sqrt_h, process_scale, discrepancy, discrepancy_tau_h
     )
 
 
