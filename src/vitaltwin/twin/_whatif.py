@@ -36,8 +36,6 @@ from vitaltwin.twin._forecast import Trajectories, run_schedule
 if TYPE_CHECKING:
     from vitaltwin.twin._twin import PatientTwin
 
-MEROPENEM_DOSE_MG = 1000.0
-MEROPENEM_INFUSION_MIN = 30.0
 MINUTE_S = 60.0
 
 
@@ -96,9 +94,7 @@ class Plan(BaseModel):
                 AntibioticDose(
                     type="antibiotic",
                     at_s=self.antibiotic_at_min * MINUTE_S,
-                    dose_mg=MEROPENEM_DOSE_MG,
-                    infusion_min=MEROPENEM_INFUSION_MIN,
-                    every_h=None,
+                    every_h=None,  # one dose of the intervention's standard 1 g over 30 min
                 )
             )
         if self.fio2 is not None:
