@@ -369,7 +369,7 @@ def ingest(
     console.print(
         f"{len(files) - rejected} files read, {rejected} rejected; {total.read:,} records: "
         f"stored {total.stored:,}, quarantined {total.quarantined:,}, duplicates "
-        f"{total.duplicates:,} (store: {'PostgreSQL' if postgres else store})"
+        f"{total.duplicates:,} (store: {st.describe()})"
     )
     if rejected:
         raise typer.Exit(1)

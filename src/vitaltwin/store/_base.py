@@ -185,6 +185,10 @@ class Store(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the store is, for people (a folder, or a server and schema)."""
+
     def __enter__(self) -> Store:
         return self
 

@@ -65,6 +65,9 @@ class DuckDBStore(Store):
         """Execute and consume the result (DuckDB needs a result finished before more work)."""
         return self.con.execute(sql, args or []).fetchall()
 
+    def describe(self) -> str:
+        return f"DuckDB {self.directory}"
+
     def close(self) -> None:
         self.con.close()
 

@@ -137,6 +137,10 @@ class PostgresStore(Store):
     def _t(self, table: str) -> sql.Composed:
         return sql.SQL("{}.{}").format(sql.Identifier(self.schema), sql.Identifier(table))
 
+    def describe(self) -> str:
+        info = self.con.info
+        return f"PostgreSQL {info.host}:{info.port}/{info.dbname}, schema {self.schema}"
+
     def close(self) -> None:
         self.con.close()
 
