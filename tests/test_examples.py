@@ -18,7 +18,10 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
         pytest.param("twin_whatif.py", marks=pytest.mark.slow),
     ],
 )
-def test_example_runs(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_example_runs(
+    name: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.argv", [name])  # as run from the shell, without arguments
     runpy.run_path(str(EXAMPLES / name), run_name="__main__")
     out = capsys.readouterr().out
     assert out.strip(), f"{name} printed nothing"
