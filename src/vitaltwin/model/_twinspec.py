@@ -167,8 +167,8 @@ class TwinSpec:
             m.parameter(n)
         for n in (*self.process_sd_per_sqrt_h, *self.nonnegative, *self.state_limits):
             m.state_index(n)
+        provided = {n for c in m.components for n in c.provides}
         for o in self.observables:
-            provided = {n for c in m.components for n in c.provides}
             if o.output not in m.state_names and o.output not in provided:
                 raise ValueError(f"{self.name}: observable {o.name} reads unknown {o.output!r}")
         for ci in self.charted_inputs:

@@ -33,9 +33,6 @@ class HourScore:
     low_confidence: bool
 
 
-_PATIENT_COLUMNS = ("sex", "age_years", "icu_unit", "hosp_adm_h", "icu_admission_time")
-
-
 class OnlineScorer:
     """Scores patient-hours as they arrive (see the module docstring)."""
 
@@ -47,8 +44,9 @@ class OnlineScorer:
                 f"(e.g. {twin[0]}); score a raw model, or compute them first"
             )
         self.model = model
-        self._rows: dict[str, list[dict[str, object]]] = {}
-        self._patients: dict[str, dict[str, object]] = {}
+        self._hours: dict[str, list[int]] = {}
+        self._values: dict[str, list[list[float]]] = {}
+        self._patients: dict[str, pd.DataFrame] = {}
 
     def admit(
         self,
@@ -63,14 +61,18 @@ class OnlineScorer:
         """A patient arrives in the ICU (what the patient table holds about them)."""
         if icu_admission_time.tzinfo is None:
             raise RiskModelError(f"{patient_id}: icu_admission_time must be timezone-aware")
-        self._patients[patient_id] = {
+        row = {
             "sex": sex,
             "age_years": float(age_years),
             "icu_unit": icu_unit,
             "hosp_adm_h": float(hosp_adm_h),
             "icu_admission_time": pd.Timestamp(icu_admission_time),
         }
-        self._rows[patient_id] = []
+        self._patients[patient_id] = pd.DataFrame(
+            [row], index=pd.Index([patient_id], name="patient_id")
+        )
+        self._hours[patient_id] = []
+        self._values[patient_id] = []
 
     def score(self, patient_id: str, hour: int, values: Mapping[str, float]) -> HourScore:
         """Add hour ``hour`` (hours since ICU admission) of ``patient_id`` with the values
@@ -78,25 +80,22 @@ class OnlineScorer:
         Hours must arrive in increasing order."""
         if patient_id not in self._patients:
             raise RiskModelError(f"{patient_id}: not admitted (call admit first)")
-        rows = self._rows[patient_id]
-        if rows and hour <= int(str(rows[-1]["hour"])):
+        hours = self._hours[patient_id]
+        if hours and hour <= hours[-1]:
             raise RiskModelError(
-                f"{patient_id}: hour {hour} arrived after hour {rows[-1]['hour']}; "
+                f"{patient_id}: hour {hour} arrived after hour {hours[-1]}; "
                 "hours must arrive in order"
             )
         unknown = sorted(set(values) - set(VARIABLE_NAMES))
         if unknown:
             raise RiskModelError(f"{patient_id} hour {hour}: unknown variables {unknown}")
-        row: dict[str, object] = {"patient_id": patient_id, "hour": int(hour), "sepsis": -1}
-        row.update({v: float(values.get(v, np.nan)) for v in VARIABLE_NAMES})
-        rows.append(row)
-        grid = pd.DataFrame(rows, columns=["patient_id", "hour", "sepsis", *VARIABLE_NAMES])
-        grid["hour"] = grid["hour"].astype(np.int64)
-        grid["sepsis"] = grid["sepsis"].astype(np.int64)
-        pat = pd.DataFrame([self._patients[patient_id]], index=pd.Index([patient_id]))
-        pat.index.name = "patient_id"
-        cohort = Cohort(grid, pat[list(_PATIENT_COLUMNS)], "online")
-        X = raw_features(cohort).iloc[[-1]]
+        hours.append(int(hour))
+        self._values[patient_id].append([float(values.get(v, np.nan)) for v in VARIABLE_NAMES])
+        grid = pd.DataFrame(self._values[patient_id], columns=list(VARIABLE_NAMES))
+        grid.insert(0, "patient_id", patient_id)
+        grid.insert(1, "hour", np.asarray(hours, dtype=np.int64))
+        grid.insert(2, "sepsis", np.int64(-1))
+        X = raw_features(Cohort(grid, self._patients[patient_id], "online")).iloc[[-1]]
         p = float(self.model.predict_proba(X)[0])
         return HourScore(
             patient_id,
