@@ -109,7 +109,7 @@ def convert(
                 np.where(
                     np.isnan(vals[bad]),
                     f"{v.name} is not a number",
-                    f"{v.name} outside plausible range [{v.low:g}, {v.high:g}] {v.unit}",
+                    f"{v.name} outside plausible range {v.range_text()}",
                 ),
             )
             q_parts.append(
