@@ -28,15 +28,9 @@ from rich.console import Console
 from rich.table import Table
 
 from _timing import best_of
-from vitaltwin.physiology import WARD_TWIN
-from vitaltwin.physiology.patient import PatientProfile
-from vitaltwin.physiology.ward import ward_baseline
+from vitaltwin.physiology import WARD_TWIN, PatientProfile, WardPlan, ward_baseline
 from vitaltwin.simulate import make_integrator
-from vitaltwin.twin import PatientTwin
-from vitaltwin.twin._ensemble import initial_members, layout_for
-from vitaltwin.twin._personalize import personalize
-from vitaltwin.twin._track import cycle
-from vitaltwin.twin._whatif import Plan, compare
+from vitaltwin.twin import PatientTwin, compare, cycle, initial_members, layout_for, personalize
 
 OBSERVABLES = WARD_TWIN.observables
 
@@ -83,7 +77,7 @@ def bench_assimilation(b: int = 10_000, n: int = 64) -> tuple[float, float, floa
 def bench_what_if() -> tuple[float, float]:
     twin = PatientTwin("bench", PROFILE, T0, n_members=64, seed=0)
     plans = [
-        Plan(name=f"plan {i}", fluid_ml=f, ne_ug_kg_min=ne)
+        WardPlan(name=f"plan {i}", fluid_ml=f, ne_ug_kg_min=ne)
         for i, (f, ne) in enumerate(
             [
                 (0, None),

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from vitaltwin.physiology import PatientProfile
-from vitaltwin.twin import PatientTwin, Plan, compare
+from vitaltwin.physiology import PatientProfile, WardPlan
+from vitaltwin.twin import PatientTwin, compare
 
 START = datetime(2026, 3, 1, 8, tzinfo=UTC)
 
@@ -31,7 +31,9 @@ def main() -> None:
     print(reports[-1].message())
     forecast = twin.forecast(hours=2)
     print(f"P(MAP < 65 for 30 min in 2 h): {forecast.probability('map_below_65_30min')[0]:.2f}")
-    table, _ = compare(twin, [Plan(name="none"), Plan(name="500 mL", fluid_ml=500)], hours=2)
+    table, _ = compare(
+        twin, [WardPlan(name="none"), WardPlan(name="500 mL", fluid_ml=500)], hours=2
+    )
     print(table.to_string())
 
 

@@ -1,5 +1,5 @@
 """No module imports another package's private module (``vitaltwin.pkg._mod`` from outside
-``vitaltwin.pkg``), and the examples import only public names. Run by ``make lint``."""
+``vitaltwin.pkg``), and the examples and benchmarks import only public names. Run by ``make lint``."""
 
 from __future__ import annotations
 
@@ -51,6 +51,7 @@ def problems_in(source: str, relative: Path) -> list[str]:
 
 def main() -> int:
     files = [*ROOT.glob("src/vitaltwin/**/*.py"), *ROOT.glob("examples/**/*.py")]
+    files += ROOT.glob("bench/**/*.py")
     found = [p for f in sorted(files) for p in problems(f)]
     for line in found:
         print(line)

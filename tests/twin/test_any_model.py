@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -16,16 +18,21 @@ from vitaltwin.model import (
     Component,
     Event,
     Input,
+    InputChange,
+    Intervention,
+    InterventionContext,
     Model,
     Observable,
+    Outcome,
     Output,
     Parameter,
     State,
     TwinSpec,
     Vars,
+    WhatIf,
 )
 from vitaltwin.physiology import PatientProfile
-from vitaltwin.twin import PatientTwin, TwinError
+from vitaltwin.twin import PatientTwin, TwinError, compare, optimize
 
 T0 = datetime(2026, 5, 1, 6, tzinfo=UTC)
 SRC = "test model (no physiology: a set point and a relaxation)"
@@ -70,6 +77,58 @@ def baseline(model: Model, profile: PatientProfile) -> tuple[np.ndarray, np.ndar
     return model.default_params(), model.default_state()
 
 
+class Antipyretic(Intervention):
+    """Lower the set point by ``reduction_c`` from ``at_s``."""
+
+    type: Literal["antipyretic"] = "antipyretic"
+    reduction_c: float
+
+    def input_changes(self, ctx: InterventionContext) -> list[InputChange]:
+        return [InputChange(self.at_s, None, "antipyretic_c", self.reduction_c, "set")]
+
+
+@dataclass(frozen=True)
+class FeverPlan:
+    name: str
+    reduction_c: float = 0.0
+
+    def describe(self) -> str:
+        return f"antipyretic {self.reduction_c:g} C" if self.reduction_c else "nothing"
+
+    def interventions(self) -> list[Intervention]:
+        return [Antipyretic(at_s=0.0, reduction_c=self.reduction_c)] if self.reduction_c else []
+
+    def treatment(self, inputs: Mapping[str, float]) -> dict[str, float]:
+        return {"drug_c": self.reduction_c}
+
+
+@dataclass(frozen=True)
+class MaxDrug:
+    max_c: float = 2.0
+
+    def violations(self, plan: FeverPlan, profile: Any) -> list[str]:
+        return [f"more than {self.max_c:g} C"] if plan.reduction_c > self.max_c else []
+
+
+@dataclass(frozen=True)
+class FeverCost:
+    def weights(self) -> dict[str, float]:
+        return {"fever_min_mean": 1.0, "drug_c": 10.0}  # a degree of drug costs 10 febrile min
+
+
+FEVER_WHATIF = WhatIf(
+    outcomes=(
+        Outcome("p_fever", "probability", "fever", label="fever"),
+        Outcome("fever_min_mean", "mean_minutes", "fever"),
+        Outcome("temp_end_median", "end_quantile", "Temp"),
+    ),
+    objective=FeverCost(),
+    constraints=MaxDrug(),
+    candidates=lambda: [FeverPlan(n, float(n)) for n in ("1", "2", "3")] + [FeverPlan("none")],
+    summary=lambda r: f"P(fever) {r['p_fever']:.0%}, {r['temp_end_median']:.1f} C at the end",
+)
+
+
 FEVER_TWIN = TwinSpec(
     name="test-fever",
     build_model=fever_model,
@@ -83,6 +142,7 @@ FEVER_TWIN = TwinSpec(
     state_limits={"temp_c": (30.0, 44.0)},
     charted_inputs=(ChartedInput("8302-2", "antipyretic_c", 0.0, 2.0),),  # any code will do
     events=(Event("fever", "Temp", 38.0, below=False, sustained_min=30.0),),
+    whatif=FEVER_WHATIF,
 )
 
 
@@ -124,6 +184,29 @@ def test_a_twin_of_a_model_declared_here_learns_its_parameter(tmp_path: Path) ->
     np.testing.assert_array_equal(back.members, twin.members)
     with pytest.raises(TwinError):
         PatientTwin.load(tmp_path / "f1")
+
+
+def test_what_if_runs_the_plans_the_model_declares() -> None:
+    twin = PatientTwin("f2", PatientProfile(), T0, n_members=32, seed=3, spec=FEVER_TWIN)
+    twin.assimilate(observations(38.6, hours=4.0))
+    table, _ = compare(twin, [FeverPlan("none"), FeverPlan("1.5", 1.5)], hours=3.0)
+    assert list(table.columns) == [
+        "plan",
+        "treatment",
+        "p_fever",
+        "fever_min_mean",
+        "temp_end_median",
+    ]
+    none, drug = table.set_index("plan").loc[["none", "1.5"], "temp_end_median"]
+    assert none > 38.3 and drug < none - 1.0  # the set point fell by 1.5 C, tau 1 h
+    ranked = optimize(twin, hours=3.0)  # the spec's candidates, objective and constraints
+    # about 180, 110 + 10 and 33 + 20 febrile minutes plus drug: the larger feasible dose first
+    assert list(ranked.plan) == ["2", "1", "none", "3"]
+    assert not ranked.set_index("plan").loc["3", "feasible"]
+    why = ranked.set_index("plan")["explanation"].astype(str)
+    assert "more than 2 C" in why["3"] and "P(fever) 100%" in why["none"]
+    with pytest.raises(ValueError, match="neither an outcome nor a treatment"):
+        optimize(twin, hours=1.0, objective=type("W", (), {"weights": lambda self: {"x": 1.0}})())
 
 
 def test_a_spec_naming_unknown_quantities_is_refused() -> None:

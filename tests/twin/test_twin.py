@@ -11,12 +11,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vitaltwin.physiology import VITAL_SIGN_DISCREPANCY, WARD_TWIN, PatientProfile, ward_baseline
+from vitaltwin.physiology import (
+    VITAL_SIGN_DISCREPANCY,
+    WARD_TWIN,
+    PatientProfile,
+    WardConstraints,
+    WardPlan,
+    ward_baseline,
+)
 from vitaltwin.simulate import make_integrator
 from vitaltwin.twin import (
-    Constraints,
     PatientTwin,
-    Plan,
     TwinError,
     analyse,
     collinearity,
@@ -134,14 +139,20 @@ def test_forecast_bands_events_and_what_if() -> None:
     assert (np.diff(q, axis=1) >= 0).all() and len(fc.minutes) == 24
     for e in ("map_below_65_30min", "spo2_below_90", "lactate_above_4"):
         assert 0.0 <= float(fc.probability(e)[0]) <= 1.0
-    table, _ = compare(twin, [Plan(name="nothing"), Plan(name="1 L", fluid_ml=1000.0)], hours=3.0)
+    table, _ = compare(
+        twin, [WardPlan(name="nothing"), WardPlan(name="1 L", fluid_ml=1000.0)], hours=3.0
+    )
     nothing, fluid = table.set_index("plan").loc[["nothing", "1 L"], "map_end_median"]
     assert fluid > nothing + 1.0  # a litre raises MAP in a septic, vasodilated patient
     ranked = optimize(
         twin,
-        [Plan(name="none"), Plan(name="500", fluid_ml=500.0), Plan(name="4 L", fluid_ml=4000.0)],
+        [
+            WardPlan(name="none"),
+            WardPlan(name="500", fluid_ml=500.0),
+            WardPlan(name="4 L", fluid_ml=4000.0),
+        ],
         hours=3.0,
-        constraints=Constraints(max_fluid_ml_kg=30.0),
+        constraints=WardConstraints(max_fluid_ml_kg=30.0),
     )
     feasible = ranked[ranked.feasible]
     assert list(feasible["rank"]) == [1, 2] and feasible["cost"].is_monotonic_increasing

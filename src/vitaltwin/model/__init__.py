@@ -19,6 +19,13 @@ from vitaltwin.model._twinspec import (
     Observable,
     TwinSpec,
 )
+from vitaltwin.model._whatif import (
+    Outcome,
+    PlanConstraints,
+    PlanObjective,
+    TreatmentPlan,
+    WhatIf,
+)
 
 __all__ = [
     "Baseline",
@@ -33,12 +40,17 @@ __all__ = [
     "InterventionError",
     "Model",
     "Observable",
+    "Outcome",
     "Output",
     "Parameter",
     "ParameterSetting",
+    "PlanConstraints",
+    "PlanObjective",
     "State",
+    "TreatmentPlan",
     "TwinSpec",
     "Vars",
+    "WhatIf",
     "apply_changes",
     "sample_parameters",
 ]

@@ -12,7 +12,9 @@ by a filter. Everything that depends on the model is declared here, by the model
 * charted values that set a model **input** rather than being observed (FiO2);
 * optional **model-discrepancy** settings for real charts;
 * the **events** a forecast reports (a threshold crossed, possibly for a sustained time);
-* how a patient's **baseline** (parameters and resting state) is made from demographics.
+* how a patient's **baseline** (parameters and resting state) is made from demographics;
+* optionally, the **what-if** the model offers: treatment plans, outcomes, objective and
+  constraints (:class:`~vitaltwin.model.WhatIf`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from jax import Array
 
 from vitaltwin.data.vocabulary import code
 from vitaltwin.model._component import Model, Vars
+from vitaltwin.model._whatif import WhatIf
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,8 @@ class TwinSpec:
     events: tuple[Event, ...] = ()
     initial_unknowns: tuple[InitialUnknown, ...] = ()
     """Initial-state unknowns personalization fits with the parameters."""
+    whatif: WhatIf | None = None
+    """Treatment plans, outcomes, objective and constraints of the what-if (None: none)."""
 
     def __post_init__(self) -> None:
         names = [o.name for o in self.observables]
@@ -156,6 +161,12 @@ class TwinSpec:
             self.index(e.observable)
         for n, _ in self.discrepancy:
             self.index(n)
+        events = {e.name for e in self.events}
+        for o in self.whatif.outcomes if self.whatif else ():
+            if o.kind == "end_quantile":
+                self.index(o.of)
+            elif o.of not in events:
+                raise ValueError(f"{self.name}: what-if outcome {o.column} reads unknown event")
         if not self.dt_s > 0:
             raise ValueError(f"{self.name}: dt_s must be > 0")
 

@@ -19,6 +19,12 @@ from vitaltwin.physiology.ward_twin import (
     WARD_OBSERVABLES,
     WARD_TWIN,
 )
+from vitaltwin.physiology.ward_whatif import (
+    WARD_WHATIF,
+    WardConstraints,
+    WardObjective,
+    WardPlan,
+)
 
 DEFAULT_TWIN = WARD_TWIN
 """The model a twin runs when none is named: the ward-scale ICU model of this release."""
@@ -47,12 +53,16 @@ __all__ = [
     "WARD_DT_S",
     "WARD_OBSERVABLES",
     "WARD_TWIN",
+    "WARD_WHATIF",
     "Baroreceptors",
     "Baroreflex",
     "CardiopulmonaryReflex",
     "Circulation",
     "HemodynamicSurrogate",
     "PatientProfile",
+    "WardConstraints",
+    "WardObjective",
+    "WardPlan",
     "activation",
     "cardiovascular_model",
     "cite",

@@ -3,8 +3,8 @@
 Each is a :class:`vitaltwin.model.Intervention` (JSON with a ``type`` tag, validated) that turns
 itself into changes of the inputs the physiology's components declare (haemorrhage and infusion
 rates, pathogen inoculum, norepinephrine, meropenem, FiO2) or into a parameter change. Scenarios
-(:mod:`vitaltwin.simulate.scenario`) and the twin's what-if (:class:`vitaltwin.twin.Plan`) use
-the same classes.
+(:mod:`vitaltwin.simulate.scenario`) and the ward twin's what-if
+(:class:`vitaltwin.physiology.WardPlan`) use the same classes.
 """
 
 from __future__ import annotations

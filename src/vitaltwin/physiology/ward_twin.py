@@ -46,6 +46,7 @@ from __future__ import annotations
 from vitaltwin.data.vocabulary import FIO2
 from vitaltwin.model import ChartedInput, Event, InitialUnknown, Observable, TwinSpec
 from vitaltwin.physiology.ward import WARD_DT_S, ward_baseline, ward_model
+from vitaltwin.physiology.ward_whatif import WARD_WHATIF
 
 WARD_OBSERVABLES: tuple[Observable, ...] = (
     Observable("HR", "hr_bpm", ("8867-4",), 2.0, 5.0, 20.0, 250.0),
@@ -112,5 +113,6 @@ WARD_TWIN = TwinSpec(
         InitialUnknown("initial_pathogen", ("infl_p",), "softplus", -4.0, 2.0),
         InitialUnknown("initial_volume_ratio", ("v_plasma_ml", "v_rbc_ml"), "log_ratio", 0.0, 0.1),
     ),
+    whatif=WARD_WHATIF,
 )
 """The twin declaration of the ward-scale ICU model."""

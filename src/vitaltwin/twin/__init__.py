@@ -24,19 +24,16 @@ from vitaltwin.twin._personalize import (
 )
 from vitaltwin.twin._track import cycle, track
 from vitaltwin.twin._twin import CycleReport, PatientTwin, TwinError, model_version
-from vitaltwin.twin._whatif import Constraints, Objective, Plan, compare, optimize
+from vitaltwin.twin._whatif import compare, optimize, whatif_of
 
 __all__ = [
     "GATE_SD",
     "Analysis",
     "ChartedTracking",
-    "Constraints",
     "CycleReport",
     "Layout",
-    "Objective",
     "PatientTwin",
     "Personalization",
-    "Plan",
     "Trajectories",
     "TwinError",
     "advance",
@@ -58,4 +55,5 @@ __all__ = [
     "sensitivity",
     "track",
     "track_charted",
+    "whatif_of",
 ]
