@@ -1,9 +1,20 @@
-"""Shared by the benchmark scripts: the best wall time of a few repeats."""
+"""Shared by the benchmark scripts: the best wall time of a few repeats, and the figures file
+each script writes (``out/bench/<name>.json``) so that the docs can show them
+(``docs/figures/bench-*.json``, through ``docs/hooks/figures.py``)."""
 
 from __future__ import annotations
 
+import json
+import os
+import platform
+import resource
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+OUT = Path(os.environ.get("VITALTWIN_BENCH_OUT", "out/bench"))
 
 
 def best_of(fn: Callable[[], object], repeats: int = 3) -> float:
@@ -14,3 +25,33 @@ def best_of(fn: Callable[[], object], repeats: int = 3) -> float:
         fn()
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far (MiB; Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def save_figures(name: str, figures: dict[str, Any], printer: Callable[[str], object]) -> Path:
+    """Write ``figures`` with the machine, the time and the peak memory to
+    ``out/bench/<name>.json``, print the peak memory and the path, and return the path."""
+    import jax
+
+    path = OUT / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "benchmark": name,
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cores": os.cpu_count(),
+            "arch": platform.machine(),
+            "python": platform.python_version(),
+            "jax": jax.__version__,
+            "jax_devices": len(jax.devices()),
+        },
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+        **figures,
+    }
+    path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    printer(f"peak memory (RSS) {doc['peak_rss_mib']:,.0f} MiB; figures: {path}")
+    return path

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 from scipy.integrate import solve_ivp
 
-from _timing import best_of
+from _timing import best_of, save_figures
 from vitaltwin.model import sample_parameters
 from vitaltwin.physiology import cardiovascular_model
 from vitaltwin.physiology.patient import REFERENCE_PATIENT, initial_state, patient_parameters
@@ -116,6 +116,24 @@ def main() -> None:
     console.print(
         f"state updates per second (batch): {batch_rate / dt * model.n_states:,.3g}; "
         f"patients finite at the end: {n_finite}/{n}"
+    )
+    save_figures(
+        "beat-model",
+        {
+            "one_patient": {
+                "sim_s_per_wall_s": one_rate,
+                "solve_ivp_sim_s_per_wall_s": scipy_rate,
+                "ratio": one_rate / scipy_rate,
+            },
+            "batch": {
+                "patients": n,
+                "patient_s_per_wall_s": batch_rate,
+                "solve_ivp_patient_s_per_wall_s": scipy_batch_rate,
+                "ratio": batch_rate / scipy_batch_rate,
+                "finite": n_finite,
+            },
+        },
+        console.print,
     )
 
 

@@ -27,6 +27,7 @@ from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
+from _timing import save_figures
 from vitaltwin.interop.physionet import VARIABLES, convert
 from vitaltwin.store import DuckDBStore, PostgresStore
 
@@ -122,7 +123,22 @@ def main() -> None:
             "yes" if c.stored + c.quarantined + c.duplicates == present == c.read else "NO",
         )
     console.print(tab)
-    fhir_parse()
+    keys = ("duckdb", "postgres_indexed_floor", "postgres_unindexed_floor")
+    figures: dict[str, object] = {
+        "set_a": {"values_present": present, "conversion_values_per_s": present / t_convert},
+        **{
+            key: {
+                "observations_per_s": rate,
+                "floor_observations_per_s": floor,
+                "ratio": rate / floor,
+                "adds_up": c.stored + c.quarantined + c.duplicates == present == c.read,
+                "reingest_duplicates": again.duplicates,
+            }
+            for key, (_, rate, floor, c, again) in zip(keys, rows, strict=True)
+        },
+    }
+    figures["fhir"] = fhir_parse()
+    save_figures("ingest", figures, console.print)
 
 
 def pg_copy_floor(schema: str, batch: dict[str, pa.Table], like: str) -> float:
@@ -155,7 +171,7 @@ def pg_copy_floor(schema: str, batch: dict[str, pa.Table], like: str) -> float:
     return float(n / elapsed)
 
 
-def fhir_parse() -> None:
+def fhir_parse() -> dict[str, float]:
     """FHIR Observations parsed, validated and converted per second, beside plain JSON parsing of
     the same resources and beside parsing them into fhirclient's R4 models without converting."""
     import gzip
@@ -199,6 +215,14 @@ def fhir_parse() -> None:
     for floor_name, f in (("json.loads", floor), ("fhirclient R4 model alone", model_floor)):
         tab.add_row(what, f"{rate:,.0f}", f"{f:,.0f} ({floor_name})", f"{rate / f:.3f}x")
     console.print(tab)
+    return {
+        "observations": len(lines),
+        "observations_per_s": rate,
+        "json_loads_per_s": floor,
+        "fhirclient_model_per_s": model_floor,
+        "ratio_json_loads": rate / floor,
+        "ratio_fhirclient_model": rate / model_floor,
+    }
 
 
 if __name__ == "__main__":

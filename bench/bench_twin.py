@@ -27,7 +27,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from _timing import best_of
+from _timing import best_of, save_figures
 from vitaltwin.physiology import WARD_TWIN, PatientProfile, WardPlan, ward_baseline
 from vitaltwin.simulate import make_integrator
 from vitaltwin.twin import PatientTwin, compare, cycle, initial_members, layout_for, personalize
@@ -166,6 +166,33 @@ def main() -> None:
         "< 2 s",
     )
     console.print(tab)
+    save_figures(
+        "twin",
+        {
+            "cycle": {
+                "patients": 10_000,
+                "members": 64,
+                "blocked_s": a,
+                "one_piece_s": a_whole,
+                "patient_by_patient_s": a_base,
+                "ratio_one_piece": a_whole / a,
+                "ratio_patient_by_patient": a_base / a,
+            },
+            "what_if": {
+                "plans": 8,
+                "batched_s": w,
+                "one_by_one_s": w_base,
+                "ratio": w_base / w,
+            },
+            "personalization": {
+                "warm_s": pw,
+                "first_use_s": pc,
+                "finite_difference_s": pf,
+                "ratio": pf / pw,
+            },
+        },
+        console.print,
+    )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from scipy.integrate import solve_ivp
 
+from _timing import save_figures
 from vitaltwin.physiology.ward import WARD_DT_S
 from vitaltwin.simulate import make_integrator
 from vitaltwin.simulate.population import sample_population
@@ -95,6 +96,25 @@ def main() -> None:
     )
     console.print(tab)
     console.print(f"patients finite after {hours} h: {finite:,}/{n:,}")
+    save_figures(
+        "ward-model",
+        {
+            "population": {
+                "patients": n,
+                "hours": hours,
+                "patient_h_per_wall_s": rate,
+                "solve_ivp_patient_h_per_wall_s": scipy_rate,
+                "ratio": rate / scipy_rate,
+                "finite": finite,
+            },
+            "surrogate": {
+                "beat_model_s_per_patient_h": speed["beat_s_per_hour"],
+                "ward_model_s_per_patient_h": speed["ward_s_per_hour"],
+                "speedup": speed["speedup"],
+            },
+        },
+        console.print,
+    )
 
 
 if __name__ == "__main__":

@@ -541,15 +541,19 @@ def validate_replay(
     """Replay PhysioNet 2019 patients (>= 24 h) hour by hour: one-hour forecast error of the
     twin against persistence and a regression baseline, for HR, MAP and SpO2."""
     from vitaltwin.validation.plot import plot_errors
-    from vitaltwin.validation.replay import ReplayConfig, run_replay
+    from vitaltwin.validation.replay import ReplayConfig, ReplayError, run_replay
 
     data = data_path(data)
     if not data.exists():
         err_console.print(f"[red]{data}: no such file (pass --data)")
         raise typer.Exit(2)
     cfg = ReplayConfig(n_members=members, max_patients=patients or None)
-    with rich_progress(err_console) as progress:
-        res = run_replay(data, cfg, progress)
+    try:
+        with rich_progress(err_console) as progress:
+            res = run_replay(data, cfg, progress)
+    except ReplayError as exc:
+        err_console.print(f"[red]{exc}")
+        raise typer.Exit(2) from None
     _print_frame(
         f"One-hour-ahead forecast error (MAE), {res.patients:,} patients with >= "
         f"{cfg.min_hours} h, first {cfg.max_hours} h, evaluation half",

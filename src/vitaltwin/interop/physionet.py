@@ -4,9 +4,10 @@ Each hourly row becomes one observation per measured variable, at ``admission + 
 (ICULOS counts hours since ICU admission from 1 for the first hour); ``admission`` is
 configurable (default 2000-01-01T00:00Z — the Challenge data carry no dates). The 34
 measurements map to LOINC codes with their UCUM units; the six descriptors (Age, Gender, Unit1,
-Unit2, HospAdmTime, ICULOS) go to the patient record and the time axis; SepsisLabel becomes a
-label. Values outside each code's plausibility range are quarantined with the reason, not
-stored. Data: Reyna et al. 2020 [reyna2020].
+Unit2, HospAdmTime, ICULOS) go to the patient record and the time axis; each stay becomes an
+ICU encounter from ``admission`` to the end of its last hour (``admission + max(ICULOS) h``);
+SepsisLabel becomes a label. Values outside each code's plausibility range are quarantined with
+the reason, not stored. Data: Reyna et al. 2020 [reyna2020].
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from vitaltwin.data.schema import LABELS, PATIENTS, QUARANTINE, Record, observations_table
+from vitaltwin.data.schema import (
+    ENCOUNTERS,
+    LABELS,
+    PATIENTS,
+    QUARANTINE,
+    Record,
+    observations_table,
+)
 from vitaltwin.data.vocabulary import HOURLY_VARIABLES, Code
 from vitaltwin.interop._errors import ReadError
 
@@ -160,6 +168,7 @@ def convert(
         _patients(df, source, admission),
         _labels(df, times, source),
         n_read,
+        encounters=_encounters(pid, iculos, source, admission),
     )
 
 
@@ -198,6 +207,24 @@ def _patients(df: pd.DataFrame, source: str, admission: datetime) -> pa.Table:
             "source": [source] * len(first),
         },
         schema=PATIENTS,
+    )
+
+
+def _encounters(pid: np.ndarray, iculos: np.ndarray, source: str, admission: datetime) -> pa.Table:
+    """One ICU encounter per stay, ``admission`` to the end of the last charted hour (None when
+    no row of the stay has an ICULOS)."""
+    last = pd.Series(iculos).groupby(pid, sort=False).max()
+    start = pd.Timestamp(admission)
+    return pa.table(
+        {
+            "encounter_id": [f"{p}:icu" for p in last.index.astype(str)],
+            "patient_id": last.index.astype(str).tolist(),
+            "start_time": [admission] * len(last),
+            "end_time": [start + pd.Timedelta(hours=h) if np.isfinite(h) else None for h in last],
+            "kind": ["ICU"] * len(last),
+            "source": [source] * len(last),
+        },
+        schema=ENCOUNTERS,
     )
 
 

@@ -1,8 +1,10 @@
 """Replaying real patients through their twins: PhysioNet 2019, hour by hour.
 
-Set A goes through the data layer as any source would (:func:`vitaltwin.interop.physionet.convert`:
-LOINC codes, canonical units, implausible values quarantined), then onto an hourly grid per
-patient. Each patient with at least ``min_hours`` hours of data gets a twin from demographics
+The study reads canonical tables, from any file an adapter reads
+(:func:`vitaltwin.interop.read_any`; for set A the PhysioNet adapter: LOINC codes, canonical
+units, implausible values quarantined, one ICU encounter per stay) or from a store. Each ICU
+stay becomes an hourly grid from its start. Each patient whose ICU stay lasts at least
+``min_hours`` hours gets a twin from demographics
 (age and sex; PhysioNet gives no weight or height, so the sex's adult median is used: 88/76 kg,
 175/161 cm, US 2015-2018 [fryar2021]); charted FiO2 sets the twin's ``fio2`` input. Every hour
 the twin forecasts the next hour before seeing it, then assimilates it.
@@ -29,11 +31,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from vitaltwin.data import Record
 from vitaltwin.data.vocabulary import FIO2
-from vitaltwin.interop.physionet import DEFAULT_ADMISSION, convert
+from vitaltwin.interop import ReadError, read_any
 from vitaltwin.physiology import WARD_TWIN
 from vitaltwin.progress import SILENT, Progress
+from vitaltwin.store import Store
 from vitaltwin.twin import ChartedTracking, demographic_start, track_charted
 
 # the study is of the ward model's twin
@@ -66,15 +72,19 @@ class ReplayResult:
         return {str(n): bool(t.loc[n, "twin_mae"] < t.loc[n, "persistence_mae"]) for n in t.index}
 
 
+class ReplayError(ValueError):
+    """The replay's input cannot be used (named, with the reason)."""
+
+
 def _grid(
-    obs: pd.DataFrame, patients: list[str], hours: int
+    obs: pd.DataFrame, patients: list[str], origin: pd.Series, hours: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(y, mask, fio2) on an hourly grid: y, mask (B, hours, m); fio2 (B, hours) carried forward."""
+    """(y, mask, fio2) on an hourly grid from each patient's ``origin`` (ICU admission): y, mask
+    (B, hours, m); fio2 (B, hours) carried forward."""
     b, m = len(patients), len(NAMES)
     pos = {p: i for i, p in enumerate(patients)}
-    hour = (
-        (obs["effective_time"] - pd.Timestamp(DEFAULT_ADMISSION)).dt.total_seconds() // 3600
-    ).astype(int)
+    since = obs["effective_time"] - obs["patient_id"].map(origin)
+    hour = (since.dt.total_seconds() // 3600).fillna(-1).astype(int)
     keep = obs["patient_id"].isin(pos) & (hour < hours) & (hour >= 0)
     o = obs[keep].assign(hour=hour[keep], i=obs.loc[keep, "patient_id"].map(pos))
     y = np.zeros((b, hours, m))
@@ -128,22 +138,60 @@ def _gain_interval(
     return float(lo), float(hi)
 
 
+def _icu_stays(encounters: pa.Table | None, min_hours: int) -> pd.Series:
+    """Start of the first ICU encounter of each patient whose stay lasts ``min_hours`` or more,
+    by patient id."""
+    if encounters is None or encounters.num_rows == 0:
+        raise ReplayError("no encounters: the replay needs each patient's ICU stay")
+    enc = encounters.select(["patient_id", "start_time", "end_time", "kind"]).to_pandas()
+    enc = enc[(enc["kind"] == "ICU") & enc["start_time"].notna() & enc["end_time"].notna()]
+    first = enc.sort_values("start_time", kind="stable").groupby("patient_id").first()
+    long = (first["end_time"] - first["start_time"]) >= pd.Timedelta(hours=min_hours)
+    out: pd.Series = first.loc[long, "start_time"]
+    return out
+
+
 def run_replay(
-    path: Path, cfg: ReplayConfig = ReplayConfig(), progress: Progress = SILENT
+    source: Path | Record | Store, cfg: ReplayConfig = ReplayConfig(), progress: Progress = SILENT
 ) -> ReplayResult:
-    """Replay set A (a PhysioNet 2019 Parquet or PSV directory read by the data layer)."""
-    df = pd.read_parquet(path)
-    length = df.groupby("patient_id")["ICULOS"].max()
-    eligible = sorted(length[length >= cfg.min_hours].index.astype(str))
+    """Replay the ICU stays of ``source``: a file any adapter reads (set A: the PhysioNet
+    Parquet or PSV), a canonical record, or a store."""
+    if isinstance(source, Path):
+        try:
+            source = read_any(source)
+        except ReadError as exc:
+            raise ReplayError(str(exc)) from None
+    start = (
+        _icu_stays(source.encounters(), cfg.min_hours)
+        if isinstance(source, Store)
+        else (_icu_stays(source.encounters, cfg.min_hours))
+    )
+    eligible = sorted(start.index.astype(str))
+    if not eligible:
+        raise ReplayError(f"no ICU stay of {cfg.min_hours} h or more")
     if cfg.max_patients is not None and len(eligible) > cfg.max_patients:
         rng_pick = np.random.default_rng(cfg.seed)
         eligible = sorted(rng_pick.choice(eligible, cfg.max_patients, replace=False).tolist())
-    df = df[df["patient_id"].astype(str).isin(set(eligible))]
-    conv = convert(df, source=path.name)
-    obs = conv.observations.select(["patient_id", "effective_time", "loinc", "value"]).to_pandas()
-    demo = conv.patients.to_pandas().set_index("patient_id").loc[eligible]
+    codes = [*BY_LOINC, FIO2_LOINC]
+    columns = ["patient_id", "effective_time", "loinc", "value"]
+    if isinstance(source, Store):
+        obs_t = source.observations(eligible, loinc=codes).select(columns)
+        pat_t = source.patients(eligible)
+    else:
+        keep = pc.is_in(source.observations["patient_id"], pa.array(eligible))
+        keep = pc.and_(keep, pc.is_in(source.observations["loinc"], pa.array(codes)))
+        obs_t = source.observations.filter(keep).select(columns)
+        pat_t = source.patients
+    obs = obs_t.to_pandas()
+    demo = pat_t.to_pandas().drop_duplicates("patient_id").set_index("patient_id").loc[eligible]
+    train = np.array([zlib.crc32(p.encode()) % 2 == 0 for p in eligible])
+    if train.all() or not train.any():
+        raise ReplayError(
+            f"{len(eligible)} eligible patient(s) all fall in one half of the split: the study "
+            "needs patients in both (tuning and evaluation)"
+        )
     hours = cfg.max_hours
-    y, mask, fio2 = _grid(obs, eligible, hours)
+    y, mask, fio2 = _grid(obs, eligible, start, hours)
     layout = cfg.layout(WARD_TWIN)
     model = layout.model
     rng = np.random.default_rng(cfg.seed)
@@ -157,7 +205,6 @@ def run_replay(
     out = track_charted(
         cfg, layout, members, base, inputs, y, mask, rng, "replaying set A", progress=progress
     )
-    train = np.array([zlib.crc32(p.encode()) % 2 == 0 for p in eligible])
     rows = []
     for name in COMPARED:
         j = NAMES.index(name)
