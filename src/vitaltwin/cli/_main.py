@@ -426,7 +426,9 @@ def export(
     ] = None,
     postgres: Annotated[str | None, typer.Option(help="PostgreSQL conninfo")] = None,
 ) -> None:
-    """Export the stored record: Parquet tables, or FHIR R4 Observations (NDJSON)."""
+    """Export the stored record: Parquet tables, or FHIR R4 NDJSON (Patient, Encounter,
+    Condition, MedicationAdministration, Observation), streamed, each file written whole or
+    not at all."""
     if fmt not in ("parquet", "fhir"):
         err_console.print(f"[bold red]error:[/] --format {fmt!r}: use 'parquet' or 'fhir'")
         raise typer.Exit(2)
@@ -435,24 +437,12 @@ def export(
             for table, path in st.export_parquet(out).items():
                 console.print(f"{table}: {path}")
             return
-        from vitaltwin.interop.fhir_out import observation
+        from vitaltwin.service import export_fhir
 
-        out.mkdir(parents=True, exist_ok=True)
-        path = out / "Observation.ndjson"
-        n = 0
-        with path.open("w", encoding="utf-8") as fh:
-            for r in st.table("observations").to_pylist():
-                res = observation(
-                    r["patient_id"],
-                    r["loinc"],
-                    r["loinc"],
-                    r["value"],
-                    r["unit"],
-                    r["effective_time"],
-                )
-                fh.write(json.dumps(res) + "\n")
-                n += 1
-        console.print(f"{n:,} Observations (validated under R4 and R4B): {path}")
+        with rich_progress(err_console) as progress:
+            written = export_fhir(st, out, progress=progress)
+        for rtype, (path, n) in written.items():
+            console.print(f"{n:,} {rtype}: {path}")
 
 
 def _print_frame(title: str, df: pd.DataFrame) -> None:

@@ -39,6 +39,7 @@ from vitaltwin.data.schema import (
 from vitaltwin.data.vocabulary import CODES
 from vitaltwin.interop._errors import ReadError
 from vitaltwin.interop._records import Records
+from vitaltwin.interop.fhir_export import EXTENSION
 
 LOINC = "http://loinc.org"
 
@@ -47,9 +48,10 @@ class FhirError(ReadError):
     """A FHIR file that cannot be read at all; names the file and what is wrong."""
 
 
-def read_resources(path: Path) -> Iterator[tuple[str, dict[str, Any] | str]]:
-    """(position, resource) for every resource in a file; an unparsable NDJSON line comes as
-    (position, error text) so it can be quarantined."""
+def read_resources(path: Path) -> Iterator[tuple[str, dict[str, Any] | str, str | None]]:
+    """(position, resource, fullUrl) for every resource in a file; an unparsable NDJSON line, or
+    a line that is not a JSON object, comes as (position, error text, None) so it can be
+    quarantined."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", encoding="utf-8") as fh:
@@ -61,22 +63,78 @@ def read_resources(path: Path) -> Iterator[tuple[str, dict[str, Any] | str]]:
             if not line.strip():
                 continue
             try:
-                yield f"line {i}", json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield f"line {i}", f"not JSON ({exc.msg} at column {exc.colno})"
+                res = json.loads(line)
+            except (json.JSONDecodeError, RecursionError) as exc:
+                msg = getattr(exc, "msg", "nested too deeply")
+                yield f"line {i}", f"not JSON ({msg} at column {getattr(exc, 'colno', 1)})", None
+                continue
+            if not isinstance(res, dict):
+                yield f"line {i}", f"not a JSON object ({type(res).__name__})", None
+            else:
+                yield f"line {i}", res, None
         return
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise FhirError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise FhirError(f"{path}: not JSON (nested too deeply)") from None
     if not isinstance(doc, dict) or "resourceType" not in doc:
         raise FhirError(f"{path}: not a FHIR resource (no resourceType)")
     if doc["resourceType"] == "Bundle":
-        for i, entry in enumerate(doc.get("entry", [])):
+        entries = doc.get("entry", [])
+        for i, entry in enumerate(entries if isinstance(entries, list) else []):
             res = entry.get("resource") if isinstance(entry, dict) else None
-            yield f"entry[{i}]", res if isinstance(res, dict) else "entry without a resource"
+            url = entry.get("fullUrl") if isinstance(entry, dict) else None
+            yield (
+                f"entry[{i}]",
+                res if isinstance(res, dict) else "entry without a resource",
+                url if isinstance(url, str) else None,
+            )
     else:
-        yield "resource", doc
+        yield "resource", doc, None
+
+
+def _extensions(res: dict[str, Any]) -> dict[str, Any]:
+    """vitaltwin's own extensions of a resource (see :mod:`vitaltwin.interop.fhir_export`), by
+    name: ``{"quality": "…"}``."""
+    out: dict[str, Any] = {}
+    for e in res.get("extension") or []:
+        url = e.get("url", "") if isinstance(e, dict) else ""
+        if url.startswith(EXTENSION):
+            values = [v for k, v in e.items() if k.startswith("value")]
+            if values:
+                out[url[len(EXTENSION) :]] = values[0]
+    return out
+
+
+def _patient_key_identifier(res: dict[str, Any]) -> str | None:
+    """The patient key vitaltwin exported under a derived id (identifier ``patient-key``)."""
+    for ident in res.get("identifier") or []:
+        if isinstance(ident, dict) and ident.get("system") == EXTENSION + "patient-key":
+            value = ident.get("value")
+            return str(value) if value else None
+    return None
+
+
+def patient_key(reference: object, urls: dict[str, str]) -> str | None:
+    """The patient id a reference points to, one key whatever its form: relative
+    (``Patient/123``, ``Patient/123/_history/2``), absolute (``https://x/fhir/Patient/123``) or
+    bundle-internal (``urn:uuid:…``, resolved through the bundle's ``fullUrl`` of the Patient
+    entry, ``urls``). None when the reference is not to a Patient."""
+    if not isinstance(reference, str) or not reference.strip():
+        return None
+    ref = reference.strip()
+    if ref in urls:
+        return urls[ref]
+    if ref.startswith(("urn:uuid:", "urn:oid:")):
+        return ref.split(":", 2)[2] or None  # not in this bundle: the id the uuid names
+    parts = ref.split("/")
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    if len(parts) >= 2 and parts[-2] == "Patient" and parts[-1]:
+        return parts[-1]
+    return None
 
 
 @dataclass
@@ -126,6 +184,7 @@ def _value(
     code: str | None,
     item: dict[str, Any],
     quality: str | None = None,
+    device: str | None = None,
 ) -> None:
     where = f"{pos} {code or '(no LOINC)'}"
     if "dataAbsentReason" in item:
@@ -171,7 +230,7 @@ def _value(
     if got is None:
         return
     value, unit = got
-    acc.add(pid, t, code, value, unit, where, quality)
+    acc.add(pid, t, code, value, unit, where, quality, device)
 
 
 def _code_text(concept: dict[str, Any]) -> str:
@@ -179,28 +238,40 @@ def _code_text(concept: dict[str, Any]) -> str:
     return str(codings[0].get("code")) if codings else str(concept.get("text", "unknown"))
 
 
-def _observation(acc: _Acc, pos: str, res: dict[str, Any]) -> None:
+def _subject(acc: _Acc, rid: str, res: dict[str, Any], urls: dict[str, str]) -> str | None:
+    """The patient key of a resource's subject (or patient); quarantined when it has none."""
+    ref = (res.get("subject") or res.get("patient") or {}).get("reference", "")
+    if not ref:
+        acc.bad(rid, "subject", "no subject (patient)")
+        return None
+    pid = patient_key(ref, urls)
+    if pid is None:
+        acc.bad(rid, "subject", "subject is not a Patient reference", ref)
+    return pid
+
+
+def _observation(acc: _Acc, pos: str, res: dict[str, Any], urls: dict[str, str]) -> None:
     rid = f"{pos} Observation/{res.get('id', '?')}"
     status = res.get("status")
     if status in ("cancelled", "entered-in-error"):
         acc.bad(rid, "status", f"status {status}: not a measurement")
         return
-    ref = (res.get("subject") or {}).get("reference", "")
-    if not ref:
-        acc.bad(rid, "subject", "no subject (patient)")
+    pid = _subject(acc, rid, res, urls)
+    if pid is None:
         return
-    pid = ref.split("/")[-1]
     t = _time(res)
     if not isinstance(t, datetime):
         acc.bad(rid, "effective[x]", "no effective time with a time zone", t)
         return
     raw = str(res.get("effectiveDateTime") or "")
-    quality = _DATE_ONLY if raw and "T" not in raw else None
+    quality = _extensions(res).get("quality") or (_DATE_ONLY if raw and "T" not in raw else None)
+    device = (res.get("device") or {}).get("display")
     if res.get("component"):
         for k, comp in enumerate(res["component"]):
-            _value(acc, f"{rid}.component[{k}]", pid, t, _code(comp.get("code")), comp, quality)
+            code = _code(comp.get("code"))
+            _value(acc, f"{rid}.component[{k}]", pid, t, code, comp, quality, device)
     else:
-        _value(acc, rid, pid, t, _code(res.get("code")), res, quality)
+        _value(acc, rid, pid, t, _code(res.get("code")), res, quality, device)
 
 
 def _instant(raw: object) -> datetime | None:
@@ -219,14 +290,12 @@ def _concept(concept: dict[str, Any] | None) -> tuple[str | None, str | None]:
     return (str(text), str(text)) if text else (None, None)
 
 
-def _context(acc: _Acc, pos: str, rtype: str, res: dict[str, Any]) -> None:
+def _context(acc: _Acc, pos: str, rtype: str, res: dict[str, Any], urls: dict[str, str]) -> None:
     """Encounters, conditions and medication administrations (stored, or quarantined)."""
     rid = f"{pos} {rtype}/{res.get('id', '?')}"
-    ref = (res.get("subject") or res.get("patient") or {}).get("reference", "")
-    if not ref:
-        acc.bad(rid, "subject", "no subject (patient)")
+    pid = _subject(acc, rid, res, urls)
+    if pid is None:
         return
-    pid = ref.split("/")[-1]
     if rtype == "Encounter":
         period = res.get("period") or {}
         acc.encounters.append(
@@ -286,7 +355,17 @@ def _context(acc: _Acc, pos: str, rtype: str, res: dict[str, Any]) -> None:
 def convert_file(path: Path, received: datetime | None = None) -> Record:
     """Read, validate and convert one FHIR file (see the module docstring)."""
     acc = _Acc(str(path), received or datetime.now(UTC))
-    for pos, res in read_resources(path):
+    resources = list(read_resources(path))
+    # bundle-internal references: the fullUrl of each Patient entry names that patient
+    urls: dict[str, str] = {}
+    for _, r, u in resources:
+        if isinstance(r, dict) and r.get("resourceType") == "Patient" and r.get("id"):
+            key = _patient_key_identifier(r) or str(r["id"])
+            if u:
+                urls[u] = key
+            if key != r["id"]:
+                urls[f"Patient/{r['id']}"] = key
+    for pos, res, url in resources:
         if isinstance(res, str):
             acc.bad(pos, "json", res)
             continue
@@ -300,13 +379,24 @@ def convert_file(path: Path, received: datetime | None = None) -> Record:
             acc.bad(f"{pos} {rtype}", "resourceType", f"invalid FHIR R4: {exc}")
             continue
         if rtype == "Observation":
-            _observation(acc, pos, res)
+            _observation(acc, pos, res, urls)
         elif rtype == "Patient":
-            pid = str(res.get("id", ""))
+            pid = _patient_key_identifier(res) or str(res.get("id") or "")
+            pid = pid or (patient_key(url, {}) or "" if url else "")
+            if not pid:
+                acc.bad(f"{pos} Patient", "id", "Patient without an id or fullUrl")
+                continue
             sex = res.get("gender") if res.get("gender") in ("male", "female") else None
             acc.patient(pid, sex, parse_birth_date(str(res.get("birthDate", ""))))
+            ext = _extensions(res)
+            acc.patients[pid].update(
+                age_years=ext.get("age-years"),
+                icu_admission_time=_instant(ext.get("icu-admission-time")),
+                hospital_admission_time=_instant(ext.get("hospital-admission-time")),
+                icu_unit=ext.get("icu-unit"),
+            )
         elif rtype in ("Encounter", "Condition", "MedicationAdministration"):
-            _context(acc, pos, rtype, res)
+            _context(acc, pos, rtype, res, urls)
         else:
             acc.bad(
                 f"{pos} {rtype}/{res.get('id', '?')}",

@@ -1,5 +1,7 @@
-"""The clinical service side: what listens, stores and (next) streams, above the library."""
+"""The clinical service side: what listens, stores, exports and (next) streams, above the
+library."""
 
+from vitaltwin.service.export import export_fhir
 from vitaltwin.service.mllp import MllpServer
 
-__all__ = ["MllpServer"]
+__all__ = ["MllpServer", "export_fhir"]

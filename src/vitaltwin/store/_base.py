@@ -10,7 +10,7 @@ duplicates (a mismatch raises).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -181,6 +181,11 @@ class Store(ABC):
     @abstractmethod
     def table(self, table: str) -> pa.Table:
         """A whole table in its canonical schema."""
+
+    @abstractmethod
+    def batches(self, table: str, rows: int = 100_000) -> Iterator[pa.RecordBatch]:
+        """A whole table in its canonical schema, ``rows`` at a time, in key order: memory
+        stays bounded by the batch, whatever the table's size (exports stream through this)."""
 
     @abstractmethod
     def close(self) -> None: ...

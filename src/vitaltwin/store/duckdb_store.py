@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -124,6 +125,18 @@ class DuckDBStore(Store):
             sql += " WHERE " + " AND ".join(conds)
         rel = self.con.sql(sql + f" ORDER BY {', '.join(order)}", params=args)
         return rel.to_arrow_table().cast(SCHEMAS[table])
+
+    def batches(self, table: str, rows: int = 100_000) -> Iterator[pa.RecordBatch]:
+        if table not in TABLES:
+            raise ValueError(f"no table {table!r}")
+        order = ", ".join(KEYS[table])
+        cur = self.con.cursor()  # its own cursor: other reads may run between batches
+        try:
+            reader = cur.sql(f"SELECT * FROM {table} ORDER BY {order}").to_arrow_reader(rows)
+            for batch in reader or ():
+                yield pa.Table.from_batches([batch]).cast(SCHEMAS[table]).to_batches()[0]
+        finally:
+            cur.close()
 
     def table(self, table: str) -> pa.Table:
         if table not in TABLES:

@@ -9,6 +9,8 @@ Tables live in one schema (``vitaltwin`` by default), so several stores can shar
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -16,6 +18,17 @@ import pyarrow.csv as pacsv
 from psycopg import sql
 
 from vitaltwin.store._base import KEYS, SCHEMAS, TABLES, Store, unique_rows
+
+
+def _arrow(rows: list[tuple[object, ...]], table: str) -> pa.Table:
+    """Rows fetched from ``table`` as Arrow, in its canonical schema."""
+    schema = SCHEMAS[table]
+    cols: list[list[object]] = [[r[i] for r in rows] for i in range(len(schema))]
+    return pa.table(
+        {f.name: pa.array(c, type=f.type) for f, c in zip(schema, cols, strict=True)},
+        schema=schema,
+    )
+
 
 _COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "observations": (
@@ -235,12 +248,22 @@ class PostgresStore(Store):
             cur.execute(query, args)
             rows = cur.fetchall()
         self.con.commit()
-        schema = SCHEMAS[table]
-        cols: list[list[object]] = [[r[i] for r in rows] for i in range(len(schema))]
-        return pa.table(
-            {f.name: pa.array(c, type=f.type) for f, c in zip(schema, cols, strict=True)},
-            schema=schema,
-        )
+        return _arrow(rows, table)
+
+    def batches(self, table: str, rows: int = 100_000) -> Iterator[pa.RecordBatch]:
+        if table not in TABLES:
+            raise ValueError(f"no table {table!r}")
+        order = sql.SQL(", ").join(map(sql.Identifier, KEYS[table]))
+        query = sql.SQL("SELECT * FROM {} ORDER BY {}").format(self._t(table), order)
+        # a server-side cursor: the server sends ``rows`` at a time
+        try:
+            with self.con.cursor(name=f"vitaltwin_{table}") as cur:
+                cur.itersize = rows
+                cur.execute(query)
+                while chunk := cur.fetchmany(rows):
+                    yield _arrow(chunk, table).to_batches()[0]
+        finally:
+            self.con.commit()
 
     def _select(
         self, table: str, where: list[tuple[str, str, object]], order: tuple[str, ...]
