@@ -148,7 +148,8 @@ def test_an_interrupted_export_leaves_the_previous_file_and_no_partial(tmp_path:
 def _frame(table: pa.Table) -> pd.DataFrame:
     df = table.to_pandas()
     cols = [c for c in df.columns if c not in NOT_STORED]
-    return df[cols].sort_values(cols, na_position="first").reset_index(drop=True)
+    out: pd.DataFrame = df[cols].sort_values(cols, na_position="first").reset_index(drop=True)
+    return out
 
 
 @pytest.mark.slow
