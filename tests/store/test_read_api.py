@@ -58,7 +58,9 @@ def test_patients_labels_and_the_cohort_from_the_store(filled: Store) -> None:
     assert filled.patients("p000002").num_rows == 1
     labels = filled.labels("p000009", label="sepsis_physionet2019")
     assert labels.num_rows > 0 and set(labels.column("patient_id").to_pylist()) == {"p000009"}
-    assert filled.encounters().num_rows == 0 and filled.medications().num_rows == 0
+    stays = filled.encounters()  # the PhysioNet adapter: one ICU encounter per stay
+    assert stays.column("kind").to_pylist() == ["ICU"] * 3 and filled.medications().num_rows == 0
+    assert filled.encounters("p000002").column("encounter_id").to_pylist() == ["p000002:icu"]
     # the risk cohort from the store is the cohort from the files
     from_store = cohort_from_store(filled)
     from_files = [cohort_from_record(read_any(f)) for f in sorted(PSV.glob("*.psv"))]

@@ -2,8 +2,10 @@
 
 Observations are unique on (patient, effective time, LOINC code, value, unit): the same
 measurement arriving twice — the same file ingested again, or the same value from two feeds — is
-stored once and counted as a duplicate; quarantine entries are unique on (source, position,
-field). Every ingestion returns counts that add up to the records read: stored + quarantined +
+stored once and counted as a duplicate; quarantine entries are unique on their content (source,
+position, field, raw value, reason), so that distinct bad records never merge even where
+positions repeat (three OBX segments with set id 1, a rotated file reusing its path). Every
+ingestion returns counts that add up to the records read: stored + quarantined +
 duplicates (a mismatch raises).
 """
 
@@ -16,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from vitaltwin.data.schema import (
     CONDITIONS,
@@ -42,7 +45,7 @@ TABLES = (
 OBS_KEY = ("patient_id", "effective_time", "loinc", "value", "unit")
 KEYS: dict[str, tuple[str, ...]] = {
     "observations": OBS_KEY,
-    "quarantine": ("source", "position", "field"),
+    "quarantine": ("source", "position", "field", "raw_value", "reason"),
     "patients": ("patient_id",),
     "labels": ("patient_id", "time", "label"),
     "encounters": ("encounter_id",),
@@ -85,6 +88,10 @@ def _bound(
     if end is not None:
         out.append((column, "<", _utc(end)))
     return out
+
+
+class StoreInUseError(RuntimeError):
+    """The store is held by another process; the message names the holder and what to do."""
 
 
 def unique_rows(data: pa.Table, key: tuple[str, ...]) -> pa.Table:
@@ -212,6 +219,11 @@ class Store(ABC):
         """Store a converted batch; returns the counts (raises if they do not add up)."""
         if observations.schema != OBSERVATIONS or quarantine.schema != QUARANTINE:
             raise TypeError("observations and quarantine must use the canonical schemas")
+        # a quarantine entry is identified by its content (where, what and why), so distinct
+        # bad records at the same place never merge; "no raw value" is stored as ""
+        i = quarantine.schema.get_field_index("raw_value")
+        raw = pc.fill_null(quarantine.column(i), "")
+        quarantine = quarantine.set_column(i, QUARANTINE.field(i), raw)
         stored = self._insert_new("observations", observations)
         q_new = self._insert_new("quarantine", quarantine)
         dup = (observations.num_rows - stored) + (quarantine.num_rows - q_new)

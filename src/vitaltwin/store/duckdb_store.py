@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
-from vitaltwin.store._base import KEYS, SCHEMAS, TABLES, Store
+from vitaltwin.store._base import KEYS, SCHEMAS, TABLES, Store, StoreInUseError
 
 DDL = """
 CREATE TABLE IF NOT EXISTS observations (
@@ -57,10 +58,25 @@ class DuckDBStore(Store):
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.con = duckdb.connect(str(self.directory / "vitaltwin.duckdb"))
+        # patient data: the folder and the database are the owner's only
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = self.directory / "vitaltwin.duckdb"
+        try:
+            self.con = duckdb.connect(str(path))
+        except duckdb.IOException as exc:
+            holder = re.search(r"held in (.*?)\)", str(exc))
+            raise StoreInUseError(
+                f"the store {self.directory} is open in another process"
+                f"{f' ({holder.group(1)})' if holder else ''}: DuckDB allows one process at a "
+                "time. Send data through the process that holds it (the vitaltwin service), "
+                "wait for it to finish, or use PostgreSQL (--postgres, VITALTWIN_POSTGRES) "
+                "for several writers"
+            ) from None
+        path.chmod(0o600)
         self._run("SET TimeZone = 'UTC'")
         self._run(DDL)
+        # quarantine entries are keyed by content; earlier stores kept "no raw value" as NULL
+        self._run("UPDATE quarantine SET raw_value = '' WHERE raw_value IS NULL")
 
     def _run(self, sql: str, args: list[object] | None = None) -> list[tuple[object, ...]]:
         """Execute and consume the result (DuckDB needs a result finished before more work)."""

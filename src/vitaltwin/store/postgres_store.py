@@ -145,6 +145,12 @@ class PostgresStore(Store):
                         sql.SQL(", ").join(map(sql.Identifier, idx)),
                     )
                 )
+            # quarantine entries are keyed by content; earlier stores kept "no raw value" as NULL
+            cur.execute(
+                sql.SQL("UPDATE {} SET raw_value = '' WHERE raw_value IS NULL").format(
+                    self._t("quarantine")
+                )
+            )
         self.con.commit()
 
     def _t(self, table: str) -> sql.Composed:
