@@ -56,6 +56,6 @@ def test_a_second_process_on_a_duckdb_store_is_told_who_holds_it(tmp_path: Path)
 
 
 def test_the_store_folder_and_database_are_the_owners_only(tmp_path: Path) -> None:
-    with DuckDBStore(tmp_path / "s") as st:
-        assert (st.directory.stat().st_mode & 0o077) == 0
-        assert ((st.directory / "vitaltwin.duckdb").stat().st_mode & 0o077) == 0
+    with DuckDBStore(tmp_path / "s"):
+        assert ((tmp_path / "s").stat().st_mode & 0o077) == 0
+        assert ((tmp_path / "s" / "vitaltwin.duckdb").stat().st_mode & 0o077) == 0

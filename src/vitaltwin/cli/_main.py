@@ -321,7 +321,13 @@ def ingest(
         Path | None, typer.Option(help="store directory (DuckDB; default: settings)")
     ] = None,
     postgres: Annotated[
-        str | None, typer.Option(help="PostgreSQL conninfo; stores there instead of DuckDB")
+        str | None,
+        typer.Option(
+            help=(
+                "PostgreSQL conninfo, stored there instead of DuckDB (no password: "
+                "PGPASSWORD, ~/.pgpass or a service file give it)"
+            )
+        ),
     ] = None,
     codes: Annotated[
         Path | None, typer.Option(help="HL7 v2 local-code table (CSV: local_code,loinc)")
@@ -382,7 +388,9 @@ def listen(
     store: Annotated[
         Path | None, typer.Option(help="store directory (DuckDB; default: settings)")
     ] = None,
-    postgres: Annotated[str | None, typer.Option(help="PostgreSQL conninfo")] = None,
+    postgres: Annotated[
+        str | None, typer.Option(help="PostgreSQL conninfo (no password: PGPASSWORD or ~/.pgpass)")
+    ] = None,
 ) -> None:
     """Receive HL7 v2 over MLLP: store each message and answer ACK, or NAK with the reason."""
     import asyncio
@@ -409,12 +417,41 @@ def listen(
 
 
 def _open_store(directory: Path | None, postgres: str | None) -> Store:
-    """The store named on the command line, else the one the settings name."""
-    from vitaltwin.store import DuckDBStore, PostgresStore
+    """The store named on the command line, else the one the settings name; a clear error
+    (exit 2) when it cannot be opened."""
+    import psycopg
 
+    from vitaltwin.store import DuckDBStore, PostgresStore, StoreInUseError
+
+    if postgres and _has_password(postgres):
+        err_console.print(
+            "[bold red]error:[/] --postgres must not carry a password (the command line is "
+            "visible to every user of the machine): set PGPASSWORD, or use ~/.pgpass or a "
+            "service file (service=NAME in ~/.pg_service.conf)"
+        )
+        raise typer.Exit(2)
     settings = load_settings()
     conninfo = postgres or (None if directory is not None else settings.postgres)
-    return PostgresStore(conninfo) if conninfo else DuckDBStore(directory or settings.store_dir)
+    try:
+        if conninfo:
+            return PostgresStore(conninfo)
+        return DuckDBStore(directory or settings.store_dir)
+    except StoreInUseError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    except psycopg.Error as exc:
+        err_console.print(f"[bold red]error:[/] PostgreSQL {conninfo!r}: {exc}".strip())
+        raise typer.Exit(2) from None
+
+
+def _has_password(conninfo: str) -> bool:
+    """Whether a libpq connection string or URI names a password."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        return bool(conninfo_to_dict(conninfo).get("password"))
+    except Exception:  # unparsable: psycopg will say why when connecting
+        return "password" in conninfo.lower()
 
 
 @app.command()
@@ -424,7 +461,9 @@ def export(
     store: Annotated[
         Path | None, typer.Option(help="store directory (DuckDB; default: settings)")
     ] = None,
-    postgres: Annotated[str | None, typer.Option(help="PostgreSQL conninfo")] = None,
+    postgres: Annotated[
+        str | None, typer.Option(help="PostgreSQL conninfo (no password: PGPASSWORD or ~/.pgpass)")
+    ] = None,
 ) -> None:
     """Export the stored record: Parquet tables, or FHIR R4 NDJSON (Patient, Encounter,
     Condition, MedicationAdministration, Observation), streamed, each file written whole or

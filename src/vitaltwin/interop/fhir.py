@@ -39,7 +39,7 @@ from vitaltwin.data.schema import (
 from vitaltwin.data.vocabulary import CODES
 from vitaltwin.interop._errors import ReadError
 from vitaltwin.interop._records import Records
-from vitaltwin.interop.fhir_export import EXTENSION
+from vitaltwin.interop.fhir_export import EXTENSION, KEY_SYSTEM
 
 LOINC = "http://loinc.org"
 
@@ -108,10 +108,10 @@ def _extensions(res: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _patient_key_identifier(res: dict[str, Any]) -> str | None:
-    """The patient key vitaltwin exported under a derived id (identifier ``patient-key``)."""
+def _key_identifier(res: dict[str, Any]) -> str | None:
+    """The key vitaltwin exported under a derived id (identifier of system ``KEY_SYSTEM``)."""
     for ident in res.get("identifier") or []:
-        if isinstance(ident, dict) and ident.get("system") == EXTENSION + "patient-key":
+        if isinstance(ident, dict) and ident.get("system") == KEY_SYSTEM:
             value = ident.get("value")
             return str(value) if value else None
     return None
@@ -300,7 +300,7 @@ def _context(acc: _Acc, pos: str, rtype: str, res: dict[str, Any], urls: dict[st
         period = res.get("period") or {}
         acc.encounters.append(
             {
-                "encounter_id": str(res.get("id", rid)),
+                "encounter_id": _key_identifier(res) or str(res.get("id", rid)),
                 "patient_id": pid,
                 "start_time": _instant(period.get("start")),
                 "end_time": _instant(period.get("end")),
@@ -360,7 +360,7 @@ def convert_file(path: Path, received: datetime | None = None) -> Record:
     urls: dict[str, str] = {}
     for _, r, u in resources:
         if isinstance(r, dict) and r.get("resourceType") == "Patient" and r.get("id"):
-            key = _patient_key_identifier(r) or str(r["id"])
+            key = _key_identifier(r) or str(r["id"])
             if u:
                 urls[u] = key
             if key != r["id"]:
@@ -381,7 +381,7 @@ def convert_file(path: Path, received: datetime | None = None) -> Record:
         if rtype == "Observation":
             _observation(acc, pos, res, urls)
         elif rtype == "Patient":
-            pid = _patient_key_identifier(res) or str(res.get("id") or "")
+            pid = _key_identifier(res) or str(res.get("id") or "")
             pid = pid or (patient_key(url, {}) or "" if url else "")
             if not pid:
                 acc.bad(f"{pos} Patient", "id", "Patient without an id or fullUrl")

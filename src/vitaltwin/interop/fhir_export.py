@@ -35,6 +35,9 @@ from vitaltwin.progress import SILENT, Progress
 EXTENSION = "https://vitaltwin.org/fhir/StructureDefinition/"
 """Base URL of vitaltwin's extensions (``quality``, ``icu-admission-time``, ...)."""
 
+KEY_SYSTEM = EXTENSION + "key"
+"""Identifier system of a vitaltwin key that is not a valid FHIR id (the id is then derived)."""
+
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -70,7 +73,7 @@ def patient(r: Mapping[str, Any]) -> dict[str, Any]:
     pid = str(r["patient_id"])
     res: dict[str, Any] = {"resourceType": "Patient", "id": fhir_id(pid)}
     if fhir_id(pid) != pid:
-        res["identifier"] = [{"system": EXTENSION + "patient-key", "value": pid}]
+        res["identifier"] = [{"system": KEY_SYSTEM, "value": pid}]
     if r.get("sex") in ("male", "female"):
         res["gender"] = r["sex"]
     if isinstance(r.get("birth_date"), date):
@@ -88,9 +91,12 @@ def patient(r: Mapping[str, Any]) -> dict[str, Any]:
 def encounter(r: Mapping[str, Any]) -> dict[str, Any]:
     period = {k: _iso(r[f"{k}_time"]) for k in ("start", "end") if r.get(f"{k}_time")}
     kind = r.get("kind")
+    key = str(r["encounter_id"])
+    keyed = {} if fhir_id(key) == key else {"identifier": [{"system": KEY_SYSTEM, "value": key}]}
     return {
         "resourceType": "Encounter",
-        "id": fhir_id(str(r["encounter_id"])),
+        "id": fhir_id(key),
+        **keyed,
         "status": "finished" if r.get("end_time") else "in-progress",
         "class": {"code": kind}
         if kind
