@@ -4,8 +4,9 @@ adapters)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -14,6 +15,10 @@ from vitaltwin.data import Record
 from vitaltwin.data.schema import LABELS, OBSERVATIONS, PATIENTS, QUARANTINE
 from vitaltwin.data.units import UnitError, to_canonical
 from vitaltwin.data.vocabulary import CODES
+
+FUTURE_TOLERANCE = timedelta(minutes=5)
+"""A value timed later than this after it was received is quarantined (clock error or a wrong
+date); the tolerance covers clocks a few minutes apart."""
 
 
 @dataclass
@@ -48,7 +53,18 @@ class Records:
         quality: str | None = None,
         device: str | None = None,
     ) -> None:
-        """One observation (already in its canonical unit, time in UTC)."""
+        """One observation (already in its canonical unit, time in UTC); quarantined instead when
+        timed beyond :data:`FUTURE_TOLERANCE` after it was received."""
+        if time > self.received + FUTURE_TOLERANCE:
+            self.bad(
+                position,
+                "effective_time",
+                f"time {time.isoformat()} is in the future (received "
+                f"{self.received.isoformat(timespec='seconds')}; tolerance "
+                f"{FUTURE_TOLERANCE.total_seconds() / 60:g} min)",
+                f"{value:g} {unit}",
+            )
+            return
         self.obs.append(
             {
                 "patient_id": patient_id,
@@ -76,6 +92,9 @@ class Records:
         """``value`` in the code's canonical unit, plausibility-checked; ``None`` (and the record
         quarantined with the reason) when the unit is unknown or the value implausible. Codes
         without a canonical entry keep their value and unit."""
+        if not math.isfinite(value):
+            self.bad(position, value_field, "value is not a finite number (NaN or infinity)", value)
+            return None
         entry = CODES.get(code)
         if entry is None:
             return value, unit

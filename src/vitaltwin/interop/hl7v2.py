@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -57,40 +57,68 @@ def _normalize(text: str) -> str:
     return re.sub(r"\r\n|\n", "\r", text).strip("\r\x0b\x1c ")
 
 
-def messages(text: str, where: str) -> Iterator[Any]:
-    """Parsed messages of a file or stream (single message, several, or FHS/BHS batches)."""
+def messages(text: str, where: str) -> Iterator[tuple[str, Any]]:
+    """``(text, parsed message)`` for each message of a file or stream (one message, several,
+    or FHS/BHS batches); a message that cannot be parsed comes as ``(text, Hl7Error)`` so that
+    the others are still read. Raises :class:`Hl7Error` when the input is not HL7 v2 at all."""
     t = _normalize(text)
     if not t:
         raise Hl7Error(f"{where}: empty")
-    try:
-        if t.startswith(("FHS", "BHS")):
+    if t.startswith(("FHS", "BHS")):
+        try:
             parsed = hl7.parse_file(t)  # a File of Batches, with or without FHS/BHS
-            found = False
-            for batch in parsed:
-                for m in batch:
-                    found = True
-                    yield m
-            if not found:
-                raise Hl7Error(f"{where}: batch without messages")
-            return
-        if not t.startswith("MSH"):
-            raise Hl7Error(f"{where}: does not start with MSH, BHS or FHS")
-        for part in re.split(r"\r(?=MSH\|)", t):
-            yield hl7.parse(part)
-    except hl7.ParseException as exc:
-        raise Hl7Error(f"{where}: {exc}") from None
+            found = [(str(m), m) for batch in parsed for m in batch]
+        except (hl7.ParseException, IndexError, KeyError, ValueError) as exc:
+            raise Hl7Error(f"{where}: not a parsable HL7 v2 batch ({exc!r})") from None
+        if not found:
+            raise Hl7Error(f"{where}: batch without messages")
+        yield from found
+        return
+    if not t.startswith("MSH"):
+        raise Hl7Error(f"{where}: does not start with MSH, BHS or FHS")
+    for part in re.split(r"\r(?=MSH\|)", t):
+        try:
+            msg = hl7.parse(part)
+            msg.segment("MSH")
+        except (hl7.ParseException, IndexError, KeyError, ValueError) as exc:
+            yield part, Hl7Error(f"not a parsable HL7 v2 message ({exc!r})")
+        else:
+            yield part, msg
+
+
+class _BadTimeError(ValueError):
+    """An HL7 timestamp that is not a valid DTM."""
 
 
 def _ts(raw: str, tz: tzinfo) -> tuple[datetime, bool] | None:
+    """``(UTC time, zone assumed)`` of an HL7 DTM; None when empty; :class:`_BadTimeError` when
+    it is not a valid time (``20261399250000``). A time without an offset is read in ``tz``."""
+    if not raw.strip():
+        return None
     m = re.fullmatch(r"(\d{8})(\d{2})?(\d{2})?(\d{2})?(?:\.\d+)?([+-]\d{4})?", raw.strip())
     if not m:
-        return None
+        raise _BadTimeError(raw)
     d, hh, mm, ss, off = m.groups()
-    t = datetime.strptime(d + (hh or "00") + (mm or "00") + (ss or "00"), "%Y%m%d%H%M%S")
-    if off:
-        t = datetime.strptime(t.strftime("%Y%m%d%H%M%S") + off, "%Y%m%d%H%M%S%z")
-        return t.astimezone(UTC), False
-    return t.replace(tzinfo=tz).astimezone(UTC), True
+    try:
+        t = datetime.strptime(d + (hh or "00") + (mm or "00") + (ss or "00"), "%Y%m%d%H%M%S")
+        if off:
+            t = datetime.strptime(t.strftime("%Y%m%d%H%M%S") + off, "%Y%m%d%H%M%S%z")
+            return t.astimezone(UTC), False
+        return t.replace(tzinfo=tz).astimezone(UTC), True
+    except (ValueError, OverflowError):
+        raise _BadTimeError(raw) from None
+
+
+def _message_zone(msh: Any, sender_tz: tzinfo) -> tuple[tzinfo, str]:
+    """The zone of zone-less times in a message: MSH-7's offset when it has one, else the
+    configured sender zone; with the flag stored on values timed in it."""
+    m = re.fullmatch(r"\d{8,14}(?:\.\d+)?([+-])(\d{2})(\d{2})", _field(msh, 7).strip())
+    if m:
+        sign = 1 if m.group(1) == "+" else -1
+        offset = timedelta(hours=int(m.group(2)), minutes=int(m.group(3)))
+        if offset < timedelta(hours=24):
+            return timezone(sign * offset), "time zone from MSH-7"
+    return sender_tz, "time zone assumed (sender_tz)"
 
 
 @dataclass
@@ -105,7 +133,9 @@ def _field(seg: Any, i: int) -> str:
         return ""
 
 
-def _oru(acc: _Acc, msg: Any, where: str, local: Mapping[str, str], tz: tzinfo) -> None:
+def _oru(
+    acc: _Acc, msg: Any, where: str, local: Mapping[str, str], tz: tzinfo, zone_flag: str
+) -> None:
     pid = _field(msg.segment("PID"), 3).split("^")[0] if _has(msg, "PID") else ""
     obr_time = _field(msg.segment("OBR"), 7) if _has(msg, "OBR") else ""
     if not _has(msg, "OBX"):
@@ -139,9 +169,14 @@ def _oru(acc: _Acc, msg: Any, where: str, local: Mapping[str, str], tz: tzinfo) 
         except ValueError:
             acc.bad(pos, "OBX-5", "value is not a number", raw)
             continue
-        ts = _ts(_field(obx, 14) or obr_time, tz)
+        raw_time = _field(obx, 14) or obr_time
+        try:
+            ts = _ts(raw_time, tz)
+        except _BadTimeError:
+            acc.bad(pos, "OBX-14", "observation time is not a valid HL7 time", raw_time)
+            continue
         if ts is None:
-            acc.bad(pos, "OBX-14", "no observation time", _field(obx, 14) or obr_time)
+            acc.bad(pos, "OBX-14", "no observation time", raw_time)
             continue
         t, assumed = ts
         ucum = UCUM_ALIASES.get(unit.split("^")[0].lower(), unit.split("^")[0])
@@ -149,9 +184,7 @@ def _oru(acc: _Acc, msg: Any, where: str, local: Mapping[str, str], tz: tzinfo) 
         if got is None:
             continue
         value, ucum = got
-        acc.add(
-            pid, t, code, value, ucum, pos, "time zone assumed (sender_tz)" if assumed else None
-        )
+        acc.add(pid, t, code, value, ucum, pos, zone_flag if assumed else None)
 
 
 def _has(msg: Any, name: str) -> bool:
@@ -162,12 +195,19 @@ def _has(msg: Any, name: str) -> bool:
     return True
 
 
-def _encounter(acc: _Acc, msg: Any, pid: str, event: str, control_id: str, tz: tzinfo) -> None:
-    """PV1 of an ADT message: visit number (PV1-19), admit (PV1-44) and discharge (PV1-45)."""
+def _encounter(acc: _Acc, msg: Any, pid: str, where: str, control_id: str, tz: tzinfo) -> None:
+    """PV1 of an ADT message: visit number (PV1-19), admit (PV1-44) and discharge (PV1-45); an
+    invalid time is quarantined and the encounter kept without it."""
     pv1 = msg.segment("PV1")
     visit = _field(pv1, 19).split("^")[0] or f"{pid}:{control_id}"
-    admit = _ts(_field(pv1, 44), tz) if _field(pv1, 44) else None
-    disch = _ts(_field(pv1, 45), tz) if _field(pv1, 45) else None
+    times: list[tuple[datetime, bool] | None] = []
+    for i in (44, 45):
+        try:
+            times.append(_ts(_field(pv1, i), tz))
+        except _BadTimeError:
+            acc.bad(where, f"PV1-{i}", "not a valid HL7 time", _field(pv1, i))
+            times.append(None)
+    admit, disch = times
     acc.encounters[visit] = {
         "encounter_id": visit,
         "patient_id": pid,
@@ -176,6 +216,37 @@ def _encounter(acc: _Acc, msg: Any, pid: str, event: str, control_id: str, tz: t
         "kind": {"I": "inpatient", "O": "outpatient", "E": "emergency"}.get(_field(pv1, 2)),
         "source": acc.source,
     }
+
+
+def _message(
+    acc: _Acc, msg: Any, msh: Any, where: str, local_codes: Mapping[str, str], sender_tz: tzinfo
+) -> None:
+    mtype = _field(msh, 9)
+    kind = mtype.split("^")[:2]
+    tz, zone_flag = _message_zone(msh, sender_tz)
+    if kind == ["ORU", "R01"]:
+        _oru(acc, msg, where, local_codes, tz, zone_flag)
+    elif kind[0] == "ADT" and len(kind) > 1 and kind[1] in ("A01", "A03", "A04", "A08"):
+        if not _has(msg, "PID"):
+            acc.bad(
+                where,
+                "PID",
+                "ADT message without a PID segment (are its segments separated by carriage "
+                "returns?)",
+                str(msg)[:200],
+            )
+            return
+        pid_seg = msg.segment("PID")
+        pid = _field(pid_seg, 3).split("^")[0]
+        if not pid:
+            acc.bad(where, "PID-3", "no patient identifier")
+            return
+        sex = {"M": "male", "F": "female"}.get(_field(pid_seg, 8))
+        acc.patient(pid, sex, parse_birth_date(_field(pid_seg, 7)))
+        if _has(msg, "PV1"):
+            _encounter(acc, msg, pid, where, _field(msh, 10), tz)
+    else:
+        acc.bad(where, "MSH-9", f"message type {mtype or '(none)'} is not stored")
 
 
 def convert_text(
@@ -187,24 +258,16 @@ def convert_text(
 ) -> Record:
     """Convert an HL7 v2 file or message (raises :class:`Hl7Error` for structure errors)."""
     acc = _Acc(source, received or datetime.now(UTC))
-    for k, msg in enumerate(messages(text, source)):
+    for k, (part, msg) in enumerate(messages(text, source)):
+        if isinstance(msg, Hl7Error):
+            acc.bad(f"message {k + 1}", "MSH", str(msg), part)
+            continue
         msh = msg.segment("MSH")
-        mtype = _field(msh, 9)
         where = f"message {k + 1} ({_field(msh, 10) or 'no control id'})"
-        kind = mtype.split("^")[:2]
-        if kind == ["ORU", "R01"]:
-            _oru(acc, msg, where, local_codes, sender_tz)
-        elif kind[0] == "ADT" and len(kind) > 1 and kind[1] in ("A01", "A03", "A04", "A08"):
-            if _has(msg, "PID"):
-                pid_seg = msg.segment("PID")
-                pid = _field(pid_seg, 3).split("^")[0]
-                sex = {"M": "male", "F": "female"}.get(_field(pid_seg, 8))
-                if pid:
-                    acc.patient(pid, sex, parse_birth_date(_field(pid_seg, 7)))
-                    if _has(msg, "PV1"):
-                        _encounter(acc, msg, pid, kind[1], _field(msh, 10), sender_tz)
-        else:
-            acc.bad(where, "MSH-9", f"message type {mtype or '(none)'} is not stored")
+        try:
+            _message(acc, msg, msh, where, local_codes, sender_tz)
+        except Exception as exc:  # a message python-hl7 parsed but we cannot read: its trace
+            acc.bad(where, "message", f"message could not be read ({type(exc).__name__}: {exc})")
     return acc.converted(
         encounters=pa.Table.from_pylist(list(acc.encounters.values()), schema=ENCOUNTERS),
     )

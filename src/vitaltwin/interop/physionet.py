@@ -48,7 +48,7 @@ def read_psv(path: Path) -> pd.DataFrame:
     """One Challenge PSV file (one patient); the patient id is the file stem."""
     try:
         df = pd.read_csv(path, sep="|")
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise PhysioNetError(f"{path}: cannot read as PSV ({exc})") from None
     missing = [c for c in (*(v.name for v in VARIABLES), "ICULOS") if c not in df.columns]
     if missing:
@@ -117,7 +117,11 @@ def convert(
                 np.where(
                     np.isnan(vals[bad]),
                     f"{v.name} is not a number",
-                    f"{v.name} outside plausible range {v.range_text()}",
+                    np.where(
+                        np.isinf(vals[bad]),
+                        f"{v.name} is infinite",
+                        f"{v.name} outside plausible range {v.range_text()}",
+                    ),
                 ),
             )
             q_parts.append(

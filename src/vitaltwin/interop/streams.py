@@ -55,7 +55,10 @@ def _records(path: Path) -> list[tuple[int, dict[str, Any] | str]]:
 
 def _time(raw: object) -> datetime | None:
     if isinstance(raw, int | float) or (isinstance(raw, str) and raw.replace(".", "").isdigit()):
-        return datetime.fromtimestamp(float(raw), tz=UTC)
+        try:
+            return datetime.fromtimestamp(float(raw), tz=UTC)
+        except (ValueError, OverflowError, OSError):  # beyond year 9999
+            return None
     try:
         t = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
     except ValueError:
