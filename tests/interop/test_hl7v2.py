@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -10,7 +9,6 @@ import pytest
 
 from vitaltwin.data import age_years, parse_birth_date
 from vitaltwin.interop.hl7v2 import Hl7Error, convert_file, convert_text
-from vitaltwin.service.mllp import END, START, MllpServer
 from vitaltwin.store import DuckDBStore
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "hl7v2"
@@ -62,30 +60,6 @@ def test_every_shared_sample_is_ingested_or_rejected(tmp_path: Path) -> None:
             ok.append(f)
     assert len(files) == 26 and len(rejected) == 6 and len(ok) == 20
     assert all(f.parent.name == "negative" for f in rejected)
-
-
-def test_mllp_listener_acks_valid_and_naks_malformed(tmp_path: Path) -> None:
-    async def scenario() -> tuple[bytes, bytes, int]:
-        with DuckDBStore(tmp_path) as st:
-            srv = MllpServer(st)
-            server = await srv.start("127.0.0.1", 0)
-            port = server.sockets[0].getsockname()[1]
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(START + ORU.encode() + END)
-            await writer.drain()
-            good = await reader.readuntil(END)
-            writer.write(START + b"EVN|A04|2006\rPID|1||X\r" + END)
-            await writer.drain()
-            bad = await reader.readuntil(END)
-            writer.close()
-            server.close()
-            await server.wait_closed()
-            return good, bad, st.count("observations")
-
-    good, bad, stored = asyncio.run(scenario())
-    assert b"MSA|AA|MSG001" in good
-    assert b"MSA|AE|" in bad and b"does not start with MSH" in bad
-    assert stored == 2
 
 
 def test_adt_admission_and_discharge_become_an_encounter() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -332,6 +333,9 @@ def ingest(
     codes: Annotated[
         Path | None, typer.Option(help="HL7 v2 local-code table (CSV: local_code,loinc)")
     ] = None,
+    sender_tz: Annotated[
+        str, typer.Option(help="zone of HL7 times without an offset when MSH-7 has none")
+    ] = "UTC",
 ) -> None:
     """Ingest PhysioNet 2019 (PSV, Parquet), FHIR R4 (JSON, Bundle, NDJSON), HL7 v2 (.hl7) and
     device streams (CSV, JSON lines).
@@ -345,7 +349,10 @@ def ingest(
 
     try:
         files = input_files(paths)
-        options = ReadOptions(local_codes=None if codes is None else load_code_table(codes))
+        options = ReadOptions(
+            local_codes=None if codes is None else load_code_table(codes),
+            sender_tz=_zone(sender_tz),
+        )
     except ReadError as exc:
         err_console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
@@ -381,6 +388,17 @@ def ingest(
         raise typer.Exit(1)
 
 
+def _zone(name: str) -> tzinfo:
+    """A time zone from its IANA name (``Europe/Paris``) or ``UTC``; exit 2 when unknown."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        err_console.print(f"[bold red]error:[/] --sender-tz {name!r} is not a time zone name")
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def listen(
     port: Annotated[int, typer.Option(help="TCP port for MLLP")] = 2575,
@@ -391,11 +409,24 @@ def listen(
     postgres: Annotated[
         str | None, typer.Option(help="PostgreSQL conninfo (no password: PGPASSWORD or ~/.pgpass)")
     ] = None,
+    max_bytes: Annotated[int, typer.Option(help="largest message accepted (bytes)")] = 1 << 20,
+    read_timeout: Annotated[
+        float, typer.Option(help="seconds to wait for a frame's next bytes")
+    ] = 30.0,
+    max_connections: Annotated[int, typer.Option(help="connections served at once")] = 32,
+    sender_tz: Annotated[
+        str, typer.Option(help="zone of HL7 times without an offset when MSH-7 has none")
+    ] = "UTC",
 ) -> None:
-    """Receive HL7 v2 over MLLP: store each message and answer ACK, or NAK with the reason."""
+    """Receive HL7 v2 over MLLP: store each message and answer AA, AE (stored, some values
+    quarantined) or AR (rejected), with the reasons in ERR segments. SIGTERM or Ctrl-C stops
+    cleanly."""
     import asyncio
+    import signal
 
     from vitaltwin.service.mllp import MllpServer
+
+    zone = _zone(sender_tz)
 
     async def run() -> None:
         with _open_store(store, postgres) as st:
@@ -404,16 +435,25 @@ def listen(
                 on_ingest=lambda c: console.print(
                     f"stored {c.stored}, quarantined {c.quarantined}, duplicates {c.duplicates}"
                 ),
+                max_bytes=max_bytes,
+                read_timeout_s=read_timeout,
+                max_connections=max_connections,
+                sender_tz=zone,
             )
-            server = await srv.start(host, port)
-            console.print(f"listening for MLLP on {host}:{port} (Ctrl-C stops)")
-            async with server:
-                await server.serve_forever()
+            await srv.start(host, port)
+            console.print(f"listening for MLLP on {host}:{port} (Ctrl-C or SIGTERM stops)")
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+            await srv.stop()
+            console.print(
+                f"stopped: {sum(srv.answered.values()):,} messages answered "
+                f"({', '.join(f'{k} {v:,}' for k, v in sorted(srv.answered.items())) or 'none'})"
+            )
 
-    try:
-        asyncio.run(run())
-    except KeyboardInterrupt:
-        console.print("stopped")
+    asyncio.run(run())
 
 
 def _open_store(directory: Path | None, postgres: str | None) -> Store:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 from pathlib import Path
 
 import pandas as pd
@@ -23,9 +24,11 @@ from vitaltwin.interop._errors import ReadError
 
 @dataclass(frozen=True)
 class ReadOptions:
-    """Settings a reader may need: a site's local-code table (HL7 v2 OBX-3 -> LOINC)."""
+    """Settings a reader may need: a site's local-code table (HL7 v2 OBX-3 -> LOINC) and the
+    sender's time zone (HL7 v2 times without an offset, when MSH-7 has none either)."""
 
     local_codes: dict[str, str] | None = None
+    sender_tz: tzinfo = UTC
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,9 @@ register(
         "HL7 v2",
         (".hl7",),
         lambda head: _first_text(head)[:4] in ("MSH|", "FHS|", "BHS|"),
-        lambda path, opt: hl7v2.convert_file(path, local_codes=opt.local_codes or LOCAL_CODES),
+        lambda path, opt: hl7v2.convert_file(
+            path, local_codes=opt.local_codes or LOCAL_CODES, sender_tz=opt.sender_tz
+        ),
     )
 )
 register(
