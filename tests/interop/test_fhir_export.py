@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 from fhirclient.models.fhirelementfactory import FHIRElementFactory
 
-from vitaltwin.data.schema import OBSERVATIONS
+from vitaltwin.data.schema import observations_table
 from vitaltwin.interop import read_any
 from vitaltwin.interop.fhir import convert_file, patient_key
 from vitaltwin.interop.fhir_export import (
@@ -82,13 +82,16 @@ def test_a_subject_that_is_not_a_patient_is_quarantined(tmp_path: Path) -> None:
 
 def _observations() -> pa.Table:
     rows = [
-        ("p1", T, "8867-4", 84.0, "/min", None, None),
-        ('p 2/"x"', T.replace(microsecond=250), "2524-7", 1 / 3, "mmol/L", "cuff", "flagged"),
-        ("p3", T, "9999-9", 1e-7, None, None, None),
-    ]
+        ("p1", T, "8867-4", 84.0, "/min", None, None, "=", "final", None),
+        ("p 2/\"x\"", T.replace(microsecond=250), "2524-7", 1 / 3, "mmol/L", "cuff", "flagged",
+         "<", "corrected", None),
+        ("p3", T, "9999-9", 1e-7, "1", None, None, ">=", "superseded", "invasive-arterial"),
+        ("p3", T, "8478-0", 61.0, "mm[Hg]", None, None, "=", "entered-in-error", None),
+        ("p3", T, "8478-0", 60.0, "mm[Hg]", None, None, "=", "preliminary", None),
+    ]  # fmt: skip
     cols = list(zip(*rows, strict=True))
     n = len(rows)
-    return pa.table(
+    return observations_table(
         {
             "patient_id": cols[0],
             "effective_time": cols[1],
@@ -100,8 +103,10 @@ def _observations() -> pa.Table:
             "device": cols[5],
             "received_time": [T] * n,
             "quality": cols[6],
-        },
-        schema=OBSERVATIONS,
+            "comparator": cols[7],
+            "status": cols[8],
+            "method": cols[9],
+        }
     )
 
 
@@ -131,7 +136,7 @@ def test_patient_keys_that_are_not_fhir_ids_get_a_stable_id_and_come_back() -> N
 def test_an_interrupted_export_leaves_the_previous_file_and_no_partial(tmp_path: Path) -> None:
     path = tmp_path / "Observation.ndjson"
     batch = _observations().to_batches()[0]
-    assert write_ndjson(iter([batch]), "observations", path) == 3
+    assert write_ndjson(iter([batch]), "observations", path) == 5
     assert stat.S_IMODE(path.stat().st_mode) == 0o600  # patient data: the owner only
     before = path.read_text()
 

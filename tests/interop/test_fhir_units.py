@@ -55,7 +55,7 @@ def test_fhir_examples_are_stored_or_quarantined_with_reasons() -> None:
     assert sat.observations.column("loinc").to_pylist() == ["2708-6"]  # two codes, counted once
     assert got["observation-example-bloodpressure-cancel.json"].quarantine.column(
         "reason"
-    ).to_pylist() == ["status cancelled: not a measurement"]
+    ).to_pylist() == ["status cancelled: no result to store"]
     ecg = got["observation-example-sample-data.json"]
     assert ecg.quarantine.num_rows == 0 and ecg.waveforms is not None
     leads = ecg.waveforms.to_pylist()

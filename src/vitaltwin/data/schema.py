@@ -2,7 +2,16 @@
 
 Observations carry the patient, the effective time (timezone-aware UTC), the LOINC code, the
 value in its UCUM unit, where it came from (``source``: file or message; ``position``: row or
-segment within it), the device, when it was received, and quality flags. Anything that cannot
+segment within it), the device, when it was received, and quality flags; and three fields that
+say what the value is:
+
+* ``comparator``: ``=`` for an exact value, else ``<``, ``<=``, ``>``, ``>=`` (a censored result
+  such as ``<0.5``: ``value`` is the bound, never an exact number it was not);
+* ``status``: ``final``, ``preliminary``, ``corrected`` (a correction of an earlier result),
+  ``entered-in-error`` (a retraction: the earlier result was wrong) as the source said, or
+  ``superseded`` once a later version replaced it (see :mod:`vitaltwin.data.versions`);
+* ``method``: how it was measured where the source says (:data:`METHODS`), e.g. invasive
+  arterial vs cuff pressure. Anything that cannot
 be stored as data goes to the quarantine with a reason and its location, so every input record
 is accounted for: stored, quarantined, or counted as a duplicate.
 """
@@ -29,8 +38,23 @@ OBSERVATIONS = pa.schema(
         pa.field("device", pa.string()),
         pa.field("received_time", UTC_TS, nullable=False),
         pa.field("quality", pa.string()),
+        pa.field("comparator", pa.string(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("method", pa.string()),
     ]
 )
+
+COMPARATORS = ("=", "<", "<=", ">", ">=")
+"""``=`` exact; the others: the true value lies beyond ``value`` (a censored result)."""
+
+STATUSES = ("final", "preliminary", "corrected", "entered-in-error", "superseded")
+"""Result statuses (see the module docstring); ``superseded`` is set by the store, never read."""
+
+METHODS = ("invasive-arterial", "non-invasive-cuff", "ecg", "pulse-oximetry")
+"""Measurement methods vitaltwin distinguishes (None: not stated)."""
+
+OBSERVATION_DEFAULTS: dict[str, object] = {"comparator": "=", "status": "final", "method": None}
+"""Values of the fields older records and sources without them get."""
 
 QUARANTINE = pa.schema(
     [
@@ -123,12 +147,25 @@ start_time + i * period_ms (``E``, ``L``, ``U`` in data mark error, below and ab
 
 
 def observations_table(columns: dict[str, Sequence[object] | pa.Array]) -> pa.Table:
-    """An observations table typed by :data:`OBSERVATIONS`; required fields must be present."""
-    table = pa.table(columns, schema=OBSERVATIONS)
+    """An observations table typed by :data:`OBSERVATIONS`; required fields must be present
+    (``comparator``, ``status`` and ``method`` default to :data:`OBSERVATION_DEFAULTS`)."""
+    n = len(next(iter(columns.values()))) if columns else 0
+    columns = {**{k: [v] * n for k, v in OBSERVATION_DEFAULTS.items()}, **columns}
+    table = pa.table({f.name: columns[f.name] for f in OBSERVATIONS}, schema=OBSERVATIONS)
     for field in OBSERVATIONS:
         if not field.nullable and table.column(field.name).null_count:
             raise ValueError(f"observations: required field {field.name!r} has missing values")
     return table
+
+
+def conform_observations(table: pa.Table) -> pa.Table:
+    """``table`` in the current :data:`OBSERVATIONS` schema: columns an older release did not
+    write get :data:`OBSERVATION_DEFAULTS` (for Parquet exports and stores made before them)."""
+    for name, value in OBSERVATION_DEFAULTS.items():
+        if name not in table.column_names:
+            field = OBSERVATIONS.field(name)
+            table = table.append_column(field, pa.array([value] * table.num_rows, field.type))
+    return table.select(OBSERVATIONS.names).cast(OBSERVATIONS)
 
 
 def age_years(birth_date: date, at: datetime) -> float:

@@ -141,6 +141,16 @@ LOCAL_CODES: dict[str, str] = {
 }
 """Default local-code mapping (upper-cased identifier or text -> LOINC)."""
 
+LOCAL_METHODS: dict[str, str] = {
+    **dict.fromkeys(("NBP-S", "NBP-D", "NBP-M"), "non-invasive-cuff"),
+    **dict.fromkeys(("ABP-S", "ABP-D", "ABP-M"), "invasive-arterial"),
+    "HR": "ecg",  # the monitor's heart rate is ECG-derived; "Pulse" comes from the oximeter
+    "PULSE": "pulse-oximetry",
+}
+"""How a value under a local label was measured: the labels say what LOINC's vital-sign codes
+do not (invasive arterial and cuff pressure share 8478-0; ECG heart rate and pulse rate share
+8867-4), see :data:`vitaltwin.data.schema.METHODS`."""
+
 UCUM_ALIASES: dict[str, str] = {
     "mg/dl": "mg/dL",
     "g/dl": "g/dL",

@@ -52,6 +52,9 @@ class Records:
         position: str,
         quality: str | None = None,
         device: str | None = None,
+        comparator: str = "=",
+        status: str = "final",
+        method: str | None = None,
     ) -> None:
         """One observation (already in its canonical unit, time in UTC); quarantined instead when
         timed beyond :data:`FUTURE_TOLERANCE` after it was received."""
@@ -77,6 +80,9 @@ class Records:
                 "device": device,
                 "received_time": self.received,
                 "quality": quality,
+                "comparator": comparator,
+                "status": status,
+                "method": method,
             }
         )
 

@@ -30,9 +30,11 @@ from fhirclient.models.fhirelementfactory import FHIRElementFactory
 
 from vitaltwin.data import Record
 from vitaltwin.data.schema import (
+    COMPARATORS,
     CONDITIONS,
     ENCOUNTERS,
     MEDICATIONS,
+    METHODS,
     WAVEFORMS,
     parse_birth_date,
 )
@@ -183,8 +185,7 @@ def _value(
     t: datetime,
     code: str | None,
     item: dict[str, Any],
-    quality: str | None = None,
-    device: str | None = None,
+    how: _How,
 ) -> None:
     where = f"{pos} {code or '(no LOINC)'}"
     if "dataAbsentReason" in item:
@@ -225,12 +226,49 @@ def _value(
         acc.bad(where, "code", "no LOINC coding", q.get("value"))
         return
     unit = q.get("code") or q.get("unit") or "1"
+    comparator = q.get("comparator") or "="
+    if comparator not in COMPARATORS:
+        acc.bad(where, "valueQuantity.comparator", "unknown comparator", comparator)
+        return
     value = float(q["value"])
     got = acc.checked(code, value, unit, where, "valueQuantity.code", "valueQuantity.value")
     if got is None:
         return
     value, unit = got
-    acc.add(pid, t, code, value, unit, where, quality, device)
+    acc.add(
+        pid,
+        t,
+        code,
+        value,
+        unit,
+        where,
+        how.quality,
+        how.device,
+        comparator,
+        how.status,
+        how.method,
+    )
+
+
+@dataclass(frozen=True)
+class _How:
+    """What an Observation says about all its values: flags, device, status, method."""
+
+    quality: str | None
+    device: str | None
+    status: str
+    method: str | None
+
+
+STATUS = {
+    "final": "final",
+    "preliminary": "preliminary",
+    "amended": "corrected",
+    "corrected": "corrected",
+    "entered-in-error": "entered-in-error",
+    "unknown": "final",
+}
+"""FHIR Observation.status -> the record's status (registered and cancelled carry no result)."""
 
 
 def _code_text(concept: dict[str, Any]) -> str:
@@ -252,10 +290,12 @@ def _subject(acc: _Acc, rid: str, res: dict[str, Any], urls: dict[str, str]) -> 
 
 def _observation(acc: _Acc, pos: str, res: dict[str, Any], urls: dict[str, str]) -> None:
     rid = f"{pos} Observation/{res.get('id', '?')}"
-    status = res.get("status")
-    if status in ("cancelled", "entered-in-error"):
-        acc.bad(rid, "status", f"status {status}: not a measurement")
+    fhir_status = res.get("status")
+    if fhir_status not in STATUS:
+        acc.bad(rid, "status", f"status {fhir_status}: no result to store", fhir_status)
         return
+    ext = _extensions(res)
+    status = "superseded" if ext.get("status") == "superseded" else STATUS[fhir_status]
     pid = _subject(acc, rid, res, urls)
     if pid is None:
         return
@@ -264,14 +304,16 @@ def _observation(acc: _Acc, pos: str, res: dict[str, Any], urls: dict[str, str])
         acc.bad(rid, "effective[x]", "no effective time with a time zone", t)
         return
     raw = str(res.get("effectiveDateTime") or "")
-    quality = _extensions(res).get("quality") or (_DATE_ONLY if raw and "T" not in raw else None)
+    quality = ext.get("quality") or (_DATE_ONLY if raw and "T" not in raw else None)
     device = (res.get("device") or {}).get("display")
+    method = (res.get("method") or {}).get("text")
+    how = _How(quality, device, status, method if method in METHODS else None)
     if res.get("component"):
         for k, comp in enumerate(res["component"]):
             code = _code(comp.get("code"))
-            _value(acc, f"{rid}.component[{k}]", pid, t, code, comp, quality, device)
+            _value(acc, f"{rid}.component[{k}]", pid, t, code, comp, how)
     else:
-        _value(acc, rid, pid, t, _code(res.get("code")), res, quality, device)
+        _value(acc, rid, pid, t, _code(res.get("code")), res, how)
 
 
 def _instant(raw: object) -> datetime | None:

@@ -171,21 +171,43 @@ def observation_category(loinc: str) -> list[dict[str, Any]]:
     return [{"coding": [{"system": _CATEGORY, "code": category}]}]
 
 
+FHIR_STATUS = {
+    "final": "final",
+    "preliminary": "preliminary",
+    "corrected": "corrected",
+    "entered-in-error": "entered-in-error",
+    "superseded": "final",  # FHIR has no such status: the extension says it was replaced
+}
+
+
+def _extensions(quality: str | None, status: str) -> list[dict[str, Any]]:
+    out = [_ext("quality", quality)] if quality else []
+    if status == "superseded":
+        out.append(_ext("status", "superseded"))
+    return out
+
+
 def observation(r: Mapping[str, Any]) -> dict[str, Any]:
     loinc = str(r["loinc"])
+    status = str(r.get("status") or "final")
+    quantity = _quantity(float(r["value"]), r.get("unit"))
+    if r.get("comparator") not in (None, "="):
+        quantity = {"value": quantity.pop("value"), "comparator": r["comparator"], **quantity}
     res: dict[str, Any] = {
         "resourceType": "Observation",
-        "status": "final",
+        "status": FHIR_STATUS[status],
         "category": observation_category(loinc),
         "code": {"coding": [observation_coding(loinc)]},
         "subject": _subject(str(r["patient_id"])),
         "effectiveDateTime": _iso(r["effective_time"]),
-        "valueQuantity": _quantity(float(r["value"]), r.get("unit")),
+        "valueQuantity": quantity,
     }
+    if r.get("method"):
+        res["method"] = {"text": str(r["method"])}
     if r.get("device"):
         res["device"] = {"display": str(r["device"])}
-    if r.get("quality"):
-        res["extension"] = [_ext("quality", r["quality"])]
+    if ext := _extensions(r.get("quality"), status):
+        res["extension"] = ext
     return res
 
 
@@ -207,10 +229,14 @@ def observation_lines(batch: pa.RecordBatch) -> list[str]:
     def column(name: str) -> pa.Array:
         return batch.column(name)
 
+    status = _fragments(
+        column("status"),
+        lambda v: '{"resourceType":"Observation","status":' + _json(FHIR_STATUS[v]),
+    )
     head = _fragments(
         column("loinc"),
         lambda c: (
-            '{"resourceType":"Observation","status":"final","category":'
+            ',"category":'
             + _json(observation_category(c))
             + ',"code":'
             + _json({"coding": [observation_coding(c)]})
@@ -220,26 +246,40 @@ def observation_lines(batch: pa.RecordBatch) -> list[str]:
     when = pc.replace_substring_regex(
         pc.strftime(column("effective_time"), format="%Y-%m-%dT%H:%M:%S"), r"\.000000$", ""
     )
+    comparator = _fragments(
+        column("comparator"), lambda c: "" if c == "=" else f'"comparator":{_json(c)},'
+    )
     value = pc.cast(column("value"), pa.string())
     unit = _fragments(
         column("unit"),
         lambda u: f',"unit":{_json(u)},"system":"{UCUM}","code":{_json(u)}}}' if u else "}",
         "}",
     )
+    method = _fragments(column("method"), lambda m: ',"method":' + _json({"text": str(m)}))
     device = _fragments(column("device"), lambda d: ',"device":' + _json({"display": str(d)}))
-    quality = _fragments(
-        column("quality"), lambda q: ',"extension":' + _json([_ext("quality", q)]) if q else ""
+    flags = pc.binary_join_element_wise(
+        pc.fill_null(column("quality"), ""), column("status"), "\x1f"
     )
+
+    def extension(key: str) -> str:
+        quality, st = key.split("\x1f")
+        ext = _extensions(quality or None, st)
+        return ',"extension":' + _json(ext) if ext else ""
+
     joined = pc.binary_join_element_wise(
+        status,
         head,
         subject,
         ',"effectiveDateTime":"',
         when,
-        'Z","valueQuantity":{"value":',
+        'Z","valueQuantity":{',
+        comparator,
+        '"value":',
         value,
         unit,
+        method,
         device,
-        quality,
+        _fragments(flags, extension),
         "}",
         "",
     )

@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from vitaltwin.data import Record
 from vitaltwin.data.schema import ENCOUNTERS, parse_birth_date
-from vitaltwin.data.vocabulary import LOCAL_CODES, UCUM_ALIASES
+from vitaltwin.data.vocabulary import LOCAL_CODES, LOCAL_METHODS, UCUM_ALIASES
 from vitaltwin.interop._errors import ReadError
 from vitaltwin.interop._records import Records
 
@@ -148,6 +148,8 @@ def _oru(
             acc.bad(pos, "PID-3", "no patient identifier")
             continue
         parts = ident.split("^")
+        labels = [p.upper() for p in parts[:2]]
+        method = next((LOCAL_METHODS[x] for x in labels if x in LOCAL_METHODS), None)
         code = (
             parts[0]
             if len(parts) > 2 and parts[2] == "LN"
@@ -163,7 +165,14 @@ def _oru(
         if code is None:
             acc.bad(pos, "OBX-3", f"code {ident!r} not mapped to LOINC", raw)
             continue
-        num = raw.split("^")[-1] if vtype == "SN" else raw
+        comparator, num, why = _numeric(vtype, raw)
+        if why:
+            acc.bad(pos, "OBX-5", why, raw)
+            continue
+        status = RESULT_STATUS.get(_field(obx, 11).strip().upper())
+        if status is None:
+            acc.bad(pos, "OBX-11", f"result status {_field(obx, 11)!r}: no result to store", raw)
+            continue
         try:
             value = float(num)
         except ValueError:
@@ -184,7 +193,53 @@ def _oru(
         if got is None:
             continue
         value, ucum = got
-        acc.add(pid, t, code, value, ucum, pos, zone_flag if assumed else None)
+        acc.add(
+            pid,
+            t,
+            code,
+            value,
+            ucum,
+            pos,
+            zone_flag if assumed else None,
+            None,
+            comparator,
+            status,
+            method if parts[2:3] != ["LN"] else None,
+        )
+
+
+RESULT_STATUS = {
+    "": "final",
+    "F": "final",
+    "C": "corrected",
+    "P": "preliminary",
+    "R": "preliminary",  # entered, not verified
+    "S": "preliminary",  # partial
+    "I": "preliminary",  # specimen in lab, result pending
+    "W": "entered-in-error",  # wrong: retracts the result
+    "D": "entered-in-error",  # deletes the result
+}
+"""HL7 OBX-11 (table 0085) -> the record's status; X (cannot be obtained) and others store
+nothing (quarantined with the reason)."""
+
+
+def _numeric(vtype: str, raw: str) -> tuple[str, str, str | None]:
+    """(comparator, number, why not) of an NM or SN value. SN is ``comparator^num1`` for a
+    number or a censored value (``<^0.5``, ``>=^600``); a ratio (``1^:^2``), a range
+    (``1^-^3``) or a categorical suffix (``^10^+``) is not one number: it is kept in the
+    quarantine with that reason rather than stored as a number it is not."""
+    if vtype == "NM":
+        return "=", raw.strip(), None
+    parts = raw.split("^")
+    if re.fullmatch(r"[+-]?\d+(\.\d*)?", parts[0].strip()):
+        parts = ["", *parts]  # senders often drop the empty comparator: 1^:^2 for ^1^:^2
+    comparator = parts[0].strip() or "="
+    if len(parts) > 2 and any(p.strip() for p in parts[2:]):
+        kind = {":": "a ratio", "/": "a ratio", "-": "a range", "+": "a categorical value"}
+        return "=", "", f"SN value is {kind.get(parts[2].strip(), 'structured')}, not one number"
+    if comparator not in ("=", "<", "<=", ">", ">="):
+        return "=", "", f"SN comparator {comparator!r} is not <, <=, >, >= or ="
+    return comparator, parts[1].strip() if len(parts) > 1 else "", None
 
 
 def _has(msg: Any, name: str) -> bool:

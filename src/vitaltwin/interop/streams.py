@@ -2,13 +2,16 @@
 
 One record per row (CSV with a header) or per line (JSON lines), in long form:
 
-    patient_id, time, code, value, unit[, device]
+    patient_id, time, code, value, unit[, device, comparator, status, method]
 
 ``time`` is ISO 8601 with a time zone, or Unix epoch seconds (UTC). ``code`` is a LOINC code
 or a local label of :data:`vitaltwin.interop.hl7v2.LOCAL_CODES` (``HR``, ``SPO2``, ...);
 ``unit`` is UCUM (or a common alias such as ``bpm``, ``degF``, ``mg/dl``). Values are converted
 to the code's canonical unit and checked against its plausibility range; every row that cannot
-be stored is quarantined with its line number and the reason.
+be stored is quarantined with its line number and the reason. The optional ``comparator``
+(``<``, ``>=``, ...: a censored value), ``status`` (``preliminary``, ``corrected``,
+``entered-in-error``) and ``method`` (:data:`vitaltwin.data.schema.METHODS`) default to an
+exact, final value of unstated method.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from vitaltwin.data import Record
-from vitaltwin.data.vocabulary import CODES, LOCAL_CODES, UCUM_ALIASES
+from vitaltwin.data.schema import COMPARATORS, METHODS, STATUSES
+from vitaltwin.data.vocabulary import CODES, LOCAL_CODES, LOCAL_METHODS, UCUM_ALIASES
 from vitaltwin.interop._errors import ReadError
 from vitaltwin.interop._records import Records
 
@@ -81,8 +85,8 @@ def convert_stream(path: Path, received: datetime | None = None) -> Record:
         if missing:
             reject(line, missing[0], f"missing {', '.join(missing)}")
             continue
-        code = str(rec["code"])
-        code = LOCAL_CODES.get(code.upper(), code)
+        label = str(rec["code"])
+        code = LOCAL_CODES.get(label.upper(), label)
         t = _time(rec["time"])
         if t is None:
             reject(
@@ -99,6 +103,23 @@ def convert_stream(path: Path, received: datetime | None = None) -> Record:
         if code not in CODES:
             reject(line, "code", f"code {rec['code']!r} is not a known LOINC code or label")
             continue
+        comparator = str(rec.get("comparator") or "=")
+        status = str(rec.get("status") or "final")
+        method = rec.get("method") or LOCAL_METHODS.get(label.upper())
+        if comparator not in COMPARATORS:
+            reject(line, "comparator", "comparator is not =, <, <=, > or >=", comparator)
+            continue
+        if status not in STATUSES or status == "superseded":
+            reject(
+                line,
+                "status",
+                "status is not final, preliminary, corrected or entered-in-error",
+                status,
+            )
+            continue
+        if method is not None and method not in METHODS:
+            reject(line, "method", f"method is not one of {', '.join(METHODS)}", method)
+            continue
         got = acc.checked(code, value, unit, f"line {line}", "unit", "value")
         if got is None:
             continue
@@ -111,5 +132,8 @@ def convert_stream(path: Path, received: datetime | None = None) -> Record:
             canon,
             f"line {line}",
             device=rec.get("device") or None,
+            comparator=comparator,
+            status=status,
+            method=method,
         )
     return acc.converted()

@@ -20,6 +20,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from vitaltwin.data import Record
+from vitaltwin.data.schema import conform_observations
+from vitaltwin.data.versions import current
 from vitaltwin.data.vocabulary import HOURLY_VARIABLES
 from vitaltwin.interop import ReadError, read_any
 
@@ -73,7 +75,11 @@ def build_cohort(
     labels: pd.DataFrame | None,
     source: str = "canonical",
 ) -> Cohort:
-    """Hourly grid from canonical tables (pandas frames with the canonical column names)."""
+    """Hourly grid from canonical tables (pandas frames with the canonical column names).
+
+    A censored value (comparator ``<``, ``>``, ...) enters as its bound: a lactate of ``<0.5``
+    counts as 0.5, the usual reading of a result below the assay's limit. Pass current values
+    only (the store's read API and :func:`vitaltwin.data.versions.current` give them)."""
     for col in ("patient_id", "effective_time", "loinc", "value"):
         if col not in observations.columns:
             raise CohortError(f"{source}: observations lack column {col!r}")
@@ -142,8 +148,9 @@ def build_cohort(
 
 
 def cohort_from_record(record: Record, source: str = "canonical") -> Cohort:
-    """Hourly grid from a canonical record (what any adapter returns)."""
-    obs = record.observations.select(["patient_id", "effective_time", "loinc", "value"])
+    """Hourly grid from a canonical record (what any adapter returns): current values only
+    (:func:`vitaltwin.data.versions.current`)."""
+    obs = current(record.observations).select(["patient_id", "effective_time", "loinc", "value"])
     return build_cohort(
         obs.to_pandas(), record.patients.to_pandas(), record.labels.to_pandas(), source=source
     )
@@ -172,10 +179,8 @@ def load_cohort(path: Path) -> Cohort:
             raise CohortError(
                 f"{path}: no observations.parquet (expected `vitaltwin export` output)"
             )
-        obs = pq.read_table(
-            path / "observations.parquet",
-            columns=["patient_id", "effective_time", "loinc", "value"],
-        ).to_pandas()
+        obs_t = conform_observations(pq.read_table(path / "observations.parquet"))
+        obs = current(obs_t).select(["patient_id", "effective_time", "loinc", "value"]).to_pandas()
         pat = pq.read_table(path / "patients.parquet").to_pandas()
         lab_path = path / "labels.parquet"
         lab = pq.read_table(lab_path).to_pandas() if lab_path.exists() else None

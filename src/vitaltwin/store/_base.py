@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -30,7 +32,9 @@ from vitaltwin.data.schema import (
     QUARANTINE,
     WAVEFORMS,
     Record,
+    conform_observations,
 )
+from vitaltwin.data.versions import CORRECTIVE, IDENTITY, NOT_CURRENT, resolve
 
 TABLES = (
     "observations",
@@ -42,7 +46,7 @@ TABLES = (
     "medications",
     "waveforms",
 )
-OBS_KEY = ("patient_id", "effective_time", "loinc", "value", "unit")
+OBS_KEY = ("patient_id", "effective_time", "loinc", "value", "unit", "comparator")
 KEYS: dict[str, tuple[str, ...]] = {
     "observations": OBS_KEY,
     "quarantine": ("source", "position", "field", "raw_value", "reason"),
@@ -145,15 +149,20 @@ class Store(ABC):
         start: datetime | None = None,
         end: datetime | None = None,
         received_since: datetime | None = None,
+        current: bool = True,
     ) -> pa.Table:
         """Observations of one patient or several (``None``: all), optionally of some codes,
         effective in ``[start, end)``, received at or after ``received_since`` (what arrived
-        since a service last looked); ordered by patient, time and code."""
+        since a service last looked); ordered by patient, time and code. Only current values
+        unless ``current=False`` (then superseded and retracted versions too, for audit; see
+        :mod:`vitaltwin.data.versions`)."""
         where = [
             *_match("patient_id", patient_id),
             *_match("loinc", loinc),
             *_bound("effective_time", start, end),
         ]
+        if current:
+            where.append(("status", "not in", list(NOT_CURRENT)))
         if received_since is not None:
             where.append(("received_time", ">=", _utc(received_since)))
         return self._select("observations", where, ("patient_id", "effective_time", "loinc"))
@@ -224,6 +233,7 @@ class Store(ABC):
         i = quarantine.schema.get_field_index("raw_value")
         raw = pc.fill_null(quarantine.column(i), "")
         quarantine = quarantine.set_column(i, QUARANTINE.field(i), raw)
+        observations = self._apply_versions(observations)
         stored = self._insert_new("observations", observations)
         q_new = self._insert_new("quarantine", quarantine)
         dup = (observations.num_rows - stored) + (quarantine.num_rows - q_new)
@@ -237,6 +247,57 @@ class Store(ABC):
             if table is not None:
                 self._insert_new(name, table.cast(SCHEMAS[name]))
         return counts
+
+    def _apply_versions(self, incoming: pa.Table) -> pa.Table:
+        """Apply the versions ``incoming`` brings (corrections, retractions, final after
+        preliminary) to the stored rows of the same results, and resolve the batch's own
+        versions; returns ``incoming`` with its statuses resolved. Only results that can change
+        are read back, so a batch of final values costs one query for stored preliminaries."""
+        status = incoming.column("status")
+        stored_prelim = self._select(
+            "observations",
+            [*_match("patient_id", pc.unique(incoming.column("patient_id")).to_pylist()),
+             ("status", "=", "preliminary")],
+            ("received_time",),
+        ) if incoming.num_rows else None  # fmt: skip
+        corrective = pc.is_in(status, pa.array(CORRECTIVE))
+        if not pc.any(corrective).as_py() and (stored_prelim is None or not stored_prelim.num_rows):
+            return incoming
+        ident = list(IDENTITY)
+        inc = incoming.select([*OBS_KEY, "status"]).to_pandas()
+        touched = inc.loc[corrective.to_numpy(zero_copy_only=False), ident]
+        if stored_prelim is not None and stored_prelim.num_rows:
+            touched = pd.concat([touched, stored_prelim.select(ident).to_pandas()])
+        touched = touched.drop_duplicates()
+        stored = self._select(
+            "observations",
+            [*_match("patient_id", touched["patient_id"].unique().tolist()),
+             *_match("loinc", touched["loinc"].unique().tolist())],
+            ("received_time",),
+        ).select([*OBS_KEY, "status"]).to_pandas()  # fmt: skip
+        stored = stored.merge(touched, on=ident)
+        mine = inc.reset_index().merge(touched, on=ident)  # this batch's rows of those results
+        known = mine.merge(stored[list(OBS_KEY)], on=list(OBS_KEY), how="left", indicator=True)
+        # a row already stored is a duplicate and changes nothing, except a retraction: it
+        # names the stored value it retracts (and is itself not stored again)
+        fresh = (known["_merge"] == "left_only") | (known["status"] == "entered-in-error")
+        arriving_rows = mine[fresh.to_numpy()]
+        rows = pd.concat([stored, arriving_rows.drop(columns="index")], ignore_index=True)
+        arriving = np.r_[np.zeros(len(stored), bool), np.ones(len(arriving_rows), bool)]
+        resolved = resolve(rows, arriving)
+        before = rows["status"].to_numpy(dtype=object)
+        changed = (~arriving) & (resolved != before)
+        if changed.any():
+            upd = rows.loc[changed, list(OBS_KEY)].assign(status=resolved[changed])
+            self._set_status(pa.Table.from_pandas(upd, preserve_index=False))
+        statuses = status.to_numpy(zero_copy_only=False).astype(object)
+        statuses[arriving_rows["index"].to_numpy()] = resolved[arriving]
+        i = incoming.schema.get_field_index("status")
+        return incoming.set_column(i, OBSERVATIONS.field(i), pa.array(statuses, pa.string()))
+
+    @abstractmethod
+    def _set_status(self, rows: pa.Table) -> None:
+        """Set ``status`` of the stored observations matching each row's key (:data:`OBS_KEY`)."""
 
     def ingest_record(self, record: Record) -> IngestCounts:
         """:meth:`ingest` of everything an adapter read (:class:`vitaltwin.data.Record`)."""
@@ -261,7 +322,7 @@ class Store(ABC):
         import pyarrow.parquet as pq
 
         d = Path(directory)
-        obs = pq.read_table(d / "observations.parquet").cast(OBSERVATIONS)
+        obs = conform_observations(pq.read_table(d / "observations.parquet"))
         q = pq.read_table(d / "quarantine.parquet").cast(QUARANTINE)
         ctx = {
             t: pq.read_table(d / f"{t}.parquet")

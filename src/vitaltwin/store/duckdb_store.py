@@ -16,7 +16,8 @@ CREATE TABLE IF NOT EXISTS observations (
     patient_id VARCHAR NOT NULL, effective_time TIMESTAMPTZ NOT NULL, loinc VARCHAR NOT NULL,
     value DOUBLE NOT NULL, unit VARCHAR NOT NULL, source VARCHAR NOT NULL,
     position VARCHAR NOT NULL, device VARCHAR, received_time TIMESTAMPTZ NOT NULL,
-    quality VARCHAR
+    quality VARCHAR, comparator VARCHAR NOT NULL DEFAULT '=',
+    status VARCHAR NOT NULL DEFAULT 'final', method VARCHAR
 );
 CREATE TABLE IF NOT EXISTS quarantine (
     source VARCHAR NOT NULL, position VARCHAR NOT NULL, field VARCHAR NOT NULL,
@@ -75,6 +76,13 @@ class DuckDBStore(Store):
         path.chmod(0o600)
         self._run("SET TimeZone = 'UTC'")
         self._run(DDL)
+        # stores made before censored values, versions and methods (defaults: exact, final)
+        for column, kind in (
+            ("comparator", "VARCHAR DEFAULT '='"),
+            ("status", "VARCHAR DEFAULT 'final'"),
+            ("method", "VARCHAR"),
+        ):
+            self._run(f"ALTER TABLE observations ADD COLUMN IF NOT EXISTS {column} {kind}")
         # quarantine entries are keyed by content; earlier stores kept "no raw value" as NULL
         self._run("UPDATE quarantine SET raw_value = '' WHERE raw_value IS NULL")
 
@@ -114,6 +122,12 @@ class DuckDBStore(Store):
         self.con.unregister("incoming")
         return self.count(table) - before
 
+    def _set_status(self, rows: pa.Table) -> None:
+        self.con.register("status_update", rows)
+        on = " AND ".join(f"observations.{k} = u.{k}" for k in KEYS["observations"])
+        self._run(f"UPDATE observations SET status = u.status FROM status_update u WHERE {on}")
+        self.con.unregister("status_update")
+
     def count(self, table: str) -> int:
         if table not in TABLES:
             raise ValueError(f"no table {table!r}")
@@ -126,12 +140,12 @@ class DuckDBStore(Store):
     ) -> pa.Table:
         conds, args = [], []
         for col, op, val in where:
-            if op == "in":
+            if op in ("in", "not in"):
                 assert isinstance(val, list)
                 if not val:
-                    conds.append("false")
+                    conds.append("false" if op == "in" else "true")
                     continue
-                conds.append(f"{col} IN ({', '.join('?' * len(val))})")
+                conds.append(f"{col} {op.upper()} ({', '.join('?' * len(val))})")
                 args.extend(val)
             else:
                 conds.append(f"{col} {op} ?")

@@ -42,6 +42,9 @@ _COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("device", "text"),
         ("received_time", "timestamptz NOT NULL"),
         ("quality", "text"),
+        ("comparator", "text NOT NULL DEFAULT '='"),
+        ("status", "text NOT NULL DEFAULT 'final'"),
+        ("method", "text"),
     ),
     "quarantine": (
         ("source", "text NOT NULL"),
@@ -143,6 +146,13 @@ class PostgresStore(Store):
                         sql.Identifier(f"{t}_lookup"),
                         self._t(t),
                         sql.SQL(", ").join(map(sql.Identifier, idx)),
+                    )
+                )
+            # stores made before censored values, versions and methods (defaults: exact, final)
+            for column, kind in _COLUMNS["observations"][-3:]:
+                cur.execute(
+                    sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
+                        self._t("observations"), sql.Identifier(column), sql.SQL(kind)
                     )
                 )
             # quarantine entries are keyed by content; earlier stores kept "no raw value" as NULL
@@ -256,6 +266,32 @@ class PostgresStore(Store):
         self.con.commit()
         return _arrow(rows, table)
 
+    def _set_status(self, rows: pa.Table) -> None:
+        key = KEYS["observations"]
+        with self.con.cursor() as cur:
+            cur.execute(
+                sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(self._t("observations"))
+            )
+            stage = sql.Identifier("stage_status")
+            cur.execute(
+                sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} AS SELECT {} FROM {} LIMIT 0").format(
+                    stage,
+                    sql.SQL(", ").join(map(sql.Identifier, [*key, "status"])),
+                    self._t("observations"),
+                )
+            )
+            cur.execute(sql.SQL("TRUNCATE {}").format(stage))
+            self._copy(cur, stage, rows.select([*key, "status"]))
+            on = sql.SQL(" AND ").join(
+                sql.SQL("o.{k} = u.{k}").format(k=sql.Identifier(k)) for k in key
+            )
+            cur.execute(
+                sql.SQL("UPDATE {} o SET status = u.status FROM {} u WHERE {}").format(
+                    self._t("observations"), stage, on
+                )
+            )
+        self.con.commit()
+
     def batches(self, table: str, rows: int = 100_000) -> Iterator[pa.RecordBatch]:
         if table not in TABLES:
             raise ValueError(f"no table {table!r}")
@@ -280,6 +316,8 @@ class PostgresStore(Store):
         for col, op, val in where:
             if op == "in":
                 conds.append(sql.SQL("{} = ANY(%s)").format(sql.Identifier(col)))
+            elif op == "not in":
+                conds.append(sql.SQL("NOT ({} = ANY(%s))").format(sql.Identifier(col)))
             else:
                 conds.append(sql.SQL("{} " + op + " %s").format(sql.Identifier(col)))
             args.append(val)

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import vitaltwin
+from vitaltwin.data.versions import current_frame
 from vitaltwin.model import Model, TwinSpec
 from vitaltwin.physiology import PatientProfile
 from vitaltwin.twin._enkf import GATE_SD, analyse
@@ -85,6 +86,23 @@ class CycleReport:
             )
         parts.extend(f"{k} rejected (outside plausible range)" for k in self.rejected)
         return "; ".join(parts)
+
+
+PREFERRED_METHOD = {"non-invasive-cuff": "invasive-arterial", "pulse-oximetry": "ecg"}
+"""Method left out of a cycle -> the more direct method of the same code present in it."""
+
+
+def _direct_measurements(df: pd.DataFrame, cycle: pd.Series) -> np.ndarray:
+    """Rows to assimilate: all but those whose code the cycle also has by a more direct
+    method (:data:`PREFERRED_METHOD`)."""
+    keep = np.ones(len(df), bool)
+    method = df["method"].fillna("")
+    for worse, better in PREFERRED_METHOD.items():
+        if not (method == worse).any():
+            continue
+        has_better = (method == better).groupby([cycle, df["loinc"]]).transform("any")
+        keep &= ~((method == worse) & has_better).to_numpy()
+    return keep
 
 
 class PatientTwin:
@@ -210,11 +228,19 @@ class PatientTwin:
         """Assimilate observations (columns ``effective_time``, ``loinc``, ``value``; the
         canonical schema works as is). Codes the twin does not model are ignored; charted codes
         the spec maps to inputs (FiO2 for the ward model) set them. Observations before the
-        twin's time raise :class:`TwinError`."""
+        twin's time raise :class:`TwinError`. With the canonical ``status`` and ``comparator``
+        columns, superseded and retracted versions are left out, and so are censored values
+        (``<0.5``): the filter needs a measurement with an error, not a bound. With the
+        ``method`` column, a cycle that has an invasive arterial pressure (an ECG heart rate)
+        uses it and not the cuff pressure (the oximeter's pulse) of the same code: the two
+        measure differently and must not be averaged."""
         df = observations.to_pandas() if isinstance(observations, pa.Table) else observations
         missing = {"effective_time", "loinc", "value"} - set(df.columns)
         if missing:
             raise TwinError(f"observations lack columns {sorted(missing)}")
+        df = current_frame(df)
+        if "comparator" in df.columns:
+            df = df[df["comparator"].fillna("=") == "="]
         if df.empty:
             return []
         t = pd.to_datetime(df["effective_time"])
@@ -229,6 +255,9 @@ class PatientTwin:
             )
         origin = pd.Timestamp(self.time)
         cycle = ((df["effective_time"] - origin).dt.total_seconds() // CYCLE_S).astype(int)
+        if "method" in df.columns:
+            keep = _direct_measurements(df, cycle)
+            df, cycle = df[keep], cycle[keep]
         reports = []
         for _, grp in df.groupby(cycle, sort=True):
             reports.append(self._cycle(grp))

@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vitaltwin.data import Record
+from vitaltwin.data.versions import current
 from vitaltwin.data.vocabulary import FIO2
 from vitaltwin.interop import ReadError, read_any
 from vitaltwin.physiology import WARD_TWIN
@@ -178,9 +179,10 @@ def run_replay(
         obs_t = source.observations(eligible, loinc=codes).select(columns)
         pat_t = source.patients(eligible)
     else:
-        keep = pc.is_in(source.observations["patient_id"], pa.array(eligible))
-        keep = pc.and_(keep, pc.is_in(source.observations["loinc"], pa.array(codes)))
-        obs_t = source.observations.filter(keep).select(columns)
+        table = current(source.observations)
+        keep = pc.is_in(table["patient_id"], pa.array(eligible))
+        keep = pc.and_(keep, pc.is_in(table["loinc"], pa.array(codes)))
+        obs_t = table.filter(keep).select(columns)
         pat_t = source.patients
     obs = obs_t.to_pandas()
     demo = pat_t.to_pandas().drop_duplicates("patient_id").set_index("patient_id").loc[eligible]

@@ -1,0 +1,48 @@
+"""Provenance that matters clinically: invasive vs cuff pressure, ECG vs pulse rate, kept from the
+feed's labels and used by the twin (never averaged together)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+
+from vitaltwin.interop.hl7v2 import convert_text
+from vitaltwin.physiology import PatientProfile
+from vitaltwin.twin import PatientTwin
+
+MSH = "MSH|^~\\&|MON|ICU|VT|H|20261122083000+0000||ORU^R01|M1|P|2.5\r"
+PID = "PID|1||PAT42^^^H^MR||Doe^Jane||19600101|F\r"
+
+
+def obx(label: str, value: float, unit: str) -> str:
+    return f"OBX|1|NM|{label}^{label}^LOCAL||{value}|{unit}|||||F|||20261122080100+0000\r"
+
+
+def test_methods_are_kept_from_local_labels_and_loinc_codes_state_none() -> None:
+    rec = convert_text(
+        MSH + PID + obx("ABP-M", 70, "mmHg") + obx("NBP-M", 90, "mmHg") + obx("HR", 80, "/min")
+        + obx("PULSE", 95, "/min")
+        + "OBX|1|NM|8867-4^HR^LN||81|/min|||||F|||20261122080100+0000\r",
+        "m",
+    )  # fmt: skip
+    obs = rec.observations
+    got = sorted(zip(obs["value"].to_pylist(), obs["method"].to_pylist(), strict=True))
+    assert got == [
+        (70.0, "invasive-arterial"),
+        (80.0, "ecg"),
+        (81.0, None),
+        (90.0, "non-invasive-cuff"),
+        (95.0, "pulse-oximetry"),
+    ]
+
+
+def test_the_twin_uses_the_arterial_line_not_the_cuff_in_the_same_cycle() -> None:
+    t0 = datetime(2026, 11, 22, 8, tzinfo=UTC)
+    both = convert_text(MSH + PID + obx("ABP-M", 70, "mmHg") + obx("NBP-M", 90, "mmHg"), "m")
+    line = convert_text(MSH + PID + obx("ABP-M", 70, "mmHg"), "m")
+    a = PatientTwin("a", PatientProfile(), t0, n_members=8, seed=1)
+    b = PatientTwin("b", PatientProfile(), t0, n_members=8, seed=1)
+    a.assimilate(both.observations)
+    b.assimilate(line.observations)
+    np.testing.assert_array_equal(a.members, b.members)  # the cuff value changed nothing
