@@ -35,3 +35,16 @@ def test_a_store_in_use_is_named_with_what_to_do(tmp_path: Path) -> None:
         )  # fmt: skip
     assert out.returncode == 2, out.stderr
     assert "open in another process" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_what_a_command_writes_is_the_owners_only(tmp_path: Path) -> None:
+    out = CliRunner().invoke(
+        app, ["ingest", str(FIXTURES), "--store", str(tmp_path / "s")], catch_exceptions=False
+    )
+    assert out.exit_code == 0, out.output
+    exported = CliRunner().invoke(
+        app, ["export", "--store", str(tmp_path / "s"), "--out", str(tmp_path / "x")]
+    )
+    assert exported.exit_code == 0, exported.output
+    written = [p for p in (tmp_path / "x").rglob("*")] + [tmp_path / "x"]
+    assert written and all((p.stat().st_mode & 0o077) == 0 for p in written)

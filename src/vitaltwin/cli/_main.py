@@ -14,6 +14,7 @@ vitaltwin validate replay [--data PARQUET] [--patients N] [--out DIR]
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import tzinfo
 from pathlib import Path
@@ -674,6 +675,9 @@ def _root(
     ] = False,
 ) -> None:
     """vitaltwin: patient twins."""
+    # everything a command writes may hold patient data: stores, exports, scores, registries,
+    # reports. Files and folders it creates are the owner's only.
+    os.umask(0o077)
 
 
 def main() -> None:
