@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -57,6 +58,9 @@ KEYS: dict[str, tuple[str, ...]] = {
     "medications": ("patient_id", "drug", "start_time"),
     "waveforms": ("patient_id", "start_time", "code"),
 }
+UPDATED = ("patients", "encounters")
+"""Tables whose rows are the latest state of their key (see :meth:`Store._update`)."""
+
 SCHEMAS = {
     "observations": OBSERVATIONS,
     "quarantine": QUARANTINE,
@@ -98,9 +102,11 @@ class StoreInUseError(RuntimeError):
     """The store is held by another process; the message names the holder and what to do."""
 
 
-def unique_rows(data: pa.Table, key: tuple[str, ...]) -> pa.Table:
-    """The first row of each key within a batch (order kept)."""
-    repeated = data.select(list(key)).to_pandas().duplicated().to_numpy()
+def unique_rows(
+    data: pa.Table, key: tuple[str, ...], keep: Literal["first", "last"] = "first"
+) -> pa.Table:
+    """The first (or last) row of each key within a batch (order kept)."""
+    repeated = data.select(list(key)).to_pandas().duplicated(keep=keep).to_numpy()
     return data.filter(pa.array(~repeated)) if repeated.any() else data
 
 
@@ -244,9 +250,44 @@ class Store(ABC):
         for name, table in extra.items():
             if name not in SCHEMAS or name in ("observations", "quarantine"):
                 raise ValueError(f"no context table {name!r}")
-            if table is not None:
+            if table is None:
+                continue
+            if name in UPDATED:
+                self._update(name, table.cast(SCHEMAS[name]))
+            else:
                 self._insert_new(name, table.cast(SCHEMAS[name]))
         return counts
+
+    def _update(self, table: str, incoming: pa.Table) -> None:
+        """Rows of ``table`` (patients, encounters) are the latest state of their key: a later
+        row for a stored key fills in or changes the fields it states (an HL7 A08 updates the
+        demographics, an A03 ends the encounter) and keeps the others."""
+        key = KEYS[table][0]
+        incoming = unique_rows(incoming, (key,), keep="last")
+        ids = pc.unique(incoming.column(key)).to_pylist()
+        stored = self._select(table, [(key, "in", ids)], (key,))
+        if stored.num_rows == 0:
+            self._insert_new(table, incoming)
+            return
+        old = stored.to_pandas().set_index(key)
+        new = incoming.to_pandas().set_index(key)
+        both = new.index.intersection(old.index)
+        merged = new.loc[both].combine_first(old.loc[both])[old.columns]
+        before = old.loc[both]
+        same = (merged == before) | (merged.isna() & before.isna())
+        changed = list(merged.index[~same.all(axis=1).to_numpy()])
+        if changed:
+            self._delete(table, key, changed)
+            rows = merged.loc[changed].reset_index()
+            self._insert_new(
+                table, pa.Table.from_pandas(rows, SCHEMAS[table], preserve_index=False)
+            )
+        fresh = incoming.filter(pc.invert(pc.is_in(incoming.column(key), pa.array(list(both)))))
+        self._insert_new(table, fresh)
+
+    @abstractmethod
+    def _delete(self, table: str, column: str, values: list[str]) -> None:
+        """Delete the rows of ``table`` whose ``column`` is one of ``values``."""
 
     def _apply_versions(self, incoming: pa.Table) -> pa.Table:
         """Apply the versions ``incoming`` brings (corrections, retractions, final after

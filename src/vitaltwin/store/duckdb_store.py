@@ -122,6 +122,12 @@ class DuckDBStore(Store):
         self.con.unregister("incoming")
         return self.count(table) - before
 
+    def _delete(self, table: str, column: str, values: list[str]) -> None:
+        if table not in TABLES or column not in KEYS[table]:
+            raise ValueError(f"no key {column!r} in {table!r}")
+        marks = ", ".join("?" * len(values))
+        self._run(f"DELETE FROM {table} WHERE {column} IN ({marks})", list(values))
+
     def _set_status(self, rows: pa.Table) -> None:
         self.con.register("status_update", rows)
         on = " AND ".join(f"observations.{k} = u.{k}" for k in KEYS["observations"])

@@ -266,6 +266,16 @@ class PostgresStore(Store):
         self.con.commit()
         return _arrow(rows, table)
 
+    def _delete(self, table: str, column: str, values: list[str]) -> None:
+        with self.con.cursor() as cur:
+            cur.execute(
+                sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(
+                    self._t(table), sql.Identifier(column)
+                ),
+                [list(values)],
+            )
+        self.con.commit()
+
     def _set_status(self, rows: pa.Table) -> None:
         key = KEYS["observations"]
         with self.con.cursor() as cur:
