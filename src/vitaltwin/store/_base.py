@@ -1,6 +1,6 @@
 """The store interface both backends implement, and the accounting that proves nothing is lost.
 
-Observations are unique on (patient, effective time, LOINC code, value, unit): the same
+Observations are unique on (patient, effective time, LOINC code, value, unit, comparator): the same
 measurement arriving twice — the same file ingested again, or the same value from two feeds — is
 stored once and counted as a duplicate; quarantine entries are unique on their content (source,
 position, field, raw value, reason), so that distinct bad records never merge even where

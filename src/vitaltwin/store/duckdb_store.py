@@ -145,11 +145,18 @@ class DuckDBStore(Store):
         self, table: str, where: list[tuple[str, str, object]], order: tuple[str, ...]
     ) -> pa.Table:
         conds, args = [], []
+        registered: list[str] = []
         for col, op, val in where:
             if op in ("in", "not in"):
                 assert isinstance(val, list)
                 if not val:
                     conds.append("false" if op == "in" else "true")
+                    continue
+                if len(val) > 64:  # a long list: a semi-join on a registered Arrow column is
+                    name = f"_in_{len(registered)}"  # far faster than thousands of parameters
+                    self.con.register(name, pa.table({"v": pa.array(val, pa.string())}))
+                    registered.append(name)
+                    conds.append(f"{col} {op.upper()} (SELECT v FROM {name})")
                     continue
                 conds.append(f"{col} {op.upper()} ({', '.join('?' * len(val))})")
                 args.extend(val)
@@ -159,8 +166,12 @@ class DuckDBStore(Store):
         sql = f"SELECT * FROM {table}"
         if conds:
             sql += " WHERE " + " AND ".join(conds)
-        rel = self.con.sql(sql + f" ORDER BY {', '.join(order)}", params=args)
-        return rel.to_arrow_table().cast(SCHEMAS[table])
+        try:
+            rel = self.con.sql(sql + f" ORDER BY {', '.join(order)}", params=args)
+            return rel.to_arrow_table().cast(SCHEMAS[table])
+        finally:
+            for name in registered:
+                self.con.unregister(name)
 
     def batches(self, table: str, rows: int = 100_000) -> Iterator[pa.RecordBatch]:
         if table not in TABLES:
