@@ -344,7 +344,7 @@ def ingest(
     Prints stored, quarantined and duplicate counts; a file that cannot be read at all is
     reported with the reason and the others are still ingested (exit status 1).
     """
-    from vitaltwin.interop import ReadError, ReadOptions, input_files, read_any
+    from vitaltwin.interop import ReadError, ReadOptions, input_files, read_chunks
     from vitaltwin.interop.hl7v2 import load_code_table
     from vitaltwin.store import IngestCounts
 
@@ -372,13 +372,15 @@ def ingest(
     ):
         task = bar.add_task("ingest", total=len(files))
         for f in files:
-            try:
-                record = read_any(f, options)
+            parts = 0
+            try:  # a part at a time: memory stays bounded whatever the file's size
+                for record in read_chunks(f, options):
+                    total += st.ingest_record(record)
+                    parts += 1
             except ReadError as exc:
-                err_console.print(f"[bold red]rejected:[/] {exc}")
+                kept = f" (after {parts} part(s) were stored)" if parts else ""
+                err_console.print(f"[bold red]rejected:[/] {exc}{kept}")
                 rejected += 1
-            else:
-                total += st.ingest_record(record)
             bar.advance(task)
     console.print(
         f"{len(files) - rejected} files read, {rejected} rejected; {total.read:,} records: "

@@ -10,6 +10,7 @@ from vitaltwin.interop._readers import (
     ReadOptions,
     input_files,
     read_any,
+    read_chunks,
     reader_for,
     register,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "Reader",
     "input_files",
     "read_any",
+    "read_chunks",
     "reader_for",
     "register",
 ]

@@ -2,19 +2,22 @@
 
 A reader is registered once with the file suffixes it reads and a test of a file's first bytes
 (for files whose name does not say what they are). ``read_any`` picks the reader by suffix,
-then by content, and raises :class:`ReadError` naming the file when none fits. A new format is
+then by content, and raises :class:`ReadError` naming the file when none fits; ``read_chunks``
+gives the same record in parts, for files larger than memory. A new format is
 one adapter module plus one :func:`register` call here; callers (the CLI, the service) never
 list formats.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from vitaltwin.data import Record
 from vitaltwin.data.vocabulary import LOCAL_CODES
@@ -39,6 +42,9 @@ class Reader:
     suffixes: tuple[str, ...]
     sniff: Callable[[bytes], bool]
     read: Callable[[Path, ReadOptions], Record]
+    chunks: Callable[[Path, ReadOptions, int], Iterator[Record]] | None = None
+    """Reads the file a part at a time (about ``rows`` input rows each), for inputs of any size;
+    None: the format is read whole (a FHIR Bundle, an HL7 file)."""
 
 
 READERS: list[Reader] = []
@@ -66,6 +72,19 @@ def _read_parquet(path: Path, _: ReadOptions) -> Record:
     return physionet.convert(df, source=str(path))
 
 
+def _parquet_chunks(path: Path, _: ReadOptions, rows: int) -> Iterator[Record]:
+    """Set A a batch of rows at a time. A stay split between two batches gives two partial
+    patient and encounter rows; the store keeps the latest state of each (the encounter ends
+    with its last batch), so the stored record is the same as from one read."""
+    try:
+        parquet = pq.ParquetFile(path)
+        batches = parquet.iter_batches(batch_size=rows)
+        for batch in batches:
+            yield physionet.convert(batch.to_pandas(), source=str(path))
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise physionet.PhysioNetError(f"{path}: cannot read as Parquet ({exc})") from None
+
+
 register(
     Reader(
         "PhysioNet 2019 (PSV)",
@@ -75,7 +94,13 @@ register(
     )
 )
 register(
-    Reader("PhysioNet 2019 (Parquet)", (".parquet",), lambda h: h[:4] == b"PAR1", _read_parquet)
+    Reader(
+        "PhysioNet 2019 (Parquet)",
+        (".parquet",),
+        lambda h: h[:4] == b"PAR1",
+        _read_parquet,
+        _parquet_chunks,
+    )
 )
 register(
     Reader(
@@ -83,6 +108,7 @@ register(
         (".json", ".json.gz", ".ndjson", ".ndjson.gz"),
         lambda head: _first_text(head).startswith("{") and b'"resourceType"' in head,
         lambda path, _: fhir.convert_file(path),
+        lambda path, _, rows: fhir.convert_chunks(path, rows),
     )
 )
 register(
@@ -106,6 +132,7 @@ register(
             .startswith(("patient_id,time,code", '{"patient_id"'))
         ),
         lambda path, _: streams.convert_stream(path),
+        lambda path, _, rows: streams.stream_chunks(path, rows),
     )
 )
 
@@ -138,6 +165,25 @@ def read_any(path: str | Path, options: ReadOptions | None = None) -> Record:
         raise ReadError(f"{p}: no such file")
     try:
         return reader_for(p).read(p, options or ReadOptions())
+    except OSError as exc:
+        raise ReadError(f"{p}: cannot read ({exc})") from None
+
+
+def read_chunks(
+    path: str | Path, options: ReadOptions | None = None, rows: int = 100_000
+) -> Iterator[Record]:
+    """The canonical record of one input file in parts of about ``rows`` input rows, so that
+    memory stays bounded whatever the file's size (formats read whole come as one part).
+    Raises :class:`ReadError` like :func:`read_any`, possibly after some parts were given."""
+    p = Path(path)
+    if not p.is_file():
+        raise ReadError(f"{p}: no such file")
+    reader = reader_for(p)
+    try:
+        if reader.chunks is None:
+            yield reader.read(p, options or ReadOptions())
+        else:
+            yield from reader.chunks(p, options or ReadOptions(), rows)
     except OSError as exc:
         raise ReadError(f"{p}: cannot read ({exc})") from None
 

@@ -17,7 +17,9 @@ tables.
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,31 +52,36 @@ class FhirError(ReadError):
     """A FHIR file that cannot be read at all; names the file and what is wrong."""
 
 
+def _ndjson_line(i: int, line: str) -> tuple[str, dict[str, Any] | str, None]:
+    try:
+        res = json.loads(line)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        msg = getattr(exc, "msg", "nested too deeply")
+        return f"line {i}", f"not JSON ({msg} at column {getattr(exc, 'colno', 1)})", None
+    if not isinstance(res, dict):
+        return f"line {i}", f"not a JSON object ({type(res).__name__})", None
+    return f"line {i}", res, None
+
+
 def read_resources(path: Path) -> Iterator[tuple[str, dict[str, Any] | str, str | None]]:
     """(position, resource, fullUrl) for every resource in a file; an unparsable NDJSON line, or
     a line that is not a JSON object, comes as (position, error text, None) so it can be
     quarantined."""
     opener = gzip.open if path.suffix == ".gz" else open
+    if path.name.endswith((".ndjson", ".ndjson.gz")):
+        try:
+            with opener(path, "rt", encoding="utf-8") as fh:  # line by line: any size
+                for i, line in enumerate(fh, start=1):
+                    if line.strip():
+                        yield _ndjson_line(i, line)
+        except (OSError, UnicodeDecodeError, EOFError, zlib.error) as exc:
+            raise FhirError(f"{path}: cannot read ({exc})") from None
+        return
     try:
         with opener(path, "rt", encoding="utf-8") as fh:
             text = fh.read()
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
+    except (OSError, UnicodeDecodeError, EOFError, zlib.error) as exc:
         raise FhirError(f"{path}: cannot read ({exc})") from None
-    if path.name.endswith((".ndjson", ".ndjson.gz")):
-        for i, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                res = json.loads(line)
-            except (json.JSONDecodeError, RecursionError) as exc:
-                msg = getattr(exc, "msg", "nested too deeply")
-                yield f"line {i}", f"not JSON ({msg} at column {getattr(exc, 'colno', 1)})", None
-                continue
-            if not isinstance(res, dict):
-                yield f"line {i}", f"not a JSON object ({type(res).__name__})", None
-            else:
-                yield f"line {i}", res, None
-        return
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -396,8 +403,30 @@ def _context(acc: _Acc, pos: str, rtype: str, res: dict[str, Any], urls: dict[st
 
 def convert_file(path: Path, received: datetime | None = None) -> Record:
     """Read, validate and convert one FHIR file (see the module docstring)."""
-    acc = _Acc(str(path), received or datetime.now(UTC))
-    resources = list(read_resources(path))
+    return convert_resources(list(read_resources(path)), str(path), received)
+
+
+def convert_chunks(
+    path: Path, rows: int = 100_000, received: datetime | None = None
+) -> Iterator[Record]:
+    """:func:`convert_file` a part at a time: NDJSON ``rows`` lines per part (any file size);
+    other files (a Bundle references its own entries) whole."""
+    if not path.name.endswith((".ndjson", ".ndjson.gz")):
+        yield convert_file(path, received)
+        return
+    when = received or datetime.now(UTC)
+    lines = read_resources(path)
+    while chunk := list(itertools.islice(lines, rows)):
+        yield convert_resources(chunk, str(path), when)
+
+
+def convert_resources(
+    resources: list[tuple[str, dict[str, Any] | str, str | None]],
+    source: str,
+    received: datetime | None = None,
+) -> Record:
+    """Validate and convert resources as :func:`read_resources` gives them."""
+    acc = _Acc(source, received or datetime.now(UTC))
     # bundle-internal references: the fullUrl of each Patient entry names that patient
     urls: dict[str, str] = {}
     for _, r, u in resources:

@@ -17,7 +17,9 @@ exact, final value of unstated method.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,26 +37,29 @@ class StreamError(ReadError):
     """A stream file that cannot be read at all (names the file and the problem)."""
 
 
-def _records(path: Path) -> list[tuple[int, dict[str, Any] | str]]:
+def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """(line number, record or why it is not one), reading the file lazily."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        with path.open(encoding="utf-8", newline="") as fh:
+            if path.suffix in (".jsonl", ".ndjson"):
+                for i, line in enumerate(fh, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        rec = json.loads(line)
+                    except (json.JSONDecodeError, RecursionError) as exc:
+                        yield i, f"not JSON ({getattr(exc, 'msg', 'nested too deeply')})"
+                        continue
+                    yield i, rec if isinstance(rec, dict) else "not a JSON object"
+                return
+            reader = csv.DictReader(fh)
+            missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+            if missing:
+                raise StreamError(f"{path}: header lacks columns {missing}")
+            for i, row in enumerate(reader, start=2):
+                yield i, dict(row)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise StreamError(f"{path}: cannot read ({exc})") from None
-    if path.suffix in (".jsonl", ".ndjson"):
-        out: list[tuple[int, dict[str, Any] | str]] = []
-        for i, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    rec = json.loads(line)
-                    out.append((i, rec if isinstance(rec, dict) else "not a JSON object"))
-                except json.JSONDecodeError as exc:
-                    out.append((i, f"not JSON ({exc.msg})"))
-        return out
-    reader = csv.DictReader(text.splitlines())
-    missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
-    if missing:
-        raise StreamError(f"{path}: header lacks columns {missing}")
-    return [(i, dict(row)) for i, row in enumerate(reader, start=2)]
 
 
 def _time(raw: object) -> datetime | None:
@@ -73,11 +78,27 @@ def _time(raw: object) -> datetime | None:
 def convert_stream(path: Path, received: datetime | None = None) -> Record:
     """Read and convert one CSV or JSON-lines stream file."""
     acc = Records(str(path), received or datetime.now(UTC))
+    _convert(acc, _records(path))
+    return acc.converted()
 
+
+def stream_chunks(
+    path: Path, rows: int = 100_000, received: datetime | None = None
+) -> Iterator[Record]:
+    """:func:`convert_stream` ``rows`` lines at a time (memory bounded by a chunk)."""
+    when = received or datetime.now(UTC)
+    items = _records(path)
+    while chunk := list(itertools.islice(items, rows)):
+        acc = Records(str(path), when)
+        _convert(acc, chunk)
+        yield acc.converted()
+
+
+def _convert(acc: Records, items: Iterable[tuple[int, dict[str, Any] | str]]) -> None:
     def reject(line: int, fld: str, reason: str, raw: object = None) -> None:
         acc.bad(f"line {line}", fld, reason, raw)
 
-    for line, rec in _records(path):
+    for line, rec in items:
         if isinstance(rec, str):
             reject(line, "line", rec)
             continue
@@ -136,4 +157,3 @@ def convert_stream(path: Path, received: datetime | None = None) -> Record:
             status=status,
             method=method,
         )
-    return acc.converted()
