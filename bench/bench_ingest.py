@@ -14,6 +14,7 @@ Run: ``make bench`` (needs ../shared/data and PostgreSQL at 127.0.0.1:5432).
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 import uuid
@@ -139,6 +140,7 @@ def main() -> None:
     }
     figures["fhir"] = fhir_parse()
     figures["fhir_export"] = fhir_export(obs)
+    figures["memory"] = memory()
     save_figures("ingest", figures, console.print)
 
 
@@ -170,6 +172,112 @@ def pg_copy_floor(schema: str, batch: dict[str, pa.Table], like: str) -> float:
                     cp.write_row(r)
             elapsed += time.perf_counter() - t0
     return float(n / elapsed)
+
+
+CHILD = """
+import resource, sys, time
+from vitaltwin.interop import read_any, read_chunks
+from vitaltwin.store import DuckDBStore
+mode, path, store = sys.argv[1:4]
+t0 = time.perf_counter()
+n = 0
+with DuckDBStore(store) as st:
+    for rec in ([read_any(path)] if mode == "whole" else read_chunks(path)):
+        n += st.ingest_record(rec).read
+wall = time.perf_counter() - t0
+print(n, wall, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def _ingest_in_child(mode: str, path: Path, store: Path) -> dict[str, float]:
+    """Records read, seconds and peak RSS (MiB) of one ingestion in a fresh process."""
+    import subprocess
+    import sys
+
+    out = (
+        subprocess.run(
+            [sys.executable, "-c", CHILD, mode, str(path), str(store)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.splitlines()[-1]
+        .split()
+    )
+    n, wall, rss = int(out[0]), float(out[1]), float(out[2])
+    return {"records": n, "seconds": wall, "records_per_s": n / wall, "peak_rss_mib": rss}
+
+
+def _stream_csv(path: Path, megabytes: int) -> None:
+    """A device-stream CSV of about ``megabytes`` MB: 1 Hz HR, SpO2 and MAP of 200 patients."""
+    codes = (("HR", "/min", 60, 60), ("SPO2", "%", 90, 10), ("NBP-M", "mm[Hg]", 60, 40))
+    with path.open("w") as fh:
+        fh.write("patient_id,time,code,value,unit\n")
+        t, written = 1_764_000_000, 0
+        while written < megabytes * 1_000_000:
+            lines = "".join(
+                f"p{p:03d},{t},{c},{lo + (t + p) % span},{u}\n"
+                for p in range(200)
+                for c, u, lo, span in codes
+            )
+            fh.write(lines)
+            written += len(lines)
+            t += 1
+
+
+def _fhir_ndjson(path: Path, n: int) -> None:
+    with path.open("w") as fh:
+        for i in range(n):
+            res = {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+                "subject": {"reference": f"Patient/p{i % 500}"},
+                "effectiveDateTime": f"2026-11-{1 + i // 86400 % 28:02d}T"
+                f"{i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z",
+                "valueQuantity": {"value": 60 + i % 60, "unit": "/min", "code": "/min"},
+            }
+            fh.write(json.dumps(res) + "\n")
+
+
+def memory() -> dict[str, object]:
+    """Peak memory of ingesting, each in a fresh process: set A read whole (as before) and in
+    parts; a generated device-stream CSV (``VITALTWIN_BENCH_STREAM_MB``, default 1,024 MB) and
+    FHIR NDJSON (``VITALTWIN_BENCH_FHIR_OBS``, default 1,000,000 Observations), in parts."""
+    import os
+
+    stream_mb = int(os.environ.get("VITALTWIN_BENCH_STREAM_MB", "1024"))
+    fhir_n = int(os.environ.get("VITALTWIN_BENCH_FHIR_OBS", "1000000"))
+    out: dict[str, object] = {"stream_mb": stream_mb, "fhir_observations": fhir_n}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        out["set_a_whole"] = _ingest_in_child("whole", SET_A, tmp / "s1")
+        out["set_a_parts"] = _ingest_in_child("parts", SET_A, tmp / "s2")
+        _stream_csv(tmp / "stream.csv", stream_mb)
+        out["stream_parts"] = _ingest_in_child("parts", tmp / "stream.csv", tmp / "s3")
+        (tmp / "stream.csv").unlink()
+        _fhir_ndjson(tmp / "obs.ndjson", fhir_n)
+        out["fhir_parts"] = _ingest_in_child("parts", tmp / "obs.ndjson", tmp / "s4")
+    tab = Table(title="Peak memory of an ingestion (fresh process; lower is better)")
+    for col in ("input", "records", "records/s", "peak RSS", "target"):
+        tab.add_column(col)
+    for key, label in (
+        ("set_a_whole", "set A, read whole (before)"),
+        ("set_a_parts", "set A, in parts"),
+        ("stream_parts", f"device-stream CSV, {stream_mb:,} MB, in parts"),
+        ("fhir_parts", f"FHIR NDJSON, {fhir_n:,} Observations, in parts"),
+    ):
+        r = out[key]
+        assert isinstance(r, dict)
+        tab.add_row(
+            label,
+            f"{r['records']:,}",
+            f"{r['records_per_s']:,.0f}",
+            f"{r['peak_rss_mib']:,.0f} MiB",
+            "< 1,024 MiB" if "parts" in key else "-",
+        )
+    console.print(tab)
+    return out
 
 
 def fhir_export(obs: pa.Table, n: int = 1_000_000) -> dict[str, float]:

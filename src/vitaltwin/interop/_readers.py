@@ -170,7 +170,7 @@ def read_any(path: str | Path, options: ReadOptions | None = None) -> Record:
 
 
 def read_chunks(
-    path: str | Path, options: ReadOptions | None = None, rows: int = 100_000
+    path: str | Path, options: ReadOptions | None = None, rows: int = 50_000
 ) -> Iterator[Record]:
     """The canonical record of one input file in parts of about ``rows`` input rows, so that
     memory stays bounded whatever the file's size (formats read whole come as one part).

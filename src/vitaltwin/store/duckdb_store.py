@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS waveforms (
 class DuckDBStore(Store):
     """Canonical record in ``directory/vitaltwin.duckdb``."""
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, memory_limit: str = "256MB") -> None:
         self.directory = Path(directory)
         # patient data: the folder and the database are the owner's only
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -75,6 +75,9 @@ class DuckDBStore(Store):
             ) from None
         path.chmod(0o600)
         self._run("SET TimeZone = 'UTC'")
+        self._run("SET enable_progress_bar = false")  # the library draws no terminal UI
+        # a bounded buffer pool: DuckDB spills to its folder rather than grow with the data
+        self._run(f"SET memory_limit = '{memory_limit}'")
         self._run(DDL)
         # stores made before censored values, versions and methods (defaults: exact, final)
         for column, kind in (
