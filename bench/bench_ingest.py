@@ -175,7 +175,7 @@ def pg_copy_floor(schema: str, batch: dict[str, pa.Table], like: str) -> float:
 
 
 CHILD = """
-import resource, sys, time
+import sys, time
 from vitaltwin.interop import read_any, read_chunks
 from vitaltwin.store import DuckDBStore
 mode, path, store = sys.argv[1:4]
@@ -185,7 +185,9 @@ with DuckDBStore(store) as st:
     for rec in ([read_any(path)] if mode == "whole" else read_chunks(path)):
         n += st.ingest_record(rec).read
 wall = time.perf_counter() - t0
-print(n, wall, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+# VmHWM: this program's peak RSS (ru_maxrss would include the parent's pages at fork)
+hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]
+print(n, wall, int(hwm) / 1024)
 """
 
 
