@@ -20,7 +20,6 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from vitaltwin.data import Record
-from vitaltwin.data.schema import conform_observations
 from vitaltwin.data.versions import current
 from vitaltwin.data.vocabulary import HOURLY_VARIABLES
 from vitaltwin.interop import ReadError, read_any
@@ -179,8 +178,11 @@ def load_cohort(path: Path) -> Cohort:
             raise CohortError(
                 f"{path}: no observations.parquet (expected `vitaltwin export` output)"
             )
-        obs_t = conform_observations(pq.read_table(path / "observations.parquet"))
-        obs = current(obs_t).select(["patient_id", "effective_time", "loinc", "value"]).to_pandas()
+        obs_t = pq.read_table(path / "observations.parquet")
+        if "status" in obs_t.column_names:  # an export with versions: current values only
+            obs_t = current(obs_t)
+        wanted = ["patient_id", "effective_time", "loinc", "value"]
+        obs = obs_t.select([c for c in wanted if c in obs_t.column_names]).to_pandas()
         pat = pq.read_table(path / "patients.parquet").to_pandas()
         lab_path = path / "labels.parquet"
         lab = pq.read_table(lab_path).to_pandas() if lab_path.exists() else None
