@@ -1,5 +1,6 @@
 """No module imports another package's private module (``vitaltwin.pkg._mod`` from outside
-``vitaltwin.pkg``), and the examples and benchmarks import only public names. Run by ``make lint``."""
+``vitaltwin.pkg``), and the examples and benchmarks import only public names. Run by
+``make lint``."""
 
 from __future__ import annotations
 
