@@ -6,12 +6,17 @@ component of a panel such as blood pressure 85354-9), under the first LOINC codi
 knows (an Observation coded both 2708-6 and 59408-5 counts once), converted to the code's
 canonical UCUM unit (:mod:`vitaltwin.data.units`) and checked against its plausibility range.
 Everything else is accounted for in the quarantine with the reason and the location (file and
-entry or line): invalid resources (the validation error names the field), cancelled or
-entered-in-error observations, data-absent values (the ``dataAbsentReason`` code),
+entry or line): invalid resources (the validation error names the field), observations without
+a result (``registered``, ``cancelled``), data-absent values (the ``dataAbsentReason`` code),
 non-numeric values, times without a time zone, and resource types this version does not
 store. SampledData waveforms go, losslessly, to the waveforms table; Patients to the patient
 record (sex, birth date); Encounters, Conditions and MedicationAdministrations to their canonical
-tables.
+tables. Patient references resolve to one key whatever their form (:func:`patient_key`:
+bundle-internal ``urn:uuid:`` through the entry's ``fullUrl``, relative, absolute, versioned).
+An Observation's ``status`` becomes the record's (``amended``/``corrected`` correct,
+``entered-in-error`` retracts: :mod:`vitaltwin.data.versions`), ``valueQuantity.comparator``
+is kept, and vitaltwin's own extensions (:mod:`vitaltwin.interop.fhir_export`) are read back.
+NDJSON is read line by line (:func:`convert_chunks` gives it in parts).
 """
 
 from __future__ import annotations

@@ -1,13 +1,21 @@
-"""HL7 version 2 in: ORU^R01 results, ADT^A01/A03/A08 patients, batch files, parsed with
-python-hl7.
+"""HL7 version 2 in: ORU^R01 results, ADT^A01/A03/A04/A08 patients and visits, batch files,
+parsed with python-hl7.
 
-Structure errors (segments before a message header, two batch headers, a file without
-messages) reject the whole file with python-hl7's reason and the file name. Within a valid
-file, every OBX is accounted for: numeric results (value types NM and SN) with a LOINC code —
-coding system ``LN``, or a local code found in the mapping table — become observations in the
-code's canonical unit; the rest are quarantined with the reason and the location (message
-control id, OBX set id). HL7 v2 timestamps usually carry no time zone: they are read in the
-sender's zone (``sender_tz``, default UTC) and such observations are flagged in ``quality``.
+A file that is not HL7 v2 at all (segments before a message header, two batch headers, a file
+without messages) is rejected with python-hl7's reason and the file name; a message that cannot
+be parsed inside a readable file is quarantined and the others are read. Every OBX is accounted
+for: numeric results (value types NM and SN) with a LOINC code — coding system ``LN``, or a
+local code found in the mapping table — become observations in the code's canonical unit; the
+rest are quarantined with the reason and the location (message control id, OBX set id).
+
+* OBX-11 gives the result's status (``C`` corrects, ``W``/``D`` retract, ``P`` is preliminary;
+  ``X`` stores nothing), see :mod:`vitaltwin.data.versions`;
+* SN keeps its comparator (``<^0.5`` is stored as 0.5 with comparator ``<``); a ratio, range or
+  categorical SN is quarantined with that reason;
+* a local label says how the value was measured (``ABP-M`` vs ``NBP-M``,
+  :data:`vitaltwin.data.vocabulary.LOCAL_METHODS`);
+* times without a zone are read in the zone of MSH-7 when it has one, else in the sender's zone
+  (``sender_tz``, default UTC), and flagged in ``quality``; an impossible time is quarantined.
 """
 
 from __future__ import annotations
