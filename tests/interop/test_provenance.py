@@ -46,3 +46,24 @@ def test_the_twin_uses_the_arterial_line_not_the_cuff_in_the_same_cycle() -> Non
     a.assimilate(both.observations)
     b.assimilate(line.observations)
     np.testing.assert_array_equal(a.members, b.members)  # the cuff value changed nothing
+
+
+def test_device_codes_ieee_11073_give_loinc_unit_and_method() -> None:
+    mdc = (
+        "OBX|1|NM|150035^MDC_PRESS_BLD_ART_MEAN^MDC|1.13.1.3|71|266016^MDC_DIM_MMHG^MDC|||||R"
+        "|||20261122080100+0000\r"
+        "OBX|2|NM|150023^MDC_PRESS_BLD_NONINV_MEAN^MDC||88|266016^MDC_DIM_MMHG^MDC|||||F"
+        "|||20261122080100+0000\r"
+        "OBX|3|NM|147842^MDC_ECG_HEART_RATE^MDC||77|264864^MDC_DIM_BEAT_PER_MIN^MDC|||||F"
+        "|||20261122080100+0000\r"
+    )
+    rec = convert_text(MSH + PID + mdc, "monitor")
+    rows = sorted(
+        (r["loinc"], r["value"], r["unit"], r["method"], r["status"])
+        for r in rec.observations.to_pylist()
+    )
+    assert rows == [
+        ("8478-0", 71.0, "mm[Hg]", "invasive-arterial", "preliminary"),  # OBX-11 R
+        ("8478-0", 88.0, "mm[Hg]", "non-invasive-cuff", "final"),
+        ("8867-4", 77.0, "/min", "ecg", "final"),
+    ]

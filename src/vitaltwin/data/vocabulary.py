@@ -151,6 +151,38 @@ LOCAL_METHODS: dict[str, str] = {
 do not (invasive arterial and cuff pressure share 8478-0; ECG heart rate and pulse rate share
 8867-4), see :data:`vitaltwin.data.schema.METHODS`."""
 
+MDC_CODES: dict[str, tuple[str, str | None]] = {
+    # IEEE 11073-10101 reference ids, as bedside monitors send them in HL7 OBX-3
+    # (``150035^MDC_PRESS_BLD_ART_MEAN^MDC``): -> (LOINC, method). Matched by the reference id
+    # (the name), which is unambiguous; numeric term codes differ between sources.
+    "MDC_PRESS_BLD_ART_SYS": ("8480-6", "invasive-arterial"),
+    "MDC_PRESS_BLD_ART_DIA": ("8462-4", "invasive-arterial"),
+    "MDC_PRESS_BLD_ART_MEAN": ("8478-0", "invasive-arterial"),
+    "MDC_PRESS_BLD_ART_ABP_SYS": ("8480-6", "invasive-arterial"),
+    "MDC_PRESS_BLD_ART_ABP_DIA": ("8462-4", "invasive-arterial"),
+    "MDC_PRESS_BLD_ART_ABP_MEAN": ("8478-0", "invasive-arterial"),
+    "MDC_PRESS_BLD_NONINV_SYS": ("8480-6", "non-invasive-cuff"),
+    "MDC_PRESS_BLD_NONINV_DIA": ("8462-4", "non-invasive-cuff"),
+    "MDC_PRESS_BLD_NONINV_MEAN": ("8478-0", "non-invasive-cuff"),
+    "MDC_PRESS_CUFF_SYS": ("8480-6", "non-invasive-cuff"),
+    "MDC_PRESS_CUFF_DIA": ("8462-4", "non-invasive-cuff"),
+    "MDC_PRESS_CUFF_MEAN": ("8478-0", "non-invasive-cuff"),
+    "MDC_ECG_HEART_RATE": ("8867-4", "ecg"),
+    "MDC_PULS_OXIM_PULS_RATE": ("8867-4", "pulse-oximetry"),
+    "MDC_PULS_OXIM_SAT_O2": ("59408-5", "pulse-oximetry"),
+    "MDC_RESP_RATE": ("9279-1", None),
+}
+"""Device nomenclature (IEEE 11073 MDC) -> LOINC and measurement method."""
+
+MDC_UNITS: dict[str, str] = {
+    "MDC_DIM_MMHG": "mm[Hg]",
+    "MDC_DIM_BEAT_PER_MIN": "/min",
+    "MDC_DIM_RESP_PER_MIN": "/min",
+    "MDC_DIM_PERCENT": "%",
+    "MDC_DIM_DEGC": "Cel",
+}
+"""Device unit reference ids (OBX-6 ``266016^MDC_DIM_MMHG^MDC``) -> UCUM."""
+
 UCUM_ALIASES: dict[str, str] = {
     "mg/dl": "mg/dL",
     "g/dl": "g/dL",

@@ -12,8 +12,9 @@ rest are quarantined with the reason and the location (message control id, OBX s
   ``X`` stores nothing), see :mod:`vitaltwin.data.versions`;
 * SN keeps its comparator (``<^0.5`` is stored as 0.5 with comparator ``<``); a ratio, range or
   categorical SN is quarantined with that reason;
-* a local label says how the value was measured (``ABP-M`` vs ``NBP-M``,
-  :data:`vitaltwin.data.vocabulary.LOCAL_METHODS`);
+* a local label (``ABP-M`` vs ``NBP-M``, :data:`vitaltwin.data.vocabulary.LOCAL_METHODS`) or
+  a device's IEEE 11073 reference id (``MDC_PRESS_BLD_ART_MEAN``,
+  :data:`vitaltwin.data.vocabulary.MDC_CODES`, with MDC units) says how it was measured;
 * times without a zone are read in the zone of MSH-7 when it has one, else in the sender's zone
   (``sender_tz``, default UTC), and flagged in ``quality``; an impossible time is quarantined.
 """
@@ -32,7 +33,13 @@ import pyarrow as pa
 
 from vitaltwin.data import Record
 from vitaltwin.data.schema import ENCOUNTERS, parse_birth_date
-from vitaltwin.data.vocabulary import LOCAL_CODES, LOCAL_METHODS, UCUM_ALIASES
+from vitaltwin.data.vocabulary import (
+    LOCAL_CODES,
+    LOCAL_METHODS,
+    MDC_CODES,
+    MDC_UNITS,
+    UCUM_ALIASES,
+)
 from vitaltwin.interop._errors import ReadError
 from vitaltwin.interop._records import Records
 
@@ -167,6 +174,9 @@ def _oru(
         )
         if code is None and re.fullmatch(r"\d{1,7}-\d", parts[0]):
             code = parts[0]  # a LOINC-shaped identifier without the coding system
+        mdc = MDC_CODES.get(parts[1].strip().upper()) if len(parts) > 1 else None
+        if code is None and mdc is not None:  # a device's IEEE 11073 reference id
+            code, method = mdc
         if vtype not in ("NM", "SN"):
             acc.bad(pos, "OBX-2", f"value type {vtype or '(none)'} is not numeric", raw)
             continue
@@ -196,7 +206,12 @@ def _oru(
             acc.bad(pos, "OBX-14", "no observation time", raw_time)
             continue
         t, assumed = ts
-        ucum = UCUM_ALIASES.get(unit.split("^")[0].lower(), unit.split("^")[0])
+        unit_parts = unit.split("^")
+        ucum = (
+            MDC_UNITS[unit_parts[1].strip().upper()]
+            if len(unit_parts) > 1 and unit_parts[1].strip().upper() in MDC_UNITS
+            else UCUM_ALIASES.get(unit_parts[0].lower(), unit_parts[0])
+        )
         got = acc.checked(code, value, ucum, pos, "OBX-6", "OBX-5")
         if got is None:
             continue
@@ -212,7 +227,7 @@ def _oru(
             None,
             comparator,
             status,
-            method if parts[2:3] != ["LN"] else None,
+            method if parts[2:3] != ["LN"] else None,  # a LOINC code states no method
         )
 
 
