@@ -79,15 +79,19 @@ class DuckDBStore(Store):
         # a bounded buffer pool: DuckDB spills to its folder rather than grow with the data
         self._run(f"SET memory_limit = '{memory_limit}'")
         self._run(DDL)
-        # stores made before censored values, versions and methods (defaults: exact, final)
-        for column, kind in (
-            ("comparator", "VARCHAR DEFAULT '='"),
-            ("status", "VARCHAR DEFAULT 'final'"),
-            ("method", "VARCHAR"),
-        ):
-            self._run(f"ALTER TABLE observations ADD COLUMN IF NOT EXISTS {column} {kind}")
-        # quarantine entries are keyed by content; earlier stores kept "no raw value" as NULL
-        self._run("UPDATE quarantine SET raw_value = '' WHERE raw_value IS NULL")
+        made_before = self._run(
+            "SELECT count(*) FROM information_schema.columns "
+            "WHERE table_name = 'observations' AND column_name = 'status'"
+        )
+        if made_before[0][0] == 0:  # a store from before versions: migrated once, on open
+            for column, kind in (
+                ("comparator", "VARCHAR DEFAULT '='"),
+                ("status", "VARCHAR DEFAULT 'final'"),
+                ("method", "VARCHAR"),
+            ):
+                self._run(f"ALTER TABLE observations ADD COLUMN {column} {kind}")
+            # quarantine entries are keyed by content; earlier stores kept no raw value as NULL
+            self._run("UPDATE quarantine SET raw_value = '' WHERE raw_value IS NULL")
 
     def _run(self, sql: str, args: list[object] | None = None) -> list[tuple[object, ...]]:
         """Execute and consume the result (DuckDB needs a result finished before more work)."""
@@ -125,11 +129,33 @@ class DuckDBStore(Store):
         self.con.unregister("incoming")
         return self.count(table) - before
 
+    def _member(
+        self, col: str, op: str, values: list[str], args: list[object], registered: list[str]
+    ) -> str:
+        """``col IN (...)`` (or ``NOT IN``): parameters for a short list; for a long one a
+        semi-join on a registered Arrow column, far faster than thousands of parameters (the
+        caller unregisters ``registered``)."""
+        if not values:
+            return "false" if op == "in" else "true"
+        if len(values) <= 64:
+            args.extend(values)
+            return f"{col} {op.upper()} ({', '.join('?' * len(values))})"
+        name = f"_in_{len(registered)}"
+        self.con.register(name, pa.table({"v": pa.array(values, pa.string())}))
+        registered.append(name)
+        return f"{col} {op.upper()} (SELECT v FROM {name})"
+
     def _delete(self, table: str, column: str, values: list[str]) -> None:
         if table not in TABLES or column not in KEYS[table]:
             raise ValueError(f"no key {column!r} in {table!r}")
-        marks = ", ".join("?" * len(values))
-        self._run(f"DELETE FROM {table} WHERE {column} IN ({marks})", list(values))
+        args: list[object] = []
+        registered: list[str] = []
+        try:
+            cond = self._member(column, "in", list(values), args, registered)
+            self._run(f"DELETE FROM {table} WHERE {cond}", args)
+        finally:
+            for name in registered:
+                self.con.unregister(name)
 
     def _set_status(self, rows: pa.Table) -> None:
         self.con.register("status_update", rows)
@@ -147,22 +173,13 @@ class DuckDBStore(Store):
     def _select(
         self, table: str, where: list[tuple[str, str, object]], order: tuple[str, ...]
     ) -> pa.Table:
-        conds, args = [], []
+        conds: list[str] = []
+        args: list[object] = []
         registered: list[str] = []
         for col, op, val in where:
             if op in ("in", "not in"):
                 assert isinstance(val, list)
-                if not val:
-                    conds.append("false" if op == "in" else "true")
-                    continue
-                if len(val) > 64:  # a long list: a semi-join on a registered Arrow column is
-                    name = f"_in_{len(registered)}"  # far faster than thousands of parameters
-                    self.con.register(name, pa.table({"v": pa.array(val, pa.string())}))
-                    registered.append(name)
-                    conds.append(f"{col} {op.upper()} (SELECT v FROM {name})")
-                    continue
-                conds.append(f"{col} {op.upper()} ({', '.join('?' * len(val))})")
-                args.extend(val)
+                conds.append(self._member(col, op, val, args, registered))
             else:
                 conds.append(f"{col} {op} ?")
                 args.append(val)

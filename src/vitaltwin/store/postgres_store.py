@@ -148,19 +148,25 @@ class PostgresStore(Store):
                         sql.SQL(", ").join(map(sql.Identifier, idx)),
                     )
                 )
-            # stores made before censored values, versions and methods (defaults: exact, final)
-            for column, kind in _COLUMNS["observations"][-3:]:
+            cur.execute(
+                "SELECT count(*) FROM information_schema.columns WHERE table_schema = %s "
+                "AND table_name = 'observations' AND column_name = 'status'",
+                [schema],
+            )
+            found = cur.fetchone()
+            if found is not None and found[0] == 0:  # a store from before versions: migrate
+                for column, kind in _COLUMNS["observations"][-3:]:
+                    cur.execute(
+                        sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                            self._t("observations"), sql.Identifier(column), sql.SQL(kind)
+                        )
+                    )
+                # quarantine entries are keyed by content; earlier stores kept NULL raw values
                 cur.execute(
-                    sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
-                        self._t("observations"), sql.Identifier(column), sql.SQL(kind)
+                    sql.SQL("UPDATE {} SET raw_value = '' WHERE raw_value IS NULL").format(
+                        self._t("quarantine")
                     )
                 )
-            # quarantine entries are keyed by content; earlier stores kept "no raw value" as NULL
-            cur.execute(
-                sql.SQL("UPDATE {} SET raw_value = '' WHERE raw_value IS NULL").format(
-                    self._t("quarantine")
-                )
-            )
         self.con.commit()
 
     def _t(self, table: str) -> sql.Composed:
