@@ -4,6 +4,7 @@ adapters)."""
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -15,6 +16,19 @@ from vitaltwin.data import Record
 from vitaltwin.data.schema import LABELS, OBSERVATIONS, PATIENTS, QUARANTINE
 from vitaltwin.data.units import UnitError, to_canonical
 from vitaltwin.data.vocabulary import CODES
+
+
+def json_object(line: str) -> dict[str, Any] | str:
+    """One line of NDJSON / JSON lines as an object, or why it is not one (to quarantine)."""
+    try:
+        value = json.loads(line)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        msg = getattr(exc, "msg", "nested too deeply")
+        return f"not JSON ({msg} at column {getattr(exc, 'colno', 1)})"
+    if not isinstance(value, dict):
+        return f"not a JSON object ({type(value).__name__})"
+    return value
+
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 """A value timed later than this after it was received is quarantined (clock error or a wrong

@@ -47,7 +47,7 @@ from vitaltwin.data.schema import (
 )
 from vitaltwin.data.vocabulary import CODES
 from vitaltwin.interop._errors import ReadError
-from vitaltwin.interop._records import Records
+from vitaltwin.interop._records import Records, json_object
 from vitaltwin.interop.fhir_export import EXTENSION, KEY_SYSTEM
 
 LOINC = "http://loinc.org"
@@ -55,17 +55,6 @@ LOINC = "http://loinc.org"
 
 class FhirError(ReadError):
     """A FHIR file that cannot be read at all; names the file and what is wrong."""
-
-
-def _ndjson_line(i: int, line: str) -> tuple[str, dict[str, Any] | str, None]:
-    try:
-        res = json.loads(line)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        msg = getattr(exc, "msg", "nested too deeply")
-        return f"line {i}", f"not JSON ({msg} at column {getattr(exc, 'colno', 1)})", None
-    if not isinstance(res, dict):
-        return f"line {i}", f"not a JSON object ({type(res).__name__})", None
-    return f"line {i}", res, None
 
 
 def read_resources(path: Path) -> Iterator[tuple[str, dict[str, Any] | str, str | None]]:
@@ -78,7 +67,7 @@ def read_resources(path: Path) -> Iterator[tuple[str, dict[str, Any] | str, str 
             with opener(path, "rt", encoding="utf-8") as fh:  # line by line: any size
                 for i, line in enumerate(fh, start=1):
                     if line.strip():
-                        yield _ndjson_line(i, line)
+                        yield f"line {i}", json_object(line), None
         except (OSError, UnicodeDecodeError, EOFError, zlib.error) as exc:
             raise FhirError(f"{path}: cannot read ({exc})") from None
         return

@@ -32,7 +32,7 @@ import hl7
 import pyarrow as pa
 
 from vitaltwin.data import Record
-from vitaltwin.data.schema import ENCOUNTERS, parse_birth_date
+from vitaltwin.data.schema import COMPARATORS, ENCOUNTERS, parse_birth_date
 from vitaltwin.data.vocabulary import (
     LOCAL_CODES,
     LOCAL_METHODS,
@@ -260,7 +260,7 @@ def _numeric(vtype: str, raw: str) -> tuple[str, str, str | None]:
     if len(parts) > 2 and any(p.strip() for p in parts[2:]):
         kind = {":": "a ratio", "/": "a ratio", "-": "a range", "+": "a categorical value"}
         return "=", "", f"SN value is {kind.get(parts[2].strip(), 'structured')}, not one number"
-    if comparator not in ("=", "<", "<=", ">", ">="):
+    if comparator not in COMPARATORS:
         return "=", "", f"SN comparator {comparator!r} is not <, <=, >, >= or ="
     return comparator, parts[1].strip() if len(parts) > 1 else "", None
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import itertools
-import json
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +27,7 @@ from vitaltwin.data import Record
 from vitaltwin.data.schema import COMPARATORS, METHODS, STATUSES
 from vitaltwin.data.vocabulary import CODES, LOCAL_CODES, LOCAL_METHODS, UCUM_ALIASES
 from vitaltwin.interop._errors import ReadError
-from vitaltwin.interop._records import Records
+from vitaltwin.interop._records import Records, json_object
 
 REQUIRED = ("patient_id", "time", "code", "value", "unit")
 
@@ -43,14 +42,8 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
         with path.open(encoding="utf-8", newline="") as fh:
             if path.suffix in (".jsonl", ".ndjson"):
                 for i, line in enumerate(fh, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        rec = json.loads(line)
-                    except (json.JSONDecodeError, RecursionError) as exc:
-                        yield i, f"not JSON ({getattr(exc, 'msg', 'nested too deeply')})"
-                        continue
-                    yield i, rec if isinstance(rec, dict) else "not a JSON object"
+                    if line.strip():
+                        yield i, json_object(line)
                 return
             reader = csv.DictReader(fh)
             missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
