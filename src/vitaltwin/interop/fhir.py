@@ -48,9 +48,7 @@ from vitaltwin.data.schema import (
 from vitaltwin.data.vocabulary import CODES
 from vitaltwin.interop._errors import ReadError
 from vitaltwin.interop._records import Records, json_object
-from vitaltwin.interop.fhir_export import EXTENSION, KEY_SYSTEM
-
-LOINC = "http://loinc.org"
+from vitaltwin.interop.fhir_export import EXTENSION, KEY_SYSTEM, LOINC
 
 
 class FhirError(ReadError):

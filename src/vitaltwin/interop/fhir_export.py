@@ -40,8 +40,11 @@ KEY_SYSTEM = EXTENSION + "key"
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
+VITAL_SIGNS = frozenset(
+    {"8867-4", "59408-5", "2708-6", "8310-5", "8480-6", "8462-4", "8478-0", "9279-1", "19889-5"}
+)
+"""LOINC codes exported in the ``vital-signs`` category (the others: ``laboratory``)."""
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
-_VITAL = frozenset({"8867-4", "59408-5", "2708-6", "8310-5", "8480-6", "8462-4", "8478-0"})
 _CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 _ABSENT = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
 
@@ -167,7 +170,7 @@ def observation_coding(loinc: str) -> dict[str, Any]:
 
 
 def observation_category(loinc: str) -> list[dict[str, Any]]:
-    category = "vital-signs" if loinc in _VITAL else "laboratory"
+    category = "vital-signs" if loinc in VITAL_SIGNS else "laboratory"
     return [{"coding": [{"system": _CATEGORY, "code": category}]}]
 
 

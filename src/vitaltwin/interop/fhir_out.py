@@ -19,11 +19,8 @@ from fhir.resources.R4B.observation import Observation as R4BObservation
 from fhir.resources.R4B.riskassessment import RiskAssessment as R4BRiskAssessment
 from fhirclient.models.fhirelementfactory import FHIRElementFactory
 
-LOINC = "http://loinc.org"
-VITAL_SIGNS = frozenset(
-    {"8867-4", "59408-5", "2708-6", "8310-5", "8480-6", "8462-4", "8478-0", "9279-1", "19889-5"}
-)
-UCUM = "http://unitsofmeasure.org"
+from vitaltwin.interop.fhir_export import LOINC, UCUM, VITAL_SIGNS
+
 _R4B: dict[str, Any] = {
     "Observation": R4BObservation,
     "RiskAssessment": R4BRiskAssessment,
