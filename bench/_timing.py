@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rich.table import Table
+
 OUT = Path(os.environ.get("VITALTWIN_BENCH_OUT", "out/bench"))
 
 
@@ -25,6 +27,14 @@ def best_of(fn: Callable[[], object], repeats: int = 3) -> float:
         fn()
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def table(title: str, *columns: str) -> Table:
+    """A results table with these column headers."""
+    tab = Table(title=title)
+    for col in columns:
+        tab.add_column(col)
+    return tab
 
 
 def peak_rss_mib() -> float:

@@ -18,10 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from rich.console import Console
-from rich.table import Table
 from scipy.integrate import solve_ivp
 
-from _timing import best_of, save_figures
+from _timing import best_of, save_figures, table
 from vitaltwin.model import sample_parameters
 from vitaltwin.physiology import cardiovascular_model
 from vitaltwin.physiology.patient import REFERENCE_PATIENT, initial_state, patient_parameters
@@ -95,9 +94,14 @@ def main() -> None:
         scipy_one(X[i], P[i], sim_scipy)
     scipy_batch_rate = k * sim_scipy / (time.perf_counter() - t0)
 
-    tab = Table(title="Simulated patient-seconds per wall second (higher is better)")
-    for col in ("case", "vitaltwin (JAX RK4)", "solve_ivp baseline", "ratio", "target"):
-        tab.add_column(col)
+    tab = table(
+        "Simulated patient-seconds per wall second (higher is better)",
+        "case",
+        "vitaltwin (JAX RK4)",
+        "solve_ivp baseline",
+        "ratio",
+        "target",
+    )
     tab.add_row(
         "1 patient",
         f"{one_rate:,.0f}  ({sim_one:g} s in {wall_one:.3f} s)",

@@ -26,9 +26,8 @@ import psycopg
 import pyarrow as pa
 from psycopg import sql
 from rich.console import Console
-from rich.table import Table
 
-from _timing import save_figures
+from _timing import save_figures, table
 from vitaltwin.interop.physionet import VARIABLES, convert
 from vitaltwin.store import DuckDBStore, PostgresStore
 
@@ -102,8 +101,8 @@ def main() -> None:
         pg.drop()
         pg.close()
 
-    tab = Table(title="Observations ingested per second (set A, higher is better)")
-    for col in (
+    tab = table(
+        "Observations ingested per second (set A, higher is better)",
         "backend",
         "vitaltwin",
         "raw floor",
@@ -111,8 +110,7 @@ def main() -> None:
         "counts (stored/quar./dup.)",
         "re-ingest duplicates",
         "adds up",
-    ):
-        tab.add_column(col)
+    )
     for name, rate, floor, c, again in rows:
         tab.add_row(
             name,
@@ -260,9 +258,14 @@ def memory() -> dict[str, object]:
         (tmp / "stream.csv").unlink()
         _fhir_ndjson(tmp / "obs.ndjson", fhir_n)
         out["fhir_parts"] = _ingest_in_child("parts", tmp / "obs.ndjson", tmp / "s4")
-    tab = Table(title="Peak memory of an ingestion (fresh process; lower is better)")
-    for col in ("input", "records", "records/s", "peak RSS", "target"):
-        tab.add_column(col)
+    tab = table(
+        "Peak memory of an ingestion (fresh process; lower is better)",
+        "input",
+        "records",
+        "records/s",
+        "peak RSS",
+        "target",
+    )
     for key, label in (
         ("set_a_whole", "set A, read whole (before)"),
         ("set_a_parts", "set A, in parts"),
@@ -302,9 +305,14 @@ def fhir_export(obs: pa.Table, n: int = 1_000_000) -> dict[str, float]:
             iter(rows.to_batches(max_chunksize=50_000)), "observations", Path(d) / "o.ndjson"
         )
         rate = written / (time.perf_counter() - t0)
-    tab = Table(title="FHIR R4 Observations exported per second (higher is better)")
-    for col in ("step", "vitaltwin", "baseline (same run)", "ratio", "target"):
-        tab.add_column(col)
+    tab = table(
+        "FHIR R4 Observations exported per second (higher is better)",
+        "step",
+        "vitaltwin",
+        "baseline (same run)",
+        "ratio",
+        "target",
+    )
     tab.add_row(
         f"{written:,} Observations -> NDJSON",
         f"{rate:,.0f}",
@@ -355,9 +363,13 @@ def fhir_parse() -> dict[str, float]:
         t0 = time.perf_counter()
         c = convert_file(path)
         rate = len(lines) / (time.perf_counter() - t0)
-    tab = Table(title="FHIR R4 Observations per second (Synthea, higher is better)")
-    for col in ("step", "vitaltwin", "floor", "ratio"):
-        tab.add_column(col)
+    tab = table(
+        "FHIR R4 Observations per second (Synthea, higher is better)",
+        "step",
+        "vitaltwin",
+        "floor",
+        "ratio",
+    )
     what = (
         f"parse + validate (fhirclient) + convert, {len(lines):,} Observations -> "
         f"{c.observations.num_rows:,} values, {c.quarantine.num_rows:,} quarantined"

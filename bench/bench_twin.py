@@ -25,9 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from rich.console import Console
-from rich.table import Table
 
-from _timing import best_of, save_figures
+from _timing import best_of, save_figures, table
 from vitaltwin.physiology import WARD_TWIN, PatientProfile, WardPlan, ward_baseline
 from vitaltwin.simulate import make_integrator
 from vitaltwin.twin import PatientTwin, compare, cycle, initial_members, layout_for, personalize
@@ -141,9 +140,9 @@ def main() -> None:
     a, a_whole, a_base = bench_assimilation()
     w, w_base = bench_what_if()
     pw, pc, pf = bench_personalization()
-    tab = Table(title="Twin (lower is better)")
-    for col in ("case", "vitaltwin", "baseline (same run)", "ratio", "target"):
-        tab.add_column(col)
+    tab = table(
+        "Twin (lower is better)", "case", "vitaltwin", "baseline (same run)", "ratio", "target"
+    )
     tab.add_row(
         "(a) 1 Hz update cycle, 10,000 patients x 64 members",
         f"{a:.2f} s (blocks of 50 patients)",

@@ -17,10 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from rich.console import Console
-from rich.table import Table
 from scipy.integrate import solve_ivp
 
-from _timing import save_figures
+from _timing import save_figures, table
 from vitaltwin.physiology.ward import WARD_DT_S
 from vitaltwin.simulate import make_integrator
 from vitaltwin.simulate.population import sample_population
@@ -76,9 +75,14 @@ def main() -> None:
     scipy_rate = k * hours / (time.perf_counter() - t0)
 
     speed = measure_speedup()
-    tab = Table(title="Ward-scale model (higher is better)")
-    for col in ("case", "vitaltwin", "solve_ivp baseline", "ratio", "target"):
-        tab.add_column(col)
+    tab = table(
+        "Ward-scale model (higher is better)",
+        "case",
+        "vitaltwin",
+        "solve_ivp baseline",
+        "ratio",
+        "target",
+    )
     tab.add_row(
         f"{n:,} patients, patient-hours / wall s",
         f"{rate:,.0f}  ({n:,} x {hours} h in {best:.2f} s)",

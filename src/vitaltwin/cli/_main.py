@@ -316,27 +316,31 @@ def surrogate_report(
         console.print(f"JSON: {json_path}")
 
 
+PostgresOption = Annotated[
+    str | None,
+    typer.Option(
+        help=(
+            "PostgreSQL conninfo, used instead of DuckDB (no password: PGPASSWORD, ~/.pgpass "
+            "or a service file give it)"
+        )
+    ),
+]
+SenderZoneOption = Annotated[
+    str, typer.Option(help="zone of HL7 times without an offset when MSH-7 has none")
+]
+
+
 @app.command()
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="files or folders: PSV, Parquet, FHIR")],
     store: Annotated[
         Path | None, typer.Option(help="store directory (DuckDB; default: settings)")
     ] = None,
-    postgres: Annotated[
-        str | None,
-        typer.Option(
-            help=(
-                "PostgreSQL conninfo, stored there instead of DuckDB (no password: "
-                "PGPASSWORD, ~/.pgpass or a service file give it)"
-            )
-        ),
-    ] = None,
+    postgres: PostgresOption = None,
     codes: Annotated[
         Path | None, typer.Option(help="HL7 v2 local-code table (CSV: local_code,loinc)")
     ] = None,
-    sender_tz: Annotated[
-        str, typer.Option(help="zone of HL7 times without an offset when MSH-7 has none")
-    ] = "UTC",
+    sender_tz: SenderZoneOption = "UTC",
 ) -> None:
     """Ingest PhysioNet 2019 (PSV, Parquet), FHIR R4 (JSON, Bundle, NDJSON), HL7 v2 (.hl7) and
     device streams (CSV, JSON lines).
@@ -409,17 +413,13 @@ def listen(
     store: Annotated[
         Path | None, typer.Option(help="store directory (DuckDB; default: settings)")
     ] = None,
-    postgres: Annotated[
-        str | None, typer.Option(help="PostgreSQL conninfo (no password: PGPASSWORD or ~/.pgpass)")
-    ] = None,
+    postgres: PostgresOption = None,
     max_bytes: Annotated[int, typer.Option(help="largest message accepted (bytes)")] = 1 << 20,
     read_timeout: Annotated[
         float, typer.Option(help="seconds to wait for a frame's next bytes")
     ] = 30.0,
     max_connections: Annotated[int, typer.Option(help="connections served at once")] = 32,
-    sender_tz: Annotated[
-        str, typer.Option(help="zone of HL7 times without an offset when MSH-7 has none")
-    ] = "UTC",
+    sender_tz: SenderZoneOption = "UTC",
 ) -> None:
     """Receive HL7 v2 over MLLP: store each message and answer AA, AE (stored, some values
     quarantined) or AR (rejected), with the reasons in ERR segments. SIGTERM or Ctrl-C stops
@@ -504,9 +504,7 @@ def export(
     store: Annotated[
         Path | None, typer.Option(help="store directory (DuckDB; default: settings)")
     ] = None,
-    postgres: Annotated[
-        str | None, typer.Option(help="PostgreSQL conninfo (no password: PGPASSWORD or ~/.pgpass)")
-    ] = None,
+    postgres: PostgresOption = None,
 ) -> None:
     """Export the stored record: Parquet tables, or FHIR R4 NDJSON (Patient, Encounter,
     Condition, MedicationAdministration, Observation), streamed, each file written whole or
