@@ -18,6 +18,8 @@ Replaced rows become ``superseded`` and stay stored (both versions are queryable
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -84,26 +86,34 @@ def resolve(rows: pd.DataFrame, arriving: np.ndarray | None = None) -> np.ndarra
     return status
 
 
+def _current_rows(status: np.ndarray, rows: Callable[[], pd.DataFrame]) -> np.ndarray | None:
+    """Which rows are current after resolving the versions (``rows`` gives the identity columns,
+    value and status); None when there is nothing to resolve (final values only)."""
+    if not np.isin(status, (*CORRECTIVE, *NOT_CURRENT)).any():
+        return None
+    return is_current(resolve(rows()))
+
+
 def current_frame(observations: pd.DataFrame) -> pd.DataFrame:
     """:func:`current` for a pandas frame in arrival order (``patient_id`` may be absent: one
     patient's values)."""
     if "status" not in observations.columns:
         return observations
-    status = observations["status"].to_numpy(dtype=object)
-    if not np.isin(status, (*CORRECTIVE, *NOT_CURRENT)).any():
-        return observations
-    rows = observations.assign(
-        patient_id=observations.get("patient_id", pd.Series("", index=observations.index))
+    keep = _current_rows(
+        observations["status"].to_numpy(dtype=object),
+        lambda: observations.assign(
+            patient_id=observations.get("patient_id", pd.Series("", index=observations.index))
+        ).reset_index(drop=True),
     )
-    return observations[is_current(resolve(rows.reset_index(drop=True)))]
+    return observations if keep is None else observations[keep]
 
 
 def current(observations: pa.Table) -> pa.Table:
     """The current values of a canonical observations table read as it arrived (row order):
     versions resolved, superseded and retracted rows left out. What a store holds is resolved
     at ingestion; this is for records read straight from files."""
-    status = observations.column("status").to_numpy(zero_copy_only=False)
-    if not np.isin(status, (*CORRECTIVE, *NOT_CURRENT)).any():
-        return observations
-    rows = observations.select([*IDENTITY, "value", "status"]).to_pandas()
-    return observations.filter(pa.array(is_current(resolve(rows))))
+    keep = _current_rows(
+        observations.column("status").to_numpy(zero_copy_only=False),
+        lambda: observations.select([*IDENTITY, "value", "status"]).to_pandas(),
+    )
+    return observations if keep is None else observations.filter(pa.array(keep))
