@@ -228,10 +228,7 @@ def _json(value: object) -> str:
 def observation_lines(batch: pa.RecordBatch) -> list[str]:
     """:func:`observation` of every row as compact JSON, built column-wise (the per-row builder
     is 3x slower; the tests check both give the same resources)."""
-
-    def column(name: str) -> pa.Array:
-        return batch.column(name)
-
+    column = batch.column
     status = _fragments(
         column("status"),
         lambda v: '{"resourceType":"Observation","status":' + _json(FHIR_STATUS[v]),
