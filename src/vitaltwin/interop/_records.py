@@ -4,12 +4,16 @@ adapters)."""
 
 from __future__ import annotations
 
+import gc
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import orjson
 import pyarrow as pa
 
 from vitaltwin.data import Record
@@ -18,16 +22,48 @@ from vitaltwin.data.units import UnitError, to_canonical
 from vitaltwin.data.vocabulary import CODES
 
 
-def json_object(line: str) -> dict[str, Any] | str:
-    """One line of NDJSON / JSON lines as an object, or why it is not one (to quarantine)."""
+def json_object(line: str | bytes) -> dict[str, Any] | str:
+    """One line of NDJSON / JSON lines as an object, or why it is not one (to quarantine).
+
+    Parsed by orjson (strict RFC 8259, several times faster than the standard library); a line
+    orjson refuses is parsed again by the standard library, which decides: it also reads
+    ``NaN``/``Infinity`` (quarantined later with their own reason) and integers beyond 64 bits,
+    and its message names the column."""
     try:
-        value = json.loads(line)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        msg = getattr(exc, "msg", "nested too deeply")
-        return f"not JSON ({msg} at column {getattr(exc, 'colno', 1)})"
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        value, error = _stdlib_json(line)
+        if error:
+            return error
     if not isinstance(value, dict):
         return f"not a JSON object ({type(value).__name__})"
     return value
+
+
+def _stdlib_json(line: str | bytes) -> tuple[object, str]:
+    """(value, "") or (None, why it is not JSON)."""
+    try:
+        return json.loads(line), ""
+    except (json.JSONDecodeError, RecursionError) as exc:
+        msg = getattr(exc, "msg", "nested too deeply")
+        return None, f"not JSON ({msg} at column {getattr(exc, 'colno', 1)})"
+    except UnicodeDecodeError as exc:
+        return None, f"not JSON (not UTF-8: {exc.reason} at byte {exc.start})"
+
+
+@contextmanager
+def no_cycle_collection() -> Iterator[None]:
+    """Pause CPython's cycle collector while a part is parsed and converted. Parsed JSON holds
+    no reference cycles (reference counting frees it), but the many dicts it allocates trigger
+    collections that each walk every live object: without this, reading 100,000 FHIR resources
+    spends about a third of its time collecting nothing."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -39,7 +75,7 @@ date); the tolerance covers clocks a few minutes apart."""
 class Records:
     source: str
     received: datetime
-    obs: list[dict[str, Any]] = field(default_factory=list)
+    obs: list[tuple[Any, ...]] = field(default_factory=list)  # rows in OBSERVATIONS' order
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     patients: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -83,21 +119,21 @@ class Records:
             )
             return
         self.obs.append(
-            {
-                "patient_id": patient_id,
-                "effective_time": time,
-                "loinc": loinc,
-                "value": float(value),
-                "unit": unit,
-                "source": self.source,
-                "position": position,
-                "device": device,
-                "received_time": self.received,
-                "quality": quality,
-                "comparator": comparator,
-                "status": status,
-                "method": method,
-            }
+            (
+                patient_id,
+                time,
+                loinc,
+                float(value),
+                unit,
+                self.source,
+                position,
+                device,
+                self.received,
+                quality,
+                comparator,
+                status,
+                method,
+            )
         )
 
     def checked(
@@ -155,10 +191,22 @@ class Records:
         """Everything collected, in the canonical schemas, with any context tables
         (encounters, conditions, medications, waveforms) the adapter built."""
         return Record(
-            pa.Table.from_pylist(self.obs, schema=OBSERVATIONS),
+            _columns(self.obs, OBSERVATIONS),
             pa.Table.from_pylist(self.quarantine, schema=QUARANTINE),
             pa.Table.from_pylist(list(self.patients.values()), schema=PATIENTS),
             LABELS.empty_table(),
             self.read,
             **context,
         )
+
+
+def _columns(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
+    """Rows (tuples in the schema's order) as a table, built column by column (several times
+    faster than from dicts)."""
+    if not rows:
+        return schema.empty_table()
+    columns = zip(*rows, strict=True)
+    return pa.Table.from_arrays(
+        [pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)],
+        schema=schema,
+    )

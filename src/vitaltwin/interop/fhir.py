@@ -1,5 +1,6 @@
-"""FHIR R4 in: JSON resources, Bundles (any type) and NDJSON, validated with fhirclient's R4
-(4.0.1) models, to the canonical record.
+"""FHIR R4 in: JSON resources, Bundles (any type) and NDJSON, validated against fhirclient's R4
+(4.0.1) models (:mod:`vitaltwin.interop._r4`: the models' own rules, without building them), to
+the canonical record.
 
 Observations become one canonical observation per numeric value (the value itself, or each
 component of a panel such as blood pressure 85354-9), under the first LOINC coding vitaltwin
@@ -29,11 +30,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
-from fhirclient.models.fhirabstractbase import FHIRValidationError
-from fhirclient.models.fhirelementfactory import FHIRElementFactory
 
 from vitaltwin.data import Record
 from vitaltwin.data.schema import (
@@ -46,9 +45,12 @@ from vitaltwin.data.schema import (
     parse_birth_date,
 )
 from vitaltwin.data.vocabulary import CODES
+from vitaltwin.interop import _r4
 from vitaltwin.interop._errors import ReadError
-from vitaltwin.interop._records import Records, json_object
+from vitaltwin.interop._records import Records, json_object, no_cycle_collection
 from vitaltwin.interop.fhir_export import EXTENSION, KEY_SYSTEM, LOINC
+
+Validator = Literal["schema", "fhirclient"]
 
 
 class FhirError(ReadError):
@@ -62,7 +64,7 @@ def read_resources(path: Path) -> Iterator[tuple[str, dict[str, Any] | str, str 
     opener = gzip.open if path.suffix == ".gz" else open
     if path.name.endswith((".ndjson", ".ndjson.gz")):
         try:
-            with opener(path, "rt", encoding="utf-8") as fh:  # line by line: any size
+            with opener(path, "rb") as fh:  # line by line: any size; orjson reads bytes
                 for i, line in enumerate(fh, start=1):
                     if line.strip():
                         yield f"line {i}", json_object(line), None
@@ -94,6 +96,10 @@ def read_resources(path: Path) -> Iterator[tuple[str, dict[str, Any] | str, str 
             )
     else:
         yield "resource", doc, None
+
+
+def _more(n: int) -> str:
+    return f" (and {n} more)" if n > 0 else ""
 
 
 def _extensions(res: dict[str, Any]) -> dict[str, Any]:
@@ -393,9 +399,14 @@ def _context(acc: _Acc, pos: str, rtype: str, res: dict[str, Any], urls: dict[st
         )
 
 
-def convert_file(path: Path, received: datetime | None = None) -> Record:
-    """Read, validate and convert one FHIR file (see the module docstring)."""
-    return convert_resources(list(read_resources(path)), str(path), received)
+def convert_file(
+    path: Path, received: datetime | None = None, validator: Validator = "schema"
+) -> Record:
+    """Read, validate and convert one FHIR file (see the module docstring); ``validator``
+    ``fhirclient`` validates by building fhirclient's models, the slower reference of the
+    default."""
+    with no_cycle_collection():
+        return convert_resources(list(read_resources(path)), str(path), received, validator)
 
 
 def convert_chunks(
@@ -408,17 +419,24 @@ def convert_chunks(
         return
     when = received or datetime.now(UTC)
     lines = read_resources(path)
-    while chunk := list(itertools.islice(lines, rows)):
-        yield convert_resources(chunk, str(path), when)
+    while True:
+        with no_cycle_collection():  # not across the yield: the caller's work collects as usual
+            chunk = list(itertools.islice(lines, rows))
+            part = convert_resources(chunk, str(path), when) if chunk else None
+        if part is None:
+            return
+        yield part
 
 
 def convert_resources(
     resources: list[tuple[str, dict[str, Any] | str, str | None]],
     source: str,
     received: datetime | None = None,
+    validator: Validator = "schema",
 ) -> Record:
     """Validate and convert resources as :func:`read_resources` gives them."""
     acc = _Acc(source, received or datetime.now(UTC))
+    invalid = _r4.VALIDATORS[validator]
     # bundle-internal references: the fullUrl of each Patient entry names that patient
     urls: dict[str, str] = {}
     for _, r, u in resources:
@@ -433,13 +451,12 @@ def convert_resources(
             acc.bad(pos, "json", res)
             continue
         rtype = res.get("resourceType", "?")
-        try:
-            FHIRElementFactory.instantiate(rtype, res)
-        except FHIRValidationError as exc:
-            acc.bad(f"{pos} {rtype}/{res.get('id', '?')}", rtype, f"invalid FHIR R4: {exc}")
-            continue
-        except Exception as exc:  # fhirclient raises plain errors for unknown types
-            acc.bad(f"{pos} {rtype}", "resourceType", f"invalid FHIR R4: {exc}")
+        if problems := invalid(res):
+            acc.bad(
+                f"{pos} {rtype}/{res.get('id', '?')}",
+                str(rtype),
+                "invalid FHIR R4: " + "; ".join(problems[:5]) + _more(len(problems) - 5),
+            )
             continue
         if rtype == "Observation":
             _observation(acc, pos, res, urls)
