@@ -178,3 +178,57 @@ def test_all_synthea_bundles_join_their_patients_and_round_trip(tmp_path: Path) 
         for t in ("patients", "encounters", "conditions", "medications", "observations"):
             pd.testing.assert_frame_equal(_frame(a.table(t)), _frame(b.table(t)), obj=t)
         assert written["Observation"][1] == a.count("observations") > 70_000
+
+
+def test_merges_encounter_status_and_location_come_in_and_go_back_out(tmp_path: Path) -> None:
+    doc = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"resource": {"resourceType": "Patient", "id": "new", "gender": "male"}},
+            {
+                "resource": {
+                    "resourceType": "Patient",
+                    "id": "old",
+                    "active": False,
+                    "link": [{"other": {"reference": "Patient/new"}, "type": "replaced-by"}],
+                }
+            },
+            {
+                "resource": {
+                    "resourceType": "Encounter",
+                    "id": "e1",
+                    "status": "cancelled",
+                    "class": {"code": "IMP"},
+                    "subject": {"reference": "Patient/old"},
+                    "period": {"start": "2026-11-20T10:00:00Z"},
+                }
+            },
+            {
+                "resource": {
+                    "resourceType": "Encounter",
+                    "id": "e2",
+                    "status": "in-progress",
+                    "class": {"code": "IMP"},
+                    "subject": {"reference": "Patient/old"},
+                    "location": [
+                        {"location": {"display": "ED^4"}, "status": "completed"},
+                        {"location": {"display": "ICU^3^B"}, "status": "active"},
+                    ],
+                }
+            },
+        ],
+    }
+    (tmp_path / "in.json").write_text(json.dumps(doc))
+    with DuckDBStore(tmp_path / "a") as a, DuckDBStore(tmp_path / "b") as b:
+        a.ingest_record(read_any(tmp_path / "in.json"))
+        assert a.patients().column("patient_id").to_pylist() == ["new"]
+        enc = a.encounters("new").to_pylist()  # the cancelled one is left out
+        assert [(e["encounter_id"], e["patient_id"], e["location"]) for e in enc] == [
+            ("e2", "new", "ICU^3^B")
+        ]
+        written = export_fhir(a, tmp_path / "fhir")
+        for path, _ in written.values():
+            b.ingest_record(read_any(path))
+        for t in ("patients", "encounters"):
+            pd.testing.assert_frame_equal(_frame(a.table(t)), _frame(b.table(t)), obj=t)

@@ -35,3 +35,18 @@ def test_an_older_duckdb_store_gains_the_new_columns(tmp_path: Path) -> None:
         assert st.table("quarantine")["raw_value"].to_pylist() == [""]
     with DuckDBStore(tmp_path / "s") as st:  # opened again: nothing left to migrate
         assert st.count("observations") == 1
+
+
+def test_older_patients_and_encounters_gain_the_merge_status_and_location(tmp_path: Path) -> None:
+    (tmp_path / "s").mkdir()
+    con = duckdb.connect(str(tmp_path / "s" / "vitaltwin.duckdb"))
+    con.execute(
+        "CREATE TABLE encounters (encounter_id VARCHAR NOT NULL, patient_id VARCHAR NOT NULL, "
+        "start_time TIMESTAMPTZ, end_time TIMESTAMPTZ, kind VARCHAR, source VARCHAR NOT NULL)"
+    )
+    con.execute("INSERT INTO encounters VALUES ('V1', 'p1', NULL, NULL, 'ICU', 'f')")
+    con.close()
+    with DuckDBStore(tmp_path / "s") as st:
+        row = st.encounters("p1").to_pylist()[0]
+        assert (row["encounter_id"], row["status"], row["location"]) == ("V1", None, None)
+        assert st.patient_events().num_rows == 0

@@ -77,6 +77,9 @@ PATIENTS = pa.schema(
         pa.field("hospital_admission_time", UTC_TS),
         pa.field("icu_unit", pa.string()),
         pa.field("source", pa.string(), nullable=False),
+        # the surviving patient's key once this one was merged into it (HL7 ADT A40, FHIR
+        # Patient.link replaced-by): the store then reads this patient's rows as that one's
+        pa.field("merged_into", pa.string()),
     ]
 )
 
@@ -99,8 +102,36 @@ ENCOUNTERS = pa.schema(
         pa.field("end_time", UTC_TS),
         pa.field("kind", pa.string()),  # e.g. inpatient, emergency, ICU
         pa.field("source", pa.string(), nullable=False),
+        pa.field("status", pa.string()),  # ENCOUNTER_STATUSES; None: the source did not say
+        pa.field("location", pa.string()),  # where the patient is now (HL7 PV1-3), as sent
     ]
 )
+"""Encounters hold the latest state of each visit; :data:`PATIENT_EVENTS` keeps how it got
+there."""
+
+ENCOUNTER_STATUSES = ("planned", "in-progress", "finished", "cancelled", "entered-in-error")
+"""FHIR R4 Encounter.status codes the record uses: HL7 A01/A04/A13 -> in-progress, A03 ->
+finished, A11 -> cancelled. An ``in-progress`` row carries no end time (a cancelled discharge
+clears it); a ``cancelled`` encounter is left out of :meth:`Store.encounters` by default."""
+
+PATIENT_EVENTS = pa.schema(
+    [
+        pa.field("patient_id", pa.string(), nullable=False),
+        pa.field("event", pa.string(), nullable=False),  # the HL7 ADT trigger, e.g. A08
+        pa.field("event_time", UTC_TS),  # EVN-6 (occurred), else EVN-2 (recorded), else MSH-7
+        pa.field("encounter_id", pa.string()),
+        pa.field("location", pa.string()),  # PV1-3 after the event
+        pa.field("prior_location", pa.string()),  # PV1-6 (a transfer's origin)
+        pa.field("prior_patient_id", pa.string()),  # MRG-1 (a merge: this key is retired)
+        pa.field("sex", pa.string()),  # the demographics as the event stated them
+        pa.field("birth_date", pa.date32()),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("position", pa.string(), nullable=False),
+    ]
+)
+"""Every admission, transfer, discharge, update, cancellation and merge as it arrived, in
+order: the versions of a patient's demographics and the history of a stay (the patients and
+encounters tables keep only the latest state)."""
 
 CONDITIONS = pa.schema(
     [
@@ -168,6 +199,15 @@ def conform_observations(table: pa.Table) -> pa.Table:
     return table.select(OBSERVATIONS.names).cast(OBSERVATIONS)
 
 
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` in ``schema``: nullable columns an older release did not write are added as
+    missing values (Parquet exports and stores made before them)."""
+    for field in schema:
+        if field.name not in table.column_names and field.nullable:
+            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+    return table.select(schema.names).cast(schema)
+
+
 def age_years(birth_date: date, at: datetime) -> float:
     """Age in years (mean Gregorian year, 365.2425 days) on the date of ``at``."""
     return (at.date() - birth_date).days / 365.2425
@@ -202,6 +242,7 @@ class Record:
     conditions: pa.Table | None = None
     medications: pa.Table | None = None
     waveforms: pa.Table | None = None
+    patient_events: pa.Table | None = None
 
     def context(self) -> dict[str, pa.Table | None]:
         """The tables other than observations and quarantine, for ``Store.ingest``."""
@@ -212,4 +253,5 @@ class Record:
             "conditions": self.conditions,
             "medications": self.medications,
             "waveforms": self.waveforms,
+            "patient_events": self.patient_events,
         }

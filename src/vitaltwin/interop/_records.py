@@ -180,6 +180,7 @@ class Records:
             "hospital_admission_time": None,
             "icu_unit": None,
             "source": self.source,
+            "merged_into": None,
         }
 
     @property

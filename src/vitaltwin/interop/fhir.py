@@ -38,6 +38,7 @@ from vitaltwin.data import Record
 from vitaltwin.data.schema import (
     COMPARATORS,
     CONDITIONS,
+    ENCOUNTER_STATUSES,
     ENCOUNTERS,
     MEDICATIONS,
     METHODS,
@@ -321,6 +322,24 @@ def _observation(acc: _Acc, pos: str, res: dict[str, Any], urls: dict[str, str])
         _value(acc, rid, pid, t, _code(res.get("code")), res, how)
 
 
+def _location(res: dict[str, Any]) -> str | None:
+    """Where an Encounter is now: its active (else last) location's display or reference."""
+    places = [p for p in res.get("location") or [] if isinstance(p.get("location"), dict)]
+    now = [p for p in places if p.get("status") == "active"] or places[-1:]
+    if not now:
+        return None
+    ref = now[-1]["location"]
+    return str(ref.get("display") or ref.get("reference") or "") or None
+
+
+def _replaced_by(res: dict[str, Any], urls: dict[str, str]) -> str | None:
+    """The surviving patient of a merged one (``link`` of type ``replaced-by``)."""
+    for link in res.get("link") or []:
+        if link.get("type") == "replaced-by":
+            return patient_key((link.get("other") or {}).get("reference"), urls)
+    return None
+
+
 def _instant(raw: object) -> datetime | None:
     if not raw:
         return None
@@ -353,6 +372,8 @@ def _context(acc: _Acc, pos: str, rtype: str, res: dict[str, Any], urls: dict[st
                 "end_time": _instant(period.get("end")),
                 "kind": (res.get("class") or {}).get("code"),
                 "source": acc.source,
+                "status": res.get("status") if res.get("status") in ENCOUNTER_STATUSES else None,
+                "location": _location(res),
             }
         )
     elif rtype == "Condition":
@@ -474,6 +495,7 @@ def convert_resources(
                 icu_admission_time=_instant(ext.get("icu-admission-time")),
                 hospital_admission_time=_instant(ext.get("hospital-admission-time")),
                 icu_unit=ext.get("icu-unit"),
+                merged_into=_replaced_by(res, urls),
             )
         elif rtype in ("Encounter", "Condition", "MedicationAdministration"):
             _context(acc, pos, rtype, res, urls)

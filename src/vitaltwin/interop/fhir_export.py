@@ -88,6 +88,9 @@ def patient(r: Mapping[str, Any]) -> dict[str, Any]:
     ]
     if ext:
         res["extension"] = ext
+    if r.get("merged_into"):
+        res["active"] = False
+        res["link"] = [{"other": _subject(str(r["merged_into"])), "type": "replaced-by"}]
     return res
 
 
@@ -100,12 +103,13 @@ def encounter(r: Mapping[str, Any]) -> dict[str, Any]:
         "resourceType": "Encounter",
         "id": fhir_id(key),
         **keyed,
-        "status": "finished" if r.get("end_time") else "in-progress",
+        "status": r.get("status") or "unknown",  # the source did not say (read back as such)
         "class": {"code": kind}
         if kind
         else {"extension": [{"url": _ABSENT, "valueCode": "unknown"}]},
         "subject": _subject(str(r["patient_id"])),
         **({"period": period} if period else {}),
+        **({"location": [{"location": {"display": loc}}]} if (loc := r.get("location")) else {}),
     }
 
 

@@ -1,5 +1,6 @@
-"""HL7 version 2 in: ORU^R01 results, ADT^A01/A03/A04/A08 patients and visits, batch files,
-parsed with python-hl7.
+"""HL7 version 2 in: ORU^R01 results, ADT patients and visits (A01 admit, A02 transfer, A03
+discharge, A04 register, A08 update, A11 cancel admit, A13 cancel discharge, A40 merge), batch
+files, parsed with python-hl7.
 
 A file that is not HL7 v2 at all (segments before a message header, two batch headers, a file
 without messages) is rejected with python-hl7's reason and the file name; a message that cannot
@@ -32,7 +33,7 @@ import hl7
 import pyarrow as pa
 
 from vitaltwin.data import Record
-from vitaltwin.data.schema import COMPARATORS, ENCOUNTERS, parse_birth_date
+from vitaltwin.data.schema import COMPARATORS, ENCOUNTERS, PATIENT_EVENTS, parse_birth_date
 from vitaltwin.data.vocabulary import (
     LOCAL_CODES,
     LOCAL_METHODS,
@@ -139,6 +140,7 @@ def _message_zone(msh: Any, sender_tz: tzinfo) -> tuple[tzinfo, str]:
 @dataclass
 class _Acc(Records):
     encounters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _field(seg: Any, i: int) -> str:
@@ -273,27 +275,117 @@ def _has(msg: Any, name: str) -> bool:
     return True
 
 
-def _encounter(acc: _Acc, msg: Any, pid: str, where: str, control_id: str, tz: tzinfo) -> None:
-    """PV1 of an ADT message: visit number (PV1-19), admit (PV1-44) and discharge (PV1-45); an
-    invalid time is quarantined and the encounter kept without it."""
-    pv1 = msg.segment("PV1")
-    visit = _field(pv1, 19).split("^")[0] or f"{pid}:{control_id}"
-    times: list[tuple[datetime, bool] | None] = []
-    for i in (44, 45):
-        try:
-            times.append(_ts(_field(pv1, i), tz))
-        except _BadTimeError:
-            acc.bad(where, f"PV1-{i}", "not a valid HL7 time", _field(pv1, i))
-            times.append(None)
-    admit, disch = times
-    acc.encounters[visit] = {
+ADT_EVENTS = ("A01", "A02", "A03", "A04", "A08", "A11", "A13", "A40")
+"""ADT triggers stored: admit, transfer, discharge, register, update, cancel admit, cancel
+discharge, merge patient (identifier list)."""
+_STATUS = {"A01": "in-progress", "A04": "in-progress", "A13": "in-progress",
+           "A03": "finished", "A11": "cancelled"}  # fmt: skip
+_NEEDS_VISIT = ("A02", "A03", "A11", "A13")  # they change a stay that must be named
+
+
+def _time(acc: _Acc, seg: Any, i: int, where: str, tz: tzinfo) -> datetime | None:
+    """A time field; an invalid one is quarantined and read as absent."""
+    try:
+        got = _ts(_field(seg, i), tz)
+    except _BadTimeError:
+        acc.bad(where, f"{seg[0]}-{i}", "not a valid HL7 time", _field(seg, i))
+        return None
+    return got[0] if got else None
+
+
+def _adt(acc: _Acc, msg: Any, msh: Any, event: str, where: str, tz: tzinfo) -> None:
+    """One ADT message: the patient's demographics (PID), the stay's new state (PV1: visit
+    number PV1-19, location PV1-3, admit PV1-44, discharge PV1-45; the trigger's status) and an
+    event row keeping this version (:data:`vitaltwin.data.schema.PATIENT_EVENTS`)."""
+    if not _has(msg, "PID"):
+        acc.bad(
+            where,
+            "PID",
+            "ADT message without a PID segment (are its segments separated by carriage returns?)",
+            str(msg)[:200],
+        )
+        return
+    pid_seg = msg.segment("PID")
+    pid = _field(pid_seg, 3).split("^")[0]
+    if not pid:
+        acc.bad(where, "PID-3", "no patient identifier")
+        return
+    prior = None
+    if event == "A40":
+        prior = _field(msg.segment("MRG"), 1).split("^")[0] if _has(msg, "MRG") else ""
+        if not prior or prior == pid:
+            acc.bad(where, "MRG-1", "merge without a prior patient identifier (MRG-1)")
+            return
+    sex = {"M": "male", "F": "female"}.get(_field(pid_seg, 8))
+    birth = parse_birth_date(_field(pid_seg, 7))
+    evn = msg.segment("EVN") if _has(msg, "EVN") else None
+    when = None
+    if evn is not None:
+        when = _time(acc, evn, 6, where, tz) or _time(acc, evn, 2, where, tz)
+    when = when or _time(acc, msh, 7, where, tz)
+    visit = location = prior_location = None
+    if _has(msg, "PV1"):
+        pv1 = msg.segment("PV1")
+        visit = _field(pv1, 19).split("^")[0] or None
+        location = _field(pv1, 3) or None
+        prior_location = _field(pv1, 6) or None
+        if visit is None and event in _NEEDS_VISIT:
+            acc.bad(
+                where, "PV1-19", f"{event} without a visit number: which stay it changes is unknown"
+            )
+        elif event != "A40":
+            _encounter(acc, pv1, pid, visit or f"{pid}:{_field(msh, 10)}", event, where, tz)
+    elif event in _NEEDS_VISIT:
+        acc.bad(where, "PV1", f"{event} without a PV1 segment: which stay it changes is unknown")
+    if prior is not None:  # A40: the prior key is retired into this one
+        if prior not in acc.patients:
+            acc.patient(prior, None)
+        acc.patients[prior]["merged_into"] = pid
+    earlier = acc.patients.get(pid)
+    acc.patient(pid, sex, birth)
+    if earlier is not None:  # what this message leaves out, an earlier one of the file said
+        acc.patients[pid] = {
+            k: v if v is not None else earlier[k] for k, v in acc.patients[pid].items()
+        }
+    acc.events.append(
+        {
+            "patient_id": pid,
+            "event": event,
+            "event_time": when,
+            "encounter_id": visit,
+            "location": location,
+            "prior_location": prior_location,
+            "prior_patient_id": prior,
+            "sex": sex,
+            "birth_date": birth,
+            "source": acc.source,
+            "position": where,
+        }
+    )
+
+
+def _encounter(
+    acc: _Acc, pv1: Any, pid: str, visit: str, event: str, where: str, tz: tzinfo
+) -> None:
+    """The stay's state after this event, applied over what earlier messages of the file said
+    (the store applies it over what it holds the same way: ``Store._update``)."""
+    state = {
         "encounter_id": visit,
         "patient_id": pid,
-        "start_time": admit[0] if admit else None,
-        "end_time": disch[0] if disch else None,
+        "start_time": _time(acc, pv1, 44, where, tz),
+        "end_time": _time(acc, pv1, 45, where, tz),
         "kind": {"I": "inpatient", "O": "outpatient", "E": "emergency"}.get(_field(pv1, 2)),
         "source": acc.source,
+        "status": _STATUS.get(event),
+        "location": _field(pv1, 3) or None,
     }
+    if state["status"] is None and state["end_time"] is not None:
+        state["status"] = "finished"
+    before = acc.encounters.get(visit, {})
+    merged = {k: v if v is not None else before.get(k) for k, v in state.items()}
+    if state["status"] == "in-progress":  # admitted again or the discharge cancelled: no end
+        merged["end_time"] = state["end_time"]
+    acc.encounters[visit] = merged
 
 
 def _message(
@@ -304,25 +396,8 @@ def _message(
     tz, zone_flag = _message_zone(msh, sender_tz)
     if kind == ["ORU", "R01"]:
         _oru(acc, msg, where, local_codes, tz, zone_flag)
-    elif kind[0] == "ADT" and len(kind) > 1 and kind[1] in ("A01", "A03", "A04", "A08"):
-        if not _has(msg, "PID"):
-            acc.bad(
-                where,
-                "PID",
-                "ADT message without a PID segment (are its segments separated by carriage "
-                "returns?)",
-                str(msg)[:200],
-            )
-            return
-        pid_seg = msg.segment("PID")
-        pid = _field(pid_seg, 3).split("^")[0]
-        if not pid:
-            acc.bad(where, "PID-3", "no patient identifier")
-            return
-        sex = {"M": "male", "F": "female"}.get(_field(pid_seg, 8))
-        acc.patient(pid, sex, parse_birth_date(_field(pid_seg, 7)))
-        if _has(msg, "PV1"):
-            _encounter(acc, msg, pid, where, _field(msh, 10), tz)
+    elif kind[0] == "ADT" and len(kind) > 1 and kind[1] in ADT_EVENTS:
+        _adt(acc, msg, msh, kind[1], where, tz)
     else:
         acc.bad(where, "MSH-9", f"message type {mtype or '(none)'} is not stored")
 
@@ -348,6 +423,7 @@ def convert_text(
             acc.bad(where, "message", f"message could not be read ({type(exc).__name__}: {exc})")
     return acc.converted(
         encounters=pa.Table.from_pylist(list(acc.encounters.values()), schema=ENCOUNTERS),
+        patient_events=pa.Table.from_pylist(acc.events, schema=PATIENT_EVENTS),
     )
 
 

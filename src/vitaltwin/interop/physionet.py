@@ -209,6 +209,7 @@ def _patients(df: pd.DataFrame, source: str, admission: datetime) -> pa.Table:
             "hospital_admission_time": hosp,
             "icu_unit": unit,
             "source": [source] * len(first),
+            "merged_into": [None] * len(first),
         },
         schema=PATIENTS,
     )
@@ -227,6 +228,8 @@ def _encounters(pid: np.ndarray, iculos: np.ndarray, source: str, admission: dat
             "end_time": [start + pd.Timedelta(hours=h) if np.isfinite(h) else None for h in last],
             "kind": ["ICU"] * len(last),
             "source": [source] * len(last),
+            "status": [None] * len(last),  # the Challenge does not say whether a stay ended
+            "location": [None] * len(last),
         },
         schema=ENCOUNTERS,
     )

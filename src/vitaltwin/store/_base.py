@@ -29,10 +29,12 @@ from vitaltwin.data.schema import (
     LABELS,
     MEDICATIONS,
     OBSERVATIONS,
+    PATIENT_EVENTS,
     PATIENTS,
     QUARANTINE,
     WAVEFORMS,
     Record,
+    conform,
     conform_observations,
 )
 from vitaltwin.data.versions import CORRECTIVE, IDENTITY, NOT_CURRENT, resolve
@@ -46,6 +48,7 @@ TABLES = (
     "conditions",
     "medications",
     "waveforms",
+    "patient_events",
 )
 OBS_KEY = ("patient_id", "effective_time", "loinc", "value", "unit", "comparator")
 KEYS: dict[str, tuple[str, ...]] = {
@@ -57,6 +60,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "conditions": ("patient_id", "code", "source"),
     "medications": ("patient_id", "drug", "start_time"),
     "waveforms": ("patient_id", "start_time", "code"),
+    "patient_events": ("patient_id", "event", "source", "position"),
 }
 UPDATED = ("patients", "encounters")
 """Tables whose rows are the latest state of their key (see :meth:`Store._update`)."""
@@ -70,7 +74,11 @@ SCHEMAS = {
     "conditions": CONDITIONS,
     "medications": MEDICATIONS,
     "waveforms": WAVEFORMS,
+    "patient_events": PATIENT_EVENTS,
 }
+PATIENT_TABLES = ("observations", "encounters", "medications", "labels", "patient_events")
+"""Tables the read API gives under a merged patient's surviving key."""
+NOT_CURRENT_ENCOUNTER = ("cancelled", "entered-in-error")
 
 
 def _utc(t: datetime) -> datetime:
@@ -162,26 +170,41 @@ class Store(ABC):
         since a service last looked); ordered by patient, time and code. Only current values
         unless ``current=False`` (then superseded and retracted versions too, for audit; see
         :mod:`vitaltwin.data.versions`)."""
-        where = [
-            *_match("patient_id", patient_id),
-            *_match("loinc", loinc),
-            *_bound("effective_time", start, end),
-        ]
+        where = [*_match("loinc", loinc), *_bound("effective_time", start, end)]
         if current:
             where.append(("status", "not in", list(NOT_CURRENT)))
         if received_since is not None:
             where.append(("received_time", ">=", _utc(received_since)))
-        return self._select("observations", where, ("patient_id", "effective_time", "loinc"))
-
-    def patients(self, patient_id: str | Sequence[str] | None = None) -> pa.Table:
-        """The patient table (one row per patient), optionally for some patients."""
-        return self._select("patients", _match("patient_id", patient_id), ("patient_id",))
-
-    def encounters(self, patient_id: str | Sequence[str] | None = None) -> pa.Table:
-        """Encounters (visits, ICU stays) by start time."""
-        return self._select(
-            "encounters", _match("patient_id", patient_id), ("patient_id", "start_time")
+        return self._read(
+            "observations", patient_id, where, ("patient_id", "effective_time", "loinc")
         )
+
+    def patients(
+        self, patient_id: str | Sequence[str] | None = None, current: bool = True
+    ) -> pa.Table:
+        """The patient table (one row per patient), optionally for some patients; without the
+        patients merged into another (HL7 A40) unless ``current=False``."""
+        rows = self._select("patients", _match("patient_id", patient_id), ("patient_id",))
+        if current:
+            rows = rows.filter(pc.is_null(rows.column("merged_into")))
+        return rows
+
+    def encounters(
+        self, patient_id: str | Sequence[str] | None = None, current: bool = True
+    ) -> pa.Table:
+        """Encounters (visits, ICU stays) by start time; without cancelled ones (HL7 A11)
+        unless ``current=False``."""
+        rows = self._read("encounters", patient_id, [], ("patient_id", "start_time"))
+        if current:
+            gone = pc.is_in(rows.column("status"), pa.array(NOT_CURRENT_ENCOUNTER))
+            rows = rows.filter(pc.invert(gone))  # a NULL status (not stated) is current
+        return rows
+
+    def patient_events(self, patient_id: str | Sequence[str] | None = None) -> pa.Table:
+        """The ADT history (admissions, transfers, discharges, demographic updates with the
+        demographics they stated, cancellations, merges) by time: the versions behind the
+        patients and encounters tables."""
+        return self._read("patient_events", patient_id, [], ("patient_id", "event_time"))
 
     def medications(
         self,
@@ -190,15 +213,62 @@ class Store(ABC):
         end: datetime | None = None,
     ) -> pa.Table:
         """Medication administrations starting in ``[start, end)``, by start time."""
-        where = [*_match("patient_id", patient_id), *_bound("start_time", start, end)]
-        return self._select("medications", where, ("patient_id", "start_time", "drug"))
+        where = _bound("start_time", start, end)
+        return self._read("medications", patient_id, where, ("patient_id", "start_time", "drug"))
 
     def labels(
         self, patient_id: str | Sequence[str] | None = None, label: str | None = None
     ) -> pa.Table:
         """Outcome labels (e.g. PhysioNet's sepsis label), by patient and time."""
-        where = [*_match("patient_id", patient_id), *_match("label", label)]
-        return self._select("labels", where, ("patient_id", "time", "label"))
+        return self._read(
+            "labels", patient_id, _match("label", label), ("patient_id", "time", "label")
+        )
+
+    def merged(self) -> dict[str, str]:
+        """Retired patient key -> the key it now lives under (merges followed to the end)."""
+        rows = self._select("patients", [("merged_into", "!=", "")], ("patient_id",))
+        step = dict(
+            zip(
+                rows.column("patient_id").to_pylist(),
+                rows.column("merged_into").to_pylist(),
+                strict=True,
+            )
+        )
+        final = {}
+        for old in step:
+            new, seen = step[old], {old}
+            while new in step and new not in seen:  # A->B then B->C: A lives under C
+                seen.add(new)
+                new = step[new]
+            final[old] = new
+        return final
+
+    def _read(
+        self,
+        table: str,
+        patient_id: str | Sequence[str] | None,
+        where: list[tuple[str, str, object]],
+        order: tuple[str, ...],
+    ) -> pa.Table:
+        """Rows of a patient table, merged patients' rows under their surviving key: asking
+        for a patient also finds what was stored under the keys merged into it."""
+        links = self.merged()
+        ids = [patient_id] if isinstance(patient_id, str) else patient_id
+        if links and ids is not None:
+            wanted = set(map(str, ids))
+            ids = [*wanted, *(old for old, new in links.items() if new in wanted)]
+        rows = self._select(table, [*_match("patient_id", ids), *where], order)
+        if not links or rows.num_rows == 0:
+            return rows
+        pid = rows.column("patient_id")
+        if not pc.any(pc.is_in(pid, pa.array(list(links)))).as_py():
+            return rows
+        i = rows.schema.get_field_index("patient_id")
+        mapped = pa.array([links.get(p, p) for p in pid.to_pylist()], pa.string())
+        rows = rows.set_column(i, rows.schema.field(i), mapped)
+        if order:
+            rows = rows.take(pc.sort_indices(rows, [(c, "ascending") for c in order]))
+        return rows
 
     @abstractmethod
     def table(self, table: str) -> pa.Table:
@@ -253,15 +323,18 @@ class Store(ABC):
             if table is None:
                 continue
             if name in UPDATED:
-                self._update(name, table.cast(SCHEMAS[name]))
+                self._update(name, conform(table, SCHEMAS[name]))
             else:
-                self._insert_new(name, table.cast(SCHEMAS[name]))
+                self._insert_new(name, conform(table, SCHEMAS[name]))
         return counts
 
     def _update(self, table: str, incoming: pa.Table) -> None:
         """Rows of ``table`` (patients, encounters) are the latest state of their key: a later
         row for a stored key fills in or changes the fields it states (an HL7 A08 updates the
-        demographics, an A03 ends the encounter) and keeps the others."""
+        demographics, an A03 ends the encounter, an A02 moves it, an A11 cancels it, an A40
+        retires a patient key) and keeps the others; an encounter stated ``in-progress`` (A13:
+        the discharge was cancelled) loses its end time. Every version stays in
+        ``patient_events``."""
         key = KEYS[table][0]
         incoming = unique_rows(incoming, (key,), keep="last")
         ids = pc.unique(incoming.column(key)).to_pylist()
@@ -273,6 +346,9 @@ class Store(ABC):
         new = incoming.to_pandas().set_index(key)
         both = new.index.intersection(old.index)
         merged = new.loc[both].combine_first(old.loc[both])[old.columns]
+        if table == "encounters":  # an encounter in progress has no end (HL7 A13 reopens it)
+            reopened = (new.loc[both, "status"] == "in-progress").to_numpy()
+            merged.loc[reopened, "end_time"] = new.loc[both].loc[reopened, "end_time"]
         before = old.loc[both]
         same = (merged == before) | (merged.isna() & before.isna())
         changed = list(merged.index[~same.all(axis=1).to_numpy()])

@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS quarantine (
 CREATE TABLE IF NOT EXISTS patients (
     patient_id VARCHAR NOT NULL, sex VARCHAR, age_years DOUBLE, birth_date DATE,
     icu_admission_time TIMESTAMPTZ, hospital_admission_time TIMESTAMPTZ, icu_unit VARCHAR,
-    source VARCHAR NOT NULL
+    source VARCHAR NOT NULL, merged_into VARCHAR
 );
 CREATE TABLE IF NOT EXISTS labels (
     patient_id VARCHAR NOT NULL, time TIMESTAMPTZ NOT NULL, label VARCHAR NOT NULL,
@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS labels (
 );
 CREATE TABLE IF NOT EXISTS encounters (
     encounter_id VARCHAR NOT NULL, patient_id VARCHAR NOT NULL, start_time TIMESTAMPTZ,
-    end_time TIMESTAMPTZ, kind VARCHAR, source VARCHAR NOT NULL
+    end_time TIMESTAMPTZ, kind VARCHAR, source VARCHAR NOT NULL, status VARCHAR, location VARCHAR
 );
 CREATE TABLE IF NOT EXISTS conditions (
     patient_id VARCHAR NOT NULL, code VARCHAR NOT NULL, display VARCHAR,
@@ -51,7 +51,15 @@ CREATE TABLE IF NOT EXISTS waveforms (
     dimensions INTEGER NOT NULL, data VARCHAR NOT NULL, source VARCHAR NOT NULL,
     position VARCHAR NOT NULL
 );
+CREATE TABLE IF NOT EXISTS patient_events (
+    patient_id VARCHAR NOT NULL, event VARCHAR NOT NULL, event_time TIMESTAMPTZ,
+    encounter_id VARCHAR, location VARCHAR, prior_location VARCHAR, prior_patient_id VARCHAR,
+    sex VARCHAR, birth_date DATE, source VARCHAR NOT NULL, position VARCHAR NOT NULL
+);
 """
+
+_SQL_TYPES = {"string": "VARCHAR", "double": "DOUBLE", "date32[day]": "DATE"}
+_DEFAULTS = {("observations", "comparator"): "'='", ("observations", "status"): "'final'"}
 
 
 class DuckDBStore(Store):
@@ -79,17 +87,20 @@ class DuckDBStore(Store):
         # a bounded buffer pool: DuckDB spills to its folder rather than grow with the data
         self._run(f"SET memory_limit = '{memory_limit}'")
         self._run(DDL)
-        made_before = self._run(
-            "SELECT count(*) FROM information_schema.columns "
-            "WHERE table_name = 'observations' AND column_name = 'status'"
-        )
-        if made_before[0][0] == 0:  # a store from before versions: migrated once, on open
-            for column, kind in (
-                ("comparator", "VARCHAR DEFAULT '='"),
-                ("status", "VARCHAR DEFAULT 'final'"),
-                ("method", "VARCHAR"),
-            ):
-                self._run(f"ALTER TABLE observations ADD COLUMN {column} {kind}")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """A store made by an earlier release gets the columns added since, once, on open."""
+        have = set(self._run("SELECT table_name, column_name FROM information_schema.columns"))
+        for table, schema in SCHEMAS.items():
+            for f in schema:
+                if (table, f.name) in have:
+                    continue
+                kind = "TIMESTAMPTZ" if pa.types.is_timestamp(f.type) else _SQL_TYPES[str(f.type)]
+                default = _DEFAULTS.get((table, f.name))
+                default = f" DEFAULT {default}" if default else ""
+                self._run(f"ALTER TABLE {table} ADD COLUMN {f.name} {kind}{default}")
+        if ("observations", "status") not in have:
             # quarantine entries are keyed by content; earlier stores kept no raw value as NULL
             self._run("UPDATE quarantine SET raw_value = '' WHERE raw_value IS NULL")
 

@@ -63,6 +63,7 @@ _COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("hospital_admission_time", "timestamptz"),
         ("icu_unit", "text"),
         ("source", "text NOT NULL"),
+        ("merged_into", "text"),
     ),
     "labels": (
         ("patient_id", "text NOT NULL"),
@@ -78,6 +79,8 @@ _COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("end_time", "timestamptz"),
         ("kind", "text"),
         ("source", "text NOT NULL"),
+        ("status", "text"),
+        ("location", "text"),
     ),
     "conditions": (
         ("patient_id", "text NOT NULL"),
@@ -110,6 +113,19 @@ _COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("source", "text NOT NULL"),
         ("position", "text NOT NULL"),
     ),
+    "patient_events": (
+        ("patient_id", "text NOT NULL"),
+        ("event", "text NOT NULL"),
+        ("event_time", "timestamptz"),
+        ("encounter_id", "text"),
+        ("location", "text"),
+        ("prior_location", "text"),
+        ("prior_patient_id", "text"),
+        ("sex", "text"),
+        ("birth_date", "date"),
+        ("source", "text NOT NULL"),
+        ("position", "text NOT NULL"),
+    ),
 }
 
 
@@ -122,6 +138,7 @@ _INDEX: dict[str, tuple[str, ...]] = {
     "conditions": ("patient_id",),
     "medications": ("patient_id",),
     "waveforms": ("patient_id",),
+    "patient_events": ("patient_id",),
 }
 
 
@@ -148,19 +165,22 @@ class PostgresStore(Store):
                         sql.SQL(", ").join(map(sql.Identifier, idx)),
                     )
                 )
+            # a store made by an earlier release gets the columns added since, once, on open
             cur.execute(
-                "SELECT count(*) FROM information_schema.columns WHERE table_schema = %s "
-                "AND table_name = 'observations' AND column_name = 'status'",
+                "SELECT table_name, column_name FROM information_schema.columns "
+                "WHERE table_schema = %s",
                 [schema],
             )
-            found = cur.fetchone()
-            if found is not None and found[0] == 0:  # a store from before versions: migrate
-                for column, kind in _COLUMNS["observations"][-3:]:
-                    cur.execute(
-                        sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
-                            self._t("observations"), sql.Identifier(column), sql.SQL(kind)
+            have = {(str(t), str(c)) for t, c in cur.fetchall()}
+            for t, cols in _COLUMNS.items():
+                for column, kind in cols:
+                    if (t, column) not in have:
+                        cur.execute(
+                            sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                                self._t(t), sql.Identifier(column), sql.SQL(kind)
+                            )
                         )
-                    )
+            if ("observations", "status") not in have and ("observations", "loinc") in have:
                 # quarantine entries are keyed by content; earlier stores kept NULL raw values
                 cur.execute(
                     sql.SQL("UPDATE {} SET raw_value = '' WHERE raw_value IS NULL").format(
