@@ -67,3 +67,65 @@ def test_device_codes_ieee_11073_give_loinc_unit_and_method() -> None:
         ("8478-0", 88.0, "mm[Hg]", "non-invasive-cuff", "final"),
         ("8867-4", 77.0, "/min", "ecg", "final"),
     ]
+
+
+def test_loinc_results_take_their_method_from_an_mdc_alternate_or_obx17_and_device_from_obx18() -> (
+    None
+):
+    rec = convert_text(
+        MSH + PID
+        # PCD-01 style: LOINC primary, MDC alternate; OBX-18 the monitor's EUI-64
+        + "OBX|1|NM|8478-0^Mean BP^LN^150037^MDC_PRESS_BLD_ART_ABP_MEAN^MDC||72|mm[Hg]|||||F"
+        "|||20261122080100+0000||||0123456789ABCDEF^EUI-64\r"
+        # OBX-17 states the method of a plain LOINC result
+        + "OBX|2|NM|8867-4^Heart rate^LN||96|/min|||||F|||20261122080100+0000|||"
+        "^MDC_PULS_OXIM_PULS_RATE^MDC\r"
+        + "OBX|3|NM|8478-0^Mean BP^LN||91|mm[Hg]|||||F|||20261122080100+0000|||NBP-M\r",
+        "m",
+    )  # fmt: skip
+    rows = sorted(
+        zip(*(rec.observations[c].to_pylist() for c in ("value", "method", "device")), strict=True)
+    )
+    assert rows == [
+        (72.0, "invasive-arterial", "0123456789ABCDEF^EUI-64"),
+        (91.0, "non-invasive-cuff", None),
+        (96.0, "pulse-oximetry", None),
+    ]
+
+
+def test_fhir_method_comes_from_mdc_codings_and_device_from_its_reference() -> None:
+    from vitaltwin.interop.fhir import convert_resources
+
+    def obs(code: list[dict[str, str]], value: float, **more: object) -> dict[str, object]:
+        return {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": code},
+            "subject": {"reference": "Patient/p1"},
+            "effectiveDateTime": "2026-11-22T08:01:00Z",
+            "valueQuantity": {"value": value, "unit": "mm[Hg]", "code": "mm[Hg]"},
+            **more,
+        }
+
+    loinc = {"system": "http://loinc.org", "code": "8478-0"}
+    mdc = "urn:iso:std:iso:11073:10101"
+    rec = convert_resources(
+        [
+            ("a", obs([loinc, {"system": mdc, "code": "150037",
+                               "display": "MDC_PRESS_BLD_ART_ABP_MEAN"}], 70,
+                      device={"reference": "DeviceMetric/abp-1"}), None),
+            ("b", obs([loinc], 90, method={"coding": [
+                {"system": mdc, "display": "MDC_PRESS_BLD_NONINV_MEAN"}]}), None),
+            ("c", obs([loinc], 80, method={"text": "oral"}), None),
+        ],
+        "f",
+        datetime(2026, 11, 22, 9, tzinfo=UTC),
+    )  # fmt: skip
+    rows = sorted(
+        zip(*(rec.observations[c].to_pylist() for c in ("value", "method", "device")), strict=True)
+    )
+    assert rows == [
+        (70.0, "invasive-arterial", "DeviceMetric/abp-1"),
+        (80.0, None, None),
+        (90.0, "non-invasive-cuff", None),
+    ]

@@ -45,7 +45,7 @@ from vitaltwin.data.schema import (
     WAVEFORMS,
     parse_birth_date,
 )
-from vitaltwin.data.vocabulary import CODES
+from vitaltwin.data.vocabulary import CODES, MDC_CODES
 from vitaltwin.interop import _r4
 from vitaltwin.interop._errors import ReadError
 from vitaltwin.interop._records import Records, json_object, no_cycle_collection
@@ -311,9 +311,9 @@ def _observation(acc: _Acc, pos: str, res: dict[str, Any], urls: dict[str, str])
         return
     raw = str(res.get("effectiveDateTime") or "")
     quality = ext.get("quality") or (_DATE_ONLY if raw and "T" not in raw else None)
-    device = (res.get("device") or {}).get("display")
-    method = (res.get("method") or {}).get("text")
-    how = _How(quality, device, status, method if method in METHODS else None)
+    device_ref = res.get("device") or {}
+    device = device_ref.get("display") or device_ref.get("reference")
+    how = _How(quality, device, status, _method(res))
     if res.get("component"):
         for k, comp in enumerate(res["component"]):
             code = _code(comp.get("code"))
@@ -337,6 +337,26 @@ def _replaced_by(res: dict[str, Any], urls: dict[str, str]) -> str | None:
     for link in res.get("link") or []:
         if link.get("type") == "replaced-by":
             return patient_key((link.get("other") or {}).get("reference"), urls)
+    return None
+
+
+MDC_SYSTEM = "urn:iso:std:iso:11073:10101"
+
+
+def _method(res: dict[str, Any]) -> str | None:
+    """How an Observation was measured: ``method.text`` when it is one of vitaltwin's methods
+    (as the export writes it), else an IEEE 11073 term (system ``urn:iso:std:iso:11073:10101``,
+    matched by its reference id, e.g. ``MDC_PRESS_BLD_ART_MEAN``) in ``method`` or ``code``, as
+    device gateways code vital signs."""
+    concept = res.get("method") or {}
+    if concept.get("text") in METHODS:
+        return str(concept["text"])
+    for source in (concept, res.get("code") or {}):
+        for c in source.get("coding") or []:
+            if c.get("system") == MDC_SYSTEM:
+                entry = MDC_CODES.get(str(c.get("display") or c.get("code") or "").upper())
+                if entry is not None and entry[1] is not None:
+                    return entry[1]
     return None
 
 

@@ -165,8 +165,6 @@ def _oru(
             acc.bad(pos, "PID-3", "no patient identifier")
             continue
         parts = ident.split("^")
-        labels = [p.upper() for p in parts[:2]]
-        method = next((LOCAL_METHODS[x] for x in labels if x in LOCAL_METHODS), None)
         code = (
             parts[0]
             if len(parts) > 2 and parts[2] == "LN"
@@ -176,9 +174,10 @@ def _oru(
         )
         if code is None and re.fullmatch(r"\d{1,7}-\d", parts[0]):
             code = parts[0]  # a LOINC-shaped identifier without the coding system
-        mdc = MDC_CODES.get(parts[1].strip().upper()) if len(parts) > 1 else None
+        mdc = _mdc(parts[1:2] + parts[4:5])  # the identifier's text, or its alternate's
         if code is None and mdc is not None:  # a device's IEEE 11073 reference id
-            code, method = mdc
+            code = mdc[0]
+        method = _method(_field(obx, 17).split("^")[:2], mdc, parts)
         if vtype not in ("NM", "SN"):
             acc.bad(pos, "OBX-2", f"value type {vtype or '(none)'} is not numeric", raw)
             continue
@@ -226,10 +225,10 @@ def _oru(
             ucum,
             pos,
             zone_flag if assumed else None,
-            None,
+            _field(obx, 18).split("~")[0] or None,  # equipment instance identifier, as sent
             comparator,
             status,
-            method if parts[2:3] != ["LN"] else None,  # a LOINC code states no method
+            method,
         )
 
 
@@ -265,6 +264,36 @@ def _numeric(vtype: str, raw: str) -> tuple[str, str, str | None]:
     if comparator not in COMPARATORS:
         return "=", "", f"SN comparator {comparator!r} is not <, <=, >, >= or ="
     return comparator, parts[1].strip() if len(parts) > 1 else "", None
+
+
+def _method(obx17: list[str], mdc: tuple[str, str | None] | None, obx3: list[str]) -> str | None:
+    """How a result was measured: OBX-17 (observation method: an MDC term or a local label),
+    else the MDC term of OBX-3 (a PCD-01 result coded LOINC with an MDC alternate), else a local
+    label in OBX-3 (not a LOINC code's display text, which says nothing of the method)."""
+    labels = [x.strip().upper() for x in obx17]
+    if obx3[2:3] != ["LN"]:
+        labels += [x.strip().upper() for x in obx3[:2]]
+    explicit = _mdc(obx17)
+    return next(
+        (
+            m
+            for m in (
+                explicit[1] if explicit else None,
+                *(LOCAL_METHODS.get(x) for x in labels[: len(obx17)]),
+                mdc[1] if mdc else None,
+                *(LOCAL_METHODS.get(x) for x in labels[len(obx17) :]),
+            )
+            if m
+        ),
+        None,
+    )
+
+
+def _mdc(texts: list[str]) -> tuple[str, str | None] | None:
+    """(LOINC, method) of the first IEEE 11073 reference id among ``texts``."""
+    return next(
+        (MDC_CODES[t.strip().upper()] for t in texts if t.strip().upper() in MDC_CODES), None
+    )
 
 
 def _has(msg: Any, name: str) -> bool:
