@@ -69,8 +69,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         con = duckdb.connect(str(Path(d) / "floor.duckdb"))
         elapsed = 0.0
-        for name, table in batch.items():
-            con.register("incoming", table)
+        for name, data in batch.items():
+            con.register("incoming", data)
             con.execute(f"CREATE TABLE {name} AS SELECT * FROM incoming LIMIT 0").fetchall()
             t0 = time.perf_counter()
             con.execute(f"INSERT INTO {name} SELECT * FROM incoming").fetchall()
@@ -149,7 +149,7 @@ def pg_copy_floor(schema: str, batch: dict[str, pa.Table], like: str) -> float:
     elapsed = 0.0
     tag = "ix" if like else "plain"
     with psycopg.connect(PG) as raw, raw.cursor() as cur:
-        for name, table in batch.items():
+        for name, frame in batch.items():
             floor_t = sql.Identifier(schema, f"floor_{tag}_{name}")
             cur.execute(
                 sql.SQL("CREATE TABLE {} (LIKE {} {})").format(
@@ -162,7 +162,7 @@ def pg_copy_floor(schema: str, batch: dict[str, pa.Table], like: str) -> float:
                 [f"{schema}.floor_{tag}_{name}"],
             )
             cols, types = zip(*cur.fetchall(), strict=True)
-            data = list(zip(*(table.column(c).to_pylist() for c in cols), strict=True))
+            data = list(zip(*(frame.column(c).to_pylist() for c in cols), strict=True))
             t0 = time.perf_counter()
             with cur.copy(sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(floor_t)) as cp:
                 cp.set_types(list(types))

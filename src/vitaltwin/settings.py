@@ -29,6 +29,16 @@ class Settings(BaseSettings):
     physionet_set_a: Path | None = Field(
         None, description="PhysioNet 2019 set A (Parquet or PSV folder) for the validations"
     )
+    # the service (vitaltwin serve)
+    host: str = Field("127.0.0.1", description="address the service binds")
+    port: int = Field(8000, description="HTTP port of the service")
+    bus: str = Field(
+        "memory",
+        description="'memory' (one process, the default) or a Redis URL such as "
+        "redis://127.0.0.1:6379/0 (Redis Streams)",
+    )
+    partitions: int = Field(8, description="bus partitions (patients are spread over them)")
+    max_body_bytes: int = Field(1 << 20, description="largest request body accepted")
 
 
 def load_settings() -> Settings:

@@ -14,6 +14,7 @@ from vitaltwin.interop._readers import (
     reader_for,
     register,
 )
+from vitaltwin.interop._records import json_object, rejection
 
 __all__ = [
     "READERS",
@@ -21,8 +22,10 @@ __all__ = [
     "ReadOptions",
     "Reader",
     "input_files",
+    "json_object",
     "read_any",
     "read_chunks",
     "reader_for",
     "register",
+    "rejection",
 ]

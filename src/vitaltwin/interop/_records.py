@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -211,3 +211,18 @@ def _columns(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
         [pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)],
         schema=schema,
     )
+
+
+def rejection(
+    source: str,
+    position: str,
+    fld: str,
+    reason: str,
+    raw: object = None,
+    received: datetime | None = None,
+) -> Record:
+    """A record holding nothing but one quarantine entry: an input that could not be read at
+    all, accounted for like any other."""  # fmt: skip
+    acc = Records(source, received or datetime.now(UTC))
+    acc.bad(position, fld, reason, raw)
+    return acc.converted()

@@ -85,18 +85,26 @@ def read_resources(path: Path) -> Iterator[tuple[str, dict[str, Any] | str, str 
         raise FhirError(f"{path}: not JSON (nested too deeply)") from None
     if not isinstance(doc, dict) or "resourceType" not in doc:
         raise FhirError(f"{path}: not a FHIR resource (no resourceType)")
-    if doc["resourceType"] == "Bundle":
-        entries = doc.get("entry", [])
-        for i, entry in enumerate(entries if isinstance(entries, list) else []):
-            res = entry.get("resource") if isinstance(entry, dict) else None
-            url = entry.get("fullUrl") if isinstance(entry, dict) else None
-            yield (
+    yield from resources_of(doc)
+
+
+def resources_of(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any] | str, str | None]]:
+    """(position, resource, fullUrl) of a parsed resource: a Bundle's entries, or itself."""
+    if doc.get("resourceType") != "Bundle":
+        return [("resource", doc, None)]
+    entries = doc.get("entry", [])
+    out: list[tuple[str, dict[str, Any] | str, str | None]] = []
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
+        res = entry.get("resource") if isinstance(entry, dict) else None
+        url = entry.get("fullUrl") if isinstance(entry, dict) else None
+        out.append(
+            (
                 f"entry[{i}]",
                 res if isinstance(res, dict) else "entry without a resource",
                 url if isinstance(url, str) else None,
             )
-    else:
-        yield "resource", doc, None
+        )
+    return out
 
 
 def _more(n: int) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import csv
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,20 @@ def convert_stream(path: Path, received: datetime | None = None) -> Record:
     """Read and convert one CSV or JSON-lines stream file."""
     acc = Records(str(path), received or datetime.now(UTC))
     _convert(acc, _records(path))
+    return acc.converted()
+
+
+def convert_records(
+    records: Sequence[object], source: str, received: datetime | None = None
+) -> Record:
+    """Convert records already parsed (an API request's JSON list, a device gateway's MQTT
+    message) with the same rules as a stream file; positions count items from 1."""
+    acc = Records(source, received or datetime.now(UTC))
+    items = (
+        (i, r if isinstance(r, dict) else f"not a JSON object ({type(r).__name__})")
+        for i, r in enumerate(records, start=1)
+    )
+    _convert(acc, items)
     return acc.converted()
 
 

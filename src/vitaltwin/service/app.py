@@ -1,0 +1,376 @@
+"""The HTTP service (FastAPI): inputs onto the bus, the record out as JSON and FHIR, health,
+metrics. ``vitaltwin serve`` runs it with uvicorn; :func:`create_app` builds it for tests and
+embedding.
+
+Routes (the OpenAPI description at ``/openapi.json`` lists them with their scopes):
+
+* ``GET /health/live`` (the process answers) and ``GET /health/ready`` (store and bus reachable,
+  ingest worker running: 503 otherwise);
+* ``POST /v1/observations`` (a JSON list of ``{patient_id, time, code, value, unit[, device,
+  comparator, status, method]}``), ``POST /fhir/Observation``, ``POST /fhir`` (a Bundle),
+  ``POST /v1/hl7`` (HL7 v2 text): accepted (202) onto the bus, one message per patient, and
+  stored by the ingest worker; what cannot be stored is quarantined with the reason, as for
+  files;
+* ``GET /v1/patients``, ``GET /v1/patients/{id}``, ``GET /v1/patients/{id}/observations``,
+  ``GET /fhir/Patient/{id}``, ``GET /fhir/Observation?patient=&code=`` (a searchset Bundle);
+* ``GET /v1/ingest`` (what the worker did), ``GET /metrics`` (Prometheus: per-stage latency
+  histograms, requests).
+
+Every request gets a request id (``X-Request-ID``, taken from the caller or made) that is in
+the response header and in the JSON log line written for it; an unexpected error answers 500
+with that id instead of dropping the connection.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+from vitaltwin.interop.fhir_export import observation as fhir_observation
+from vitaltwin.interop.fhir_export import patient as fhir_patient
+from vitaltwin.service.access import PUBLIC, ScopedRoute, scope
+from vitaltwin.service.bus import Bus
+from vitaltwin.service.ingest import IngestWorker, envelope, fhir_key, hl7_key
+from vitaltwin.store import Store
+
+log = logging.getLogger("vitaltwin.service")
+STAGES = ("receive", "normalize", "store")
+FHIR_JSON = "application/fhir+json"
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per log line (time in UTC, level, logger, message and extra fields)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        line.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+class Metrics:
+    """The service's Prometheus metrics, in a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.stage = Histogram(
+            "vitaltwin_stage_seconds",
+            "Time spent per pipeline stage",
+            ["stage"],
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+        self.requests = Counter(
+            "vitaltwin_requests", "HTTP requests", ["route", "status"], registry=self.registry
+        )
+
+    def observe(self, stage: str, seconds: float) -> None:
+        self.stage.labels(stage).observe(seconds)
+
+
+def create_app(store: Store, bus: Bus, *, max_body_bytes: int = 1 << 20) -> FastAPI:
+    """The service over an open store and bus (the caller closes them); the ingest worker
+    runs while the app does (its lifespan)."""
+    lock = threading.Lock()
+    metrics = Metrics()
+    worker = IngestWorker(bus, store, lock, observe=metrics.observe)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker.start()
+        try:
+            yield
+        finally:
+            worker.stop()
+
+    app = FastAPI(
+        title="vitaltwin",
+        summary="Patient digital twins for the ICU: the record in and out",
+        lifespan=lifespan,
+    )
+    app.state.worker, app.state.store, app.state.bus, app.state.metrics = (
+        worker,
+        store,
+        bus,
+        metrics,
+    )
+    router = APIRouter(route_class=ScopedRoute)
+
+    @app.middleware("http")
+    async def request_id(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        t0 = time.perf_counter()
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > max_body_bytes:
+            response: Response = JSONResponse(
+                {"detail": f"body over {max_body_bytes} bytes", "request_id": rid}, 413
+            )
+        else:
+            try:
+                response = await call_next(request)
+            except Exception:  # an answer, never a dropped connection
+                log.exception("unhandled error", extra={"fields": {"request_id": rid}})
+                response = JSONResponse(
+                    {"detail": "internal error", "request_id": rid}, status_code=500
+                )
+        response.headers["x-request-id"] = rid
+        route = request.scope.get("route")
+        name = getattr(route, "path", "unmatched")
+        metrics.requests.labels(name, str(response.status_code)).inc()
+        log.info(
+            "%s %s %s",
+            request.method,
+            request.url.path,
+            response.status_code,
+            extra={
+                "fields": {
+                    "request_id": rid,
+                    "method": request.method,
+                    "path": request.url.path,
+                    "status": response.status_code,
+                    "duration_ms": round((time.perf_counter() - t0) * 1000, 3),
+                }
+            },
+        )
+        return response
+
+    # -- health --------------------------------------------------------------------------------
+
+    @router.get("/health/live", openapi_extra=scope(PUBLIC), tags=["health"])
+    def live() -> dict[str, str]:
+        """The process answers."""
+        return {"status": "live"}
+
+    @router.get(
+        "/health/ready",
+        openapi_extra=scope(PUBLIC),
+        tags=["health"],
+        responses={503: {"description": "not ready"}},
+    )
+    def ready() -> JSONResponse:
+        """Store and bus reachable, ingest worker running."""
+        checks: dict[str, str] = {}
+        try:
+            with lock:
+                store.count("patients")
+            checks["store"] = "ok"
+        except Exception as exc:
+            checks["store"] = f"failed: {exc}"
+        try:
+            bus.pending()
+            checks["bus"] = "ok"
+        except Exception as exc:
+            checks["bus"] = f"failed: {exc}"
+        checks["ingest"] = "ok" if worker.alive else "not running"
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", **checks}, 200 if ok else 503
+        )
+
+    # -- inputs -----------------------------------------------------------------------------------
+
+    def accepted(messages: list[tuple[str, bytes]], t0: float) -> dict[str, Any]:
+        ids = [bus.publish(key, body) for key, body in messages]
+        metrics.observe("receive", time.perf_counter() - t0)
+        return {"accepted": len(ids), "messages": ids}
+
+    @router.post(
+        "/v1/observations",
+        status_code=202,
+        openapi_extra=scope("system/Observation.c"),
+        tags=["inputs"],
+    )
+    def post_observations(
+        records: Annotated[list[dict[str, Any]], Body(max_length=100_000)],
+    ) -> dict[str, Any]:
+        """Observations as JSON (``patient_id``, ``time`` ISO 8601 with zone or epoch seconds,
+        ``code`` LOINC or a monitor label, ``value``, ``unit`` UCUM; optional ``device``,
+        ``comparator``, ``status``, ``method``), accepted onto the bus per patient."""
+        t0 = time.perf_counter()
+        by_patient: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in records:
+            by_patient[str(r.get("patient_id") or "unknown")].append(r)
+        return accepted(
+            [(k, envelope("records", "http:/v1/observations", v)) for k, v in by_patient.items()],
+            t0,
+        )
+
+    @router.post(
+        "/v1/hl7",
+        status_code=202,
+        openapi_extra=scope("system/Observation.c"),
+        tags=["inputs"],
+    )
+    def post_hl7(text: Annotated[str, Body(media_type="text/plain")]) -> dict[str, Any]:
+        """HL7 v2 messages (ORU^R01, ADT), as over MLLP, accepted onto the bus."""
+        t0 = time.perf_counter()
+        if not text.lstrip().startswith(("MSH|", "FHS|", "BHS|")):
+            raise HTTPException(400, "not HL7 v2: the text must start with an MSH segment")
+        return accepted([(hl7_key(text), envelope("hl7", "http:/v1/hl7", text))], t0)
+
+    def post_fhir(doc: dict[str, Any], where: str) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        if not isinstance(doc.get("resourceType"), str):
+            raise HTTPException(400, "not a FHIR resource: no resourceType")
+        return accepted([(fhir_key(doc), envelope("fhir", where, doc))], t0)
+
+    @router.post(
+        "/fhir/Observation",
+        status_code=202,
+        openapi_extra=scope("system/Observation.c"),
+        tags=["fhir"],
+    )
+    def post_fhir_observation(resource: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+        """A FHIR R4 Observation, validated and stored by the ingest worker."""
+        return post_fhir(resource, "http:/fhir/Observation")
+
+    @router.post("/fhir", status_code=202, openapi_extra=scope("system/*.c"), tags=["fhir"])
+    def post_fhir_bundle(bundle: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+        """A FHIR R4 Bundle (any type): its Patients, Observations, Encounters, Conditions and
+        MedicationAdministrations."""
+        return post_fhir(bundle, "http:/fhir")
+
+    @router.get("/v1/ingest", openapi_extra=scope("system/*.r"), tags=["inputs"])
+    def ingest_status() -> dict[str, Any]:
+        """What the ingest worker stored, quarantined and counted as duplicates, and what waits."""
+        s = worker.stats
+        return {
+            "messages": s.messages,
+            "read": s.counts.read,
+            "stored": s.counts.stored,
+            "quarantined": s.counts.quarantined,
+            "duplicates": s.counts.duplicates,
+            "failures": s.failures,
+            "last_error": s.last_error,
+            "pending": bus.pending(),
+            "dead_letters": len(bus.dead_letters()),
+        }
+
+    # -- the record out -------------------------------------------------------------------------
+
+    def rows(table: Any) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = table.to_pylist()
+        for r in out:
+            for k, v in r.items():
+                if hasattr(v, "isoformat"):  # datetimes (UTC) and dates
+                    r[k] = v.isoformat()
+        return out
+
+    @router.get("/v1/patients", openapi_extra=scope("user/Patient.rs"), tags=["record"])
+    def list_patients(
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    ) -> list[dict[str, Any]]:
+        """Patients (current keys; merged ones are read under their surviving key)."""
+        with lock:
+            table = store.patients()
+        return rows(table.slice(0, limit))
+
+    def one_patient(pid: str) -> dict[str, Any]:
+        with lock:
+            found = store.patients(pid)
+        if found.num_rows == 0:
+            raise HTTPException(404, f"no patient {pid!r}")
+        return rows(found)[0]
+
+    @router.get(
+        "/v1/patients/{patient_id}",
+        openapi_extra=scope("user/Patient.r"),
+        tags=["record"],
+        responses={404: {"description": "no such patient"}},
+    )
+    def get_patient(patient_id: str) -> dict[str, Any]:
+        """One patient."""
+        return one_patient(patient_id)
+
+    @router.get(
+        "/v1/patients/{patient_id}/observations",
+        openapi_extra=scope("user/Observation.rs"),
+        tags=["record"],
+    )
+    def patient_observations(
+        patient_id: str,
+        code: Annotated[list[str] | None, Query(description="LOINC codes")] = None,
+        start: Annotated[datetime | None, Query(description="from (ISO 8601 with zone)")] = None,
+        end: Annotated[datetime | None, Query(description="until, exclusive")] = None,
+        limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
+    ) -> list[dict[str, Any]]:
+        """A patient's current observations by time (corrected and retracted values left out)."""
+        for t in (start, end):
+            if t is not None and t.tzinfo is None:
+                raise HTTPException(422, "start and end need a time zone")
+        with lock:
+            table = store.observations(patient_id, code, start, end)
+        return rows(table.slice(max(0, table.num_rows - limit)))
+
+    @router.get(
+        "/fhir/Patient/{patient_id}",
+        openapi_extra=scope("user/Patient.r"),
+        tags=["fhir"],
+        responses={404: {"description": "no such patient"}},
+    )
+    def fhir_get_patient(patient_id: str) -> JSONResponse:
+        """A FHIR R4 Patient."""
+        with lock:
+            found = store.patients(patient_id)
+        if found.num_rows == 0:
+            raise HTTPException(404, f"no patient {patient_id!r}")
+        return JSONResponse(fhir_patient(found.to_pylist()[0]), media_type=FHIR_JSON)
+
+    @router.get("/fhir/Observation", openapi_extra=scope("user/Observation.rs"), tags=["fhir"])
+    def fhir_search_observations(
+        patient: Annotated[str, Query(description="the patient's id")],
+        code: Annotated[str | None, Query(description="a LOINC code")] = None,
+        count: Annotated[int, Query(alias="_count", ge=1, le=10_000)] = 1000,
+    ) -> JSONResponse:
+        """FHIR R4 search: a searchset Bundle of the patient's observations (latest first)."""
+        pid = patient.removeprefix("Patient/")
+        with lock:
+            table = store.observations(pid, code)
+        latest = table.slice(max(0, table.num_rows - count)).to_pylist()[::-1]
+        entries = [{"resource": fhir_observation(r), "search": {"mode": "match"}} for r in latest]
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": table.num_rows,
+            "entry": entries,
+        }
+        return JSONResponse(bundle, media_type=FHIR_JSON)
+
+    @router.get(
+        "/metrics",
+        openapi_extra=scope("system/Metrics.r"),
+        tags=["operations"],
+        response_class=Response,
+    )
+    def prometheus_metrics() -> Response:
+        """Prometheus metrics: per-stage latency histograms, requests by route and status."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(router)
+    return app

@@ -1,0 +1,175 @@
+"""From the bus into the store: every input the service receives (HTTP JSON, FHIR, HL7 v2, MQTT)
+is published as one envelope per patient, and an :class:`IngestWorker` converts and stores it.
+
+An envelope is JSON: ``{"kind": "records" | "fhir" | "hl7", "source": ..., "received": ISO
+time, "payload": ...}``. The worker acknowledges a message only once the store holds it; a
+message whose storing fails stays pending, is delivered again (to this or another worker, see
+:meth:`vitaltwin.service.bus.Bus.claim`) and goes to the dead letters after the bus's
+``max_deliveries``. Storing is idempotent (observation identity), so a redelivered message is
+counted as duplicates, never twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from vitaltwin.data import Record
+from vitaltwin.interop import json_object, rejection
+from vitaltwin.interop.fhir import convert_resources, patient_key, resources_of
+from vitaltwin.interop.hl7v2 import Hl7Error, convert_text
+from vitaltwin.interop.streams import convert_records
+from vitaltwin.service.bus import Bus, Message
+from vitaltwin.store import IngestCounts, Store
+
+log = logging.getLogger("vitaltwin.service")
+KINDS = ("records", "fhir", "hl7")
+
+
+def envelope(kind: str, source: str, payload: object, received: datetime | None = None) -> bytes:
+    """One bus message body."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}")
+    when = (received or datetime.now(UTC)).isoformat()
+    # the standard library, not orjson: it keeps NaN and infinity (quarantined with their own
+    # reason by the worker, where orjson would write null) and integers beyond 64 bits
+    env = {"kind": kind, "source": source, "received": when, "payload": payload}
+    return json.dumps(env, separators=(",", ":")).encode()
+
+
+def fhir_key(doc: dict[str, Any]) -> str:
+    """The patient a FHIR resource or Bundle is about (its partition key): the first Patient or
+    patient reference found; ``unknown`` when there is none (it is then quarantined)."""
+    for _, res, url in resources_of(doc):
+        if not isinstance(res, dict):
+            continue
+        if res.get("resourceType") == "Patient" and res.get("id"):
+            return str(res["id"])
+        ref = (res.get("subject") or res.get("patient") or {}).get("reference")
+        if key := patient_key(ref, {url: ""} if url else {}):
+            return key
+    return "unknown"
+
+
+def hl7_key(text: str) -> str:
+    """PID-3 of an HL7 v2 message (its partition key)."""
+    for seg in text.replace("\n", "\r").split("\r"):
+        if seg.startswith("PID|"):
+            fields = seg.split("|")
+            if len(fields) > 3 and fields[3]:
+                return fields[3].split("^")[0]
+    return "unknown"
+
+
+def convert(body: bytes) -> Record:
+    """The record an envelope carries (content errors are quarantined, never raised)."""
+    env = json_object(body)
+    if isinstance(env, str):
+        raise ValueError(env)
+    kind, source, payload = env["kind"], env["source"], env["payload"]
+    received = datetime.fromisoformat(env["received"])
+    if kind == "records":
+        return convert_records(payload, source, received)
+    if kind == "fhir":
+        return convert_resources(resources_of(payload), source, received)
+    try:
+        return convert_text(payload, source, received=received)
+    except Hl7Error as exc:  # not HL7 v2 at all: one quarantine entry says why
+        return rejection(source, "message", "MSH", str(exc), str(payload)[:200], received)
+
+
+@dataclass
+class IngestStats:
+    messages: int = 0
+    counts: IngestCounts = field(default_factory=lambda: IngestCounts(0, 0, 0, 0))
+    failures: int = 0
+    last_error: str | None = None
+
+
+class IngestWorker:
+    """A thread storing what the bus brings (see the module docstring). ``lock`` serializes the
+    store with the API's reads (an embedded DuckDB store has one connection)."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        store: Store,
+        lock: threading.Lock,
+        partitions: Sequence[int] | None = None,
+        consumer: str | None = None,
+        claim_idle_ms: int = 30_000,
+        observe: Callable[[str, float], None] | None = None,
+    ) -> None:
+        self.bus, self.store, self.lock = bus, store, lock
+        self.partitions = list(partitions if partitions is not None else range(bus.partitions))
+        self.consumer = consumer or f"ingest-{os.getpid()}-{id(self):x}"
+        self.claim_idle_ms = claim_idle_ms
+        self.observe = observe or (lambda stage, seconds: None)
+        self.stats = IngestStats()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.consumer, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        last_claim = 0.0
+        while not self._stop.is_set():
+            try:
+                msgs: list[Message] = []
+                if time.monotonic() - last_claim > self.claim_idle_ms / 2000:
+                    msgs = self.bus.claim(self.consumer, self.partitions, self.claim_idle_ms)
+                    last_claim = time.monotonic()
+                msgs += self.bus.read(self.consumer, self.partitions, count=200, block_ms=200)
+                if msgs:
+                    self.process(msgs)
+            except Exception as exc:  # the bus itself failed: say so, wait, go on
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("ingest worker: bus error")
+                self._stop.wait(1.0)
+
+    def process(self, msgs: Sequence[Message]) -> None:
+        """Convert and store messages; acknowledge each once stored."""
+        done: list[Message] = []
+        for m in msgs:
+            t0 = time.perf_counter()
+            try:
+                rec = convert(m.body)
+            except (KeyError, TypeError, ValueError) as exc:
+                # not an envelope at all: left unacknowledged, it ends in the dead letters
+                self.stats.failures += 1
+                self.stats.last_error = f"message {m.id}: not an envelope ({exc})"
+                continue
+            t1 = time.perf_counter()
+            self.observe("normalize", t1 - t0)
+            try:
+                with self.lock:
+                    counts = self.store.ingest_record(rec)
+            except Exception as exc:  # the store failed: not acknowledged, delivered again
+                self.stats.failures += 1
+                self.stats.last_error = f"message {m.id}: store failed ({exc})"
+                log.warning("ingest: store failed for message %s: %s", m.id, exc)
+                continue
+            self.observe("store", time.perf_counter() - t1)
+            self.stats.messages += 1
+            self.stats.counts = self.stats.counts + counts
+            done.append(m)
+        if done:
+            self.bus.ack(done)
