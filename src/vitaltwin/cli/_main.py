@@ -459,6 +459,54 @@ def listen(
     asyncio.run(run())
 
 
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to bind (default: settings)")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (default: settings)")] = None,
+    store: Annotated[
+        Path | None, typer.Option(help="store directory (DuckDB; default: settings)")
+    ] = None,
+    postgres: PostgresOption = None,
+    bus: Annotated[
+        str | None,
+        typer.Option(help="'memory' or a Redis URL, e.g. redis://127.0.0.1:6379/0"),
+    ] = None,
+) -> None:
+    """Run the service: HTTP API (OpenAPI at /docs), inputs onto the bus, the ingest worker.
+    Settings come from the environment (VITALTWIN_HOST, VITALTWIN_PORT, VITALTWIN_BUS, ...) or
+    the settings file; options win. Ctrl-C or SIGTERM stops cleanly."""
+    import logging
+
+    import uvicorn
+
+    from vitaltwin.service.app import JsonLogFormatter, create_app
+    from vitaltwin.service.bus import Bus, MemoryBus, RedisBus
+
+    settings = load_settings()
+    url = bus or settings.bus
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLogFormatter())
+    logging.getLogger("vitaltwin").handlers[:] = [handler]
+    logging.getLogger("vitaltwin").setLevel(logging.INFO)
+    the_bus: Bus
+    try:
+        the_bus = (
+            MemoryBus(settings.partitions)
+            if url == "memory"
+            else RedisBus(url, partitions=settings.partitions)
+        )
+        the_bus.pending()
+    except Exception as exc:
+        err_console.print(f"[bold red]error:[/] bus {url!r}: {exc}")
+        raise typer.Exit(2) from None
+    with _open_store(store, postgres) as st:
+        api = create_app(st, the_bus, max_body_bytes=settings.max_body_bytes)
+        where = f"http://{host or settings.host}:{port or settings.port}"
+        console.print(f"vitaltwin service on {where} (API: {where}/docs; store {st.describe()})")
+        uvicorn.run(api, host=host or settings.host, port=port or settings.port, log_config=None)
+    the_bus.close()
+
+
 def _open_store(directory: Path | None, postgres: str | None) -> Store:
     """The store named on the command line, else the one the settings name; a clear error
     (exit 2) when it cannot be opened."""

@@ -102,10 +102,17 @@ def create_app(store: Store, bus: Bus, *, max_body_bytes: int = 1 << 20) -> Fast
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker.start()
+        log.info("service started", extra={"fields": {"store": store.describe()}})
         try:
             yield
         finally:
             worker.stop()
+            s = worker.stats
+            log.info(
+                "service stopped",
+                extra={"fields": {"messages": s.messages, "stored": s.counts.stored,
+                                  "pending": bus.pending()}},
+            )  # fmt: skip
 
     app = FastAPI(
         title="vitaltwin",
