@@ -52,6 +52,31 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         pg.close()
 
 
+REDIS = os.environ.get("VITALTWIN_TEST_REDIS", "redis://127.0.0.1:6379/0")
+"""The Redis the bus tests use (streams under a fresh prefix per test)."""
+
+
+@lru_cache(maxsize=1)
+def _redis_unavailable() -> str | None:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS, socket_connect_timeout=3).ping()
+        return None
+    except redis.RedisError as exc:
+        return str(exc)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """:data:`REDIS`; skipped with the reason when no Redis answers, except in CI (``CI``
+    set), where that is a failure."""
+    reason = _redis_unavailable()
+    if reason is not None and not os.environ.get("CI"):
+        pytest.skip(f"no Redis answers at {REDIS!r}: {reason}")
+    return REDIS
+
+
 @pytest.fixture(scope="session")
 def model() -> Model:
     return cardiovascular_model()

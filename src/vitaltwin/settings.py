@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     )
     partitions: int = Field(8, description="bus partitions (patients are spread over them)")
     max_body_bytes: int = Field(1 << 20, description="largest request body accepted")
+    mqtt_host: str | None = Field(
+        None, description="MQTT broker to subscribe to for device data (e.g. 127.0.0.1)"
+    )
+    mqtt_port: int = Field(1883, description="MQTT broker port")
+    mqtt_topic: str = Field("vitaltwin/observations/#", description="MQTT topic filter")
 
 
 def load_settings() -> Settings:

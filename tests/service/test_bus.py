@@ -18,7 +18,8 @@ def bus(request: pytest.FixtureRequest) -> Iterator[Bus]:
     if request.param == "memory":
         yield MemoryBus(partitions=4, max_deliveries=3)
         return
-    b = RedisBus(prefix=f"vt-test:{uuid.uuid4().hex}", partitions=4, max_deliveries=3)
+    url = request.getfixturevalue("redis_url")
+    b = RedisBus(url, prefix=f"vt-test:{uuid.uuid4().hex}", partitions=4, max_deliveries=3)
     try:
         yield b
     finally:

@@ -23,9 +23,11 @@ def _free_port() -> int:
 
 
 @pytest.mark.parametrize("bus", ["memory", "redis"])
-def test_serve_stores_what_it_is_sent_and_stops_on_sigterm(tmp_path: Path, bus: str) -> None:
+def test_serve_stores_what_it_is_sent_and_stops_on_sigterm(
+    tmp_path: Path, bus: str, request: pytest.FixtureRequest
+) -> None:
     port = _free_port()
-    url = "memory" if bus == "memory" else "redis://127.0.0.1:6379/0"
+    url = "memory" if bus == "memory" else request.getfixturevalue("redis_url")
     env = {**os.environ, "VITALTWIN_PARTITIONS": "2"}
     if bus == "redis":  # streams of their own, so runs never share a group's backlog
         env["VITALTWIN_BUS"] = url

@@ -500,7 +500,12 @@ def serve(
         err_console.print(f"[bold red]error:[/] bus {url!r}: {exc}")
         raise typer.Exit(2) from None
     with _open_store(store, postgres) as st:
-        api = create_app(st, the_bus, max_body_bytes=settings.max_body_bytes)
+        mqtt = (
+            (settings.mqtt_host, settings.mqtt_port, settings.mqtt_topic)
+            if settings.mqtt_host
+            else None
+        )
+        api = create_app(st, the_bus, max_body_bytes=settings.max_body_bytes, mqtt=mqtt)
         where = f"http://{host or settings.host}:{port or settings.port}"
         console.print(f"vitaltwin service on {where} (API: {where}/docs; store {st.describe()})")
         uvicorn.run(api, host=host or settings.host, port=port or settings.port, log_config=None)

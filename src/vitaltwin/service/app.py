@@ -13,6 +13,7 @@ Routes (the OpenAPI description at ``/openapi.json`` lists them with their scope
   files;
 * ``GET /v1/patients``, ``GET /v1/patients/{id}``, ``GET /v1/patients/{id}/observations``,
   ``GET /fhir/Patient/{id}``, ``GET /fhir/Observation?patient=&code=`` (a searchset Bundle);
+* MQTT from device gateways (``mqtt=``: :mod:`vitaltwin.service.mqtt`), onto the same bus;
 * ``GET /v1/ingest`` (what the worker did), ``GET /metrics`` (Prometheus: per-stage latency
   histograms, requests).
 
@@ -23,6 +24,8 @@ with that id instead of dropping the connection.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -49,6 +52,7 @@ from vitaltwin.interop.fhir_export import patient as fhir_patient
 from vitaltwin.service.access import PUBLIC, ScopedRoute, scope
 from vitaltwin.service.bus import Bus
 from vitaltwin.service.ingest import IngestWorker, envelope, fhir_key, hl7_key
+from vitaltwin.service.mqtt import subscribe
 from vitaltwin.store import Store
 
 log = logging.getLogger("vitaltwin.service")
@@ -92,9 +96,16 @@ class Metrics:
         self.stage.labels(stage).observe(seconds)
 
 
-def create_app(store: Store, bus: Bus, *, max_body_bytes: int = 1 << 20) -> FastAPI:
+def create_app(
+    store: Store,
+    bus: Bus,
+    *,
+    max_body_bytes: int = 1 << 20,
+    mqtt: tuple[str, int, str] | None = None,
+) -> FastAPI:
     """The service over an open store and bus (the caller closes them); the ingest worker
-    runs while the app does (its lifespan)."""
+    runs while the app does (its lifespan), and so does the MQTT subscriber when ``mqtt``
+    names a broker (host, port, topic filter)."""
     lock = threading.Lock()
     metrics = Metrics()
     worker = IngestWorker(bus, store, lock, observe=metrics.observe)
@@ -103,9 +114,19 @@ def create_app(store: Store, bus: Bus, *, max_body_bytes: int = 1 << 20) -> Fast
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker.start()
         log.info("service started", extra={"fields": {"store": store.describe()}})
+        subscriber = None
+        if mqtt is not None:
+            app.state.mqtt_ready = asyncio.Event()
+            subscriber = asyncio.create_task(
+                subscribe(bus, mqtt[0], mqtt[1], mqtt[2], ready=app.state.mqtt_ready)
+            )
         try:
             yield
         finally:
+            if subscriber is not None:
+                subscriber.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await subscriber
             worker.stop()
             s = worker.stats
             log.info(

@@ -1,12 +1,13 @@
 """From the bus into the store: every input the service receives (HTTP JSON, FHIR, HL7 v2, MQTT)
 is published as one envelope per patient, and an :class:`IngestWorker` converts and stores it.
 
-An envelope is JSON: ``{"kind": "records" | "fhir" | "hl7", "source": ..., "received": ISO
-time, "payload": ...}``. The worker acknowledges a message only once the store holds it; a
-message whose storing fails stays pending, is delivered again (to this or another worker, see
-:meth:`vitaltwin.service.bus.Bus.claim`) and goes to the dead letters after the bus's
-``max_deliveries``. Storing is idempotent (observation identity), so a redelivered message is
-counted as duplicates, never twice.
+An envelope is JSON: ``{"kind": "records" | "fhir" | "hl7" | "rejected", "source": ...,
+"received": ISO time, "payload": ...}`` (``rejected``: ``{"reason", "raw"}`` of an input that
+could not be read at all, quarantined with that reason). The worker acknowledges a message
+only once the store holds it; a message whose storing fails stays pending, is delivered again
+(to this or another worker, see :meth:`vitaltwin.service.bus.Bus.claim`) and goes to the dead
+letters after the bus's ``max_deliveries``. Storing is idempotent (observation identity), so a
+redelivered message is counted as duplicates, never twice.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from vitaltwin.service.bus import Bus, Message
 from vitaltwin.store import IngestCounts, Store
 
 log = logging.getLogger("vitaltwin.service")
-KINDS = ("records", "fhir", "hl7")
+KINDS = ("records", "fhir", "hl7", "rejected")
 
 
 def envelope(kind: str, source: str, payload: object, received: datetime | None = None) -> bytes:
@@ -79,6 +80,8 @@ def convert(body: bytes) -> Record:
         return convert_records(payload, source, received)
     if kind == "fhir":
         return convert_resources(resources_of(payload), source, received)
+    if kind == "rejected":  # an input that could not be read at all: its trace
+        return rejection(source, "message", "message", payload["reason"], payload["raw"], received)
     try:
         return convert_text(payload, source, received=received)
     except Hl7Error as exc:  # not HL7 v2 at all: one quarantine entry says why
