@@ -52,6 +52,15 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         pg.close()
 
 
+@pytest.fixture
+def postgres_conninfo() -> str:
+    """:data:`PG`; skipped with the reason when no PostgreSQL answers, except in CI."""
+    reason = _postgres_unavailable()
+    if reason is not None and not os.environ.get("CI"):
+        pytest.skip(f"no PostgreSQL answers at {PG!r}: {reason}")
+    return PG
+
+
 REDIS = os.environ.get("VITALTWIN_TEST_REDIS", "redis://127.0.0.1:6379/0")
 """The Redis the bus tests use (streams under a fresh prefix per test)."""
 

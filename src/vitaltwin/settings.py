@@ -38,6 +38,7 @@ class Settings(BaseSettings):
         "redis://127.0.0.1:6379/0 (Redis Streams)",
     )
     partitions: int = Field(8, description="bus partitions (patients are spread over them)")
+    bus_prefix: str = Field("vitaltwin:obs", description="Redis key prefix of the bus streams")
     max_body_bytes: int = Field(1 << 20, description="largest request body accepted")
     mqtt_host: str | None = Field(
         None, description="MQTT broker to subscribe to for device data (e.g. 127.0.0.1)"

@@ -493,7 +493,7 @@ def serve(
         the_bus = (
             MemoryBus(settings.partitions)
             if url == "memory"
-            else RedisBus(url, partitions=settings.partitions)
+            else RedisBus(url, prefix=settings.bus_prefix, partitions=settings.partitions)
         )
         the_bus.pending()
     except Exception as exc:
@@ -509,6 +509,56 @@ def serve(
         where = f"http://{host or settings.host}:{port or settings.port}"
         console.print(f"vitaltwin service on {where} (API: {where}/docs; store {st.describe()})")
         uvicorn.run(api, host=host or settings.host, port=port or settings.port, log_config=None)
+    the_bus.close()
+
+
+@app.command()
+def worker(
+    bus: Annotated[
+        str | None, typer.Option(help="Redis URL of the bus (default: settings)")
+    ] = None,
+    store: Annotated[
+        Path | None, typer.Option(help="store directory (DuckDB; default: settings)")
+    ] = None,
+    postgres: PostgresOption = None,
+    partitions: Annotated[
+        str | None, typer.Option(help="partitions this worker reads, e.g. 0,1,2 (default: all)")
+    ] = None,
+    claim_idle_ms: Annotated[
+        int, typer.Option(help="take over messages pending this long (a dead worker's)")
+    ] = 30_000,
+) -> None:
+    """Run an ingest worker without the HTTP API: it stores what the Redis bus brings, next to
+    `vitaltwin serve` or other workers (PostgreSQL lets several write). SIGTERM stops it."""
+    import signal
+    import threading
+
+    from vitaltwin.service.bus import RedisBus
+    from vitaltwin.service.ingest import IngestWorker
+
+    settings = load_settings()
+    url = bus or settings.bus
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        err_console.print(
+            "[bold red]error:[/] a separate worker needs a Redis bus (--bus redis://...)"
+        )
+        raise typer.Exit(2)
+    the_bus = RedisBus(url, prefix=settings.bus_prefix, partitions=settings.partitions)
+    parts = [int(p) for p in partitions.split(",")] if partitions else None
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    with _open_store(store, postgres) as st:
+        w = IngestWorker(the_bus, st, threading.Lock(), parts, claim_idle_ms=claim_idle_ms)
+        w.start()
+        console.print(f"ingest worker {w.consumer} on {url} (partitions {w.partitions})")
+        stop.wait()
+        w.stop()
+        c = w.stats.counts
+        console.print(
+            f"stopped: {w.stats.messages:,} messages; stored {c.stored:,}, quarantined "
+            f"{c.quarantined:,}, duplicates {c.duplicates:,}"
+        )
     the_bus.close()
 
 
