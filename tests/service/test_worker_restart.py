@@ -37,8 +37,9 @@ while True:
 def pg_schema(postgres_conninfo: str) -> Iterator[tuple[str, str]]:
     schema = f"test_{uuid.uuid4().hex[:12]}"
     yield postgres_conninfo, schema
-    with PostgresStore(postgres_conninfo, schema=schema) as st:
-        st.drop()
+    st = PostgresStore(postgres_conninfo, schema=schema)
+    st.drop()
+    st.close()
 
 
 def _child(args: list[str]) -> subprocess.Popen[str]:
