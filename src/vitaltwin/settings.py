@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     partitions: int = Field(8, description="bus partitions (patients are spread over them)")
     bus_prefix: str = Field("vitaltwin:obs", description="Redis key prefix of the bus streams")
     max_body_bytes: int = Field(1 << 20, description="largest request body accepted")
+    twin_dir: Path | None = Field(
+        Path("out/twins"), description="live twins' checkpoints (unset: the service runs none)"
+    )
     mqtt_host: str | None = Field(
         None, description="MQTT broker to subscribe to for device data (e.g. 127.0.0.1)"
     )

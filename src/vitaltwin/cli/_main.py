@@ -505,7 +505,13 @@ def serve(
             if settings.mqtt_host
             else None
         )
-        api = create_app(st, the_bus, max_body_bytes=settings.max_body_bytes, mqtt=mqtt)
+        api = create_app(
+            st,
+            the_bus,
+            max_body_bytes=settings.max_body_bytes,
+            mqtt=mqtt,
+            twins_dir=settings.twin_dir,
+        )
         where = f"http://{host or settings.host}:{port or settings.port}"
         console.print(f"vitaltwin service on {where} (API: {where}/docs; store {st.describe()})")
         uvicorn.run(api, host=host or settings.host, port=port or settings.port, log_config=None)

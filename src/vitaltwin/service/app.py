@@ -35,6 +35,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, FastAPI, HTTPException, Query, Request, Response
@@ -53,6 +54,7 @@ from vitaltwin.service.access import PUBLIC, ScopedRoute, scope
 from vitaltwin.service.bus import Bus
 from vitaltwin.service.ingest import IngestWorker, envelope, fhir_key, hl7_key
 from vitaltwin.service.mqtt import subscribe
+from vitaltwin.service.twins import TwinSupervisor
 from vitaltwin.store import Store
 
 log = logging.getLogger("vitaltwin.service")
@@ -102,16 +104,23 @@ def create_app(
     *,
     max_body_bytes: int = 1 << 20,
     mqtt: tuple[str, int, str] | None = None,
+    twins_dir: Path | None = None,
 ) -> FastAPI:
     """The service over an open store and bus (the caller closes them); the ingest worker
     runs while the app does (its lifespan), and so does the MQTT subscriber when ``mqtt``
-    names a broker (host, port, topic filter)."""
+    names a broker (host, port, topic filter), and so do the live twins when ``twins_dir``
+    says where their checkpoints go."""
     lock = threading.Lock()
     metrics = Metrics()
-    worker = IngestWorker(bus, store, lock, observe=metrics.observe)
+    twins = TwinSupervisor(store, lock, twins_dir) if twins_dir is not None else None
+    worker = IngestWorker(
+        bus, store, lock, observe=metrics.observe, on_stored=twins.notify if twins else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if twins is not None:
+            twins.start()
         worker.start()
         log.info("service started", extra={"fields": {"store": store.describe()}})
         subscriber = None
@@ -128,6 +137,8 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await subscriber
             worker.stop()
+            if twins is not None:
+                twins.stop()
             s = worker.stats
             log.info(
                 "service stopped",
@@ -216,6 +227,10 @@ def create_app(
         except Exception as exc:
             checks["bus"] = f"failed: {exc}"
         checks["ingest"] = "ok" if worker.alive else "not running"
+        if twins is not None:
+            checks["twins"] = (
+                "ok" if twins.alive and twins.ready.is_set() else "compiling or not running"
+            )
         ok = all(v == "ok" for v in checks.values())
         return JSONResponse(
             {"status": "ready" if ok else "not ready", **checks}, 200 if ok else 503
@@ -389,6 +404,43 @@ def create_app(
             "entry": entries,
         }
         return JSONResponse(bundle, media_type=FHIR_JSON)
+
+    def live_twins() -> TwinSupervisor:
+        if twins is None:
+            raise HTTPException(404, "this service runs no twins")
+        return twins
+
+    @router.get(
+        "/v1/patients/{patient_id}/twin",
+        openapi_extra=scope("user/Observation.r"),
+        tags=["twin"],
+        responses={404: {"description": "no twins in this service"}},
+    )
+    def twin_state(patient_id: str) -> dict[str, Any]:
+        """The patient's twin: status (tracking, or degraded — monitor manually, with the
+        reason), its time, model version, hidden physiology with uncertainty (posterior mean,
+        SD, 90 % interval) and observables now."""
+        sup = live_twins()
+        if patient_id not in sup.twins:
+            return sup.status(patient_id)
+        return sup.estimates(patient_id)
+
+    @router.get(
+        "/v1/patients/{patient_id}/twin/forecast",
+        openapi_extra=scope("user/Observation.r"),
+        tags=["twin"],
+        responses={404: {"description": "no twin for this patient"}},
+    )
+    def twin_forecast(
+        patient_id: str,
+        hours: Annotated[float, Query(ge=0.5, le=12.0, description="horizon (h)")] = 1.0,
+    ) -> dict[str, Any]:
+        """Where the patient is heading under the current treatment: bands of every observable
+        (5-95 %, with measurement error) and event probabilities."""
+        sup = live_twins()
+        if patient_id not in sup.twins:
+            raise HTTPException(404, f"no twin for {patient_id!r} yet")
+        return sup.forecast(patient_id, hours)
 
     @router.get(
         "/metrics",

@@ -109,12 +109,14 @@ class IngestWorker:
         consumer: str | None = None,
         claim_idle_ms: int = 30_000,
         observe: Callable[[str, float], None] | None = None,
+        on_stored: Callable[[list[str]], None] | None = None,
     ) -> None:
         self.bus, self.store, self.lock = bus, store, lock
         self.partitions = list(partitions if partitions is not None else range(bus.partitions))
         self.consumer = consumer or f"ingest-{os.getpid()}-{id(self):x}"
         self.claim_idle_ms = claim_idle_ms
         self.observe = observe or (lambda stage, seconds: None)
+        self.on_stored = on_stored
         self.stats = IngestStats()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -174,5 +176,7 @@ class IngestWorker:
             self.stats.messages += 1
             self.stats.counts = self.stats.counts + counts
             done.append(m)
+            if self.on_stored is not None and rec.observations.num_rows:
+                self.on_stored(sorted(set(rec.observations.column("patient_id").to_pylist())))
         if done:
             self.bus.ack(done)

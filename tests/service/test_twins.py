@@ -1,0 +1,116 @@
+"""Live twins: a restarted supervisor resumes each twin from its checkpoint and assimilates
+every observation exactly once (the same state as a twin never stopped); the API shows the
+twin's status, hidden physiology and forecast bands; a twin behind its data says so."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from fastapi.testclient import TestClient
+
+from vitaltwin.data.schema import QUARANTINE, observations_table
+from vitaltwin.service.app import create_app
+from vitaltwin.service.bus import MemoryBus
+from vitaltwin.service.twins import DEGRADED, TwinSupervisor
+from vitaltwin.store import DuckDBStore, Store
+
+T0 = datetime(2026, 11, 22, 8, tzinfo=UTC)
+
+
+def vitals(
+    seconds: range, pid: str = "p1", received: datetime | None = None, shift: float = 0.0
+) -> pa.Table:
+    rng = np.random.default_rng(seconds.start)
+    rows = [
+        (T0 + timedelta(seconds=s + 0.2), code, mean + sd * rng.standard_normal())
+        for s in seconds
+        for code, mean, sd in (("8867-4", 88, 2), ("8478-0", 72, 2), ("59408-5", 96, 0.5))
+    ]
+    n = len(rows)
+    return observations_table(
+        {
+            "patient_id": [pid] * n,
+            "effective_time": [r[0] for r in rows],
+            "loinc": [r[1] for r in rows],
+            "value": [r[2] + shift for r in rows],
+            "unit": [{"8867-4": "/min", "8478-0": "mm[Hg]", "59408-5": "%"}[r[1]] for r in rows],
+            "source": ["test"] * n,
+            "position": [f"{r[0].isoformat()} {r[1]}" for r in rows],
+            "received_time": [received or T0 + timedelta(hours=1)] * n,
+            "device": [None] * n,
+            "quality": [None] * n,
+        }
+    )
+
+
+def ingest(store: Store, table: pa.Table) -> None:
+    store.ingest(table, QUARANTINE.empty_table(), table.num_rows)
+
+
+def test_a_restarted_supervisor_resumes_from_the_checkpoint_exactly(tmp_path: Path) -> None:
+    with DuckDBStore(tmp_path / "s") as store:
+        lock = threading.Lock()
+        a = TwinSupervisor(store, lock, tmp_path / "twins")
+        ingest(store, vitals(range(0, 60)))
+        assert a.update("p1") == 180
+        a.checkpoint("p1")
+        ingest(store, vitals(range(60, 120)))
+        assert a.update("p1") == 180
+        # a dies here without its shutdown checkpoint; b starts from the files
+        b = TwinSupervisor(store, lock, tmp_path / "twins")
+        assert b.update("p1") == 180  # only what came after the checkpoint
+        ta, tb = a.twins["p1"].twin, b.twins["p1"].twin
+        assert tb.time == ta.time
+        np.testing.assert_array_equal(tb.members, ta.members)
+        assert len(tb.assimilated) == len(ta.assimilated)  # each observation once
+        assert b.update("p1") == 0  # nothing new: nothing assimilated again
+        # other values for a second the twin has passed, arriving now: late, not assimilated
+        ingest(store, vitals(range(30, 31), received=datetime.now(UTC), shift=1.0))
+        assert b.update("p1") == 0 and b.twins["p1"].late == 3
+
+
+def test_a_twin_behind_its_data_is_degraded(tmp_path: Path) -> None:
+    with DuckDBStore(tmp_path / "s") as store:
+        sup = TwinSupervisor(store, threading.Lock(), tmp_path / "twins", max_lag_s=0.5)
+        ingest(store, vitals(range(0, 10)))
+        sup.update("p1")
+        assert sup.status("p1")["status"] == "tracking"
+        sup.twins["p1"].newest += timedelta(seconds=5)  # data the twin has not caught up with
+        status = sup.status("p1")
+        assert status["status"] == DEGRADED and "behind" in status["reason"]
+        assert sup.status("nobody")["status"] == "not started"
+
+
+def test_the_api_shows_the_twin(tmp_path: Path) -> None:
+    with DuckDBStore(tmp_path / "s") as store:
+        app = create_app(store, MemoryBus(partitions=2), twins_dir=tmp_path / "twins")
+        with TestClient(app) as client:
+            body = [
+                {"patient_id": "p9", "time": (T0 + timedelta(seconds=s)).isoformat(),
+                 "code": code, "value": v, "unit": u}
+                for s in range(30)
+                for code, v, u in (("HR", 90, "/min"), ("8478-0", 70, "mmHg"))
+            ]  # fmt: skip
+            assert client.post("/v1/observations", json=body).status_code == 202
+            deadline = time.monotonic() + 120
+            while client.get("/v1/patients/p9/twin").json().get("assimilated", 0) < 60:
+                assert time.monotonic() < deadline, client.get("/v1/patients/p9/twin").json()
+                time.sleep(0.1)
+            twin = client.get("/v1/patients/p9/twin").json()
+            assert twin["model_version"] and twin["time"].startswith("2026-11-22T08:00:2")
+            names = {p["parameter"] for p in twin["parameters"]}
+            assert "hr0_bpm" in names
+            hr = next(o for o in twin["observables"] if o["observable"] == "HR")
+            assert 80 < hr["mean"] < 100 and hr["sd"] > 0
+            fc = client.get("/v1/patients/p9/twin/forecast", params={"hours": 1}).json()
+            band = [b for b in fc["bands"] if b["observable"] == "MAP"]
+            assert band[0]["q05"] <= band[0]["q50"] <= band[0]["q95"]
+            assert all(0 <= p <= 1 for p in fc["event_probabilities"].values())
+            assert client.get("/v1/patients/none/twin/forecast").status_code == 404
+            assert client.get("/health/ready").json()["twins"] == "ok"
+        assert (tmp_path / "twins" / "p9" / "twin.json").exists()  # checkpointed on stop
