@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     twin_dir: Path | None = Field(
         Path("out/twins"), description="live twins' checkpoints (unset: the service runs none)"
     )
+    shadow_alerts: bool = Field(
+        True, description="alerts logged but shown to no one (until validated locally)"
+    )
     mqtt_host: str | None = Field(
         None, description="MQTT broker to subscribe to for device data (e.g. 127.0.0.1)"
     )

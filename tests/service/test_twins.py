@@ -14,6 +14,7 @@ import pyarrow as pa
 from fastapi.testclient import TestClient
 
 from vitaltwin.data.schema import QUARANTINE, observations_table
+from vitaltwin.service.alerts import AlertRule
 from vitaltwin.service.app import create_app
 from vitaltwin.service.bus import MemoryBus
 from vitaltwin.service.twins import DEGRADED, TwinSupervisor
@@ -114,3 +115,33 @@ def test_the_api_shows_the_twin(tmp_path: Path) -> None:
             assert client.get("/v1/patients/none/twin/forecast").status_code == 404
             assert client.get("/health/ready").json()["twins"] == "ok"
         assert (tmp_path / "twins" / "p9" / "twin.json").exists()  # checkpointed on stop
+
+
+def test_forecasts_raise_alerts_that_clinicians_act_on(tmp_path: Path) -> None:
+    always = AlertRule("test rule", "forecast:map_below_65_30min", on=-1.0, off=-2.0)
+    with DuckDBStore(tmp_path / "s") as store:
+        app = create_app(store, MemoryBus(partitions=2), twins_dir=tmp_path / "twins",
+                         rules=[always], shadow=False)  # fmt: skip
+        with TestClient(app) as client:
+            body = [{"patient_id": "p7", "time": T0.isoformat(), "code": "HR", "value": 90,
+                     "unit": "/min"}]  # fmt: skip
+            client.post("/v1/observations", json=body)
+            deadline = time.monotonic() + 120
+            while not (listed := client.get("/v1/alerts").json()["alerts"]):
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            a = listed[0]
+            assert a["patient_id"] == "p7" and a["state"] == "new" and a["model_version"]
+            assert "MAP" in a["details"]["forecast_1h"]
+            assert "Decision support only" in a["decision_support"]
+            ack = client.post(f"/v1/alerts/{a['id']}/acknowledge").json()
+            assert ack["state"] == "acknowledged" and ack["acknowledged_by"] == "developer"
+            assert client.post(f"/v1/alerts/{a['id']}/acknowledge").status_code == 409
+            snooze = client.post(f"/v1/alerts/{a['id']}/snooze",
+                                 params={"hours": 2, "reason": "on it"}).json()  # fmt: skip
+            assert snooze["state"] == "snoozed" and snooze["snooze_reason"] == "on it"
+            assert client.post(f"/v1/alerts/{a['id']}/snooze",
+                               params={"hours": 20, "reason": "x"}).status_code == 422  # fmt: skip
+            fb = client.post(f"/v1/alerts/{a['id']}/feedback", params={"overridden": True})
+            assert fb.json()["overridden"] is True
+            assert client.post("/v1/alerts/nope/acknowledge").status_code == 404

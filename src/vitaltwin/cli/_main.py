@@ -511,6 +511,7 @@ def serve(
             max_body_bytes=settings.max_body_bytes,
             mqtt=mqtt,
             twins_dir=settings.twin_dir,
+            shadow=settings.shadow_alerts,
         )
         where = f"http://{host or settings.host}:{port or settings.port}"
         console.print(f"vitaltwin service on {where} (API: {where}/docs; store {st.describe()})")

@@ -32,13 +32,13 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, FastAPI, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -50,7 +50,8 @@ from prometheus_client import (
 
 from vitaltwin.interop.fhir_export import observation as fhir_observation
 from vitaltwin.interop.fhir_export import patient as fhir_patient
-from vitaltwin.service.access import PUBLIC, ScopedRoute, scope
+from vitaltwin.service.access import PUBLIC, Identity, ScopedRoute, identity, scope
+from vitaltwin.service.alerts import Alert, AlertEngine, AlertError, AlertRule
 from vitaltwin.service.bus import Bus
 from vitaltwin.service.ingest import IngestWorker, envelope, fhir_key, hl7_key
 from vitaltwin.service.mqtt import subscribe
@@ -60,6 +61,17 @@ from vitaltwin.store import Store
 log = logging.getLogger("vitaltwin.service")
 STAGES = ("receive", "normalize", "store")
 FHIR_JSON = "application/fhir+json"
+
+
+FORECAST_RULES = (
+    AlertRule("hypotension ahead", "forecast:map_below_65_30min", on=0.5, off=0.3,
+              min_duration_s=600),
+    AlertRule("desaturation ahead", "forecast:spo2_below_90", on=0.5, off=0.3,
+              min_duration_s=600),
+    AlertRule("lactate rising", "forecast:lactate_above_4", on=0.5, off=0.3, min_duration_s=600),
+)  # fmt: skip
+"""Default alert rules on the twins' one-hour forecast event probabilities (twin time). Their
+burden is not yet measured: the service runs them in shadow mode by default."""
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -105,14 +117,33 @@ def create_app(
     max_body_bytes: int = 1 << 20,
     mqtt: tuple[str, int, str] | None = None,
     twins_dir: Path | None = None,
+    rules: Sequence[AlertRule] | None = None,
+    shadow: bool = True,
 ) -> FastAPI:
     """The service over an open store and bus (the caller closes them); the ingest worker
     runs while the app does (its lifespan), and so does the MQTT subscriber when ``mqtt``
     names a broker (host, port, topic filter), and so do the live twins when ``twins_dir``
-    says where their checkpoints go."""
+    says where their checkpoints go. Alerts follow ``rules`` (default :data:`FORECAST_RULES`
+    on the twins' forecast event probabilities) and run in shadow mode unless ``shadow`` is
+    False: logged, shown to no one, until validated locally."""
     lock = threading.Lock()
     metrics = Metrics()
-    twins = TwinSupervisor(store, lock, twins_dir) if twins_dir is not None else None
+    alerts = AlertEngine(rules if rules is not None else FORECAST_RULES, shadow=shadow)
+    alerts_lock = threading.Lock()
+
+    def forecast_alerts(
+        pid: str, when: datetime, probs: dict[str, float], version: str, details: dict[str, Any]
+    ) -> None:
+        with alerts_lock:
+            for event, p in probs.items():
+                alerts.observe(pid, f"forecast:{event}", p, when, model_version=version,
+                               details=details)  # fmt: skip
+
+    twins = (
+        TwinSupervisor(store, lock, twins_dir, on_forecast=forecast_alerts)
+        if twins_dir is not None
+        else None
+    )
     worker = IngestWorker(
         bus, store, lock, observe=metrics.observe, on_stored=twins.notify if twins else None
     )
@@ -441,6 +472,77 @@ def create_app(
         if patient_id not in sup.twins:
             raise HTTPException(404, f"no twin for {patient_id!r} yet")
         return sup.forecast(patient_id, hours)
+
+    def alert_json(a: Alert) -> dict[str, Any]:
+        d = dict(a.__dict__)
+        for k, v in d.items():
+            if isinstance(v, datetime):
+                d[k] = v.isoformat()
+        return d
+
+    @router.get("/v1/alerts", openapi_extra=scope("user/Flag.rs"), tags=["alerts"])
+    def list_alerts(
+        patient: Annotated[str | None, Query(description="one patient")] = None,
+        include_shadow: Annotated[bool, Query(description="shadow-mode alerts too")] = False,
+    ) -> dict[str, Any]:
+        """Alerts (newest first) with their state, score, model version, reasons and the
+        "decision support only" statement; in shadow mode only with ``include_shadow``."""
+        with alerts_lock:
+            pool = list(alerts.alerts.values()) if include_shadow else alerts.visible()
+        chosen = [a for a in pool if patient is None or a.patient_id == patient]
+        return {
+            "shadow_mode": alerts.shadow,
+            "alerts": [alert_json(a) for a in sorted(chosen, key=lambda a: a.time, reverse=True)],
+        }
+
+    def act(action: Callable[[], Alert]) -> dict[str, Any]:
+        with alerts_lock:
+            try:
+                return alert_json(action())
+            except AlertError as exc:
+                code = 404 if "no alert" in str(exc) else 409
+                raise HTTPException(code, str(exc)) from None
+
+    @router.post(
+        "/v1/alerts/{alert_id}/acknowledge",
+        openapi_extra=scope("user/Flag.u"),
+        tags=["alerts"],
+        responses={404: {"description": "no such alert"}, 409: {"description": "not allowed"}},
+    )
+    def acknowledge_alert(
+        alert_id: str, who: Annotated[Identity, Depends(identity)]
+    ) -> dict[str, Any]:
+        """Acknowledge (recorded with who and when)."""
+        return act(lambda: alerts.acknowledge(alert_id, who.subject, datetime.now(UTC)))
+
+    @router.post(
+        "/v1/alerts/{alert_id}/snooze",
+        openapi_extra=scope("user/Flag.u"),
+        tags=["alerts"],
+        responses={404: {"description": "no such alert"}, 409: {"description": "not allowed"}},
+    )
+    def snooze_alert(
+        alert_id: str,
+        who: Annotated[Identity, Depends(identity)],
+        hours: Annotated[float, Query(ge=1, le=12)],
+        reason: Annotated[str, Query(min_length=1, max_length=500)],
+    ) -> dict[str, Any]:
+        """Snooze 1-12 h with a reason (no re-alert for this episode until then)."""
+        return act(lambda: alerts.snooze(alert_id, who.subject, hours, reason, datetime.now(UTC)))
+
+    @router.post(
+        "/v1/alerts/{alert_id}/feedback",
+        openapi_extra=scope("user/Flag.u"),
+        tags=["alerts"],
+        responses={404: {"description": "no such alert"}, 409: {"description": "not allowed"}},
+    )
+    def alert_feedback(
+        alert_id: str,
+        who: Annotated[Identity, Depends(identity)],
+        overridden: Annotated[bool, Query(description="true: not acted on")],
+    ) -> dict[str, Any]:
+        """The clinician's verdict on an alert (for the scorecard)."""
+        return act(lambda: alerts.feedback(alert_id, who.subject, overridden, datetime.now(UTC)))
 
     @router.get(
         "/metrics",

@@ -29,6 +29,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -55,6 +56,7 @@ class _Live:
     polled_at: datetime  # when the store was last read for this patient (UTC)
     assimilated: int = 0
     late: int = 0  # received after the twin had moved past their time: not assimilated
+    forecast_at: datetime | None = None  # twin time of the last forecast handed on
 
 
 def _safe(patient_id: str) -> str:
@@ -73,6 +75,9 @@ class TwinSupervisor:
         checkpoint_s: float = 60.0,
         max_lag_s: float = 0.5,
         stale_after_s: float = 120.0,
+        forecast_every_s: float = 300.0,
+        on_forecast: Callable[[str, datetime, dict[str, float], str, dict[str, Any]], None]
+        | None = None,
     ) -> None:
         self.store, self.lock = store, lock
         self.checkpoint_dir = Path(checkpoint_dir)
@@ -83,6 +88,7 @@ class TwinSupervisor:
             max_lag_s,
             stale_after_s,
         )
+        self.forecast_every_s, self.on_forecast = forecast_every_s, on_forecast
         self.twins: dict[str, _Live] = {}
         self.ready = threading.Event()
         self._dirty: set[str] = set()
@@ -211,9 +217,7 @@ class TwinSupervisor:
         with self.lock:
             obs = self.store.observations(patient_id, start=since).to_pandas()
             if live is not None and since is not None:  # arrived since, timed before: late
-                late = self.store.observations(
-                    patient_id, end=since, received_since=live.polled_at
-                )
+                late = self.store.observations(patient_id, end=since, received_since=live.polled_at)
                 live.late += late.num_rows
         if live is not None:
             live.polled_at = polled
@@ -236,6 +240,15 @@ class TwinSupervisor:
             return 0
         live.assimilated += len(obs)
         live.last_data = time.monotonic()
+        due = live.forecast_at is None or (
+            (live.twin.time - live.forecast_at).total_seconds() >= self.forecast_every_s
+        )
+        if self.on_forecast is not None and due:
+            fc = self.forecast(patient_id, 1.0)
+            live.forecast_at = live.twin.time
+            band = {b["observable"]: b for b in fc["bands"] if b["minute"] == 60}
+            self.on_forecast(patient_id, live.twin.time, fc["event_probabilities"],
+                             live.twin.model_version, {"forecast_1h": band})  # fmt: skip
         return len(obs)
 
     # -- what the API shows ---------------------------------------------------------------------

@@ -1,0 +1,344 @@
+"""Alerts that do not cause alert fatigue: one alert per episode, with hysteresis, a minimum
+duration, re-alerts only on a stated rise, acknowledgement, snooze with a reason, escalation,
+an indeterminate state when the model abstains, and a shadow mode; and the scorecard that
+measures the burden from the alert log.
+
+What deployed systems teach (the service issue): an alert that fires on every threshold crossing
+is ignored; clinicians trust alerts that come once per deterioration, say how sure the model is
+and abstain rather than guess. An :class:`AlertEngine` keeps, per patient and rule, one state:
+
+* ``idle``: the signal is below ``on``;
+* ``pending``: crossed ``on`` at a time and not fallen below ``off`` since, not yet
+  ``min_duration_s`` long (it raises at a value at or above ``on`` once long enough);
+* ``active``: an alert was raised for this episode; the episode ends (``resolved``) only when
+  the signal falls below ``off`` (< ``on``: hysteresis), so a signal hovering at the threshold
+  raises one alert, not many. While active, a new alert (``rise``) is raised only when the
+  signal exceeds the episode's last alerted value by ``realert_rise``, and not while snoozed.
+
+An alert is ``new``, then ``acknowledged``, ``snoozed`` (1-12 h, with a reason) or
+``escalated`` (unacknowledged after ``escalate_after_s``: to the next role of the rule's chain);
+``indeterminate`` when the model said it is not confident (the value is outside what it was
+validated on). In shadow mode alerts are logged with ``shadow=True`` and shown to no one (local
+validation before go-live). Every alert keeps the score, the model version and the details the
+caller gives (top contributing factors, forecast band, ranked what-if options), and says
+"decision support only".
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import numpy as np
+
+DECISION_SUPPORT = (
+    "Decision support only: the clinician decides. Model output for a patient it may not fit."
+)
+State = Literal["new", "acknowledged", "snoozed", "escalated", "indeterminate", "resolved"]
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """When a signal (a risk score, a forecast event probability) raises an alert."""
+
+    name: str
+    signal: str  # e.g. "sepsis_risk", "forecast:hypotension"
+    on: float  # raise at or above (after min_duration_s)
+    off: float  # the episode ends below (hysteresis: off < on)
+    min_duration_s: float = 0.0
+    realert_rise: float = 0.15  # a new alert within the episode only this much higher
+    escalate_after_s: float = 30 * 60.0
+    roles: tuple[str, ...] = ("nurse", "charge nurse", "clinician")
+
+    def __post_init__(self) -> None:
+        if not self.off < self.on:
+            raise ValueError(f"rule {self.name}: off ({self.off}) must be below on ({self.on})")
+        if self.min_duration_s < 0 or self.realert_rise <= 0 or self.escalate_after_s <= 0:
+            raise ValueError(f"rule {self.name}: durations and the rise must be positive")
+        if not self.roles:
+            raise ValueError(f"rule {self.name}: at least one role")
+
+
+@dataclass(frozen=True)
+class Alert:
+    id: str
+    patient_id: str
+    rule: str
+    time: datetime
+    score: float
+    model_version: str
+    state: State
+    role: str
+    kind: Literal["first", "rise"]
+    shadow: bool
+    details: dict[str, Any] = field(default_factory=dict)
+    decision_support: str = DECISION_SUPPORT
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+    snoozed_until: datetime | None = None
+    snooze_reason: str | None = None
+    overridden: bool | None = None  # the clinician's feedback: acted on it or not
+
+
+@dataclass
+class _Episode:
+    phase: Literal["idle", "pending", "active"] = "idle"
+    since: datetime | None = None
+    last_score: float = 0.0  # the score of the episode's last alert
+    alert_id: str | None = None
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    time: datetime
+    action: str  # raised, acknowledged, snoozed, escalated, resolved, feedback
+    alert_id: str
+    patient_id: str
+    rule: str
+    who: str | None = None
+    detail: str | None = None
+
+
+class AlertError(ValueError):
+    """An action the alert does not allow (names the alert and why)."""
+
+
+class AlertEngine:
+    """The alert state of a ward (see the module docstring)."""
+
+    def __init__(self, rules: Sequence[AlertRule], shadow: bool = False) -> None:
+        names = [r.name for r in rules]
+        if len(set(names)) != len(names):
+            raise ValueError("rule names must be unique")
+        self.rules = {r.name: r for r in rules}
+        self.shadow = shadow
+        self.alerts: dict[str, Alert] = {}
+        self.log: list[LogEntry] = []
+        self._episodes: dict[tuple[str, str], _Episode] = {}
+        self._ids = itertools.count(1)
+
+    def observe(
+        self,
+        patient_id: str,
+        signal: str,
+        value: float,
+        time: datetime,
+        *,
+        model_version: str = "",
+        confident: bool = True,
+        details: dict[str, Any] | None = None,
+    ) -> list[Alert]:
+        """A new value of ``signal`` for a patient; returns the alerts it raised."""
+        if time.tzinfo is None:
+            raise ValueError("alert times must be timezone-aware (UTC)")
+        raised: list[Alert] = []
+        for rule in self.rules.values():
+            if rule.signal != signal:
+                continue
+            ep = self._episodes.setdefault((patient_id, rule.name), _Episode())
+            if ep.phase == "active":
+                if value < rule.off:
+                    self._resolve(ep, rule, patient_id, time)
+                    continue
+                current = self.alerts[ep.alert_id] if ep.alert_id else None
+                snoozed = (
+                    current is not None
+                    and current.snoozed_until is not None
+                    and time < current.snoozed_until
+                )
+                if value >= ep.last_score + rule.realert_rise and not snoozed:
+                    raised.append(
+                        self._raise(ep, rule, patient_id, time, value, model_version,
+                                    confident, details, "rise")
+                    )  # fmt: skip
+                continue
+            if value < rule.off or (ep.phase == "idle" and value < rule.on):
+                ep.phase, ep.since = "idle", None
+                continue
+            if ep.phase == "idle":
+                ep.phase, ep.since = "pending", time
+            if value < rule.on:  # pending holds down to `off` (hysteresis) but raises at `on`
+                continue
+            assert ep.since is not None
+            if (time - ep.since).total_seconds() >= rule.min_duration_s:
+                raised.append(
+                    self._raise(ep, rule, patient_id, time, value, model_version, confident,
+                                details, "first")
+                )  # fmt: skip
+        return raised
+
+    def _raise(
+        self,
+        ep: _Episode,
+        rule: AlertRule,
+        patient_id: str,
+        time: datetime,
+        value: float,
+        model_version: str,
+        confident: bool,
+        details: dict[str, Any] | None,
+        kind: Literal["first", "rise"],
+    ) -> Alert:
+        alert = Alert(
+            id=f"A{next(self._ids)}",
+            patient_id=patient_id,
+            rule=rule.name,
+            time=time,
+            score=float(value),
+            model_version=model_version,
+            state="new" if confident else "indeterminate",
+            role=rule.roles[0],
+            kind=kind,
+            shadow=self.shadow,
+            details=dict(details or {}),
+        )
+        self.alerts[alert.id] = alert
+        ep.phase, ep.last_score, ep.alert_id = "active", float(value), alert.id
+        self.log.append(LogEntry(time, "raised", alert.id, patient_id, rule.name,
+                                 detail=f"{kind} {value:.3f}"))  # fmt: skip
+        return alert
+
+    def _resolve(self, ep: _Episode, rule: AlertRule, patient_id: str, time: datetime) -> None:
+        if ep.alert_id is not None:
+            self.log.append(LogEntry(time, "resolved", ep.alert_id, patient_id, rule.name))
+        self._episodes[(patient_id, rule.name)] = _Episode()
+
+    def _get(self, alert_id: str) -> Alert:
+        try:
+            return self.alerts[alert_id]
+        except KeyError:
+            raise AlertError(f"no alert {alert_id!r}") from None
+
+    def acknowledge(self, alert_id: str, who: str, time: datetime) -> Alert:
+        """Acknowledge an alert (recorded with who and when)."""
+        a = self._get(alert_id)
+        if a.acknowledged_at is not None:
+            raise AlertError(f"alert {alert_id} was acknowledged by {a.acknowledged_by}")
+        state: State = "indeterminate" if a.state == "indeterminate" else "acknowledged"
+        self.alerts[alert_id] = replace(a, state=state, acknowledged_by=who, acknowledged_at=time)
+        self.log.append(LogEntry(time, "acknowledged", alert_id, a.patient_id, a.rule, who))
+        return self.alerts[alert_id]
+
+    def snooze(self, alert_id: str, who: str, hours: float, reason: str, time: datetime) -> Alert:
+        """Snooze 1-12 h with a reason: no re-alert for this episode until then (it counts as
+        acknowledged)."""
+        if not 1 <= hours <= 12:
+            raise AlertError(f"snooze for 1-12 h, not {hours}")
+        if not reason.strip():
+            raise AlertError("a snooze needs a reason")
+        a = self._get(alert_id)
+        until = time + timedelta(hours=hours)
+        self.alerts[alert_id] = replace(
+            a,
+            state="snoozed",
+            snoozed_until=until,
+            snooze_reason=reason.strip(),
+            acknowledged_by=a.acknowledged_by or who,
+            acknowledged_at=a.acknowledged_at or time,
+        )
+        self.log.append(
+            LogEntry(time, "snoozed", alert_id, a.patient_id, a.rule, who, f"{hours:g} h: {reason}")
+        )
+        return self.alerts[alert_id]
+
+    def feedback(self, alert_id: str, who: str, overridden: bool, time: datetime) -> Alert:
+        """The clinician's verdict: acted on (False) or overridden (True)."""
+        a = self._get(alert_id)
+        self.alerts[alert_id] = replace(a, overridden=overridden)
+        verdict = "overridden" if overridden else "accepted"
+        self.log.append(LogEntry(time, "feedback", alert_id, a.patient_id, a.rule, who, verdict))
+        return self.alerts[alert_id]
+
+    def tick(self, time: datetime) -> list[Alert]:
+        """Escalate alerts unacknowledged for longer than their rule allows, one role further
+        each period; returns the alerts escalated now."""
+        out = []
+        for a in list(self.alerts.values()):
+            if a.acknowledged_at is not None or a.state == "resolved":
+                continue
+            rule = self.rules[a.rule]
+            level = int((time - a.time).total_seconds() // rule.escalate_after_s)
+            role = rule.roles[min(level, len(rule.roles) - 1)]
+            if level >= 1 and role != a.role:
+                state: State = "indeterminate" if a.state == "indeterminate" else "escalated"
+                self.alerts[a.id] = replace(a, role=role, state=state)
+                self.log.append(LogEntry(time, "escalated", a.id, a.patient_id, a.rule,
+                                         detail=f"to {role}"))  # fmt: skip
+                out.append(self.alerts[a.id])
+        return out
+
+    def visible(self) -> list[Alert]:
+        """Alerts clinicians see (none in shadow mode)."""
+        return [a for a in self.alerts.values() if not a.shadow]
+
+
+@dataclass(frozen=True)
+class Scorecard:
+    """The alert burden, from the log (see :func:`scorecard`)."""
+
+    alerts: int
+    patient_hours: float
+    alerts_per_patient_hour: float
+    alerts_per_clinician_shift: float
+    ppv: float  # alerts followed by the rule's event within the horizon / alerts
+    events: int
+    recall_2h: float  # events alerted at least 2 h before their onset / events
+    median_lead_h: float
+    median_ack_min: float
+    overridden_share: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.__dict__.items()}
+
+
+def scorecard(
+    engine: AlertEngine,
+    patient_hours: float,
+    onsets: dict[str, datetime],
+    horizon_h: float = 12.0,
+    patients_per_clinician: float = 2.0,
+    shift_h: float = 12.0,
+) -> Scorecard:
+    """The burden of ``engine``'s first alerts of each episode (re-alerts count as alerts too)
+    against event onsets (patient -> onset; patients without an event are absent): alerts per
+    patient-hour and per clinician per shift (``patients_per_clinician`` at the bedside), PPV
+    (an alert is right when its patient's event follows within ``horizon_h``, or was under way
+    at most 2 h), recall of events alerted at least 2 h ahead, median lead, median time to
+    acknowledgement, share overridden."""
+    alerts = list(engine.alerts.values())
+    n = len(alerts)
+    per_ph = n / patient_hours if patient_hours > 0 else float("nan")
+    right = 0
+    for a in alerts:
+        onset = onsets.get(a.patient_id)
+        if onset is not None and -2.0 <= (onset - a.time).total_seconds() / 3600 <= horizon_h:
+            right += 1
+    leads = []
+    early = 0
+    for pid, onset in onsets.items():
+        before = [(onset - a.time).total_seconds() / 3600 for a in alerts if a.patient_id == pid]
+        ahead = [h for h in before if 0 <= h <= horizon_h]
+        if ahead:
+            leads.append(max(ahead))
+            early += max(ahead) >= 2.0
+    acks = [
+        (a.acknowledged_at - a.time).total_seconds() / 60
+        for a in alerts
+        if a.acknowledged_at is not None
+    ]
+    judged = [a.overridden for a in alerts if a.overridden is not None]
+    return Scorecard(
+        alerts=n,
+        patient_hours=patient_hours,
+        alerts_per_patient_hour=per_ph,
+        alerts_per_clinician_shift=per_ph * patients_per_clinician * shift_h,
+        ppv=right / n if n else float("nan"),
+        events=len(onsets),
+        recall_2h=early / len(onsets) if onsets else float("nan"),
+        median_lead_h=float(np.median(leads)) if leads else float("nan"),
+        median_ack_min=float(np.median(acks)) if acks else float("nan"),
+        overridden_share=sum(judged) / len(judged) if judged else float("nan"),
+    )
