@@ -100,9 +100,14 @@ def test_fhir_in_and_out(client: TestClient) -> None:
     }
     assert client.post("/fhir", json=bundle).status_code == 202
     invalid = {**bundle["entry"][1]["resource"], "status": 5}  # type: ignore[index]
-    assert client.post("/fhir/Observation", json=invalid).status_code == 202
+    refused = client.post("/fhir/Observation", json=invalid)
+    assert refused.status_code == 400  # a FHIR create is checked at once: OperationOutcome
+    assert "Observation.status: expected str" in refused.json()["issue"][0]["diagnostics"]
+    assert (
+        client.post("/fhir", json={**bundle, "entry": [{"resource": invalid}]}).status_code == 202
+    )
     got = settle(client)
-    assert (got["stored"], got["quarantined"]) == (1, 1)
+    assert (got["stored"], got["quarantined"]) == (1, 1)  # the Bundle's invalid one: quarantined
     patient = client.get("/fhir/Patient/pf")
     assert patient.headers["content-type"].startswith("application/fhir+json")
     FHIRElementFactory.instantiate("Patient", patient.json())

@@ -107,6 +107,12 @@ def resources_of(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any] | str, s
     return out
 
 
+def r4_errors(resource: dict[str, Any]) -> list[str]:
+    """What makes a resource invalid FHIR R4 (empty: valid), each with its path; the checks
+    fhirclient's models make (:mod:`vitaltwin.interop._r4`)."""
+    return _r4.errors(resource)
+
+
 def _more(n: int) -> str:
     return f" (and {n} more)" if n > 0 else ""
 

@@ -7,13 +7,14 @@ Routes (the OpenAPI description at ``/openapi.json`` lists them with their scope
 * ``GET /health/live`` (the process answers) and ``GET /health/ready`` (store and bus reachable,
   ingest worker running: 503 otherwise);
 * ``POST /v1/observations`` (a JSON list of ``{patient_id, time, code, value, unit[, device,
-  comparator, status, method]}``), ``POST /fhir/Observation``, ``POST /fhir`` (a Bundle),
+  comparator, status, method]}``), ``POST /fhir`` (a Bundle),
   ``POST /v1/hl7`` (HL7 v2 text): accepted (202) onto the bus, one message per patient, and
   stored by the ingest worker; what cannot be stored is quarantined with the reason, as for
   files;
 * ``GET /v1/patients``, ``GET /v1/patients/{id}``, ``GET /v1/patients/{id}/observations``,
   ``GET /fhir/Patient/{id}``, ``GET /fhir/Observation?patient=&code=`` (a searchset Bundle);
 * MQTT from device gateways (``mqtt=``: :mod:`vitaltwin.service.mqtt`), onto the same bus;
+* the FHIR REST subset and CDS Hooks (:mod:`vitaltwin.service.standards`);
 * ``GET /v1/ingest`` (what the worker did), ``GET /metrics`` (Prometheus: per-stage latency
   histograms, requests).
 
@@ -55,6 +56,7 @@ from vitaltwin.service.alerts import Alert, AlertEngine, AlertError, AlertRule
 from vitaltwin.service.bus import Bus
 from vitaltwin.service.ingest import IngestWorker, envelope, fhir_key, hl7_key
 from vitaltwin.service.mqtt import subscribe
+from vitaltwin.service.standards import standards_router
 from vitaltwin.service.twins import TwinSupervisor
 from vitaltwin.store import Store
 
@@ -314,16 +316,6 @@ def create_app(
             raise HTTPException(400, "not a FHIR resource: no resourceType")
         return accepted([(fhir_key(doc), envelope("fhir", where, doc))], t0)
 
-    @router.post(
-        "/fhir/Observation",
-        status_code=202,
-        openapi_extra=scope("system/Observation.c"),
-        tags=["fhir"],
-    )
-    def post_fhir_observation(resource: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
-        """A FHIR R4 Observation, validated and stored by the ingest worker."""
-        return post_fhir(resource, "http:/fhir/Observation")
-
     @router.post("/fhir", status_code=202, openapi_extra=scope("system/*.c"), tags=["fhir"])
     def post_fhir_bundle(bundle: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
         """A FHIR R4 Bundle (any type): its Patients, Observations, Encounters, Conditions and
@@ -555,4 +547,7 @@ def create_app(
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(router)
+    app.include_router(
+        standards_router(store, lock, bus, twins, alerts, alerts_lock, metrics.observe)
+    )
     return app

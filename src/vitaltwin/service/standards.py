@@ -1,0 +1,274 @@
+"""Standards out: a FHIR R4 REST subset and a CDS Hooks 2.0 service, over the same parts as the
+JSON API.
+
+FHIR (base ``/fhir``; ``application/fhir+json``):
+
+* ``GET /fhir/metadata``: the CapabilityStatement of what follows;
+* ``POST /fhir/Observation`` (create): validated at once (400 with an OperationOutcome naming
+  every problem when invalid), then accepted onto the bus and answered ``201`` with the
+  resource, its id and ``Location``; stored by the ingest worker like any input;
+* ``GET /fhir/RiskAssessment?subject=Patient/ID`` (or ``patient=``): the twin's latest
+  one-hour forecast as RiskAssessments, one per event (probability, horizon, the twin's model
+  version), ``basis`` naming the observations of the last hour the twin assimilated;
+* ``GET /fhir/Flag?patient=``: alerts as Flags (active until resolved).
+
+CDS Hooks (``/cds-services``): discovery, and ``patient-view`` returning cards with where the
+patient is heading (forecast probabilities), how sure the twin is (its status) and the patient's
+open alerts, each card marked decision support; ``POST /cds-services/{id}/feedback`` records
+accepted / overridden into the alert log (the scorecard's overrides).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Query, Response
+from fastapi.responses import JSONResponse
+
+from vitaltwin.interop.fhir import r4_errors
+from vitaltwin.interop.fhir_out import risk_assessment
+from vitaltwin.service.access import PUBLIC, ScopedRoute, scope
+from vitaltwin.service.alerts import DECISION_SUPPORT, AlertEngine
+from vitaltwin.service.bus import Bus
+from vitaltwin.service.ingest import envelope, fhir_key
+from vitaltwin.service.twins import TwinSupervisor
+from vitaltwin.store import Store
+
+FHIR_JSON = "application/fhir+json"
+SERVICE_ID = "vitaltwin-patient-view"
+
+
+def _outcome(problems: list[str], code: str = "invalid") -> dict[str, Any]:
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": code, "diagnostics": p} for p in problems],
+    }
+
+
+def _fhir(body: dict[str, Any], status: int = 200, **headers: str) -> JSONResponse:
+    return JSONResponse(body, status_code=status, media_type=FHIR_JSON, headers=headers)
+
+
+def standards_router(
+    store: Store,
+    lock: threading.Lock,
+    bus: Bus,
+    twins: TwinSupervisor | None,
+    alerts: AlertEngine,
+    alerts_lock: threading.Lock,
+    observe: Callable[[str, float], None],
+) -> APIRouter:
+    """The FHIR and CDS Hooks routes (see the module docstring)."""
+    router = APIRouter(route_class=ScopedRoute)
+
+    @router.get("/fhir/metadata", openapi_extra=scope(PUBLIC), tags=["fhir"])
+    def capability() -> JSONResponse:
+        """The FHIR CapabilityStatement."""
+
+        def res(kind: str, interactions: list[str], params: list[str]) -> dict[str, Any]:
+            return {
+                "type": kind,
+                "interaction": [{"code": i} for i in interactions],
+                "searchParam": [{"name": p, "type": "reference"} for p in params],
+            }
+
+        return _fhir(
+            {
+                "resourceType": "CapabilityStatement",
+                "status": "active",
+                "date": datetime.now(UTC).date().isoformat(),
+                "kind": "instance",
+                "fhirVersion": "4.0.1",
+                "format": ["json"],
+                "rest": [
+                    {
+                        "mode": "server",
+                        "resource": [
+                            res("Patient", ["read"], []),
+                            res("Observation", ["create", "search-type"], ["patient"]),
+                            res("RiskAssessment", ["search-type"], ["subject", "patient"]),
+                            res("Flag", ["search-type"], ["patient"]),
+                        ],
+                    }
+                ],
+            }
+        )
+
+    @router.post(
+        "/fhir/Observation",
+        status_code=201,
+        openapi_extra=scope("system/Observation.c"),
+        tags=["fhir"],
+        responses={400: {"description": "invalid: an OperationOutcome says why"}},
+    )
+    def create_observation(resource: Annotated[dict[str, Any], Body()]) -> JSONResponse:
+        """Create an Observation (see the module docstring)."""
+        if resource.get("resourceType") != "Observation":
+            return _fhir(_outcome(["not an Observation"]), 400)
+        problems = r4_errors(resource)
+        if problems:
+            return _fhir(_outcome(problems), 400)
+        text = json.dumps(resource, sort_keys=True, default=str)
+        rid = resource.get("id") or "vt-" + hashlib.sha256(text.encode()).hexdigest()[:40]
+        stored = {**resource, "id": rid}
+        t0 = datetime.now(UTC)
+        bus.publish(fhir_key(stored), envelope("fhir", "http:/fhir/Observation", stored))
+        observe("receive", (datetime.now(UTC) - t0).total_seconds())
+        return _fhir(stored, 201, Location=f"Observation/{rid}")
+
+    @router.get("/fhir/RiskAssessment", openapi_extra=scope("user/RiskAssessment.rs"),
+                tags=["fhir"])  # fmt: skip
+    def search_risk(
+        subject: Annotated[str | None, Query(description="Patient/ID")] = None,
+        patient: Annotated[str | None, Query(description="ID")] = None,
+    ) -> JSONResponse:
+        """The twin's forecast event probabilities as RiskAssessments."""
+        pid = (subject or patient or "").removeprefix("Patient/")
+        if not pid:
+            return _fhir(_outcome(["search needs subject or patient"], "required"), 400)
+        entries = []
+        if twins is not None and pid in twins.twins:
+            fc = twins.forecast(pid, 1.0)
+            when = datetime.fromisoformat(fc["from"])
+            with lock:
+                used = store.observations(pid, start=when - timedelta(hours=1), end=when)
+            basis = [
+                {"type": "Observation",
+                 "display": f"{r['loinc']} {r['value']:g} {r['unit']} at "
+                            f"{r['effective_time'].isoformat()}"}
+                for r in used.slice(max(0, used.num_rows - 20)).to_pylist()
+            ]  # fmt: skip
+            for event, p in fc["event_probabilities"].items():
+                ra = risk_assessment(pid, event, p, when, 1.0, fc["model_version"])
+                ra["id"] = f"{pid}-{event}"[:64].replace("_", "-")
+                if basis:
+                    ra["basis"] = basis
+                entries.append({"resource": ra, "search": {"mode": "match"}})
+        return _fhir({"resourceType": "Bundle", "type": "searchset", "total": len(entries),
+                      "entry": entries})  # fmt: skip
+
+    @router.get("/fhir/Flag", openapi_extra=scope("user/Flag.rs"), tags=["fhir"])
+    def search_flags(
+        patient: Annotated[str, Query(description="ID or Patient/ID")],
+    ) -> JSONResponse:
+        """Alerts as Flags (shadow-mode alerts are not shown)."""
+        pid = patient.removeprefix("Patient/")
+        with alerts_lock:
+            mine = [a for a in alerts.visible() if a.patient_id == pid]
+        entries = [
+            {
+                "resource": {
+                    "resourceType": "Flag",
+                    "id": a.id,
+                    "status": "active" if a.state != "resolved" else "inactive",
+                    "category": [{"text": "clinical decision support"}],
+                    "code": {"text": f"{a.rule}: {a.score:.2f} ({a.state}). {DECISION_SUPPORT}"},
+                    "subject": {"reference": f"Patient/{pid}"},
+                    "period": {"start": a.time.isoformat()},
+                },
+                "search": {"mode": "match"},
+            }
+            for a in mine
+        ]
+        return _fhir({"resourceType": "Bundle", "type": "searchset", "total": len(entries),
+                      "entry": entries})  # fmt: skip
+
+    # -- CDS Hooks ------------------------------------------------------------------------------
+
+    @router.get("/cds-services", openapi_extra=scope(PUBLIC), tags=["cds-hooks"])
+    def discovery() -> dict[str, Any]:
+        """CDS Hooks discovery."""
+        return {
+            "services": [
+                {
+                    "hook": "patient-view",
+                    "id": SERVICE_ID,
+                    "title": "vitaltwin: where the patient is heading",
+                    "description": "The patient twin's one-hour forecast, how sure it is, and "
+                    "open alerts. Decision support only.",
+                    "prefetch": {"patient": "Patient/{{context.patientId}}"},
+                }
+            ]
+        }
+
+    @router.post(
+        f"/cds-services/{SERVICE_ID}",
+        openapi_extra=scope("user/Patient.r"),
+        tags=["cds-hooks"],
+        responses={400: {"description": "not a patient-view request"}},
+    )
+    def patient_view(request: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+        """Cards for a patient-view hook call."""
+        context = request.get("context")
+        if request.get("hook") != "patient-view" or not isinstance(context, dict):
+            raise HTTPException(400, "a patient-view request with a context is expected")
+        pid = str(context.get("patientId") or "")
+        if not pid:
+            raise HTTPException(400, "context.patientId is required")
+        source = {"label": "vitaltwin patient twin", "topic": {"code": "twin", "display": "twin"}}
+        cards: list[dict[str, Any]] = []
+        if twins is None or pid not in twins.twins:
+            cards.append({"uuid": str(uuid.uuid4()), "summary": "No twin for this patient yet",
+                          "indicator": "info", "source": source})  # fmt: skip
+            return {"cards": cards}
+        status = twins.status(pid)
+        fc = twins.forecast(pid, 1.0)
+        probs = fc["event_probabilities"]
+        top = max(probs, key=lambda k: probs[k]) if probs else None
+        lines = [f"- {k.replace('_', ' ')}: {v:.0%}" for k, v in sorted(probs.items())]
+        summary = (
+            f"Next hour: {top.replace('_', ' ')} {probs[top]:.0%} (twin {status['status']})"
+            if top
+            else f"Twin {status['status']}"
+        )[:140]
+        worst = max(probs.values(), default=0.0)
+        cards.append(
+            {
+                "uuid": str(uuid.uuid4()),
+                "summary": summary,
+                "indicator": "critical" if worst >= 0.5 else "warning" if worst >= 0.2 else "info",
+                "detail": "Forecast event probabilities (twin model "
+                f"{fc['model_version']}):\n" + "\n".join(lines) + f"\n\n{DECISION_SUPPORT}",
+                "source": source,
+            }
+        )
+        with alerts_lock:
+            mine = [a for a in alerts.visible() if a.patient_id == pid and a.state != "resolved"]
+        for a in mine:
+            cards.append(
+                {
+                    "uuid": a.id,  # feedback on this card is feedback on the alert
+                    "summary": f"Alert: {a.rule} ({a.state})"[:140],
+                    "indicator": "warning",
+                    "detail": f"Score {a.score:.2f}, model {a.model_version}. {DECISION_SUPPORT}",
+                    "source": source,
+                }
+            )
+        return {"cards": cards}
+
+    @router.post(
+        f"/cds-services/{SERVICE_ID}/feedback",
+        openapi_extra=scope("user/Flag.u"),
+        tags=["cds-hooks"],
+    )
+    def feedback(body: Annotated[dict[str, Any], Body()]) -> Response:
+        """Card feedback (accepted / overridden) into the alert log."""
+        for item in body.get("feedback") or []:
+            if not isinstance(item, dict):
+                continue
+            outcome = item.get("outcome")
+            if outcome not in ("accepted", "overridden"):
+                continue
+            card = str(item.get("card"))
+            with alerts_lock:
+                if card in alerts.alerts:  # the forecast card is not an alert: nothing to record
+                    alerts.feedback(card, "cds-client", outcome == "overridden", datetime.now(UTC))
+        return Response(status_code=200)
+
+    return router
