@@ -125,7 +125,11 @@ def test_forecasts_raise_alerts_that_clinicians_act_on(tmp_path: Path) -> None:
         with TestClient(app) as client:
             body = [{"patient_id": "p7", "time": T0.isoformat(), "code": "HR", "value": 90,
                      "unit": "/min"}]  # fmt: skip
-            client.post("/v1/observations", json=body)
+            with client.websocket_connect("/v1/live") as ws:
+                client.post("/v1/observations", json=body)
+                pushed = [ws.receive_json(), ws.receive_json()]
+            assert [m["type"] for m in pushed] == ["forecast", "alert"]
+            assert pushed[0]["patient_id"] == "p7" and pushed[1]["rule"] == "test rule"
             deadline = time.monotonic() + 120
             while not (listed := client.get("/v1/alerts").json()["alerts"]):
                 assert time.monotonic() < deadline
@@ -145,3 +149,6 @@ def test_forecasts_raise_alerts_that_clinicians_act_on(tmp_path: Path) -> None:
             fb = client.post(f"/v1/alerts/{a['id']}/feedback", params={"overridden": True})
             assert fb.json()["overridden"] is True
             assert client.post("/v1/alerts/nope/acknowledge").status_code == 404
+            text = client.get("/metrics").text
+            for stage in ("receive", "normalize", "store", "assimilate", "alert", "push"):
+                assert f'vitaltwin_stage_seconds_count{{stage="{stage}"}}' in text, stage

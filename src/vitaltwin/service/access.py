@@ -20,8 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException
 from fastapi.routing import APIRoute
+from starlette.requests import HTTPConnection
 
 PUBLIC = "public"
 _SCOPE = re.compile(r"(patient|user|system)/(\*|[A-Z][A-Za-z]+)\.([cruds]+)")
@@ -44,8 +45,8 @@ class Identity:
 DEVELOPMENT = Identity("developer", "administrator", ("system/*.cruds",))
 
 
-def identity(request: Request) -> Identity:
-    """The caller (development identity in this release)."""
+def identity(connection: HTTPConnection) -> Identity:
+    """The caller of an HTTP request or WebSocket (development identity in this release)."""
     return DEVELOPMENT
 
 

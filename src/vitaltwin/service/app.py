@@ -39,7 +39,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import (
+    APIRouter,
+    Body,
+    Depends,
+    FastAPI,
+    HTTPException,
+    Query,
+    Request,
+    Response,
+    WebSocket,
+    WebSocketDisconnect,
+)
 from fastapi.responses import JSONResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -51,7 +62,7 @@ from prometheus_client import (
 
 from vitaltwin.interop.fhir_export import observation as fhir_observation
 from vitaltwin.interop.fhir_export import patient as fhir_patient
-from vitaltwin.service.access import PUBLIC, Identity, ScopedRoute, identity, scope
+from vitaltwin.service.access import PUBLIC, Identity, ScopedRoute, granted, identity, scope
 from vitaltwin.service.alerts import Alert, AlertEngine, AlertError, AlertRule
 from vitaltwin.service.bus import Bus
 from vitaltwin.service.ingest import IngestWorker, envelope, fhir_key, hl7_key
@@ -61,7 +72,9 @@ from vitaltwin.service.twins import TwinSupervisor
 from vitaltwin.store import Store
 
 log = logging.getLogger("vitaltwin.service")
-STAGES = ("receive", "normalize", "store")
+LIVE_SCOPE = "user/Flag.rs"
+"""What the live-updates WebSocket needs (it carries alerts and forecasts)."""
+STAGES = ("receive", "normalize", "store", "assimilate", "alert", "push")
 FHIR_JSON = "application/fhir+json"
 
 
@@ -90,6 +103,40 @@ class JsonLogFormatter(logging.Formatter):
         if record.exc_info:
             line["error"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)
+
+
+def alert_json(a: Alert) -> dict[str, Any]:
+    """An alert as JSON (times ISO 8601 UTC)."""
+    d = dict(a.__dict__)
+    for k, v in d.items():
+        if isinstance(v, datetime):
+            d[k] = v.isoformat()
+    return d
+
+
+class Hub:
+    """Live updates to WebSocket clients: anything thread may :meth:`send`; each connection has
+    a bounded queue (a client too slow to read loses the oldest updates, never the service)."""
+
+    def __init__(self, maxsize: int = 1000) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.queues: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.maxsize = maxsize
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.loop is not None and self.queues:
+            self.loop.call_soon_threadsafe(self._put, message)
+
+    def _put(self, message: dict[str, Any]) -> None:
+        for q in self.queues:
+            if q.full():
+                q.get_nowait()
+            q.put_nowait(message)
+
+    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
+        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self.maxsize)
+        self.queues.add(q)
+        return q
 
 
 class Metrics:
@@ -133,16 +180,28 @@ def create_app(
     alerts = AlertEngine(rules if rules is not None else FORECAST_RULES, shadow=shadow)
     alerts_lock = threading.Lock()
 
+    hub = Hub()
+
     def forecast_alerts(
         pid: str, when: datetime, probs: dict[str, float], version: str, details: dict[str, Any]
     ) -> None:
+        t0 = time.perf_counter()
         with alerts_lock:
-            for event, p in probs.items():
-                alerts.observe(pid, f"forecast:{event}", p, when, model_version=version,
-                               details=details)  # fmt: skip
+            raised = [
+                a
+                for event, p in probs.items()
+                for a in alerts.observe(pid, f"forecast:{event}", p, when,
+                                        model_version=version, details=details)
+            ]  # fmt: skip
+        metrics.observe("alert", time.perf_counter() - t0)
+        hub.send({"type": "forecast", "patient_id": pid, "time": when.isoformat(),
+                  "event_probabilities": probs, "model_version": version})  # fmt: skip
+        for a in raised:
+            if not a.shadow:
+                hub.send({"type": "alert", **alert_json(a)})
 
     twins = (
-        TwinSupervisor(store, lock, twins_dir, on_forecast=forecast_alerts)
+        TwinSupervisor(store, lock, twins_dir, on_forecast=forecast_alerts, observe=metrics.observe)
         if twins_dir is not None
         else None
     )
@@ -150,8 +209,19 @@ def create_app(
         bus, store, lock, observe=metrics.observe, on_stored=twins.notify if twins else None
     )
 
+    async def escalate() -> None:  # alerts unacknowledged too long go one role up
+        while True:
+            await asyncio.sleep(30)
+            with alerts_lock:
+                up = alerts.tick(datetime.now(UTC))
+            for a in up:
+                if not a.shadow:
+                    hub.send({"type": "alert", **alert_json(a)})
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        hub.loop = asyncio.get_running_loop()
+        escalation = asyncio.create_task(escalate())
         if twins is not None:
             twins.start()
         worker.start()
@@ -165,6 +235,7 @@ def create_app(
         try:
             yield
         finally:
+            escalation.cancel()
             if subscriber is not None:
                 subscriber.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -465,13 +536,6 @@ def create_app(
             raise HTTPException(404, f"no twin for {patient_id!r} yet")
         return sup.forecast(patient_id, hours)
 
-    def alert_json(a: Alert) -> dict[str, Any]:
-        d = dict(a.__dict__)
-        for k, v in d.items():
-            if isinstance(v, datetime):
-                d[k] = v.isoformat()
-        return d
-
     @router.get("/v1/alerts", openapi_extra=scope("user/Flag.rs"), tags=["alerts"])
     def list_alerts(
         patient: Annotated[str | None, Query(description="one patient")] = None,
@@ -545,6 +609,26 @@ def create_app(
     def prometheus_metrics() -> Response:
         """Prometheus metrics: per-stage latency histograms, requests by route and status."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.websocket("/v1/live")
+    async def live_updates(ws: WebSocket) -> None:
+        """Live updates: twin forecasts and alerts as they happen (JSON messages with a
+        ``type``). Scope :data:`LIVE_SCOPE`, checked before the connection is accepted."""
+        if not granted(LIVE_SCOPE, identity(ws).scopes):
+            await ws.close(code=1008, reason=f"scope {LIVE_SCOPE} required")
+            return
+        await ws.accept()
+        q = hub.subscribe()
+        try:
+            while True:
+                msg = await q.get()
+                t0 = time.perf_counter()
+                await ws.send_json(msg)
+                metrics.observe("push", time.perf_counter() - t0)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            hub.queues.discard(q)
 
     app.include_router(router)
     app.include_router(

@@ -78,6 +78,7 @@ class TwinSupervisor:
         forecast_every_s: float = 300.0,
         on_forecast: Callable[[str, datetime, dict[str, float], str, dict[str, Any]], None]
         | None = None,
+        observe: Callable[[str, float], None] | None = None,
     ) -> None:
         self.store, self.lock = store, lock
         self.checkpoint_dir = Path(checkpoint_dir)
@@ -89,6 +90,7 @@ class TwinSupervisor:
             stale_after_s,
         )
         self.forecast_every_s, self.on_forecast = forecast_every_s, on_forecast
+        self.observe = observe or (lambda stage, seconds: None)
         self.twins: dict[str, _Live] = {}
         self.ready = threading.Event()
         self._dirty: set[str] = set()
@@ -233,8 +235,10 @@ class TwinSupervisor:
         live.newest = max(live.newest, t.max().to_pydatetime())
         if obs.empty:
             return 0
+        t0 = time.perf_counter()
         try:
             live.twin.assimilate(obs)
+            self.observe("assimilate", time.perf_counter() - t0)
         except TwinError as exc:
             self.errors[patient_id] = str(exc)
             return 0
