@@ -108,6 +108,17 @@ def test_the_api_shows_the_twin(tmp_path: Path) -> None:
             assert "hr0_bpm" in names
             hr = next(o for o in twin["observables"] if o["observable"] == "HR")
             assert 80 < hr["mean"] < 100 and hr["sd"] > 0
+            plans = [{"name": "nothing"}, {"name": "fluid", "fluid_ml": 500},
+                     {"name": "ne", "ne_ug_kg_min": 0.1}]  # fmt: skip
+            side = client.post("/v1/patients/p9/whatif", json=plans, params={"hours": 2}).json()
+            assert [p["plan"] for p in side["plans"]] == ["nothing", "fluid", "ne"]
+            assert all(p["summary"] for p in side["plans"])
+            assert "Decision support only" in side["decision_support"]
+            ranked = client.post("/v1/patients/p9/whatif", params={"hours": 2}).json()["plans"]
+            assert sorted(p["rank"] for p in ranked if p["feasible"])[0] == 1
+            assert any(p["explanation"] for p in ranked)
+            bad = client.post("/v1/patients/p9/whatif", json=[{"name": "x", "fluid_ml": -5}])
+            assert bad.status_code == 422 and "fluid_ml" in bad.text
             fc = client.get("/v1/patients/p9/twin/forecast", params={"hours": 1}).json()
             band = [b for b in fc["bands"] if b["observable"] == "MAP"]
             assert band[0]["q05"] <= band[0]["q50"] <= band[0]["q95"]

@@ -536,6 +536,29 @@ def create_app(
             raise HTTPException(404, f"no twin for {patient_id!r} yet")
         return sup.forecast(patient_id, hours)
 
+    @router.post(
+        "/v1/patients/{patient_id}/whatif",
+        openapi_extra=scope("user/Observation.r"),
+        tags=["twin"],
+        responses={404: {"description": "no twin for this patient"},
+                   422: {"description": "an invalid plan"}},
+    )  # fmt: skip
+    def whatif(
+        patient_id: str,
+        plans: Annotated[list[dict[str, Any]] | None, Body(max_length=64)] = None,
+        hours: Annotated[float, Query(ge=0.5, le=12.0)] = 6.0,
+    ) -> dict[str, Any]:
+        """What if: the plans given (fluids, norepinephrine, antibiotics now or later, FiO2)
+        compared side by side from the twin's current state, or without plans the model's
+        candidates ranked with the optimizer's explanation. Decision support only."""
+        sup = live_twins()
+        if patient_id not in sup.twins:
+            raise HTTPException(404, f"no twin for {patient_id!r} yet")
+        try:
+            return sup.whatif(patient_id, plans, hours)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+
     @router.get("/v1/alerts", openapi_extra=scope("user/Flag.rs"), tags=["alerts"])
     def list_alerts(
         patient: Annotated[str | None, Query(description="one patient")] = None,

@@ -37,11 +37,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
 from vitaltwin.physiology import PatientProfile
 from vitaltwin.physiology.ward_twin import VITAL_SIGN_DISCREPANCY
+from vitaltwin.service.alerts import DECISION_SUPPORT
 from vitaltwin.store import Store
-from vitaltwin.twin import PatientTwin, TwinError
+from vitaltwin.twin import PatientTwin, TwinError, compare, optimize, whatif_of
 
 log = logging.getLogger("vitaltwin.service")
 DEGRADED = "degraded — monitor manually"
@@ -307,4 +309,36 @@ class TwinSupervisor:
             "model_version": twin.model_version,
             "bands": bands.to_dict(orient="records"),
             "event_probabilities": events,
+        }
+
+    def whatif(
+        self, patient_id: str, plans: list[dict[str, Any]] | None, hours: float
+    ) -> dict[str, Any]:
+        """Plans compared from the twin's current posterior (``plans`` given, in the model's
+        plan type, that of its candidates), or the model's candidates ranked by the optimizer
+        with its explanation (``plans`` None). ValueError names an invalid plan."""
+        twin = self.twins[patient_id].twin
+        spec = whatif_of(twin)
+        if plans is None:
+            table = optimize(twin, hours=hours)
+        else:
+            kind = type(spec.candidates()[0])
+            try:
+                chosen = [kind.model_validate(p) for p in plans]
+            except ValidationError as exc:
+                raise ValueError(str(exc)) from None
+            table, _ = compare(twin, chosen, hours)
+        rows: list[dict[str, Any]] = [
+            {str(k): v for k, v in r.items()}
+            for r in table.replace({np.nan: None}).to_dict(orient="records")
+        ]
+        for r in rows:
+            r["summary"] = spec.summary(r)
+        return {
+            "patient_id": patient_id,
+            "from": twin.time.isoformat(),
+            "hours": hours,
+            "model_version": twin.model_version,
+            "plans": rows,
+            "decision_support": DECISION_SUPPORT,
         }
