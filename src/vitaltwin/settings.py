@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     twin_dir: Path | None = Field(
         Path("out/twins"), description="live twins' checkpoints (unset: the service runs none)"
     )
+    twin_checkpoint_s: float = Field(60.0, description="seconds between twin checkpoints")
     shadow_alerts: bool = Field(
         True, description="alerts logged but shown to no one (until validated locally)"
     )

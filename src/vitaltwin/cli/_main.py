@@ -512,6 +512,7 @@ def serve(
             mqtt=mqtt,
             twins_dir=settings.twin_dir,
             shadow=settings.shadow_alerts,
+            twin_checkpoint_s=settings.twin_checkpoint_s,
         )
         where = f"http://{host or settings.host}:{port or settings.port}"
         console.print(f"vitaltwin service on {where} (API: {where}/docs; store {st.describe()})")

@@ -168,6 +168,7 @@ def create_app(
     twins_dir: Path | None = None,
     rules: Sequence[AlertRule] | None = None,
     shadow: bool = True,
+    twin_checkpoint_s: float = 60.0,
 ) -> FastAPI:
     """The service over an open store and bus (the caller closes them); the ingest worker
     runs while the app does (its lifespan), and so does the MQTT subscriber when ``mqtt``
@@ -201,7 +202,14 @@ def create_app(
                 hub.send({"type": "alert", **alert_json(a)})
 
     twins = (
-        TwinSupervisor(store, lock, twins_dir, on_forecast=forecast_alerts, observe=metrics.observe)
+        TwinSupervisor(
+            store,
+            lock,
+            twins_dir,
+            checkpoint_s=twin_checkpoint_s,
+            on_forecast=forecast_alerts,
+            observe=metrics.observe,
+        )
         if twins_dir is not None
         else None
     )
