@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pytest
+from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
@@ -230,6 +231,13 @@ def test_risk_model_learns_saves_and_flags(cohort: Cohort, tmp_path: Path) -> No
     assert m.low_confidence(odd).tolist() == [False, True, False]
     with pytest.raises(RiskModelError, match="missing"):
         m.predict_proba(X.drop(columns=["HR"]))
+    # LightGBM's SHAP contributions add up to the boosted logit the probability comes from
+    c = m.contributions(X.iloc[:50])
+    a, b = m.recalibration_
+    np.testing.assert_allclose(expit(a + b * c.sum(axis=1)), p[:50], rtol=1e-5)
+    top = m.top_factors(X.iloc[:50], k=3)
+    assert all(len(t) == 3 for t in top)
+    assert {f for t in top for f, _ in t} <= set(X.columns)
     with pytest.raises(RiskModelError, match="single class"):
         RiskModel(**QUICK).fit(X, np.zeros(len(X), int), pid)
 
@@ -271,6 +279,12 @@ def test_residual_stage_boosts_from_the_first_stage(cohort: Cohort, tmp_path: Pa
     base = X.drop(columns=hr)
     one = RiskModel(**QUICK).fit(base, y, pid)
     two = RiskModel(**QUICK, residual_features=tuple(hr)).fit(X, y, pid)
+    c = two.contributions(X.iloc[:40])  # through both stages, they add up to the logit
+    np.testing.assert_allclose(
+        expit(two.recalibration_[0] + two.recalibration_[1] * c.sum(axis=1)),
+        two.predict_proba(X.iloc[:40]),
+        rtol=1e-5,
+    )
     # the first stage is the single-stage model on the other features, booster for booster
     assert two.iterations_ == one.iterations_
     assert two.feature_names_ == [*base.columns, *hr]

@@ -442,6 +442,44 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
                 flag |= (v < lo) | (v > self.reference_.high[c])
         return flag
 
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Each feature's contribution to each row's score on the logit scale, before the
+        recalibration: LightGBM's own SHAP values (TreeSHAP, ``pred_contrib``) averaged over the
+        inner-fold boosters, plus the second stage's for its features; with the ``bias``
+        column they add up to the boosted logit the probability is recalibrated from."""
+        Xn = self._check(X)
+        names = list(self.feature_names_)
+        n_base = len(names) - len(self.residual_features)
+        base = np.mean(
+            [np.asarray(b.predict(Xn[:, :n_base], pred_contrib=True)) for b in self.boosters_],
+            axis=0,
+        )
+        out = pd.DataFrame(base[:, :n_base], columns=names[:n_base], index=X.index)
+        out["bias"] = base[:, n_base]
+        if self.residual_boosters_:
+            a, b = self.base_recalibration_
+            out = out * b  # the first stage enters the second through its recalibration
+            out["bias"] += a
+            res = np.mean(
+                [np.asarray(r.predict(Xn[:, n_base:], pred_contrib=True))
+                 for r in self.residual_boosters_],
+                axis=0,
+            )  # fmt: skip
+            for j, name in enumerate(names[n_base:]):
+                out[name] = res[:, j]
+            out["bias"] += res[:, -1]
+        return out
+
+    def top_factors(self, X: pd.DataFrame, k: int = 5) -> list[list[tuple[str, float]]]:
+        """The ``k`` features contributing most (by absolute SHAP value) to each row's score,
+        with their signed contributions (logit scale; positive raises the risk)."""
+        c = self.contributions(X).drop(columns="bias")
+        out = []
+        for _, row in c.iterrows():
+            top = row.abs().sort_values(ascending=False).index[:k]
+            out.append([(str(f), float(row[f])) for f in top])
+        return out
+
     def importance(self) -> pd.Series:
         """Total gain of each feature (the second stage's after the first's), largest first."""
         gain = np.mean([b.feature_importance("gain") for b in self.boosters_], axis=0)
