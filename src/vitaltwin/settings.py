@@ -44,6 +44,11 @@ class Settings(BaseSettings):
         Path("out/twins"), description="live twins' checkpoints (unset: the service runs none)"
     )
     twin_checkpoint_s: float = Field(60.0, description="seconds between twin checkpoints")
+    risk_task: str | None = Field(
+        "sepsis",
+        description="risk task whose champion in the registry the service scores with "
+        "(none registered, or unset: no risk scoring)",
+    )
     shadow_alerts: bool = Field(
         True, description="alerts logged but shown to no one (until validated locally)"
     )

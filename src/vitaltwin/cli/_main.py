@@ -499,6 +499,17 @@ def serve(
     except Exception as exc:
         err_console.print(f"[bold red]error:[/] bus {url!r}: {exc}")
         raise typer.Exit(2) from None
+    scorer = None
+    if settings.risk_task:
+        from vitaltwin.risk import CHAMPION, Registry, RegistryError, risk_task
+
+        try:
+            scorer = Registry(settings.registry_dir).load(
+                risk_task(settings.risk_task).model_name, CHAMPION
+            )
+        except (RegistryError, OSError, ValueError, KeyError) as exc:
+            console.print(f"no {settings.risk_task} risk model in the registry ({exc}): "
+                          "risk is not scored")  # fmt: skip
     with _open_store(store, postgres) as st:
         mqtt = (
             (settings.mqtt_host, settings.mqtt_port, settings.mqtt_topic)
@@ -513,6 +524,7 @@ def serve(
             twins_dir=settings.twin_dir,
             shadow=settings.shadow_alerts,
             twin_checkpoint_s=settings.twin_checkpoint_s,
+            scorer=scorer,
         )
         where = f"http://{host or settings.host}:{port or settings.port}"
         console.print(f"vitaltwin service on {where} (API: {where}/docs; store {st.describe()})")

@@ -62,11 +62,13 @@ from prometheus_client import (
 
 from vitaltwin.interop.fhir_export import observation as fhir_observation
 from vitaltwin.interop.fhir_export import patient as fhir_patient
+from vitaltwin.risk import Scorer
 from vitaltwin.service.access import PUBLIC, Identity, ScopedRoute, granted, identity, scope
 from vitaltwin.service.alerts import Alert, AlertEngine, AlertError, AlertRule
 from vitaltwin.service.bus import Bus
 from vitaltwin.service.ingest import IngestWorker, envelope, fhir_key, hl7_key
 from vitaltwin.service.mqtt import subscribe
+from vitaltwin.service.scoring import RiskMonitor
 from vitaltwin.service.standards import standards_router
 from vitaltwin.service.twins import TwinSupervisor
 from vitaltwin.store import Store
@@ -74,8 +76,15 @@ from vitaltwin.store import Store
 log = logging.getLogger("vitaltwin.service")
 LIVE_SCOPE = "user/Flag.rs"
 """What the live-updates WebSocket needs (it carries alerts and forecasts)."""
-STAGES = ("receive", "normalize", "store", "assimilate", "alert", "push")
+STAGES = ("receive", "normalize", "store", "assimilate", "score", "alert", "push")
 FHIR_JSON = "application/fhir+json"
+
+
+def risk_rule(scorer: Scorer) -> AlertRule:
+    """The alert on a risk model's score: at the model's own operating threshold (chosen on
+    its validation), ending below 70 % of it."""
+    on = float(scorer.model.threshold_)
+    return AlertRule(f"{scorer.model.task} risk", "risk", on=on, off=0.7 * on)
 
 
 FORECAST_RULES = (
@@ -169,6 +178,7 @@ def create_app(
     rules: Sequence[AlertRule] | None = None,
     shadow: bool = True,
     twin_checkpoint_s: float = 60.0,
+    scorer: Scorer | None = None,
 ) -> FastAPI:
     """The service over an open store and bus (the caller closes them); the ingest worker
     runs while the app does (its lifespan), and so does the MQTT subscriber when ``mqtt``
@@ -178,7 +188,8 @@ def create_app(
     False: logged, shown to no one, until validated locally."""
     lock = threading.Lock()
     metrics = Metrics()
-    alerts = AlertEngine(rules if rules is not None else FORECAST_RULES, shadow=shadow)
+    default = (*FORECAST_RULES, risk_rule(scorer)) if scorer is not None else FORECAST_RULES
+    alerts = AlertEngine(rules if rules is not None else default, shadow=shadow)
     alerts_lock = threading.Lock()
 
     hub = Hub()
@@ -213,9 +224,30 @@ def create_app(
         if twins_dir is not None
         else None
     )
-    worker = IngestWorker(
-        bus, store, lock, observe=metrics.observe, on_stored=twins.notify if twins else None
-    )
+
+    def risk_alerts(
+        pid: str, when: datetime, p: float, confident: bool, version: str, details: dict[str, Any]
+    ) -> None:
+        t0 = time.perf_counter()
+        with alerts_lock:
+            raised = alerts.observe(pid, "risk", p, when, model_version=version,
+                                    confident=confident, details=details)  # fmt: skip
+        metrics.observe("score", time.perf_counter() - t0)
+        hub.send({"type": "risk", "patient_id": pid, "time": when.isoformat(), "probability": p,
+                  "low_confidence": not confident, "model_version": version})  # fmt: skip
+        for a in raised:
+            if not a.shadow:
+                hub.send({"type": "alert", **alert_json(a)})
+
+    risk = RiskMonitor(store, lock, scorer, on_score=risk_alerts) if scorer else None
+
+    def stored(patient_ids: list[str]) -> None:
+        if twins is not None:
+            twins.notify(patient_ids)
+        if risk is not None:
+            risk.notify(patient_ids)
+
+    worker = IngestWorker(bus, store, lock, observe=metrics.observe, on_stored=stored)
 
     async def escalate() -> None:  # alerts unacknowledged too long go one role up
         while True:
@@ -232,6 +264,8 @@ def create_app(
         escalation = asyncio.create_task(escalate())
         if twins is not None:
             twins.start()
+        if risk is not None:
+            risk.start()
         worker.start()
         log.info("service started", extra={"fields": {"store": store.describe()}})
         subscriber = None
@@ -249,6 +283,8 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await subscriber
             worker.stop()
+            if risk is not None:
+                risk.stop()
             if twins is not None:
                 twins.stop()
             s = worker.stats
@@ -543,6 +579,20 @@ def create_app(
         if patient_id not in sup.twins:
             raise HTTPException(404, f"no twin for {patient_id!r} yet")
         return sup.forecast(patient_id, hours)
+
+    @router.get(
+        "/v1/patients/{patient_id}/risk",
+        openapi_extra=scope("user/RiskAssessment.r"),
+        tags=["risk"],
+        responses={404: {"description": "this service runs no risk model"}},
+    )
+    def patient_risk(patient_id: str) -> dict[str, Any]:
+        """The patient's risk history (probability per hour since ICU admission, alert at the
+        model's threshold, low-confidence flag), the model's name, version and task, and the
+        latest score's top contributing factors (SHAP, logit scale)."""
+        if risk is None:
+            raise HTTPException(404, "this service runs no risk model (none registered)")
+        return risk.risk(patient_id)
 
     @router.post(
         "/v1/patients/{patient_id}/whatif",
