@@ -124,3 +124,46 @@ def test_cds_hooks_patient_view_cards_and_feedback(base: str) -> None:
     assert next(a for a in alerts if a["id"] == alert_card["uuid"])["overridden"] is True
     bad = httpx.post(f"{base}/cds-services/{svc['id']}", json={"hook": "order-select"})
     assert bad.status_code == 400
+
+
+def test_cds_hooks_order_select_forecasts_the_selected_orders(base: str) -> None:
+    def order(oid: str, text: str, **dose_and_rate: Any) -> dict[str, Any]:
+        return {
+            "resource": {
+                "resourceType": "MedicationRequest",
+                "id": oid,
+                "status": "draft",
+                "intent": "order",
+                "subject": {"reference": "Patient/p1"},
+                "medicationCodeableConcept": {"text": text},
+                "dosageInstruction": [{"doseAndRate": [dose_and_rate]}],
+            }
+        }
+
+    call = {
+        "hookInstance": "5f0a7a7e-8d3c-4d1b-9d3e-0a1b2c3d4e5f", "hook": "order-select",
+        "context": {
+            "userId": "Practitioner/1", "patientId": "p1",
+            "selections": ["MedicationRequest/f1", "MedicationRequest/n1", "MedicationRequest/x"],
+            "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": [
+                order("f1", "Sodium chloride 0.9 % bolus",
+                      doseQuantity={"value": 500, "unit": "mL"},
+                      rateQuantity={"value": 1000, "unit": "mL/h"}),
+                order("n1", "Norepinephrine infusion",
+                      rateQuantity={"value": 0.1, "unit": "ug/kg/min"}),
+                order("x", "Paracetamol 1 g"),
+                order("f2", "Ringer's lactate", doseQuantity={"value": 1000, "unit": "mL"}),
+            ]},
+        },
+    }  # fmt: skip
+    url = f"{base}/cds-services/vitaltwin-order-select"
+    cards = httpx.post(url, json=call, timeout=120).json()["cards"]
+    assert [c["summary"].split(",")[0].split(":")[0] for c in cards] == [
+        "MedicationRequest/f1",
+        "MedicationRequest/n1",
+        "MedicationRequest/x",
+    ]  # the unselected draft is left out
+    assert "P(MAP<65" in cards[0]["summary"] and "Without it" in cards[0]["detail"]
+    assert "not forecast" in cards[2]["summary"]
+    for card in cards:
+        assert len(card["summary"]) <= 140 and card["indicator"] == "info"

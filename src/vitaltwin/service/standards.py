@@ -12,10 +12,12 @@ FHIR (base ``/fhir``; ``application/fhir+json``):
   version), ``basis`` naming the observations of the last hour the twin assimilated;
 * ``GET /fhir/Flag?patient=``: alerts as Flags (active until resolved).
 
-CDS Hooks (``/cds-services``): discovery, and ``patient-view`` returning cards with where the
+CDS Hooks (``/cds-services``): discovery, ``patient-view`` returning cards with where the
 patient is heading (forecast probabilities), how sure the twin is (its status) and the patient's
-open alerts, each card marked decision support; ``POST /cds-services/{id}/feedback`` records
-accepted / overridden into the alert log (the scorecard's overrides).
+open alerts, each card marked decision support; ``order-select`` forecasting a selected
+crystalloid bolus or norepinephrine rate beside no change (:func:`draft_plans`);
+``POST /cds-services/{id}/feedback`` records accepted / overridden into the alert log (the
+scorecard's overrides).
 """
 
 from __future__ import annotations
@@ -42,6 +44,59 @@ from vitaltwin.store import Store
 
 FHIR_JSON = "application/fhir+json"
 SERVICE_ID = "vitaltwin-patient-view"
+
+
+ORDER_SERVICE_ID = "vitaltwin-order-select"
+_FLUIDS = ("sodium chloride", "saline", "ringer", "plasma-lyte", "plasmalyte", "crystalloid")
+_NOREPINEPHRINE = ("norepinephrine", "noradrenaline")
+
+
+def _text(concept: object) -> str:
+    if not isinstance(concept, dict):
+        return ""
+    names = [
+        str(c.get("display") or "") for c in concept.get("coding") or [] if isinstance(c, dict)
+    ]
+    return " ".join([str(concept.get("text") or ""), *names]).lower()
+
+
+def draft_plans(context: dict[str, Any]) -> list[tuple[str, dict[str, Any] | None, str]]:
+    """(order, what-if plan or None, why not) for each selected draft MedicationRequest:
+    a crystalloid bolus (dose in mL; over the rate's time, else 30 min) or a norepinephrine rate
+    (ug/kg/min). Orders are recognised by their medication's name (text or coding display);
+    anything else, or an order without the amount, is named and not forecast, never guessed."""
+    selected = set(context.get("selections") or [])
+    bundle = context.get("draftOrders") or {}
+    out: list[tuple[str, dict[str, Any] | None, str]] = []
+    for entry in bundle.get("entry") or [] if isinstance(bundle, dict) else []:
+        res = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(res, dict) or res.get("resourceType") != "MedicationRequest":
+            continue
+        ref = f"MedicationRequest/{res.get('id')}"
+        if selected and ref not in selected:
+            continue
+        name = _text(res.get("medicationCodeableConcept"))
+        dosage = (res.get("dosageInstruction") or [{}])[0]
+        dr = (dosage.get("doseAndRate") or [{}])[0] if isinstance(dosage, dict) else {}
+        dose, rate = dr.get("doseQuantity") or {}, dr.get("rateQuantity") or {}
+        if any(f in name for f in _FLUIDS):
+            if (dose.get("code") or dose.get("unit")) != "mL" or not dose.get("value"):
+                out.append((ref, None, "a fluid order needs its volume in mL"))
+                continue
+            over = 30.0
+            if rate.get("value") and (rate.get("code") or rate.get("unit")) == "mL/h":
+                over = float(dose["value"]) / float(rate["value"]) * 60.0
+            plan = {"name": ref, "fluid_ml": float(dose["value"]), "fluid_over_min": over}
+            out.append((ref, plan, ""))
+        elif any(n in name for n in _NOREPINEPHRINE):
+            unit = str(rate.get("code") or rate.get("unit") or "")
+            if unit not in ("ug/kg/min", "mcg/kg/min") or rate.get("value") is None:
+                out.append((ref, None, "a norepinephrine order needs its rate in ug/kg/min"))
+                continue
+            out.append((ref, {"name": ref, "ne_ug_kg_min": float(rate["value"])}, ""))
+        else:
+            out.append((ref, None, "only crystalloid boluses and norepinephrine are forecast"))
+    return out
 
 
 def _outcome(problems: list[str], code: str = "invalid") -> dict[str, Any]:
@@ -193,7 +248,14 @@ def standards_router(
                     "description": "The patient twin's one-hour forecast, how sure it is, and "
                     "open alerts. Decision support only.",
                     "prefetch": {"patient": "Patient/{{context.patientId}}"},
-                }
+                },
+                {
+                    "hook": "order-select",
+                    "id": ORDER_SERVICE_ID,
+                    "title": "vitaltwin: what this order may do",
+                    "description": "The twin's six-hour forecast with a selected crystalloid "
+                    "bolus or norepinephrine rate, beside no change. Decision support only.",
+                },
             ]
         }
 
@@ -247,6 +309,50 @@ def standards_router(
                     "summary": f"Alert: {a.rule} ({a.state})"[:140],
                     "indicator": "warning",
                     "detail": f"Score {a.score:.2f}, model {a.model_version}. {DECISION_SUPPORT}",
+                    "source": source,
+                }
+            )
+        return {"cards": cards}
+
+    @router.post(
+        f"/cds-services/{ORDER_SERVICE_ID}",
+        openapi_extra=scope("user/Patient.r"),
+        tags=["cds-hooks"],
+        responses={400: {"description": "not an order-select request"}},
+    )
+    def order_select(request: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+        """Cards for an order-select call: each selected fluid or norepinephrine draft order
+        forecast against no change, from the twin's current state (6 h)."""
+        context = request.get("context")
+        if request.get("hook") != "order-select" or not isinstance(context, dict):
+            raise HTTPException(400, "an order-select request with a context is expected")
+        pid = str(context.get("patientId") or "")
+        source = {"label": "vitaltwin patient twin"}
+        if twins is None or pid not in twins.twins:
+            return {"cards": [{"uuid": str(uuid.uuid4()), "summary": "No twin for this "
+                               "patient yet: no forecast of this order", "indicator": "info",
+                               "source": source}]}  # fmt: skip
+        cards = []
+        for order, plan, why in draft_plans(context):
+            if plan is None:
+                cards.append({"uuid": str(uuid.uuid4()), "indicator": "info", "source": source,
+                              "summary": f"{order}: not forecast ({why})"[:140]})  # fmt: skip
+                continue
+            try:
+                got = twins.whatif(pid, [{"name": "no change"}, plan], 6.0)
+            except ValueError as exc:
+                cards.append({"uuid": str(uuid.uuid4()), "indicator": "info", "source": source,
+                              "summary": f"{order}: not forecast ({exc})"[:140]})  # fmt: skip
+                continue
+            base, with_order = got["plans"]
+            cards.append(
+                {
+                    "uuid": str(uuid.uuid4()),
+                    "summary": f"{order}, next 6 h: {with_order['summary']}"[:140],
+                    "indicator": "info",
+                    "detail": f"With the order: {with_order['summary']}.\n\n"
+                    f"Without it: {base['summary']}.\n\n(twin model {got['model_version']}) "
+                    f"{DECISION_SUPPORT}",
                     "source": source,
                 }
             )

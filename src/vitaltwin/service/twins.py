@@ -104,7 +104,8 @@ class TwinSupervisor:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def warm_up(self) -> float:
-        """Compile the twin's assimilation and forecast (seconds it took)."""
+        """Compile the twin's assimilation, forecast and a two-plan what-if (seconds it
+        took)."""
         t0 = time.perf_counter()
         start = datetime(2000, 1, 1, tzinfo=UTC)
         twin = PatientTwin("warm-up", PatientProfile(), start, n_members=self.n_members,
@@ -118,6 +119,9 @@ class TwinSupervisor:
         )
         twin.assimilate(rows)
         twin.forecast(1.0)
+        spec = twin.spec.whatif
+        if spec is not None:  # a plan against no change, as CDS order-select asks
+            compare(twin, spec.candidates()[:2], 6.0)
         self.ready.set()
         return time.perf_counter() - t0
 
