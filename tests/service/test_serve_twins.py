@@ -29,7 +29,8 @@ def _serve(tmp: Path, redis_url: str, prefix: str) -> tuple[subprocess.Popen[byt
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "VITALTWIN_TWIN_DIR": str(tmp / "twins"), "VITALTWIN_PARTITIONS": "2",
-           "VITALTWIN_TWIN_CHECKPOINT_S": "0.5", "VITALTWIN_BUS_PREFIX": prefix}  # fmt: skip
+           "VITALTWIN_TWIN_CHECKPOINT_S": "0.5", "VITALTWIN_BUS_PREFIX": prefix,
+           "VITALTWIN_REGISTRY_DIR": str(tmp / "registry")}  # fmt: skip
     cmd = [sys.executable, "-m", "vitaltwin", "serve", "--port", str(port),
            "--store", str(tmp / "s"), "--bus", redis_url]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

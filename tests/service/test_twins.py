@@ -148,6 +148,9 @@ def test_forecasts_raise_alerts_that_clinicians_act_on(tmp_path: Path) -> None:
             a = listed[0]
             assert a["patient_id"] == "p7" and a["state"] == "new" and a["model_version"]
             assert "MAP" in a["details"]["forecast_1h"]
+            options = a["details"]["whatif"]  # what to do next, ranked
+            assert len(options) == 3 and [o["rank"] for o in options] == [1, 2, 3]
+            assert all(o["summary"] and o["explanation"] for o in options)
             assert "Decision support only" in a["decision_support"]
             ack = client.post(f"/v1/alerts/{a['id']}/acknowledge").json()
             assert ack["state"] == "acknowledged" and ack["acknowledged_by"] == "developer"

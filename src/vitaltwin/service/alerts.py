@@ -252,6 +252,12 @@ class AlertEngine:
         self.log.append(LogEntry(time, "feedback", alert_id, a.patient_id, a.rule, who, verdict))
         return self.alerts[alert_id]
 
+    def annotate(self, alert_id: str, **details: Any) -> Alert:
+        """Add details to an alert (e.g. the ranked what-if options computed after it)."""
+        a = self._get(alert_id)
+        self.alerts[alert_id] = replace(a, details={**a.details, **details})
+        return self.alerts[alert_id]
+
     def tick(self, time: datetime) -> list[Alert]:
         """Escalate alerts unacknowledged for longer than their rule allows, one role further
         each period; returns the alerts escalated now."""

@@ -205,6 +205,15 @@ def create_app(
                 for a in alerts.observe(pid, f"forecast:{event}", p, when,
                                         model_version=version, details=details)
             ]  # fmt: skip
+        if raised and twins is not None and any(not a.shadow for a in raised):
+            # what to do next: the model's candidate plans ranked from the twin's state
+            try:
+                options = twins.whatif(pid, None, 6.0)["plans"]
+            except ValueError as exc:
+                options = [{"error": str(exc)}]
+            top = [o for o in options if o.get("feasible", True)][:3]
+            with alerts_lock:
+                raised = [alerts.annotate(a.id, whatif=top) for a in raised]
         metrics.observe("alert", time.perf_counter() - t0)
         hub.send({"type": "forecast", "patient_id": pid, "time": when.isoformat(),
                   "event_probabilities": probs, "model_version": version})  # fmt: skip

@@ -104,8 +104,8 @@ class TwinSupervisor:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def warm_up(self) -> float:
-        """Compile the twin's assimilation, forecast and a two-plan what-if (seconds it
-        took)."""
+        """Compile the twin's assimilation, forecast, a two-plan what-if and the ranking of the
+        model's candidates (seconds it took)."""
         t0 = time.perf_counter()
         start = datetime(2000, 1, 1, tzinfo=UTC)
         twin = PatientTwin("warm-up", PatientProfile(), start, n_members=self.n_members,
@@ -120,8 +120,9 @@ class TwinSupervisor:
         twin.assimilate(rows)
         twin.forecast(1.0)
         spec = twin.spec.whatif
-        if spec is not None:  # a plan against no change, as CDS order-select asks
+        if spec is not None:  # a plan against no change (CDS order-select), and the ranking
             compare(twin, spec.candidates()[:2], 6.0)
+            optimize(twin, hours=6.0)
         self.ready.set()
         return time.perf_counter() - t0
 
