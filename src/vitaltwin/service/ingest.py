@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
+
 from vitaltwin.data import Record
 from vitaltwin.interop import json_object, rejection
 from vitaltwin.interop.fhir import convert_resources, patient_key, resources_of
@@ -69,12 +71,16 @@ def hl7_key(text: str) -> str:
     return "unknown"
 
 
-def convert(body: bytes) -> Record:
-    """The record an envelope carries (content errors are quarantined, never raised)."""
+def convert(body: bytes, message_id: str | None = None) -> Record:
+    """The record an envelope carries (content errors are quarantined, never raised). The
+    source names the bus message too, so that bad records of different messages at the same
+    position stay distinct quarantine entries."""
     env = json_object(body)
     if isinstance(env, str):
         raise ValueError(env)
     kind, source, payload = env["kind"], env["source"], env["payload"]
+    if message_id is not None:
+        source = f"{source} #{message_id}"
     received = datetime.fromisoformat(env["received"])
     if kind == "records":
         return convert_records(payload, source, received)
@@ -151,32 +157,65 @@ class IngestWorker:
                 self._stop.wait(1.0)
 
     def process(self, msgs: Sequence[Message]) -> None:
-        """Convert and store messages; acknowledge each once stored."""
-        done: list[Message] = []
+        """Convert and store messages; acknowledge each once stored. Consecutive messages that
+        carry only observations and quarantine entries are stored in one call (the store's
+        per-call cost dominates small messages); a message with patients, encounters or other
+        context is stored on its own, in order, so latest-state updates apply as sent."""
+        converted: list[tuple[Message, Record]] = []
         for m in msgs:
             t0 = time.perf_counter()
             try:
-                rec = convert(m.body)
+                converted.append((m, convert(m.body, m.id)))
             except (KeyError, TypeError, ValueError) as exc:
                 # not an envelope at all: left unacknowledged, it ends in the dead letters
                 self.stats.failures += 1
                 self.stats.last_error = f"message {m.id}: not an envelope ({exc})"
                 continue
-            t1 = time.perf_counter()
-            self.observe("normalize", t1 - t0)
-            try:
-                with self.lock:
-                    counts = self.store.ingest_record(rec)
-            except Exception as exc:  # the store failed: not acknowledged, delivered again
-                self.stats.failures += 1
-                self.stats.last_error = f"message {m.id}: store failed ({exc})"
-                log.warning("ingest: store failed for message %s: %s", m.id, exc)
+            self.observe("normalize", time.perf_counter() - t0)
+        run: list[tuple[Message, Record]] = []
+        for m, rec in converted:
+            if _plain(rec):
+                run.append((m, rec))
                 continue
-            self.observe("store", time.perf_counter() - t1)
-            self.stats.messages += 1
-            self.stats.counts = self.stats.counts + counts
-            done.append(m)
-            if self.on_stored is not None and rec.observations.num_rows:
-                self.on_stored(sorted(set(rec.observations.column("patient_id").to_pylist())))
-        if done:
-            self.bus.ack(done)
+            self._store(run)
+            run = []
+            self._store([(m, rec)])
+        self._store(run)
+
+    def _store(self, batch: list[tuple[Message, Record]]) -> None:
+        if not batch:
+            return
+        rec = batch[0][1] if len(batch) == 1 else combine([r for _, r in batch])
+        t1 = time.perf_counter()
+        try:
+            with self.lock:
+                counts = self.store.ingest_record(rec)
+        except Exception as exc:  # the store failed: not acknowledged, delivered again
+            self.stats.failures += 1
+            ids = ", ".join(m.id for m, _ in batch[:3])
+            self.stats.last_error = f"messages {ids}: store failed ({exc})"
+            log.warning("ingest: store failed for messages %s: %s", ids, exc)
+            return
+        self.observe("store", time.perf_counter() - t1)
+        self.stats.messages += len(batch)
+        self.stats.counts = self.stats.counts + counts
+        self.bus.ack([m for m, _ in batch])
+        if self.on_stored is not None and rec.observations.num_rows:
+            self.on_stored(sorted(set(rec.observations.column("patient_id").to_pylist())))
+
+
+def _plain(rec: Record) -> bool:
+    """Only observations and quarantine entries (no patients, encounters, ...)."""
+    return all(t is None or t.num_rows == 0 for t in rec.context().values())
+
+
+def combine(records: Sequence[Record]) -> Record:
+    """Records that carry only observations and quarantine entries, as one (in order)."""
+    first = records[0]
+    return Record(
+        pa.concat_tables([r.observations for r in records]),
+        pa.concat_tables([r.quarantine for r in records]),
+        first.patients.schema.empty_table(),
+        first.labels.schema.empty_table(),
+        sum(r.values_read for r in records),
+    )
