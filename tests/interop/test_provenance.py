@@ -129,3 +129,34 @@ def test_fhir_method_comes_from_mdc_codings_and_device_from_its_reference() -> N
         (80.0, None, None),
         (90.0, "non-invasive-cuff", None),
     ]
+
+
+def test_method_specific_loinc_codes_become_the_vital_sign_with_its_method() -> None:
+    from vitaltwin.interop.fhir import convert_resources
+    from vitaltwin.interop.streams import convert_records
+
+    hl7 = convert_text(
+        MSH + PID
+        + "OBX|1|NM|76534-7^SBP by Noninvasive^LN||118|mm[Hg]|||||F|||20261122080100+0000\r",
+        "m",
+    )  # fmt: skip
+    fhir = convert_resources(
+        [("a", {"resourceType": "Observation", "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "76535-4"}]},
+                "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2026-11-22T08:01:00Z",
+                "valueQuantity": {"value": 64, "unit": "mm[Hg]", "code": "mm[Hg]"}}, None)],
+        "f", datetime(2026, 11, 22, 9, tzinfo=UTC),
+    )  # fmt: skip
+    stream = convert_records(
+        [{"patient_id": "p1", "time": "2026-11-22T08:01:00Z", "code": "76534-7", "value": 120,
+          "unit": "mm[Hg]"}], "s", datetime(2026, 11, 22, 9, tzinfo=UTC),
+    )  # fmt: skip
+    got = [
+        (r.observations["loinc"][0].as_py(), r.observations["method"][0].as_py())
+        for r in (hl7, fhir, stream)
+    ]
+    assert got == [
+        ("8480-6", "non-invasive-cuff"),
+        ("8462-4", "non-invasive-cuff"),
+        ("8480-6", "non-invasive-cuff"),
+    ]

@@ -174,6 +174,20 @@ MDC_CODES: dict[str, tuple[str, str | None]] = {
 }
 """Device nomenclature (IEEE 11073 MDC) -> LOINC and measurement method."""
 
+METHOD_LOINC: dict[str, tuple[str, str]] = {
+    "76534-7": ("8480-6", "non-invasive-cuff"),  # Systolic blood pressure by Noninvasive
+    "76535-4": ("8462-4", "non-invasive-cuff"),  # Diastolic blood pressure by Noninvasive
+}
+"""Method-specific LOINC codes -> (the vital sign's code, method). Only codes whose LOINC name
+was checked (LOINC's method axis "Noninvasive"); others are added when verified."""
+
+
+def generic(code: str) -> tuple[str, str | None]:
+    """A code as the record keeps it: a method-specific LOINC code as its vital sign's code
+    with the method it states; any other code as is, with no method."""
+    return METHOD_LOINC.get(code, (code, None))
+
+
 MDC_UNITS: dict[str, str] = {
     "MDC_DIM_MMHG": "mm[Hg]",
     "MDC_DIM_BEAT_PER_MIN": "/min",

@@ -27,7 +27,7 @@ import itertools
 import json
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -45,7 +45,7 @@ from vitaltwin.data.schema import (
     WAVEFORMS,
     parse_birth_date,
 )
-from vitaltwin.data.vocabulary import CODES, MDC_CODES
+from vitaltwin.data.vocabulary import CODES, MDC_CODES, METHOD_LOINC, generic
 from vitaltwin.interop import _r4
 from vitaltwin.interop._errors import ReadError
 from vitaltwin.interop._records import Records, json_object, no_cycle_collection
@@ -193,7 +193,7 @@ def _code(concept: dict[str, Any] | None) -> str | None:
         for c in (concept or {}).get("coding", [])
         if c.get("system") == LOINC and c.get("code")
     ]
-    known = [str(c) for c in codes if c in CODES]
+    known = [str(c) for c in codes if c in CODES or c in METHOD_LOINC]
     chosen = known or [str(c) for c in codes]
     return chosen[0] if chosen else None
 
@@ -245,6 +245,9 @@ def _value(
     if code is None:
         acc.bad(where, "code", "no LOINC coding", q.get("value"))
         return
+    code, stated = generic(code)  # a method-specific code (by Noninvasive, ...)
+    if stated is not None and how.method is None:
+        how = replace(how, method=stated)
     unit = q.get("code") or q.get("unit") or "1"
     comparator = q.get("comparator") or "="
     if comparator not in COMPARATORS:

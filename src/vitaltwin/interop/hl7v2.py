@@ -40,6 +40,7 @@ from vitaltwin.data.vocabulary import (
     MDC_CODES,
     MDC_UNITS,
     UCUM_ALIASES,
+    generic,
 )
 from vitaltwin.interop._errors import ReadError
 from vitaltwin.interop._records import Records
@@ -178,6 +179,9 @@ def _oru(
         if code is None and mdc is not None:  # a device's IEEE 11073 reference id
             code = mdc[0]
         method = _method(_field(obx, 17).split("^")[:2], mdc, parts)
+        if code is not None:
+            code, stated = generic(code)
+            method = method or stated
         if vtype not in ("NM", "SN"):
             acc.bad(pos, "OBX-2", f"value type {vtype or '(none)'} is not numeric", raw)
             continue

@@ -25,7 +25,7 @@ from typing import Any
 
 from vitaltwin.data import Record
 from vitaltwin.data.schema import COMPARATORS, METHODS, STATUSES
-from vitaltwin.data.vocabulary import CODES, LOCAL_CODES, LOCAL_METHODS, UCUM_ALIASES
+from vitaltwin.data.vocabulary import CODES, LOCAL_CODES, LOCAL_METHODS, UCUM_ALIASES, generic
 from vitaltwin.interop._errors import ReadError
 from vitaltwin.interop._records import Records, json_object
 
@@ -114,7 +114,7 @@ def _convert(acc: Records, items: Iterable[tuple[int, dict[str, Any] | str]]) ->
             reject(line, missing[0], f"missing {', '.join(missing)}")
             continue
         label = str(rec["code"])
-        code = LOCAL_CODES.get(label.upper(), label)
+        code, stated = generic(LOCAL_CODES.get(label.upper(), label))
         t = _time(rec["time"])
         if t is None:
             reject(
@@ -133,7 +133,7 @@ def _convert(acc: Records, items: Iterable[tuple[int, dict[str, Any] | str]]) ->
             continue
         comparator = str(rec.get("comparator") or "=")
         status = str(rec.get("status") or "final")
-        method = rec.get("method") or LOCAL_METHODS.get(label.upper())
+        method = rec.get("method") or LOCAL_METHODS.get(label.upper()) or stated
         if comparator not in COMPARATORS:
             reject(line, "comparator", "comparator is not =, <, <=, > or >=", comparator)
             continue
