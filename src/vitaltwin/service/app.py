@@ -229,6 +229,9 @@ def create_app(
             checkpoint_s=twin_checkpoint_s,
             on_forecast=forecast_alerts,
             observe=metrics.observe,
+            on_update=lambda pid, t: hub.send(
+                {"type": "twin", "patient_id": pid, "time": t.isoformat()}
+            ),
         )
         if twins_dir is not None
         else None
@@ -702,8 +705,9 @@ def create_app(
 
     @app.websocket("/v1/live")
     async def live_updates(ws: WebSocket) -> None:
-        """Live updates: twin forecasts and alerts as they happen (JSON messages with a
-        ``type``). Scope :data:`LIVE_SCOPE`, checked before the connection is accepted."""
+        """Live updates as they happen (JSON messages with a ``type``): ``twin`` (a twin has
+        assimilated up to ``time``), ``forecast``, ``risk`` and ``alert``. Scope
+        :data:`LIVE_SCOPE`, checked before the connection is accepted."""
         if not granted(LIVE_SCOPE, identity(ws).scopes):
             await ws.close(code=1008, reason=f"scope {LIVE_SCOPE} required")
             return

@@ -81,6 +81,7 @@ class TwinSupervisor:
         on_forecast: Callable[[str, datetime, dict[str, float], str, dict[str, Any]], None]
         | None = None,
         observe: Callable[[str, float], None] | None = None,
+        on_update: Callable[[str, datetime], None] | None = None,
     ) -> None:
         self.store, self.lock = store, lock
         self.checkpoint_dir = Path(checkpoint_dir)
@@ -93,6 +94,7 @@ class TwinSupervisor:
         )
         self.forecast_every_s, self.on_forecast = forecast_every_s, on_forecast
         self.observe = observe or (lambda stage, seconds: None)
+        self.on_update = on_update
         self.twins: dict[str, _Live] = {}
         self.ready = threading.Event()
         self._dirty: set[str] = set()
@@ -251,6 +253,8 @@ class TwinSupervisor:
             return 0
         live.assimilated += len(obs)
         live.last_data = time.monotonic()
+        if self.on_update is not None:
+            self.on_update(patient_id, live.twin.time)
         due = live.forecast_at is None or (
             (live.twin.time - live.forecast_at).total_seconds() >= self.forecast_every_s
         )
