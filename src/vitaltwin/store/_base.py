@@ -76,8 +76,6 @@ SCHEMAS = {
     "waveforms": WAVEFORMS,
     "patient_events": PATIENT_EVENTS,
 }
-PATIENT_TABLES = ("observations", "encounters", "medications", "labels", "patient_events")
-"""Tables the read API gives under a merged patient's surviving key."""
 NOT_CURRENT_ENCOUNTER = ("cancelled", "entered-in-error")
 
 
