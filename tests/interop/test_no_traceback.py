@@ -188,3 +188,11 @@ def test_a_parquet_without_a_column_and_a_folder_with_a_bad_file(tmp_path: Path)
     assert "a.parquet: missing column 'ICULOS'" in said
     assert "1 files read, 1 rejected" in said and "stored 1" in said
     assert out.exit_code == 1  # something was rejected: the exit status says so
+
+
+def test_repeated_delimiters_are_a_reason_not_an_assertion(tmp_path: Path) -> None:
+    """python-hl7 asserts on repeated encoding characters (found by the property test)."""
+    for text in ("MSH|887|X\rPID|1\r", "FHS|^^~\\&\rMSH|^~\\&|A\r", "MSH|^~|&|A\r"):
+        _read(tmp_path, "bad.hl7", text.encode())
+    rec = convert_text("MSH|887|X\rPID|1\r", "m")
+    assert "invalid delimiters" in rec.quarantine.column("reason")[0].as_py()

@@ -55,11 +55,12 @@ def test_a_killed_worker_is_taken_over_and_nothing_is_stored_twice(
     pg, schema = pg_schema
     prefix = f"vt-test:{uuid.uuid4().hex}"
     bus = RedisBus(redis_url, prefix=prefix, partitions=2)
-    n_msgs, per_msg = 300, 4
+    n_msgs, per_msg = 3000, 4  # the worker stores up to 200 messages per call
     try:
         for i in range(n_msgs):
             recs = [
-                {"patient_id": f"p{i % 30}", "time": f"2026-11-22T08:{i // 60:02d}:{i % 60:02d}Z",
+                {"patient_id": f"p{i % 30}",
+                 "time": f"2026-11-22T{8 + i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z",
                  "code": "8867-4", "value": 60 + k, "unit": "/min"}
                 for k in range(per_msg)
             ]  # fmt: skip

@@ -74,6 +74,17 @@ def _normalize(text: str) -> str:
     return re.sub(r"\r\n|\n", "\r", text).strip("\r\x0b\x1c ")
 
 
+def _check_delimiters(header: str) -> None:
+    """The delimiters a header segment declares (the field separator after ``MSH``, then the
+    encoding characters of MSH-2) must be distinct and not letters or digits: python-hl7
+    asserts on repeated ones (an AssertionError, also caught by the callers)."""
+    sep = header[3:4]
+    enc = header[4:].split(sep, 1)[0] if sep else ""
+    chars = sep + enc[:4]
+    if not sep or len(set(chars)) != len(chars) or any(c.isalnum() or c.isspace() for c in chars):
+        raise ValueError(f"invalid delimiters {chars!r} in {header[:3]} (MSH-1/MSH-2)")
+
+
 def messages(text: str, where: str) -> Iterator[tuple[str, Any]]:
     """``(text, parsed message)`` for each message of a file or stream (one message, several,
     or FHS/BHS batches); a message that cannot be parsed comes as ``(text, Hl7Error)`` so that
@@ -83,9 +94,11 @@ def messages(text: str, where: str) -> Iterator[tuple[str, Any]]:
         raise Hl7Error(f"{where}: empty")
     if t.startswith(("FHS", "BHS")):
         try:
+            for header in re.findall(r"(?:^|\r)((?:FHS|BHS|MSH)[^\r]*)", t):
+                _check_delimiters(header)
             parsed = hl7.parse_file(t)  # a File of Batches, with or without FHS/BHS
             found = [(str(m), m) for batch in parsed for m in batch]
-        except (hl7.ParseException, IndexError, KeyError, ValueError) as exc:
+        except (hl7.ParseException, IndexError, KeyError, ValueError, AssertionError) as exc:
             raise Hl7Error(f"{where}: not a parsable HL7 v2 batch ({exc!r})") from None
         if not found:
             raise Hl7Error(f"{where}: batch without messages")
@@ -95,9 +108,10 @@ def messages(text: str, where: str) -> Iterator[tuple[str, Any]]:
         raise Hl7Error(f"{where}: does not start with MSH, BHS or FHS")
     for part in re.split(r"\r(?=MSH\|)", t):
         try:
+            _check_delimiters(part)
             msg = hl7.parse(part)
             msg.segment("MSH")
-        except (hl7.ParseException, IndexError, KeyError, ValueError) as exc:
+        except (hl7.ParseException, IndexError, KeyError, ValueError, AssertionError) as exc:
             yield part, Hl7Error(f"not a parsable HL7 v2 message ({exc!r})")
         else:
             yield part, msg
