@@ -69,7 +69,7 @@ from vitaltwin.service.bus import Bus
 from vitaltwin.service.ingest import IngestWorker, envelope, fhir_key, hl7_key
 from vitaltwin.service.mqtt import subscribe
 from vitaltwin.service.scoring import RiskMonitor
-from vitaltwin.service.standards import standards_router
+from vitaltwin.service.standards import FHIR_JSON, standards_router
 from vitaltwin.service.twins import TwinSupervisor
 from vitaltwin.store import Store
 
@@ -77,7 +77,6 @@ log = logging.getLogger("vitaltwin.service")
 LIVE_SCOPE = "user/Flag.rs"
 """What the live-updates WebSocket needs (it carries alerts and forecasts)."""
 STAGES = ("receive", "normalize", "store", "assimilate", "score", "alert", "push")
-FHIR_JSON = "application/fhir+json"
 
 
 def risk_rule(scorer: Scorer) -> AlertRule:
@@ -160,6 +159,8 @@ class Metrics:
             registry=self.registry,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
         )
+        for name in STAGES:  # every stage listed from the start, at zero
+            self.stage.labels(name)
         self.requests = Counter(
             "vitaltwin_requests", "HTTP requests", ["route", "status"], registry=self.registry
         )
