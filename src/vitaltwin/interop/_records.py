@@ -25,10 +25,10 @@ from vitaltwin.data.vocabulary import CODES
 def json_object(line: str | bytes) -> dict[str, Any] | str:
     """One line of NDJSON / JSON lines as an object, or why it is not one (to quarantine).
 
-    Parsed by orjson (strict RFC 8259, several times faster than the standard library); a line
-    orjson refuses is parsed again by the standard library, which decides: it also reads
-    ``NaN``/``Infinity`` (quarantined later with their own reason) and integers beyond 64 bits,
-    and its message names the column."""
+    Parsed by orjson (strict RFC 8259, several times faster than the standard library; it
+    reads integers beyond 64 bits as floats); a line orjson refuses is parsed again by the
+    standard library, which decides: it also reads ``NaN``/``Infinity`` (quarantined later with
+    their own reason), and its message names the column."""
     try:
         value = orjson.loads(line)
     except orjson.JSONDecodeError:
