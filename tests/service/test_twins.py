@@ -85,6 +85,11 @@ def test_a_twin_behind_its_data_is_degraded(tmp_path: Path) -> None:
         status = sup.status("p1")
         assert status["status"] == DEGRADED and "behind" in status["reason"]
         assert sup.status("nobody")["status"] == "not started"
+        sup.twins["p1"].newest -= timedelta(seconds=5)
+        sup.notify(["p1"])  # stored, but the supervisor has not got to it
+        time.sleep(0.6)
+        waiting = sup.status("p1")
+        assert waiting["status"] == DEGRADED and "waiting" in waiting["reason"]
 
 
 def test_the_api_shows_the_twin(tmp_path: Path) -> None:

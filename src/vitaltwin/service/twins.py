@@ -15,8 +15,9 @@ restarted service resumes each from its checkpoint.
 * **Compiled at start-up**: :meth:`TwinSupervisor.warm_up` runs one assimilation and one
   forecast of a throwaway twin, so no patient waits for JAX to compile (readiness waits for it).
 * **Never silently stale**: :meth:`TwinSupervisor.status` says ``degraded — monitor manually``
-  when the twin is behind the newest stored observation by more than ``max_lag_s`` or no data
-  has arrived for ``stale_after_s``.
+  when the twin is behind the newest stored observation by more than ``max_lag_s``, when new
+  data has waited longer than that for the twin, or when no data has arrived for
+  ``stale_after_s``.
 
 The twin here is the per-patient one; the batched 1 Hz cycle over a shard
 (:func:`vitaltwin.twin.cycle`) is the next step for large wards.
@@ -98,6 +99,7 @@ class TwinSupervisor:
         self.twins: dict[str, _Live] = {}
         self.ready = threading.Event()
         self._dirty: set[str] = set()
+        self._waiting: dict[str, float] = {}  # patient -> since when new data waits (monotonic)
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -148,8 +150,11 @@ class TwinSupervisor:
 
     def notify(self, patient_ids: list[str]) -> None:
         """New data for these patients was stored."""
+        now = time.monotonic()
         with self._cond:
             self._dirty.update(patient_ids)
+            for pid in patient_ids:
+                self._waiting.setdefault(pid, now)
             self._cond.notify_all()
 
     def _run(self) -> None:
@@ -161,6 +166,8 @@ class TwinSupervisor:
                     self._cond.wait(0.5)
                 dirty, self._dirty = self._dirty, set()
             for pid in sorted(dirty):
+                with self._cond:
+                    self._waiting.pop(pid, None)
                 try:
                     self.update(pid)
                     self.errors.pop(pid, None)
@@ -277,8 +284,11 @@ class TwinSupervisor:
         lag_s = (live.newest - live.twin.time).total_seconds()
         quiet_s = time.monotonic() - live.last_data
         reasons = []
+        waiting_s = time.monotonic() - self._waiting.get(patient_id, time.monotonic())
         if lag_s > self.max_lag_s:
             reasons.append(f"{lag_s:.1f} s behind its newest data")
+        elif waiting_s > self.max_lag_s:
+            reasons.append(f"new data waiting {waiting_s:.1f} s")
         if quiet_s > self.stale_after_s:
             reasons.append(f"no data for {quiet_s:.0f} s")
         if patient_id in self.errors:
