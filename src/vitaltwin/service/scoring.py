@@ -11,7 +11,6 @@ says so, rather than guessing an admission.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -20,15 +19,17 @@ from typing import Any
 import pandas as pd
 
 from vitaltwin.risk import NAME_BY_LOINC, Scorer, build_cohort, raw_features
+from vitaltwin.service._patients import PatientWorker
 from vitaltwin.store import Store
 
-log = logging.getLogger("vitaltwin.service")
 OnScore = Callable[[str, datetime, float, bool, str, dict[str, Any]], None]
 
 
-class RiskMonitor:
+class RiskMonitor(PatientWorker):
     """Scores patients' hours with a registered model as data arrive (see the module
     docstring)."""
+
+    name = "risk"
 
     def __init__(
         self,
@@ -38,52 +39,16 @@ class RiskMonitor:
         on_score: OnScore | None = None,
         top_k: int = 5,
     ) -> None:
+        super().__init__()
         self.store, self.lock, self.scorer = store, lock, scorer
         self.on_score, self.top_k = on_score, top_k
         self.history: dict[str, pd.DataFrame] = {}
         self.factors: dict[str, list[tuple[str, float]]] = {}
-        self.unscored: dict[str, str] = {}
-        self._dirty: set[str] = set()
-        self._cond = threading.Condition()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.unscored: dict[str, str] = {}  # why a patient is not scored (not a failure)
 
     @property
     def version(self) -> str:
         return f"{self.scorer.name} v{self.scorer.version}"
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="risk", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def notify(self, patient_ids: list[str]) -> None:
-        with self._cond:
-            self._dirty.update(patient_ids)
-            self._cond.notify_all()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with self._cond:
-                if not self._dirty:
-                    self._cond.wait(0.5)
-                dirty, self._dirty = self._dirty, set()
-            for pid in sorted(dirty):
-                try:
-                    self.update(pid)
-                except Exception as exc:  # one patient's failure never stops the others
-                    self.unscored[pid] = f"{type(exc).__name__}: {exc}"
-                    log.exception("risk of %s failed", pid)
 
     def _admission(self, pid: str, patients: pd.DataFrame) -> datetime | None:
         if len(patients) and pd.notna(patients["icu_admission_time"].iloc[0]):
@@ -141,7 +106,7 @@ class RiskMonitor:
             "threshold": float(self.scorer.model.threshold_),
         }
         if pid not in self.history:
-            why = self.unscored.get(pid, "no data scored yet")
+            why = self.errors.get(pid) or self.unscored.get(pid, "no data scored yet")
             return {"patient_id": pid, "model": model, "scored": False, "reason": why}
         h = self.history[pid]
         return {

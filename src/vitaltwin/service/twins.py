@@ -42,6 +42,7 @@ from pydantic import ValidationError
 
 from vitaltwin.physiology import PatientProfile
 from vitaltwin.physiology.ward_twin import VITAL_SIGN_DISCREPANCY
+from vitaltwin.service._patients import PatientWorker
 from vitaltwin.service.alerts import DECISION_SUPPORT
 from vitaltwin.store import Store
 from vitaltwin.twin import PatientTwin, TwinError, compare, optimize, whatif_of
@@ -66,8 +67,10 @@ def _safe(patient_id: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else f"~{ord(c):x}" for c in patient_id)
 
 
-class TwinSupervisor:
+class TwinSupervisor(PatientWorker):
     """Keeps a twin per patient up to date with the store (see the module docstring)."""
+
+    name = "twins"
 
     def __init__(
         self,
@@ -84,6 +87,7 @@ class TwinSupervisor:
         observe: Callable[[str, float], None] | None = None,
         on_update: Callable[[str, datetime], None] | None = None,
     ) -> None:
+        super().__init__()
         self.store, self.lock = store, lock
         self.checkpoint_dir = Path(checkpoint_dir)
         self.checkpoint_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -98,12 +102,6 @@ class TwinSupervisor:
         self.on_update = on_update
         self.twins: dict[str, _Live] = {}
         self.ready = threading.Event()
-        self._dirty: set[str] = set()
-        self._waiting: dict[str, float] = {}  # patient -> since when new data waits (monotonic)
-        self._cond = threading.Condition()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.errors: dict[str, str] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -130,54 +128,21 @@ class TwinSupervisor:
         self.ready.set()
         return time.perf_counter() - t0
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="twins", daemon=True)
-        self._thread.start()
-
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop and checkpoint every twin."""
-        self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
+        super().stop(timeout_s)
         for pid in list(self.twins):
             self.checkpoint(pid)
 
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def notify(self, patient_ids: list[str]) -> None:
-        """New data for these patients was stored."""
-        now = time.monotonic()
-        with self._cond:
-            self._dirty.update(patient_ids)
-            for pid in patient_ids:
-                self._waiting.setdefault(pid, now)
-            self._cond.notify_all()
-
-    def _run(self) -> None:
+    def before(self) -> None:
         if not self.ready.is_set():
             self.warm_up()
-        while not self._stop.is_set():
-            with self._cond:
-                if not self._dirty:
-                    self._cond.wait(0.5)
-                dirty, self._dirty = self._dirty, set()
-            for pid in sorted(dirty):
-                with self._cond:
-                    self._waiting.pop(pid, None)
-                try:
-                    self.update(pid)
-                    self.errors.pop(pid, None)
-                except Exception as exc:  # one patient's failure never stops the others
-                    self.errors[pid] = f"{type(exc).__name__}: {exc}"
-                    log.exception("twin of %s failed", pid)
-            now = time.monotonic()
-            for pid, live in list(self.twins.items()):
-                if now - live.saved_at > self.checkpoint_s:
-                    self.checkpoint(pid)
+
+    def after_round(self) -> None:
+        now = time.monotonic()
+        for pid, live in list(self.twins.items()):
+            if now - live.saved_at > self.checkpoint_s:
+                self.checkpoint(pid)
 
     # -- one patient ----------------------------------------------------------------------------
 
@@ -284,7 +249,7 @@ class TwinSupervisor:
         lag_s = (live.newest - live.twin.time).total_seconds()
         quiet_s = time.monotonic() - live.last_data
         reasons = []
-        waiting_s = time.monotonic() - self._waiting.get(patient_id, time.monotonic())
+        waiting_s = time.monotonic() - self.waiting.get(patient_id, time.monotonic())
         if lag_s > self.max_lag_s:
             reasons.append(f"{lag_s:.1f} s behind its newest data")
         elif waiting_s > self.max_lag_s:
