@@ -99,6 +99,31 @@ def draft_plans(context: dict[str, Any]) -> list[tuple[str, dict[str, Any] | Non
     return out
 
 
+SOURCE = {"label": "vitaltwin patient twin", "topic": {"code": "twin", "display": "twin"}}
+
+
+def _card(
+    summary: str, indicator: str = "info", detail: str | None = None, uid: str | None = None
+) -> dict[str, Any]:
+    """A CDS Hooks card (summary cut to the 140 characters the specification allows)."""
+    card = {"uuid": uid or str(uuid.uuid4()), "summary": summary[:140], "indicator": indicator,
+            "source": SOURCE}  # fmt: skip
+    if detail is not None:
+        card["detail"] = detail
+    return card
+
+
+def _hook_patient(request: dict[str, Any], hook: str) -> tuple[dict[str, Any], str]:
+    """The context and patient of a hook call (400 when it is not that hook or has none)."""
+    context = request.get("context")
+    if request.get("hook") != hook or not isinstance(context, dict):
+        raise HTTPException(400, f"a {hook} request with a context is expected")
+    pid = str(context.get("patientId") or "")
+    if not pid:
+        raise HTTPException(400, "context.patientId is required")
+    return context, pid
+
+
 def _outcome(problems: list[str], code: str = "invalid") -> dict[str, Any]:
     return {
         "resourceType": "OperationOutcome",
@@ -267,18 +292,9 @@ def standards_router(
     )
     def patient_view(request: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
         """Cards for a patient-view hook call."""
-        context = request.get("context")
-        if request.get("hook") != "patient-view" or not isinstance(context, dict):
-            raise HTTPException(400, "a patient-view request with a context is expected")
-        pid = str(context.get("patientId") or "")
-        if not pid:
-            raise HTTPException(400, "context.patientId is required")
-        source = {"label": "vitaltwin patient twin", "topic": {"code": "twin", "display": "twin"}}
-        cards: list[dict[str, Any]] = []
+        _, pid = _hook_patient(request, "patient-view")
         if twins is None or pid not in twins.twins:
-            cards.append({"uuid": str(uuid.uuid4()), "summary": "No twin for this patient yet",
-                          "indicator": "info", "source": source})  # fmt: skip
-            return {"cards": cards}
+            return {"cards": [_card("No twin for this patient yet")]}
         status = twins.status(pid)
         fc = twins.forecast(pid, 1.0)
         probs = fc["event_probabilities"]
@@ -290,28 +306,20 @@ def standards_router(
             else f"Twin {status['status']}"
         )[:140]
         worst = max(probs.values(), default=0.0)
-        cards.append(
-            {
-                "uuid": str(uuid.uuid4()),
-                "summary": summary,
-                "indicator": "critical" if worst >= 0.5 else "warning" if worst >= 0.2 else "info",
-                "detail": "Forecast event probabilities (twin model "
-                f"{fc['model_version']}):\n" + "\n".join(lines) + f"\n\n{DECISION_SUPPORT}",
-                "source": source,
-            }
+        indicator = "critical" if worst >= 0.5 else "warning" if worst >= 0.2 else "info"
+        detail = (
+            f"Forecast event probabilities (twin model {fc['model_version']}):\n"
+            + "\n".join(lines)
+            + f"\n\n{DECISION_SUPPORT}"
         )
+        cards = [_card(summary, indicator, detail)]
         with alerts_lock:
             mine = [a for a in alerts.visible() if a.patient_id == pid and a.state != "resolved"]
-        for a in mine:
-            cards.append(
-                {
-                    "uuid": a.id,  # feedback on this card is feedback on the alert
-                    "summary": f"Alert: {a.rule} ({a.state})"[:140],
-                    "indicator": "warning",
-                    "detail": f"Score {a.score:.2f}, model {a.model_version}. {DECISION_SUPPORT}",
-                    "source": source,
-                }
-            )
+        cards += [  # feedback on an alert's card is feedback on the alert
+            _card(f"Alert: {a.rule} ({a.state})", "warning",
+                  f"Score {a.score:.2f}, model {a.model_version}. {DECISION_SUPPORT}", a.id)
+            for a in mine
+        ]  # fmt: skip
         return {"cards": cards}
 
     @router.post(
@@ -323,39 +331,25 @@ def standards_router(
     def order_select(request: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
         """Cards for an order-select call: each selected fluid or norepinephrine draft order
         forecast against no change, from the twin's current state (6 h)."""
-        context = request.get("context")
-        if request.get("hook") != "order-select" or not isinstance(context, dict):
-            raise HTTPException(400, "an order-select request with a context is expected")
-        pid = str(context.get("patientId") or "")
-        source = {"label": "vitaltwin patient twin"}
+        context, pid = _hook_patient(request, "order-select")
         if twins is None or pid not in twins.twins:
-            return {"cards": [{"uuid": str(uuid.uuid4()), "summary": "No twin for this "
-                               "patient yet: no forecast of this order", "indicator": "info",
-                               "source": source}]}  # fmt: skip
+            return {"cards": [_card("No twin for this patient yet: no forecast of this order")]}
         cards = []
         for order, plan, why in draft_plans(context):
             if plan is None:
-                cards.append({"uuid": str(uuid.uuid4()), "indicator": "info", "source": source,
-                              "summary": f"{order}: not forecast ({why})"[:140]})  # fmt: skip
+                cards.append(_card(f"{order}: not forecast ({why})"))
                 continue
             try:
                 got = twins.whatif(pid, [{"name": "no change"}, plan], 6.0)
             except ValueError as exc:
-                cards.append({"uuid": str(uuid.uuid4()), "indicator": "info", "source": source,
-                              "summary": f"{order}: not forecast ({exc})"[:140]})  # fmt: skip
+                cards.append(_card(f"{order}: not forecast ({exc})"))
                 continue
             base, with_order = got["plans"]
-            cards.append(
-                {
-                    "uuid": str(uuid.uuid4()),
-                    "summary": f"{order}, next 6 h: {with_order['summary']}"[:140],
-                    "indicator": "info",
-                    "detail": f"With the order: {with_order['summary']}.\n\n"
-                    f"Without it: {base['summary']}.\n\n(twin model {got['model_version']}) "
-                    f"{DECISION_SUPPORT}",
-                    "source": source,
-                }
+            detail = (
+                f"With the order: {with_order['summary']}.\n\nWithout it: {base['summary']}."
+                f"\n\n(twin model {got['model_version']}) {DECISION_SUPPORT}"
             )
+            cards.append(_card(f"{order}, next 6 h: {with_order['summary']}", "info", detail))
         return {"cards": cards}
 
     @router.post(
