@@ -4,11 +4,16 @@ store on both backends."""
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
 
+import httpx
 import numpy as np
 import psycopg
 import pytest
@@ -99,3 +104,38 @@ def reference_params(model: Model) -> np.ndarray:
 @pytest.fixture(scope="session")
 def reference_steady(model: Model, reference_params: np.ndarray) -> SteadyState:
     return steady_state(model, reference_params, initial_state(model, REFERENCE_PATIENT))
+
+
+Serve = Callable[..., tuple[subprocess.Popen[bytes], str]]
+
+
+@pytest.fixture
+def serve() -> Serve:
+    """``serve(tmp, bus, capture=False, **env)``: the service on a free port with its store,
+    twins and registry under ``tmp``, ready; returns the process and its base URL."""
+
+    def start(
+        tmp: Path, bus: str, capture: bool = False, **env: str
+    ) -> tuple[subprocess.Popen[bytes], str]:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        environ = {**os.environ, "VITALTWIN_PARTITIONS": "2",
+                   "VITALTWIN_TWIN_DIR": str(tmp / "twins"),
+                   "VITALTWIN_REGISTRY_DIR": str(tmp / "registry"), **env}  # fmt: skip
+        cmd = [sys.executable, "-m", "vitaltwin", "serve", "--port", str(port),
+               "--store", str(tmp / "s"), "--bus", bus]  # fmt: skip
+        out = subprocess.PIPE if capture else subprocess.DEVNULL
+        proc = subprocess.Popen(cmd, env=environ, stdout=out, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{base}/health/ready").status_code == 200:
+                    return proc, base
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "service did not start"
+            time.sleep(0.2)
+
+    return start

@@ -4,14 +4,11 @@ so nothing accepted is lost)."""
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,28 +19,6 @@ import pytest
 from vitaltwin.twin import PatientTwin
 
 T0 = datetime(2026, 11, 22, 8, tzinfo=UTC)
-
-
-def _serve(tmp: Path, redis_url: str, prefix: str) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "VITALTWIN_TWIN_DIR": str(tmp / "twins"), "VITALTWIN_PARTITIONS": "2",
-           "VITALTWIN_TWIN_CHECKPOINT_S": "0.5", "VITALTWIN_BUS_PREFIX": prefix,
-           "VITALTWIN_REGISTRY_DIR": str(tmp / "registry")}  # fmt: skip
-    cmd = [sys.executable, "-m", "vitaltwin", "serve", "--port", str(port),
-           "--store", str(tmp / "s"), "--bus", redis_url]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{base}/health/ready").status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "service did not start"
-        time.sleep(0.2)
 
 
 def _vitals(seconds: range) -> list[dict[str, Any]]:
@@ -67,10 +42,14 @@ def _wait(base: str, until: datetime) -> None:
 
 @pytest.mark.slow
 def test_sigkill_then_restart_assimilates_everything_exactly_once(
-    tmp_path: Path, redis_url: str
+    tmp_path: Path, redis_url: str, serve: Callable[..., tuple[Any, str]]
 ) -> None:
+    def start() -> tuple[Any, str]:
+        return serve(tmp_path, redis_url, VITALTWIN_TWIN_CHECKPOINT_S="0.5",
+                     VITALTWIN_BUS_PREFIX=prefix)  # fmt: skip
+
     prefix = f"vt-test:{uuid.uuid4().hex}"
-    proc, base = _serve(tmp_path, redis_url, prefix)
+    proc, base = start()
     try:
         httpx.post(f"{base}/v1/observations", json=_vitals(range(0, 40)))
         _wait(base, T0 + timedelta(seconds=39))
@@ -80,7 +59,7 @@ def test_sigkill_then_restart_assimilates_everything_exactly_once(
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
-    proc, base = _serve(tmp_path, redis_url, prefix)
+    proc, base = start()
     try:
         httpx.post(f"{base}/v1/observations", json=_vitals(range(80, 100)))
         _wait(base, T0 + timedelta(seconds=99))
