@@ -1,17 +1,19 @@
 """Load benchmark of the running service (`vitaltwin serve`) over loopback with the Redis bus.
 
-Simulated bedside monitors send 6 vitals per bed every second (one HTTP request per second for
-the ward, device time = wall time). The service stores them, and each patient's twin
-assimilates them and says so on the live-updates WebSocket (``twin`` messages carrying the
-twin's time, i.e. the device time of the newest value it assimilated). End-to-end latency is
-the time from that device time to the WebSocket message. For growing ward sizes the benchmark
+Simulated bedside monitors send 6 vitals per bed every second (device time = wall time), as
+unit gateways do: one HTTP request per second per 500 beds. The service stores them, the twins
+assimilate them (all patients with new data in one batched call) and say so on the
+live-updates WebSocket (``twins`` messages listing each patient's new twin time, i.e. the device
+time of the newest value it assimilated). End-to-end latency is, per patient and second, the
+time from that device time to the WebSocket message. For growing ward sizes the benchmark
 runs a window of seconds and records the latency percentiles; the largest ward whose p99 stays
 under 500 ms (and whose twins keep up: no backlog at the end) is the figure. Beside it, in the
 same run: the raw Redis Streams round trip (XADD then XREADGROUP of the same message), and the
 per-stage latency percentiles of the service's own Prometheus histograms.
 
 Environment: ``VITALTWIN_BENCH_BEDS`` (comma-separated ward sizes, default 5,10,20,40,80,160),
-``VITALTWIN_BENCH_SECONDS`` (window per size, default 20). Traffic goes to 127.0.0.1 only; the
+``VITALTWIN_BENCH_SECONDS`` (window per size, default 20), ``VITALTWIN_BENCH_GATEWAY`` (beds
+per request, default 500). Traffic goes to 127.0.0.1 only; the
 service is stopped at the end.
 """
 
@@ -40,6 +42,7 @@ from _timing import save_figures, table
 
 console = Console()
 REDIS = os.environ.get("VITALTWIN_BENCH_REDIS", "redis://127.0.0.1:6379/0")
+GATEWAY = int(os.environ.get("VITALTWIN_BENCH_GATEWAY", "500"))
 VITALS = (
     ("HR", 80.0, "/min"),
     ("SPO2", 97.0, "%"),
@@ -80,6 +83,7 @@ def start_service(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
         "VITALTWIN_RISK_TASK": "",
         "VITALTWIN_BUS_PREFIX": f"vt-bench:{uuid.uuid4().hex}",
         "VITALTWIN_PARTITIONS": "4",
+        "VITALTWIN_EXPECTED_BEDS": "1024",
     }
     cmd = [sys.executable, "-m", "vitaltwin", "serve", "--port", str(port),
            "--store", str(tmp / "store"), "--bus", REDIS]  # fmt: skip
@@ -109,11 +113,12 @@ async def run_ward(base: str, beds: int, seconds: int, ward: int) -> dict[str, A
         async def listen() -> None:
             async for raw in ws:
                 msg = json.loads(raw)
-                if msg.get("type") == "twin":
+                if msg.get("type") == "twins":
                     now = datetime.now(UTC)
-                    t = datetime.fromisoformat(msg["time"])
-                    newest[msg["patient_id"]] = t
-                    latencies.append((now - t).total_seconds())
+                    for u in msg["updates"]:
+                        t = datetime.fromisoformat(u["time"])
+                        newest[u["patient_id"]] = t
+                        latencies.append((now - t).total_seconds())
 
         listener = asyncio.create_task(listen())
         start = time.monotonic()
@@ -121,14 +126,17 @@ async def run_ward(base: str, beds: int, seconds: int, ward: int) -> dict[str, A
         for s in range(seconds):
             await asyncio.sleep(max(0.0, start + s - time.monotonic()))
             now = datetime.now(UTC)
-            body = [
-                {"patient_id": f"w{ward}-b{b}", "time": now.isoformat(), "code": code,
-                 "value": v + float(np.sin(s / 7.0 + b)), "unit": unit}
-                for b in range(beds)
-                for code, v, unit in VITALS
-            ]  # fmt: skip
-            r = await client.post(f"{base}/v1/observations", json=body, timeout=30)
-            r.raise_for_status()
+            posts = []
+            for g0 in range(0, beds, GATEWAY):
+                body = [
+                    {"patient_id": f"w{ward}-b{b}", "time": now.isoformat(), "code": code,
+                     "value": v + float(np.sin(s / 7.0 + b)), "unit": unit}
+                    for b in range(g0, min(beds, g0 + GATEWAY))
+                    for code, v, unit in VITALS
+                ]  # fmt: skip
+                posts.append(client.post(f"{base}/v1/observations", json=body, timeout=30))
+            for r in await asyncio.gather(*posts):
+                r.raise_for_status()
             sent_until = now
         await asyncio.sleep(3.0)  # let the last second arrive
         listener.cancel()

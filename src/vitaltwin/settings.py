@@ -44,6 +44,9 @@ class Settings(BaseSettings):
         Path("out/twins"), description="live twins' checkpoints (unset: the service runs none)"
     )
     twin_checkpoint_s: float = Field(60.0, description="seconds between twin checkpoints")
+    expected_beds: int = Field(
+        64, ge=1, description="patients the twins are compiled for at start-up (more still work)"
+    )
     risk_task: str | None = Field(
         "sepsis",
         description="risk task whose champion in the registry the service scores with "

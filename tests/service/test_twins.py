@@ -57,36 +57,52 @@ def test_a_restarted_supervisor_resumes_from_the_checkpoint_exactly(tmp_path: Pa
     with DuckDBStore(tmp_path / "s") as store:
         lock = threading.Lock()
         a = TwinSupervisor(store, lock, tmp_path / "twins")
-        ingest(store, vitals(range(0, 60)))
-        assert a.update("p1") == 180
-        a.checkpoint("p1")
-        ingest(store, vitals(range(60, 120)))
-        assert a.update("p1") == 180
-        # a dies here without its shutdown checkpoint; b starts from the files
+        first, second = vitals(range(0, 60)), vitals(range(60, 120))
+        ingest(store, first)
+        assert a.round(first) == 180
+        a.checkpoint()
+        ingest(store, second)
+        assert a.round(second) == 180
+        # a dies here without its shutdown checkpoint; b starts from the file and the store
         b = TwinSupervisor(store, lock, tmp_path / "twins")
-        assert b.update("p1") == 180  # only what came after the checkpoint
-        ta, tb = a.twins["p1"].twin, b.twins["p1"].twin
-        assert tb.time == ta.time
-        np.testing.assert_array_equal(tb.members, ta.members)
-        assert len(tb.assimilated) == len(ta.assimilated)  # each observation once
-        assert b.update("p1") == 0  # nothing new: nothing assimilated again
-        # other values for a second the twin has passed, arriving now: late, not assimilated
-        ingest(store, vitals(range(30, 31), received=datetime.now(UTC), shift=1.0))
-        assert b.update("p1") == 0 and b.twins["p1"].late == 3
+        assert b.resume() == 180  # only what came after the checkpoint
+        assert b.shard.time("p1") == a.shard.time("p1") == T0 + timedelta(seconds=119.2)
+        np.testing.assert_array_equal(b.shard.members[0], a.shard.members[0])
+        assert b.status("p1")["values"] == a.status("p1")["values"]
+        assert b.status("p1")["values"]["HR"] == 120  # each observation once
+        assert b.round(second) == 0  # delivered again: late, not assimilated again
+        assert b.status("p1")["late"] == 180
+        # other values for a second the twin has passed, arriving now: late too
+        assert b.round(vitals(range(30, 31), received=datetime.now(UTC), shift=1.0)) == 0
+        assert b.status("p1")["late"] == 183
+
+
+def test_a_new_patient_since_the_checkpoint_is_found_on_resume(tmp_path: Path) -> None:
+    with DuckDBStore(tmp_path / "s") as store:
+        lock = threading.Lock()
+        a = TwinSupervisor(store, lock, tmp_path / "twins")
+        first = vitals(range(0, 10))
+        ingest(store, first)
+        a.round(first)
+        a.checkpoint()
+        other = vitals(range(0, 10), pid="p2", received=datetime.now(UTC))
+        ingest(store, other)  # stored, handed over, not in the checkpoint: then a dies
+        b = TwinSupervisor(store, lock, tmp_path / "twins")
+        assert b.resume() == 30
+        assert "p2" in b and b.status("p2")["values"]["HR"] == 10
 
 
 def test_a_twin_behind_its_data_is_degraded(tmp_path: Path) -> None:
     with DuckDBStore(tmp_path / "s") as store:
         sup = TwinSupervisor(store, threading.Lock(), tmp_path / "twins", max_lag_s=0.5)
-        ingest(store, vitals(range(0, 10)))
-        sup.update("p1")
+        sup.round(vitals(range(0, 10)))
         assert sup.status("p1")["status"] == "tracking"
-        sup.twins["p1"].newest += timedelta(seconds=5)  # data the twin has not caught up with
+        sup.newest["p1"] += timedelta(seconds=5)  # data the twin has not caught up with
         status = sup.status("p1")
         assert status["status"] == DEGRADED and "behind" in status["reason"]
         assert sup.status("nobody")["status"] == "not started"
-        sup.twins["p1"].newest -= timedelta(seconds=5)
-        sup.notify(["p1"])  # stored, but the supervisor has not got to it
+        sup.newest["p1"] -= timedelta(seconds=5)
+        sup.notify(vitals(range(10, 11)))  # handed over, but the supervisor has not got to it
         time.sleep(0.6)
         waiting = sup.status("p1")
         assert waiting["status"] == DEGRADED and "waiting" in waiting["reason"]
@@ -130,7 +146,7 @@ def test_the_api_shows_the_twin(tmp_path: Path) -> None:
             assert all(0 <= p <= 1 for p in fc["event_probabilities"].values())
             assert client.get("/v1/patients/none/twin/forecast").status_code == 404
             assert client.get("/health/ready").json()["twins"] == "ok"
-        assert (tmp_path / "twins" / "p9" / "twin.json").exists()  # checkpointed on stop
+        assert (tmp_path / "twins" / "shard.npz").exists()  # checkpointed on stop
 
 
 def test_forecasts_raise_alerts_that_clinicians_act_on(tmp_path: Path) -> None:
@@ -147,8 +163,8 @@ def test_forecasts_raise_alerts_that_clinicians_act_on(tmp_path: Path) -> None:
                 while pushed[-1]["type"] != "alert" and len(pushed) < 10:
                     pushed.append(ws.receive_json())
             # the twin's update, then its forecast, then the alert the forecast raised
-            assert [m["type"] for m in pushed] == ["twin", "forecast", "alert"]
-            assert pushed[0]["patient_id"] == pushed[1]["patient_id"] == "p7"
+            assert [m["type"] for m in pushed] == ["twins", "forecast", "alert"]
+            assert pushed[0]["updates"][0]["patient_id"] == pushed[1]["patient_id"] == "p7"
             assert pushed[2]["rule"] == "test rule"
             deadline = time.monotonic() + 120
             while not (listed := client.get("/v1/alerts").json()["alerts"]):

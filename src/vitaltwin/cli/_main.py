@@ -525,6 +525,7 @@ def serve(
             shadow=settings.shadow_alerts,
             twin_checkpoint_s=settings.twin_checkpoint_s,
             scorer=scorer,
+            expected_beds=settings.expected_beds,
         )
         where = f"http://{host or settings.host}:{port or settings.port}"
         console.print(f"vitaltwin service on {where} (API: {where}/docs; store {st.describe()})")

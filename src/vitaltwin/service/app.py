@@ -32,13 +32,14 @@ import logging
 import threading
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from fastapi import (
     APIRouter,
     Body,
@@ -180,11 +181,13 @@ def create_app(
     shadow: bool = True,
     twin_checkpoint_s: float = 60.0,
     scorer: Scorer | None = None,
+    expected_beds: int = 64,
 ) -> FastAPI:
     """The service over an open store and bus (the caller closes them); the ingest worker
     runs while the app does (its lifespan), and so does the MQTT subscriber when ``mqtt``
     names a broker (host, port, topic filter), and so do the live twins when ``twins_dir``
-    says where their checkpoints go. Alerts follow ``rules`` (default :data:`FORECAST_RULES`
+    says where their checkpoints go (compiled ahead for ``expected_beds`` patients at once).
+    Alerts follow ``rules`` (default :data:`FORECAST_RULES`
     on the twins' forecast event probabilities) and run in shadow mode unless ``shadow`` is
     False: logged, shown to no one, until validated locally."""
     lock = threading.Lock()
@@ -222,6 +225,10 @@ def create_app(
             if not a.shadow:
                 hub.send({"type": "alert", **alert_json(a)})
 
+    def twins_moved(moved: list[tuple[str, datetime]]) -> None:
+        updates = [{"patient_id": pid, "time": t.isoformat()} for pid, t in moved]
+        hub.send({"type": "twins", "updates": updates})
+
     twins = (
         TwinSupervisor(
             store,
@@ -230,9 +237,8 @@ def create_app(
             checkpoint_s=twin_checkpoint_s,
             on_forecast=forecast_alerts,
             observe=metrics.observe,
-            on_update=lambda pid, t: hub.send(
-                {"type": "twin", "patient_id": pid, "time": t.isoformat()}
-            ),
+            expected_beds=expected_beds,
+            on_update=twins_moved,
         )
         if twins_dir is not None
         else None
@@ -254,11 +260,11 @@ def create_app(
 
     risk = RiskMonitor(store, lock, scorer, on_score=risk_alerts) if scorer else None
 
-    def stored(patient_ids: list[str]) -> None:
+    def stored(observations: pa.Table) -> None:
         if twins is not None:
-            twins.notify(patient_ids)
+            twins.notify(observations)
         if risk is not None:
-            risk.notify(patient_ids)
+            risk.notify(pc.unique(observations.column("patient_id")).to_pylist())
 
     worker = IngestWorker(bus, store, lock, observe=metrics.observe, on_stored=stored)
 
@@ -400,7 +406,7 @@ def create_app(
     # -- inputs -----------------------------------------------------------------------------------
 
     def accepted(messages: list[tuple[str, bytes]], t0: float) -> dict[str, Any]:
-        ids = [bus.publish(key, body) for key, body in messages]
+        ids = bus.publish_many(messages)
         metrics.observe("receive", time.perf_counter() - t0)
         return {"accepted": len(ids), "messages": ids}
 
@@ -415,13 +421,19 @@ def create_app(
     ) -> dict[str, Any]:
         """Observations as JSON (``patient_id``, ``time`` ISO 8601 with zone or epoch seconds,
         ``code`` LOINC or a monitor label, ``value``, ``unit`` UCUM; optional ``device``,
-        ``comparator``, ``status``, ``method``), accepted onto the bus per patient."""
+        ``comparator``, ``status``, ``method``), accepted onto the bus: one message per bus
+        partition the request's patients fall in (a gateway's batch of a whole unit is a few
+        messages, not one per bed), each patient's records in one partition, in order."""
         t0 = time.perf_counter()
-        by_patient: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        by_part: dict[int, tuple[str, list[dict[str, Any]]]] = {}
+        partition: dict[str, int] = {}
         for r in records:
-            by_patient[str(r.get("patient_id") or "unknown")].append(r)
+            pid = str(r.get("patient_id") or "unknown")
+            if pid not in partition:
+                partition[pid] = bus.partition(pid)
+            by_part.setdefault(partition[pid], (pid, []))[1].append(r)
         return accepted(
-            [(k, envelope("records", "http:/v1/observations", v)) for k, v in by_patient.items()],
+            [(k, envelope("records", "http:/v1/observations", v)) for k, v in by_part.values()],
             t0,
         )
 
@@ -572,7 +584,7 @@ def create_app(
         reason), its time, model version, hidden physiology with uncertainty (posterior mean,
         SD, 90 % interval) and observables now."""
         sup = live_twins()
-        if patient_id not in sup.twins:
+        if patient_id not in sup:
             return sup.status(patient_id)
         return sup.estimates(patient_id)
 
@@ -589,7 +601,7 @@ def create_app(
         """Where the patient is heading under the current treatment: bands of every observable
         (5-95 %, with measurement error) and event probabilities."""
         sup = live_twins()
-        if patient_id not in sup.twins:
+        if patient_id not in sup:
             raise HTTPException(404, f"no twin for {patient_id!r} yet")
         return sup.forecast(patient_id, hours)
 
@@ -623,7 +635,7 @@ def create_app(
         compared side by side from the twin's current state, or without plans the model's
         candidates ranked with the optimizer's explanation. Decision support only."""
         sup = live_twins()
-        if patient_id not in sup.twins:
+        if patient_id not in sup:
             raise HTTPException(404, f"no twin for {patient_id!r} yet")
         try:
             return sup.whatif(patient_id, plans, hours)

@@ -115,7 +115,7 @@ class IngestWorker:
         consumer: str | None = None,
         claim_idle_ms: int = 30_000,
         observe: Callable[[str, float], None] | None = None,
-        on_stored: Callable[[list[str]], None] | None = None,
+        on_stored: Callable[[pa.Table], None] | None = None,
     ) -> None:
         self.bus, self.store, self.lock = bus, store, lock
         self.partitions = list(partitions if partitions is not None else range(bus.partitions))
@@ -201,7 +201,7 @@ class IngestWorker:
         self.stats.counts = self.stats.counts + counts
         self.bus.ack([m for m, _ in batch])
         if self.on_stored is not None and rec.observations.num_rows:
-            self.on_stored(sorted(set(rec.observations.column("patient_id").to_pylist())))
+            self.on_stored(rec.observations)
 
 
 def _plain(rec: Record) -> bool:

@@ -213,7 +213,7 @@ def standards_router(
         if not pid:
             return _fhir(_outcome(["search needs subject or patient"], "required"), 400)
         entries = []
-        if twins is not None and pid in twins.twins:
+        if twins is not None and pid in twins:
             fc = twins.forecast(pid, 1.0)
             when = datetime.fromisoformat(fc["from"])
             with lock:
@@ -293,7 +293,7 @@ def standards_router(
     def patient_view(request: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
         """Cards for a patient-view hook call."""
         _, pid = _hook_patient(request, "patient-view")
-        if twins is None or pid not in twins.twins:
+        if twins is None or pid not in twins:
             return {"cards": [_card("No twin for this patient yet")]}
         status = twins.status(pid)
         fc = twins.forecast(pid, 1.0)
@@ -332,7 +332,7 @@ def standards_router(
         """Cards for an order-select call: each selected fluid or norepinephrine draft order
         forecast against no change, from the twin's current state (6 h)."""
         context, pid = _hook_patient(request, "order-select")
-        if twins is None or pid not in twins.twins:
+        if twins is None or pid not in twins:
             return {"cards": [_card("No twin for this patient yet: no forecast of this order")]}
         cards = []
         for order, plan, why in draft_plans(context):

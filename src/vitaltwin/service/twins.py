@@ -1,74 +1,77 @@
-"""Live twins in the service: every patient with new vitals gets a :class:`PatientTwin` that
-assimilates what the store holds, in time order, exactly once; twins are checkpointed and a
-restarted service resumes each from its checkpoint.
+"""Live twins in the service: every patient whose vitals are stored gets a twin, and all of them
+are kept in one :class:`vitaltwin.twin.TwinShard`, so each round assimilates every patient with
+new data in one batched call (at 1 Hz: one call per second for the whole ward).
 
-* **Start**: a patient's twin starts at their first stored observation, from their demographics
-  (age and sex where the record has them) with the vital-sign discrepancy of a real patient
-  (:data:`vitaltwin.physiology.ward_twin.VITAL_SIGN_DISCREPANCY`).
-* **Exactly once**: a twin assimilates only observations after its own time; after a restart it
-  resumes from its checkpoint (members, random state, time) and reads the store from there, so
-  what it had assimilated after the checkpoint is assimilated again from the same state and
-  nothing twice. Observations that arrive later than the twin has moved on are counted as late
-  (not assimilated).
-* **Checkpoints** (``PatientTwin.save``, owner-only files under ``checkpoint_dir``) every
-  ``checkpoint_s`` and on :meth:`TwinSupervisor.stop`.
-* **Compiled at start-up**: :meth:`TwinSupervisor.warm_up` runs one assimilation and one
-  forecast of a throwaway twin, so no patient waits for JAX to compile (readiness waits for it).
+* **Data flow**: the ingest worker hands over what it has just stored (:meth:`notify`); the
+  supervisor's thread takes everything handed over since its last round and assimilates it.
+  The store is read only to resume (below) and for a new patient's demographics.
+* **Start**: a patient's twin starts at their first observation handed over, from their
+  demographics (age and sex where the record has them) with the vital-sign discrepancy of a
+  real patient (:data:`vitaltwin.physiology.ward_twin.VITAL_SIGN_DISCREPANCY`).
+* **Exactly once**: a twin assimilates only observations after its own time; values at or
+  before it (a re-delivered message, or a value that arrived after the twin moved on) are
+  counted as late, not assimilated.
+* **Checkpoints**: the whole shard (one owner-only file, written atomically) every
+  ``checkpoint_s`` and on :meth:`TwinSupervisor.stop`. A restarted supervisor loads it and
+  reads from the store what its patients have after their twins' times, and the patients first
+  seen since the checkpoint, so a restarted service continues exactly where the checkpoint
+  left off and nothing stored is missed or assimilated twice.
+* **Compiled at start-up**: :meth:`TwinSupervisor.warm_up` compiles the batched cycle for the
+  expected ward size, a forecast, a two-plan what-if and the ranking of the model's candidates,
+  so no patient waits for JAX (readiness waits for it).
+* **Forecasts** of up to ``forecasts_per_round`` patients (those longest without one) run
+  batched after each round; each patient gets one every ``forecast_every_s`` of twin time.
 * **Never silently stale**: :meth:`TwinSupervisor.status` says ``degraded — monitor manually``
-  when the twin is behind the newest stored observation by more than ``max_lag_s``, when new
+  when the twin is behind the newest data handed over by more than ``max_lag_s``, when new
   data has waited longer than that for the twin, or when no data has arrived for
   ``stale_after_s``.
-
-The twin here is the per-patient one; the batched 1 Hz cycle over a shard
-(:func:`vitaltwin.twin.cycle`) is the next step for large wards.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import ValidationError
 
 from vitaltwin.physiology import PatientProfile
 from vitaltwin.physiology.ward_twin import VITAL_SIGN_DISCREPANCY
-from vitaltwin.service._patients import PatientWorker
 from vitaltwin.service.alerts import DECISION_SUPPORT
 from vitaltwin.store import Store
-from vitaltwin.twin import PatientTwin, TwinError, compare, optimize, whatif_of
+from vitaltwin.twin import PatientTwin, TwinError, TwinShard, compare, optimize, whatif_of
+from vitaltwin.twin._forecast import QUANTILES
 
 log = logging.getLogger("vitaltwin.service")
 DEGRADED = "degraded — monitor manually"
+SHARD_FILE = "shard.npz"
+RESUME_MARGIN = timedelta(minutes=10)
+"""On resume, patients first seen up to this long before the checkpoint was written are looked
+for in the store too (data handed over but not yet in the checkpoint's shard)."""
+
+OnForecast = Callable[[str, datetime, dict[str, float], str, dict[str, Any]], None]
 
 
-@dataclass
-class _Live:
-    twin: PatientTwin
-    last_data: float  # time.monotonic() of the last new data
-    newest: datetime  # newest stored observation seen
-    saved_at: float
-    polled_at: datetime  # when the store was last read for this patient (UTC)
-    assimilated: int = 0
-    late: int = 0  # received after the twin had moved past their time: not assimilated
-    forecast_at: datetime | None = None  # twin time of the last forecast handed on
+def profile_of(row: dict[str, Any] | None) -> PatientProfile:
+    """A twin's demographics from a patient row (defaults where the record has none)."""
+    if not row:
+        return PatientProfile()
+    age, sex = row.get("age_years"), row.get("sex")
+    return PatientProfile(
+        age_years=float(np.clip(age, 18, 100)) if age is not None else 40.0,
+        sex=sex if sex in ("male", "female") else "male",
+    )
 
 
-def _safe(patient_id: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else f"~{ord(c):x}" for c in patient_id)
-
-
-class TwinSupervisor(PatientWorker):
-    """Keeps a twin per patient up to date with the store (see the module docstring)."""
+class TwinSupervisor:
+    """Keeps every patient's twin up to date with what is stored (module docstring)."""
 
     name = "twins"
 
@@ -82,45 +85,69 @@ class TwinSupervisor(PatientWorker):
         max_lag_s: float = 0.5,
         stale_after_s: float = 120.0,
         forecast_every_s: float = 300.0,
-        on_forecast: Callable[[str, datetime, dict[str, float], str, dict[str, Any]], None]
-        | None = None,
+        forecasts_per_round: int = 32,
+        expected_beds: int = 64,
+        on_forecast: OnForecast | None = None,
         observe: Callable[[str, float], None] | None = None,
-        on_update: Callable[[str, datetime], None] | None = None,
+        on_update: Callable[[list[tuple[str, datetime]]], None] | None = None,
     ) -> None:
-        super().__init__()
         self.store, self.lock = store, lock
         self.checkpoint_dir = Path(checkpoint_dir)
         self.checkpoint_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.n_members = n_members
+        self.path = self.checkpoint_dir / SHARD_FILE
         self.checkpoint_s, self.max_lag_s, self.stale_after_s = (
             checkpoint_s,
             max_lag_s,
             stale_after_s,
         )
-        self.forecast_every_s, self.on_forecast = forecast_every_s, on_forecast
+        self.forecast_every_s, self.forecasts_per_round = forecast_every_s, forecasts_per_round
+        self.expected_beds = expected_beds
+        self.on_forecast, self.on_update = on_forecast, on_update
         self.observe = observe or (lambda stage, seconds: None)
-        self.on_update = on_update
-        self.twins: dict[str, _Live] = {}
+        self.shard = TwinShard(n_members=n_members, discrepancy=VITAL_SIGN_DISCREPANCY)
+        self.errors: dict[str, str] = {}
+        self.waiting: dict[str, float] = {}  # patient -> since when new data waits (monotonic)
+        self.newest: dict[str, datetime] = {}  # newest observation handed over, per patient
+        self.last_data: dict[str, float] = {}  # monotonic time of the last new data
+        self.forecast_at: dict[str, datetime] = {}  # twin time of the last forecast handed on
+        self.saved_at = time.monotonic()
         self.ready = threading.Event()
+        self._pending: list[pa.Table] = []
+        self._shard_lock = threading.RLock()  # the shard, between this thread and the API
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop after the current round and checkpoint the shard."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        self.checkpoint()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def __contains__(self, patient_id: object) -> bool:
+        return patient_id in self.shard
+
     def warm_up(self) -> float:
-        """Compile the twin's assimilation, forecast, a two-plan what-if and the ranking of the
-        model's candidates (seconds it took)."""
+        """Compile the batched cycle (up to the expected ward size), the forecast, a two-plan
+        what-if and the ranking of the model's candidates (seconds it took)."""
         t0 = time.perf_counter()
+        self.shard.warm_up(self.expected_beds)
         start = datetime(2000, 1, 1, tzinfo=UTC)
-        twin = PatientTwin("warm-up", PatientProfile(), start, n_members=self.n_members,
+        twin = PatientTwin("warm-up", PatientProfile(), start, n_members=self.shard.n_members,
                            discrepancy=VITAL_SIGN_DISCREPANCY)  # fmt: skip
-        rows = pd.DataFrame(
-            {
-                "effective_time": [start + timedelta(seconds=s) for s in (0.5, 1.5)],
-                "loinc": ["8867-4", "8867-4"],
-                "value": [80.0, 81.0],
-            }
-        )
-        twin.assimilate(rows)
-        twin.forecast(1.0)
         spec = twin.spec.whatif
         if spec is not None:  # a plan against no change (CDS order-select), and the ranking
             compare(twin, spec.candidates()[:2], 6.0)
@@ -128,149 +155,192 @@ class TwinSupervisor(PatientWorker):
         self.ready.set()
         return time.perf_counter() - t0
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Stop and checkpoint every twin."""
-        super().stop(timeout_s)
-        for pid in list(self.twins):
-            self.checkpoint(pid)
-
-    def before(self) -> None:
-        if not self.ready.is_set():
-            self.warm_up()
-
-    def after_round(self) -> None:
+    def notify(self, observations: pa.Table) -> None:
+        """Observations just stored (the canonical schema)."""
+        if observations.num_rows == 0:
+            return
         now = time.monotonic()
-        for pid, live in list(self.twins.items()):
-            if now - live.saved_at > self.checkpoint_s:
-                self.checkpoint(pid)
+        pids = pc.unique(observations.column("patient_id")).to_pylist()
+        with self._cond:
+            self._pending.append(observations)
+            for pid in pids:
+                self.waiting.setdefault(pid, now)
+            self._cond.notify_all()
 
-    # -- one patient ----------------------------------------------------------------------------
-
-    def _path(self, patient_id: str) -> Path:
-        return self.checkpoint_dir / _safe(patient_id)
-
-    def checkpoint(self, patient_id: str) -> None:
-        """Save a twin atomically (a whole checkpoint or the previous one)."""
-        live = self.twins[patient_id]
-        final = self._path(patient_id)
-        tmp = final.with_name(final.name + f".tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        live.twin.save(tmp)
-        for f in tmp.iterdir():
-            f.chmod(0o600)
-        old = final.with_name(final.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if final.exists():
-            final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
-        live.saved_at = time.monotonic()
-
-    def _open(self, patient_id: str, first: datetime | None) -> _Live:
-        """The patient's twin from its checkpoint (``first`` None), else a new one starting at
-        ``first``."""
-        path = self._path(patient_id)
-        if first is None:
-            twin = PatientTwin.load(path)
-            log.info("twin resumed", extra={"fields": {"patient_id": patient_id,
-                                                       "time": twin.time.isoformat()}})  # fmt: skip
-        else:
-            with self.lock:
-                pat = self.store.patients(patient_id).to_pylist()
-            profile = PatientProfile()
-            if pat:
-                age = pat[0].get("age_years")
-                sex = pat[0].get("sex")
-                profile = PatientProfile(
-                    age_years=float(np.clip(age, 18, 100)) if age is not None else 40.0,
-                    sex=sex if sex in ("male", "female") else "male",
-                )
-            twin = PatientTwin(patient_id, profile, first, n_members=self.n_members,
-                               discrepancy=VITAL_SIGN_DISCREPANCY)  # fmt: skip
-        return _Live(twin, time.monotonic(), twin.time, time.monotonic(), datetime.now(UTC))
-
-    def update(self, patient_id: str) -> int:
-        """Assimilate what the store holds for the patient after the twin's time; returns how
-        many observations were assimilated."""
-        live = self.twins.get(patient_id)
-        if live is None and (self._path(patient_id) / "twin.json").exists():
-            live = self.twins[patient_id] = self._open(patient_id, None)  # resumed
-        since = live.twin.time if live else None
-        polled = datetime.now(UTC)
-        with self.lock:
-            obs = self.store.observations(patient_id, start=since).to_pandas()
-            if live is not None and since is not None:  # arrived since, timed before: late
-                late = self.store.observations(patient_id, end=since, received_since=live.polled_at)
-                live.late += late.num_rows
-        if live is not None:
-            live.polled_at = polled
-        if obs.empty:
-            return 0
-        t = pd.to_datetime(obs["effective_time"], utc=True)
-        if live is None:  # a new twin starts at the first observation and takes it
-            live = self.twins[patient_id] = self._open(patient_id, t.min().to_pydatetime())
-            newer = pd.Series(True, index=t.index)
-        else:  # only what is after the twin's time (the store's bound is inclusive)
-            newer = t > pd.Timestamp(live.twin.time)
-        obs = obs[newer.to_numpy()]
-        live.newest = max(live.newest, t.max().to_pydatetime())
-        if obs.empty:
-            return 0
-        t0 = time.perf_counter()
+    def _run(self) -> None:
         try:
-            live.twin.assimilate(obs)
-            self.observe("assimilate", time.perf_counter() - t0)
-        except TwinError as exc:
-            self.errors[patient_id] = str(exc)
+            if not self.ready.is_set():
+                self.warm_up()
+            self.resume()
+        except Exception as exc:
+            self.errors["*"] = f"start-up failed: {type(exc).__name__}: {exc}"
+            log.exception("twins: start-up failed")
+            return
+        while not self._stop.is_set():
+            with self._cond:
+                if not self._pending:
+                    self._cond.wait(0.5)
+                pending, self._pending = self._pending, []
+                self.waiting = {}  # what was waiting is taken now; new data marks afresh
+            if pending:
+                try:
+                    self.round(pa.concat_tables(pending, promote_options="permissive"))
+                except Exception as exc:  # a round's failure is said, never stops the thread
+                    self.errors["*"] = f"{type(exc).__name__}: {exc}"
+                    log.exception("twins: round failed")
+            if time.monotonic() - self.saved_at > self.checkpoint_s:
+                self.checkpoint()
+
+    # -- rounds ---------------------------------------------------------------------------------
+
+    def _add_new(self, table: pa.Table) -> None:
+        """Start twins for the table's patients the shard does not have yet."""
+        pids = pc.unique(table.column("patient_id")).to_pylist()
+        new = [p for p in pids if p not in self.shard]
+        if not new:
+            return
+        with self.lock:
+            rows = {r["patient_id"]: r for r in self.store.patients(new).to_pylist()}
+        first = table.group_by("patient_id").aggregate([("effective_time", "min")])
+        starts = dict(zip(first.column("patient_id").to_pylist(),
+                          first.column("effective_time_min").to_pylist(), strict=True))  # fmt: skip
+        with self._shard_lock:
+            for pid in new:
+                # the first observation is assimilated: start just before it
+                self.shard.add(pid, profile_of(rows.get(pid)),
+                               starts[pid] - timedelta(microseconds=1))  # fmt: skip
+
+    def round(self, table: pa.Table) -> int:
+        """Assimilate observations handed over (all patients at once); returns how many values
+        were assimilated."""
+        self._add_new(table)
+        newest = table.group_by("patient_id").aggregate([("effective_time", "max")])
+        pids = newest.column("patient_id").to_pylist()
+        for pid, t in zip(pids, newest.column("effective_time_max").to_pylist(), strict=True):
+            if pid not in self.newest or t > self.newest[pid]:
+                self.newest[pid] = t
+        t0 = time.perf_counter()
+        with self._shard_lock:
+            try:
+                upd = self.shard.assimilate(table)
+            except TwinError as exc:
+                self.errors["*"] = str(exc)
+                return 0
+        self.observe("assimilate", time.perf_counter() - t0)
+        now = time.monotonic()
+        for pid in upd.patients:
+            self.last_data[pid] = now
+        if self.on_update is not None and upd.patients:
+            self.on_update(list(zip(upd.patients, upd.times, strict=True)))
+        self._forecasts(dict(zip(upd.patients, upd.times, strict=True)))
+        return upd.values
+
+    def _forecasts(self, moved: dict[str, datetime]) -> None:
+        """Forecast (batched) the patients longest without a forecast, and hand each on."""
+        if self.on_forecast is None or not moved:
+            return
+        due = [
+            (self.forecast_at.get(pid), pid)
+            for pid, t in moved.items()
+            if pid not in self.forecast_at
+            or (t - self.forecast_at[pid]).total_seconds() >= self.forecast_every_s
+        ]
+        due.sort(key=lambda x: (x[0] is not None, x[0] or datetime.min.replace(tzinfo=UTC)))
+        pids = [pid for _, pid in due[: self.forecasts_per_round]]
+        if not pids:
+            return
+        with self._shard_lock:
+            traj = self.shard.forecast(pids, 1.0)
+            times = [self.shard.time(pid) for pid in pids]
+        q = traj.quantiles(measurement=True)  # (5, B, T, m)
+        k = int(np.argmin(np.abs(traj.minutes - 60.0)))
+        probs = traj.events.mean(axis=1)  # (B, E)
+        spec = self.shard.spec
+        for row, (pid, when) in enumerate(zip(pids, times, strict=True)):
+            self.forecast_at[pid] = when
+            band = {
+                name: {"minute": float(traj.minutes[k]), "observable": name,
+                       "unit": spec.observables[j].unit,
+                       **{f"q{int(qq * 100):02d}": float(q[i, row, k, j])
+                          for i, qq in enumerate(QUANTILES)}}
+                for j, name in enumerate(spec.names)
+            }  # fmt: skip
+            events = {e.name: float(probs[row, i]) for i, e in enumerate(spec.events)}
+            self.on_forecast(pid, when, events, self.shard.model_version, {"forecast_1h": band})
+
+    def checkpoint(self) -> None:
+        """Save the shard (atomically, owner-only)."""
+        with self._shard_lock:
+            if len(self.shard):
+                self.shard.save(self.path)
+        self.saved_at = time.monotonic()
+
+    def resume(self) -> int:
+        """Load the checkpoint, if any, and assimilate what the store holds after it (its
+        patients' data after their twins' times; patients first seen since it was written);
+        returns how many values that assimilated."""
+        if not self.path.exists():
             return 0
-        live.assimilated += len(obs)
-        live.last_data = time.monotonic()
-        if self.on_update is not None:
-            self.on_update(patient_id, live.twin.time)
-        due = live.forecast_at is None or (
-            (live.twin.time - live.forecast_at).total_seconds() >= self.forecast_every_s
-        )
-        if self.on_forecast is not None and due:
-            fc = self.forecast(patient_id, 1.0)
-            live.forecast_at = live.twin.time
-            band = {b["observable"]: b for b in fc["bands"] if b["minute"] == 60}
-            self.on_forecast(patient_id, live.twin.time, fc["event_probabilities"],
-                             live.twin.model_version, {"forecast_1h": band})  # fmt: skip
-        return len(obs)
+        shard = TwinShard.load(self.path)
+        with self._shard_lock:
+            self.shard = shard
+        log.info("twins resumed", extra={"fields": {"patients": len(shard),
+                                                     "saved_at": str(shard.saved_at)}})  # fmt: skip
+        if not len(shard):
+            return 0
+        times = {pid: shard.time(pid) for pid in shard.ids}
+        since = shard.saved_at - RESUME_MARGIN if shard.saved_at else min(times.values())
+        with self.lock:
+            known = self.store.observations(shard.ids, start=min(times.values()))
+            recent = self.store.observations(received_since=since)
+        kp, kt = known.column("patient_id").to_pylist(), known.column("effective_time").to_pylist()
+        after = np.array([t > times[pid] for pid, t in zip(kp, kt, strict=True)], bool)
+        new = pc.invert(pc.is_in(recent.column("patient_id"), pa.array(shard.ids)))
+        table = pa.concat_tables([known.filter(pa.array(after, pa.bool_())), recent.filter(new)])
+        return self.round(table) if table.num_rows else 0
 
     # -- what the API shows ---------------------------------------------------------------------
 
     def status(self, patient_id: str) -> dict[str, Any]:
         """Twin status: ``tracking``, ``degraded — monitor manually`` (behind or no data), or
-        ``not started``; with the reason."""
-        live = self.twins.get(patient_id)
-        if live is None:
+        ``not started``; with the reason and the twin's counts."""
+        if patient_id not in self.shard:
             return {"status": "not started", "reason": "no vitals received yet"}
-        lag_s = (live.newest - live.twin.time).total_seconds()
-        quiet_s = time.monotonic() - live.last_data
+        with self._shard_lock:
+            summary = self.shard.summary(patient_id)
+            twin_time = self.shard.time(patient_id)
+        now = time.monotonic()
+        lag_s = (self.newest.get(patient_id, twin_time) - twin_time).total_seconds()
+        quiet_s = now - self.last_data.get(patient_id, now)
+        waiting_s = now - self.waiting.get(patient_id, now)
         reasons = []
-        waiting_s = time.monotonic() - self.waiting.get(patient_id, time.monotonic())
         if lag_s > self.max_lag_s:
             reasons.append(f"{lag_s:.1f} s behind its newest data")
         elif waiting_s > self.max_lag_s:
             reasons.append(f"new data waiting {waiting_s:.1f} s")
         if quiet_s > self.stale_after_s:
             reasons.append(f"no data for {quiet_s:.0f} s")
-        if patient_id in self.errors:
-            reasons.append(self.errors[patient_id])
+        for key in (patient_id, "*"):
+            if key in self.errors:
+                reasons.append(self.errors[key])
         return {
             "status": DEGRADED if reasons else "tracking",
             "reason": "; ".join(reasons) or None,
-            "time": live.twin.time.isoformat(),
-            "model_version": live.twin.model_version,
-            "assimilated": live.assimilated,
-            "late": live.late,
+            "model_version": self.shard.model_version,
+            **summary,
         }
+
+    def twin(self, patient_id: str) -> PatientTwin:
+        """A copy of the patient's twin (KeyError when there is none)."""
+        if patient_id not in self.shard:
+            raise KeyError(patient_id)
+        with self._shard_lock:
+            return self.shard.twin(patient_id)
 
     def estimates(self, patient_id: str) -> dict[str, Any]:
         """The twin's hidden physiology (posterior mean, SD, 90 % interval, unit) and its
         observables now (mean, SD)."""
-        twin = self.twins[patient_id].twin
+        twin = self.twin(patient_id)
         params = twin.parameters().reset_index(names="parameter")
         now = twin.predicted().reset_index(names="observable")
         return {
@@ -282,15 +352,18 @@ class TwinSupervisor(PatientWorker):
     def forecast(self, patient_id: str, hours: float) -> dict[str, Any]:
         """Forecast bands (5, 25, 50, 75, 95 % over members, with measurement error) and event
         probabilities under the current treatment."""
-        twin = self.twins[patient_id].twin
-        traj = twin.forecast(hours)
+        if patient_id not in self.shard:
+            raise KeyError(patient_id)
+        with self._shard_lock:
+            traj = self.shard.forecast([patient_id], hours)
+            when = self.shard.time(patient_id)
         bands = traj.bands(measurement=True)
-        events = {e.name: float(traj.probability(e.name)[0]) for e in twin.spec.events}
+        events = {e.name: float(traj.probability(e.name)[0]) for e in self.shard.spec.events}
         return {
             "patient_id": patient_id,
-            "from": twin.time.isoformat(),
+            "from": when.isoformat(),
             "hours": hours,
-            "model_version": twin.model_version,
+            "model_version": self.shard.model_version,
             "bands": bands.to_dict(orient="records"),
             "event_probabilities": events,
         }
@@ -301,7 +374,7 @@ class TwinSupervisor(PatientWorker):
         """Plans compared from the twin's current posterior (``plans`` given, in the model's
         plan type, that of its candidates), or the model's candidates ranked by the optimizer
         with its explanation (``plans`` None). ValueError names an invalid plan."""
-        twin = self.twins[patient_id].twin
+        twin = self.twin(patient_id)
         spec = whatif_of(twin)
         if plans is None:
             table = optimize(twin, hours=hours)

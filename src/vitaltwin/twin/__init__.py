@@ -22,7 +22,8 @@ from vitaltwin.twin._personalize import (
     personalize,
     sensitivity,
 )
-from vitaltwin.twin._track import cycle, track
+from vitaltwin.twin._shard import ShardUpdate, TwinShard, padded_size
+from vitaltwin.twin._track import CycleArrays, cycle, run_cycle, track
 from vitaltwin.twin._twin import CycleReport, PatientTwin, TwinError, model_version
 from vitaltwin.twin._whatif import compare, optimize, whatif_of
 
@@ -30,12 +31,15 @@ __all__ = [
     "GATE_SD",
     "Analysis",
     "ChartedTracking",
+    "CycleArrays",
     "CycleReport",
     "Layout",
     "PatientTwin",
     "Personalization",
+    "ShardUpdate",
     "Trajectories",
     "TwinError",
+    "TwinShard",
     "advance",
     "analyse",
     "collinearity",
@@ -48,9 +52,11 @@ __all__ = [
     "layout_for",
     "model_version",
     "optimize",
+    "padded_size",
     "personalize",
     "perturb",
     "predict",
+    "run_cycle",
     "run_schedule",
     "sensitivity",
     "track",

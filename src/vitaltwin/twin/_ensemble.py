@@ -166,7 +166,7 @@ class Layout:
         if not self.discrepancy:
             return sd
         ou = jnp.sqrt(1.0 - jnp.exp(-2.0 * duration_s / (3600.0 * self.discrepancy_tau_h)))
-        return sd.at[self.discrepancy_start :].set(jnp.asarray(self.discrepancy_sd) * ou)
+        return sd.at[..., self.discrepancy_start :].set(jnp.asarray(self.discrepancy_sd) * ou)
 
     def nonnegative(self) -> np.ndarray:
         return np.array([self.model.state_index(n) for n in self.spec.nonnegative], dtype=int)

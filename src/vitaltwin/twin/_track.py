@@ -124,14 +124,15 @@ class CycleArrays(NamedTuple):
     mask: Array  # (B, m) observed or not
     r: Array  # (B, m) observation error variances
     keys: Array  # (B,) random keys: each patient's process noise
+    dt: Array  # (B,) seconds since each patient's previous cycle (0 to SHORT_CYCLE_S)
 
 
-def _block_cycle(layout: Layout, a: CycleArrays, dt_s: Array) -> tuple[Array, Array, Array]:
-    """One short cycle for a block of patients: one explicit Euler step of ``dt_s`` for every
+def _block_cycle(layout: Layout, a: CycleArrays) -> tuple[Array, Array, Array]:
+    """One short cycle for a block of patients: one explicit Euler step of ``a.dt`` for every
     member, process noise (drawn from each patient's own key, so a patient's result does not
     depend on the block it falls in), prediction, analysis, projection.
 
-    Short cycles only (``dt_s`` <= :data:`SHORT_CYCLE_S`): the ward model's fastest process
+    Short cycles only (``dt`` <= :data:`SHORT_CYCLE_S`): the ward model's fastest process
     (norepinephrine, time constant ~260 s) moves a state by well under 1 % in one step, so Euler
     is as good as RK4 here, and the observations are predicted from the signals computed for
     the step (at its start; haemodynamic outputs move far less than their measurement error in
@@ -145,19 +146,18 @@ def _block_cycle(layout: Layout, a: CycleArrays, dt_s: Array) -> tuple[Array, Ar
     xs, ps, us = model.split(z[..., :ns], p, uu)
     sig = model.signals_named(jnp.zeros(()), xs, ps, us)
     d = model.derivatives_given_signals(jnp.zeros(()), xs, ps, us, sig)
-    x = jnp.stack([xs[k] + dt_s * d[k] for k in model.state_names], axis=-1)
+    dt = a.dt[:, None]  # (b, 1): against the members' axis
+    x = jnp.stack([xs[k] + dt * d[k] for k in model.state_names], axis=-1)
     normals = jax.vmap(lambda k: jax.random.normal(k, z.shape[1:], z.dtype))(a.keys)
-    zz = layout.decay(jnp.concatenate([x, z[..., ns:]], axis=-1), dt_s)
-    zz = perturb(layout, zz, normals, dt_s)
+    zz = layout.decay(jnp.concatenate([x, z[..., ns:]], axis=-1), dt[..., None])
+    zz = perturb(layout, zz, normals, dt[..., None])
     hz = layout.with_discrepancy(zz, layout.spec.observables_of(zz[..., :ns], sig))
     res = analyse(zz, hz, a.y, a.mask, a.r)
     return constrain(layout, res.members), res.used, res.gated
 
 
-@partial(jax.jit, static_argnums=(0, 3))
-def _blocked_cycle(
-    layout: Layout, a: CycleArrays, dt_s: Array, block: int
-) -> tuple[Array, Array, Array]:
+@partial(jax.jit, static_argnums=(0, 2))
+def _blocked_cycle(layout: Layout, a: CycleArrays, block: int) -> tuple[Array, Array, Array]:
     """:func:`_block_cycle` over the batch in blocks of ``block`` patients, one after another
     (the last block padded with copies of the first patient, dropped afterwards)."""
     b = a.z.shape[0]
@@ -169,9 +169,7 @@ def _blocked_cycle(
             x = jnp.concatenate([x, jnp.repeat(x[:1], pad, axis=0)])
         return x.reshape(n_blocks, block, *x.shape[1:])
 
-    out = jax.lax.map(
-        lambda ab: _block_cycle(layout, ab, dt_s), CycleArrays(*(blocks(x) for x in a))
-    )
+    out = jax.lax.map(lambda ab: _block_cycle(layout, ab), CycleArrays(*(blocks(x) for x in a)))
     return tuple(o.reshape(n_blocks * block, *o.shape[2:])[:b] for o in out)
 
 
@@ -206,13 +204,25 @@ def cycle(
         jnp.asarray(mask, dtype=bool),
         r,
         jax.random.split(key, b),
+        jnp.full(b, float(dt_s)),
     )
-    dt = jnp.asarray(dt_s)
+    return run_cycle(layout, arrays, block)
+
+
+def run_cycle(
+    layout: Layout, arrays: CycleArrays, block: int = BLOCK_PATIENTS
+) -> tuple[Array, Array, Array]:
+    """:func:`cycle` on arrays given per patient (their own observation errors, random keys and
+    cycle lengths): ``(members, used, gated)``. Compiled once per layout, batch size and block;
+    callers with a changing batch pad it to a few sizes."""
+    if block < 1:
+        raise ValueError(f"block must be >= 1, got {block}")
+    b = int(arrays.z.shape[0])
     mesh = batch_mesh()
     if mesh is None or b % mesh.size:
-        return _blocked_cycle(layout, arrays, dt, min(block, b))  # type: ignore[no-any-return]
+        return _blocked_cycle(layout, arrays, min(block, b))  # type: ignore[no-any-return]
     sharded = _sharded_cycle(layout, min(block, b // mesh.size))
-    return sharded(CycleArrays(*split_batch(*arrays)), dt)
+    return sharded(CycleArrays(*split_batch(*arrays)))
 
 
 @lru_cache(maxsize=16)
@@ -221,16 +231,15 @@ def _sharded_cycle(layout: Layout, block: int) -> Callable[..., tuple[Array, Arr
     and block size)."""
     mesh = batch_mesh()
     spec = PartitionSpec("batch")  # type: ignore[no-untyped-call]
-    whole = PartitionSpec()  # type: ignore[no-untyped-call]
 
-    def local(a: CycleArrays, dt: Array) -> tuple[Array, Array, Array]:
-        return _blocked_cycle(layout, a, dt, block)  # type: ignore[no-any-return]
+    def local(a: CycleArrays) -> tuple[Array, Array, Array]:
+        return _blocked_cycle(layout, a, block)  # type: ignore[no-any-return]
 
     return jax.jit(
         jax.shard_map(
             local,
             mesh=mesh,
-            in_specs=(CycleArrays(*(spec,) * 7), whole),  # type: ignore[arg-type]
+            in_specs=(CycleArrays(*(spec,) * 8),),  # type: ignore[arg-type]
             out_specs=(spec,) * 3,
         )
     )

@@ -92,15 +92,15 @@ PREFERRED_METHOD = {"non-invasive-cuff": "invasive-arterial", "pulse-oximetry": 
 """Method left out of a cycle -> the more direct method of the same code present in it."""
 
 
-def _direct_measurements(df: pd.DataFrame, cycle: pd.Series) -> np.ndarray:
-    """Rows to assimilate: all but those whose code the cycle also has by a more direct
-    method (:data:`PREFERRED_METHOD`)."""
+def direct_measurements(df: pd.DataFrame, cycle: list[pd.Series]) -> np.ndarray:
+    """Rows to assimilate: all but those whose code the cycle (rows with equal ``cycle``
+    keys) also has by a more direct method (:data:`PREFERRED_METHOD`)."""
     keep = np.ones(len(df), bool)
     method = df["method"].fillna("")
     for worse, better in PREFERRED_METHOD.items():
         if not (method == worse).any():
             continue
-        has_better = (method == better).groupby([cycle, df["loinc"]]).transform("any")
+        has_better = (method == better).groupby([*cycle, df["loinc"]]).transform("any")
         keep &= ~((method == worse) & has_better).to_numpy()
     return keep
 
@@ -256,7 +256,7 @@ class PatientTwin:
         origin = pd.Timestamp(self.time)
         cycle = ((df["effective_time"] - origin).dt.total_seconds() // CYCLE_S).astype(int)
         if "method" in df.columns:
-            keep = _direct_measurements(df, cycle)
+            keep = direct_measurements(df, [cycle])
             df, cycle = df[keep], cycle[keep]
         reports = []
         for _, grp in df.groupby(cycle, sort=True):

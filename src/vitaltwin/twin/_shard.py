@@ -1,0 +1,508 @@
+"""Many patients' twins kept as one batch: the live service's shard.
+
+A :class:`TwinShard` holds the ensembles of every patient it tracks in one array and
+assimilates a batch of new observations — any patients, any number of seconds — with one
+batched short cycle (:func:`vitaltwin.twin.run_cycle`) per round of cycles, instead of one call
+per patient: at 1 Hz a ward of thousands of beds is one call per second.
+
+It follows :class:`~vitaltwin.twin.PatientTwin`'s rules for what is assimilated: observations
+are grouped per patient into cycles of :data:`CYCLE_S` from the twin's time; superseded and
+retracted versions and censored values are left out; values outside the spec's physical range
+are rejected; a cycle with an invasive pressure (ECG heart rate) does not also use the cuff
+(pulse oximeter) value of the same code; charted inputs (FiO2) set the model's input; values
+timed at or before a patient's twin time are *late* (counted, not assimilated), so
+re-delivered observations are never assimilated twice. The ensembles move with the short
+cycle's explicit Euler step over gaps of up to :data:`SHORT_CYCLE_S` and with the model's own
+integrator (:func:`vitaltwin.twin.advance`) over longer ones.
+
+Determinism: a patient's process noise comes from a key folded from the shard's seed, the
+patient's identifier and the patient's cycle count, so a patient's result depends neither on
+the other patients in the batch nor on how the batch is padded (up to floating-point rounding
+of the vectorized arithmetic, ~1e-11), and a shard restored from :meth:`TwinShard.save`
+continues exactly as the saved one would have.
+
+Batches are cut into chunks of at most :data:`CHUNK` patients, each padded to a power of two
+(at least 8), so at most eight shapes are ever compiled; :meth:`TwinShard.warm_up` compiles them
+ahead for an expected ward size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+import vitaltwin
+from vitaltwin.data.versions import current_frame
+from vitaltwin.model import TwinSpec
+from vitaltwin.physiology import PatientProfile
+from vitaltwin.twin._ensemble import advance, initial_members, layout_for
+from vitaltwin.twin._forecast import Trajectories, run_schedule
+from vitaltwin.twin._track import BLOCK_PATIENTS, SHORT_CYCLE_S, CycleArrays, run_cycle
+from vitaltwin.twin._twin import (
+    CYCLE_S,
+    PatientTwin,
+    TwinError,
+    direct_measurements,
+    model_version,
+)
+
+SHARD_FORMAT = 1
+MIN_BATCH = 8
+CHUNK = 1024
+"""Patients per batched call at most: a larger batch is cut into calls of this size, so only
+the powers of two from :data:`MIN_BATCH` to here are ever compiled (about 2 s each on this
+machine) and padding never wastes more than a chunk's rounding."""
+_US = 1_000_000
+
+
+def padded_size(n: int) -> int:
+    """The batch size ``n`` patients (at most :data:`CHUNK`) are padded to: the next power of
+    two, at least :data:`MIN_BATCH`."""
+    return min(CHUNK, max(MIN_BATCH, 1 << max(0, int(n) - 1).bit_length()))
+
+
+@dataclass(frozen=True)
+class ShardUpdate:
+    """What one :meth:`TwinShard.assimilate` did."""
+
+    patients: tuple[str, ...]  # patients whose twin moved, with their new times:
+    times: tuple[datetime, ...]
+    values: int  # values taken into a cycle (used or gated)
+    gated: int  # of which gated by the innovation test
+    rejected: int  # outside the spec's physical range
+    late: int  # at or before the patient's twin time: not assimilated
+    calls: int  # batched cycles run
+
+
+def _key(patient_id: str) -> int:
+    return zlib.crc32(patient_id.encode()) & 0x7FFFFFFF
+
+
+@jax.jit
+def _keys(root: jax.Array, patients: jax.Array, counts: jax.Array) -> jax.Array:
+    return jax.vmap(lambda p, c: jax.random.fold_in(jax.random.fold_in(root, p), c))(
+        patients, counts
+    )
+
+
+class TwinShard:
+    """The twins of many patients of one model, assimilated together (module docstring).
+
+    Args:
+        spec: the model's twin declaration (default: the ward model's).
+        n_members: ensemble size per patient.
+        discrepancy, discrepancy_tau_h: the model-discrepancy states (as for
+            :class:`PatientTwin`; :data:`vitaltwin.physiology.ward_twin.VITAL_SIGN_DISCREPANCY`
+            for real patients).
+        seed: the shard's random seed.
+        block: patients per cache-sized block of the batched cycle.
+    """
+
+    def __init__(
+        self,
+        spec: TwinSpec | None = None,
+        n_members: int = 32,
+        discrepancy: tuple[tuple[str, float], ...] = (),
+        discrepancy_tau_h: float = 48.0,
+        seed: int = 0,
+        block: int = BLOCK_PATIENTS,
+    ) -> None:
+        if n_members < 8:
+            raise TwinError(f"n_members must be >= 8, got {n_members}")
+        self.layout = layout_for(
+            spec,
+            discrepancy=tuple((str(n), float(sd)) for n, sd in discrepancy),
+            discrepancy_tau_h=float(discrepancy_tau_h),
+        )
+        self.spec = self.layout.spec
+        self.model = self.layout.model
+        self.model_version = model_version(self.model)
+        self.n_members, self.seed, self.block = n_members, seed, block
+        self.ids: list[str] = []
+        self.index: dict[str, int] = {}
+        self.profiles: list[PatientProfile] = []
+        m = len(self.spec.observables)
+        self._r_instrument = np.array([o.sd_instrument**2 for o in self.spec.observables])
+        self._r_model = np.array([o.sd_model**2 for o in self.spec.observables])
+        self._root = jax.random.PRNGKey(seed)
+        # per patient (grown by doubling): ensembles, parameters, inputs, time (epoch us),
+        # cycles run, values taken per observable, gated, rejected and late counts
+        self.members = np.zeros((0, n_members, self.layout.n_aug))
+        self.base = np.zeros((0, self.model.n_params))
+        self.inputs = np.zeros((0, self.model.n_inputs))
+        self.time_us = np.zeros(0, np.int64)
+        self.cycles = np.zeros(0, np.int64)
+        self.values = np.zeros((0, m), np.int64)
+        self.gated = np.zeros(0, np.int64)
+        self.rejected = np.zeros(0, np.int64)
+        self.late = np.zeros(0, np.int64)
+        self._pkey = np.zeros(0, np.int64)
+        self.saved_at: datetime | None = None  # when the checkpoint it was loaded from was saved
+
+    # -- patients -------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, patient_id: object) -> bool:
+        return patient_id in self.index
+
+    def _grow(self, n: int) -> None:
+        cap = self.members.shape[0]
+        if n <= cap:
+            return
+        new = max(n, 2 * cap, 16)
+        for name in ("members", "base", "inputs", "time_us", "cycles", "values", "gated",
+                     "rejected", "late", "_pkey"):  # fmt: skip
+            a = getattr(self, name)
+            grown = np.zeros((new, *a.shape[1:]), a.dtype)
+            grown[:cap] = a
+            setattr(self, name, grown)
+
+    def add(self, patient_id: str, profile: PatientProfile, start: datetime) -> None:
+        """Start tracking a patient from the population prior for ``profile`` at ``start``."""
+        if patient_id in self.index:
+            raise TwinError(f"patient {patient_id!r} is already in the shard")
+        if start.tzinfo is None:
+            raise TwinError("start must be timezone-aware (UTC)")
+        i = len(self.ids)
+        self._grow(i + 1)
+        base, x_rest = self.spec.baseline(self.model, profile)
+        rng = np.random.default_rng([self.seed, _key(patient_id)])
+        self.members[i] = initial_members(self.layout, x_rest, base, self.n_members, rng)
+        self.base[i] = base
+        self.inputs[i] = self.model.default_inputs()
+        self.time_us[i] = _us(start)
+        self._pkey[i] = _key(patient_id)
+        self.ids.append(patient_id)
+        self.index[patient_id] = i
+        self.profiles.append(profile)
+
+    def time(self, patient_id: str) -> datetime:
+        """The patient's twin time (UTC)."""
+        return _dt(int(self.time_us[self._i(patient_id)]))
+
+    def _i(self, patient_id: str) -> int:
+        try:
+            return self.index[patient_id]
+        except KeyError:
+            raise TwinError(f"patient {patient_id!r} is not in the shard") from None
+
+    def twin(self, patient_id: str) -> PatientTwin:
+        """A copy of one patient's twin as a :class:`PatientTwin` (for forecasts, what-if,
+        estimates); changing it does not change the shard."""
+        i = self._i(patient_id)
+        twin = PatientTwin(
+            patient_id,
+            self.profiles[i],
+            _dt(int(self.time_us[i])),
+            n_members=self.n_members,
+            seed=int(self.cycles[i]),
+            members=self.members[i].copy(),
+            spec=self.spec,
+            discrepancy=self.layout.discrepancy,
+            discrepancy_tau_h=self.layout.discrepancy_tau_h,
+        )
+        twin.base = self.base[i].copy()
+        twin.inputs = self.inputs[i].copy()
+        return twin
+
+    # -- assimilation ---------------------------------------------------------------------------
+
+    def assimilate(self, observations: pd.DataFrame | pa.Table) -> ShardUpdate:
+        """Assimilate new observations of any of the shard's patients (columns ``patient_id``,
+        ``effective_time``, ``loinc``, ``value``; the canonical schema works as is). Patients
+        not in the shard raise :class:`TwinError` (add them first)."""
+        df = observations.to_pandas() if isinstance(observations, pa.Table) else observations
+        missing = {"patient_id", "effective_time", "loinc", "value"} - set(df.columns)
+        if missing:
+            raise TwinError(f"observations lack columns {sorted(missing)}")
+        df = current_frame(df)
+        if "comparator" in df.columns:
+            df = df[df["comparator"].fillna("=") == "="]
+        unknown = set(df["patient_id"].unique()) - self.index.keys()
+        if unknown:
+            raise TwinError(f"patients not in the shard: {sorted(unknown)[:5]}")
+        charted = self.spec.inputs_by_loinc
+        j = df["loinc"].map(self.spec.by_loinc)
+        df = df[j.notna().to_numpy() | df["loinc"].isin(list(charted)).to_numpy()]
+        empty = ShardUpdate((), (), 0, 0, 0, 0, 0)
+        if df.empty:
+            return empty
+        t = pd.to_datetime(df["effective_time"])
+        if t.dt.tz is None:
+            raise TwinError("effective_time must be timezone-aware (UTC)")
+        t_us = t.dt.tz_convert(None).to_numpy().astype("datetime64[us]").view(np.int64)
+        p = df["patient_id"].map(self.index).to_numpy(np.int64)
+        late = t_us <= self.time_us[p]
+        np.add.at(self.late, p[late], 1)
+        n_late = int(late.sum())
+        df, t_us, p = df[~late], t_us[~late], p[~late]
+        if df.empty:
+            return ShardUpdate((), (), 0, 0, 0, n_late, 0)
+        cyc = (t_us - self.time_us[p]) // round(CYCLE_S * _US)
+        if "method" in df.columns:
+            keep = direct_measurements(
+                df, [pd.Series(p, index=df.index), pd.Series(cyc, index=df.index)]
+            )
+            df, t_us, p, cyc = df[keep], t_us[keep], p[keep], cyc[keep]
+        # cycles: (patient, cycle) groups, each patient's in time order, ranked per patient
+        groups = pd.DataFrame({"p": p, "c": cyc})
+        g = groups.groupby(["p", "c"], sort=True).ngroup().to_numpy()
+        n_g = int(g.max()) + 1
+        when = np.full(n_g, np.iinfo(np.int64).min)
+        np.maximum.at(when, g, t_us)
+        first = pd.DataFrame({"g": g, "p": p}).drop_duplicates("g").sort_values("g")
+        g_patient = first["p"].to_numpy()
+        g_rank = first.groupby("p").cumcount().to_numpy()
+        # values per cycle and observable: range-checked, summed, counted
+        m = len(self.spec.observables)
+        values = df["value"].to_numpy(np.float64)
+        jj = df["loinc"].map(self.spec.by_loinc).to_numpy(np.float64)
+        is_obs = ~np.isnan(jj)
+        jo = np.where(is_obs, jj, 0).astype(np.int64)
+        ok = (
+            is_obs
+            & np.isfinite(values)
+            & (values >= self.spec.low[jo])
+            & (values <= self.spec.high[jo])
+        )
+        bad = is_obs & ~ok
+        np.add.at(self.rejected, p[bad], 1)
+        y_sum = np.zeros((n_g, m))
+        y_n = np.zeros((n_g, m), np.int64)
+        np.add.at(y_sum, (g[ok], jo[ok]), values[ok])
+        np.add.at(y_n, (g[ok], jo[ok]), 1)
+        # charted inputs: each cycle's last value per input
+        settings: dict[int, list[tuple[int, float]]] = {}
+        if charted:
+            loinc = df["loinc"].to_numpy()
+            for code, ci in charted.items():
+                rows = np.flatnonzero(loinc == code)
+                if rows.size:
+                    order = rows[np.argsort(t_us[rows], kind="stable")]
+                    last = pd.Series(values[order], index=g[order]).groupby(level=0).last()
+                    k = self.model.input_index(ci.input)
+                    for gi, v in zip(last.index.to_numpy(), last.to_numpy(), strict=True):
+                        settings.setdefault(int(gi), []).append(
+                            (k, float(np.clip(v, ci.low, ci.high)))
+                        )
+        n_values, n_gated, calls = 0, 0, 0
+        for rank in range(int(g_rank.max()) + 1):
+            sel = np.flatnonzero(g_rank == rank)
+            for gi in sel:
+                for k, v in settings.get(int(gi), []):
+                    self.inputs[g_patient[gi], k] = v
+            _, gated = self._cycle(g_patient[sel], when[sel], y_sum[sel], y_n[sel])
+            n_values += int(y_n[sel].sum())
+            n_gated += int(gated.sum())
+            calls += 1
+        touched = np.unique(g_patient)
+        return ShardUpdate(
+            tuple(self.ids[i] for i in touched),
+            tuple(_dt(int(u)) for u in self.time_us[touched]),
+            n_values,
+            n_gated,
+            int(bad.sum()),
+            n_late,
+            calls,
+        )
+
+    def _cycle(
+        self, idx: np.ndarray, when_us: np.ndarray, y_sum: np.ndarray, y_n: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One batched cycle for patients ``idx`` (distinct) ending at ``when_us``."""
+        dt = (when_us - self.time_us[idx]) / _US
+        for k in np.flatnonzero(dt > SHORT_CYCLE_S):  # a gap: the model's own integrator
+            i = idx[k]
+            rng = np.random.default_rng([self.seed, int(self._pkey[i]), int(self.cycles[i])])
+            z = advance(self.layout, self.members[i][None], self.base[i][None],
+                        self.inputs[i][None], float(dt[k]), rng)  # fmt: skip
+            self.members[i] = np.asarray(z)[0]
+            dt[k] = 0.0
+        mask = y_n > 0
+        y = np.where(mask, y_sum / np.maximum(y_n, 1), 0.0)
+        r = self._r_instrument / np.maximum(y_n, 1) + self._r_model
+        used, gated = np.zeros(mask.shape, bool), np.zeros(mask.shape, bool)
+        for c0 in range(0, len(idx), CHUNK):
+            c = slice(c0, c0 + CHUNK)
+            used[c], gated[c] = self._chunk(idx[c], dt[c], y[c], mask[c], r[c])
+        self.time_us[idx] = when_us
+        self.cycles[idx] += 1
+        self.values[idx] += y_n
+        self.gated[idx] += gated.sum(axis=1)
+        return used, gated
+
+    def _chunk(
+        self, idx: np.ndarray, dt: np.ndarray, y: np.ndarray, mask: np.ndarray, r: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        b = len(idx)
+        size = padded_size(b)
+        pad = np.concatenate([np.arange(b), np.zeros(size - b, np.int64)])
+        real = np.arange(size) < b
+        ii = idx[pad]
+        keys = _keys(self._root, jnp.asarray(self._pkey[ii]), jnp.asarray(self.cycles[ii]))
+        arrays = CycleArrays(
+            jnp.asarray(self.members[ii]),
+            jnp.asarray(self.base[ii]),
+            jnp.asarray(self.inputs[ii]),
+            jnp.asarray(y[pad]),
+            jnp.asarray(mask[pad] & real[:, None]),
+            jnp.asarray(r[pad]),
+            keys,
+            jnp.asarray(np.where(real, dt[pad], 0.0)),
+        )
+        z, used, gated = run_cycle(self.layout, arrays, min(self.block, size))
+        self.members[idx] = np.asarray(z)[:b]
+        return np.asarray(used)[:b], np.asarray(gated)[:b]
+
+    def warm_up(self, patients: int) -> None:
+        """Compile the batched cycle for every padded batch size up to ``patients``, and the
+        forecast of one patient (on a throwaway shard of the same model)."""
+        probe = TwinShard(self.spec, self.n_members, self.layout.discrepancy,
+                          self.layout.discrepancy_tau_h, self.seed, self.block)  # fmt: skip
+        probe.add("warm-up", PatientProfile(), _EPOCH)
+        m = len(self.spec.observables)
+        size = MIN_BATCH
+        while True:
+            idx = np.zeros(size, np.int64)  # the same patient in every row: only shapes matter
+            arrays = CycleArrays(
+                jnp.asarray(probe.members[idx]),
+                jnp.asarray(probe.base[idx]),
+                jnp.asarray(probe.inputs[idx]),
+                jnp.zeros((size, m)),
+                jnp.zeros((size, m), bool),
+                jnp.ones((size, m)),
+                _keys(probe._root, jnp.zeros(size, jnp.int64), jnp.zeros(size, jnp.int64)),
+                jnp.zeros(size),
+            )
+            np.asarray(run_cycle(self.layout, arrays, min(self.block, size))[0])  # compiled, run
+            if size >= min(patients, CHUNK):
+                break
+            size *= 2
+        probe.forecast(["warm-up"], 1.0)
+
+    # -- forecasts ------------------------------------------------------------------------------
+
+    def forecast(
+        self, patient_ids: list[str], hours: float = 1.0, record_every_min: int = 5
+    ) -> Trajectories:
+        """Ensemble forecasts of several patients under their current inputs, in one batched
+        call (rows in the order of ``patient_ids``; padded rows dropped)."""
+        if not 0.5 <= hours <= 12.0:
+            raise TwinError(f"forecast horizon must be 0.5-12 h, got {hours}")
+        idx = np.array([self._i(pid) for pid in patient_ids], np.int64)
+        b = len(idx)
+        if b == 0:
+            raise TwinError("no patients to forecast")
+        ii = idx[np.concatenate([np.arange(b), np.zeros(padded_size(b) - b, np.int64)])]
+        steps = round(hours * 3600.0 / self.layout.dt_s)
+        sched = np.repeat(self.inputs[ii][:, None, :], steps, axis=1)
+        traj = run_schedule(self.layout, self.members[ii], self.base[ii], sched,
+                            max(1, round(record_every_min * 60.0 / self.layout.dt_s)))  # fmt: skip
+        return Trajectories(traj.spec, traj.minutes, traj.values[:b], traj.events[:b],
+                            traj.held_min[:b], traj.members_end[:b])  # fmt: skip
+
+    # -- save / load ----------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """Write the shard to one file (owner-only), atomically: a reader finds the whole
+        previous checkpoint or the whole new one, never a mix."""
+        path = Path(path)
+        n = len(self.ids)
+        meta = {
+            "format_version": SHARD_FORMAT,
+            "vitaltwin_version": vitaltwin.__version__,
+            "model_version": self.model_version,
+            "spec": self.spec.name,
+            "n_members": self.n_members,
+            "seed": self.seed,
+            "block": self.block,
+            "discrepancy": [list(x) for x in self.layout.discrepancy],
+            "discrepancy_tau_h": self.layout.discrepancy_tau_h,
+            "patients": self.ids,
+            "profiles": [p.model_dump() for p in self.profiles],
+            "saved_at": datetime.now(UTC).isoformat(),
+        }
+        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
+                     **{k: getattr(self, k)[:n] for k in _ARRAYS})  # fmt: skip
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, spec: TwinSpec | None = None) -> TwinShard:
+        """Restore a shard written by :meth:`save` (refuses another format or model
+        version)."""
+        path = Path(path)
+        try:
+            with np.load(path) as z:
+                meta = json.loads(z["meta"].tobytes())
+                arrays = {k: z[k] for k in _ARRAYS}
+        except (OSError, ValueError, KeyError) as exc:
+            raise TwinError(f"{path}: not a saved shard ({exc})") from None
+        if meta.get("format_version") != SHARD_FORMAT:
+            raise TwinError(
+                f"{path}: shard format {meta.get('format_version')}, not {SHARD_FORMAT}"
+            )
+        shard = cls(spec, meta["n_members"], tuple((n, sd) for n, sd in meta["discrepancy"]),
+                    meta["discrepancy_tau_h"], meta["seed"], meta["block"])  # fmt: skip
+        if meta["spec"] != shard.spec.name or meta["model_version"] != shard.model_version:
+            raise TwinError(
+                f"{path}: saved with {meta['spec']} {meta['model_version']}, this vitaltwin "
+                f"has {shard.spec.name} {shard.model_version}"
+            )
+        n = len(meta["patients"])
+        shard._grow(n)
+        for k in _ARRAYS:
+            getattr(shard, k)[:n] = arrays[k]
+        shard.ids = list(meta["patients"])
+        shard.index = {pid: i for i, pid in enumerate(shard.ids)}
+        shard.profiles = [PatientProfile(**p) for p in meta["profiles"]]
+        shard.saved_at = datetime.fromisoformat(meta["saved_at"])
+        return shard
+
+    def summary(self, patient_id: str) -> dict[str, Any]:
+        """Counts for one patient: cycles, values taken per observable, gated, rejected,
+        late."""
+        i = self._i(patient_id)
+        return {
+            "time": _dt(int(self.time_us[i])).isoformat(),
+            "cycles": int(self.cycles[i]),
+            "assimilated": int(self.values[i].sum()),
+            "values": {n: int(v) for n, v in zip(self.spec.names, self.values[i], strict=True)},
+            "gated": int(self.gated[i]),
+            "rejected": int(self.rejected[i]),
+            "late": int(self.late[i]),
+        }
+
+
+_ARRAYS = ("members", "base", "inputs", "time_us", "cycles", "values", "gated", "rejected",
+           "late", "_pkey")  # fmt: skip
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _us(t: datetime) -> int:
+    """Microseconds since the epoch, exactly."""
+    return (t - _EPOCH) // timedelta(microseconds=1)
+
+
+def _dt(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
