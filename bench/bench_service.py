@@ -198,8 +198,10 @@ def main() -> None:
                     break
             stages = stage_percentiles(base)
         finally:
+            t_stop = time.monotonic()
             proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
+            proc.wait(120)
+            console.print(f"service stopped {time.monotonic() - t_stop:.1f} s after SIGTERM")
     ok = [r["beds"] for r in runs if r["p99_ms"] < 500 and r["beds_behind_at_end"] == 0]
     sustained = max(ok) if ok else 0
     tab = table("Service under load (1 Hz, 6 vitals per bed, loopback, Redis bus)", "beds",

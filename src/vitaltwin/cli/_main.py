@@ -529,7 +529,9 @@ def serve(
         )
         where = f"http://{host or settings.host}:{port or settings.port}"
         console.print(f"vitaltwin service on {where} (API: {where}/docs; store {st.describe()})")
-        uvicorn.run(api, host=host or settings.host, port=port or settings.port, log_config=None)
+        # SIGTERM: stop taking requests, close connections within 10 s (live updates too)
+        uvicorn.run(api, host=host or settings.host, port=port or settings.port, log_config=None,
+                    timeout_graceful_shutdown=10)  # fmt: skip
     the_bus.close()
 
 

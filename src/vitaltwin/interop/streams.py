@@ -105,6 +105,10 @@ def _convert(acc: Records, items: Iterable[tuple[int, dict[str, Any] | str]]) ->
     def reject(line: int, fld: str, reason: str, raw: object = None) -> None:
         acc.bad(f"line {line}", fld, reason, raw)
 
+    # a batch repeats a few codes, units and times: each is resolved once
+    codes: dict[str, tuple[str, str | None, str | None]] = {}
+    times: dict[object, datetime | None] = {}
+    units: dict[str, str] = {}
     for line, rec in items:
         if isinstance(rec, str):
             reject(line, "line", rec)
@@ -114,8 +118,15 @@ def _convert(acc: Records, items: Iterable[tuple[int, dict[str, Any] | str]]) ->
             reject(line, missing[0], f"missing {', '.join(missing)}")
             continue
         label = str(rec["code"])
-        code, stated = generic(LOCAL_CODES.get(label.upper(), label))
-        t = _time(rec["time"])
+        if label not in codes:
+            upper = label.upper()
+            codes[label] = (*generic(LOCAL_CODES.get(upper, label)), LOCAL_METHODS.get(upper))
+        code, stated, local_method = codes[label]
+        raw_time = rec["time"]
+        key = raw_time if isinstance(raw_time, str | int | float) else repr(raw_time)
+        if key not in times:
+            times[key] = _time(raw_time)
+        t = times[key]
         if t is None:
             reject(
                 line, "time", "time is not ISO 8601 with a time zone or epoch seconds", rec["time"]
@@ -127,13 +138,15 @@ def _convert(acc: Records, items: Iterable[tuple[int, dict[str, Any] | str]]) ->
             reject(line, "value", "value is not a number", rec["value"])
             continue
         unit = str(rec["unit"])
-        unit = UCUM_ALIASES.get(unit.lower(), unit)
+        if unit not in units:
+            units[unit] = UCUM_ALIASES.get(unit.lower(), unit)
+        unit = units[unit]
         if code not in CODES:
             reject(line, "code", f"code {rec['code']!r} is not a known LOINC code or label")
             continue
         comparator = str(rec.get("comparator") or "=")
         status = str(rec.get("status") or "final")
-        method = rec.get("method") or LOCAL_METHODS.get(label.upper()) or stated
+        method = rec.get("method") or local_method or stated
         if comparator not in COMPARATORS:
             reject(line, "comparator", "comparator is not =, <, <=, > or >=", comparator)
             continue

@@ -726,15 +726,27 @@ def create_app(
             return
         await ws.accept()
         q = hub.subscribe()
-        try:
+
+        async def push() -> None:
             while True:
                 msg = await q.get()
                 t0 = time.perf_counter()
                 await ws.send_json(msg)
                 metrics.observe("push", time.perf_counter() - t0)
-        except WebSocketDisconnect:
-            pass
+
+        async def until_closed() -> None:  # a client that leaves is noticed at once
+            while (await ws.receive())["type"] != "websocket.disconnect":
+                pass
+
+        tasks = {asyncio.create_task(push()), asyncio.create_task(until_closed())}
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                    await t
             hub.queues.discard(q)
 
     app.include_router(router)

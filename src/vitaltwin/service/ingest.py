@@ -12,8 +12,10 @@ redelivered message is counted as duplicates, never twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pyarrow as pa
 
 from vitaltwin.data import Record
@@ -41,10 +44,34 @@ def envelope(kind: str, source: str, payload: object, received: datetime | None 
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
     when = (received or datetime.now(UTC)).isoformat()
-    # the standard library, not orjson: it keeps NaN and infinity (quarantined with their own
-    # reason by the worker, where orjson would write null) and integers beyond 64 bits
     env = {"kind": kind, "source": source, "received": when, "payload": payload}
+    if kind == "records" and _flat_and_finite(payload):
+        with contextlib.suppress(TypeError):  # an integer beyond 64 bits: the stdlib below
+            return orjson.dumps(env)
+    # the standard library otherwise: it keeps NaN and infinity (quarantined with their own
+    # reason by the worker, where orjson would write null) and integers beyond 64 bits
     return json.dumps(env, separators=(",", ":")).encode()
+
+
+def _flat_and_finite(payload: object) -> bool:
+    """Records whose values are all scalars and no float is NaN or infinite (what orjson
+    writes exactly as the standard library does, several times faster)."""
+    if not isinstance(payload, list):
+        return False
+    for r in payload:
+        if not isinstance(r, dict):
+            return False
+        for v in r.values():
+            t = type(v)
+            if t is float:
+                if not math.isfinite(v):
+                    return False
+            elif t not in _SCALARS:
+                return False
+    return True
+
+
+_SCALARS = (str, int, bool, type(None))
 
 
 def fhir_key(doc: dict[str, Any]) -> str:

@@ -60,12 +60,13 @@ OnForecast = Callable[[str, datetime, dict[str, float], str, dict[str, Any]], No
 
 
 def profile_of(row: dict[str, Any] | None) -> PatientProfile:
-    """A twin's demographics from a patient row (defaults where the record has none)."""
+    """A twin's demographics from a patient row (defaults where the record has none; age in
+    whole years, which is all the population prior resolves)."""
     if not row:
         return PatientProfile()
     age, sex = row.get("age_years"), row.get("sex")
     return PatientProfile(
-        age_years=float(np.clip(age, 18, 100)) if age is not None else 40.0,
+        age_years=float(np.clip(round(age), 18, 100)) if age is not None else 40.0,
         sex=sex if sex in ("male", "female") else "male",
     )
 
@@ -144,7 +145,7 @@ class TwinSupervisor:
         """Compile the batched cycle (up to the expected ward size), the forecast, a two-plan
         what-if and the ranking of the model's candidates (seconds it took)."""
         t0 = time.perf_counter()
-        self.shard.warm_up(self.expected_beds)
+        self.shard.warm_up(self.expected_beds, self.forecasts_per_round)
         start = datetime(2000, 1, 1, tzinfo=UTC)
         twin = PatientTwin("warm-up", PatientProfile(), start, n_members=self.shard.n_members,
                            discrepancy=VITAL_SIGN_DISCREPANCY)  # fmt: skip

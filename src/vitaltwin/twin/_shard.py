@@ -148,7 +148,15 @@ class TwinShard:
         self.rejected = np.zeros(0, np.int64)
         self.late = np.zeros(0, np.int64)
         self._pkey = np.zeros(0, np.int64)
+        # codes the twin takes: its observables' LOINC codes, then its charted inputs'
+        self._obs_codes = list(self.spec.by_loinc)
+        self._obs_of_code = np.array(
+            [self.spec.by_loinc[c] for c in self._obs_codes] + [0] * len(self.spec.inputs_by_loinc)
+        )
+        self._codes = pd.Index([*self._obs_codes, *self.spec.inputs_by_loinc])
+        self._ids: pd.Index = pd.Index([], dtype=object)
         self.saved_at: datetime | None = None  # when the checkpoint it was loaded from was saved
+        self._baselines: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     # -- patients -------------------------------------------------------------------------------
 
@@ -178,7 +186,10 @@ class TwinShard:
             raise TwinError("start must be timezone-aware (UTC)")
         i = len(self.ids)
         self._grow(i + 1)
-        base, x_rest = self.spec.baseline(self.model, profile)
+        key = profile.model_dump_json()
+        if key not in self._baselines:  # the model's steady state: ~10 ms, once per profile
+            self._baselines[key] = self.spec.baseline(self.model, profile)
+        base, x_rest = self._baselines[key]
         rng = np.random.default_rng([self.seed, _key(patient_id)])
         self.members[i] = initial_members(self.layout, x_rest, base, self.n_members, rng)
         self.base[i] = base
@@ -231,12 +242,16 @@ class TwinShard:
         df = current_frame(df)
         if "comparator" in df.columns:
             df = df[df["comparator"].fillna("=") == "="]
-        unknown = set(df["patient_id"].unique()) - self.index.keys()
-        if unknown:
-            raise TwinError(f"patients not in the shard: {sorted(unknown)[:5]}")
+        if len(self._ids) != len(self.ids):  # patients were added since
+            self._ids = pd.Index(self.ids, dtype=object)
+        p_all = self._ids.get_indexer(pd.Index(df["patient_id"]))
+        if (p_all < 0).any():
+            unknown = sorted(set(df["patient_id"][p_all < 0]))
+            raise TwinError(f"patients not in the shard: {unknown[:5]}")
         charted = self.spec.inputs_by_loinc
-        j = df["loinc"].map(self.spec.by_loinc)
-        df = df[j.notna().to_numpy() | df["loinc"].isin(list(charted)).to_numpy()]
+        j_all = self._codes.get_indexer(pd.Index(df["loinc"]))  # observables first, then charted inputs
+        keep = j_all >= 0
+        df, p_all, j_all = df[keep], p_all[keep], j_all[keep]
         empty = ShardUpdate((), (), 0, 0, 0, 0, 0)
         if df.empty:
             return empty
@@ -244,11 +259,11 @@ class TwinShard:
         if t.dt.tz is None:
             raise TwinError("effective_time must be timezone-aware (UTC)")
         t_us = t.dt.tz_convert(None).to_numpy().astype("datetime64[us]").view(np.int64)
-        p = df["patient_id"].map(self.index).to_numpy(np.int64)
+        p = p_all.astype(np.int64)
         late = t_us <= self.time_us[p]
         np.add.at(self.late, p[late], 1)
         n_late = int(late.sum())
-        df, t_us, p = df[~late], t_us[~late], p[~late]
+        df, t_us, p, jc = df[~late], t_us[~late], p[~late], j_all[~late]
         if df.empty:
             return ShardUpdate((), (), 0, 0, 0, n_late, 0)
         cyc = (t_us - self.time_us[p]) // round(CYCLE_S * _US)
@@ -256,7 +271,7 @@ class TwinShard:
             keep = direct_measurements(
                 df, [pd.Series(p, index=df.index), pd.Series(cyc, index=df.index)]
             )
-            df, t_us, p, cyc = df[keep], t_us[keep], p[keep], cyc[keep]
+            df, t_us, p, cyc, jc = df[keep], t_us[keep], p[keep], cyc[keep], jc[keep]
         # cycles: (patient, cycle) groups, each patient's in time order, ranked per patient
         groups = pd.DataFrame({"p": p, "c": cyc})
         g = groups.groupby(["p", "c"], sort=True).ngroup().to_numpy()
@@ -269,9 +284,8 @@ class TwinShard:
         # values per cycle and observable: range-checked, summed, counted
         m = len(self.spec.observables)
         values = df["value"].to_numpy(np.float64)
-        jj = df["loinc"].map(self.spec.by_loinc).to_numpy(np.float64)
-        is_obs = ~np.isnan(jj)
-        jo = np.where(is_obs, jj, 0).astype(np.int64)
+        is_obs = jc < len(self._obs_codes)
+        jo = np.where(is_obs, self._obs_of_code[jc], 0)
         ok = (
             is_obs
             & np.isfinite(values)
@@ -287,9 +301,8 @@ class TwinShard:
         # charted inputs: each cycle's last value per input
         settings: dict[int, list[tuple[int, float]]] = {}
         if charted:
-            loinc = df["loinc"].to_numpy()
-            for code, ci in charted.items():
-                rows = np.flatnonzero(loinc == code)
+            for k_code, ci in enumerate(charted.values()):
+                rows = np.flatnonzero(jc == len(self._obs_codes) + k_code)
                 if rows.size:
                     order = rows[np.argsort(t_us[rows], kind="stable")]
                     last = pd.Series(values[order], index=g[order]).groupby(level=0).last()
@@ -367,9 +380,10 @@ class TwinShard:
         self.members[idx] = np.asarray(z)[:b]
         return np.asarray(used)[:b], np.asarray(gated)[:b]
 
-    def warm_up(self, patients: int) -> None:
+    def warm_up(self, patients: int, forecasts: int = 1) -> None:
         """Compile the batched cycle for every padded batch size up to ``patients``, and the
-        forecast of one patient (on a throwaway shard of the same model)."""
+        one-hour forecast for every padded size up to ``forecasts`` patients (on a throwaway
+        shard of the same model)."""
         probe = TwinShard(self.spec, self.n_members, self.layout.discrepancy,
                           self.layout.discrepancy_tau_h, self.seed, self.block)  # fmt: skip
         probe.add("warm-up", PatientProfile(), _EPOCH)
@@ -391,7 +405,12 @@ class TwinShard:
             if size >= min(patients, CHUNK):
                 break
             size *= 2
-        probe.forecast(["warm-up"], 1.0)
+        size = MIN_BATCH
+        while True:
+            probe.forecast(["warm-up"] * size, 1.0)
+            if size >= min(forecasts, CHUNK):
+                break
+            size *= 2
 
     # -- forecasts ------------------------------------------------------------------------------
 
@@ -406,7 +425,8 @@ class TwinShard:
         b = len(idx)
         if b == 0:
             raise TwinError("no patients to forecast")
-        ii = idx[np.concatenate([np.arange(b), np.zeros(padded_size(b) - b, np.int64)])]
+        size = padded_size(b) if b <= CHUNK else -(-b // CHUNK) * CHUNK
+        ii = idx[np.concatenate([np.arange(b), np.zeros(size - b, np.int64)])]
         steps = round(hours * 3600.0 / self.layout.dt_s)
         sched = np.repeat(self.inputs[ii][:, None, :], steps, axis=1)
         traj = run_schedule(self.layout, self.members[ii], self.base[ii], sched,
