@@ -11,7 +11,9 @@ under 500 ms (and whose twins keep up: no backlog at the end) is the figure. Bes
 same run: the raw Redis Streams round trip (XADD then XREADGROUP of the same message), and the
 per-stage latency percentiles of the service's own Prometheus histograms.
 
-Environment: ``VITALTWIN_BENCH_BEDS`` (comma-separated ward sizes, default 5,10,20,40,80,160),
+Needs Redis at ``VITALTWIN_BENCH_REDIS`` (default ``redis://127.0.0.1:6379/0``; the README says
+how to install it). Environment: ``VITALTWIN_BENCH_BEDS`` (comma-separated ward sizes, default
+250,500,1000,2000,3000,5000),
 ``VITALTWIN_BENCH_SECONDS`` (window per size, default 20), ``VITALTWIN_BENCH_GATEWAY`` (beds
 per request, default 500). Traffic goes to 127.0.0.1 only; the
 service is stopped at the end.
@@ -20,7 +22,6 @@ service is stopped at the end.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import socket
@@ -35,6 +36,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import redis
 from rich.console import Console
 
@@ -42,6 +44,7 @@ from _timing import save_figures, table
 
 console = Console()
 REDIS = os.environ.get("VITALTWIN_BENCH_REDIS", "redis://127.0.0.1:6379/0")
+JSON = {"content-type": "application/json"}
 GATEWAY = int(os.environ.get("VITALTWIN_BENCH_GATEWAY", "500"))
 VITALS = (
     ("HR", 80.0, "/min"),
@@ -112,7 +115,7 @@ async def run_ward(base: str, beds: int, seconds: int, ward: int) -> dict[str, A
 
         async def listen() -> None:
             async for raw in ws:
-                msg = json.loads(raw)
+                msg = orjson.loads(raw)
                 if msg.get("type") == "twins":
                     now = datetime.now(UTC)
                     for u in msg["updates"]:
@@ -134,7 +137,8 @@ async def run_ward(base: str, beds: int, seconds: int, ward: int) -> dict[str, A
                     for b in range(g0, min(beds, g0 + GATEWAY))
                     for code, v, unit in VITALS
                 ]  # fmt: skip
-                posts.append(client.post(f"{base}/v1/observations", json=body, timeout=30))
+                posts.append(client.post(f"{base}/v1/observations", content=orjson.dumps(body),
+                                         headers=JSON, timeout=30))  # fmt: skip
             for r in await asyncio.gather(*posts):
                 r.raise_for_status()
             sent_until = now
@@ -178,7 +182,10 @@ def stage_percentiles(base: str) -> dict[str, dict[str, float]]:
 
 
 def main() -> None:
-    sizes = [int(x) for x in os.environ.get("VITALTWIN_BENCH_BEDS", "5,10,20,40,80,160").split(",")]
+    sizes = [
+        int(x)
+        for x in os.environ.get("VITALTWIN_BENCH_BEDS", "250,500,1000,2000,3000,5000").split(",")
+    ]
     seconds = int(os.environ.get("VITALTWIN_BENCH_SECONDS", "20"))
     floor = redis_round_trip()
     console.print(f"Redis Streams round trip: p50 {floor['p50_ms']:.3f} ms, "

@@ -120,7 +120,7 @@ def serve() -> Serve:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        environ = {**os.environ, "VITALTWIN_PARTITIONS": "2",
+        environ = {**os.environ, "VITALTWIN_PARTITIONS": "2", "VITALTWIN_EXPECTED_BEDS": "8",
                    "VITALTWIN_TWIN_DIR": str(tmp / "twins"),
                    "VITALTWIN_REGISTRY_DIR": str(tmp / "registry"), **env}  # fmt: skip
         cmd = [sys.executable, "-m", "vitaltwin", "serve", "--port", str(port),

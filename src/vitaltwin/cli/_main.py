@@ -781,6 +781,81 @@ def validate_replay(
     console.print(f"JSON: {out / 'replay.json'}  plot: {fig}")
 
 
+@validate_app.command("alerts")
+def validate_alerts(
+    patients: Annotated[int, typer.Option(help="virtual patients")] = 48,
+    hours: Annotated[int, typer.Option(help="hours per patient")] = 24,
+    seed: Annotated[int, typer.Option(help="random seed")] = 11,
+    forecast_hours: Annotated[
+        float, typer.Option(help="horizon of the forecasts the rules read (h)")
+    ] = 1.0,
+    set_a: Annotated[
+        Path | None,
+        typer.Option(help="stream PhysioNet 2019 set A (Parquet) instead of a simulated ward"),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("out/alerts"),
+) -> None:
+    """Alert burden of the service's default rules, from its own alert log: on a simulated
+    ward (virtual patients with hidden sepsis and bleeding), or on set A streamed hour by
+    hour (``--set-a``; --patients sampled stays of >= 24 h)."""
+    from vitaltwin.validation.alert_study import (
+        AlertStudyConfig,
+        SetAAlertConfig,
+        run_alert_study,
+        run_set_a_alerts,
+    )
+    from vitaltwin.validation.plot import plot_alert_timeline
+
+    if patients < 2 or hours < 4 or not 0.5 <= forecast_hours <= 12:
+        err_console.print("[red]need --patients >= 2, --hours >= 4, --forecast-hours 0.5-12")
+        raise typer.Exit(2)
+    with rich_progress(err_console) as progress:
+        if set_a is None:
+            what = f"{patients} simulated patients x {hours} h"
+            res = run_alert_study(
+                AlertStudyConfig(n_patients=patients, hours=hours, seed=seed,
+                                 forecast_hours=forecast_hours),
+                progress,
+            )  # fmt: skip
+        else:
+            if not set_a.exists():
+                err_console.print(f"[red]{set_a}: no such file")
+                raise typer.Exit(2)
+            what = f"set A, {patients} stays of >= 24 h (first 72 h)"
+            res = run_set_a_alerts(
+                set_a, SetAAlertConfig(n_patients=patients, forecast_hours=forecast_hours),
+                progress,
+            )  # fmt: skip
+    card = res.scorecard
+    tab = Table(title=f"Alert burden, {what} (the service's default rules on "
+                f"{forecast_hours:g}-h forecasts)")  # fmt: skip
+    for col in ("figure", "value", "target"):
+        tab.add_column(col)
+    tab.add_row("alerts", f"{card.alerts}", "")
+    tab.add_row("alerts per patient-hour", f"{card.alerts_per_patient_hour:.3f}", "<= 0.05")
+    tab.add_row("alerts per clinician per 12-h shift (2 patients)",
+                f"{card.alerts_per_clinician_shift:.2f}", "")  # fmt: skip
+    tab.add_row("PPV (event within 12 h, or under way <= 2 h)", f"{card.ppv:.2f}", ">= 0.30")
+    tab.add_row("events", f"{card.events}", "")
+    tab.add_row("events alerted >= 2 h ahead", f"{card.recall_2h:.2f}", ">= 0.80")
+    tab.add_row("median lead (h)", f"{card.median_lead_h:.1f}", "")
+    console.print(tab)
+    for name, other in res.other.items():
+        console.print(
+            f"against {name} onsets: PPV {other.ppv:.2f}, {other.events} events, alerted >= 2 h "
+            f"ahead {other.recall_2h:.2f}, median lead {other.median_lead_h:.1f} h"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "alerts.json").write_text(json.dumps(res.figures(), indent=1, default=str))
+    fig = plot_alert_timeline(
+        res.patients,
+        res.alerts,
+        f"Simulated ward, {patients} patients: alerts and events",
+        out / "alerts_timeline.png",
+    )
+    console.print(f"JSON: {out / 'alerts.json'}  plot: {fig}")
+
+
 validate_app.command("risk")(validate_risk)
 app.add_typer(risk_app, name="risk")
 

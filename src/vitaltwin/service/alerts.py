@@ -62,6 +62,18 @@ class AlertRule:
             raise ValueError(f"rule {self.name}: at least one role")
 
 
+FORECAST_RULES = (
+    AlertRule("hypotension ahead", "forecast:map_below_65_30min", on=0.5, off=0.3,
+              min_duration_s=600),
+    AlertRule("desaturation ahead", "forecast:spo2_below_90", on=0.5, off=0.3,
+              min_duration_s=600),
+    AlertRule("lactate rising", "forecast:lactate_above_4", on=0.5, off=0.3, min_duration_s=600),
+)  # fmt: skip
+"""Default alert rules on the twins' one-hour forecast event probabilities (twin time); their
+burden on a simulated ward: :mod:`vitaltwin.validation.alert_study`. The service runs them in
+shadow mode by default until validated locally."""
+
+
 @dataclass(frozen=True)
 class Alert:
     id: str

@@ -65,7 +65,7 @@ from vitaltwin.interop.fhir_export import observation as fhir_observation
 from vitaltwin.interop.fhir_export import patient as fhir_patient
 from vitaltwin.risk import Scorer
 from vitaltwin.service.access import PUBLIC, Identity, ScopedRoute, granted, identity, scope
-from vitaltwin.service.alerts import Alert, AlertEngine, AlertError, AlertRule
+from vitaltwin.service.alerts import FORECAST_RULES, Alert, AlertEngine, AlertError, AlertRule
 from vitaltwin.service.bus import Bus
 from vitaltwin.service.ingest import IngestWorker, envelope, fhir_key, hl7_key
 from vitaltwin.service.mqtt import subscribe
@@ -85,17 +85,6 @@ def risk_rule(scorer: Scorer) -> AlertRule:
     its validation), ending below 70 % of it."""
     on = float(scorer.model.threshold_)
     return AlertRule(f"{scorer.model.task} risk", "risk", on=on, off=0.7 * on)
-
-
-FORECAST_RULES = (
-    AlertRule("hypotension ahead", "forecast:map_below_65_30min", on=0.5, off=0.3,
-              min_duration_s=600),
-    AlertRule("desaturation ahead", "forecast:spo2_below_90", on=0.5, off=0.3,
-              min_duration_s=600),
-    AlertRule("lactate rising", "forecast:lactate_above_4", on=0.5, off=0.3, min_duration_s=600),
-)  # fmt: skip
-"""Default alert rules on the twins' one-hour forecast event probabilities (twin time). Their
-burden is not yet measured: the service runs them in shadow mode by default."""
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -181,7 +170,7 @@ def create_app(
     shadow: bool = True,
     twin_checkpoint_s: float = 60.0,
     scorer: Scorer | None = None,
-    expected_beds: int = 64,
+    expected_beds: int = 8,
 ) -> FastAPI:
     """The service over an open store and bus (the caller closes them); the ingest worker
     runs while the app does (its lifespan), and so does the MQTT subscriber when ``mqtt``

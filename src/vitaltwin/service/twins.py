@@ -87,6 +87,7 @@ class TwinSupervisor:
         stale_after_s: float = 120.0,
         forecast_every_s: float = 300.0,
         forecasts_per_round: int = 32,
+        forecast_hours: float = 1.0,
         expected_beds: int = 64,
         on_forecast: OnForecast | None = None,
         observe: Callable[[str, float], None] | None = None,
@@ -102,6 +103,7 @@ class TwinSupervisor:
             stale_after_s,
         )
         self.forecast_every_s, self.forecasts_per_round = forecast_every_s, forecasts_per_round
+        self.forecast_hours = forecast_hours
         self.expected_beds = expected_beds
         self.on_forecast, self.on_update = on_forecast, on_update
         self.observe = observe or (lambda stage, seconds: None)
@@ -145,7 +147,11 @@ class TwinSupervisor:
         """Compile the batched cycle (up to the expected ward size), the forecast, a two-plan
         what-if and the ranking of the model's candidates (seconds it took)."""
         t0 = time.perf_counter()
-        self.shard.warm_up(self.expected_beds, self.forecasts_per_round)
+        self.shard.warm_up(
+            self.expected_beds,
+            min(self.forecasts_per_round, self.expected_beds),
+            self.forecast_hours,
+        )
         start = datetime(2000, 1, 1, tzinfo=UTC)
         twin = PatientTwin("warm-up", PatientProfile(), start, n_members=self.shard.n_members,
                            discrepancy=VITAL_SIGN_DISCREPANCY)  # fmt: skip
@@ -251,7 +257,7 @@ class TwinSupervisor:
         if not pids:
             return
         with self._shard_lock:
-            traj = self.shard.forecast(pids, 1.0)
+            traj = self.shard.forecast(pids, self.forecast_hours)
             times = [self.shard.time(pid) for pid in pids]
         q = traj.quantiles(measurement=True)  # (5, B, T, m)
         k = int(np.argmin(np.abs(traj.minutes - 60.0)))

@@ -13,7 +13,7 @@ are rejected; a cycle with an invasive pressure (ECG heart rate) does not also u
 timed at or before a patient's twin time are *late* (counted, not assimilated), so
 re-delivered observations are never assimilated twice. The ensembles move with the short
 cycle's explicit Euler step over gaps of up to :data:`SHORT_CYCLE_S` and with the model's own
-integrator (:func:`vitaltwin.twin.advance`) over longer ones.
+integrator (batched, as :func:`vitaltwin.twin.advance` does for one patient) over longer ones.
 
 Determinism: a patient's process noise comes from a key folded from the shard's seed, the
 patient's identifier and the patient's cycle count, so a patient's result depends neither on
@@ -33,6 +33,7 @@ import os
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,8 @@ import vitaltwin
 from vitaltwin.data.versions import current_frame
 from vitaltwin.model import TwinSpec
 from vitaltwin.physiology import PatientProfile
-from vitaltwin.twin._ensemble import advance, initial_members, layout_for
+from vitaltwin.simulate import partitioned_step
+from vitaltwin.twin._ensemble import Layout, initial_members, layout_for, perturb
 from vitaltwin.twin._forecast import Trajectories, run_schedule
 from vitaltwin.twin._track import BLOCK_PATIENTS, SHORT_CYCLE_S, CycleArrays, run_cycle
 from vitaltwin.twin._twin import (
@@ -94,6 +96,36 @@ def _keys(root: jax.Array, patients: jax.Array, counts: jax.Array) -> jax.Array:
     return jax.vmap(lambda p, c: jax.random.fold_in(jax.random.fold_in(root, p), c))(
         patients, counts
     )
+
+
+@partial(jax.jit, static_argnums=(0,))
+def _integrate(
+    layout: Layout,
+    z: jax.Array,
+    base: jax.Array,
+    u: jax.Array,
+    n_steps: jax.Array,
+    duration_s: jax.Array,
+    keys: jax.Array,
+) -> jax.Array:
+    """Members ``(B, N, n_aug)`` integrated over each patient's ``duration_s`` in ``n_steps``
+    equal steps (RK4 with the slow components by Euler, as :func:`advance`), then perturbed by
+    the process noise of that duration drawn from each patient's key."""
+    model = layout.model
+    b, n = z.shape[:2]
+    uu = jnp.broadcast_to(u[:, None, :], (b, n, u.shape[-1]))
+    xs, ps, us = model.split(z[..., : layout.n_states], layout.params(z, base[:, None, :]), uu)
+    h = (duration_s / n_steps)[:, None]  # (B, 1): against the members' axis
+
+    def step(_: int, xx: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        return partitioned_step(model, jnp.zeros(()), xx, h, ps, us)
+
+    xs = jax.lax.fori_loop(0, n_steps, step, dict(xs))
+    zz = jnp.concatenate([model.join_states(xs), z[..., layout.n_states :]], axis=-1)
+    zz = layout.decay(zz, duration_s[:, None, None])
+    noise_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)  # not the cycle's draws
+    normals = jax.vmap(lambda k: jax.random.normal(k, z.shape[1:], z.dtype))(noise_keys)
+    return perturb(layout, zz, normals, duration_s[:, None, None])
 
 
 class TwinShard:
@@ -249,7 +281,9 @@ class TwinShard:
             unknown = sorted(set(df["patient_id"][p_all < 0]))
             raise TwinError(f"patients not in the shard: {unknown[:5]}")
         charted = self.spec.inputs_by_loinc
-        j_all = self._codes.get_indexer(pd.Index(df["loinc"]))  # observables first, then charted inputs
+        j_all = self._codes.get_indexer(
+            pd.Index(df["loinc"])
+        )  # observables first, then charted inputs
         keep = j_all >= 0
         df, p_all, j_all = df[keep], p_all[keep], j_all[keep]
         empty = ShardUpdate((), (), 0, 0, 0, 0, 0)
@@ -337,13 +371,12 @@ class TwinShard:
     ) -> tuple[np.ndarray, np.ndarray]:
         """One batched cycle for patients ``idx`` (distinct) ending at ``when_us``."""
         dt = (when_us - self.time_us[idx]) / _US
-        for k in np.flatnonzero(dt > SHORT_CYCLE_S):  # a gap: the model's own integrator
-            i = idx[k]
-            rng = np.random.default_rng([self.seed, int(self._pkey[i]), int(self.cycles[i])])
-            z = advance(self.layout, self.members[i][None], self.base[i][None],
-                        self.inputs[i][None], float(dt[k]), rng)  # fmt: skip
-            self.members[i] = np.asarray(z)[0]
-            dt[k] = 0.0
+        long = dt > SHORT_CYCLE_S
+        if long.any():  # gaps: the model's own integrator first, then the analysis alone
+            for c0 in range(0, int(long.sum()), CHUNK):
+                c = slice(c0, c0 + CHUNK)
+                self._integrate(idx[long][c], dt[long][c])
+            dt[long] = 0.0
         mask = y_n > 0
         y = np.where(mask, y_sum / np.maximum(y_n, 1), 0.0)
         r = self._r_instrument / np.maximum(y_n, 1) + self._r_model
@@ -356,6 +389,22 @@ class TwinShard:
         self.values[idx] += y_n
         self.gated[idx] += gated.sum(axis=1)
         return used, gated
+
+    def _integrate(self, idx: np.ndarray, dt: np.ndarray) -> None:
+        """Integrate patients ``idx`` over gaps ``dt`` (s) with the model's integrator, each in
+        the same number of equal steps of at most the model's step, then add each one's
+        process noise (from its own key)."""
+        b = len(idx)
+        size = padded_size(b)
+        pad = np.concatenate([np.arange(b), np.zeros(size - b, np.int64)])
+        ii = idx[pad]
+        dur = np.where(np.arange(size) < b, dt[pad], 0.0)
+        n_steps = max(1, int(np.ceil(dur.max() / self.layout.dt_s)))
+        keys = _keys(self._root, jnp.asarray(self._pkey[ii]), jnp.asarray(self.cycles[ii]))
+        z = _integrate(self.layout, jnp.asarray(self.members[ii]), jnp.asarray(self.base[ii]),
+                       jnp.asarray(self.inputs[ii]), jnp.asarray(n_steps), jnp.asarray(dur),
+                       keys)  # fmt: skip
+        self.members[idx] = np.asarray(z)[:b]
 
     def _chunk(
         self, idx: np.ndarray, dt: np.ndarray, y: np.ndarray, mask: np.ndarray, r: np.ndarray
@@ -380,10 +429,10 @@ class TwinShard:
         self.members[idx] = np.asarray(z)[:b]
         return np.asarray(used)[:b], np.asarray(gated)[:b]
 
-    def warm_up(self, patients: int, forecasts: int = 1) -> None:
-        """Compile the batched cycle for every padded batch size up to ``patients``, and the
-        one-hour forecast for every padded size up to ``forecasts`` patients (on a throwaway
-        shard of the same model)."""
+    def warm_up(self, patients: int, forecasts: int = 1, forecast_hours: float = 1.0) -> None:
+        """Compile the batched cycle and the integrator over gaps for every padded batch size up
+        to ``patients``, and the forecast over ``forecast_hours`` for every padded size up to
+        ``forecasts`` patients (on a throwaway shard of the same model)."""
         probe = TwinShard(self.spec, self.n_members, self.layout.discrepancy,
                           self.layout.discrepancy_tau_h, self.seed, self.block)  # fmt: skip
         probe.add("warm-up", PatientProfile(), _EPOCH)
@@ -402,12 +451,13 @@ class TwinShard:
                 jnp.zeros(size),
             )
             np.asarray(run_cycle(self.layout, arrays, min(self.block, size))[0])  # compiled, run
+            probe._integrate(np.zeros(size, np.int64), np.full(size, 60.0))  # and over gaps
             if size >= min(patients, CHUNK):
                 break
             size *= 2
         size = MIN_BATCH
         while True:
-            probe.forecast(["warm-up"] * size, 1.0)
+            probe.forecast(["warm-up"] * size, forecast_hours)
             if size >= min(forecasts, CHUNK):
                 break
             size *= 2

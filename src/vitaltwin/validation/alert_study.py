@@ -1,0 +1,369 @@
+"""The alert burden on a simulated ward: the service's own twins and alert engine, in simulated
+time, on virtual patients whose deteriorations are known.
+
+* **Patients** from the population model (:func:`vitaltwin.simulate.population.sample_population`:
+  hidden parameters), simulated minute by minute with the ward model. Some develop sepsis (a
+  pathogen inoculum at a hidden hour, as in the phantom study), some bleed (blood loss at
+  ``bleed_ml_min`` for ``bleed_hours`` from a hidden hour: the model's ``hemorrhage_ml_s``
+  input, which the twins do not see); the rest stay stable.
+* **Measured** as an ICU monitors: HR, blood pressures, SpO2 and respiratory rate every minute
+  with each observable's measurement error, temperature hourly, lactate, WBC and haemoglobin
+  every six hours; artefacts on the monitor values (arterial-line flush, SpO2 probe off,
+  double-counted QRS), as in the phantom study.
+* **Streamed** minute by minute through :class:`vitaltwin.service.twins.TwinSupervisor` (the
+  batched shard, forecasts every five minutes of twin time) into
+  :class:`vitaltwin.service.alerts.AlertEngine` with the service's default
+  :data:`~vitaltwin.service.alerts.FORECAST_RULES` — the code the service runs, not a copy.
+* **Events** are the deteriorations the rules forecast, read off the *true* trajectories with
+  the same definitions as the model's declared events (MAP < 65 mmHg held 30 min, SpO2 < 90 %,
+  lactate > 4 mmol/L); a patient's event onset is the start of the first. The scorecard
+  (:func:`vitaltwin.service.alerts.scorecard`) is computed from the engine's log: no clinician
+  acts in the simulation, so times to acknowledgement and overrides are not measured here.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from vitaltwin.data import Record
+from vitaltwin.physiology import WARD_DT_S, WARD_TWIN
+from vitaltwin.progress import SILENT, Progress
+from vitaltwin.service.alerts import FORECAST_RULES, AlertEngine, Scorecard, scorecard
+from vitaltwin.service.twins import TwinSupervisor
+from vitaltwin.simulate import make_integrator
+from vitaltwin.simulate.population import sample_population
+from vitaltwin.store import DuckDBStore
+
+T0 = datetime(2026, 1, 5, 8, tzinfo=UTC)
+MONITOR = ("HR", "MAP", "SBP", "DBP", "SpO2", "RR")
+LABS = ("Lactate", "WBC", "Hb")
+
+
+@dataclass(frozen=True)
+class AlertStudyConfig:
+    n_patients: int = 48
+    hours: int = 24
+    seed: int = 11
+    septic_fraction: float = 0.3
+    bleeding_fraction: float = 0.2
+    onset_hours: tuple[int, int] = (3, 16)  # the hidden insult starts in one of these hours
+    severity: tuple[float, float] = (0.5, 2.5)  # pathogen inoculum (the phantom study's)
+    bleed_ml_min: tuple[float, float] = (15.0, 35.0)  # class II-III haemorrhage over the hours
+    bleed_hours: tuple[int, int] = (1, 3)
+    artefact_rate: float = 0.002  # per monitor value
+    n_members: int = 32
+    horizon_h: float = 12.0
+    forecast_hours: float = 1.0  # the horizon of the forecasts the rules read
+
+
+@dataclass
+class AlertStudyResult:
+    config: AlertStudyConfig
+    scorecard: Scorecard
+    patients: pd.DataFrame  # per patient: kind, insult, event onset, first alert, lead (h)
+    alerts: pd.DataFrame  # every alert: patient, rule, time, score
+    per_rule: dict[str, int] = field(default_factory=dict)
+    other: dict[str, Scorecard] = field(default_factory=dict)  # against other events
+
+    def figures(self) -> dict[str, Any]:
+        p = self.patients
+        config = self.config.__dict__
+        return {
+            "config": {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()},
+            "scorecard": self.scorecard.as_dict(),
+            **{f"scorecard_{k}": v.as_dict() for k, v in self.other.items()},
+            "alerts_per_rule": self.per_rule,
+            "patients_by_kind": p["kind"].value_counts().to_dict(),
+            "events_by_kind": p[p["event_onset"].notna()]["kind"].value_counts().to_dict(),
+            "alerted_patients_without_event": int(
+                (p["first_alert"].notna() & p["event_onset"].isna()).sum()
+            ),
+        }
+
+
+def _truth(
+    cfg: AlertStudyConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Observables every minute ``(B, hours * 60, m)`` (minute k ends at k + 1 min), the kind
+    of each patient (``stable``, ``sepsis``, ``bleeding``), and the insult's hour."""
+    model = WARD_TWIN.model
+    b = cfg.n_patients
+    pop = sample_population(b, seed=cfg.seed, model=model)
+    draw = rng.random(b)
+    kind = np.where(draw < cfg.septic_fraction, "sepsis",
+                    np.where(draw < cfg.septic_fraction + cfg.bleeding_fraction, "bleeding",
+                             "stable"))  # fmt: skip
+    onset = rng.integers(cfg.onset_hours[0], cfg.onset_hours[1] + 1, b)
+    severity = rng.uniform(*cfg.severity, b)
+    bleed = rng.uniform(*cfg.bleed_ml_min, b) / 60.0
+    bleed_h = rng.integers(cfg.bleed_hours[0], cfg.bleed_hours[1] + 1, b)
+    integ = make_integrator(model, WARD_DT_S, 1, 60, batched=True)
+    i_p = model.state_index("infl_p")
+    i_bleed = model.input_index("hemorrhage_ml_s")
+    x = pop.states.copy()
+    per_min = []
+    for h in range(cfg.hours):
+        start = (kind == "sepsis") & (onset == h)
+        x[start, i_p] += severity[start]
+        u = np.tile(model.default_inputs(), (b, 1))
+        bleeding = (kind == "bleeding") & (onset <= h) & (h < onset + bleed_h)
+        u[bleeding, i_bleed] = bleed[bleeding]
+        x_end, rec = integ(jnp.asarray(x), jnp.asarray(pop.params), jnp.asarray(u),
+                           jnp.asarray(0.0))  # fmt: skip
+        y = WARD_TWIN.observe(rec, jnp.asarray(pop.params)[:, None, :],
+                              jnp.asarray(u)[:, None, :])  # fmt: skip
+        per_min.append(np.asarray(y))
+        x = np.array(x_end)
+    return np.concatenate(per_min, axis=1), kind, onset, bleed * 60.0
+
+
+def event_onsets(truth: np.ndarray) -> np.ndarray:
+    """Minute (float; NaN: none) at which each patient's first declared event starts on the
+    true trajectory: the start of the first run of the event's condition lasting its
+    ``sustained_min``."""
+    b, n_min, _ = truth.shape
+    first = np.full(b, np.inf)
+    for e in WARD_TWIN.events:
+        v = truth[:, :, WARD_TWIN.index(e.observable)]
+        cond = v < e.threshold if e.below else v > e.threshold
+        need = max(1, round(e.sustained_min))
+        for i in range(b):
+            run = 0
+            for k in range(n_min):
+                run = run + 1 if cond[i, k] else 0
+                if run >= need:
+                    first[i] = min(first[i], k - need + 1)
+                    break
+    return np.where(np.isfinite(first), first, np.nan)
+
+
+def _measurements(
+    cfg: AlertStudyConfig, truth: np.ndarray, rng: np.random.Generator
+) -> list[pd.DataFrame]:
+    """Per minute, the values measured (patient_id, effective_time, loinc, value)."""
+    b, n_min, _ = truth.shape
+    spec = WARD_TWIN
+    sd = np.array([o.sd for o in spec.observables])
+    y = truth + rng.standard_normal(truth.shape) * sd
+    idx = {n: spec.index(n) for n in spec.names}
+    art = rng.random((b, n_min)) < cfg.artefact_rate * len(MONITOR)
+    for i, k in zip(*np.nonzero(art), strict=True):
+        kind = rng.integers(0, 3)
+        if kind == 0:  # arterial line flush or zeroing
+            v = rng.uniform(0.0, 25.0) if rng.random() < 0.5 else rng.uniform(250.0, 300.0)
+            for n in ("MAP", "SBP", "DBP"):
+                y[i, k, idx[n]] = v
+        elif kind == 1:  # SpO2 probe off
+            y[i, k, idx["SpO2"]] = rng.uniform(50.0, 70.0)
+        else:  # double-counted QRS
+            y[i, k, idx["HR"]] = 2.0 * y[i, k, idx["HR"]]
+    y[:, :, idx["SpO2"]] = np.minimum(y[:, :, idx["SpO2"]], 100.0)
+    pids = np.array([f"sim-{i:03d}" for i in range(b)])
+    frames = []
+    for k in range(n_min):
+        names = list(MONITOR)
+        if (k + 1) % 60 == 0:
+            names.append("Temp")
+        if (k + 1 - 30) % 360 == 0:
+            names.extend(LABS)
+        cols = [idx[n] for n in names]
+        t = T0 + timedelta(minutes=k + 1)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "patient_id": np.repeat(pids, len(cols)),
+                    "effective_time": t,
+                    "loinc": np.tile([spec.observables[j].loinc[0] for j in cols], b),
+                    "value": y[:, k, cols].ravel(),
+                }
+            )
+        )
+    return frames
+
+
+def run_alert_study(
+    cfg: AlertStudyConfig = AlertStudyConfig(), progress: Progress = SILENT
+) -> AlertStudyResult:
+    """Simulate the ward, stream it through the service's twins and alerts, score the log."""
+    rng = np.random.default_rng(cfg.seed)
+    truth, kind, onset_h, bleed_ml_min = _truth(cfg, rng)
+    event_min = event_onsets(truth)
+    frames = _measurements(cfg, truth, rng)
+    engine = AlertEngine(FORECAST_RULES, shadow=False)
+
+    def on_forecast(
+        pid: str, when: datetime, probs: dict[str, float], version: str, details: dict[str, Any]
+    ) -> None:
+        for event, p in probs.items():
+            engine.observe(pid, f"forecast:{event}", p, when, model_version=version,
+                           details=details)  # fmt: skip
+
+    with tempfile.TemporaryDirectory() as d, DuckDBStore(Path(d) / "store") as store:
+        sup = TwinSupervisor(store, threading.Lock(), Path(d) / "twins", n_members=cfg.n_members,
+                             forecasts_per_round=cfg.n_patients, expected_beds=cfg.n_patients,
+                             forecast_hours=cfg.forecast_hours,
+                             on_forecast=on_forecast)  # fmt: skip
+        sup.warm_up()
+        task = progress.start("simulated ward through the service", len(frames))
+        try:
+            for frame in frames:
+                sup.round(pa.Table.from_pandas(frame, preserve_index=False))
+                task.advance()
+        finally:
+            task.close()
+    pids = [f"sim-{i:03d}" for i in range(cfg.n_patients)]
+    onsets = {
+        pid: T0 + timedelta(minutes=float(m)) for pid, m in zip(pids, event_min, strict=True)
+        if np.isfinite(m)
+    }  # fmt: skip
+    card = scorecard(engine, cfg.n_patients * cfg.hours, onsets, horizon_h=cfg.horizon_h)
+    alerts = pd.DataFrame(
+        [{"patient_id": a.patient_id, "rule": a.rule, "time": a.time, "score": a.score}
+         for a in engine.alerts.values()],
+        columns=["patient_id", "rule", "time", "score"],
+    )  # fmt: skip
+    first = alerts.groupby("patient_id")["time"].min() if len(alerts) else pd.Series(dtype=object)
+    rows = []
+    for i, pid in enumerate(pids):
+        ev = onsets.get(pid)
+        fa = first.get(pid)
+        rows.append(
+            {
+                "patient_id": pid,
+                "kind": kind[i],
+                "insult": T0 + timedelta(hours=int(onset_h[i])) if kind[i] != "stable" else None,
+                "bleed_ml_min": float(bleed_ml_min[i]) if kind[i] == "bleeding" else None,
+                "event_onset": ev,
+                "first_alert": fa,
+                "lead_h": (ev - fa).total_seconds() / 3600 if ev is not None and fa is not None
+                else None,
+            }
+        )  # fmt: skip
+    per_rule = {str(k): int(v) for k, v in alerts["rule"].value_counts().items()}
+    return AlertStudyResult(cfg, card, pd.DataFrame(rows), alerts, per_rule)
+
+
+@dataclass(frozen=True)
+class SetAAlertConfig:
+    n_patients: int = 500  # a random sample of the stays of at least min_hours
+    min_hours: int = 24
+    max_hours: int = 72  # the first hours of each stay
+    seed: int = 2019
+    n_members: int = 32
+    horizon_h: float = 12.0
+    forecast_hours: float = 6.0
+
+
+def observed_onsets(obs: pd.DataFrame) -> dict[str, datetime]:
+    """Per patient, the first charted value meeting one of the model's declared events (MAP <
+    65 mmHg, SpO2 < 90 %, lactate > 4 mmol/L): on hourly charts one value stands for its hour,
+    so it counts as sustained."""
+    first: dict[str, datetime] = {}
+    for e in WARD_TWIN.events:
+        codes = WARD_TWIN.observables[WARD_TWIN.index(e.observable)].loinc
+        rows = obs[obs["loinc"].isin(codes)]
+        hit = rows[rows["value"] < e.threshold] if e.below else rows[rows["value"] > e.threshold]
+        for pid, t in hit.groupby("patient_id")["effective_time"].min().items():
+            when = pd.Timestamp(t).to_pydatetime()
+            first[str(pid)] = min(first.get(str(pid), when), when)
+    return first
+
+
+def run_set_a_alerts(
+    path: Path, cfg: SetAAlertConfig = SetAAlertConfig(), progress: Progress = SILENT
+) -> AlertStudyResult:
+    """PhysioNet 2019 set A streamed through the service's twins and alert rules hour by hour
+    (all sampled stays side by side, one round per ICU hour). The scorecard is against the
+    events the rules forecast, as charted (:func:`observed_onsets`); ``other["sepsis"]``
+    against the challenge's sepsis onsets (``t_sepsis``: six hours after the first positive
+    ``SepsisLabel``), which the risk report measures."""
+    from vitaltwin.interop import read_any
+
+    rec = read_any(path)
+    obs = rec.observations.to_pandas()
+    t = pd.to_datetime(obs["effective_time"], utc=True)
+    first, last = t.groupby(obs["patient_id"]).agg(["min", "max"]).T.to_numpy()
+    stays = pd.DataFrame({"start": first, "end": last},
+                         index=sorted(obs["patient_id"].unique()))  # fmt: skip
+    long = stays[(stays["end"] - stays["start"]) >= pd.Timedelta(hours=cfg.min_hours - 1)]
+    rng = np.random.default_rng(cfg.seed)
+    pick = sorted(rng.choice(long.index.to_numpy(), min(cfg.n_patients, len(long)), replace=False))
+    obs = obs[obs["patient_id"].isin(pick)].assign(effective_time=t)
+    hour = ((obs["effective_time"] - obs["patient_id"].map(stays["start"])).dt.total_seconds()
+            // 3600).astype(int)  # fmt: skip
+    obs = obs[hour < cfg.max_hours]
+    hour = hour[hour < cfg.max_hours]
+    labels = rec.labels.to_pandas()
+    positive = labels[(labels["value"] == 1) & labels["patient_id"].isin(pick)]
+    onsets = {
+        str(pid): pd.Timestamp(tt).to_pydatetime() + timedelta(hours=6)
+        for pid, tt in positive.groupby("patient_id")["time"].min().items()
+    }
+    observed = observed_onsets(obs)
+    engine = AlertEngine(FORECAST_RULES, shadow=False)
+
+    def on_forecast(
+        pid: str, when: datetime, probs: dict[str, float], version: str, details: dict[str, Any]
+    ) -> None:
+        for event, p in probs.items():
+            engine.observe(pid, f"forecast:{event}", p, when, model_version=version,
+                           details=details)  # fmt: skip
+
+    columns = ["patient_id", "effective_time", "loinc", "value", "method", "status", "comparator"]
+    with tempfile.TemporaryDirectory() as d, DuckDBStore(Path(d) / "store") as store:
+        chosen = pc.is_in(rec.patients["patient_id"], pa.array(pick))
+        store.ingest_record(  # demographics, for the twins' priors
+            Record(rec.observations.schema.empty_table(), rec.quarantine.schema.empty_table(),
+                   rec.patients.filter(chosen), rec.labels.schema.empty_table(), 0)
+        )  # fmt: skip
+        sup = TwinSupervisor(store, threading.Lock(), Path(d) / "twins", n_members=cfg.n_members,
+                             forecasts_per_round=len(pick), expected_beds=len(pick),
+                             forecast_hours=cfg.forecast_hours)  # fmt: skip
+        sup.on_forecast = on_forecast
+        sup.warm_up()
+        hours = sorted(hour.unique())
+        task = progress.start("set A through the service, hour by hour", len(hours))
+        try:
+            for h in hours:
+                part = obs[hour == h][[c for c in columns if c in obs.columns]]
+                sup.round(pa.Table.from_pandas(part, preserve_index=False))
+                task.advance()
+        finally:
+            task.close()
+    hours_total = float(
+        np.minimum((long.loc[pick, "end"] - long.loc[pick, "start"]).dt.total_seconds() / 3600
+                   + 1, cfg.max_hours).sum()
+    )  # fmt: skip
+    ends = {pid: start + pd.Timedelta(hours=cfg.max_hours) for pid, start in stays["start"].items()}
+    onsets = {pid: o for pid, o in onsets.items() if o < ends[pid]}
+    card = scorecard(engine, hours_total, observed, horizon_h=cfg.horizon_h)
+    sepsis = scorecard(engine, hours_total, onsets, horizon_h=cfg.horizon_h)
+    alerts = pd.DataFrame(
+        [{"patient_id": a.patient_id, "rule": a.rule, "time": a.time, "score": a.score}
+         for a in engine.alerts.values()],
+        columns=["patient_id", "rule", "time", "score"],
+    )  # fmt: skip
+    first_alert = {str(k): v for k, v in alerts.groupby("patient_id")["time"].min().items()}
+    rows = [
+        {"patient_id": pid, "kind": "sepsis" if pid in onsets else "no sepsis",
+         "insult": onsets.get(pid), "bleed_ml_min": None, "event_onset": observed.get(pid),
+         "first_alert": first_alert.get(pid), "lead_h": None}
+        for pid in pick
+    ]  # fmt: skip
+    per_rule = {str(k): int(v) for k, v in alerts["rule"].value_counts().items()}
+    return AlertStudyResult(AlertStudyConfig(n_patients=len(pick), n_members=cfg.n_members,
+                                             horizon_h=cfg.horizon_h,
+                                             forecast_hours=cfg.forecast_hours),
+                            card, pd.DataFrame(rows), alerts, per_rule,
+                            {"sepsis": sepsis})  # fmt: skip

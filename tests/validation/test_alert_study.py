@@ -1,0 +1,42 @@
+"""The simulated ward's alert study: events read off true trajectories as the model declares
+them, and the scorecard computed from the service's own alert log."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vitaltwin.physiology import WARD_TWIN
+from vitaltwin.validation.alert_study import AlertStudyConfig, event_onsets, run_alert_study
+
+
+def test_event_onsets_follow_the_declared_events() -> None:
+    m = len(WARD_TWIN.names)
+    truth = np.zeros((4, 120, m))
+    truth[..., WARD_TWIN.index("MAP")] = 80.0
+    truth[..., WARD_TWIN.index("SpO2")] = 97.0
+    truth[..., WARD_TWIN.index("Lactate")] = 1.0
+    truth[0, 40:60, WARD_TWIN.index("MAP")] = 60.0  # 20 min: not sustained, no event
+    truth[0, 70:110, WARD_TWIN.index("MAP")] = 60.0  # 40 min: an event from minute 70
+    truth[1, 50, WARD_TWIN.index("SpO2")] = 88.0  # desaturation: at once
+    truth[2, 30:, WARD_TWIN.index("Lactate")] = 4.5
+    truth[2, 10:, WARD_TWIN.index("MAP")] = 50.0  # the earlier of two events
+    onsets = event_onsets(truth)
+    assert onsets[0] == 70 and onsets[1] == 50 and onsets[2] == 10 and np.isnan(onsets[3])
+
+
+@pytest.mark.slow
+def test_the_scorecard_comes_from_the_services_alert_log() -> None:
+    cfg = AlertStudyConfig(n_patients=6, hours=6, seed=3, septic_fraction=0.5,
+                           onset_hours=(1, 2))  # fmt: skip
+    res = run_alert_study(cfg)
+    card, p = res.scorecard, res.patients
+    assert card.patient_hours == 36
+    assert card.events == int(p["event_onset"].notna().sum())
+    assert card.alerts == len(res.alerts) == sum(res.per_rule.values())
+    assert set(p["kind"]) <= {"sepsis", "bleeding", "stable"}
+    if card.alerts:
+        assert set(res.per_rule) <= {"hypotension ahead", "desaturation ahead", "lactate rising"}
+        assert 0.0 <= card.ppv <= 1.0
+    figures = res.figures()
+    assert figures["scorecard"]["alerts"] == card.alerts
