@@ -46,8 +46,7 @@ from vitaltwin.physiology import PatientProfile
 from vitaltwin.physiology.ward_twin import VITAL_SIGN_DISCREPANCY
 from vitaltwin.service.alerts import DECISION_SUPPORT
 from vitaltwin.store import Store
-from vitaltwin.twin import PatientTwin, TwinError, TwinShard, compare, optimize, whatif_of
-from vitaltwin.twin._forecast import QUANTILES
+from vitaltwin.twin import QUANTILES, PatientTwin, TwinShard, compare, optimize, whatif_of
 
 log = logging.getLogger("vitaltwin.service")
 DEGRADED = "degraded — monitor manually"
@@ -192,6 +191,7 @@ class TwinSupervisor:
             if pending:
                 try:
                     self.round(pa.concat_tables(pending, promote_options="permissive"))
+                    self.errors.pop("*", None)
                 except Exception as exc:  # a round's failure is said, never stops the thread
                     self.errors["*"] = f"{type(exc).__name__}: {exc}"
                     log.exception("twins: round failed")
@@ -219,7 +219,7 @@ class TwinSupervisor:
 
     def round(self, table: pa.Table) -> int:
         """Assimilate observations handed over (all patients at once); returns how many values
-        were assimilated."""
+        were assimilated. :class:`TwinError` for a table the shard cannot take."""
         self._add_new(table)
         newest = table.group_by("patient_id").aggregate([("effective_time", "max")])
         pids = newest.column("patient_id").to_pylist()
@@ -228,11 +228,7 @@ class TwinSupervisor:
                 self.newest[pid] = t
         t0 = time.perf_counter()
         with self._shard_lock:
-            try:
-                upd = self.shard.assimilate(table)
-            except TwinError as exc:
-                self.errors["*"] = str(exc)
-                return 0
+            upd = self.shard.assimilate(table)
         self.observe("assimilate", time.perf_counter() - t0)
         now = time.monotonic()
         for pid in upd.patients:

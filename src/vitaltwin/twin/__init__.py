@@ -14,7 +14,7 @@ from vitaltwin.twin._ensemble import (
     perturb,
     predict,
 )
-from vitaltwin.twin._forecast import Trajectories, run_schedule
+from vitaltwin.twin._forecast import QUANTILES, Trajectories, run_schedule
 from vitaltwin.twin._personalize import (
     Personalization,
     collinearity,
@@ -29,6 +29,7 @@ from vitaltwin.twin._whatif import compare, optimize, whatif_of
 
 __all__ = [
     "GATE_SD",
+    "QUANTILES",
     "Analysis",
     "ChartedTracking",
     "CycleArrays",
