@@ -3,6 +3,8 @@ them, and the scorecard computed from the service's own alert log."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -40,3 +42,17 @@ def test_the_scorecard_comes_from_the_services_alert_log() -> None:
         assert 0.0 <= card.ppv <= 1.0
     figures = res.figures()
     assert figures["scorecard"]["alerts"] == card.alerts
+
+
+def test_the_command_refuses_bad_options_with_a_message(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from vitaltwin.cli import app
+
+    small = CliRunner().invoke(app, ["validate", "alerts", "--patients", "1"])
+    assert small.exit_code == 2 and "--patients >= 2" in " ".join(small.output.split())
+    missing = CliRunner().invoke(
+        app, ["validate", "alerts", "--set-a", str(tmp_path / "none.parquet")]
+    )
+    assert missing.exit_code == 2 and "no such file" in " ".join(missing.output.split())
+    assert small.exception is None or isinstance(small.exception, SystemExit)

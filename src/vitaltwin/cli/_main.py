@@ -850,7 +850,7 @@ def validate_alerts(
     fig = plot_alert_timeline(
         res.patients,
         res.alerts,
-        f"Simulated ward, {patients} patients: alerts and events",
+        f"{what}: alerts and events",
         out / "alerts_timeline.png",
     )
     console.print(f"JSON: {out / 'alerts.json'}  plot: {fig}")

@@ -291,6 +291,8 @@ class TwinSupervisor:
                                                      "saved_at": str(shard.saved_at)}})  # fmt: skip
         if not len(shard):
             return 0
+        now = time.monotonic()  # "no data for ..." counts from the restart
+        self.last_data.update(dict.fromkeys(shard.ids, now))
         times = {pid: shard.time(pid) for pid in shard.ids}
         since = shard.saved_at - RESUME_MARGIN if shard.saved_at else min(times.values())
         with self.lock:

@@ -281,9 +281,8 @@ class TwinShard:
             unknown = sorted(set(df["patient_id"][p_all < 0]))
             raise TwinError(f"patients not in the shard: {unknown[:5]}")
         charted = self.spec.inputs_by_loinc
-        j_all = self._codes.get_indexer(
-            pd.Index(df["loinc"])
-        )  # observables first, then charted inputs
+        # the codes taken: the observables', then the charted inputs' (-1: not taken)
+        j_all = self._codes.get_indexer(pd.Index(df["loinc"]))
         keep = j_all >= 0
         df, p_all, j_all = df[keep], p_all[keep], j_all[keep]
         empty = ShardUpdate((), (), 0, 0, 0, 0, 0)
