@@ -81,7 +81,6 @@ def start_service(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
         port = s.getsockname()[1]
     env = {
         **os.environ,
-        "VITALTWIN_TWIN_DIR": str(tmp / "twins"),
         "VITALTWIN_REGISTRY_DIR": str(tmp / "registry"),
         "VITALTWIN_RISK_TASK": "",
         "VITALTWIN_BUS_PREFIX": f"vt-bench:{uuid.uuid4().hex}",

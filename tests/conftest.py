@@ -121,7 +121,6 @@ def serve() -> Serve:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         environ = {**os.environ, "VITALTWIN_PARTITIONS": "2", "VITALTWIN_EXPECTED_BEDS": "8",
-                   "VITALTWIN_TWIN_DIR": str(tmp / "twins"),
                    "VITALTWIN_REGISTRY_DIR": str(tmp / "registry"), **env}  # fmt: skip
         cmd = [sys.executable, "-m", "vitaltwin", "serve", "--port", str(port),
                "--store", str(tmp / "s"), "--bus", bus]  # fmt: skip

@@ -40,9 +40,7 @@ class Settings(BaseSettings):
     partitions: int = Field(8, description="bus partitions (patients are spread over them)")
     bus_prefix: str = Field("vitaltwin:obs", description="Redis key prefix of the bus streams")
     max_body_bytes: int = Field(1 << 20, description="largest request body accepted")
-    twin_dir: Path | None = Field(
-        Path("out/twins"), description="live twins' checkpoints (unset: the service runs none)"
-    )
+    twins: bool = Field(True, description="run the live twins (checkpoints go to the store)")
     twin_checkpoint_s: float = Field(60.0, description="seconds between twin checkpoints")
     expected_beds: int = Field(
         64, ge=1, description="patients the twins are compiled for at start-up (more still work)"

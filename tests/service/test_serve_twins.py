@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from vitaltwin.store import DuckDBStore
 from vitaltwin.twin import TwinShard
 
 T0 = datetime(2026, 11, 22, 8, tzinfo=UTC)
@@ -67,7 +68,10 @@ def test_sigkill_then_restart_assimilates_everything_exactly_once(
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
     assert len(stored) == 200  # every observation stored once
-    shard = TwinShard.load(tmp_path / "twins" / "shard.npz")  # the checkpoint written on SIGTERM
+    with DuckDBStore(tmp_path / "s") as store:  # the checkpoint written on SIGTERM
+        saved = store.load_state("twins")
+    assert saved is not None
+    shard = TwinShard.from_bytes(saved[0])
     # each observation assimilated exactly once (the shard counts the values each twin took
     # into its cycles): 100 of each code, none twice, none missed
     values = shard.summary("p1")["values"]

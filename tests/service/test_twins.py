@@ -19,6 +19,7 @@ from vitaltwin.service.app import create_app
 from vitaltwin.service.bus import MemoryBus
 from vitaltwin.service.twins import DEGRADED, TwinSupervisor
 from vitaltwin.store import DuckDBStore, Store
+from vitaltwin.twin import TwinShard
 
 T0 = datetime(2026, 11, 22, 8, tzinfo=UTC)
 
@@ -56,7 +57,7 @@ def ingest(store: Store, table: pa.Table) -> None:
 def test_a_restarted_supervisor_resumes_from_the_checkpoint_exactly(tmp_path: Path) -> None:
     with DuckDBStore(tmp_path / "s") as store:
         lock = threading.Lock()
-        a = TwinSupervisor(store, lock, tmp_path / "twins")
+        a = TwinSupervisor(store, lock)
         first, second = vitals(range(0, 60)), vitals(range(60, 120))
         ingest(store, first)
         assert a.round(first) == 180
@@ -64,7 +65,7 @@ def test_a_restarted_supervisor_resumes_from_the_checkpoint_exactly(tmp_path: Pa
         ingest(store, second)
         assert a.round(second) == 180
         # a dies here without its shutdown checkpoint; b starts from the file and the store
-        b = TwinSupervisor(store, lock, tmp_path / "twins")
+        b = TwinSupervisor(store, lock)
         assert b.resume() == 180  # only what came after the checkpoint
         assert b.shard.time("p1") == a.shard.time("p1") == T0 + timedelta(seconds=119.2)
         np.testing.assert_array_equal(b.shard.members[0], a.shard.members[0])
@@ -80,21 +81,21 @@ def test_a_restarted_supervisor_resumes_from_the_checkpoint_exactly(tmp_path: Pa
 def test_a_new_patient_since_the_checkpoint_is_found_on_resume(tmp_path: Path) -> None:
     with DuckDBStore(tmp_path / "s") as store:
         lock = threading.Lock()
-        a = TwinSupervisor(store, lock, tmp_path / "twins")
+        a = TwinSupervisor(store, lock)
         first = vitals(range(0, 10))
         ingest(store, first)
         a.round(first)
         a.checkpoint()
         other = vitals(range(0, 10), pid="p2", received=datetime.now(UTC))
         ingest(store, other)  # stored, handed over, not in the checkpoint: then a dies
-        b = TwinSupervisor(store, lock, tmp_path / "twins")
+        b = TwinSupervisor(store, lock)
         assert b.resume() == 30
         assert "p2" in b and b.status("p2")["values"]["HR"] == 10
 
 
 def test_a_twin_behind_its_data_is_degraded(tmp_path: Path) -> None:
     with DuckDBStore(tmp_path / "s") as store:
-        sup = TwinSupervisor(store, threading.Lock(), tmp_path / "twins", max_lag_s=0.5)
+        sup = TwinSupervisor(store, threading.Lock(), max_lag_s=0.5)
         sup.round(vitals(range(0, 10)))
         assert sup.status("p1")["status"] == "tracking"
         sup.newest["p1"] += timedelta(seconds=5)  # data the twin has not caught up with
@@ -110,7 +111,7 @@ def test_a_twin_behind_its_data_is_degraded(tmp_path: Path) -> None:
 
 def test_the_api_shows_the_twin(tmp_path: Path) -> None:
     with DuckDBStore(tmp_path / "s") as store:
-        app = create_app(store, MemoryBus(partitions=2), twins_dir=tmp_path / "twins")
+        app = create_app(store, MemoryBus(partitions=2), with_twins=True)
         with TestClient(app) as client:
             body = [
                 {"patient_id": "p9", "time": (T0 + timedelta(seconds=s)).isoformat(),
@@ -146,13 +147,14 @@ def test_the_api_shows_the_twin(tmp_path: Path) -> None:
             assert all(0 <= p <= 1 for p in fc["event_probabilities"].values())
             assert client.get("/v1/patients/none/twin/forecast").status_code == 404
             assert client.get("/health/ready").json()["twins"] == "ok"
-        assert (tmp_path / "twins" / "shard.npz").exists()  # checkpointed on stop
+        saved = store.load_state("twins")  # checkpointed in the store on stop
+        assert saved is not None and "p9" in TwinShard.from_bytes(saved[0])
 
 
 def test_forecasts_raise_alerts_that_clinicians_act_on(tmp_path: Path) -> None:
     always = AlertRule("test rule", "forecast:map_below_65_30min", on=-1.0, off=-2.0)
     with DuckDBStore(tmp_path / "s") as store:
-        app = create_app(store, MemoryBus(partitions=2), twins_dir=tmp_path / "twins",
+        app = create_app(store, MemoryBus(partitions=2), with_twins=True,
                          rules=[always], shadow=False)  # fmt: skip
         with TestClient(app) as client:
             body = [{"patient_id": "p7", "time": T0.isoformat(), "code": "HR", "value": 90,

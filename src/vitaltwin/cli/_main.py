@@ -521,7 +521,7 @@ def serve(
             the_bus,
             max_body_bytes=settings.max_body_bytes,
             mqtt=mqtt,
-            twins_dir=settings.twin_dir,
+            with_twins=settings.twins,
             shadow=settings.shadow_alerts,
             twin_checkpoint_s=settings.twin_checkpoint_s,
             scorer=scorer,

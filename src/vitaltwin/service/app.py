@@ -35,7 +35,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import pyarrow as pa
@@ -165,7 +164,7 @@ def create_app(
     *,
     max_body_bytes: int = 1 << 20,
     mqtt: tuple[str, int, str] | None = None,
-    twins_dir: Path | None = None,
+    with_twins: bool = False,
     rules: Sequence[AlertRule] | None = None,
     shadow: bool = True,
     twin_checkpoint_s: float = 60.0,
@@ -174,8 +173,8 @@ def create_app(
 ) -> FastAPI:
     """The service over an open store and bus (the caller closes them); the ingest worker
     runs while the app does (its lifespan), and so does the MQTT subscriber when ``mqtt``
-    names a broker (host, port, topic filter), and so do the live twins when ``twins_dir``
-    says where their checkpoints go (compiled ahead for ``expected_beds`` patients at once).
+    names a broker (host, port, topic filter), and so do the live twins when ``with_twins`` (their
+    checkpoints in the store; compiled ahead for ``expected_beds`` patients at once).
     Alerts follow ``rules`` (default :data:`FORECAST_RULES`
     on the twins' forecast event probabilities) and run in shadow mode unless ``shadow`` is
     False: logged, shown to no one, until validated locally."""
@@ -222,14 +221,13 @@ def create_app(
         TwinSupervisor(
             store,
             lock,
-            twins_dir,
             checkpoint_s=twin_checkpoint_s,
             on_forecast=forecast_alerts,
             observe=metrics.observe,
             expected_beds=expected_beds,
             on_update=twins_moved,
         )
-        if twins_dir is not None
+        if with_twins
         else None
     )
 

@@ -11,11 +11,12 @@ new data in one batched call (at 1 Hz: one call per second for the whole ward).
 * **Exactly once**: a twin assimilates only observations after its own time; values at or
   before it (a re-delivered message, or a value that arrived after the twin moved on) are
   counted as late, not assimilated.
-* **Checkpoints**: the whole shard (one owner-only file, written atomically) every
-  ``checkpoint_s`` and on :meth:`TwinSupervisor.stop`. A restarted supervisor loads it and
-  reads from the store what its patients have after their twins' times, and the patients first
-  seen since the checkpoint, so a restarted service continues exactly where the checkpoint
-  left off and nothing stored is missed or assimilated twice.
+* **Checkpoints**: the whole shard, in the store (:meth:`vitaltwin.store.Store.save_state`,
+  replaced in one transaction), every ``checkpoint_s`` and on :meth:`TwinSupervisor.stop`, so
+  a service on another machine sharing the PostgreSQL store can resume it. A restarted
+  supervisor loads it and reads from the store what its patients have after their twins'
+  times, and the patients first seen since the checkpoint, so a restarted service continues
+  exactly where the checkpoint left off and nothing stored is missed or assimilated twice.
 * **Compiled at start-up**: :meth:`TwinSupervisor.warm_up` compiles the batched cycle for the
   expected ward size, a forecast, a two-plan what-if and the ranking of the model's candidates,
   so no patient waits for JAX (readiness waits for it).
@@ -34,7 +35,6 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,7 +50,6 @@ from vitaltwin.twin import QUANTILES, PatientTwin, TwinShard, compare, optimize,
 
 log = logging.getLogger("vitaltwin.service")
 DEGRADED = "degraded — monitor manually"
-SHARD_FILE = "shard.npz"
 RESUME_MARGIN = timedelta(minutes=10)
 """On resume, patients first seen up to this long before the checkpoint was written are looked
 for in the store too (data handed over but not yet in the checkpoint's shard)."""
@@ -79,7 +78,7 @@ class TwinSupervisor:
         self,
         store: Store,
         lock: threading.Lock,
-        checkpoint_dir: Path,
+        checkpoint_key: str = "twins",
         n_members: int = 32,
         checkpoint_s: float = 60.0,
         max_lag_s: float = 0.5,
@@ -93,9 +92,7 @@ class TwinSupervisor:
         on_update: Callable[[list[tuple[str, datetime]]], None] | None = None,
     ) -> None:
         self.store, self.lock = store, lock
-        self.checkpoint_dir = Path(checkpoint_dir)
-        self.checkpoint_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.path = self.checkpoint_dir / SHARD_FILE
+        self.checkpoint_key = checkpoint_key
         self.checkpoint_s, self.max_lag_s, self.stale_after_s = (
             checkpoint_s,
             max_lag_s,
@@ -272,19 +269,23 @@ class TwinSupervisor:
             self.on_forecast(pid, when, events, self.shard.model_version, {"forecast_1h": band})
 
     def checkpoint(self) -> None:
-        """Save the shard (atomically, owner-only)."""
+        """Save the shard in the store (in one transaction)."""
         with self._shard_lock:
-            if len(self.shard):
-                self.shard.save(self.path)
+            data = self.shard.to_bytes() if len(self.shard) else None
+        if data is not None:
+            with self.lock:
+                self.store.save_state(self.checkpoint_key, data)
         self.saved_at = time.monotonic()
 
     def resume(self) -> int:
         """Load the checkpoint, if any, and assimilate what the store holds after it (its
         patients' data after their twins' times; patients first seen since it was written);
         returns how many values that assimilated."""
-        if not self.path.exists():
+        with self.lock:
+            saved = self.store.load_state(self.checkpoint_key)
+        if saved is None:
             return 0
-        shard = TwinShard.load(self.path)
+        shard = TwinShard.from_bytes(saved[0])
         with self._shard_lock:
             self.shard = shard
         log.info("twins resumed", extra={"fields": {"patients": len(shard),

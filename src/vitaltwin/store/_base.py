@@ -278,6 +278,15 @@ class Store(ABC):
         stays bounded by the batch, whatever the table's size (exports stream through this)."""
 
     @abstractmethod
+    def save_state(self, key: str, data: bytes) -> None:
+        """Keep a service's state (e.g. the twins' checkpoint) under ``key``, replacing the
+        previous one in one transaction: a reader finds the whole old state or the whole new."""
+
+    @abstractmethod
+    def load_state(self, key: str) -> tuple[bytes, datetime] | None:
+        """The state kept under ``key`` and when it was saved (UTC), or None."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
     @abstractmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -50,6 +51,9 @@ CREATE TABLE IF NOT EXISTS waveforms (
     period_ms DOUBLE NOT NULL, origin DOUBLE NOT NULL, factor DOUBLE NOT NULL, unit VARCHAR,
     dimensions INTEGER NOT NULL, data VARCHAR NOT NULL, source VARCHAR NOT NULL,
     position VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS service_state (
+    key VARCHAR PRIMARY KEY, saved_at TIMESTAMPTZ NOT NULL, data BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS patient_events (
     patient_id VARCHAR NOT NULL, event VARCHAR NOT NULL, event_time TIMESTAMPTZ,
@@ -110,6 +114,19 @@ class DuckDBStore(Store):
 
     def describe(self) -> str:
         return f"DuckDB {self.directory}"
+
+    def save_state(self, key: str, data: bytes) -> None:
+        self._run(
+            "INSERT OR REPLACE INTO service_state VALUES (?, ?, ?)", [key, datetime.now(UTC), data]
+        )
+
+    def load_state(self, key: str) -> tuple[bytes, datetime] | None:
+        rows = self._run("SELECT data, saved_at FROM service_state WHERE key = ?", [key])
+        if not rows:
+            return None
+        data, saved = rows[0]
+        assert isinstance(data, bytes) and isinstance(saved, datetime)
+        return data, saved.astimezone(UTC)
 
     def close(self) -> None:
         self.con.close()

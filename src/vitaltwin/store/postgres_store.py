@@ -10,6 +10,7 @@ Tables live in one schema (``vitaltwin`` by default), so several stores can shar
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import psycopg
 import pyarrow as pa
@@ -180,6 +181,12 @@ class PostgresStore(Store):
                                 self._t(t), sql.Identifier(column), sql.SQL(kind)
                             )
                         )
+            cur.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (key text PRIMARY KEY, "
+                    "saved_at timestamptz NOT NULL, data bytea NOT NULL)"
+                ).format(self._t("service_state"))
+            )
             if ("observations", "status") not in have and ("observations", "loinc") in have:
                 # quarantine entries are keyed by content; earlier stores kept NULL raw values
                 cur.execute(
@@ -198,6 +205,31 @@ class PostgresStore(Store):
 
     def close(self) -> None:
         self.con.close()
+
+    def save_state(self, key: str, data: bytes) -> None:
+        with self.con.cursor() as cur:
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {} VALUES (%s, now(), %s) ON CONFLICT (key) DO UPDATE "
+                    "SET saved_at = EXCLUDED.saved_at, data = EXCLUDED.data"
+                ).format(self._t("service_state")),
+                [key, data],
+            )
+        self.con.commit()
+
+    def load_state(self, key: str) -> tuple[bytes, datetime] | None:
+        with self.con.cursor() as cur:
+            cur.execute(
+                sql.SQL("SELECT data, saved_at FROM {} WHERE key = %s").format(
+                    self._t("service_state")
+                ),
+                [key],
+            )
+            row = cur.fetchone()
+        self.con.commit()
+        if row is None:
+            return None
+        return bytes(row[0]), row[1].astimezone(UTC)
 
     def drop(self) -> None:
         """Remove this store's schema and everything in it."""

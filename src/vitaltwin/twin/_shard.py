@@ -28,6 +28,7 @@ ahead for an expected ward size.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import zlib
@@ -485,10 +486,9 @@ class TwinShard:
 
     # -- save / load ----------------------------------------------------------------------------
 
-    def save(self, path: str | Path) -> Path:
-        """Write the shard to one file (owner-only), atomically: a reader finds the whole
-        previous checkpoint or the whole new one, never a mix."""
-        path = Path(path)
+    def to_bytes(self) -> bytes:
+        """The whole shard as one NPZ document (metadata and arrays); :meth:`from_bytes`
+        restores it."""
         n = len(self.ids)
         meta = {
             "format_version": SHARD_FORMAT,
@@ -504,37 +504,28 @@ class TwinShard:
             "profiles": [p.model_dump() for p in self.profiles],
             "saved_at": datetime.now(UTC).isoformat(),
         }
-        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
-                     **{k: getattr(self, k)[:n] for k in _ARRAYS})  # fmt: skip
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-        return path
+        buf = io.BytesIO()
+        np.savez(buf, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
+                 **{k: getattr(self, k)[:n] for k in _ARRAYS})  # fmt: skip
+        return buf.getvalue()
 
     @classmethod
-    def load(cls, path: str | Path, spec: TwinSpec | None = None) -> TwinShard:
-        """Restore a shard written by :meth:`save` (refuses another format or model
-        version)."""
-        path = Path(path)
+    def from_bytes(cls, data: bytes, spec: TwinSpec | None = None) -> TwinShard:
+        """Restore a shard from :meth:`to_bytes` (refuses another format or model version)."""
         try:
-            with np.load(path) as z:
+            with np.load(io.BytesIO(data)) as z:
                 meta = json.loads(z["meta"].tobytes())
                 arrays = {k: z[k] for k in _ARRAYS}
         except (OSError, ValueError, KeyError) as exc:
-            raise TwinError(f"{path}: not a saved shard ({exc})") from None
+            raise TwinError(f"not a saved shard ({exc})") from None
         if meta.get("format_version") != SHARD_FORMAT:
-            raise TwinError(
-                f"{path}: shard format {meta.get('format_version')}, not {SHARD_FORMAT}"
-            )
+            raise TwinError(f"shard format {meta.get('format_version')}, not {SHARD_FORMAT}")
         shard = cls(spec, meta["n_members"], tuple((n, sd) for n, sd in meta["discrepancy"]),
                     meta["discrepancy_tau_h"], meta["seed"], meta["block"])  # fmt: skip
         if meta["spec"] != shard.spec.name or meta["model_version"] != shard.model_version:
             raise TwinError(
-                f"{path}: saved with {meta['spec']} {meta['model_version']}, this vitaltwin "
-                f"has {shard.spec.name} {shard.model_version}"
+                f"saved with {meta['spec']} {meta['model_version']}, this vitaltwin has "
+                f"{shard.spec.name} {shard.model_version}"
             )
         n = len(meta["patients"])
         shard._grow(n)
@@ -545,6 +536,32 @@ class TwinShard:
         shard.profiles = [PatientProfile(**p) for p in meta["profiles"]]
         shard.saved_at = datetime.fromisoformat(meta["saved_at"])
         return shard
+
+    def save(self, path: str | Path) -> Path:
+        """Write the shard to one file (owner-only), atomically: a reader finds the whole
+        previous checkpoint or the whole new one, never a mix."""
+        path = Path(path)
+        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(self.to_bytes())
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, spec: TwinSpec | None = None) -> TwinShard:
+        """Restore a shard written by :meth:`save`."""
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise TwinError(f"{path}: not a saved shard ({exc})") from None
+        try:
+            return cls.from_bytes(data, spec)
+        except TwinError as exc:
+            raise TwinError(f"{path}: {exc}") from None
 
     def summary(self, patient_id: str) -> dict[str, Any]:
         """Counts for one patient: cycles, values taken per observable, gated, rejected,

@@ -210,7 +210,7 @@ def run_alert_study(
                            details=details)  # fmt: skip
 
     with tempfile.TemporaryDirectory() as d, DuckDBStore(Path(d) / "store") as store:
-        sup = TwinSupervisor(store, threading.Lock(), Path(d) / "twins", n_members=cfg.n_members,
+        sup = TwinSupervisor(store, threading.Lock(), n_members=cfg.n_members,
                              forecasts_per_round=cfg.n_patients, expected_beds=cfg.n_patients,
                              forecast_hours=cfg.forecast_hours,
                              on_forecast=on_forecast)  # fmt: skip
@@ -327,7 +327,7 @@ def run_set_a_alerts(
             Record(rec.observations.schema.empty_table(), rec.quarantine.schema.empty_table(),
                    rec.patients.filter(chosen), rec.labels.schema.empty_table(), 0)
         )  # fmt: skip
-        sup = TwinSupervisor(store, threading.Lock(), Path(d) / "twins", n_members=cfg.n_members,
+        sup = TwinSupervisor(store, threading.Lock(), n_members=cfg.n_members,
                              forecasts_per_round=len(pick), expected_beds=len(pick),
                              forecast_hours=cfg.forecast_hours)  # fmt: skip
         sup.on_forecast = on_forecast
