@@ -173,11 +173,11 @@ def create_app(
 ) -> FastAPI:
     """The service over an open store and bus (the caller closes them); the ingest worker
     runs while the app does (its lifespan), and so does the MQTT subscriber when ``mqtt``
-    names a broker (host, port, topic filter), and so do the live twins when ``with_twins`` (their
-    checkpoints in the store; compiled ahead for ``expected_beds`` patients at once).
-    Alerts follow ``rules`` (default :data:`FORECAST_RULES`
-    on the twins' forecast event probabilities) and run in shadow mode unless ``shadow`` is
-    False: logged, shown to no one, until validated locally."""
+    names a broker (host, port, topic filter), and so do the live twins when ``with_twins``
+    (checkpoints in the store; compiled ahead for ``expected_beds`` patients at once). Alerts
+    follow ``rules`` (default :data:`FORECAST_RULES` on the twins' forecast event
+    probabilities) and run in shadow mode unless ``shadow`` is False: logged, shown to no one,
+    until validated locally."""
     lock = threading.Lock()
     metrics = Metrics()
     default = (*FORECAST_RULES, risk_rule(scorer)) if scorer is not None else FORECAST_RULES
@@ -705,8 +705,9 @@ def create_app(
 
     @app.websocket("/v1/live")
     async def live_updates(ws: WebSocket) -> None:
-        """Live updates as they happen (JSON messages with a ``type``): ``twin`` (a twin has
-        assimilated up to ``time``), ``forecast``, ``risk`` and ``alert``. Scope
+        """Live updates as they happen (JSON messages with a ``type``): ``twins`` (one per
+        round: each patient whose twin moved, with its new time), ``forecast``, ``risk`` and
+        ``alert``. Scope
         :data:`LIVE_SCOPE`, checked before the connection is accepted."""
         if not granted(LIVE_SCOPE, identity(ws).scopes):
             await ws.close(code=1008, reason=f"scope {LIVE_SCOPE} required")
