@@ -793,6 +793,12 @@ def validate_alerts(
         Path | None,
         typer.Option(help="stream PhysioNet 2019 set A (Parquet) instead of a simulated ward"),
     ] = None,
+    alert_on: Annotated[
+        float | None,
+        typer.Option(help="study other thresholds (every rule): raise at this probability"),
+    ] = None,
+    alert_off: Annotated[float | None, typer.Option(help="... end the episode below this")] = None,
+    realert_rise: Annotated[float | None, typer.Option(help="... re-alert on this rise")] = None,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("out/alerts"),
 ) -> None:
     """Alert burden of the service's default rules, from its own alert log: on a simulated
@@ -809,12 +815,29 @@ def validate_alerts(
     if patients < 2 or hours < 4 or not 0.5 <= forecast_hours <= 12:
         err_console.print("[red]need --patients >= 2, --hours >= 4, --forecast-hours 0.5-12")
         raise typer.Exit(2)
+    from dataclasses import replace
+
+    from vitaltwin.service.alerts import FORECAST_RULES
+
+    try:
+        rules = tuple(
+            replace(
+                r,
+                on=r.on if alert_on is None else alert_on,
+                off=r.off if alert_off is None else alert_off,
+                realert_rise=r.realert_rise if realert_rise is None else realert_rise,
+            )
+            for r in FORECAST_RULES
+        )
+    except ValueError as exc:
+        err_console.print(f"[red]{exc}")
+        raise typer.Exit(2) from None
     with rich_progress(err_console) as progress:
         if set_a is None:
             what = f"{patients} simulated patients x {hours} h"
             res = run_alert_study(
                 AlertStudyConfig(n_patients=patients, hours=hours, seed=seed,
-                                 forecast_hours=forecast_hours),
+                                 forecast_hours=forecast_hours, rules=rules),
                 progress,
             )  # fmt: skip
         else:
@@ -823,7 +846,8 @@ def validate_alerts(
                 raise typer.Exit(2)
             what = f"set A, {patients} stays of >= 24 h (first 72 h)"
             res = run_set_a_alerts(
-                set_a, SetAAlertConfig(n_patients=patients, forecast_hours=forecast_hours),
+                set_a,
+                SetAAlertConfig(n_patients=patients, forecast_hours=forecast_hours, rules=rules),
                 progress,
             )  # fmt: skip
     card = res.scorecard

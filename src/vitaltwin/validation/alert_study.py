@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 from vitaltwin.data import Record
 from vitaltwin.physiology import WARD_DT_S, WARD_TWIN
 from vitaltwin.progress import SILENT, Progress
-from vitaltwin.service.alerts import FORECAST_RULES, AlertEngine, Scorecard, scorecard
+from vitaltwin.service.alerts import FORECAST_RULES, AlertEngine, AlertRule, Scorecard, scorecard
 from vitaltwin.service.twins import TwinSupervisor
 from vitaltwin.simulate import make_integrator
 from vitaltwin.simulate.population import sample_population
@@ -65,6 +65,7 @@ class AlertStudyConfig:
     n_members: int = 32
     horizon_h: float = 12.0
     forecast_hours: float = 1.0  # the horizon of the forecasts the rules read
+    rules: tuple[AlertRule, ...] = FORECAST_RULES  # the service's defaults unless studying others
 
 
 @dataclass
@@ -80,7 +81,10 @@ class AlertStudyResult:
         p = self.patients
         config = self.config.__dict__
         return {
-            "config": {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()},
+            "config": {
+                k: [str(x) for x in v] if k == "rules" else list(v) if isinstance(v, tuple) else v
+                for k, v in config.items()
+            },
             "scorecard": self.scorecard.as_dict(),
             **{f"scorecard_{k}": v.as_dict() for k, v in self.other.items()},
             "alerts_per_rule": self.per_rule,
@@ -200,7 +204,7 @@ def run_alert_study(
     truth, kind, onset_h, bleed_ml_min = _truth(cfg, rng)
     event_min = event_onsets(truth)
     frames = _measurements(cfg, truth, rng)
-    engine = AlertEngine(FORECAST_RULES, shadow=False)
+    engine = AlertEngine(cfg.rules, shadow=False)
 
     def on_forecast(
         pid: str, when: datetime, probs: dict[str, float], version: str, details: dict[str, Any]
@@ -262,7 +266,8 @@ class SetAAlertConfig:
     seed: int = 2019
     n_members: int = 32
     horizon_h: float = 12.0
-    forecast_hours: float = 6.0
+    forecast_hours: float = 1.0
+    rules: tuple[AlertRule, ...] = FORECAST_RULES
 
 
 def observed_onsets(obs: pd.DataFrame) -> dict[str, datetime]:
@@ -311,7 +316,7 @@ def run_set_a_alerts(
         for pid, tt in positive.groupby("patient_id")["time"].min().items()
     }
     observed = observed_onsets(obs)
-    engine = AlertEngine(FORECAST_RULES, shadow=False)
+    engine = AlertEngine(cfg.rules, shadow=False)
 
     def on_forecast(
         pid: str, when: datetime, probs: dict[str, float], version: str, details: dict[str, Any]
@@ -364,6 +369,7 @@ def run_set_a_alerts(
     per_rule = {str(k): int(v) for k, v in alerts["rule"].value_counts().items()}
     return AlertStudyResult(AlertStudyConfig(n_patients=len(pick), n_members=cfg.n_members,
                                              horizon_h=cfg.horizon_h,
-                                             forecast_hours=cfg.forecast_hours),
+                                             forecast_hours=cfg.forecast_hours,
+                                             rules=cfg.rules),
                             card, pd.DataFrame(rows), alerts, per_rule,
                             {"sepsis": sepsis})  # fmt: skip
