@@ -851,8 +851,10 @@ def validate_alerts(
                 progress,
             )  # fmt: skip
     card = res.scorecard
-    tab = Table(title=f"Alert burden, {what} (the service's default rules on "
-                f"{forecast_hours:g}-h forecasts)")  # fmt: skip
+    which = "the service's default rules" if rules == FORECAST_RULES else (
+        f"rules at on {rules[0].on:g}, off {rules[0].off:g}, re-alert +{rules[0].realert_rise:g}"
+    )  # fmt: skip
+    tab = Table(title=f"Alert burden, {what} ({which} on {forecast_hours:g}-h forecasts)")
     for col in ("figure", "value", "target"):
         tab.add_column(col)
     tab.add_row("alerts", f"{card.alerts}", "")
