@@ -367,7 +367,8 @@ def run_set_a_alerts(
         for pid in pick
     ]  # fmt: skip
     per_rule = {str(k): int(v) for k, v in alerts["rule"].value_counts().items()}
-    return AlertStudyResult(AlertStudyConfig(n_patients=len(pick), n_members=cfg.n_members,
+    return AlertStudyResult(AlertStudyConfig(n_patients=len(pick), hours=cfg.max_hours,
+                                             seed=cfg.seed, n_members=cfg.n_members,
                                              horizon_h=cfg.horizon_h,
                                              forecast_hours=cfg.forecast_hours,
                                              rules=cfg.rules),
