@@ -1,5 +1,6 @@
-"""A thread that works on patients whose new data was stored: what the live twins and the
-online risk share."""
+"""The service's background threads: what the live twins and the online risk share
+(:class:`ServiceThread`), and the worker over patients with new data that the online risk
+runs (:class:`PatientWorker`)."""
 
 from __future__ import annotations
 
@@ -11,30 +12,23 @@ from abc import ABC, abstractmethod
 log = logging.getLogger("vitaltwin.service")
 
 
-class PatientWorker(ABC):
-    """Keeps a set of patients with new data (:meth:`notify`) and, in its own thread, calls
-    :meth:`update` for each; one patient's failure is recorded in :attr:`errors` and never
-    stops the others. :attr:`waiting` says since when each queued patient's data has waited."""
+class ServiceThread(ABC):
+    """A service's background thread: :meth:`start`, :meth:`stop` (wakes it through
+    :attr:`_cond` and waits), :attr:`alive`; failures it records in :attr:`errors` and since
+    when each patient's new data has waited in :attr:`waiting`."""
 
-    name = "patients"
+    name = "service"
 
     def __init__(self) -> None:
         self.errors: dict[str, str] = {}
         self.waiting: dict[str, float] = {}  # patient -> since when new data waits (monotonic)
-        self._dirty: set[str] = set()
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     @abstractmethod
-    def update(self, patient_id: str) -> int:
-        """Work on one patient's new data."""
-
-    def before(self) -> None:  # noqa: B027 - optional
-        """Run once in the thread before the first patient (e.g. compiling)."""
-
-    def after_round(self) -> None:  # noqa: B027 - optional
-        """Run after each round of patients (e.g. checkpoints)."""
+    def _run(self) -> None:
+        """The thread's loop, until :attr:`_stop` is set."""
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
@@ -50,6 +44,28 @@ class PatientWorker(ABC):
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+
+class PatientWorker(ServiceThread):
+    """Keeps a set of patients with new data (:meth:`notify`) and, in its own thread, calls
+    :meth:`update` for each; one patient's failure is recorded in :attr:`errors` and never
+    stops the others. :attr:`waiting` says since when each queued patient's data has waited."""
+
+    name = "patients"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._dirty: set[str] = set()
+
+    @abstractmethod
+    def update(self, patient_id: str) -> int:
+        """Work on one patient's new data."""
+
+    def before(self) -> None:
+        """Run once in the thread before the first patient (e.g. compiling)."""
+
+    def after_round(self) -> None:
+        """Run after each round of patients (e.g. checkpoints)."""
 
     def notify(self, patient_ids: list[str]) -> None:
         """New data for these patients was stored."""

@@ -44,6 +44,7 @@ from pydantic import ValidationError
 
 from vitaltwin.physiology import PatientProfile
 from vitaltwin.physiology.ward_twin import VITAL_SIGN_DISCREPANCY
+from vitaltwin.service._patients import ServiceThread
 from vitaltwin.service.alerts import DECISION_SUPPORT
 from vitaltwin.store import Store
 from vitaltwin.twin import QUANTILES, PatientTwin, TwinShard, compare, optimize, whatif_of
@@ -69,7 +70,7 @@ def profile_of(row: dict[str, Any] | None) -> PatientProfile:
     )
 
 
-class TwinSupervisor:
+class TwinSupervisor(ServiceThread):
     """Keeps every patient's twin up to date with what is stored (module docstring)."""
 
     name = "twins"
@@ -91,6 +92,7 @@ class TwinSupervisor:
         observe: Callable[[str, float], None] | None = None,
         on_update: Callable[[list[tuple[str, datetime]]], None] | None = None,
     ) -> None:
+        super().__init__()
         self.store, self.lock = store, lock
         self.checkpoint_key = checkpoint_key
         self.checkpoint_s, self.max_lag_s, self.stale_after_s = (
@@ -104,8 +106,6 @@ class TwinSupervisor:
         self.on_forecast, self.on_update = on_forecast, on_update
         self.observe = observe or (lambda stage, seconds: None)
         self.shard = TwinShard(n_members=n_members, discrepancy=VITAL_SIGN_DISCREPANCY)
-        self.errors: dict[str, str] = {}
-        self.waiting: dict[str, float] = {}  # patient -> since when new data waits (monotonic)
         self.newest: dict[str, datetime] = {}  # newest observation handed over, per patient
         self.last_data: dict[str, float] = {}  # monotonic time of the last new data
         self.forecast_at: dict[str, datetime] = {}  # twin time of the last forecast handed on
@@ -113,28 +113,13 @@ class TwinSupervisor:
         self.ready = threading.Event()
         self._pending: list[pa.Table] = []
         self._shard_lock = threading.RLock()  # the shard, between this thread and the API
-        self._cond = threading.Condition()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-        self._thread.start()
-
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop after the current round and checkpoint the shard."""
-        self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
+        super().stop(timeout_s)
         self.checkpoint()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
 
     def __contains__(self, patient_id: object) -> bool:
         return patient_id in self.shard
