@@ -75,6 +75,21 @@ def padded_size(n: int) -> int:
     return min(CHUNK, max(MIN_BATCH, 1 << max(0, int(n) - 1).bit_length()))
 
 
+def _sizes(limit: int) -> list[int]:
+    """The padded batch sizes up to the one ``limit`` patients use."""
+    sizes = [MIN_BATCH]
+    while sizes[-1] < min(limit, CHUNK):
+        sizes.append(2 * sizes[-1])
+    return sizes
+
+
+def _padding(b: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of a batch of ``b`` padded to ``size`` (the padding repeats row 0), and which rows
+    are real."""
+    pad = np.concatenate([np.arange(b), np.zeros(size - b, np.int64)])
+    return pad, np.arange(size) < b
+
+
 @dataclass(frozen=True)
 class ShardUpdate:
     """What one :meth:`TwinShard.assimilate` did."""
@@ -395,10 +410,9 @@ class TwinShard:
         the same number of equal steps of at most the model's step, then add each one's
         process noise (from its own key)."""
         b = len(idx)
-        size = padded_size(b)
-        pad = np.concatenate([np.arange(b), np.zeros(size - b, np.int64)])
+        pad, real = _padding(b, padded_size(b))
         ii = idx[pad]
-        dur = np.where(np.arange(size) < b, dt[pad], 0.0)
+        dur = np.where(real, dt[pad], 0.0)
         n_steps = max(1, int(np.ceil(dur.max() / self.layout.dt_s)))
         keys = _keys(self._root, jnp.asarray(self._pkey[ii]), jnp.asarray(self.cycles[ii]))
         z = _integrate(self.layout, jnp.asarray(self.members[ii]), jnp.asarray(self.base[ii]),
@@ -411,8 +425,7 @@ class TwinShard:
     ) -> tuple[np.ndarray, np.ndarray]:
         b = len(idx)
         size = padded_size(b)
-        pad = np.concatenate([np.arange(b), np.zeros(size - b, np.int64)])
-        real = np.arange(size) < b
+        pad, real = _padding(b, size)
         ii = idx[pad]
         keys = _keys(self._root, jnp.asarray(self._pkey[ii]), jnp.asarray(self.cycles[ii]))
         arrays = CycleArrays(
@@ -437,30 +450,13 @@ class TwinShard:
                           self.layout.discrepancy_tau_h, self.seed, self.block)  # fmt: skip
         probe.add("warm-up", PatientProfile(), _EPOCH)
         m = len(self.spec.observables)
-        size = MIN_BATCH
-        while True:
-            idx = np.zeros(size, np.int64)  # the same patient in every row: only shapes matter
-            arrays = CycleArrays(
-                jnp.asarray(probe.members[idx]),
-                jnp.asarray(probe.base[idx]),
-                jnp.asarray(probe.inputs[idx]),
-                jnp.zeros((size, m)),
-                jnp.zeros((size, m), bool),
-                jnp.ones((size, m)),
-                _keys(probe._root, jnp.zeros(size, jnp.int64), jnp.zeros(size, jnp.int64)),
-                jnp.zeros(size),
-            )
-            np.asarray(run_cycle(self.layout, arrays, min(self.block, size))[0])  # compiled, run
-            probe._integrate(np.zeros(size, np.int64), np.full(size, 60.0))  # and over gaps
-            if size >= min(patients, CHUNK):
-                break
-            size *= 2
-        size = MIN_BATCH
-        while True:
+        for size in _sizes(patients):  # the same patient in every row: only shapes matter
+            idx = np.zeros(size, np.int64)
+            probe._chunk(idx, np.zeros(size), np.zeros((size, m)), np.zeros((size, m), bool),
+                         np.ones((size, m)))  # fmt: skip
+            probe._integrate(idx, np.full(size, 60.0))  # and over gaps
+        for size in _sizes(forecasts):
             probe.forecast(["warm-up"] * size, forecast_hours)
-            if size >= min(forecasts, CHUNK):
-                break
-            size *= 2
 
     # -- forecasts ------------------------------------------------------------------------------
 
@@ -475,8 +471,7 @@ class TwinShard:
         b = len(idx)
         if b == 0:
             raise TwinError("no patients to forecast")
-        size = padded_size(b) if b <= CHUNK else -(-b // CHUNK) * CHUNK
-        ii = idx[np.concatenate([np.arange(b), np.zeros(size - b, np.int64)])]
+        ii = idx[_padding(b, padded_size(b) if b <= CHUNK else -(-b // CHUNK) * CHUNK)[0]]
         steps = round(hours * 3600.0 / self.layout.dt_s)
         sched = np.repeat(self.inputs[ii][:, None, :], steps, axis=1)
         traj = run_schedule(self.layout, self.members[ii], self.base[ii], sched,
