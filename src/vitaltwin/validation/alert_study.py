@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,7 +44,7 @@ from vitaltwin.service.alerts import FORECAST_RULES, AlertEngine, AlertRule, Sco
 from vitaltwin.service.twins import TwinSupervisor
 from vitaltwin.simulate import make_integrator
 from vitaltwin.simulate.population import sample_population
-from vitaltwin.store import DuckDBStore
+from vitaltwin.store import DuckDBStore, Store
 
 T0 = datetime(2026, 1, 5, 8, tzinfo=UTC)
 MONITOR = ("HR", "MAP", "SBP", "DBP", "SpO2", "RR")
@@ -205,38 +206,18 @@ def run_alert_study(
     event_min = event_onsets(truth)
     frames = _measurements(cfg, truth, rng)
     engine = AlertEngine(cfg.rules, shadow=False)
-
-    def on_forecast(
-        pid: str, when: datetime, probs: dict[str, float], version: str, details: dict[str, Any]
-    ) -> None:
-        for event, p in probs.items():
-            engine.observe(pid, f"forecast:{event}", p, when, model_version=version,
-                           details=details)  # fmt: skip
-
     with tempfile.TemporaryDirectory() as d, DuckDBStore(Path(d) / "store") as store:
-        sup = TwinSupervisor(store, threading.Lock(), n_members=cfg.n_members,
-                             forecasts_per_round=cfg.n_patients, expected_beds=cfg.n_patients,
-                             forecast_hours=cfg.forecast_hours,
-                             on_forecast=on_forecast)  # fmt: skip
-        sup.warm_up()
-        task = progress.start("simulated ward through the service", len(frames))
-        try:
-            for frame in frames:
-                sup.round(pa.Table.from_pandas(frame, preserve_index=False))
-                task.advance()
-        finally:
-            task.close()
+        tables = (pa.Table.from_pandas(f, preserve_index=False) for f in frames)
+        _through_the_service(store, tables, len(frames), engine, cfg.n_patients, cfg.n_members,
+                             cfg.forecast_hours, "simulated ward through the service",
+                             progress)  # fmt: skip
     pids = [f"sim-{i:03d}" for i in range(cfg.n_patients)]
     onsets = {
         pid: T0 + timedelta(minutes=float(m)) for pid, m in zip(pids, event_min, strict=True)
         if np.isfinite(m)
     }  # fmt: skip
     card = scorecard(engine, cfg.n_patients * cfg.hours, onsets, horizon_h=cfg.horizon_h)
-    alerts = pd.DataFrame(
-        [{"patient_id": a.patient_id, "rule": a.rule, "time": a.time, "score": a.score}
-         for a in engine.alerts.values()],
-        columns=["patient_id", "rule", "time", "score"],
-    )  # fmt: skip
+    alerts = _alert_table(engine)
     first = alerts.groupby("patient_id")["time"].min() if len(alerts) else pd.Series(dtype=object)
     rows = []
     for i, pid in enumerate(pids):
@@ -256,6 +237,49 @@ def run_alert_study(
         )  # fmt: skip
     per_rule = {str(k): int(v) for k, v in alerts["rule"].value_counts().items()}
     return AlertStudyResult(cfg, card, pd.DataFrame(rows), alerts, per_rule)
+
+
+def _through_the_service(
+    store: Store,
+    tables: Iterable[pa.Table],
+    steps: int,
+    engine: AlertEngine,
+    patients: int,
+    n_members: int,
+    forecast_hours: float,
+    label: str,
+    progress: Progress,
+) -> None:
+    """Stream ``tables`` (one per round) through the service's twins, every forecast's event
+    probabilities into ``engine``."""
+
+    def on_forecast(
+        pid: str, when: datetime, probs: dict[str, float], version: str, details: dict[str, Any]
+    ) -> None:
+        for event, p in probs.items():
+            engine.observe(pid, f"forecast:{event}", p, when, model_version=version,
+                           details=details)  # fmt: skip
+
+    sup = TwinSupervisor(store, threading.Lock(), n_members=n_members,
+                         forecasts_per_round=patients, expected_beds=patients,
+                         forecast_hours=forecast_hours, on_forecast=on_forecast)  # fmt: skip
+    sup.warm_up()
+    task = progress.start(label, steps)
+    try:
+        for table in tables:
+            sup.round(table)
+            task.advance()
+    finally:
+        task.close()
+
+
+def _alert_table(engine: AlertEngine) -> pd.DataFrame:
+    """Every alert the engine raised: patient, rule, time, score."""
+    return pd.DataFrame(
+        [{"patient_id": a.patient_id, "rule": a.rule, "time": a.time, "score": a.score}
+         for a in engine.alerts.values()],
+        columns=["patient_id", "rule", "time", "score"],
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -317,35 +341,19 @@ def run_set_a_alerts(
     }
     observed = observed_onsets(obs)
     engine = AlertEngine(cfg.rules, shadow=False)
-
-    def on_forecast(
-        pid: str, when: datetime, probs: dict[str, float], version: str, details: dict[str, Any]
-    ) -> None:
-        for event, p in probs.items():
-            engine.observe(pid, f"forecast:{event}", p, when, model_version=version,
-                           details=details)  # fmt: skip
-
     columns = ["patient_id", "effective_time", "loinc", "value", "method", "status", "comparator"]
+    obs = obs[[c for c in columns if c in obs.columns]]
+    hours = sorted(hour.unique())
     with tempfile.TemporaryDirectory() as d, DuckDBStore(Path(d) / "store") as store:
         chosen = pc.is_in(rec.patients["patient_id"], pa.array(pick))
         store.ingest_record(  # demographics, for the twins' priors
             Record(rec.observations.schema.empty_table(), rec.quarantine.schema.empty_table(),
                    rec.patients.filter(chosen), rec.labels.schema.empty_table(), 0)
         )  # fmt: skip
-        sup = TwinSupervisor(store, threading.Lock(), n_members=cfg.n_members,
-                             forecasts_per_round=len(pick), expected_beds=len(pick),
-                             forecast_hours=cfg.forecast_hours)  # fmt: skip
-        sup.on_forecast = on_forecast
-        sup.warm_up()
-        hours = sorted(hour.unique())
-        task = progress.start("set A through the service, hour by hour", len(hours))
-        try:
-            for h in hours:
-                part = obs[hour == h][[c for c in columns if c in obs.columns]]
-                sup.round(pa.Table.from_pandas(part, preserve_index=False))
-                task.advance()
-        finally:
-            task.close()
+        tables = (pa.Table.from_pandas(obs[hour == h], preserve_index=False) for h in hours)
+        _through_the_service(store, tables, len(hours), engine, len(pick), cfg.n_members,
+                             cfg.forecast_hours, "set A through the service, hour by hour",
+                             progress)  # fmt: skip
     hours_total = float(
         np.minimum((long.loc[pick, "end"] - long.loc[pick, "start"]).dt.total_seconds() / 3600
                    + 1, cfg.max_hours).sum()
@@ -354,11 +362,7 @@ def run_set_a_alerts(
     onsets = {pid: o for pid, o in onsets.items() if o < ends[pid]}
     card = scorecard(engine, hours_total, observed, horizon_h=cfg.horizon_h)
     sepsis = scorecard(engine, hours_total, onsets, horizon_h=cfg.horizon_h)
-    alerts = pd.DataFrame(
-        [{"patient_id": a.patient_id, "rule": a.rule, "time": a.time, "score": a.score}
-         for a in engine.alerts.values()],
-        columns=["patient_id", "rule", "time", "score"],
-    )  # fmt: skip
+    alerts = _alert_table(engine)
     first_alert = {str(k): v for k, v in alerts.groupby("patient_id")["time"].min().items()}
     rows = [
         {"patient_id": pid, "kind": "sepsis" if pid in onsets else "no sepsis",
