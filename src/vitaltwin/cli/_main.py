@@ -804,31 +804,21 @@ def validate_alerts(
     """Alert burden of the service's default rules, from its own alert log: on a simulated
     ward (virtual patients with hidden sepsis and bleeding), or on set A streamed hour by
     hour (``--set-a``; --patients sampled stays of >= 24 h)."""
+    from vitaltwin.service.alerts import FORECAST_RULES
     from vitaltwin.validation.alert_study import (
         AlertStudyConfig,
         SetAAlertConfig,
         run_alert_study,
         run_set_a_alerts,
+        with_thresholds,
     )
     from vitaltwin.validation.plot import plot_alert_timeline
 
     if patients < 2 or hours < 4 or not 0.5 <= forecast_hours <= 12:
         err_console.print("[red]need --patients >= 2, --hours >= 4, --forecast-hours 0.5-12")
         raise typer.Exit(2)
-    from dataclasses import replace
-
-    from vitaltwin.service.alerts import FORECAST_RULES
-
     try:
-        rules = tuple(
-            replace(
-                r,
-                on=r.on if alert_on is None else alert_on,
-                off=r.off if alert_off is None else alert_off,
-                realert_rise=r.realert_rise if realert_rise is None else realert_rise,
-            )
-            for r in FORECAST_RULES
-        )
+        rules = with_thresholds(alert_on, alert_off, realert_rise)
     except ValueError as exc:
         err_console.print(f"[red]{exc}")
         raise typer.Exit(2) from None

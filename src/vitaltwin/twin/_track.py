@@ -192,8 +192,6 @@ def cycle(
     ``jax.random.split(key, B)[i]``, so the result does not depend on ``block`` or the devices."""
     if not 0 < dt_s <= SHORT_CYCLE_S:
         raise ValueError(f"cycle() is for cycles of up to {SHORT_CYCLE_S:g} s, not {dt_s}")
-    if block < 1:
-        raise ValueError(f"block must be >= 1, got {block}")
     b = int(jnp.shape(members)[0])
     r = jnp.broadcast_to(jnp.asarray(layout.spec.sd**2), y.shape)
     arrays = CycleArrays(

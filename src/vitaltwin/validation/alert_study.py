@@ -26,7 +26,7 @@ from __future__ import annotations
 import tempfile
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,22 @@ from vitaltwin.store import DuckDBStore, Store
 T0 = datetime(2026, 1, 5, 8, tzinfo=UTC)
 MONITOR = ("HR", "MAP", "SBP", "DBP", "SpO2", "RR")
 LABS = ("Lactate", "WBC", "Hb")
+
+
+def with_thresholds(
+    on: float | None = None, off: float | None = None, realert_rise: float | None = None
+) -> tuple[AlertRule, ...]:
+    """The service's default rules with other thresholds (None: the rule's own), to study them;
+    ValueError names an impossible combination."""
+    return tuple(
+        replace(
+            r,
+            on=r.on if on is None else on,
+            off=r.off if off is None else off,
+            realert_rise=r.realert_rise if realert_rise is None else realert_rise,
+        )
+        for r in FORECAST_RULES
+    )
 
 
 @dataclass(frozen=True)
