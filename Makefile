@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench lint docs lock verify clean
+.PHONY: demo examples browser test test-fast bench lint docs lock verify clean
 
 # Exact versions from requirements.lock (reproducible), then vitaltwin itself without resolving.
 $(STAMP): pyproject.toml requirements.lock
@@ -14,12 +14,20 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-## Run the example scenarios and the verification table; print where the plots are.
+## The live demo ward: the service and its dashboard with 24 virtual patients; prints the URL.
 demo: $(STAMP)
-	$(BIN)/vitaltwin demo --out out/demo
+	$(BIN)/vitaltwin demo
+
+## The example scenarios (both fidelities) and the verification table; prints where the plots are.
+examples: $(STAMP)
+	$(BIN)/vitaltwin examples --out out/examples
+
+## Debian's Chromium for the browser tests (Playwright drives it; no browser download).
+browser:
+	test -x /usr/bin/chromium || apt-get install -y chromium
 
 ## Run the whole test suite (fails on any failure, and when no test ran).
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
 ## The quick check: everything not marked slow (a few minutes).

@@ -93,3 +93,60 @@ def test_scorecard_on_a_hand_checked_log() -> None:
     assert card.alerts_per_clinician_shift == pytest.approx(0.02 * 2 * 12)
     assert card.ppv == 0.5 and card.recall_2h == 0.5 and card.median_lead_h == pytest.approx(3)
     assert card.median_ack_min == pytest.approx(7) and card.overridden_share == 1.0
+
+
+def test_off_delay_keeps_one_episode_through_a_short_dip() -> None:
+    rule = AlertRule("sepsis", "risk", on=0.6, off=0.4, resolve_after_s=3600)
+    e = AlertEngine([rule])
+    assert len(e.observe("p1", "risk", 0.7, T0)) == 1
+    # below `off` for 50 min, then up again: the same episode, no new alert
+    for m in (10, 30, 60):
+        assert e.observe("p1", "risk", 0.3, T0 + timedelta(minutes=m)) == []
+    assert e.observe("p1", "risk", 0.7, T0 + timedelta(minutes=65)) == []
+    assert [x.action for x in e.log] == ["raised"]
+    # below `off` for a whole hour: resolved; the next crossing is a new episode
+    for m in (70, 100, 131):
+        e.observe("p1", "risk", 0.3, T0 + timedelta(minutes=m))
+    assert e.log[-1].action == "resolved"
+    assert [a.kind for a in e.observe("p1", "risk", 0.7, T0 + timedelta(minutes=140))] == ["first"]
+    with pytest.raises(ValueError, match="positive"):
+        AlertRule("bad", "risk", on=0.6, off=0.4, resolve_after_s=-1)
+
+
+def test_one_alert_per_patient_across_rules() -> None:
+    low_map = AlertRule("hypotension", "forecast:map", on=0.5, off=0.2)
+    low_spo2 = AlertRule("desaturation", "forecast:spo2", on=0.5, off=0.2)
+    e = AlertEngine([low_map, low_spo2])
+    first = e.observe("p1", "forecast:map", 0.6, T0)
+    assert len(first) == 1
+    # the second rule joins the open alert: one page, two reasons
+    assert e.observe("p1", "forecast:spo2", 0.7, T0 + timedelta(minutes=5)) == []
+    joined = e.alerts[first[0].id]
+    assert [x["rule"] for x in joined.details["also"]] == ["desaturation"]
+    assert [x.action for x in e.log] == ["raised", "joined"]
+    # another patient is another episode
+    assert len(e.observe("p2", "forecast:spo2", 0.7, T0)) == 1
+    # the patient's episode ends only when every rule's has
+    e.observe("p1", "forecast:map", 0.1, T0 + timedelta(minutes=10))
+    assert "resolved" not in [x.action for x in e.log]
+    e.observe("p1", "forecast:spo2", 0.1, T0 + timedelta(minutes=15))
+    assert (e.log[-1].action, e.log[-1].alert_id) == ("resolved", first[0].id)
+    # each rule on its own when asked
+    apart = AlertEngine([low_map, low_spo2], one_per_patient=False)
+    apart.observe("p1", "forecast:map", 0.6, T0)
+    assert len(apart.observe("p1", "forecast:spo2", 0.7, T0)) == 1
+
+
+def test_escalate_by_hand_and_a_scorecard_without_outcomes() -> None:
+    e = AlertEngine([RULE])
+    a = feed(e, [0.7, 0.7, 0.7])[0]
+    up = e.escalate(a.id, "rn1", a.time + timedelta(minutes=1))
+    assert (up.state, up.role) == ("escalated", "charge nurse")
+    assert (e.log[-1].action, e.log[-1].who, e.log[-1].detail) == ("escalated", "rn1",
+                                                                   "to charge nurse")  # fmt: skip
+    e.escalate(a.id, "rn1", a.time + timedelta(minutes=2))
+    with pytest.raises(AlertError, match="last role"):
+        e.escalate(a.id, "rn1", a.time + timedelta(minutes=3))
+    card = scorecard(e, patient_hours=10.0, onsets=None)  # a live service knows no outcomes
+    assert card.alerts == 1 and card.alerts_per_patient_hour == pytest.approx(0.1)
+    assert card.ppv != card.ppv and card.recall_2h != card.recall_2h  # NaN: unknown

@@ -17,6 +17,7 @@ from fastapi import APIRouter
 from fastapi.testclient import TestClient
 from fhirclient.models.fhirelementfactory import FHIRElementFactory
 
+from vitaltwin.dashboard import install
 from vitaltwin.service.access import ScopedRoute, granted
 from vitaltwin.service.app import JsonLogFormatter, create_app
 from vitaltwin.service.bus import MemoryBus
@@ -28,7 +29,7 @@ T = "2026-11-22T08:30:00Z"
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
     with DuckDBStore(tmp_path / "s") as store:
-        app = create_app(store, MemoryBus(partitions=4), max_body_bytes=200_000)
+        app = install(create_app(store, MemoryBus(partitions=4), max_body_bytes=200_000))
         with TestClient(app) as c:
             yield c
 
@@ -183,7 +184,7 @@ def test_schemathesis_finds_no_server_error(tmp_path: Path) -> None:
 
     examples = int(os.environ.get("VITALTWIN_HYPOTHESIS_EXAMPLES", "60")) // 2
     with DuckDBStore(tmp_path / "s") as store:
-        app = create_app(store, MemoryBus(partitions=2))
+        app = install(create_app(store, MemoryBus(partitions=2)))  # the service as served
         app.state.worker.start()
         try:
             schema = schemathesis.openapi.from_asgi("/openapi.json", app)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from datetime import tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -216,8 +217,8 @@ def _verify_and_report(json_path: Path, results: dict[str, ScenarioResult] | Non
 
 
 @app.command()
-def demo(
-    out: Annotated[Path, typer.Option(help="output folder")] = Path("out/demo"),
+def examples(
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("out/examples"),
 ) -> None:
     """Run every example scenario and the verification table; print where the plots are."""
     plots = []
@@ -232,6 +233,81 @@ def demo(
         console.print(f"  {p.resolve()}")
     if not all_green:
         raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    beds: Annotated[int, typer.Option(help="virtual patients (1-500)")] = 24,
+    speed: Annotated[
+        float, typer.Option(help="simulated seconds per wall second until the course is now")
+    ] = 60.0,
+    hours: Annotated[
+        float, typer.Option(help="the course starts this many hours before now (0-72)")
+    ] = 12.0,
+    seed: Annotated[int, typer.Option(help="random seed of the virtual ward")] = 2026,
+    replay: Annotated[
+        Path | None,
+        typer.Option(help="stream real PhysioNet set-A stays (Parquet) instead of virtual ones"),
+    ] = None,
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port")] = 8000,
+    store: Annotated[
+        Path | None, typer.Option(help="store directory (default: a new temporary one)")
+    ] = None,
+) -> None:
+    """The live demo ward: the service on embedded defaults (DuckDB, in-process bus) with its
+    dashboard, fed by virtual patients (some develop sepsis or bleed at hidden times) or real
+    set-A stays; prints the ward's URL. Ctrl-C stops it."""
+    import tempfile
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from vitaltwin.dashboard import DemoConfig, WardFeed, install
+    from vitaltwin.service.app import create_app
+    from vitaltwin.service.bus import MemoryBus
+    from vitaltwin.store import DuckDBStore
+
+    try:
+        cfg = DemoConfig(beds=beds, speed=speed, hours=hours, seed=seed, replay=replay)
+    except ValueError as exc:
+        err_console.print(f"[red]{exc}")
+        raise typer.Exit(2) from None
+    if replay is not None and not replay.exists():
+        err_console.print(f"[red]{replay}: no such file")
+        raise typer.Exit(2)
+    url = f"http://{host}:{port}"
+    with tempfile.TemporaryDirectory(prefix="vitaltwin-demo-") as tmp:
+        bus = MemoryBus()
+        with DuckDBStore(store or Path(tmp) / "store") as st:
+            api = install(create_app(st, bus, with_twins=True, shadow=False,
+                                     expected_beds=cfg.beds))  # fmt: skip
+            feed = WardFeed(url, cfg)
+
+            def feed_when_ready() -> None:  # the twins compile first (readiness says when)
+                deadline = time.monotonic() + 600
+                while time.monotonic() < deadline:
+                    try:
+                        if httpx.get(f"{url}/health/ready", timeout=5).status_code == 200:
+                            feed.start_thread()
+                            console.print(f"[green]ward live:[/] {url}/ward "
+                                          f"({cfg.beds} beds, x{cfg.speed:g})")  # fmt: skip
+                            return
+                    except httpx.HTTPError:
+                        pass
+                    time.sleep(0.5)
+                err_console.print("[red]the service did not become ready in 10 min")
+
+            threading.Thread(target=feed_when_ready, daemon=True).start()
+            what = f"set A stays from {replay}" if replay else "virtual patients"
+            console.print(f"vitaltwin demo ward: {cfg.beds} beds of {what}, time x{cfg.speed:g}")
+            console.print(f"[bold]Open {url}/ward[/] (the twins compile for up to a minute "
+                          "first; API: /docs)")  # fmt: skip
+            uvicorn.run(api, host=host, port=port, log_level="warning",
+                        timeout_graceful_shutdown=5)  # fmt: skip
+            feed.stop()
+        bus.close()
 
 
 def _print_surrogate_report(report: dict[str, object]) -> None:
@@ -516,6 +592,8 @@ def serve(
             if settings.mqtt_host
             else None
         )
+        from vitaltwin.dashboard import install
+
         api = create_app(
             st,
             the_bus,
@@ -527,8 +605,10 @@ def serve(
             scorer=scorer,
             expected_beds=settings.expected_beds,
         )
+        install(api)  # the dashboard's pages
         where = f"http://{host or settings.host}:{port or settings.port}"
-        console.print(f"vitaltwin service on {where} (API: {where}/docs; store {st.describe()})")
+        console.print(f"vitaltwin service on {where} (ward: {where}/ward; API: {where}/docs; "
+                      f"store {st.describe()})")  # fmt: skip
         # SIGTERM: stop taking requests, close connections within 10 s (live updates too)
         uvicorn.run(api, host=host or settings.host, port=port or settings.port, log_config=None,
                     timeout_graceful_shutdown=10)  # fmt: skip
@@ -788,7 +868,7 @@ def validate_alerts(
     seed: Annotated[int, typer.Option(help="random seed")] = 11,
     forecast_hours: Annotated[
         float, typer.Option(help="horizon of the forecasts the rules read (h)")
-    ] = 1.0,
+    ] = 6.0,
     set_a: Annotated[
         Path | None,
         typer.Option(help="stream PhysioNet 2019 set A (Parquet) instead of a simulated ward"),

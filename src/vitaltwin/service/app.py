@@ -64,13 +64,21 @@ from vitaltwin.interop.fhir_export import observation as fhir_observation
 from vitaltwin.interop.fhir_export import patient as fhir_patient
 from vitaltwin.risk import Scorer
 from vitaltwin.service.access import PUBLIC, Identity, ScopedRoute, granted, identity, scope
-from vitaltwin.service.alerts import FORECAST_RULES, Alert, AlertEngine, AlertError, AlertRule
+from vitaltwin.service.alerts import (
+    FORECAST_RULES,
+    Alert,
+    AlertEngine,
+    AlertError,
+    AlertRule,
+    scorecard,
+)
 from vitaltwin.service.bus import Bus
 from vitaltwin.service.ingest import IngestWorker, envelope, fhir_key, hl7_key
 from vitaltwin.service.mqtt import subscribe
 from vitaltwin.service.scoring import RiskMonitor
 from vitaltwin.service.standards import FHIR_JSON, standards_router
 from vitaltwin.service.twins import TwinSupervisor
+from vitaltwin.service.ward import WardBoard
 from vitaltwin.store import Store
 
 log = logging.getLogger("vitaltwin.service")
@@ -185,11 +193,13 @@ def create_app(
     alerts_lock = threading.Lock()
 
     hub = Hub()
+    board = WardBoard()
 
     def forecast_alerts(
         pid: str, when: datetime, probs: dict[str, float], version: str, details: dict[str, Any]
     ) -> None:
         t0 = time.perf_counter()
+        board.forecast(pid, when, probs, version)
         with alerts_lock:
             raised = [
                 a
@@ -235,6 +245,7 @@ def create_app(
         pid: str, when: datetime, p: float, confident: bool, version: str, details: dict[str, Any]
     ) -> None:
         t0 = time.perf_counter()
+        board.risk(pid, when, p, confident, version)
         with alerts_lock:
             raised = alerts.observe(pid, "risk", p, when, model_version=version,
                                     confident=confident, details=details)  # fmt: skip
@@ -248,6 +259,7 @@ def create_app(
     risk = RiskMonitor(store, lock, scorer, on_score=risk_alerts) if scorer else None
 
     def stored(observations: pa.Table) -> None:
+        board.stored(observations)
         if twins is not None:
             twins.notify(observations)
         if risk is not None:
@@ -680,6 +692,18 @@ def create_app(
         return act(lambda: alerts.snooze(alert_id, who.subject, hours, reason, datetime.now(UTC)))
 
     @router.post(
+        "/v1/alerts/{alert_id}/escalate",
+        openapi_extra=scope("user/Flag.u"),
+        tags=["alerts"],
+        responses={404: {"description": "no such alert"}, 409: {"description": "not allowed"}},
+    )
+    def escalate_alert(
+        alert_id: str, who: Annotated[Identity, Depends(identity)]
+    ) -> dict[str, Any]:
+        """Escalate now to the next role (recorded with who and when)."""
+        return act(lambda: alerts.escalate(alert_id, who.subject, datetime.now(UTC)))
+
+    @router.post(
         "/v1/alerts/{alert_id}/feedback",
         openapi_extra=scope("user/Flag.u"),
         tags=["alerts"],
@@ -692,6 +716,70 @@ def create_app(
     ) -> dict[str, Any]:
         """The clinician's verdict on an alert (for the scorecard)."""
         return act(lambda: alerts.feedback(alert_id, who.subject, overridden, datetime.now(UTC)))
+
+    def ward() -> dict[str, Any]:
+        """Every bed: latest vitals, deterioration risk and its trend, the risk model's score,
+        alerts by state, twin status, data age; highest deterioration risk first."""
+        with alerts_lock:
+            visible = alerts.visible()
+        by_patient: dict[str, dict[str, int]] = {}
+        for a in visible:
+            if a.state != "resolved":
+                states = by_patient.setdefault(a.patient_id, {})
+                states[a.state] = states.get(a.state, 0) + 1
+        beds = []
+        for pid in board.patients():
+            bed = board.bed(pid)
+            bed["alerts"] = by_patient.get(pid, {})
+            if twins is not None:
+                st = twins.status(pid)
+                bed["twin"] = {"status": st["status"], "reason": st.get("reason"),
+                               "learning": st.get("learning", False)}  # fmt: skip
+            else:
+                bed["twin"] = {"status": "off", "reason": "this service runs no twins"}
+            beds.append(bed)
+
+        def order(b: dict[str, Any]) -> float:
+            risk = b["deterioration"] or b["risk_model"]
+            return -risk["probability"] if risk else 1.0
+
+        beds.sort(key=order)
+        return {"time": datetime.now(UTC).isoformat(), "shadow_mode": alerts.shadow,
+                "beds": beds}  # fmt: skip
+
+    def burden() -> dict[str, Any]:
+        """The alert-burden scorecard from the service's own alert log (module alerts)."""
+        hours = 0.0
+        if twins is not None:
+            hours = twins.patient_hours()
+        with alerts_lock:
+            card = scorecard(alerts, hours, None)
+            n_visible = len(alerts.visible())
+        out = {k: (None if v != v else v) for k, v in card.as_dict().items()}  # NaN: null
+        return {
+            **out,
+            "shadow_mode": alerts.shadow,
+            "visible_alerts": n_visible,
+            "outcomes": "not known to the service: PPV and recall come from the validation "
+            "studies (vitaltwin validate alerts); overrides from feedback",
+        }
+
+    app.state.ward, app.state.burden = ward, burden
+
+    @router.get("/v1/ward", openapi_extra=scope("user/Observation.rs"), tags=["ward"])
+    def ward_overview() -> dict[str, Any]:
+        """The ward overview: every bed with its latest vitals (value, unit, time), the twin's
+        deterioration risk (its most likely forecast event's probability, with trend and model
+        version), the risk model's score, open alerts by state, twin status (tracking, or
+        degraded — monitor manually) and data age; highest risk first."""
+        return ward()
+
+    @router.get("/v1/alerts/scorecard", openapi_extra=scope("user/Flag.rs"), tags=["alerts"])
+    def alert_scorecard() -> dict[str, Any]:
+        """The alert burden from the service's own log: alerts per patient-hour and per
+        clinician per 12-h shift, time to acknowledgement, share overridden (clinicians'
+        feedback). PPV and event recall need outcomes the service does not know (null here)."""
+        return burden()
 
     @router.get(
         "/metrics",

@@ -21,7 +21,11 @@ new data in one batched call (at 1 Hz: one call per second for the whole ward).
   expected ward size, a forecast, a two-plan what-if and the ranking of the model's candidates,
   so no patient waits for JAX (readiness waits for it).
 * **Forecasts** of up to ``forecasts_per_round`` patients (those longest without one) run
-  batched after each round; each patient gets one every ``forecast_every_s`` of twin time.
+  batched after each round; each patient gets one every ``forecast_every_s`` of twin time,
+  once the twin has tracked the patient for ``settle_s`` (one hour by default): a twin that has
+  just started knows the population, not the patient, and its wide first forecasts would only
+  raise alerts no one should act on (on the simulated ward they were a third of the false
+  alerts; docs "The live service").
 * **Never silently stale**: :meth:`TwinSupervisor.status` says ``degraded — monitor manually``
   when the twin is behind the newest data handed over by more than ``max_lag_s``, when new
   data has waited longer than that for the twin, or when no data has arrived for
@@ -86,7 +90,8 @@ class TwinSupervisor(ServiceThread):
         stale_after_s: float = 120.0,
         forecast_every_s: float = 300.0,
         forecasts_per_round: int = 32,
-        forecast_hours: float = 1.0,
+        forecast_hours: float = 6.0,
+        settle_s: float = 3600.0,
         expected_beds: int = 64,
         on_forecast: OnForecast | None = None,
         observe: Callable[[str, float], None] | None = None,
@@ -101,7 +106,8 @@ class TwinSupervisor(ServiceThread):
             stale_after_s,
         )
         self.forecast_every_s, self.forecasts_per_round = forecast_every_s, forecasts_per_round
-        self.forecast_hours = forecast_hours
+        self.forecast_hours, self.settle_s = forecast_hours, settle_s
+        self._started: dict[str, datetime] = {}
         self.expected_beds = expected_beds
         self.on_forecast, self.on_update = on_forecast, on_update
         self.observe = observe or (lambda stage, seconds: None)
@@ -227,8 +233,11 @@ class TwinSupervisor(ServiceThread):
         due = [
             (self.forecast_at.get(pid), pid)
             for pid, t in moved.items()
-            if pid not in self.forecast_at
-            or (t - self.forecast_at[pid]).total_seconds() >= self.forecast_every_s
+            if self._settled(pid, t)
+            and (
+                pid not in self.forecast_at
+                or (t - self.forecast_at[pid]).total_seconds() >= self.forecast_every_s
+            )
         ]
         due.sort(key=lambda x: (x[0] is not None, x[0] or datetime.min.replace(tzinfo=UTC)))
         pids = [pid for _, pid in due[: self.forecasts_per_round]]
@@ -252,6 +261,14 @@ class TwinSupervisor(ServiceThread):
             }  # fmt: skip
             events = {e.name: float(probs[row, i]) for i, e in enumerate(spec.events)}
             self.on_forecast(pid, when, events, self.shard.model_version, {"forecast_1h": band})
+
+    def _settled(self, pid: str, t: datetime) -> bool:
+        """Whether the patient's twin has tracked them for ``settle_s`` (twin time)."""
+        started = self._started.get(pid)
+        if started is None:
+            with self._shard_lock:
+                started = self._started[pid] = self.shard.start(pid)
+        return (t - started).total_seconds() >= self.settle_s
 
     def checkpoint(self) -> None:
         """Save the shard in the store (in one transaction)."""
@@ -292,6 +309,11 @@ class TwinSupervisor(ServiceThread):
 
     # -- what the API shows ---------------------------------------------------------------------
 
+    def patient_hours(self) -> float:
+        """Hours tracked by the twins, all patients together (the alert burden's exposure)."""
+        with self._shard_lock:
+            return self.shard.hours_tracked()
+
     def status(self, patient_id: str) -> dict[str, Any]:
         """Twin status: ``tracking``, ``degraded — monitor manually`` (behind or no data), or
         ``not started``; with the reason and the twin's counts."""
@@ -314,8 +336,11 @@ class TwinSupervisor(ServiceThread):
         for key in (patient_id, "*"):
             if key in self.errors:
                 reasons.append(self.errors[key])
+        with self._shard_lock:
+            tracked_s = (twin_time - self.shard.start(patient_id)).total_seconds()
         return {
             "status": DEGRADED if reasons else "tracking",
+            "learning": tracked_s < self.settle_s,  # no forecasts or alerts yet
             "reason": "; ".join(reasons) or None,
             "model_version": self.shard.model_version,
             **summary,

@@ -60,7 +60,7 @@ from vitaltwin.twin._twin import (
     model_version,
 )
 
-SHARD_FORMAT = 1
+SHARD_FORMAT = 2  # 2: each patient's start time (start_us)
 MIN_BATCH = 8
 CHUNK = 1024
 """Patients per batched call at most: a larger batch is cut into calls of this size, so only
@@ -190,6 +190,7 @@ class TwinShard:
         self.base = np.zeros((0, self.model.n_params))
         self.inputs = np.zeros((0, self.model.n_inputs))
         self.time_us = np.zeros(0, np.int64)
+        self.start_us = np.zeros(0, np.int64)  # when each patient's twin started
         self.cycles = np.zeros(0, np.int64)
         self.values = np.zeros((0, m), np.int64)
         self.gated = np.zeros(0, np.int64)
@@ -219,8 +220,7 @@ class TwinShard:
         if n <= cap:
             return
         new = max(n, 2 * cap, 16)
-        for name in ("members", "base", "inputs", "time_us", "cycles", "values", "gated",
-                     "rejected", "late", "_pkey"):  # fmt: skip
+        for name in _ARRAYS:
             a = getattr(self, name)
             grown = np.zeros((new, *a.shape[1:]), a.dtype)
             grown[:cap] = a
@@ -242,7 +242,7 @@ class TwinShard:
         self.members[i] = initial_members(self.layout, x_rest, base, self.n_members, rng)
         self.base[i] = base
         self.inputs[i] = self.model.default_inputs()
-        self.time_us[i] = _us(start)
+        self.time_us[i] = self.start_us[i] = _us(start)
         self._pkey[i] = _key(patient_id)
         self.ids.append(patient_id)
         self.index[patient_id] = i
@@ -558,12 +558,22 @@ class TwinShard:
         except TwinError as exc:
             raise TwinError(f"{path}: {exc}") from None
 
+    def start(self, patient_id: str) -> datetime:
+        """When the patient's twin started (KeyError for a patient not in the shard)."""
+        return _dt(int(self.start_us[self._i(patient_id)]))
+
+    def hours_tracked(self) -> float:
+        """Hours of twin time of every patient together (patient-hours)."""
+        n = len(self.ids)
+        return float((self.time_us[:n] - self.start_us[:n]).sum() / 3.6e9)
+
     def summary(self, patient_id: str) -> dict[str, Any]:
-        """Counts for one patient: cycles, values taken per observable, gated, rejected,
-        late."""
+        """Counts for one patient: its start and time, cycles, values taken per observable,
+        gated, rejected, late."""
         i = self._i(patient_id)
         return {
             "time": _dt(int(self.time_us[i])).isoformat(),
+            "start": _dt(int(self.start_us[i])).isoformat(),
             "cycles": int(self.cycles[i]),
             "assimilated": int(self.values[i].sum()),
             "values": {n: int(v) for n, v in zip(self.spec.names, self.values[i], strict=True)},
@@ -573,8 +583,8 @@ class TwinShard:
         }
 
 
-_ARRAYS = ("members", "base", "inputs", "time_us", "cycles", "values", "gated", "rejected",
-           "late", "_pkey")  # fmt: skip
+_ARRAYS = ("members", "base", "inputs", "time_us", "start_us", "cycles", "values", "gated",
+           "rejected", "late", "_pkey")  # fmt: skip
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

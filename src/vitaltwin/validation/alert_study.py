@@ -1,15 +1,12 @@
 """The alert burden on a simulated ward: the service's own twins and alert engine, in simulated
 time, on virtual patients whose deteriorations are known.
 
-* **Patients** from the population model (:func:`vitaltwin.simulate.population.sample_population`:
-  hidden parameters), simulated minute by minute with the ward model. Some develop sepsis (a
-  pathogen inoculum at a hidden hour, as in the phantom study), some bleed (blood loss at
-  ``bleed_ml_min`` for ``bleed_hours`` from a hidden hour: the model's ``hemorrhage_ml_s``
-  input, which the twins do not see); the rest stay stable.
-* **Measured** as an ICU monitors: HR, blood pressures, SpO2 and respiratory rate every minute
-  with each observable's measurement error, temperature hourly, lactate, WBC and haemoglobin
-  every six hours; artefacts on the monitor values (arterial-line flush, SpO2 probe off,
-  double-counted QRS), as in the phantom study.
+* **Patients**: a :class:`vitaltwin.simulate.ward_course.VirtualWard` — from the population
+  model, simulated minute by minute with the ward model; some develop sepsis, some bleed (an
+  input the twins do not see), the rest stay stable, at hidden hours.
+* **Measured** as an ICU monitors (:func:`vitaltwin.simulate.ward_course.measure`): HR, blood
+  pressures, SpO2 and respiratory rate every minute with each observable's measurement error
+  and monitor artefacts, temperature hourly, lactate, WBC and haemoglobin every six hours.
 * **Streamed** minute by minute through :class:`vitaltwin.service.twins.TwinSupervisor` (the
   batched shard, forecasts every five minutes of twin time) into
   :class:`vitaltwin.service.alerts.AlertEngine` with the service's default
@@ -31,24 +28,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from vitaltwin.data import Record
-from vitaltwin.physiology import WARD_DT_S, WARD_TWIN
+from vitaltwin.physiology import WARD_TWIN
 from vitaltwin.progress import SILENT, Progress
 from vitaltwin.service.alerts import FORECAST_RULES, AlertEngine, AlertRule, Scorecard, scorecard
 from vitaltwin.service.twins import TwinSupervisor
-from vitaltwin.simulate import make_integrator
-from vitaltwin.simulate.population import sample_population
+from vitaltwin.simulate.ward_course import LABS, MONITOR, VirtualWard, WardCourse, measure
 from vitaltwin.store import DuckDBStore, Store
 
 T0 = datetime(2026, 1, 5, 8, tzinfo=UTC)
-MONITOR = ("HR", "MAP", "SBP", "DBP", "SpO2", "RR")
-LABS = ("Lactate", "WBC", "Hb")
 
 
 def with_thresholds(
@@ -81,7 +74,7 @@ class AlertStudyConfig:
     artefact_rate: float = 0.002  # per monitor value
     n_members: int = 32
     horizon_h: float = 12.0
-    forecast_hours: float = 1.0  # the horizon of the forecasts the rules read
+    forecast_hours: float = 6.0  # the horizon of the forecasts the rules read (the service's)
     rules: tuple[AlertRule, ...] = FORECAST_RULES  # the service's defaults unless studying others
 
 
@@ -113,40 +106,13 @@ class AlertStudyResult:
         }
 
 
-def _truth(
-    cfg: AlertStudyConfig, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Observables every minute ``(B, hours * 60, m)`` (minute k ends at k + 1 min), the kind
-    of each patient (``stable``, ``sepsis``, ``bleeding``), and the insult's hour."""
-    model = WARD_TWIN.model
-    b = cfg.n_patients
-    pop = sample_population(b, seed=cfg.seed, model=model)
-    draw = rng.random(b)
-    kind = np.where(draw < cfg.septic_fraction, "sepsis",
-                    np.where(draw < cfg.septic_fraction + cfg.bleeding_fraction, "bleeding",
-                             "stable"))  # fmt: skip
-    onset = rng.integers(cfg.onset_hours[0], cfg.onset_hours[1] + 1, b)
-    severity = rng.uniform(*cfg.severity, b)
-    bleed = rng.uniform(*cfg.bleed_ml_min, b) / 60.0
-    bleed_h = rng.integers(cfg.bleed_hours[0], cfg.bleed_hours[1] + 1, b)
-    integ = make_integrator(model, WARD_DT_S, 1, 60, batched=True)
-    i_p = model.state_index("infl_p")
-    i_bleed = model.input_index("hemorrhage_ml_s")
-    x = pop.states.copy()
-    per_min = []
-    for h in range(cfg.hours):
-        start = (kind == "sepsis") & (onset == h)
-        x[start, i_p] += severity[start]
-        u = np.tile(model.default_inputs(), (b, 1))
-        bleeding = (kind == "bleeding") & (onset <= h) & (h < onset + bleed_h)
-        u[bleeding, i_bleed] = bleed[bleeding]
-        x_end, rec = integ(jnp.asarray(x), jnp.asarray(pop.params), jnp.asarray(u),
-                           jnp.asarray(0.0))  # fmt: skip
-        y = WARD_TWIN.observe(rec, jnp.asarray(pop.params)[:, None, :],
-                              jnp.asarray(u)[:, None, :])  # fmt: skip
-        per_min.append(np.asarray(y))
-        x = np.array(x_end)
-    return np.concatenate(per_min, axis=1), kind, onset, bleed * 60.0
+def _truth(cfg: AlertStudyConfig) -> tuple[np.ndarray, VirtualWard]:
+    """Observables every minute ``(B, hours * 60, m)`` (minute k ends at k + 1 min) and the
+    ward (who deteriorates, how and when)."""
+    course = WardCourse(cfg.septic_fraction, cfg.bleeding_fraction, cfg.onset_hours,
+                        cfg.severity, cfg.bleed_ml_min, cfg.bleed_hours)  # fmt: skip
+    ward = VirtualWard(cfg.n_patients, cfg.seed, course)
+    return np.concatenate([ward.next_hour() for _ in range(cfg.hours)], axis=1), ward
 
 
 def event_onsets(truth: np.ndarray) -> np.ndarray:
@@ -175,21 +141,8 @@ def _measurements(
     """Per minute, the values measured (patient_id, effective_time, loinc, value)."""
     b, n_min, _ = truth.shape
     spec = WARD_TWIN
-    sd = np.array([o.sd for o in spec.observables])
-    y = truth + rng.standard_normal(truth.shape) * sd
+    y = measure(truth, rng, cfg.artefact_rate)
     idx = {n: spec.index(n) for n in spec.names}
-    art = rng.random((b, n_min)) < cfg.artefact_rate * len(MONITOR)
-    for i, k in zip(*np.nonzero(art), strict=True):
-        kind = rng.integers(0, 3)
-        if kind == 0:  # arterial line flush or zeroing
-            v = rng.uniform(0.0, 25.0) if rng.random() < 0.5 else rng.uniform(250.0, 300.0)
-            for n in ("MAP", "SBP", "DBP"):
-                y[i, k, idx[n]] = v
-        elif kind == 1:  # SpO2 probe off
-            y[i, k, idx["SpO2"]] = rng.uniform(50.0, 70.0)
-        else:  # double-counted QRS
-            y[i, k, idx["HR"]] = 2.0 * y[i, k, idx["HR"]]
-    y[:, :, idx["SpO2"]] = np.minimum(y[:, :, idx["SpO2"]], 100.0)
     pids = np.array([f"sim-{i:03d}" for i in range(b)])
     frames = []
     for k in range(n_min):
@@ -218,7 +171,8 @@ def run_alert_study(
 ) -> AlertStudyResult:
     """Simulate the ward, stream it through the service's twins and alerts, score the log."""
     rng = np.random.default_rng(cfg.seed)
-    truth, kind, onset_h, bleed_ml_min = _truth(cfg, rng)
+    truth, ward = _truth(cfg)
+    kind, onset_h, bleed_ml_min = ward.kind, ward.onset_h, ward.bleed_ml_min
     event_min = event_onsets(truth)
     frames = _measurements(cfg, truth, rng)
     engine = AlertEngine(cfg.rules, shadow=False)
@@ -306,7 +260,7 @@ class SetAAlertConfig:
     seed: int = 2019
     n_members: int = 32
     horizon_h: float = 12.0
-    forecast_hours: float = 1.0
+    forecast_hours: float = 6.0
     rules: tuple[AlertRule, ...] = FORECAST_RULES
 
 

@@ -1,0 +1,136 @@
+"""What a ward overview shows, kept in memory from what the service does (no store reads on
+the way to the screen): per bed the latest vital signs, the twin's deterioration risk with its
+trend, the risk model's score, the data's freshness.
+
+* **Vitals**: the latest value of each of the ward twin's observables handed over by the
+  ingest worker (:meth:`WardBoard.stored`), with its time, and the wall-clock time the bed's
+  last data arrived (freshness: a monitor that stops is visible even in a replay whose data
+  times are in the past).
+* **Deterioration risk**: the twin's forecast probability of its most likely declared event
+  (MAP < 65 mmHg held 30 min, SpO2 < 90 %, lactate > 4 mmol/L) within the forecast horizon
+  (:meth:`WardBoard.forecast`), with the model version and the last ``trend_points`` values.
+* **Risk model**: the registered model's latest score, when the service runs one
+  (:meth:`WardBoard.risk`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+
+from vitaltwin.physiology import WARD_TWIN
+
+VITALS = ("HR", "MAP", "SBP", "DBP", "SpO2", "RR", "Temp", "Lactate")
+"""The values a bed shows, in this order."""
+STALE_AFTER_S = 30.0
+"""A bed whose data stopped this long ago (wall clock) is shown stale."""
+
+
+@dataclass
+class _Bed:
+    vitals: dict[str, tuple[datetime, float]] = field(default_factory=dict)
+    received: float = 0.0  # time.time() of the last data
+    risk: deque[tuple[datetime, float, str]] = field(default_factory=deque)
+    risk_version: str = ""
+    model_score: tuple[datetime, float, bool, str] | None = None  # time, p, confident, version
+
+
+class WardBoard:
+    """The ward's beds (module docstring); safe to use from any thread."""
+
+    def __init__(self, trend_points: int = 48) -> None:
+        self.trend_points = trend_points
+        self._beds: dict[str, _Bed] = {}
+        self._lock = threading.Lock()
+        self._names = {
+            code: o.name for o in WARD_TWIN.observables for code in o.loinc if o.name in VITALS
+        }
+        self.units = {o.name: o.unit for o in WARD_TWIN.observables if o.name in VITALS}
+
+    def _bed(self, pid: str) -> _Bed:
+        bed = self._beds.get(pid)
+        if bed is None:
+            bed = self._beds[pid] = _Bed(risk=deque(maxlen=self.trend_points))
+        return bed
+
+    def stored(self, observations: pa.Table) -> None:
+        """Observations just stored (canonical columns): keep each bed's latest values."""
+        now = time.time()
+        pids = observations.column("patient_id").to_pylist()
+        codes = observations.column("loinc").to_pylist()
+        times = observations.column("effective_time").to_pylist()
+        values = observations.column("value").to_pylist()
+        with self._lock:
+            for pid in set(pids):
+                self._bed(pid).received = now
+            for pid, code, t, v in zip(pids, codes, times, values, strict=True):
+                name = self._names.get(code)
+                if name is None or v is None:
+                    continue
+                bed = self._beds[pid]
+                old = bed.vitals.get(name)
+                if old is None or t >= old[0]:
+                    bed.vitals[name] = (t, float(v))
+
+    def forecast(self, pid: str, when: datetime, probs: dict[str, float], version: str) -> None:
+        """A twin forecast's event probabilities: the bed's deterioration risk is the most
+        likely event's."""
+        if not probs:
+            return
+        event = max(probs, key=lambda k: probs[k])
+        with self._lock:
+            bed = self._bed(pid)
+            bed.risk.append((when, float(probs[event]), event))
+            bed.risk_version = version
+
+    def risk(self, pid: str, when: datetime, p: float, confident: bool, version: str) -> None:
+        """The risk model's latest score for a bed."""
+        with self._lock:
+            self._bed(pid).model_score = (when, float(p), confident, version)
+
+    def patients(self) -> list[str]:
+        with self._lock:
+            return sorted(self._beds)
+
+    def bed(self, pid: str) -> dict[str, Any]:
+        """One bed as JSON-ready values (times ISO 8601 UTC); KeyError when unknown."""
+        now = time.time()
+        with self._lock:
+            b = self._beds[pid]
+            vitals = dict(b.vitals)
+            trend = list(b.risk)
+            version, score, received = b.risk_version, b.model_score, b.received
+        age_s = now - received if received else None
+        last = trend[-1] if trend else None
+        return {
+            "patient_id": pid,
+            "vitals": {
+                name: {"value": v, "unit": self.units[name], "time": t.isoformat()}
+                for name, (t, v) in sorted(vitals.items(), key=lambda kv: VITALS.index(kv[0]))
+            },
+            "data_age_s": age_s,
+            "stale": age_s is None or age_s > STALE_AFTER_S,
+            "deterioration": None
+            if last is None
+            else {
+                "probability": last[1],
+                "event": last[2],
+                "time": last[0].isoformat(),
+                "model_version": version,
+                "trend": [p for _, p, _ in trend],
+            },
+            "risk_model": None
+            if score is None
+            else {
+                "probability": score[1],
+                "low_confidence": not score[2],
+                "time": score[0].isoformat(),
+                "model_version": score[3],
+            },
+        }

@@ -1,0 +1,96 @@
+"""The dashboard's pages, served by the service (no browser): the ward and its live fragment
+show the beds with units and freshness, a patient page exists for a bed and a clear 404 for
+anyone else, the quality page shows the alert-burden scorecard, every asset is local."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from vitaltwin.dashboard import install
+from vitaltwin.dashboard.pages import risk_level, sparkline
+from vitaltwin.service.app import create_app
+from vitaltwin.service.bus import MemoryBus
+from vitaltwin.store import DuckDBStore
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    with DuckDBStore(tmp_path / "s") as store:
+        app = install(create_app(store, MemoryBus(partitions=2)))
+        with TestClient(app) as c:
+            yield c
+
+
+def feed(client: TestClient, pid: str = "bed-7") -> None:
+    t = datetime.now(UTC) - timedelta(seconds=5)
+    body = [{"patient_id": pid, "time": t.isoformat(), "code": code, "value": v, "unit": unit}
+            for code, v, unit in (("8867-4", 88, "/min"), ("8480-6", 121, "mm[Hg]"),
+                                  ("8462-4", 64, "mm[Hg]"), ("8478-0", 83, "mm[Hg]"),
+                                  ("59408-5", 96, "%"))]  # fmt: skip
+    assert client.post("/v1/observations", json=body).status_code == 202
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if client.get("/v1/ward").json()["beds"]:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the ward never showed the bed")
+
+
+def test_ward_page_and_its_live_fragment(client: TestClient) -> None:
+    assert "No patients yet" in client.get("/ward").text
+    feed(client)
+    ward = client.get("/v1/ward").json()
+    bed = ward["beds"][0]
+    assert bed["patient_id"] == "bed-7" and bed["vitals"]["HR"] == {
+        "value": 88.0, "unit": "/min", "time": bed["vitals"]["HR"]["time"]}  # fmt: skip
+    assert bed["stale"] is False and bed["twin"]["status"] == "off"
+    page = client.get("/ward").text
+    assert 'hx-get="/ward/beds?sort=risk"' in page and 'href="/patients/bed-7"' in page
+    fragment = client.get("/ward/beds", params={"sort": "bed"}).text
+    assert fragment.lstrip().startswith('<div id="beds"') and "121/64 (83)" in fragment
+    assert "HR /min" in fragment and "SpO2 %" in fragment  # units on every value
+    assert client.get("/ward/beds", params={"sort": "nonsense"}).status_code == 422
+    assert client.get("/", follow_redirects=False).headers["location"] == "/ward"
+
+
+def test_patient_page_and_a_clear_404(client: TestClient) -> None:
+    feed(client)
+    page = client.get("/patients/bed-7")
+    assert page.status_code == 200 and 'data-patient="bed-7"' in page.text
+    assert "Decision support only" in page.text and 'id="whatif-form"' in page.text
+    missing = client.get("/patients/nobody")
+    assert missing.status_code == 404 and "No patient nobody" in missing.text
+
+
+def test_quality_page_shows_the_scorecard(client: TestClient) -> None:
+    card = client.get("/v1/alerts/scorecard").json()
+    assert card["alerts"] == 0 and card["ppv"] is None and "validation" in card["outcomes"]
+    page = client.get("/quality").text
+    assert 'id="scorecard"' in page and "Alerts per patient-hour" in page
+    assert "hypotension ahead" in page  # the rules in force
+
+
+def test_every_asset_is_local(client: TestClient) -> None:
+    feed(client)
+    for path in ("/ward", "/patients/bed-7", "/quality"):
+        html = client.get(path).text
+        refs = re.findall(r'(?:src|href)="([^"]+)"', html)
+        assert refs and all(not r.startswith(("http:", "https:", "//")) for r in refs), refs
+        for ref in refs:
+            if ref.startswith("/static/"):
+                assert client.get(ref).status_code == 200, ref
+    js = client.get("/static/vendor/uPlot.iife.min.js")
+    assert js.status_code == 200 and "uPlot" in js.text
+
+
+def test_words_beside_colours_and_the_sparkline() -> None:
+    assert [risk_level(p) for p in (0.05, 0.3, 0.9, None)] == ["low", "raised", "high", "none"]
+    assert sparkline([0.0, 1.0], width=10, height=10) == "0.0,10.0 10.0,0.0"
+    assert sparkline([0.5]) == ""
