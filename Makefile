@@ -42,6 +42,7 @@ bench: $(STAMP)
 	XLA_FLAGS="--xla_force_host_platform_device_count=$$(nproc)" $(BIN)/python bench/bench_twin.py
 	$(BIN)/python bench/bench_ingest.py
 	$(BIN)/python bench/bench_service.py
+	$(BIN)/python bench/bench_dashboard.py
 
 ## ruff (lint + format check), mypy (strict), the layer contracts and the private-module rule.
 lint: $(STAMP)

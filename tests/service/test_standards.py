@@ -32,7 +32,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     rule = AlertRule("test rule", "forecast:map_below_65_30min", on=-1.0, off=-2.0)
     with DuckDBStore(tmp / "s") as store:
         app = create_app(store, MemoryBus(partitions=2), with_twins=True, rules=[rule],
-                         shadow=False)  # fmt: skip
+                         shadow=False, twin_settle_s=0)  # fmt: skip
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()

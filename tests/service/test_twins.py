@@ -155,7 +155,7 @@ def test_forecasts_raise_alerts_that_clinicians_act_on(tmp_path: Path) -> None:
     always = AlertRule("test rule", "forecast:map_below_65_30min", on=-1.0, off=-2.0)
     with DuckDBStore(tmp_path / "s") as store:
         app = create_app(store, MemoryBus(partitions=2), with_twins=True,
-                         rules=[always], shadow=False)  # fmt: skip
+                         rules=[always], shadow=False, twin_settle_s=0)  # fmt: skip
         with TestClient(app) as client:
             body = [{"patient_id": "p7", "time": T0.isoformat(), "code": "HR", "value": 90,
                      "unit": "/min"}]  # fmt: skip
@@ -164,7 +164,9 @@ def test_forecasts_raise_alerts_that_clinicians_act_on(tmp_path: Path) -> None:
                 pushed = [ws.receive_json()]
                 while pushed[-1]["type"] != "alert" and len(pushed) < 10:
                     pushed.append(ws.receive_json())
-            # the twin's update, then its forecast, then the alert the forecast raised
+            # stored, then the twin's update, its forecast and the alert the forecast raised
+            assert pushed[0] == {"type": "stored", "rows": 1}
+            pushed = pushed[1:]
             assert [m["type"] for m in pushed] == ["twins", "forecast", "alert"]
             assert pushed[0]["updates"][0]["patient_id"] == pushed[1]["patient_id"] == "p7"
             assert pushed[2]["rule"] == "test rule"

@@ -176,16 +176,18 @@ def create_app(
     rules: Sequence[AlertRule] | None = None,
     shadow: bool = True,
     twin_checkpoint_s: float = 60.0,
+    twin_settle_s: float = 3600.0,
     scorer: Scorer | None = None,
     expected_beds: int = 8,
 ) -> FastAPI:
     """The service over an open store and bus (the caller closes them); the ingest worker
-    runs while the app does (its lifespan), and so does the MQTT subscriber when ``mqtt``
-    names a broker (host, port, topic filter), and so do the live twins when ``with_twins``
-    (checkpoints in the store; compiled ahead for ``expected_beds`` patients at once). Alerts
-    follow ``rules`` (default :data:`FORECAST_RULES` on the twins' forecast event
-    probabilities) and run in shadow mode unless ``shadow`` is False: logged, shown to no one,
-    until validated locally."""
+        runs while the app does (its lifespan), and so does the MQTT subscriber when ``mqtt``
+        names a broker (host, port, topic filter), and so do the live twins when ``with_twins``
+        (checkpoints in the store; compiled ahead for ``expected_beds`` patients at once; forecasts
+    once a twin has tracked its patient for ``twin_settle_s`` of twin time). Alerts
+        follow ``rules`` (default :data:`FORECAST_RULES` on the twins' forecast event
+        probabilities) and run in shadow mode unless ``shadow`` is False: logged, shown to no one,
+        until validated locally."""
     lock = threading.Lock()
     metrics = Metrics()
     default = (*FORECAST_RULES, risk_rule(scorer)) if scorer is not None else FORECAST_RULES
@@ -232,6 +234,7 @@ def create_app(
             store,
             lock,
             checkpoint_s=twin_checkpoint_s,
+            settle_s=twin_settle_s,
             on_forecast=forecast_alerts,
             observe=metrics.observe,
             expected_beds=expected_beds,
@@ -260,6 +263,7 @@ def create_app(
 
     def stored(observations: pa.Table) -> None:
         board.stored(observations)
+        hub.send({"type": "stored", "rows": observations.num_rows})
         if twins is not None:
             twins.notify(observations)
         if risk is not None:
@@ -323,6 +327,7 @@ def create_app(
         bus,
         metrics,
     )
+    app.state.twins = twins
     router = APIRouter(route_class=ScopedRoute)
 
     @app.middleware("http")
@@ -793,9 +798,9 @@ def create_app(
 
     @app.websocket("/v1/live")
     async def live_updates(ws: WebSocket) -> None:
-        """Live updates as they happen (JSON messages with a ``type``): ``twins`` (one per
-        round: each patient whose twin moved, with its new time), ``forecast``, ``risk`` and
-        ``alert``. Scope
+        """Live updates as they happen (JSON messages with a ``type``): ``stored`` (new data
+        in the store: how many rows), ``twins`` (one per round: each patient whose twin moved,
+        with its new time), ``forecast``, ``risk`` and ``alert``. Scope
         :data:`LIVE_SCOPE`, checked before the connection is accepted."""
         if not granted(LIVE_SCOPE, identity(ws).scopes):
             await ws.close(code=1008, reason=f"scope {LIVE_SCOPE} required")

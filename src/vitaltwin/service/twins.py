@@ -117,6 +117,7 @@ class TwinSupervisor(ServiceThread):
         self.forecast_at: dict[str, datetime] = {}  # twin time of the last forecast handed on
         self.saved_at = time.monotonic()
         self.ready = threading.Event()
+        self.paused = threading.Event()  # set: no rounds (maintenance); the watchdog shows it
         self._pending: list[pa.Table] = []
         self._shard_lock = threading.RLock()  # the shard, between this thread and the API
 
@@ -171,6 +172,9 @@ class TwinSupervisor(ServiceThread):
             log.exception("twins: start-up failed")
             return
         while not self._stop.is_set():
+            if self.paused.is_set():  # data waits (and the twins show degraded) until resumed
+                self._stop.wait(0.1)
+                continue
             with self._cond:
                 if not self._pending:
                     self._cond.wait(0.5)

@@ -103,7 +103,23 @@ class AlertStudyResult:
             "alerted_patients_without_event": int(
                 (p["first_alert"].notna() & p["event_onset"].isna()).sum()
             ),
+            "recall_2h_by_kind": self.recall_by_kind(),
         }
+
+    def recall_by_kind(self) -> dict[str, float]:
+        """Events alerted 2 h to ``horizon_h`` ahead (the scorecard's rule), per patient kind."""
+        out: dict[str, float] = {}
+        events = self.patients[self.patients["event_onset"].notna()]
+        for kind, rows in events.groupby("kind"):
+            early = 0
+            for r in rows.itertuples():
+                lead_h = [
+                    (r.event_onset - t).total_seconds() / 3600
+                    for t in self.alerts.loc[self.alerts["patient_id"] == r.patient_id, "time"]
+                ]
+                early += any(2.0 <= h <= self.config.horizon_h for h in lead_h)
+            out[str(kind)] = early / len(rows)
+        return out
 
 
 def _truth(cfg: AlertStudyConfig) -> tuple[np.ndarray, VirtualWard]:

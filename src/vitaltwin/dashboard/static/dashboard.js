@@ -15,3 +15,18 @@ function tick() {
 document.addEventListener("DOMContentLoaded", () => { localTimes(); tick(); setInterval(tick, 1000); });
 document.addEventListener("htmx:afterSwap", (e) => localTimes(e.target));
 document.addEventListener("htmx:oobAfterSwap", (e) => localTimes(e.target));
+
+// Live: the service says on its WebSocket when new data is stored, an alert is raised or a
+// forecast is made; the ward refreshes then (at most every 250 ms), and every 2 s regardless.
+function live() {
+  if (!document.getElementById("beds")) return;
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/live`);
+  ws.onmessage = (ev) => {
+    const type = JSON.parse(ev.data).type;
+    if (type === "stored" || type === "alert" || type === "forecast") {
+      document.body.dispatchEvent(new Event("refresh"));
+    }
+  };
+  ws.onclose = () => setTimeout(live, 2000);
+}
+document.addEventListener("DOMContentLoaded", live);

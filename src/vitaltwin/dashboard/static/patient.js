@@ -26,19 +26,18 @@
   }
 
   function chartData(name) {
+    // one x axis, ascending (uPlot needs it): the measured values and the forecast's minutes,
+    // merged — the twin's "now" may lag the newest data, so the two can interleave
     const s = series[name] || { t: [], v: [] };
-    const now = s.t.length ? s.t[s.t.length - 1] : Date.now() / 1000;
-    const t = s.t.slice(), v = s.v.slice();
-    const n = t.length;
-    const fill = () => new Array(n).fill(null);
-    const bands = [fill(), fill(), fill(), fill(), fill()];
+    const rows = s.t.map((t, i) => [t, s.v[i], null, null, null, null, null]);
     if (forecast && forecast.bands[name]) {
-      for (const row of forecast.bands[name]) {
-        t.push(forecast.from + row.minute * 60); v.push(null);
-        bands[0].push(row.q05); bands[1].push(row.q25); bands[2].push(row.q50); bands[3].push(row.q75); bands[4].push(row.q95);
+      for (const b of forecast.bands[name]) {
+        rows.push([forecast.from + b.minute * 60, null, b.q05, b.q25, b.q50, b.q75, b.q95]);
       }
     }
-    return { data: [t, v, ...bands], now };
+    rows.sort((a, b) => a[0] - b[0]);
+    const data = [0, 1, 2, 3, 4, 5, 6].map((k) => rows.map((r) => r[k]));
+    return { data };
   }
 
   function makeChart(el, name, unit) {
@@ -50,11 +49,11 @@
       series: [
         {},
         { label: `${name} measured`, stroke: "#1b1f24", width: 0, points: { show: true, size: 3, fill: "#1b1f24" } },
-        { label: "5 %", stroke: "rgba(26,86,219,0.25)" },
-        { label: "25 %", stroke: "rgba(26,86,219,0.5)" },
-        { label: "median", stroke: "#1a56db", width: 2 },
-        { label: "75 %", stroke: "rgba(26,86,219,0.5)" },
-        { label: "95 %", stroke: "rgba(26,86,219,0.25)" },
+        { label: "5 %", stroke: "rgba(26,86,219,0.25)", spanGaps: true },
+        { label: "25 %", stroke: "rgba(26,86,219,0.5)", spanGaps: true },
+        { label: "median", stroke: "#1a56db", width: 2, spanGaps: true },
+        { label: "75 %", stroke: "rgba(26,86,219,0.5)", spanGaps: true },
+        { label: "95 %", stroke: "rgba(26,86,219,0.25)", spanGaps: true },
       ],
       bands: [
         { series: [6, 2], fill: "rgba(26,86,219,0.10)" },
@@ -246,6 +245,7 @@
   document.getElementById("whatif-form").addEventListener("submit", (ev) => { ev.preventDefault(); whatif(plansFromForm()); });
   document.getElementById("rank").addEventListener("click", () => whatif(null));
 
+  window.vitaltwin = { charts, series };  // for the browser tests and the curious
   document.addEventListener("DOMContentLoaded", () => {
     for (const [name] of Object.entries(CODES)) {
       const fig = document.getElementById(`chart-${name}`);

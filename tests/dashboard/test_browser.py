@@ -1,0 +1,193 @@
+"""The dashboard in a real browser (Playwright driving Debian's Chromium) against a running
+service with live twins, fed by the demo ward's gateway: the ward loads and updates live; a
+patient view shows vitals and forecast bands; an alert is acknowledged and snoozed, and the
+change persists; a what-if comparison runs and shows its ranking; a paused twin worker shows
+"degraded" on the ward; the quality page shows the scorecard. Screenshots of each page go to
+``out/screenshots`` (the docs' copies come from there)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from vitaltwin.dashboard import DemoConfig, WardFeed, install
+from vitaltwin.service.alerts import AlertRule
+from vitaltwin.service.app import create_app
+from vitaltwin.service.bus import MemoryBus
+from vitaltwin.store import DuckDBStore
+
+pytestmark = pytest.mark.slow
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+SHOTS = Path("out/screenshots")
+ALWAYS = AlertRule("test alert", "forecast:map_below_65_30min", on=-1.0, off=-2.0)
+"""Fires on every patient's first forecast, so there is an alert to act on."""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def ward(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    with DuckDBStore(tmp_path_factory.mktemp("ward") / "store") as store:
+        app = install(create_app(store, MemoryBus(partitions=2), with_twins=True, shadow=False,
+                                 rules=[ALWAYS], expected_beds=4))  # fmt: skip
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                               log_level="warning"))  # fmt: skip
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health/ready", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail("the service did not become ready")
+        # 3 h of course at 10 min per second (the twins settle after 1 h), then real time
+        feed = WardFeed(url, DemoConfig(beds=4, speed=600, hours=3, seed=5))
+        feed.start_thread()
+        try:
+            yield url, app
+        finally:
+            feed.stop()
+            server.should_exit = True
+            thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    yield pg
+    context.close()
+    assert errors == [], errors
+
+
+def shot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_the_ward_loads_and_updates_live(ward: tuple[str, Any], page: Any) -> None:
+    url, _ = ward
+    page.goto(f"{url}/ward")
+    page.wait_for_function("document.querySelectorAll('#beds tr.bed').length === 4",
+                           timeout=60_000)  # fmt: skip
+    first = page.get_attribute("#beds", "data-updated")
+    page.wait_for_function(
+        f"document.querySelector('#beds').dataset.updated !== {first!r}", timeout=10_000
+    )
+    # every bed shows its vitals with units in the header, and its twin
+    assert "HR /min" in page.inner_text("#beds thead")
+    some_risk = (
+        "[...document.querySelectorAll('#beds td.risk')].some(td => /%/.test(td.textContent))"
+    )
+    page.wait_for_function(some_risk, timeout=120_000)
+    shot(page, "ward")
+    page.click("#beds tr.bed th a")  # a bed opens its patient
+    page.wait_for_url("**/patients/*")
+
+
+def test_a_patient_view_shows_vitals_and_bands(ward: tuple[str, Any], page: Any) -> None:
+    url, _ = ward
+    page.goto(f"{url}/patients/bed-01")
+    page.wait_for_selector("#chart-HR canvas")
+    page.wait_for_function("window.vitaltwin.series.HR && window.vitaltwin.series.HR.v.length > 5",
+                           timeout=60_000)  # fmt: skip
+    page.wait_for_function("document.querySelector('#forecast-note').textContent"
+                           ".includes('Forecast from')", timeout=120_000)  # fmt: skip
+    bands = page.evaluate("window.vitaltwin.charts.HR.data[2].filter(x => x !== null).length")
+    assert bands > 0  # the 5 % band ahead of now
+    page.wait_for_selector("#physiology table")
+    shot(page, "patient")
+
+
+def test_an_alert_is_acknowledged_and_snoozed_and_it_persists(
+    ward: tuple[str, Any], page: Any
+) -> None:
+    url, _ = ward
+    page.goto(f"{url}/patients/bed-02")
+    page.wait_for_selector("#alerts .alert button[data-act=acknowledge]", timeout=120_000)
+    page.click("#alerts .alert button[data-act=acknowledge]")
+    page.wait_for_selector("#alerts .alert .badge.acknowledged")
+    page.fill("#alerts .alert input[name=reason]", "fluids already running")
+    page.select_option("#alerts .alert select[name=hours]", "2")
+    page.click("#alerts .alert form button[type=submit]")
+    page.wait_for_selector("#alerts .alert .badge.snoozed")
+    page.reload()
+    page.wait_for_selector("#alerts .alert .badge.snoozed")
+    assert "fluids already running" in page.inner_text("#alerts")
+    got = httpx.get(f"{url}/v1/alerts", params={"patient": "bed-02"}).json()["alerts"][0]
+    assert got["state"] == "snoozed" and got["acknowledged_by"] and got["snoozed_until"]
+    shot(page, "alert")
+
+
+def test_a_whatif_comparison_shows_its_ranking(ward: tuple[str, Any], page: Any) -> None:
+    url, _ = ward
+    page.goto(f"{url}/patients/bed-03")
+    page.wait_for_function("document.querySelector('#forecast-note').textContent"
+                           ".includes('Forecast from')", timeout=120_000)  # fmt: skip
+    page.click("#compare")
+    page.wait_for_selector("#whatif-table tbody tr", timeout=120_000)
+    rows = page.locator("#whatif-table tbody tr")
+    assert rows.count() == 3
+    assert rows.nth(0).locator("td").first.inner_text() == "1"
+    assert "Decision support only" in page.inner_text("#whatif-result")
+    shot(page, "whatif")
+
+
+def test_a_paused_worker_shows_degraded_on_the_ward(ward: tuple[str, Any], page: Any) -> None:
+    url, app = ward
+    app.state.twins.paused.set()
+    try:
+        page.goto(f"{url}/ward")
+        page.wait_for_function("[...document.querySelectorAll('#beds td.twin')]"
+                               ".every(td => td.textContent.includes('degraded'))",
+                               timeout=30_000)  # fmt: skip
+        shot(page, "ward-degraded")
+    finally:
+        app.state.twins.paused.clear()
+    page.wait_for_function("[...document.querySelectorAll('#beds td.twin')]"
+                           ".every(td => td.textContent.includes('tracking'))",
+                           timeout=30_000)  # fmt: skip
+
+
+def test_the_quality_page_shows_the_scorecard(ward: tuple[str, Any], page: Any) -> None:
+    url, _ = ward
+    httpx.get(f"{url}/v1/alerts")  # the alerts exist by now (earlier tests waited for them)
+    page.goto(f"{url}/quality")
+    text = page.inner_text("#scorecard")
+    assert "Alerts per patient-hour" in text and "Patient-hours tracked" in text
+    shot(page, "quality")
