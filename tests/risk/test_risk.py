@@ -459,6 +459,11 @@ def test_registry_aliases_versions_on_scores_and_rollback(cohort: Cohort, tmp_pa
     # provenance tags are on the version itself (what `risk monitor --held-out` reads)
     assert reg.versions("sepsis").set_index("version").loc[int(r1.version), "split"] == "seed=1"
     scorer = reg.load("sepsis", CHAMPION)
+    card = reg.card(scorer)  # the dashboard's model card
+    assert card["model"] == f"sepsis v{r1.version} (champion)" and card["cv_auroc"] == "0.900"
+    assert (
+        card["training data (SHA-256)"] == "a" * 64 and "decision support" in card["intended use"]
+    )
     s = scorer.score(cohort, X)
     assert (s["model_version"] == r1.version).all() and (s["model_name"] == "sepsis").all()
     np.testing.assert_array_equal(s["probability"].to_numpy(), m1.predict_proba(X))

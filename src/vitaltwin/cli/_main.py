@@ -576,13 +576,14 @@ def serve(
         err_console.print(f"[bold red]error:[/] bus {url!r}: {exc}")
         raise typer.Exit(2) from None
     scorer = None
+    card = None
     if settings.risk_task:
         from vitaltwin.risk import CHAMPION, Registry, RegistryError, risk_task
 
         try:
-            scorer = Registry(settings.registry_dir).load(
-                risk_task(settings.risk_task).model_name, CHAMPION
-            )
+            registry = Registry(settings.registry_dir)
+            scorer = registry.load(risk_task(settings.risk_task).model_name, CHAMPION)
+            card = registry.card(scorer)
         except (RegistryError, OSError, ValueError, KeyError) as exc:
             console.print(f"no {settings.risk_task} risk model in the registry ({exc}): "
                           "risk is not scored")  # fmt: skip
@@ -603,6 +604,7 @@ def serve(
             shadow=settings.shadow_alerts,
             twin_checkpoint_s=settings.twin_checkpoint_s,
             scorer=scorer,
+            model_card=card,
             expected_beds=settings.expected_beds,
         )
         install(api)  # the dashboard's pages

@@ -181,6 +181,23 @@ class Registry:
             raise RegistryError(f"{name} v{version} has no run (registered outside vitaltwin)")
         return dict(self.client.get_run(mv.run_id).data.metrics)
 
+    def card(self, scorer: Scorer) -> dict[str, str]:
+        """A model card of a loaded model: what it is, its intended use, the data it was
+        trained on and its validation figures (the metrics registered with it)."""
+        mv = self.client.get_model_version(scorer.name, scorer.version)
+        card = {
+            "model": f"{scorer.name} v{scorer.version} ({scorer.alias})",
+            "task": scorer.model.task,
+            "intended use": f"to draw an ICU clinician's attention to a patient at risk "
+            f"({scorer.model.task}); decision support, not a diagnosis",
+            "alert threshold": f"{float(scorer.model.threshold_):.3f}",
+            "training data (SHA-256)": mv.tags.get("data_sha256", "not recorded"),
+        }
+        if mv.run_id is not None:
+            for k, v in sorted(self.client.get_run(mv.run_id).data.metrics.items()):
+                card[k] = f"{v:.3f}"
+        return card
+
     def tag(self, name: str, version: str, key: str, value: str) -> None:
         self.client.set_model_version_tag(name, version, key, value)
 

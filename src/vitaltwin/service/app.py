@@ -178,6 +178,7 @@ def create_app(
     twin_checkpoint_s: float = 60.0,
     twin_settle_s: float = 3600.0,
     scorer: Scorer | None = None,
+    model_card: dict[str, str] | None = None,
     expected_beds: int = 8,
 ) -> FastAPI:
     """The service over an open store and bus (the caller closes them); the ingest worker
@@ -328,6 +329,7 @@ def create_app(
         metrics,
     )
     app.state.twins = twins
+    app.state.model_card = model_card  # the risk model's, for the quality page
     router = APIRouter(route_class=ScopedRoute)
 
     @app.middleware("http")
