@@ -151,6 +151,10 @@ def test_an_alert_is_acknowledged_and_snoozed_and_it_persists(
     assert "fluids already running" in page.inner_text("#alerts")
     got = httpx.get(f"{url}/v1/alerts", params={"patient": "bed-02"}).json()["alerts"][0]
     assert got["state"] == "snoozed" and got["acknowledged_by"] and got["snoozed_until"]
+    # the timeline records who did what and when
+    page.wait_for_function("document.querySelector('#timeline').textContent"
+                           ".includes('snoozed by developer')")  # fmt: skip
+    assert "acknowledged by developer" in page.inner_text("#timeline")
     shot(page, "alert")
 
 

@@ -69,6 +69,12 @@ def test_patient_page_and_a_clear_404(client: TestClient) -> None:
     assert missing.status_code == 404 and "No patient nobody" in missing.text
 
 
+def test_the_timeline_sources(client: TestClient) -> None:
+    feed(client)
+    assert client.get("/v1/patients/bed-7/medications").json() == []
+    assert client.get("/v1/alerts/log", params={"patient": "bed-7"}).json() == []
+
+
 def test_quality_page_shows_the_scorecard(client: TestClient) -> None:
     card = client.get("/v1/alerts/scorecard").json()
     assert card["alerts"] == 0 and card["ppv"] is None and "validation" in card["outcomes"]

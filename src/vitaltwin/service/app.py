@@ -541,6 +541,20 @@ def create_app(
         return rows(table.slice(max(0, table.num_rows - limit)))
 
     @router.get(
+        "/v1/patients/{patient_id}/medications",
+        openapi_extra=scope("user/MedicationAdministration.rs"),
+        tags=["record"],
+    )
+    def patient_medications(
+        patient_id: str,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    ) -> list[dict[str, Any]]:
+        """A patient's medication administrations by start time (drug, dose and rate in UCUM)."""
+        with lock:
+            table = store.medications(patient_id)
+        return rows(table.slice(max(0, table.num_rows - limit)))
+
+    @router.get(
         "/fhir/Patient/{patient_id}",
         openapi_extra=scope("user/Patient.r"),
         tags=["fhir"],
@@ -772,6 +786,20 @@ def create_app(
         }
 
     app.state.ward, app.state.burden = ward, burden
+
+    @router.get("/v1/alerts/log", openapi_extra=scope("user/Flag.rs"), tags=["alerts"])
+    def alert_log(
+        patient: Annotated[str | None, Query(description="one patient")] = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
+    ) -> list[dict[str, Any]]:
+        """What happened to alerts, newest first: raised, joined (another rule's reason for an
+        open alert), acknowledged, snoozed, escalated, resolved, feedback — with who and when
+        (shadow-mode alerts left out)."""
+        with alerts_lock:
+            shown = {a.id for a in alerts.visible()}
+            entries = [e for e in alerts.log if e.alert_id in shown]
+        chosen = [e for e in entries if patient is None or e.patient_id == patient]
+        return [{**e.__dict__, "time": e.time.isoformat()} for e in reversed(chosen[-limit:])]
 
     @router.get("/v1/ward", openapi_extra=scope("user/Observation.rs"), tags=["ward"])
     def ward_overview() -> dict[str, Any]:

@@ -170,11 +170,10 @@
     return `<div class="alert ${esc(a.state)}" data-alert="${esc(a.id)}"><strong>${esc(a.rule)}</strong> <span class="badge ${esc(a.state)}">${esc(a.state)}</span> · score ${(a.score * 100).toFixed(0)} % · model ${esc(a.model_version)} · ${fmtTime(a.time)} · to ${esc(a.role)}${who}${snz}${also ? `<br>also: ${also}` : ""}<br>${acts.join(" ")}<div class="small">${esc(a.decision_support)}</div></div>`;
   }
 
-  let alertsCache = [];
   async function pollAlerts() {
     try {
       const r = await getJSON(`/v1/alerts?patient=${encodeURIComponent(pid)}`);
-      alertsCache = r.alerts;
+      actions = await getJSON(`/v1/alerts/log?patient=${encodeURIComponent(pid)}&limit=200`);
       const box = document.getElementById("alerts");
       if (box.contains(document.activeElement) && document.activeElement.tagName !== "BUTTON") return;  // typing a reason
       box.innerHTML = r.alerts.length ? r.alerts.map(alertCard).join("") : `<p>No alerts${r.shadow_mode ? " shown (alerts run in shadow mode)" : ""}.</p>`;
@@ -197,20 +196,27 @@
     ev.preventDefault(); const f = ev.target; act("snooze", f.dataset.id, f);
   });
 
-  let labs = [];
+  let labs = [], meds = [], actions = [];
   async function pollLabs() {
     try {
       labs = await getJSON(api(`/observations?${Object.keys(LABS).map((c) => `code=${c}`).join("&")}&limit=200`));
-    } catch (_) { labs = []; }
+      meds = await getJSON(api("/medications?limit=200"));
+    } catch (_) { labs = []; meds = []; }
     timeline();
   }
 
   function timeline() {
     const items = [];
     for (const r of labs) { const [n, u] = LABS[r.loinc]; items.push([r.effective_time, `${esc(n)} ${r.value.toFixed(1)} ${esc(u)}`]); }
-    for (const a of alertsCache) {
-      items.push([a.time, `Alert: ${esc(a.rule)} (${(a.score * 100).toFixed(0)} %)`]);
-      if (a.acknowledged_at) items.push([a.acknowledged_at, `Acknowledged by ${esc(a.acknowledged_by)}: ${esc(a.rule)}`]);
+    for (const m of meds) {
+      const dose = m.dose !== null ? ` ${m.dose} ${esc(m.dose_unit || "")}` : "";
+      const rate = m.rate !== null ? ` at ${m.rate} ${esc(m.rate_unit || "")}` : "";
+      items.push([m.start_time, `Medication: ${esc(m.drug)}${dose}${rate}`]);
+    }
+    for (const e of actions) {
+      const who = e.who ? ` by ${esc(e.who)}` : "";
+      const detail = e.detail ? ` (${esc(e.detail)})` : "";
+      items.push([e.time, `Alert ${esc(e.alert_id)} ${esc(e.action)}${who}: ${esc(e.rule)}${detail}`]);
     }
     items.sort((x, y) => Date.parse(y[0]) - Date.parse(x[0]));
     document.getElementById("timeline").innerHTML = items.slice(0, 200).map(([t, s]) => `<li>${fmtTime(t)} ${s}</li>`).join("") || "<li>Nothing yet.</li>";
