@@ -63,8 +63,10 @@ def start_service(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    # a ward in steady state: every patient past the twins' first hour, so they forecast
     env = {**os.environ, "VITALTWIN_RISK_TASK": "", "VITALTWIN_EXPECTED_BEDS": str(BEDS),
-           "VITALTWIN_REGISTRY_DIR": str(tmp / "registry")}  # fmt: skip
+           "VITALTWIN_REGISTRY_DIR": str(tmp / "registry"),
+           "VITALTWIN_TWIN_SETTLE_S": "0"}  # fmt: skip
     cmd = [sys.executable, "-m", "vitaltwin", "serve", "--port", str(port),
            "--store", str(tmp / "store"), "--bus", "memory"]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

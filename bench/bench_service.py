@@ -86,6 +86,8 @@ def start_service(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
         "VITALTWIN_BUS_PREFIX": f"vt-bench:{uuid.uuid4().hex}",
         "VITALTWIN_PARTITIONS": "4",
         "VITALTWIN_EXPECTED_BEDS": "1024",
+        # a ward in steady state: every patient past the twins' first hour, so they forecast
+        "VITALTWIN_TWIN_SETTLE_S": "0",
     }
     cmd = [sys.executable, "-m", "vitaltwin", "serve", "--port", str(port),
            "--store", str(tmp / "store"), "--bus", REDIS]  # fmt: skip

@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1 << 20, description="largest request body accepted")
     twins: bool = Field(True, description="run the live twins (checkpoints go to the store)")
     twin_checkpoint_s: float = Field(60.0, description="seconds between twin checkpoints")
+    twin_settle_s: float = Field(
+        3600.0,
+        ge=0.0,
+        description="seconds of twin time a twin tracks a patient before it forecasts (and so "
+        "alerts): a new twin knows the population, not yet the patient",
+    )
     expected_beds: int = Field(
         64, ge=1, description="patients the twins are compiled for at start-up (more still work)"
     )

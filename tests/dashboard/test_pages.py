@@ -100,3 +100,9 @@ def test_words_beside_colours_and_the_sparkline() -> None:
     assert [risk_level(p) for p in (0.05, 0.3, 0.9, None)] == ["low", "raised", "high", "none"]
     assert sparkline([0.0, 1.0], width=10, height=10) == "0.0,10.0 10.0,0.0"
     assert sparkline([0.5]) == ""
+
+
+def test_the_ward_is_told_when_data_is_stored(client: TestClient) -> None:
+    with client.websocket_connect("/v1/live?types=stored,alert") as ws:
+        feed(client)
+        assert ws.receive_json() == {"type": "stored", "rows": 5}

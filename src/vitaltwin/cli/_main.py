@@ -603,6 +603,7 @@ def serve(
             with_twins=settings.twins,
             shadow=settings.shadow_alerts,
             twin_checkpoint_s=settings.twin_checkpoint_s,
+            twin_settle_s=settings.twin_settle_s,
             scorer=scorer,
             model_card=card,
             expected_beds=settings.expected_beds,

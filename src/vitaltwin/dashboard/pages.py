@@ -126,7 +126,8 @@ def dashboard_router() -> APIRouter:
         for b in ward["beds"]:
             twins[b["twin"]["status"]] = twins.get(b["twin"]["status"], 0) + 1
         model = getattr(request.app.state, "model_card", None)
-        return render("quality.html", card=card, rules=FORECAST_RULES, twins=twins,
+        rules = getattr(request.app.state, "alert_rules", FORECAST_RULES)
+        return render("quality.html", card=card, rules=rules, twins=twins,
                       beds=len(ward["beds"]), model=model, title="Alerts and quality",
                       now=datetime.now(UTC))  # fmt: skip
 

@@ -330,6 +330,7 @@ def create_app(
     )
     app.state.twins = twins
     app.state.model_card = model_card  # the risk model's, for the quality page
+    app.state.alert_rules = tuple(alerts.rules.values())  # the rules in force
     router = APIRouter(route_class=ScopedRoute)
 
     @app.middleware("http")
@@ -830,17 +831,21 @@ def create_app(
     async def live_updates(ws: WebSocket) -> None:
         """Live updates as they happen (JSON messages with a ``type``): ``stored`` (new data
         in the store: how many rows), ``twins`` (one per round: each patient whose twin moved,
-        with its new time), ``forecast``, ``risk`` and ``alert``. Scope
+        with its new time), ``forecast``, ``risk`` and ``alert``; ``?types=stored,alert`` keeps
+        only those. Scope
         :data:`LIVE_SCOPE`, checked before the connection is accepted."""
         if not granted(LIVE_SCOPE, identity(ws).scopes):
             await ws.close(code=1008, reason=f"scope {LIVE_SCOPE} required")
             return
         await ws.accept()
+        wanted = set(filter(None, ws.query_params.get("types", "").split(",")))
         q = hub.subscribe()
 
         async def push() -> None:
             while True:
                 msg = await q.get()
+                if wanted and msg["type"] not in wanted:
+                    continue
                 t0 = time.perf_counter()
                 await ws.send_json(msg)
                 metrics.observe("push", time.perf_counter() - t0)

@@ -140,6 +140,8 @@ class TwinSupervisor(ServiceThread):
             min(self.forecasts_per_round, self.expected_beds),
             self.forecast_hours,
         )
+        if self.forecast_hours != 1.0:  # the API's and CDS Hooks' one-hour forecast too
+            self.shard.warm_up(1, 1, 1.0)
         start = datetime(2000, 1, 1, tzinfo=UTC)
         twin = PatientTwin("warm-up", PatientProfile(), start, n_members=self.shard.n_members,
                            discrepancy=VITAL_SIGN_DISCREPANCY)  # fmt: skip
@@ -340,11 +342,9 @@ class TwinSupervisor(ServiceThread):
         for key in (patient_id, "*"):
             if key in self.errors:
                 reasons.append(self.errors[key])
-        with self._shard_lock:
-            tracked_s = (twin_time - self.shard.start(patient_id)).total_seconds()
         return {
             "status": DEGRADED if reasons else "tracking",
-            "learning": tracked_s < self.settle_s,  # no forecasts or alerts yet
+            "learning": not self._settled(patient_id, twin_time),  # no forecasts or alerts yet
             "reason": "; ".join(reasons) or None,
             "model_version": self.shard.model_version,
             **summary,

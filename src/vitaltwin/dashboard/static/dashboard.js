@@ -20,7 +20,7 @@ document.addEventListener("htmx:oobAfterSwap", (e) => localTimes(e.target));
 // forecast is made; the ward refreshes then (at most every 250 ms), and every 2 s regardless.
 function live() {
   if (!document.getElementById("beds")) return;
-  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/live`);
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/live?types=stored,alert,forecast`);
   ws.onmessage = (ev) => {
     const type = JSON.parse(ev.data).type;
     if (type === "stored" || type === "alert" || type === "forecast") {
