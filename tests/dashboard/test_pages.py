@@ -106,3 +106,22 @@ def test_the_ward_is_told_when_data_is_stored(client: TestClient) -> None:
     with client.websocket_connect("/v1/live?types=stored,alert") as ws:
         feed(client)
         assert ws.receive_json() == {"type": "stored", "rows": 5}
+
+
+def test_acknowledgements_survive_a_restart(tmp_path: Path) -> None:
+    from vitaltwin.service.alerts import AlertRule
+
+    rule = AlertRule("test", "risk", on=0.5, off=0.2)
+    with DuckDBStore(tmp_path / "s") as store:
+        app = install(create_app(store, MemoryBus(partitions=2), rules=[rule], shadow=False))
+        with TestClient(app) as c:
+            with app.state.alerts_lock:
+                (a,) = app.state.alerts.observe("p1", "risk", 0.9, datetime.now(UTC))
+            assert c.post(f"/v1/alerts/{a.id}/acknowledge").status_code == 200
+        # a new service on the same store
+        app = install(create_app(store, MemoryBus(partitions=2), rules=[rule], shadow=False))
+        with TestClient(app) as c:
+            (got,) = c.get("/v1/alerts").json()["alerts"]
+            assert got["id"] == a.id and got["state"] == "acknowledged"
+            assert [e["action"] for e in c.get("/v1/alerts/log").json()] == ["acknowledged",
+                                                                              "raised"]  # fmt: skip

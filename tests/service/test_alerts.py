@@ -150,3 +150,20 @@ def test_escalate_by_hand_and_a_scorecard_without_outcomes() -> None:
     card = scorecard(e, patient_hours=10.0, onsets=None)  # a live service knows no outcomes
     assert card.alerts == 1 and card.alerts_per_patient_hour == pytest.approx(0.1)
     assert card.ppv != card.ppv and card.recall_2h != card.recall_2h  # NaN: unknown
+
+
+def test_the_alert_state_survives_a_restart() -> None:
+    e = AlertEngine([RULE])
+    a = feed(e, [0.7, 0.7, 0.7])[0]
+    e.snooze(a.id, "rn1", 2, "on antibiotics", a.time + timedelta(minutes=5))
+    again = AlertEngine([RULE])
+    assert again.restore(e.to_json()) == 1
+    assert again.alerts == e.alerts and again.log == e.log
+    # the open episode goes on: no new alert at the same level, a new id after the old ones
+    assert again.observe("p1", "risk", 0.7, T0 + timedelta(hours=1)) == []
+    (b,) = feed(again, [0.9, 0.9, 0.9], "p2")
+    assert (a.id, b.id) == ("A1", "A2")
+    with pytest.raises(ValueError, match="alert state format"):
+        again.restore(b"{}")
+    with pytest.raises(ValueError, match="not a saved alert state"):
+        again.restore(b'{"format": 1}')

@@ -37,6 +37,7 @@ caller gives (top contributing factors, forecast band, ranked what-if options), 
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -348,6 +349,51 @@ class AlertEngine:
                                          detail=f"to {role}"))  # fmt: skip
                 out.append(self.alerts[a.id])
         return out
+
+    def to_json(self) -> bytes:
+        """The engine's state — alerts, log, open episodes — as JSON (times ISO 8601), so that
+        acknowledgements, snoozes and open episodes survive a restart (:meth:`restore`)."""
+
+        def plain(d: dict[str, Any]) -> dict[str, Any]:
+            return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in d.items()}
+
+        doc = {
+            "format": 1,
+            "next_id": next(self._ids),
+            "alerts": [plain(a.__dict__) for a in self.alerts.values()],
+            "log": [plain(e.__dict__) for e in self.log],
+            "episodes": [{"patient_id": pid, "rule": rule, **plain(ep.__dict__)}
+                         for (pid, rule), ep in self._episodes.items() if ep.phase != "idle"],
+        }  # fmt: skip
+        self._ids = itertools.count(doc["next_id"])
+        return json.dumps(doc).encode()
+
+    def restore(self, data: bytes) -> int:
+        """Take over the state :meth:`to_json` saved (alerts of rules this engine no longer has
+        are kept, but their episodes are not resumed); returns how many alerts. ValueError for
+        something else."""
+        try:
+            doc = json.loads(data)
+            if doc.get("format") != 1:
+                raise ValueError(f"alert state format {doc.get('format')!r}, not 1")
+
+            def times(d: dict[str, Any], *keys: str) -> dict[str, Any]:
+                return {k: datetime.fromisoformat(v) if k in keys and v else v
+                        for k, v in d.items()}  # fmt: skip
+
+            stamps = ("time", "acknowledged_at", "snoozed_until")
+            alerts = {a["id"]: Alert(**times(a, *stamps)) for a in doc["alerts"]}
+            log = [LogEntry(**times(e, "time")) for e in doc["log"]]
+            episodes = {
+                (e.pop("patient_id"), e.pop("rule")): _Episode(**times(e, "since", "below_since"))
+                for e in doc["episodes"]
+            }
+        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"not a saved alert state ({exc})") from None
+        self.alerts, self.log = alerts, log
+        self._episodes = {k: v for k, v in episodes.items() if k[1] in self.rules}
+        self._ids = itertools.count(int(doc["next_id"]))
+        return len(alerts)
 
     def visible(self) -> list[Alert]:
         """Alerts clinicians see (none in shadow mode)."""

@@ -85,6 +85,9 @@ log = logging.getLogger("vitaltwin.service")
 LIVE_SCOPE = "user/Flag.rs"
 """What the live-updates WebSocket needs (it carries alerts and forecasts)."""
 STAGES = ("receive", "normalize", "store", "assimilate", "score", "alert", "push")
+ALERT_STATE = "alerts"
+"""The store key of the alert engine's state (saved every 30 s when it changed, and on
+shutdown; resumed at start)."""
 
 
 def risk_rule(scorer: Scorer) -> AlertRule:
@@ -272,6 +275,30 @@ def create_app(
 
     worker = IngestWorker(bus, store, lock, observe=metrics.observe, on_stored=stored)
 
+    saved_log = [0]  # log entries when the alert state was last saved
+
+    def save_alerts() -> None:
+        """Keep the alert state in the store (acknowledgements and snoozes survive restarts)."""
+        with alerts_lock:
+            if len(alerts.log) == saved_log[0]:
+                return
+            data, saved_log[0] = alerts.to_json(), len(alerts.log)
+        with lock:
+            store.save_state(ALERT_STATE, data)
+
+    def load_alerts() -> None:
+        with lock:
+            saved = store.load_state(ALERT_STATE)
+        if saved is None:
+            return
+        try:
+            with alerts_lock:
+                n = alerts.restore(saved[0])
+                saved_log[0] = len(alerts.log)
+            log.info("alerts resumed", extra={"fields": {"alerts": n}})
+        except ValueError as exc:  # said, never a crash: the service starts with no alerts
+            log.error("alert state not resumed: %s", exc)
+
     async def escalate() -> None:  # alerts unacknowledged too long go one role up
         while True:
             await asyncio.sleep(30)
@@ -280,10 +307,12 @@ def create_app(
             for a in up:
                 if not a.shadow:
                     hub.send({"type": "alert", **alert_json(a)})
+            await asyncio.to_thread(save_alerts)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub.loop = asyncio.get_running_loop()
+        load_alerts()
         escalation = asyncio.create_task(escalate())
         if twins is not None:
             twins.start()
@@ -310,6 +339,7 @@ def create_app(
                 risk.stop()
             if twins is not None:
                 twins.stop()
+            save_alerts()
             s = worker.stats
             log.info(
                 "service stopped",
@@ -331,6 +361,8 @@ def create_app(
     app.state.twins = twins
     app.state.model_card = model_card  # the risk model's, for the quality page
     app.state.alert_rules = tuple(alerts.rules.values())  # the rules in force
+    app.state.alerts = alerts  # (use under app.state.alerts_lock)
+    app.state.alerts_lock = alerts_lock
     router = APIRouter(route_class=ScopedRoute)
 
     @app.middleware("http")
