@@ -357,15 +357,16 @@ class AlertEngine:
         def plain(d: dict[str, Any]) -> dict[str, Any]:
             return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in d.items()}
 
+        next_id = next(self._ids)
+        self._ids = itertools.count(next_id)  # looking did not use it up
         doc = {
             "format": 1,
-            "next_id": next(self._ids),
+            "next_id": next_id,
             "alerts": [plain(a.__dict__) for a in self.alerts.values()],
             "log": [plain(e.__dict__) for e in self.log],
             "episodes": [{"patient_id": pid, "rule": rule, **plain(ep.__dict__)}
                          for (pid, rule), ep in self._episodes.items() if ep.phase != "idle"],
         }  # fmt: skip
-        self._ids = itertools.count(doc["next_id"])
         return json.dumps(doc).encode()
 
     def restore(self, data: bytes) -> int:
