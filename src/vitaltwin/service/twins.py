@@ -21,11 +21,13 @@ new data in one batched call (at 1 Hz: one call per second for the whole ward).
   expected ward size, a forecast, a two-plan what-if and the ranking of the model's candidates,
   so no patient waits for JAX (readiness waits for it).
 * **Forecasts** of up to ``forecasts_per_round`` patients (those longest without one) run
-  batched after each round; each patient gets one every ``forecast_every_s`` of twin time,
-  once the twin has tracked the patient for ``settle_s`` (one hour by default): a twin that has
-  just started knows the population, not the patient, and its wide first forecasts raise
-  alerts no one should act on (on the simulated ward of seed 7, 10 of 110 alerts came in the
-  twins' first half hour; docs "The service", alerts).
+  batched in a thread of their own (the shard lock held only to copy the ensembles, so a
+  six-hour forecast never holds up the next round); each patient gets one every
+  ``forecast_every_s`` of twin time, once the twin has tracked the patient for ``settle_s``
+  (one hour by default): a twin that has just started knows the population, not the
+  patient, and its wide first forecasts raise alerts no one should act on (on the simulated
+  ward of seed 7, 10 of 110 alerts came in the twins' first half hour; docs "The service",
+  alerts).
 * **Never silently stale**: :meth:`TwinSupervisor.status` says ``degraded — monitor manually``
   when the twin is behind the newest data handed over by more than ``max_lag_s``, when new
   data has waited longer than that for the twin, or when no data has arrived for
@@ -119,13 +121,28 @@ class TwinSupervisor(ServiceThread):
         self.ready = threading.Event()
         self.paused = threading.Event()  # set: no rounds (maintenance); the watchdog shows it
         self._pending: list[pa.Table] = []
-        self._shard_lock = threading.RLock()  # the shard, between this thread and the API
+        self._shard_lock = threading.RLock()  # the shard, between the threads and the API
+        self._moved: dict[str, datetime] = {}  # patients to forecast (the forecaster's queue)
+        self._fc_cond = threading.Condition()
+        self._forecaster: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the rounds' thread and, when forecasts are handed on, the forecaster's."""
+        super().start()
+        if self.on_forecast is not None:
+            self._forecaster = threading.Thread(target=self._forecast_loop,
+                                                name="twin-forecasts", daemon=True)  # fmt: skip
+            self._forecaster.start()
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop after the current round and checkpoint the shard."""
         super().stop(timeout_s)
+        with self._fc_cond:
+            self._fc_cond.notify_all()
+        if self._forecaster is not None:
+            self._forecaster.join(timeout_s)
         self.checkpoint()
 
     def __contains__(self, patient_id: object) -> bool:
@@ -229,13 +246,43 @@ class TwinSupervisor(ServiceThread):
             self.last_data[pid] = now
         if self.on_update is not None and upd.patients:
             self.on_update(list(zip(upd.patients, upd.times, strict=True)))
-        self._forecasts(dict(zip(upd.patients, upd.times, strict=True)))
+        moved = dict(zip(upd.patients, upd.times, strict=True))
+        if self._forecaster is not None and self._forecaster.is_alive():
+            with self._fc_cond:  # the forecaster's thread takes them
+                for pid, t in moved.items():
+                    self._moved[pid] = t
+                self._fc_cond.notify_all()
+        else:  # no forecaster running (a study driving rounds itself): here and now
+            self._forecasts(moved)
         return upd.values
 
-    def _forecasts(self, moved: dict[str, datetime]) -> None:
-        """Forecast (batched) the patients longest without a forecast, and hand each on."""
+    def _forecast_loop(self) -> None:
+        """The forecaster's thread: forecasts the patients the rounds moved, with the shard
+        lock held only to copy their ensembles (JAX runs outside it, beside the next round)."""
+        while not self._stop.is_set():
+            with self._fc_cond:
+                if not self._moved:
+                    self._fc_cond.wait(0.5)
+                moved, self._moved = self._moved, {}
+            if not moved:
+                continue
+            try:
+                left = self._forecasts(moved)
+                self.errors.pop("forecast", None)
+            except Exception as exc:  # said (the twins show degraded), never stops the thread
+                self.errors["forecast"] = f"forecast failed: {type(exc).__name__}: {exc}"
+                log.exception("twins: forecast failed")
+                left = {}
+            with self._fc_cond:  # not forecast this time: next, unless moved again since
+                for pid, t in left.items():
+                    self._moved.setdefault(pid, t)
+
+    def _forecasts(self, moved: dict[str, datetime]) -> dict[str, datetime]:
+        """Forecast (batched) up to ``forecasts_per_round`` of the patients due, those longest
+        without a forecast first, and hand each on; returns the patients due but left for the
+        next call."""
         if self.on_forecast is None or not moved:
-            return
+            return {}
         due = [
             (self.forecast_at.get(pid), pid)
             for pid, t in moved.items()
@@ -247,11 +294,13 @@ class TwinSupervisor(ServiceThread):
         ]
         due.sort(key=lambda x: (x[0] is not None, x[0] or datetime.min.replace(tzinfo=UTC)))
         pids = [pid for _, pid in due[: self.forecasts_per_round]]
+        left = {pid: moved[pid] for _, pid in due[self.forecasts_per_round :]}
         if not pids:
-            return
+            return left
         with self._shard_lock:
-            traj = self.shard.forecast(pids, self.forecast_hours)
+            job = self.shard.forecast_job(pids, self.forecast_hours)
             times = [self.shard.time(pid) for pid in pids]
+        traj = job.run()
         q = traj.quantiles(measurement=True)  # (5, B, T, m)
         k = int(np.argmin(np.abs(traj.minutes - 60.0)))
         probs = traj.events.mean(axis=1)  # (B, E)
@@ -267,6 +316,7 @@ class TwinSupervisor(ServiceThread):
             }  # fmt: skip
             events = {e.name: float(probs[row, i]) for i, e in enumerate(spec.events)}
             self.on_forecast(pid, when, events, self.shard.model_version, {"forecast_1h": band})
+        return left
 
     def _settled(self, pid: str, t: datetime) -> bool:
         """Whether the patient's twin has tracked them for ``settle_s`` (twin time)."""
@@ -339,7 +389,7 @@ class TwinSupervisor(ServiceThread):
             reasons.append(f"new data waiting {waiting_s:.1f} s")
         if quiet_s > self.stale_after_s:
             reasons.append(f"no data for {quiet_s:.0f} s")
-        for key in (patient_id, "*"):
+        for key in (patient_id, "*", "forecast"):
             if key in self.errors:
                 reasons.append(self.errors[key])
         return {

@@ -465,6 +465,14 @@ class TwinShard:
     ) -> Trajectories:
         """Ensemble forecasts of several patients under their current inputs, in one batched
         call (rows in the order of ``patient_ids``; padded rows dropped)."""
+        return self.forecast_job(patient_ids, hours, record_every_min).run()
+
+    def forecast_job(
+        self, patient_ids: list[str], hours: float = 1.0, record_every_min: int = 5
+    ) -> ForecastJob:
+        """What :meth:`forecast` computes, taken from the shard now (copies): a caller that
+        shares the shard between threads takes the job under its lock and runs it outside,
+        so a forecast never holds up assimilation."""
         if not 0.5 <= hours <= 12.0:
             raise TwinError(f"forecast horizon must be 0.5-12 h, got {hours}")
         idx = np.array([self._i(pid) for pid in patient_ids], np.int64)
@@ -473,11 +481,10 @@ class TwinShard:
             raise TwinError("no patients to forecast")
         ii = idx[_padding(b, padded_size(b) if b <= CHUNK else -(-b // CHUNK) * CHUNK)[0]]
         steps = round(hours * 3600.0 / self.layout.dt_s)
-        sched = np.repeat(self.inputs[ii][:, None, :], steps, axis=1)
-        traj = run_schedule(self.layout, self.members[ii], self.base[ii], sched,
-                            max(1, round(record_every_min * 60.0 / self.layout.dt_s)))  # fmt: skip
-        return Trajectories(traj.spec, traj.minutes, traj.values[:b], traj.events[:b],
-                            traj.held_min[:b], traj.members_end[:b])  # fmt: skip
+        every = max(1, round(record_every_min * 60.0 / self.layout.dt_s))
+        return ForecastJob(self.layout, self.members[ii], self.base[ii],
+                           np.repeat(self.inputs[ii][:, None, :], steps, axis=1), every,
+                           b)  # fmt: skip
 
     # -- save / load ----------------------------------------------------------------------------
 
@@ -581,6 +588,25 @@ class TwinShard:
             "rejected": int(self.rejected[i]),
             "late": int(self.late[i]),
         }
+
+
+@dataclass(frozen=True)
+class ForecastJob:
+    """A batched forecast's inputs, copied from a shard (:meth:`TwinShard.forecast_job`)."""
+
+    layout: Layout
+    members: np.ndarray
+    base: np.ndarray
+    schedule: np.ndarray
+    record_every: int
+    rows: int  # the patients asked for; the rest is padding
+
+    def run(self) -> Trajectories:
+        traj = run_schedule(self.layout, self.members, self.base, self.schedule,
+                            self.record_every)  # fmt: skip
+        b = self.rows
+        return Trajectories(traj.spec, traj.minutes, traj.values[:b], traj.events[:b],
+                            traj.held_min[:b], traj.members_end[:b])  # fmt: skip
 
 
 _ARRAYS = ("members", "base", "inputs", "time_us", "start_us", "cycles", "values", "gated",
