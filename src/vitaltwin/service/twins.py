@@ -22,7 +22,8 @@ new data in one batched call (at 1 Hz: one call per second for the whole ward).
   so no patient waits for JAX (readiness waits for it).
 * **Forecasts** of up to ``forecasts_per_round`` patients (those longest without one) run
   batched in a thread of their own (the shard lock held only to copy the ensembles, so a
-  six-hour forecast never holds up the next round); each patient gets one every
+  six-hour forecast never holds up the next round), which works at most ``forecast_duty`` of
+  the time (half: the rounds come first); each patient gets one every
   ``forecast_every_s`` of twin time, once the twin has tracked the patient for ``settle_s``
   (one hour by default): a twin that has just started knows the population, not the
   patient, and its wide first forecasts raise alerts no one should act on (on the simulated
@@ -93,6 +94,7 @@ class TwinSupervisor(ServiceThread):
         forecast_every_s: float = 300.0,
         forecasts_per_round: int = 32,
         forecast_hours: float = 6.0,
+        forecast_duty: float = 0.5,
         settle_s: float = 3600.0,
         expected_beds: int = 64,
         on_forecast: OnForecast | None = None,
@@ -109,6 +111,9 @@ class TwinSupervisor(ServiceThread):
         )
         self.forecast_every_s, self.forecasts_per_round = forecast_every_s, forecasts_per_round
         self.forecast_hours, self.settle_s = forecast_hours, settle_s
+        if not 0 < forecast_duty <= 1:
+            raise ValueError(f"forecast_duty: a share of a core in (0, 1], not {forecast_duty}")
+        self.forecast_duty = forecast_duty
         self._started: dict[str, datetime] = {}
         self.expected_beds = expected_beds
         self.on_forecast, self.on_update = on_forecast, on_update
@@ -266,6 +271,7 @@ class TwinSupervisor(ServiceThread):
                 moved, self._moved = self._moved, {}
             if not moved:
                 continue
+            t0 = time.perf_counter()
             try:
                 left = self._forecasts(moved)
                 self.errors.pop("forecast", None)
@@ -276,6 +282,9 @@ class TwinSupervisor(ServiceThread):
             with self._fc_cond:  # not forecast this time: next, unless moved again since
                 for pid, t in left.items():
                     self._moved.setdefault(pid, t)
+            # rounds first: forecasts take at most `forecast_duty` of a core
+            busy = time.perf_counter() - t0
+            self._stop.wait(busy * (1.0 / self.forecast_duty - 1.0))
 
     def _forecasts(self, moved: dict[str, datetime]) -> dict[str, datetime]:
         """Forecast (batched) up to ``forecasts_per_round`` of the patients due, those longest
