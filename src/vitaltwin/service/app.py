@@ -185,13 +185,14 @@ def create_app(
     expected_beds: int = 8,
 ) -> FastAPI:
     """The service over an open store and bus (the caller closes them); the ingest worker
-        runs while the app does (its lifespan), and so does the MQTT subscriber when ``mqtt``
-        names a broker (host, port, topic filter), and so do the live twins when ``with_twins``
-        (checkpoints in the store; compiled ahead for ``expected_beds`` patients at once; forecasts
-    once a twin has tracked its patient for ``twin_settle_s`` of twin time). Alerts
-        follow ``rules`` (default :data:`FORECAST_RULES` on the twins' forecast event
-        probabilities) and run in shadow mode unless ``shadow`` is False: logged, shown to no one,
-        until validated locally."""
+    runs while the app does (its lifespan), and so does the MQTT subscriber when ``mqtt``
+    names a broker (host, port, topic filter), and so do the live twins when ``with_twins``
+    (checkpoints in the store; compiled ahead for ``expected_beds`` patients at once;
+    forecasts once a twin has tracked its patient for ``twin_settle_s`` of twin time). Alerts
+    follow ``rules`` (default :data:`FORECAST_RULES` on the twins' forecast event
+    probabilities) and run in shadow mode unless ``shadow`` is False: logged, shown to no one,
+    until validated locally; their state is kept in the store and resumed at start.
+    ``model_card`` describes the risk model for the dashboard's quality page."""
     lock = threading.Lock()
     metrics = Metrics()
     default = (*FORECAST_RULES, risk_rule(scorer)) if scorer is not None else FORECAST_RULES
