@@ -167,3 +167,17 @@ def test_the_alert_state_survives_a_restart() -> None:
         again.restore(b"{}")
     with pytest.raises(ValueError, match="not a saved alert state"):
         again.restore(b'{"format": 1}')
+
+
+def test_escalation_runs_on_the_wall_clock_when_data_lag() -> None:
+    now = [T0 + timedelta(hours=5)]  # the data are five hours old (a replay, late values)
+    e = AlertEngine([RULE], clock=lambda: now[0])
+    a = feed(e, [0.7, 0.7, 0.7])[0]
+    assert a.raised_at == now[0] and a.shown_at == now[0]
+    assert e.tick(now[0] + timedelta(minutes=29)) == []  # not escalated at once
+    assert [x.role for x in e.tick(now[0] + timedelta(minutes=31))] == ["charge nurse"]
+    e.acknowledge(a.id, "rn1", now[0] + timedelta(minutes=40))
+    assert scorecard(e, 10.0, None).median_ack_min == pytest.approx(40)
+    again = AlertEngine([RULE])
+    again.restore(e.to_json())
+    assert again.alerts[a.id].raised_at == now[0]

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -113,6 +113,12 @@ class Alert:
     snoozed_until: datetime | None = None
     snooze_reason: str | None = None
     overridden: bool | None = None  # the clinician's feedback: acted on it or not
+    raised_at: datetime | None = None  # wall clock when raised (None: at `time`, data time)
+
+    @property
+    def shown_at(self) -> datetime:
+        """When people were told (escalation and acknowledgement times count from here)."""
+        return self.raised_at or self.time
 
 
 @dataclass
@@ -143,7 +149,11 @@ class AlertEngine:
     """The alert state of a ward (see the module docstring)."""
 
     def __init__(
-        self, rules: Sequence[AlertRule], shadow: bool = False, one_per_patient: bool = True
+        self,
+        rules: Sequence[AlertRule],
+        shadow: bool = False,
+        one_per_patient: bool = True,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         names = [r.name for r in rules]
         if len(set(names)) != len(names):
@@ -151,6 +161,9 @@ class AlertEngine:
         self.rules = {r.name: r for r in rules}
         self.shadow = shadow
         self.one_per_patient = one_per_patient  # False: each rule's episodes on their own
+        # the wall clock (a live service): escalation and acknowledgement times run on it, not
+        # on data times, which lag in a replay or for late data; None (a study): data time
+        self.clock = clock
         self.alerts: dict[str, Alert] = {}
         self.log: list[LogEntry] = []
         self._episodes: dict[tuple[str, str], _Episode] = {}
@@ -252,6 +265,7 @@ class AlertEngine:
             kind=kind,
             shadow=self.shadow,
             details=dict(details or {}),
+            raised_at=self.clock() if self.clock is not None else None,
         )
         self.alerts[alert.id] = alert
         ep.phase, ep.last_score, ep.alert_id = "active", float(value), alert.id
@@ -340,7 +354,7 @@ class AlertEngine:
             if a.acknowledged_at is not None or a.state == "resolved":
                 continue
             rule = self.rules[a.rule]
-            level = int((time - a.time).total_seconds() // rule.escalate_after_s)
+            level = int((time - a.shown_at).total_seconds() // rule.escalate_after_s)
             role = rule.roles[min(level, len(rule.roles) - 1)]
             if level >= 1 and role != a.role:
                 state: State = "indeterminate" if a.state == "indeterminate" else "escalated"
@@ -382,7 +396,7 @@ class AlertEngine:
                 return {k: datetime.fromisoformat(v) if k in keys and v else v
                         for k, v in d.items()}  # fmt: skip
 
-            stamps = ("time", "acknowledged_at", "snoozed_until")
+            stamps = ("time", "acknowledged_at", "snoozed_until", "raised_at")
             alerts = {a["id"]: Alert(**times(a, *stamps)) for a in doc["alerts"]}
             log = [LogEntry(**times(e, "time")) for e in doc["log"]]
             episodes = {
@@ -454,7 +468,7 @@ def scorecard(
             leads.append(max(ahead))
             early += max(ahead) >= 2.0
     acks = [
-        (a.acknowledged_at - a.time).total_seconds() / 60
+        (a.acknowledged_at - a.shown_at).total_seconds() / 60
         for a in alerts
         if a.acknowledged_at is not None
     ]

@@ -196,7 +196,8 @@ def create_app(
     lock = threading.Lock()
     metrics = Metrics()
     default = (*FORECAST_RULES, risk_rule(scorer)) if scorer is not None else FORECAST_RULES
-    alerts = AlertEngine(rules if rules is not None else default, shadow=shadow)
+    alerts = AlertEngine(rules if rules is not None else default, shadow=shadow,
+                         clock=lambda: datetime.now(UTC))  # fmt: skip
     alerts_lock = threading.Lock()
 
     hub = Hub()
