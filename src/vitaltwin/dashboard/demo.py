@@ -12,7 +12,7 @@ fed by a device gateway of virtual patients (or of real PhysioNet set-A stays) o
   vitals. Data times never run ahead of the clock: the service quarantines values from the
   future, as it should.
 * **Replay** (``replay=`` a set-A Parquet file): real stays of at least a day, side by side,
-  their chart times moved to start now, streamed at ``speed``.
+  their chart times moved to start together ``hours`` before now, streamed the same way.
 
 Everything goes through ``POST /v1/observations`` and ``POST /fhir`` as a gateway's would, so
 the demo exercises the service's own inputs.
@@ -60,9 +60,6 @@ class DemoConfig:
             raise ValueError(f"hours: 0-72 h of course before now, not {self.hours}")
 
 
-Batch = tuple[datetime, list[dict[str, Any]]]
-
-
 class _VirtualSource:
     """Records of a virtual ward at simulated times (module docstring)."""
 
@@ -73,7 +70,6 @@ class _VirtualSource:
         self.ids = [f"bed-{i + 1:02d}" for i in range(cfg.beds)]
         self.truth = np.zeros((cfg.beds, 0, len(WARD_TWIN.names)))
         self.obs = {o.name: o for o in WARD_TWIN.observables}
-        self.monitor = [WARD_TWIN.index(n) for n in MONITOR]
 
     def patients(self) -> list[dict[str, Any]]:
         """FHIR Patients (sex and birth date, for the twins' priors)."""
@@ -116,7 +112,7 @@ class _VirtualSource:
 
 
 class _ReplaySource:
-    """Real set-A stays (>= 24 h), moved to start now, side by side."""
+    """Real set-A stays (>= 24 h), moved to start together at ``start``, side by side."""
 
     def __init__(self, cfg: DemoConfig, start: datetime) -> None:
         from vitaltwin.interop import read_any

@@ -12,7 +12,6 @@ scorecard from the service's log, the twins' and models' status, the model card)
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
@@ -128,8 +127,8 @@ def dashboard_router() -> APIRouter:
         model = getattr(request.app.state, "model_card", None)
         rules = getattr(request.app.state, "alert_rules", FORECAST_RULES)
         return render("quality.html", card=card, rules=rules, twins=twins,
-                      beds=len(ward["beds"]), model=model, title="Alerts and quality",
-                      now=datetime.now(UTC))  # fmt: skip
+                      beds=len(ward["beds"]), model=model,
+                      title="Alerts and quality")  # fmt: skip
 
     return router
 
