@@ -8,6 +8,9 @@ import json
 import os
 import platform
 import resource
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -35,6 +38,34 @@ def table(title: str, *columns: str) -> Table:
     for col in columns:
         tab.add_column(col)
     return tab
+
+
+def start_serve(
+    tmp: Path, bus: str, env: dict[str, str], timeout_s: float = 300.0
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``vitaltwin serve`` in its own process on a free loopback port (store in ``tmp``, the
+    bus ``bus``, ``env`` added to the environment); returns it and its base URL once
+    ``/health/ready`` answers (SystemExit if it never does)."""
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "vitaltwin", "serve", "--port", str(port),
+           "--store", str(tmp / "store"), "--bus", bus]  # fmt: skip
+    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{base}/health/ready").status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("the service did not become ready")
+        time.sleep(0.5)
 
 
 def peak_rss_mib() -> float:

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -33,7 +31,7 @@ import httpx
 import numpy as np
 from rich.console import Console
 
-from _timing import save_figures, table
+from _timing import save_figures, start_serve, table
 
 BEDS = int(os.environ.get("VITALTWIN_BENCH_BEDS", "50"))
 SECONDS = int(os.environ.get("VITALTWIN_BENCH_SECONDS", "30"))
@@ -60,27 +58,11 @@ console = Console()
 
 
 def start_service(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     # a ward in steady state: every patient past the twins' first hour, so they forecast
-    env = {**os.environ, "VITALTWIN_RISK_TASK": "", "VITALTWIN_EXPECTED_BEDS": str(BEDS),
+    env = {"VITALTWIN_RISK_TASK": "", "VITALTWIN_EXPECTED_BEDS": str(BEDS),
            "VITALTWIN_REGISTRY_DIR": str(tmp / "registry"),
            "VITALTWIN_TWIN_SETTLE_S": "0"}  # fmt: skip
-    cmd = [sys.executable, "-m", "vitaltwin", "serve", "--port", str(port),
-           "--store", str(tmp / "store"), "--bus", "memory"]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while True:
-        try:
-            if httpx.get(f"{base}/health/ready").status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("the service did not become ready")
-        time.sleep(0.5)
+    return start_serve(tmp, "memory", env)
 
 
 def gateway(base: str, stop: threading.Event) -> None:

@@ -24,9 +24,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -40,7 +38,7 @@ import orjson
 import redis
 from rich.console import Console
 
-from _timing import save_figures, table
+from _timing import save_figures, start_serve, table
 
 console = Console()
 REDIS = os.environ.get("VITALTWIN_BENCH_REDIS", "redis://127.0.0.1:6379/0")
@@ -76,11 +74,7 @@ def redis_round_trip(n: int = 2000) -> dict[str, float]:
 
 
 def start_service(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     env = {
-        **os.environ,
         "VITALTWIN_REGISTRY_DIR": str(tmp / "registry"),
         "VITALTWIN_RISK_TASK": "",
         "VITALTWIN_BUS_PREFIX": f"vt-bench:{uuid.uuid4().hex}",
@@ -89,20 +83,7 @@ def start_service(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
         # a ward in steady state: every patient past the twins' first hour, so they forecast
         "VITALTWIN_TWIN_SETTLE_S": "0",
     }
-    cmd = [sys.executable, "-m", "vitaltwin", "serve", "--port", str(port),
-           "--store", str(tmp / "store"), "--bus", REDIS]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            if httpx.get(f"{base}/health/ready").status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("the service did not become ready")
-        time.sleep(0.5)
+    return start_serve(tmp, REDIS, env, timeout_s=180)
 
 
 async def run_ward(base: str, beds: int, seconds: int, ward: int) -> dict[str, Any]:

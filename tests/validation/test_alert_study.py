@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from vitaltwin.physiology import WARD_TWIN
+from vitaltwin.simulate.ward_course import WardCourse
 from vitaltwin.validation.alert_study import AlertStudyConfig, event_onsets, run_alert_study
 
 
@@ -29,8 +30,8 @@ def test_event_onsets_follow_the_declared_events() -> None:
 
 @pytest.mark.slow
 def test_the_scorecard_comes_from_the_services_alert_log() -> None:
-    cfg = AlertStudyConfig(n_patients=6, hours=6, seed=3, septic_fraction=0.5,
-                           onset_hours=(1, 2))  # fmt: skip
+    cfg = AlertStudyConfig(n_patients=6, hours=6, seed=3,
+                           course=WardCourse(septic_fraction=0.5, onset_hours=(1, 2)))  # fmt: skip
     res = run_alert_study(cfg)
     card, p = res.scorecard, res.patients
     assert card.patient_hours == 36

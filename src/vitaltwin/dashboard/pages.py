@@ -22,7 +22,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from vitaltwin import __version__
 from vitaltwin.service.access import ScopedRoute, scope
-from vitaltwin.service.alerts import DECISION_SUPPORT, FORECAST_RULES
+from vitaltwin.service.alerts import DECISION_SUPPORT
 
 _env = Environment(
     loader=PackageLoader("vitaltwin.dashboard", "templates"),
@@ -125,8 +125,8 @@ def dashboard_router() -> APIRouter:
         for b in ward["beds"]:
             twins[b["twin"]["status"]] = twins.get(b["twin"]["status"], 0) + 1
         model = getattr(request.app.state, "model_card", None)
-        rules = getattr(request.app.state, "alert_rules", FORECAST_RULES)
-        return render("quality.html", card=card, rules=rules, twins=twins,
+        return render("quality.html", card=card, rules=_service(request, "alert_rules"),
+                      twins=twins,
                       beds=len(ward["beds"]), model=model,
                       title="Alerts and quality")  # fmt: skip
 

@@ -114,7 +114,6 @@ class TwinSupervisor(ServiceThread):
         if not 0 < forecast_duty <= 1:
             raise ValueError(f"forecast_duty: a share of a core in (0, 1], not {forecast_duty}")
         self.forecast_duty = forecast_duty
-        self._started: dict[str, datetime] = {}
         self.expected_beds = expected_beds
         self.on_forecast, self.on_update = on_forecast, on_update
         self.observe = observe or (lambda stage, seconds: None)
@@ -329,10 +328,8 @@ class TwinSupervisor(ServiceThread):
 
     def _settled(self, pid: str, t: datetime) -> bool:
         """Whether the patient's twin has tracked them for ``settle_s`` (twin time)."""
-        started = self._started.get(pid)
-        if started is None:
-            with self._shard_lock:
-                started = self._started[pid] = self.shard.start(pid)
+        with self._shard_lock:
+            started = self.shard.start(pid)
         return (t - started).total_seconds() >= self.settle_s
 
     def checkpoint(self) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import tempfile
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -65,12 +65,7 @@ class AlertStudyConfig:
     n_patients: int = 48
     hours: int = 24
     seed: int = 11
-    septic_fraction: float = 0.3
-    bleeding_fraction: float = 0.2
-    onset_hours: tuple[int, int] = (3, 16)  # the hidden insult starts in one of these hours
-    severity: tuple[float, float] = (0.5, 2.5)  # pathogen inoculum (the phantom study's)
-    bleed_ml_min: tuple[float, float] = (15.0, 35.0)  # class II-III haemorrhage over the hours
-    bleed_hours: tuple[int, int] = (1, 3)
+    course: WardCourse = field(default_factory=WardCourse)  # who deteriorates, how and when
     artefact_rate: float = 0.002  # per monitor value
     n_members: int = 32
     horizon_h: float = 12.0
@@ -92,7 +87,13 @@ class AlertStudyResult:
         config = self.config.__dict__
         return {
             "config": {
-                k: [str(x) for x in v] if k == "rules" else list(v) if isinstance(v, tuple) else v
+                k: [str(x) for x in v]
+                if k == "rules"
+                else asdict(v)
+                if k == "course"
+                else list(v)
+                if isinstance(v, tuple)
+                else v
                 for k, v in config.items()
             },
             "scorecard": self.scorecard.as_dict(),
@@ -125,9 +126,7 @@ class AlertStudyResult:
 def _truth(cfg: AlertStudyConfig) -> tuple[np.ndarray, VirtualWard]:
     """Observables every minute ``(B, hours * 60, m)`` (minute k ends at k + 1 min) and the
     ward (who deteriorates, how and when)."""
-    course = WardCourse(cfg.septic_fraction, cfg.bleeding_fraction, cfg.onset_hours,
-                        cfg.severity, cfg.bleed_ml_min, cfg.bleed_hours)  # fmt: skip
-    ward = VirtualWard(cfg.n_patients, cfg.seed, course)
+    ward = VirtualWard(cfg.n_patients, cfg.seed, cfg.course)
     return np.concatenate([ward.next_hour() for _ in range(cfg.hours)], axis=1), ward
 
 
