@@ -100,17 +100,32 @@ def measure(
     n, k, _ = truth.shape
     sd = noise_scale * np.array([o.sd for o in WARD_TWIN.observables])
     y = truth + rng.standard_normal(truth.shape) * sd
+    add_artefacts(y, rng.random((n, k)) < artefact_rate * len(MONITOR), rng, y)
     idx = {name: WARD_TWIN.index(name) for name in WARD_TWIN.names}
-    art = rng.random((n, k)) < artefact_rate * len(MONITOR)
-    for i, j in zip(*np.nonzero(art), strict=True):
+    y[:, :, idx["SpO2"]] = np.minimum(y[:, :, idx["SpO2"]], 100.0)
+    return y
+
+
+def add_artefacts(
+    y: np.ndarray, hit: np.ndarray, rng: np.random.Generator, heart_rate_from: np.ndarray
+) -> np.ndarray:
+    """Put a monitor artefact in ``y`` ``(n, k, m)`` at every ``hit`` ``(n, k)``, each one of
+    arterial-line flush or zeroing, SpO2 probe off, double-counted QRS (twice
+    ``heart_rate_from``'s heart rate) with equal chance (module docstring); returns where
+    values were replaced."""
+    idx = {name: WARD_TWIN.index(name) for name in ("HR", "MAP", "SBP", "DBP", "SpO2")}
+    art = np.zeros(y.shape, bool)
+    for i, k in zip(*np.nonzero(hit), strict=True):
         kind = rng.integers(0, 3)
         if kind == 0:  # arterial line flush or zeroing
             v = rng.uniform(0.0, 25.0) if rng.random() < 0.5 else rng.uniform(250.0, 300.0)
             for name in ("MAP", "SBP", "DBP"):
-                y[i, j, idx[name]] = v
+                y[i, k, idx[name]] = v
+                art[i, k, idx[name]] = True
         elif kind == 1:  # SpO2 probe off
-            y[i, j, idx["SpO2"]] = rng.uniform(50.0, 70.0)
+            y[i, k, idx["SpO2"]] = rng.uniform(50.0, 70.0)
+            art[i, k, idx["SpO2"]] = True
         else:  # double-counted QRS
-            y[i, j, idx["HR"]] = 2.0 * y[i, j, idx["HR"]]
-    y[:, :, idx["SpO2"]] = np.minimum(y[:, :, idx["SpO2"]], 100.0)
-    return y
+            y[i, k, idx["HR"]] = 2.0 * heart_rate_from[i, k, idx["HR"]]
+            art[i, k, idx["HR"]] = True
+    return art

@@ -32,13 +32,13 @@ from vitaltwin.physiology import WARD_DT_S, WARD_TWIN, PatientProfile, ward_base
 from vitaltwin.progress import SILENT, Progress
 from vitaltwin.simulate import make_integrator
 from vitaltwin.simulate.population import Population, sample_population
+from vitaltwin.simulate.ward_course import MONITOR, add_artefacts
 from vitaltwin.twin import initial_members, layout_for, run_schedule, track
 
 # the study is of the ward model's twin
 NAMES, OBSERVABLES, SD = WARD_TWIN.names, WARD_TWIN.observables, WARD_TWIN.sd
 LOW, HIGH = WARD_TWIN.low, WARD_TWIN.high
 
-MONITOR = ("HR", "MAP", "SBP", "DBP", "SpO2", "RR")
 TARGETS = {
     "sensitivity": (0.90, 1.0),
     "specificity": (0.85, 1.0),
@@ -142,21 +142,8 @@ def _measure(
             s = rng.integers(0, t_cyc - length)
             mask[i, s : s + length, [idx[n] for n in MONITOR]] = False
     y = clean.copy()
-    art = np.zeros(at.shape, bool)
     hit = (rng.random((b, t_cyc)) < cfg.artefact_rate * len(MONITOR)) & mask[:, :, idx["MAP"]]
-    for i, k in zip(*np.nonzero(hit), strict=True):
-        kind = rng.integers(0, 3)
-        if kind == 0:  # arterial line flush or zeroing
-            v = rng.uniform(0.0, 25.0) if rng.random() < 0.5 else rng.uniform(250.0, 300.0)
-            for n in ("MAP", "SBP", "DBP"):
-                y[i, k, idx[n]] = v
-                art[i, k, idx[n]] = True
-        elif kind == 1:  # SpO2 probe off
-            y[i, k, idx["SpO2"]] = rng.uniform(50.0, 70.0)
-            art[i, k, idx["SpO2"]] = True
-        else:  # double-counted QRS
-            y[i, k, idx["HR"]] = 2.0 * clean[i, k, idx["HR"]]
-            art[i, k, idx["HR"]] = True
+    art = add_artefacts(y, hit, rng, clean)
     y[:, :, idx["SpO2"]] = np.minimum(y[:, :, idx["SpO2"]], 100.0)
     clean[:, :, idx["SpO2"]] = np.minimum(clean[:, :, idx["SpO2"]], 100.0)
     return y, mask, art, clean
