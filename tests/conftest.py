@@ -10,17 +10,20 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
 import httpx
 import numpy as np
 import psycopg
+import pyarrow as pa
 import pytest
 
 from vitaltwin.model import Model
-from vitaltwin.physiology import cardiovascular_model
+from vitaltwin.physiology import WARD_TWIN, cardiovascular_model
 from vitaltwin.physiology.patient import REFERENCE_PATIENT, initial_state, patient_parameters
+from vitaltwin.risk import ForecastMonitor, RetrainingPolicy
 from vitaltwin.simulate import SteadyState, steady_state
 from vitaltwin.store import DuckDBStore, PostgresStore, Store
 
@@ -138,3 +141,64 @@ def serve() -> Serve:
             time.sleep(0.2)
 
     return start
+
+
+# -- a monitored ward for the forecast monitor (vitaltwin.risk.ForecastMonitor) ---------------
+
+FORECAST_START = datetime(2026, 1, 1, tzinfo=UTC)
+MAP_LOINC = "8478-0"
+
+
+def _feed_map(
+    mon: ForecastMonitor, pid: str, start: datetime, seconds: int, map_at: np.ndarray
+) -> None:
+    """MAP at 1 Hz from ``start`` into the monitor."""
+    times = [start + timedelta(seconds=int(s)) for s in range(seconds)]
+    mon.observed(
+        pa.table(
+            {
+                "patient_id": [pid] * seconds,
+                "loinc": [MAP_LOINC] * seconds,
+                "effective_time": pa.array(times, pa.timestamp("us", tz="UTC")),
+                "value": map_at[:seconds],
+            }
+        )
+    )
+
+
+def _monitored_ward(
+    rng: np.random.Generator, patients: int, hours: int
+) -> tuple[ForecastMonitor, dict[str, bool]]:
+    """Patients at 1 Hz from :data:`FORECAST_START` whose MAP falls to 55 mmHg from hour 3
+    when sick (every other one); forecasts every 15 min of a 1-h hypotension event (2-h
+    windows), 0.8 from when a 30-minute run from hour 3 ends within the hour (2:30) for the
+    sick, 0.1 otherwise; an arterial-line flush (0 mmHg for 20 s) every 10 minutes in
+    everyone."""
+    mon = ForecastMonitor(WARD_TWIN, horizon_h=1.0, window_h=2.0, policy=RetrainingPolicy(
+        min_positive=5, n_boot=20))  # fmt: skip
+    sick = {}
+    n = hours * 3600
+    for i in range(patients):
+        pid = f"p{i}"
+        sick[pid] = i % 2 == 0
+        map_at = 80.0 + rng.normal(0, 3, n)
+        if sick[pid]:
+            map_at[3 * 3600 :] = 55.0 + rng.normal(0, 3, n - 3 * 3600)
+        for s in range(0, n, 600):
+            map_at[s : s + 20] = 0.0  # a flush: the minute's median ignores it
+        _feed_map(mon, pid, FORECAST_START, n, map_at)
+        for k in range(hours * 4):
+            soon = sick[pid] and 900 * k >= 9000
+            mon.forecast(pid, FORECAST_START + timedelta(minutes=15 * k),
+                         {"map_below_65_30min": 0.8 if soon else 0.1})  # fmt: skip
+    return mon, sick
+
+
+@pytest.fixture
+def monitored_ward() -> Callable[..., tuple[ForecastMonitor, dict[str, bool]]]:
+    return _monitored_ward
+
+
+@pytest.fixture
+def feed_map() -> Callable[[ForecastMonitor, str, datetime, int, np.ndarray], None]:
+    return _feed_map

@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
+import numpy as np
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from vitaltwin.dashboard import install
 from vitaltwin.dashboard.pages import risk_level, sparkline
+from vitaltwin.risk import ForecastMonitor
 from vitaltwin.service.app import create_app
 from vitaltwin.service.bus import MemoryBus
 from vitaltwin.store import DuckDBStore
@@ -81,6 +85,28 @@ def test_quality_page_shows_the_scorecard(client: TestClient) -> None:
     page = client.get("/quality").text
     assert 'id="scorecard"' in page and "Alerts per patient-hour" in page
     assert "hypotension ahead" in page  # the rules in force
+    assert client.get("/v1/models/monitoring").json() == {
+        "forecasts": None, "reason": "this service runs no twins"}  # fmt: skip
+    assert "this service runs no twins." in page
+
+
+def test_quality_page_shows_the_models_monitoring(
+    client: TestClient, monitored_ward: Callable[..., tuple[ForecastMonitor, Any]]
+) -> None:
+    """The page renders a monitor's report: windows with AUROC, calibration, the policy's
+    verdict and the drift table (the report from the monitor's own tests' ward)."""
+    rng = np.random.default_rng(0)
+    mon, _ = monitored_ward(rng, patients=10, hours=6)
+    app = cast(FastAPI, client.app)
+    app.state.monitoring = lambda: {"forecasts": mon.report().to_dict(), "reason": None}
+    page = client.get("/quality").text
+    assert "1-h event forecasts" in page and "decision-retrain" in page
+    tables = re.findall(r'<table class="monitoring" data-event="([^"]+)"', page)
+    assert tables == ["map_below_65_30min"]
+    assert "1.00 (1.00–1.00)" in page  # the window where the sick fall: perfect ranking
+    assert "retrain: calibration slope" in page  # ... with underconfident probabilities
+    assert 'id="drift"' in page and '<th scope="row">MAP</th>' in page
+    assert page.count("data-day") == 3 + 3  # windows in the event table and the drift table
 
 
 def test_every_asset_is_local(client: TestClient) -> None:

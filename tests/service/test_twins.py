@@ -176,6 +176,13 @@ def test_forecasts_raise_alerts_that_clinicians_act_on(tmp_path: Path) -> None:
                 time.sleep(0.1)
             a = listed[0]
             assert a["patient_id"] == "p7" and a["state"] == "new" and a["model_version"]
+            # the forecast waits for its six hours of outcome; the scorecard's outcomes are
+            # the events seen on the monitors: none yet, so the one alert is not right (PPV 0)
+            mon = client.get("/v1/models/monitoring").json()["forecasts"]
+            assert mon["pending"] == 1 and mon["windows"] == [] and mon["horizon_h"] == 6.0
+            card = client.get("/v1/alerts/scorecard").json()
+            assert card["ppv"] == 0.0 and card["events"] == 0 and card["recall_2h"] is None
+            assert "MAP < 65 mmHg held 30 min" in card["outcomes"]
             assert "MAP" in a["details"]["forecast_1h"]
             options = a["details"]["whatif"]  # what to do next, ranked
             assert len(options) == 3 and [o["rank"] for o in options] == [1, 2, 3]

@@ -6,7 +6,7 @@ script calls the JSON API (same origin, same scopes).
 Pages: ``/`` (to the ward), ``/ward`` (every bed, highest risk first; the table refreshes every
 second), ``/patients/{id}`` (vitals with the twin's forecast bands, hidden physiology, risk,
 timeline, alerts with acknowledge/snooze/escalate, what-if), ``/quality`` (the alert-burden
-scorecard from the service's log, the twins' and models' status, the model card).
+scorecard from the service's log, the twins' status, the models' monitoring, the model card).
 """
 
 from __future__ import annotations
@@ -52,7 +52,14 @@ def sparkline(values: list[float], width: int = 80, height: int = 18) -> str:
     )
 
 
+def psi_word(value: float) -> str:
+    """A population stability index in words (Yurdakul 2018's bands; see
+    :mod:`vitaltwin.risk`'s monitoring)."""
+    return "none" if value < 0.1 else ("moderate" if value <= 0.25 else "major")
+
+
 _env.globals.update(
+    psi_word=psi_word,
     risk_level=risk_level,
     sparkline=sparkline,
     version=__version__,
@@ -126,7 +133,7 @@ def dashboard_router() -> APIRouter:
             twins[b["twin"]["status"]] = twins.get(b["twin"]["status"], 0) + 1
         model = getattr(request.app.state, "model_card", None)
         return render("quality.html", card=card, rules=_service(request, "alert_rules"),
-                      twins=twins,
+                      twins=twins, monitoring=_service(request, "monitoring")(),
                       beds=len(ward["beds"]), model=model,
                       title="Alerts and quality")  # fmt: skip
 

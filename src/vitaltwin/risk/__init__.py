@@ -4,7 +4,8 @@ Data flow: canonical record -> :func:`load_cohort` / :func:`build_cohort` (hourl
 :func:`raw_features` (+ :func:`twin_features`) -> :class:`RiskModel` -> :func:`evaluate` /
 :func:`run_study` -> :func:`write_report`; :class:`Registry` keeps versions with aliases and
 :class:`Scorer` stamps every score with its model version; :func:`monitor` applies the
-retraining policy.
+retraining policy; :class:`ForecastMonitor` applies it to a twin's event forecasts in service,
+against the outcomes the monitors later show.
 """
 
 from vitaltwin.risk._cohort import (
@@ -19,6 +20,12 @@ from vitaltwin.risk._cohort import (
 )
 from vitaltwin.risk._evaluate import Rows, calibration, evaluate, net_benefit
 from vitaltwin.risk._features import raw_features
+from vitaltwin.risk._forecast_monitor import (
+    EventWindow,
+    ForecastMonitor,
+    ForecastMonitoringReport,
+    outcome,
+)
 from vitaltwin.risk._model import FeatureReference, RiskModel, RiskModelError
 from vitaltwin.risk._monitor import (
     MonitoringReport,
@@ -80,8 +87,11 @@ __all__ = [
     "Cohort",
     "CohortError",
     "CvResult",
+    "EventWindow",
     "FeatureReference",
     "FoldResult",
+    "ForecastMonitor",
+    "ForecastMonitoringReport",
     "HourScore",
     "MonitoringReport",
     "OnlineScorer",
@@ -118,6 +128,7 @@ __all__ = [
     "monitor",
     "net_benefit",
     "normalized_utility",
+    "outcome",
     "patient_utilities",
     "psi",
     "raw_features",

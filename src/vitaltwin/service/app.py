@@ -62,7 +62,7 @@ from prometheus_client import (
 
 from vitaltwin.interop.fhir_export import observation as fhir_observation
 from vitaltwin.interop.fhir_export import patient as fhir_patient
-from vitaltwin.risk import Scorer
+from vitaltwin.risk import ForecastMonitor, Scorer
 from vitaltwin.service.access import PUBLIC, Identity, ScopedRoute, granted, identity, scope
 from vitaltwin.service.alerts import (
     FORECAST_RULES,
@@ -208,6 +208,8 @@ def create_app(
     ) -> None:
         t0 = time.perf_counter()
         board.forecast(pid, when, probs, version)
+        if outcomes is not None:
+            outcomes.forecast(pid, when, probs)
         with alerts_lock:
             raised = [
                 a
@@ -249,6 +251,12 @@ def create_app(
         if with_twins
         else None
     )
+    # the twins' forecasts against what the monitors later showed (models' monitoring)
+    outcomes = (
+        ForecastMonitor(twins.shard.spec, horizon_h=twins.forecast_hours)
+        if twins is not None
+        else None
+    )
 
     def risk_alerts(
         pid: str, when: datetime, p: float, confident: bool, version: str, details: dict[str, Any]
@@ -269,6 +277,8 @@ def create_app(
 
     def stored(observations: pa.Table) -> None:
         board.stored(observations)
+        if outcomes is not None:
+            outcomes.observed(observations)
         hub.send({"type": "stored", "rows": observations.num_rows})
         if twins is not None:
             twins.notify(observations)
@@ -808,19 +818,31 @@ def create_app(
         hours = 0.0
         if twins is not None:
             hours = twins.patient_hours()
+        onsets = outcomes.onsets() if outcomes is not None else None
         with alerts_lock:
-            card = scorecard(alerts, hours, None)
+            card = scorecard(alerts, hours, onsets)
             n_visible = len(alerts.visible())
         out = {k: (None if v != v else v) for k, v in card.as_dict().items()}  # NaN: null
         return {
             **out,
             "shadow_mode": alerts.shadow,
             "visible_alerts": n_visible,
-            "outcomes": "not known to the service: PPV and recall come from the validation "
-            "studies (vitaltwin validate alerts); overrides from feedback",
+            "outcomes": f"events seen on the monitors: each patient's first declared event "
+            f"({outcomes.describe()}) in the per-minute medians of the last {outcomes.keep_h:g} h;"
+            " overrides from feedback"
+            if outcomes is not None
+            else "not known to the service (no twins): PPV and recall come from the validation "
+            "studies (vitaltwin validate alerts)",
         }
 
-    app.state.ward, app.state.burden = ward, burden
+    def monitoring() -> dict[str, Any]:
+        """The models' monitoring: the twins' event forecasts against what the monitors
+        showed, per window, with drift (:class:`vitaltwin.risk.ForecastMonitor`)."""
+        if outcomes is None:
+            return {"forecasts": None, "reason": "this service runs no twins"}
+        return {"forecasts": outcomes.report().to_dict(), "reason": None}
+
+    app.state.ward, app.state.burden, app.state.monitoring = ward, burden, monitoring
 
     @router.get("/v1/alerts/log", openapi_extra=scope("user/Flag.rs"), tags=["alerts"])
     def alert_log(
@@ -850,6 +872,16 @@ def create_app(
         clinician per 12-h shift, time to acknowledgement, share overridden (clinicians'
         feedback). PPV and event recall need outcomes the service does not know (null here)."""
         return burden()
+
+    @router.get("/v1/models/monitoring", openapi_extra=scope("user/RiskAssessment.rs"),
+                tags=["risk"])  # fmt: skip
+    def model_monitoring() -> dict[str, Any]:
+        """The models' monitoring: per time window of data (6 h) and declared event, the twins'
+        forecasts scored against what the monitors showed once their horizon passed (AUROC
+        and calibration with patient-bootstrap intervals, Brier score, mean forecast beside
+        the observed rate), the retraining policy's actions, and the drift (PSI) of the
+        monitored values and of the forecasts against the earliest window kept."""
+        return monitoring()
 
     @router.get(
         "/metrics",

@@ -4,7 +4,9 @@ function localTimes(root) {
   for (const el of (root || document).querySelectorAll("time[datetime]")) {
     const d = new Date(el.getAttribute("datetime"));
     if (isNaN(d)) continue;
-    el.textContent = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+    el.textContent = "day" in el.dataset  // a day and hour (windows), else the time of day
+      ? d.toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" })
+      : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
     el.title = d.toISOString().replace(".000Z", "Z") + " (UTC)";
   }
 }

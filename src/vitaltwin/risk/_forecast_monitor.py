@@ -1,0 +1,395 @@
+"""Monitoring a twin's event forecasts in service: how well the probabilities it gave came true,
+window by window, and whether what it sees has drifted.
+
+A forecast made at data time ``t`` says how likely each declared event (e.g. MAP < 65 mmHg held
+30 min) is within the next ``horizon_h`` hours. Unlike a sepsis label, such an event needs no
+chart review: the monitors show whether it happened. :class:`ForecastMonitor` keeps the
+forecasts (at most one per patient every ``every_s`` seconds, so a patient forecast often does
+not weigh more) and the monitored values as **per-minute medians** (a median is not moved by a
+few seconds of artefact, such as a flushed arterial line), and once the patient's data reach
+``t + horizon_h`` it decides the outcome:
+
+* **happened** when the condition held for ``max(sustained_min, 1)`` consecutive minutes with
+  data in ``(t, t + horizon_h]`` (a minute without data breaks a run, so a gap is never read as
+  an event);
+* **did not happen** when it never did and the window was observed: at least one value for an
+  event at any time (a lab such as lactate, measured every few hours), at least half the minutes
+  for a sustained one;
+* **unknown** otherwise (counted, left out of the figures: a missing lactate is not a normal one).
+
+The minute-median rule is this monitor's reading of the event, not the forecast's (which applies
+the definition to the model's noise-free observables at its own time step); the difference is
+the measurement noise the forecast's event probabilities do not include.
+
+Per time window (``window_h`` of data time, by the forecast's time) and event, the figures and
+the actions are those of :func:`vitaltwin.risk.monitor`'s retraining policy (AUROC and
+calibration with patient-bootstrap intervals, judged once the window holds ``min_positive``
+events), plus the Brier score and the mean forecast beside the observed rate. Drift is the
+population stability index of each monitored value's minute medians, and of each event's
+forecast probabilities, against the earliest window kept (the deciles of its values).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pyarrow as pa
+
+from vitaltwin.model import Event, TwinSpec
+from vitaltwin.risk._model import bin_fractions
+from vitaltwin.risk._monitor import RetrainingPolicy, WindowReport, _judge, psi
+
+FORECAST_POLICY = RetrainingPolicy(min_positive=20, n_boot=100)
+"""The policy's defaults for forecasts: a ward's window holds fewer events than a sepsis
+cohort's, and the page recomputes the open window on request."""
+
+MIN_COVERAGE = 0.5
+"""Fraction of a sustained event's minutes that must hold data for "did not happen"."""
+
+
+def json_safe(x: Any) -> Any:
+    """``x`` with NaN floats as None and tuples as lists, in nested dicts and lists."""
+    if isinstance(x, dict):
+        return {str(k): json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [json_safe(v) for v in x]
+    if isinstance(x, float | np.floating):
+        return None if math.isnan(x) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+@dataclass
+class _Minutes:
+    """Per-minute medians of one monitored value of one patient."""
+
+    open: dict[int, list[float]] = field(default_factory=dict)
+    closed: dict[int, float] = field(default_factory=dict)
+    late: int = 0  # values for a minute already closed (not used)
+
+    def add(self, minute: int, value: float) -> None:
+        if minute in self.closed:
+            self.late += 1
+            return
+        self.open.setdefault(minute, []).append(value)
+
+    def close_before(self, minute: int) -> None:
+        for m in [m for m in self.open if m < minute]:
+            self.closed[m] = float(np.median(self.open.pop(m)))
+
+    def drop_before(self, minute: int) -> None:
+        for m in [m for m in self.closed if m < minute]:
+            del self.closed[m]
+
+    def between(
+        self, start: int | None, end: int | None
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """Closed minutes in ``[start, end)`` (None: unbounded) and their medians, in time
+        order."""
+        lo = -math.inf if start is None else start
+        hi = math.inf if end is None else end
+        ms = sorted(m for m in self.closed if lo <= m < hi)
+        return np.asarray(ms, np.int64), np.asarray([self.closed[m] for m in ms], np.float64)
+
+
+def first_run(
+    event: Event, minutes: npt.NDArray[np.int64], values: npt.NDArray[np.float64]
+) -> int | None:
+    """The first minute of the first run of ``max(sustained_min, 1)`` consecutive minutes in
+    which ``event``'s condition held (``values``: per-minute medians at ``minutes``, in time
+    order), or None."""
+    cond = values < event.threshold if event.below else values > event.threshold
+    m = minutes[cond]
+    if m.size == 0:
+        return None
+    need = max(math.ceil(event.sustained_min), 1)
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(m) != 1) + 1])
+    lengths = np.diff(np.append(starts, m.size))
+    long = np.flatnonzero(lengths >= need)
+    return int(m[starts[long[0]]]) if long.size else None
+
+
+def outcome(
+    event: Event, minutes: npt.NDArray[np.int64], values: npt.NDArray[np.float64], span_min: int
+) -> int:
+    """1 if ``event`` happened in a window of ``span_min`` minutes whose data are ``values`` at
+    ``minutes`` (per-minute medians, in time order), 0 if it did not, -1 if the window was not
+    observed enough to say (module docstring)."""
+    if first_run(event, minutes, values) is not None:
+        return 1
+    enough = len(minutes) >= (1 if event.sustained_min <= 0 else MIN_COVERAGE * span_min)
+    return 0 if enough else -1
+
+
+@dataclass
+class EventWindow:
+    """One event's forecasts made in one window, scored against what happened."""
+
+    event: str
+    report: WindowReport
+    unknown: int  # forecasts whose outcome the data could not decide
+    brier: float
+    mean_forecast: float
+    observed_rate: float
+    forecast_psi: float  # of this window's forecast probabilities against the earliest window's
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "report": vars(self.report)}
+
+
+@dataclass
+class ForecastMonitoringReport:
+    """Figures per window (rows: windows, oldest first) and event, with the values' drift."""
+
+    horizon_h: float
+    window_h: float
+    policy: RetrainingPolicy
+    windows: list[str]
+    events: dict[str, list[EventWindow]]  # event -> one per window that has resolved forecasts
+    drift: pd.DataFrame  # monitored value x window: PSI against the earliest window
+    pending: int  # forecasts whose horizon the data have not reached yet
+
+    @property
+    def decision(self) -> str:
+        acts = {
+            a.split(":")[0] for ws in self.events.values() for w in ws for a in w.report.actions
+        }
+        return "retrain" if "retrain" in acts else ("investigate" if acts else "ok")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (NaN as None)."""
+        out: dict[str, Any] = json_safe({
+            "horizon_h": self.horizon_h,
+            "window_h": self.window_h,
+            "decision": self.decision,
+            "policy": vars(self.policy),
+            "pending": self.pending,
+            "windows": self.windows,
+            "events": {e: [w.to_dict() for w in ws] for e, ws in self.events.items()},
+            "drift": {w: self.drift[w].to_dict() for w in self.drift.columns},
+        })  # fmt: skip
+        return out
+
+
+class ForecastMonitor:
+    """Forecasts against outcomes (module docstring); safe to use from any thread.
+
+    ``spec``: the twin declaration whose events are forecast and whose observables' LOINC codes
+    name the monitored values. ``reference_auroc``: an event's development AUROC, when known
+    (the policy's drop check applies only then)."""
+
+    def __init__(
+        self,
+        spec: TwinSpec,
+        horizon_h: float,
+        every_s: float = 900.0,
+        window_h: float = 6.0,
+        keep_h: float = 72.0,
+        policy: RetrainingPolicy = FORECAST_POLICY,
+        reference_auroc: Mapping[str, float] | None = None,
+    ) -> None:
+        self.events: tuple[Event, ...] = tuple(spec.events)
+        self.observables = tuple(spec.observables)
+        self.horizon_h, self.every_s, self.window_h, self.keep_h = (
+            horizon_h,
+            every_s,
+            window_h,
+            keep_h,
+        )
+        self.policy = policy
+        self.reference_auroc = dict(reference_auroc or {})
+        self._name = {code: o.name for o in spec.observables for code in o.loinc}
+        self._lock = threading.Lock()
+        self._values: dict[str, dict[str, _Minutes]] = {}
+        self._newest: dict[str, float] = {}  # data time (epoch s) of each patient's newest value
+        self._forecasts: list[tuple[str, float, dict[str, float]]] = []
+        self._last: dict[str, float] = {}
+        self._cache: dict[tuple[str, str], tuple[int, EventWindow]] = {}
+        self._report_lock = threading.Lock()
+
+    def forecast(self, patient_id: str, when: datetime, probabilities: Mapping[str, float]) -> bool:
+        """Keep a forecast made at data time ``when``; False when the patient's previous kept
+        forecast is less than ``every_s`` older."""
+        t = when.timestamp()
+        with self._lock:
+            if t - self._last.get(patient_id, -math.inf) < self.every_s:
+                return False
+            self._last[patient_id] = t
+            known = {e.name for e in self.events}
+            probs = {k: float(v) for k, v in probabilities.items() if k in known}
+            self._forecasts.append((patient_id, t, probs))
+        return True
+
+    def observed(self, observations: pa.Table) -> None:
+        """Observations just stored (canonical columns): fold them into the minute medians."""
+        pids = observations.column("patient_id").to_pylist()
+        codes = observations.column("loinc").to_pylist()
+        times = observations.column("effective_time").to_pylist()
+        values = observations.column("value").to_pylist()
+        with self._lock:
+            touched: set[str] = set()
+            for pid, code, t, v in zip(pids, codes, times, values, strict=True):
+                name = self._name.get(code)
+                if name is None or v is None or not math.isfinite(v):
+                    continue
+                s = t.timestamp()
+                self._values.setdefault(pid, {}).setdefault(name, _Minutes()).add(int(s // 60), v)
+                if s > self._newest.get(pid, -math.inf):
+                    self._newest[pid] = s
+                touched.add(pid)
+            for pid in touched:
+                now_min = int(self._newest[pid] // 60)
+                oldest = now_min - int(self.keep_h * 60)
+                for m in self._values[pid].values():
+                    m.close_before(now_min)  # the newest minute may still get values
+                    m.drop_before(oldest)
+            cutoff = max(self._newest.values(), default=0.0) - self.keep_h * 3600.0
+            if self._forecasts and self._forecasts[0][1] < cutoff:
+                self._forecasts = [f for f in self._forecasts if f[1] >= cutoff]
+
+    def describe(self) -> str:
+        """The declared events in words, e.g. ``MAP < 65 mmHg held 30 min``."""
+        units = {o.name: o.unit.replace("[", "").replace("]", "") for o in self.observables}
+        return ", ".join(
+            f"{e.observable} {'<' if e.below else '>'} {e.threshold:g} {units[e.observable]}"
+            + (f" held {e.sustained_min:g} min" if e.sustained_min > 0 else "")
+            for e in self.events
+        )
+
+    def onsets(self) -> dict[str, datetime]:
+        """Each patient's first declared event seen on the monitors (the start of its first
+        qualifying run), among the minutes kept: the outcomes of the alert scorecard."""
+        out: dict[str, datetime] = {}
+        with self._lock:
+            for pid, series in self._values.items():
+                firsts = []
+                for e in self.events:
+                    if e.observable in series:
+                        mins, vals = series[e.observable].between(None, None)
+                        first = first_run(e, mins, vals)
+                        if first is not None:
+                            firsts.append(first)
+                if firsts:
+                    out[pid] = datetime.fromtimestamp(min(firsts) * 60.0, UTC)
+        return out
+
+    def _window(self, t: float) -> str:
+        w = self.window_h * 3600.0
+        return datetime.fromtimestamp(math.floor(t / w) * w, UTC).isoformat()
+
+    def _outcomes(self) -> tuple[pd.DataFrame, int]:
+        """Resolved forecasts: patient, time, window, event, probability, outcome."""
+        span = round(self.horizon_h * 60)
+        rows, pending = [], 0
+        with self._lock:
+            for pid, t, probs in self._forecasts:
+                if self._newest.get(pid, -math.inf) < t + self.horizon_h * 3600.0 + 60.0:
+                    pending += 1
+                    continue
+                start = int(t // 60) + 1
+                for e in self.events:
+                    if e.name not in probs:
+                        continue
+                    series = self._values.get(pid, {}).get(e.observable)
+                    mins, vals = series.between(start, start + span) if series else ([], [])
+                    y = outcome(e, np.asarray(mins, np.int64), np.asarray(vals), span)
+                    rows.append((pid, t, self._window(t), e.name, probs[e.name], y))
+        cols = ["patient_id", "time", "window", "event", "probability", "outcome"]
+        return pd.DataFrame(rows, columns=cols), pending
+
+    def _values_by_window(self) -> dict[str, dict[str, npt.NDArray[np.float64]]]:
+        by: dict[str, dict[str, list[float]]] = {}
+        w = int(self.window_h * 60)
+        with self._lock:
+            for series in self._values.values():
+                for name, m in series.items():
+                    for minute, v in m.closed.items():
+                        key = self._window(minute // w * w * 60.0)
+                        by.setdefault(name, {}).setdefault(key, []).append(v)
+        return {n: {k: np.asarray(v) for k, v in ws.items()} for n, ws in by.items()}
+
+    def report(self) -> ForecastMonitoringReport:
+        """The figures of every window whose forecasts have resolved (module docstring).
+        Windows whose forecasts did not change since the last report are not recomputed."""
+        with self._report_lock:
+            return self._report()
+
+    def _report(self) -> ForecastMonitoringReport:
+        df, pending = self._outcomes()
+        for key in [k for k in self._cache if k[1] not in set(df["window"])]:
+            del self._cache[key]  # windows no longer kept
+        windows = sorted(df["window"].unique().tolist()) if len(df) else []
+        events: dict[str, list[EventWindow]] = {}
+        for e in self.events:
+            sub = df[df["event"] == e.name]
+            ref: npt.NDArray[np.float64] | None = None
+            out = []
+            for w in windows:
+                rows = sub[sub["window"] == w]
+                if rows.empty:
+                    continue
+                p_all = rows["probability"].to_numpy(np.float64)
+                ref = p_all if ref is None else ref
+                cached = self._cache.get((e.name, w))
+                if cached is None or cached[0] != len(rows):
+                    cached = (len(rows), self._event_window(e.name, w, rows, ref))
+                    self._cache[(e.name, w)] = cached
+                out.append(cached[1])
+            events[e.name] = out
+        values = self._values_by_window()
+        drift = pd.DataFrame(index=sorted(values), columns=windows, dtype=float)
+        for name, ws in values.items():
+            keys = sorted(ws)
+            if not keys:
+                continue
+            edges = np.unique(np.quantile(ws[keys[0]], np.linspace(0.1, 0.9, 9)))
+            ref_frac = bin_fractions(ws[keys[0]], edges)
+            for w in windows:
+                if w in ws:
+                    drift.loc[name, w] = psi(ref_frac, bin_fractions(ws[w], edges))
+        return ForecastMonitoringReport(
+            self.horizon_h, self.window_h, self.policy, windows, events, drift, pending
+        )
+
+    def _event_window(
+        self, event: str, window: str, rows: pd.DataFrame, ref: npt.NDArray[np.float64]
+    ) -> EventWindow:
+        known = rows[rows["outcome"] >= 0]
+        y = known["outcome"].to_numpy(np.int64)
+        p = known["probability"].to_numpy(np.float64)
+        pos = int(y.sum())
+        r = WindowReport(window, int(y.size), pos, math.nan, math.nan, math.nan, [])
+        if pos >= self.policy.min_positive and pos < y.size:
+            ref_auroc = self.reference_auroc.get(event, math.nan)
+            _judge(r, y, p, known["patient_id"].to_numpy(), ref_auroc, self.policy)
+            if math.isnan(ref_auroc):
+                r.notes.append("no development AUROC known: its drop is not judged")
+        else:
+            r.notes.append(
+                f"{pos} events in {y.size} forecasts (< {self.policy.min_positive} events, or "
+                "no forecast without one): performance not judged"
+            )
+        edges = np.unique(np.quantile(ref, np.linspace(0.1, 0.9, 9)))
+        p_all = rows["probability"].to_numpy(np.float64)
+        shift = psi(bin_fractions(ref, edges), bin_fractions(p_all, edges))
+        if shift > self.policy.psi_major:
+            r.drifted_features.append(f"forecast:{event}")
+        n = max(y.size, 1)
+        return EventWindow(
+            event,
+            r,
+            int((rows["outcome"] < 0).sum()),
+            float(np.sum((p - y) ** 2) / n) if y.size else math.nan,
+            float(p.mean()) if y.size else math.nan,
+            float(y.mean()) if y.size else math.nan,
+            shift,
+        )

@@ -1,0 +1,121 @@
+"""The forecast monitor: outcomes read from per-minute medians of what the monitors showed,
+figures per window against them, drift of the monitored values."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from vitaltwin.model import Event
+from vitaltwin.physiology import WARD_TWIN
+from vitaltwin.risk import ForecastMonitor, RetrainingPolicy, outcome
+
+START = datetime(2026, 1, 1, tzinfo=UTC)  # the monitored_ward fixture's
+Ward = Callable[..., tuple[ForecastMonitor, dict[str, bool]]]
+Feed = Callable[[ForecastMonitor, str, datetime, int, np.ndarray], None]
+
+HYPOTENSION = Event("map_below_65_30min", "MAP", 65.0, below=True, sustained_min=30.0)
+
+
+def _minutes(n: int) -> np.ndarray:
+    return np.arange(n, dtype=np.int64)
+
+
+def test_outcome_needs_consecutive_minutes_and_enough_data() -> None:
+    low = np.full(60, 60.0)
+    assert outcome(HYPOTENSION, _minutes(60), low, 60) == 1
+    # 29 minutes low, one normal, 29 low, one normal: no 30-minute run
+    broken = low.copy()
+    broken[[29, 59]] = 70.0
+    assert outcome(HYPOTENSION, _minutes(60), broken, 60) == 0
+    # a gap breaks a run: 20 + 20 low minutes around 10 missing ones is no event, and with
+    # 40 of 60 minutes observed the window is observed enough to say so
+    mins = np.concatenate([np.arange(20), np.arange(30, 50)])
+    assert outcome(HYPOTENSION, mins, np.full(40, 60.0), 60) == 0
+    # under half the minutes observed and no event: unknown
+    assert outcome(HYPOTENSION, np.arange(20), np.full(20, 80.0), 60) == -1
+    lactate = Event("lactate_above_4", "Lactate", 4.0, below=False)
+    assert outcome(lactate, np.array([], np.int64), np.array([]), 60) == -1  # not measured
+    assert outcome(lactate, np.array([7]), np.array([2.0]), 60) == 0
+    assert outcome(lactate, np.array([7, 50]), np.array([2.0, 4.5]), 60) == 1
+
+
+def test_figures_per_window_score_forecasts_against_the_monitors(monitored_ward: Ward) -> None:
+    rng = np.random.default_rng(0)
+    mon, _ = monitored_ward(rng, patients=20, hours=6)
+    rep = mon.report()
+    ws = rep.events["map_below_65_30min"]
+    # six hours of data, one-hour horizon: forecasts up to hour 5 resolve, in 2-h windows
+    assert rep.windows == [(START + timedelta(hours=h)).isoformat() for h in (0, 2, 4)]
+    assert rep.pending == 20 * 4  # the last hour's forecasts wait for their outcome
+    first, second = ws[0], ws[1]
+    # hours 0-2: nobody falls within the hour (the flushes are not read as hypotension)
+    assert first.report.positives == 0 and first.observed_rate == 0.0
+    assert "performance not judged" in first.report.notes[0]
+    # hours 2-4: the sick half fall at hour 3; forecasts from 2:30 see a 30-minute run
+    assert second.report.positives == 10 * 6 and second.report.auroc == 1.0
+    assert math.isfinite(second.report.calibration_slope)
+    assert math.isclose(second.brier, (60 * 0.2**2 + 100 * 0.1**2) / 160)
+    # the lactate event was not forecast, the SpO2 one neither: no windows
+    assert rep.events["spo2_below_90"] == []
+    # ranks perfectly but says 0.8 for what always happens and 0.1 for what never does: the
+    # calibration slope is far above 1 and the policy says so
+    assert second.report.calibration_slope > 1.2
+    assert any(a.startswith("retrain: calibration slope") for a in second.report.actions)
+    assert rep.decision == "retrain"
+
+
+def test_a_wrong_forecaster_is_flagged_and_drift_is_seen(feed_map: Feed) -> None:
+    rng = np.random.default_rng(1)
+    mon = ForecastMonitor(WARD_TWIN, horizon_h=1.0, window_h=2.0, policy=RetrainingPolicy(
+        min_positive=5, n_boot=30), reference_auroc={"map_below_65_30min": 0.85})  # fmt: skip
+    n = 6 * 3600
+    for i in range(20):
+        pid = f"p{i}"
+        map_at = 80.0 + rng.normal(0, 3, n)
+        map_at[n // 3 :] -= 10.0  # everyone's pressure falls by 10 mmHg at hour 2 (drift)
+        if i % 2 == 0:
+            map_at[2 * 3600 :] = 55.0 + rng.normal(0, 3, n - 2 * 3600)
+        feed_map(mon, pid, START, n, map_at)
+        for k in range(24):
+            # backwards: the patients who will fall get the low probabilities
+            p = 0.05 if i % 2 == 0 else 0.7
+            mon.forecast(pid, START + timedelta(minutes=15 * k), {"map_below_65_30min": p})
+    rep = mon.report()
+    w = rep.events["map_below_65_30min"][1]
+    assert w.report.auroc < 0.2
+    assert any(a.startswith("retrain: AUROC") for a in w.report.actions)
+    assert rep.decision == "retrain"
+    first, second = rep.drift.loc["MAP", rep.windows[:2]].to_numpy(np.float64)
+    assert first == 0.0 and second > 0.25
+    assert rep.to_dict()["decision"] == "retrain"
+
+
+def test_forecasts_are_thinned_per_patient() -> None:
+    mon = ForecastMonitor(WARD_TWIN, horizon_h=1.0, every_s=900.0)
+    assert mon.forecast("a", START, {"map_below_65_30min": 0.1})
+    assert not mon.forecast("a", START + timedelta(minutes=5), {"map_below_65_30min": 0.2})
+    assert mon.forecast("b", START + timedelta(minutes=5), {"map_below_65_30min": 0.2})
+    assert mon.forecast("a", START + timedelta(minutes=15), {"map_below_65_30min": 0.2})
+    assert mon.report().pending == 3
+
+
+def test_onsets_are_the_first_qualifying_run(monitored_ward: Ward) -> None:
+    rng = np.random.default_rng(2)
+    mon, sick = monitored_ward(rng, patients=4, hours=4)
+    onsets = mon.onsets()
+    # the sick fall from hour 3: their run starts at 3:00 (the minute medians ignore flushes)
+    assert onsets == {pid: START + timedelta(hours=3) for pid, s in sick.items() if s}
+
+
+def test_the_report_is_json_ready(monitored_ward: Ward) -> None:
+    rng = np.random.default_rng(3)
+    mon, _ = monitored_ward(rng, patients=4, hours=4)
+    d = mon.report().to_dict()
+    text = json.dumps(d, allow_nan=False)  # NaN (a window not judged) is null
+    assert '"auroc": null' in text
+    assert d["windows"] == list(d["drift"])
