@@ -2,8 +2,8 @@
 service with live twins, fed by the demo ward's gateway: the ward loads and updates live; a
 patient view shows vitals and forecast bands; an alert is acknowledged and snoozed, and the
 change persists; a what-if comparison runs and shows its ranking; a paused twin worker shows
-"degraded" on the ward; the quality page shows the scorecard. Screenshots of each page go to
-``out/screenshots`` (the docs' copies come from there)."""
+"degraded" on the ward; the quality page shows the scorecard and the models' monitoring.
+Screenshots of each page go to ``out/screenshots`` (the docs' copies come from there)."""
 
 from __future__ import annotations
 
@@ -194,4 +194,7 @@ def test_the_quality_page_shows_the_scorecard(ward: tuple[str, Any], page: Any) 
     page.goto(f"{url}/quality")
     text = page.inner_text("#scorecard")
     assert "Alerts per patient-hour" in text and "Patient-hours tracked" in text
+    # the models' monitoring: the twins' forecasts wait for their six hours of outcome
+    summary = page.inner_text("#monitoring-summary")
+    assert "6-h event forecasts" in summary and "forecasts wait for their outcome" in summary
     shot(page, "quality")

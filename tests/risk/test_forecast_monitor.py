@@ -81,15 +81,18 @@ def test_a_wrong_forecaster_is_flagged_and_drift_is_seen(feed_map: Feed) -> None
         if i % 2 == 0:
             map_at[2 * 3600 :] = 55.0 + rng.normal(0, 3, n - 2 * 3600)
         feed_map(mon, pid, START, n, map_at)
-        for k in range(24):
+    for k in range(24):  # a round of forecasts every 15 min, the patients interleaved
+        for i in range(20):
             # backwards: the patients who will fall get the low probabilities
             p = 0.05 if i % 2 == 0 else 0.7
-            mon.forecast(pid, START + timedelta(minutes=15 * k), {"map_below_65_30min": p})
+            mon.forecast(f"p{i}", START + timedelta(minutes=15 * k), {"map_below_65_30min": p})
     rep = mon.report()
     w = rep.events["map_below_65_30min"][1]
     assert w.report.auroc < 0.2
     assert any(a.startswith("retrain: AUROC") for a in w.report.actions)
     assert rep.decision == "retrain"
+    pooled = mon.pooled()["map_below_65_30min"]
+    assert pooled["auroc"] < 0.2 and pooled["events"] > 0 and pooled["forecasts"] == 20 * 20
     first, second = rep.drift.loc["MAP", rep.windows[:2]].to_numpy(np.float64)
     assert first == 0.0 and second > 0.25
     assert rep.to_dict()["decision"] == "retrain"

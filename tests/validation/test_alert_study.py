@@ -3,6 +3,7 @@ them, and the scorecard computed from the service's own alert log."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,11 @@ def test_the_scorecard_comes_from_the_services_alert_log() -> None:
         assert 0.0 <= card.ppv <= 1.0
     figures = res.figures()
     assert figures["scorecard"]["alerts"] == card.alerts
+    # the service's models' monitoring over the same stream: six-hour forecasts in a six-hour
+    # course all wait for their outcome (one per patient every 15 min after the hour settling)
+    mon = figures["monitoring"]
+    assert mon["windows"] == [] and 6 * 18 <= mon["pending"] <= 6 * 21
+    json.dumps(mon, allow_nan=False)
 
 
 def test_the_command_refuses_bad_options_with_a_message(tmp_path: Path) -> None:

@@ -42,8 +42,10 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
+from sklearn.metrics import roc_auc_score
 
 from vitaltwin.model import Event, TwinSpec
+from vitaltwin.risk._evaluate import calibration
 from vitaltwin.risk._model import bin_fractions
 from vitaltwin.risk._monitor import RetrainingPolicy, WindowReport, _judge, psi
 
@@ -282,6 +284,31 @@ class ForecastMonitor:
                     out[pid] = datetime.fromtimestamp(min(firsts) * 60.0, UTC)
         return out
 
+    def pooled(self) -> dict[str, dict[str, float]]:
+        """Per event, every resolved forecast kept, pooled over the windows: forecasts decided,
+        events, AUROC, calibration intercept and slope, Brier score, mean forecast, observed
+        rate (NaN where a figure needs both outcomes)."""
+        df, _ = self._outcomes()
+        out: dict[str, dict[str, float]] = {}
+        nan = math.nan
+        for e in self.events:
+            rows = df[(df["event"] == e.name) & (df["outcome"] >= 0)]
+            y = rows["outcome"].to_numpy(np.int64)
+            p = rows["probability"].to_numpy(np.float64)
+            both = 0 < y.sum() < y.size
+            a, b = calibration(y, p) if both else (nan, nan)
+            out[e.name] = {
+                "forecasts": float(y.size),
+                "events": float(y.sum()),
+                "auroc": float(roc_auc_score(y, p)) if both else nan,
+                "intercept": a,
+                "slope": b,
+                "brier": float(np.mean((p - y) ** 2)) if y.size else nan,
+                "mean_forecast": float(p.mean()) if y.size else nan,
+                "observed_rate": float(y.mean()) if y.size else nan,
+            }
+        return out
+
     def _window(self, t: float) -> str:
         w = self.window_h * 3600.0
         return datetime.fromtimestamp(math.floor(t / w) * w, UTC).isoformat()
@@ -363,7 +390,8 @@ class ForecastMonitor:
     def _event_window(
         self, event: str, window: str, rows: pd.DataFrame, ref: npt.NDArray[np.float64]
     ) -> EventWindow:
-        known = rows[rows["outcome"] >= 0]
+        # the bootstrap resamples patients: each one's rows together, in time order
+        known = rows[rows["outcome"] >= 0].sort_values(["patient_id", "time"], kind="stable")
         y = known["outcome"].to_numpy(np.int64)
         p = known["probability"].to_numpy(np.float64)
         pos = int(y.sum())

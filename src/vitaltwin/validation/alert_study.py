@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 from vitaltwin.data import Record
 from vitaltwin.physiology import WARD_TWIN
 from vitaltwin.progress import SILENT, Progress
+from vitaltwin.risk import ForecastMonitor
 from vitaltwin.service.alerts import FORECAST_RULES, AlertEngine, AlertRule, Scorecard, scorecard
 from vitaltwin.service.twins import TwinSupervisor
 from vitaltwin.simulate.ward_course import LABS, MONITOR, VirtualWard, WardCourse, measure
@@ -81,6 +82,8 @@ class AlertStudyResult:
     alerts: pd.DataFrame  # every alert: patient, rule, time, score
     per_rule: dict[str, int] = field(default_factory=dict)
     other: dict[str, Scorecard] = field(default_factory=dict)  # against other events
+    monitoring: dict[str, Any] | None = None  # the service's ForecastMonitor report, as JSON
+    monitoring_pooled: dict[str, dict[str, float]] | None = None  # ... pooled over windows
 
     def figures(self) -> dict[str, Any]:
         p = self.patients
@@ -105,6 +108,8 @@ class AlertStudyResult:
                 (p["first_alert"].notna() & p["event_onset"].isna()).sum()
             ),
             "recall_2h_by_kind": self.recall_by_kind(),
+            "monitoring": self.monitoring,
+            "monitoring_pooled": self.monitoring_pooled,
         }
 
     def recall_by_kind(self) -> dict[str, float]:
@@ -191,11 +196,14 @@ def run_alert_study(
     event_min = event_onsets(truth)
     frames = _measurements(cfg, truth, rng)
     engine = AlertEngine(cfg.rules, shadow=False)
+    # the models' monitoring the service runs, over the same stream: the forecasts against
+    # the events in the measured (noisy, artefacted) values
+    monitor = ForecastMonitor(WARD_TWIN, horizon_h=cfg.forecast_hours)
     with tempfile.TemporaryDirectory() as d, DuckDBStore(Path(d) / "store") as store:
         tables = (pa.Table.from_pandas(f, preserve_index=False) for f in frames)
         _through_the_service(store, tables, len(frames), engine, cfg.n_patients, cfg.n_members,
                              cfg.forecast_hours, "simulated ward through the service",
-                             progress)  # fmt: skip
+                             progress, monitor)  # fmt: skip
     pids = [f"sim-{i:03d}" for i in range(cfg.n_patients)]
     onsets = {
         pid: T0 + timedelta(minutes=float(m)) for pid, m in zip(pids, event_min, strict=True)
@@ -221,7 +229,9 @@ def run_alert_study(
             }
         )  # fmt: skip
     per_rule = {str(k): int(v) for k, v in alerts["rule"].value_counts().items()}
-    return AlertStudyResult(cfg, card, pd.DataFrame(rows), alerts, per_rule)
+    return AlertStudyResult(cfg, card, pd.DataFrame(rows), alerts, per_rule,
+                            monitoring=monitor.report().to_dict(),
+                            monitoring_pooled=monitor.pooled())  # fmt: skip
 
 
 def _through_the_service(
@@ -234,13 +244,16 @@ def _through_the_service(
     forecast_hours: float,
     label: str,
     progress: Progress,
+    monitor: ForecastMonitor | None = None,
 ) -> None:
     """Stream ``tables`` (one per round) through the service's twins, every forecast's event
-    probabilities into ``engine``."""
+    probabilities into ``engine`` (and the forecasts and the tables into ``monitor``)."""
 
     def on_forecast(
         pid: str, when: datetime, probs: dict[str, float], version: str, details: dict[str, Any]
     ) -> None:
+        if monitor is not None:
+            monitor.forecast(pid, when, probs)
         for event, p in probs.items():
             engine.observe(pid, f"forecast:{event}", p, when, model_version=version,
                            details=details)  # fmt: skip
@@ -253,6 +266,8 @@ def _through_the_service(
     try:
         for table in tables:
             sup.round(table)
+            if monitor is not None:
+                monitor.observed(table)
             task.advance()
     finally:
         task.close()
