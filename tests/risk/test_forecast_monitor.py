@@ -13,6 +13,7 @@ import numpy as np
 from vitaltwin.model import Event
 from vitaltwin.physiology import WARD_TWIN
 from vitaltwin.risk import ForecastMonitor, RetrainingPolicy, outcome
+from vitaltwin.risk._forecast_monitor import first_run
 
 START = datetime(2026, 1, 1, tzinfo=UTC)  # the monitored_ward fixture's
 Ward = Callable[..., tuple[ForecastMonitor, dict[str, bool]]]
@@ -25,23 +26,37 @@ def _minutes(n: int) -> np.ndarray:
     return np.arange(n, dtype=np.int64)
 
 
-def test_outcome_needs_consecutive_minutes_and_enough_data() -> None:
+def test_outcome_needs_a_long_enough_run_and_enough_data() -> None:
     low = np.full(60, 60.0)
-    assert outcome(HYPOTENSION, _minutes(60), low, 60) == 1
+    assert outcome(HYPOTENSION, _minutes(60), low, 0, 60) == 1
     # 29 minutes low, one normal, 29 low, one normal: no 30-minute run
     broken = low.copy()
     broken[[29, 59]] = 70.0
-    assert outcome(HYPOTENSION, _minutes(60), broken, 60) == 0
-    # a gap breaks a run: 20 + 20 low minutes around 10 missing ones is no event, and with
-    # 40 of 60 minutes observed the window is observed enough to say so
-    mins = np.concatenate([np.arange(20), np.arange(30, 50)])
-    assert outcome(HYPOTENSION, mins, np.full(40, 60.0), 60) == 0
-    # under half the minutes observed and no event: unknown
-    assert outcome(HYPOTENSION, np.arange(20), np.full(20, 80.0), 60) == -1
+    assert outcome(HYPOTENSION, _minutes(60), broken, 0, 60) == 0
+    # samples every 2 minutes (a demo in fast-forward) continue a run: low from minute 0 to 30
+    assert outcome(HYPOTENSION, np.arange(0, 32, 2), np.full(16, 60.0), 0, 60) == 1
+    assert outcome(HYPOTENSION, np.arange(0, 28, 2), np.full(14, 60.0), 0, 60) == -1
+    # ... a gap of 10 minutes breaks it: 20 + 20 low minutes, then 10 normal ones, are no
+    # event, and with 55 of 60 minutes covered the window is observed enough to say so
+    mins = np.concatenate([np.arange(20), np.arange(30, 60)])
+    vals = np.concatenate([np.full(40, 60.0), np.full(10, 80.0)])
+    assert outcome(HYPOTENSION, mins, vals, 0, 60) == 0
+    # a low run still going when the data stop may have gone on: unknown
+    assert outcome(HYPOTENSION, mins[:40], vals[:40], 0, 60) == -1
+    # under half the minutes covered and no event: unknown
+    assert outcome(HYPOTENSION, np.arange(20), np.full(20, 80.0), 0, 60) == -1
     lactate = Event("lactate_above_4", "Lactate", 4.0, below=False)
-    assert outcome(lactate, np.array([], np.int64), np.array([]), 60) == -1  # not measured
-    assert outcome(lactate, np.array([7]), np.array([2.0]), 60) == 0
-    assert outcome(lactate, np.array([7, 50]), np.array([2.0, 4.5]), 60) == 1
+    assert outcome(lactate, np.array([], np.int64), np.array([]), 0, 60) == -1  # not measured
+    assert outcome(lactate, np.array([7]), np.array([2.0]), 0, 60) == 0
+    assert outcome(lactate, np.array([7, 50]), np.array([2.0, 4.5]), 0, 60) == 1
+    # a vital sign's event at any time needs two samples in a row: one artefactual minute is not
+    desat = Event("spo2_below_90", "SpO2", 90.0, below=True)
+    spo2 = np.full(60, 96.0)
+    spo2[10] = 70.0
+    assert outcome(desat, _minutes(60), spo2, 0, 60, min_samples=2) == 0
+    spo2[11] = 85.0
+    assert outcome(desat, _minutes(60), spo2, 0, 60, min_samples=2) == 1
+    assert first_run(desat, _minutes(60), spo2, min_samples=2) == 10
 
 
 def test_figures_per_window_score_forecasts_against_the_monitors(monitored_ward: Ward) -> None:

@@ -9,12 +9,15 @@ not weigh more) and the monitored values as **per-minute medians** (a median is 
 few seconds of artefact, such as a flushed arterial line), and once the patient's data reach
 ``t + horizon_h`` it decides the outcome:
 
-* **happened** when the condition held for ``max(sustained_min, 1)`` consecutive minutes with
-  data in ``(t, t + horizon_h]`` (a minute without data breaks a run, so a gap is never read as
-  an event);
+* **happened** when the condition held for ``max(sustained_min, 1)`` minutes in
+  ``(t, t + horizon_h]``: a run of samples all meeting it, each at most ``MAX_GAP_MIN`` (5)
+  minutes after the last (a longer gap breaks the run, so missing data are never read as an
+  event), lasting from its first sample to a minute past its last; a vital sign's run needs two
+  samples (``VITAL_CONFIRM``: a single artefactual minute is not an event), a lab's one;
 * **did not happen** when it never did and the window was observed: at least one value for an
-  event at any time (a lab such as lactate, measured every few hours), at least half the minutes
-  for a sustained one;
+  event at any time (a lab such as lactate, measured every few hours), data covering at least
+  half the window for a sustained one (each sample covering up to five minutes after it) and
+  no run still going when the data stopped;
 * **unknown** otherwise (counted, left out of the figures: a missing lactate is not a normal one).
 
 The minute-median rule is this monitor's reading of the event, not the forecast's (which applies
@@ -44,6 +47,7 @@ import pandas as pd
 import pyarrow as pa
 from sklearn.metrics import roc_auc_score
 
+from vitaltwin.data.vocabulary import code as vocabulary_code
 from vitaltwin.model import Event, TwinSpec
 from vitaltwin.risk._evaluate import calibration
 from vitaltwin.risk._model import bin_fractions
@@ -54,7 +58,13 @@ FORECAST_POLICY = RetrainingPolicy(min_positive=20, n_boot=100)
 cohort's, and the page recomputes the open window on request."""
 
 MIN_COVERAGE = 0.5
-"""Fraction of a sustained event's minutes that must hold data for "did not happen"."""
+"""Fraction of a sustained event's minutes that data must cover for "did not happen"."""
+MAX_GAP_MIN = 5
+"""Samples at most this many minutes apart continue a run (a demo in fast-forward, a monitor
+sampled every few minutes); a longer gap breaks it."""
+VITAL_CONFIRM = 2
+"""Samples in a row a vital sign's event needs (one artefactual minute is not an event); a
+lab's needs one."""
 
 
 def json_safe(x: Any) -> Any:
@@ -104,32 +114,61 @@ class _Minutes:
 
 
 def first_run(
-    event: Event, minutes: npt.NDArray[np.int64], values: npt.NDArray[np.float64]
+    event: Event,
+    minutes: npt.NDArray[np.int64],
+    values: npt.NDArray[np.float64],
+    min_samples: int = 1,
 ) -> int | None:
-    """The first minute of the first run of ``max(sustained_min, 1)`` consecutive minutes in
-    which ``event``'s condition held (``values``: per-minute medians at ``minutes``, in time
-    order), or None."""
+    """The first minute of the first run in which ``event``'s condition held for
+    ``max(sustained_min, 1)`` minutes (``values``: per-minute medians at ``minutes``, in time
+    order), or None. A run is a sequence of samples all meeting the condition, at most
+    :data:`MAX_GAP_MIN` apart, at least ``min_samples`` of them; it lasts from its first
+    sample's minute to one minute past its last."""
     cond = values < event.threshold if event.below else values > event.threshold
-    m = minutes[cond]
-    if m.size == 0:
+    idx = np.flatnonzero(cond)
+    if idx.size == 0:
         return None
+    m = minutes[idx]
+    # a run breaks at a sample not meeting the condition, or at a gap in the data
+    brk = (np.diff(idx) != 1) | (np.diff(m) > MAX_GAP_MIN)
+    starts = np.concatenate([[0], np.flatnonzero(brk) + 1])
+    ends = np.append(starts[1:], idx.size) - 1
+    lasts = m[ends] - m[starts] + 1
     need = max(math.ceil(event.sustained_min), 1)
-    starts = np.concatenate([[0], np.flatnonzero(np.diff(m) != 1) + 1])
-    lengths = np.diff(np.append(starts, m.size))
-    long = np.flatnonzero(lengths >= need)
-    return int(m[starts[long[0]]]) if long.size else None
+    ok = np.flatnonzero((lasts >= need) & (ends - starts + 1 >= min_samples))
+    return int(m[starts[ok[0]]]) if ok.size else None
+
+
+def covered(minutes: npt.NDArray[np.int64], end: int) -> int:
+    """Minutes of a window ending at ``end`` (exclusive) that data cover: each sample covers
+    itself and the minutes after it up to the next sample, at most :data:`MAX_GAP_MIN`."""
+    if minutes.size == 0:
+        return 0
+    nxt = np.append(minutes[1:], end)
+    return int(np.minimum(nxt - minutes, MAX_GAP_MIN).sum())
 
 
 def outcome(
-    event: Event, minutes: npt.NDArray[np.int64], values: npt.NDArray[np.float64], span_min: int
+    event: Event,
+    minutes: npt.NDArray[np.int64],
+    values: npt.NDArray[np.float64],
+    start: int,
+    end: int,
+    min_samples: int = 1,
 ) -> int:
-    """1 if ``event`` happened in a window of ``span_min`` minutes whose data are ``values`` at
-    ``minutes`` (per-minute medians, in time order), 0 if it did not, -1 if the window was not
-    observed enough to say (module docstring)."""
-    if first_run(event, minutes, values) is not None:
+    """1 if ``event`` happened in the window of minutes ``[start, end)`` whose data are
+    ``values`` at ``minutes`` (per-minute medians, in time order), 0 if it did not, -1 if the
+    window was not observed enough to say (module docstring)."""
+    if first_run(event, minutes, values, min_samples) is not None:
         return 1
-    enough = len(minutes) >= (1 if event.sustained_min <= 0 else MIN_COVERAGE * span_min)
-    return 0 if enough else -1
+    if event.sustained_min <= 0:
+        return 0 if minutes.size else -1
+    if minutes.size == 0:
+        return -1
+    last = values[-1] < event.threshold if event.below else values[-1] > event.threshold
+    if last and end - minutes[-1] > MAX_GAP_MIN:
+        return -1  # a run still going when the data stopped: it may have gone on
+    return 0 if covered(minutes, end) >= MIN_COVERAGE * (end - start) else -1
 
 
 @dataclass
@@ -210,6 +249,10 @@ class ForecastMonitor:
         self.policy = policy
         self.reference_auroc = dict(reference_auroc or {})
         self._name = {code: o.name for o in spec.observables for code in o.loinc}
+        self._confirm = {
+            o.name: VITAL_CONFIRM if vocabulary_code(o.loinc[0]).kind == "vital" else 1
+            for o in spec.observables
+        }
         self._lock = threading.Lock()
         self._values: dict[str, dict[str, _Minutes]] = {}
         self._newest: dict[str, float] = {}  # data time (epoch s) of each patient's newest value
@@ -277,7 +320,7 @@ class ForecastMonitor:
                 for e in self.events:
                     if e.observable in series:
                         mins, vals = series[e.observable].between(None, None)
-                        first = first_run(e, mins, vals)
+                        first = first_run(e, mins, vals, self._confirm[e.observable])
                         if first is not None:
                             firsts.append(first)
                 if firsts:
@@ -328,7 +371,8 @@ class ForecastMonitor:
                         continue
                     series = self._values.get(pid, {}).get(e.observable)
                     mins, vals = series.between(start, start + span) if series else ([], [])
-                    y = outcome(e, np.asarray(mins, np.int64), np.asarray(vals), span)
+                    y = outcome(e, np.asarray(mins, np.int64), np.asarray(vals), start,
+                                start + span, self._confirm[e.observable])  # fmt: skip
                     rows.append((pid, t, self._window(t), e.name, probs[e.name], y))
         cols = ["patient_id", "time", "window", "event", "probability", "outcome"]
         return pd.DataFrame(rows, columns=cols), pending
