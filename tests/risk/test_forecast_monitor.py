@@ -137,3 +137,22 @@ def test_the_report_is_json_ready(monitored_ward: Ward) -> None:
     text = json.dumps(d, allow_nan=False)  # NaN (a window not judged) is null
     assert '"auroc": null' in text
     assert d["windows"] == list(d["drift"])
+
+
+def test_minute_medians_of_interleaved_staggered_and_late_data(feed_map: Feed) -> None:
+    """Patients whose data arrive in separate batches, at different times, each get their own
+    minutes; values for a minute already closed are counted late, not folded in."""
+    mon = ForecastMonitor(WARD_TWIN, horizon_h=1.0)
+    feed_map(mon, "early", START, 600, np.full(600, 70.0))
+    later = START + timedelta(hours=2)
+    feed_map(mon, "late", later, 300, np.arange(300, dtype=np.float64))
+    # asking for figures closes the buffered minutes; no 30-minute hypotension in either
+    assert mon.onsets() == {}
+    mins, vals = mon._series["late"]["MAP"].between(None, None)
+    # 5 minutes of 0..299 at 1 Hz: the newest minute stays open; medians 29.5, 89.5, ...
+    assert mins.tolist() == [int(later.timestamp() // 60) + k for k in range(4)]
+    assert vals.tolist() == [29.5, 89.5, 149.5, 209.5]
+    assert len(mon._series["early"]["MAP"].between(None, None)[0]) == 9
+    feed_map(mon, "late", later, 60, np.full(60, 500.0))  # the first minute again: too late
+    mon.onsets()
+    assert mon.late == 1 and mon._series["late"]["MAP"].between(None, None)[1][0] == 29.5

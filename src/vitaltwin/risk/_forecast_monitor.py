@@ -20,6 +20,10 @@ few seconds of artefact, such as a flushed arterial line), and once the patient'
   no run still going when the data stopped;
 * **unknown** otherwise (counted, left out of the figures: a missing lactate is not a normal one).
 
+A forecast's outcome is decided once, when the patient's data first pass its horizon (values
+arriving later for its window are not used), and the minute medians and forecasts are kept for
+``keep_h`` (72 h): the monitor's memory grows with the beds, not with time.
+
 The minute-median rule is this monitor's reading of the event, not the forecast's (which applies
 the definition to the model's noise-free observables at its own time step); the difference is
 the measurement noise the forecast's event probabilities do not include.
@@ -34,8 +38,10 @@ forecast probabilities, against the earliest window kept (the deciles of its val
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -59,6 +65,10 @@ cohort's, and the page recomputes the open window on request."""
 
 MIN_COVERAGE = 0.5
 """Fraction of a sustained event's minutes that data must cover for "did not happen"."""
+NEVER = -1e18  # the newest data time (epoch s) of a patient without any
+CLOSE_EVERY_S = 5.0
+"""Buffered values are folded into minute medians at most this often (wall clock), and
+whenever a figure is asked for."""
 MAX_GAP_MIN = 5
 """Samples at most this many minutes apart continue a run (a demo in fast-forward, a monitor
 sampled every few minutes); a longer gap breaks it."""
@@ -82,35 +92,48 @@ def json_safe(x: Any) -> Any:
 
 @dataclass
 class _Minutes:
-    """Per-minute medians of one monitored value of one patient."""
+    """Closed per-minute medians of one monitored value of one patient, in time order."""
 
-    open: dict[int, list[float]] = field(default_factory=dict)
-    closed: dict[int, float] = field(default_factory=dict)
-    late: int = 0  # values for a minute already closed (not used)
+    minutes: list[int] = field(default_factory=list)
+    medians: list[float] = field(default_factory=list)
 
-    def add(self, minute: int, value: float) -> None:
-        if minute in self.closed:
-            self.late += 1
-            return
-        self.open.setdefault(minute, []).append(value)
-
-    def close_before(self, minute: int) -> None:
-        for m in [m for m in self.open if m < minute]:
-            self.closed[m] = float(np.median(self.open.pop(m)))
+    def extend(self, minutes: npt.NDArray[np.int64], medians: npt.NDArray[np.float64]) -> int:
+        """Append minutes (in time order) after the last one kept; returns how many came too
+        late (a minute already closed)."""
+        last = self.minutes[-1] if self.minutes else -(2**62)
+        keep = minutes > last
+        self.minutes.extend(minutes[keep].tolist())
+        self.medians.extend(medians[keep].tolist())
+        return int((~keep).sum())
 
     def drop_before(self, minute: int) -> None:
-        for m in [m for m in self.closed if m < minute]:
-            del self.closed[m]
+        i = bisect.bisect_left(self.minutes, minute)
+        if i:
+            del self.minutes[:i], self.medians[:i]
 
     def between(
         self, start: int | None, end: int | None
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         """Closed minutes in ``[start, end)`` (None: unbounded) and their medians, in time
         order."""
-        lo = -math.inf if start is None else start
-        hi = math.inf if end is None else end
-        ms = sorted(m for m in self.closed if lo <= m < hi)
-        return np.asarray(ms, np.int64), np.asarray([self.closed[m] for m in ms], np.float64)
+        i = 0 if start is None else bisect.bisect_left(self.minutes, start)
+        j = len(self.minutes) if end is None else bisect.bisect_left(self.minutes, end)
+        return (
+            np.asarray(self.minutes[i:j], np.int64),
+            np.asarray(self.medians[i:j], np.float64),
+        )
+
+
+def group_medians(
+    keys: npt.NDArray[np.int64], values: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """The distinct ``keys`` (sorted) and the median of the values of each."""
+    order = np.lexsort((values, keys))
+    k, v = keys[order], values[order]
+    starts = np.flatnonzero(np.concatenate([[True], k[1:] != k[:-1]]))
+    counts = np.diff(np.append(starts, k.size))
+    med = (v[starts + (counts - 1) // 2] + v[starts + counts // 2]) / 2.0
+    return k[starts], med
 
 
 def first_run(
@@ -253,12 +276,23 @@ class ForecastMonitor:
             o.name: VITAL_CONFIRM if vocabulary_code(o.loinc[0]).kind == "vital" else 1
             for o in spec.observables
         }
+        self._names = [o.name for o in spec.observables]
         self._lock = threading.Lock()
-        self._values: dict[str, dict[str, _Minutes]] = {}
-        self._newest: dict[str, float] = {}  # data time (epoch s) of each patient's newest value
+        self._series: dict[str, dict[str, _Minutes]] = {}  # patient -> value -> medians
+        self._index: dict[str, int] = {}  # patient -> row of the arrays below
+        self._pids: list[str] = []
+        self._newest_s = np.full(16, NEVER)  # data time (epoch s) of each one's newest value
+        self._pending: list[tuple[npt.NDArray[Any], ...]] = []  # values of open minutes
+        self._pending_rows = 0
+        self._closed_at = -math.inf  # time.monotonic() of the last close
+        self.late = 0  # minutes whose values came after the minute had closed (not used)
         self._forecasts: list[tuple[str, float, dict[str, float]]] = []
         self._last: dict[str, float] = {}
         self._cache: dict[tuple[str, str], tuple[int, EventWindow]] = {}
+        # outcomes of resolved forecasts (patient, time) -> event -> 1/0/-1, decided once
+        self._resolved: dict[tuple[str, float], dict[str, int]] = {}
+        # closed per-minute medians by monitored value and window, for the drift
+        self._by_window: dict[str, dict[str, list[float]]] = {}
         self._report_lock = threading.Lock()
 
     def forecast(self, patient_id: str, when: datetime, probabilities: Mapping[str, float]) -> bool:
@@ -275,31 +309,96 @@ class ForecastMonitor:
         return True
 
     def observed(self, observations: pa.Table) -> None:
-        """Observations just stored (canonical columns): fold them into the minute medians."""
-        pids = observations.column("patient_id").to_pylist()
-        codes = observations.column("loinc").to_pylist()
-        times = observations.column("effective_time").to_pylist()
-        values = observations.column("value").to_pylist()
+        """Observations just stored (canonical columns): their values wait in a buffer until
+        their patient's data reach a later minute, then each minute's median is kept
+        (vectorized: a second of a 5,000-bed ward is one pass over arrays)."""
+        names = observations.column("loinc").to_numpy(zero_copy_only=False)
+        ucode, code_i = np.unique(names.astype(str), return_inverse=True)
+        name_of = np.array([self._names.index(self._name[c]) if c in self._name else -1
+                            for c in ucode.tolist()], np.int64)  # fmt: skip
+        name_i = name_of[code_i]
+        values = observations.column("value").to_numpy(zero_copy_only=False).astype(np.float64)
+        ok = (name_i >= 0) & np.isfinite(values)
+        if not ok.any():
+            return
+        pids = observations.column("patient_id").to_numpy(zero_copy_only=False)[ok]
+        times = observations.column("effective_time").cast(pa.int64()).to_numpy()[ok]
+        seconds = times / 1e6  # microseconds since the epoch (canonical, UTC)
+        upid, pid_i = np.unique(pids.astype(str), return_inverse=True)
         with self._lock:
-            touched: set[str] = set()
-            for pid, code, t, v in zip(pids, codes, times, values, strict=True):
-                name = self._name.get(code)
-                if name is None or v is None or not math.isfinite(v):
-                    continue
-                s = t.timestamp()
-                self._values.setdefault(pid, {}).setdefault(name, _Minutes()).add(int(s // 60), v)
-                if s > self._newest.get(pid, -math.inf):
-                    self._newest[pid] = s
-                touched.add(pid)
-            for pid in touched:
-                now_min = int(self._newest[pid] // 60)
-                oldest = now_min - int(self.keep_h * 60)
-                for m in self._values[pid].values():
-                    m.close_before(now_min)  # the newest minute may still get values
-                    m.drop_before(oldest)
-            cutoff = max(self._newest.values(), default=0.0) - self.keep_h * 3600.0
+            index = np.array([self._patient_index(p) for p in upid.tolist()], np.int64)
+            patient = index[pid_i]
+            before = self._newest_s[index] // 60
+            np.maximum.at(self._newest_s, patient, seconds)
+            newest = self._newest_s
+            self._pending.append(
+                (patient, name_i[ok], (seconds // 60).astype(np.int64), values[ok])
+            )
+            self._pending_rows += int(ok.sum())
+            advanced = bool((newest[index] // 60 > before).any())
+            now = time.monotonic()
+            if (advanced and now - self._closed_at > CLOSE_EVERY_S) or self._pending_rows > 2e6:
+                self._close()
+            cutoff = float(newest.max()) - self.keep_h * 3600.0
             if self._forecasts and self._forecasts[0][1] < cutoff:
                 self._forecasts = [f for f in self._forecasts if f[1] >= cutoff]
+                self._resolved = {k: v for k, v in self._resolved.items() if k[1] >= cutoff}
+                first = self._window(cutoff)
+                for windows in self._by_window.values():
+                    for key in [k for k in windows if k < first]:
+                        del windows[key]  # ISO times of one zone sort as times
+                for series in self._series.values():
+                    for m in series.values():
+                        m.drop_before(int(cutoff // 60))
+
+    def _newest(self, pid: str) -> float:
+        i = self._index.get(pid)
+        return NEVER if i is None else float(self._newest_s[i])
+
+    def _patient_index(self, pid: str) -> int:
+        i = self._index.get(pid)
+        if i is None:
+            i = self._index[pid] = len(self._pids)
+            self._pids.append(pid)
+            if i >= self._newest_s.size:
+                grown = np.full(max(16, 2 * self._newest_s.size), NEVER)
+                grown[: self._newest_s.size] = self._newest_s
+                self._newest_s = grown
+        return i
+
+    def _close(self) -> None:
+        """Medians of the buffered minutes before each patient's newest (under the lock)."""
+        self._closed_at = time.monotonic()
+        if not self._pending:
+            return
+        patient, name, minute, value = (np.concatenate(c) for c in zip(*self._pending, strict=True))
+        done = minute < (self._newest_s[patient] // 60).astype(np.int64)
+        self._pending = [(patient[~done], name[~done], minute[~done], value[~done])]
+        self._pending_rows = int((~done).sum())
+        if not done.any():
+            return
+        n_names = len(self._names)
+        span = int(minute[done].max()) + 1
+        key = (patient[done] * n_names + name[done]) * span + minute[done]
+        keys, medians = group_medians(key, value[done])
+        series_key, minutes = np.divmod(keys, span)
+        bounds = np.flatnonzero(np.diff(series_key)) + 1
+        for chunk, mins, meds in zip(np.split(series_key, bounds), np.split(minutes, bounds),
+                                     np.split(medians, bounds), strict=True):  # fmt: skip
+            p, n = divmod(int(chunk[0]), n_names)
+            pid, obs = self._pids[p], self._names[n]
+            self.late += (
+                self._series.setdefault(pid, {}).setdefault(obs, _Minutes()).extend(mins, meds)
+            )
+        w = self.window_h * 3600.0
+        window_start = (minutes * 60.0 // w).astype(np.int64)
+        obs_of = series_key % n_names
+        for n in np.unique(obs_of).tolist():
+            for ws in np.unique(window_start[obs_of == n]).tolist():
+                sel = (obs_of == n) & (window_start == ws)
+                key_w = datetime.fromtimestamp(ws * w, UTC).isoformat()
+                by = self._by_window.setdefault(self._names[n], {})
+                by.setdefault(key_w, []).extend(medians[sel].tolist())
 
     def describe(self) -> str:
         """The declared events in words, e.g. ``MAP < 65 mmHg held 30 min``."""
@@ -315,7 +414,8 @@ class ForecastMonitor:
         qualifying run), among the minutes kept: the outcomes of the alert scorecard."""
         out: dict[str, datetime] = {}
         with self._lock:
-            for pid, series in self._values.items():
+            self._close()
+            for pid, series in self._series.items():
                 firsts = []
                 for e in self.events:
                     if e.observable in series:
@@ -361,32 +461,38 @@ class ForecastMonitor:
         span = round(self.horizon_h * 60)
         rows, pending = [], 0
         with self._lock:
+            self._close()
             for pid, t, probs in self._forecasts:
-                if self._newest.get(pid, -math.inf) < t + self.horizon_h * 3600.0 + 60.0:
+                if self._newest(pid) < t + self.horizon_h * 3600.0 + 60.0:
                     pending += 1
                     continue
-                start = int(t // 60) + 1
-                for e in self.events:
-                    if e.name not in probs:
-                        continue
-                    series = self._values.get(pid, {}).get(e.observable)
-                    mins, vals = series.between(start, start + span) if series else ([], [])
-                    y = outcome(e, np.asarray(mins, np.int64), np.asarray(vals), start,
-                                start + span, self._confirm[e.observable])  # fmt: skip
-                    rows.append((pid, t, self._window(t), e.name, probs[e.name], y))
+                decided = self._resolved.get((pid, t))
+                if decided is None:
+                    decided = self._resolved[(pid, t)] = self._decide(pid, t, probs, span)
+                for event, y in decided.items():
+                    rows.append((pid, t, self._window(t), event, probs[event], y))
         cols = ["patient_id", "time", "window", "event", "probability", "outcome"]
         return pd.DataFrame(rows, columns=cols), pending
 
+    def _decide(self, pid: str, t: float, probs: Mapping[str, float], span: int) -> dict[str, int]:
+        """The outcome of each event of the forecast made at ``t`` (under the lock)."""
+        start = int(t // 60) + 1
+        out = {}
+        for e in self.events:
+            if e.name not in probs:
+                continue
+            series = self._series.get(pid, {}).get(e.observable)
+            mins, vals = series.between(start, start + span) if series else ([], [])
+            out[e.name] = outcome(e, np.asarray(mins, np.int64), np.asarray(vals), start,
+                                  start + span, self._confirm[e.observable])  # fmt: skip
+        return out
+
     def _values_by_window(self) -> dict[str, dict[str, npt.NDArray[np.float64]]]:
-        by: dict[str, dict[str, list[float]]] = {}
-        w = int(self.window_h * 60)
         with self._lock:
-            for series in self._values.values():
-                for name, m in series.items():
-                    for minute, v in m.closed.items():
-                        key = self._window(minute // w * w * 60.0)
-                        by.setdefault(name, {}).setdefault(key, []).append(v)
-        return {n: {k: np.asarray(v) for k, v in ws.items()} for n, ws in by.items()}
+            self._close()
+            return {
+                n: {k: np.asarray(v) for k, v in ws.items()} for n, ws in self._by_window.items()
+            }
 
     def report(self) -> ForecastMonitoringReport:
         """The figures of every window whose forecasts have resolved (module docstring).
