@@ -19,10 +19,12 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from vitaltwin.physiology import WARD_TWIN
 
@@ -34,15 +36,20 @@ STALE_AFTER_S = 30.0
 
 @dataclass
 class _Bed:
-    vitals: dict[str, tuple[datetime, float]] = field(default_factory=dict)
+    row: int  # of the board's vitals arrays
     received: float = 0.0  # time.time() of the last data
     risk: deque[tuple[datetime, float, str]] = field(default_factory=deque)
     risk_version: str = ""
     model_score: tuple[datetime, float, bool, str] | None = None  # time, p, confident, version
 
 
+NO_TIME = np.iinfo(np.int64).min
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 class WardBoard:
-    """The ward's beds (module docstring); safe to use from any thread."""
+    """The ward's beds (module docstring); safe to use from any thread. The latest vitals are
+    kept in arrays (beds x :data:`VITALS`), updated a stored batch at a time."""
 
     def __init__(self, trend_points: int = 48) -> None:
         self.trend_points = trend_points
@@ -52,31 +59,49 @@ class WardBoard:
             code: o.name for o in WARD_TWIN.observables for code in o.loinc if o.name in VITALS
         }
         self.units = {o.name: o.unit for o in WARD_TWIN.observables if o.name in VITALS}
+        self._values = np.full((16, len(VITALS)), np.nan)
+        self._times_us = np.full((16, len(VITALS)), NO_TIME, np.int64)  # since the epoch, UTC
 
     def _bed(self, pid: str) -> _Bed:
         bed = self._beds.get(pid)
         if bed is None:
-            bed = self._beds[pid] = _Bed(risk=deque(maxlen=self.trend_points))
+            bed = self._beds[pid] = _Bed(len(self._beds), risk=deque(maxlen=self.trend_points))
+            if bed.row >= len(self._values):
+                grow = len(self._values)
+                self._values = np.vstack([self._values, np.full_like(self._values, np.nan)])
+                self._times_us = np.vstack(
+                    [self._times_us, np.full((grow, len(VITALS)), NO_TIME, np.int64)]
+                )
         return bed
 
     def stored(self, observations: pa.Table) -> None:
         """Observations just stored (canonical columns): keep each bed's latest values."""
         now = time.time()
-        pids = observations.column("patient_id").to_pylist()
-        codes = observations.column("loinc").to_pylist()
-        times = observations.column("effective_time").to_pylist()
-        values = observations.column("value").to_pylist()
+        codes = observations.column("loinc").to_numpy(zero_copy_only=False).astype(str)
+        ucode, code_i = np.unique(codes, return_inverse=True)
+        col_of = np.array([VITALS.index(self._names[c]) if c in self._names else -1
+                           for c in ucode.tolist()], np.int64)  # fmt: skip
+        col = col_of[code_i]
+        values = pc.fill_null(observations.column("value").cast(pa.float64()), np.nan)
+        v = values.to_numpy()
+        t = observations.column("effective_time").cast(pa.int64()).to_numpy()
+        pids = observations.column("patient_id").to_numpy(zero_copy_only=False).astype(str)
+        upid, pid_i = np.unique(pids, return_inverse=True)
+        ok = (col >= 0) & np.isfinite(v)
         with self._lock:
-            for pid in set(pids):
-                self._bed(pid).received = now
-            for pid, code, t, v in zip(pids, codes, times, values, strict=True):
-                name = self._names.get(code)
-                if name is None or v is None:
-                    continue
-                bed = self._beds[pid]
-                old = bed.vitals.get(name)
-                if old is None or t >= old[0]:
-                    bed.vitals[name] = (t, float(v))
+            beds = [self._bed(p) for p in upid.tolist()]
+            for bed in beds:
+                bed.received = now
+            rows = np.array([b.row for b in beds], np.int64)[pid_i[ok]]
+            cols, tt, vv = col[ok], t[ok], v[ok]
+            # the latest of each bed's values of a vital in the batch (ties: the last sent)
+            order = np.lexsort((np.arange(tt.size), tt, rows * len(VITALS) + cols))
+            key = (rows * len(VITALS) + cols)[order]
+            last = order[np.append(key[1:] != key[:-1], True)]
+            rows, cols, tt, vv = rows[last], cols[last], tt[last], vv[last]
+            newer = tt >= self._times_us[rows, cols]
+            self._values[rows[newer], cols[newer]] = vv[newer]
+            self._times_us[rows[newer], cols[newer]] = tt[newer]
 
     def forecast(self, pid: str, when: datetime, probs: dict[str, float], version: str) -> None:
         """A twin forecast's event probabilities: the bed's deterioration risk is the most
@@ -103,7 +128,13 @@ class WardBoard:
         now = time.time()
         with self._lock:
             b = self._beds[pid]
-            vitals = dict(b.vitals)
+            vitals = {
+                name: (EPOCH + timedelta(microseconds=int(t_us)), float(value))
+                for name, value, t_us in zip(
+                    VITALS, self._values[b.row], self._times_us[b.row], strict=True
+                )
+                if t_us != NO_TIME
+            }
             trend = list(b.risk)
             version, score, received = b.risk_version, b.model_score, b.received
         age_s = now - received if received else None
