@@ -134,6 +134,25 @@ def test_hl7_over_http(client: TestClient) -> None:
     assert [o["value"] for o in client.get("/v1/patients/PAT1/observations").json()] == [88.0]
 
 
+def test_observation_bodies_that_are_not_records_get_a_clear_422(client: TestClient) -> None:
+    json_type = {"content-type": "application/json"}
+    for content, says in (
+        (b"{not json", "the body is not JSON"),
+        (b'{"patient_id": "p1"}', "a JSON array of records expected, got dict"),
+        (b'[{"patient_id": "p1"}, 5]', "record 1 is not a JSON object"),
+    ):
+        r = client.post("/v1/observations", content=content, headers=json_type)
+        assert r.status_code == 422 and r.json()["detail"][0]["msg"].startswith(says), r.text
+    # NaN is not JSON to orjson, but the standard library reads it: the record is accepted
+    # and the ingest worker quarantines it with its own reason, never lost
+    nan = b'[{"patient_id": "p9", "time": "2026-11-22T08:30:00Z", "code": "8867-4", ' \
+          b'"value": NaN, "unit": "/min"}]'  # fmt: skip
+    r = client.post("/v1/observations", content=nan, headers=json_type)
+    assert r.status_code == 202
+    got = settle(client)
+    assert (got["stored"], got["quarantined"]) == (0, 1)
+
+
 def test_request_ids_logs_limits_and_metrics(
     client: TestClient, caplog: pytest.LogCaptureFixture
 ) -> None:

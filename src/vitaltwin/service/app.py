@@ -37,6 +37,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from fastapi import (
@@ -59,6 +60,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from starlette.concurrency import run_in_threadpool
 
 from vitaltwin.interop.fhir_export import observation as fhir_observation
 from vitaltwin.interop.fhir_export import patient as fhir_patient
@@ -88,6 +90,43 @@ STAGES = ("receive", "normalize", "store", "assimilate", "score", "alert", "push
 ALERT_STATE = "alerts"
 """The store key of the alert engine's state (saved every 30 s when it changed, and on
 shutdown; resumed at start)."""
+
+
+MAX_RECORDS = 100_000
+"""Records one ``POST /v1/observations`` may carry."""
+
+
+def records_body(max_items: int) -> dict[str, Any]:
+    """``openapi_extra`` describing a JSON array of record objects as the request body (the
+    route reads the body itself, with orjson)."""
+    schema = {"type": "array", "maxItems": max_items, "items": {"type": "object"}}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def json_records(raw: bytes, max_items: int) -> list[dict[str, Any]]:
+    """A request body that must be a JSON array of objects, parsed by orjson (by the standard
+    library where orjson refuses what it accepts: NaN, infinities, integers beyond 64 bits,
+    which the ingest worker then quarantines with their own reason); 422 naming the problem
+    otherwise, as FastAPI's own validation says it."""
+
+    def invalid(msg: str) -> HTTPException:
+        return HTTPException(422, [{"loc": ["body"], "msg": msg, "type": "value_error"}])
+
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise invalid(f"the body is not JSON: {exc}") from None
+    if not isinstance(data, list):
+        raise invalid(f"a JSON array of records expected, got {type(data).__name__}")
+    if len(data) > max_items:
+        raise invalid(f"{len(data)} records; at most {max_items} per request")
+    for i, r in enumerate(data):
+        if not isinstance(r, dict):
+            raise invalid(f"record {i} is not a JSON object")
+    return data
 
 
 def risk_rule(scorer: Scorer) -> AlertRule:
@@ -464,18 +503,21 @@ def create_app(
     @router.post(
         "/v1/observations",
         status_code=202,
-        openapi_extra=scope("system/Observation.c"),
+        openapi_extra={**scope("system/Observation.c"), **records_body(MAX_RECORDS)},
         tags=["inputs"],
     )
-    def post_observations(
-        records: Annotated[list[dict[str, Any]], Body(max_length=100_000)],
-    ) -> dict[str, Any]:
+    async def post_observations(request: Request) -> dict[str, Any]:
         """Observations as JSON (``patient_id``, ``time`` ISO 8601 with zone or epoch seconds,
         ``code`` LOINC or a monitor label, ``value``, ``unit`` UCUM; optional ``device``,
         ``comparator``, ``status``, ``method``), accepted onto the bus: one message per bus
         partition the request's patients fall in (a gateway's batch of a whole unit is a few
         messages, not one per bed), each patient's records in one partition, in order."""
         t0 = time.perf_counter()
+        raw = await request.body()
+        return await run_in_threadpool(publish_records, raw, t0)
+
+    def publish_records(raw: bytes, t0: float) -> dict[str, Any]:
+        records = json_records(raw, MAX_RECORDS)
         by_part: dict[int, tuple[str, list[dict[str, Any]]]] = {}
         partition: dict[str, int] = {}
         for r in records:
