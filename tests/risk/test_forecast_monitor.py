@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pyarrow as pa
 
 from vitaltwin.model import Event
 from vitaltwin.physiology import WARD_TWIN
@@ -156,3 +157,21 @@ def test_minute_medians_of_interleaved_staggered_and_late_data(feed_map: Feed) -
     feed_map(mon, "late", later, 60, np.full(60, 500.0))  # the first minute again: too late
     mon.onsets()
     assert mon.late == 1 and mon._series["late"]["MAP"].between(None, None)[1][0] == 29.5
+
+
+def test_timestamps_in_nanoseconds_read_the_same() -> None:
+    """A table whose times are in nanoseconds (as pandas may make them) gives the same minutes
+    as one in the canonical microseconds."""
+    times = [START + timedelta(seconds=s) for s in range(180)]
+    got = []
+    for unit in ("ns", "us"):
+        table = pa.table({"patient_id": ["p"] * 180, "loinc": ["8478-0"] * 180,
+                          "effective_time": pa.array(times, pa.timestamp(unit, tz="UTC")),
+                          "value": np.arange(180.0)})  # fmt: skip
+        mon = ForecastMonitor(WARD_TWIN, horizon_h=1.0)
+        mon.observed(table)
+        mon.onsets()  # closes the minutes before the newest
+        got.append(mon._series["p"]["MAP"].between(None, None))
+    first = int(START.timestamp() // 60)
+    assert got[0][0].tolist() == got[1][0].tolist() == [first, first + 1]
+    assert got[0][1].tolist() == got[1][1].tolist() == [29.5, 89.5]

@@ -14,12 +14,12 @@ T0 = datetime(2026, 3, 1, 8, 0, 0, 123457, tzinfo=UTC)
 HR, MAP, WBC = "8867-4", "8478-0", "6690-2"
 
 
-def batch(rows: list[tuple[str, str, datetime, float | None]]) -> pa.Table:
+def batch(rows: list[tuple[str, str, datetime, float | None]], unit: str = "us") -> pa.Table:
     return pa.table(
         {
             "patient_id": [r[0] for r in rows],
             "loinc": [r[1] for r in rows],
-            "effective_time": pa.array([r[2] for r in rows], pa.timestamp("us", tz="UTC")),
+            "effective_time": pa.array([r[2] for r in rows], pa.timestamp(unit, tz="UTC")),
             "value": pa.array([r[3] for r in rows], pa.float64()),
         }
     )
@@ -37,6 +37,9 @@ def test_the_latest_value_wins_in_and_across_batches() -> None:
     board.stored(batch([("a", HR, later, 95.0), ("a", HR, later, 96.0)]))  # a tie: the last
     assert board.bed("a")["vitals"]["HR"]["value"] == 96.0
     assert board.bed("b")["vitals"]["MAP"]["time"] == T0.isoformat()  # to the microsecond
+    board.stored(batch([("b", MAP, later, 72.0)], unit="ns"))  # nanoseconds read the same
+    assert board.bed("b")["vitals"]["MAP"] == {"value": 72.0, "unit": "mm[Hg]",
+                                               "time": later.isoformat()}  # fmt: skip
 
 
 def test_the_ward_grows() -> None:

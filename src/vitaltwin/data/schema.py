@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 UTC_TS = pa.timestamp("us", tz="UTC")
 
@@ -187,6 +188,12 @@ def observations_table(columns: dict[str, Sequence[object] | pa.Array]) -> pa.Ta
         if not field.nullable and table.column(field.name).null_count:
             raise ValueError(f"observations: required field {field.name!r} has missing values")
     return table
+
+
+def microseconds(times: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """Timestamps of any unit (a table made from pandas holds nanoseconds) as int64
+    microseconds since the epoch (UTC); finer digits are dropped."""
+    return pc.cast(times, UTC_TS, safe=False).cast(pa.int64())
 
 
 def conform_observations(table: pa.Table) -> pa.Table:

@@ -53,6 +53,7 @@ import pandas as pd
 import pyarrow as pa
 from sklearn.metrics import roc_auc_score
 
+from vitaltwin.data.schema import microseconds
 from vitaltwin.data.vocabulary import code as vocabulary_code
 from vitaltwin.model import Event, TwinSpec
 from vitaltwin.risk._evaluate import calibration
@@ -322,8 +323,8 @@ class ForecastMonitor:
         if not ok.any():
             return
         pids = observations.column("patient_id").to_numpy(zero_copy_only=False)[ok]
-        times = observations.column("effective_time").cast(pa.int64()).to_numpy()[ok]
-        seconds = times / 1e6  # microseconds since the epoch (canonical, UTC)
+        times = microseconds(observations.column("effective_time")).to_numpy()[ok]
+        seconds = times / 1e6  # since the epoch, UTC
         upid, pid_i = np.unique(pids.astype(str), return_inverse=True)
         with self._lock:
             index = np.array([self._patient_index(p) for p in upid.tolist()], np.int64)

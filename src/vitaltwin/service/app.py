@@ -912,7 +912,8 @@ def create_app(
     def alert_scorecard() -> dict[str, Any]:
         """The alert burden from the service's own log: alerts per patient-hour and per
         clinician per 12-h shift, time to acknowledgement, share overridden (clinicians'
-        feedback). PPV and event recall need outcomes the service does not know (null here)."""
+        feedback), and PPV and event recall against the events the monitors showed (each
+        patient's first declared event; null without twins, which keep those outcomes)."""
         return burden()
 
     @router.get("/v1/models/monitoring", openapi_extra=scope("user/RiskAssessment.rs"),

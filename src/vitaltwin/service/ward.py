@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from vitaltwin.data.schema import microseconds
 from vitaltwin.physiology import WARD_TWIN
 
 VITALS = ("HR", "MAP", "SBP", "DBP", "SpO2", "RR", "Temp", "Lactate")
@@ -84,7 +85,7 @@ class WardBoard:
         col = col_of[code_i]
         values = pc.fill_null(observations.column("value").cast(pa.float64()), np.nan)
         v = values.to_numpy()
-        t = observations.column("effective_time").cast(pa.int64()).to_numpy()
+        t = microseconds(observations.column("effective_time")).to_numpy()
         pids = observations.column("patient_id").to_numpy(zero_copy_only=False).astype(str)
         upid, pid_i = np.unique(pids, return_inverse=True)
         ok = (col >= 0) & np.isfinite(v)
