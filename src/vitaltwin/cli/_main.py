@@ -818,7 +818,8 @@ def validate_replay(
     out: Annotated[Path, typer.Option(help="output folder")] = Path("out/replay"),
 ) -> None:
     """Replay PhysioNet 2019 patients (>= 24 h) hour by hour: one-hour forecast error of the
-    twin against persistence and a regression baseline, for HR, MAP and SpO2."""
+    twin against the statistician's baselines (persistence, recent and weighted means, trend,
+    regression, boosting), for HR, MAP and SpO2, with the twin's gain over the best."""
     from vitaltwin.validation.plot import plot_errors
     from vitaltwin.validation.replay import ReplayConfig, ReplayError, run_replay
 
@@ -843,6 +844,16 @@ def validate_replay(
         "twin beats persistence: "
         + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in beats.items())
     )
+    t = res.table
+    console.print(
+        "twin against the best baseline (its MAE minus the twin's, 95 % patient-bootstrap "
+        "interval; above zero: the twin is better): "
+        + ", ".join(
+            f"{n} vs {t.loc[n, 'best_baseline']} [{t.loc[n, 'gain_vs_best_ci95_low']:+.3f}, "
+            f"{t.loc[n, 'gain_vs_best_ci95_high']:+.3f}]"
+            for n in t.index
+        )
+    )
     out.mkdir(parents=True, exist_ok=True)
     (out / "replay.json").write_text(
         json.dumps(
@@ -857,7 +868,9 @@ def validate_replay(
     )
     fig = plot_errors(
         res.table,
-        {"persistence_mae": "persistence", "baseline_mae": "regression", "twin_mae": "twin"},
+        {"persistence_mae": "persistence", "ewm_mae": "weighted mean", "trend_mae": "trend",
+         "regression_mae": "regression", "boosting_mae": "boosting",
+         "twin_now_mae": "twin's estimate now", "twin_mae": "twin"},  # fmt: skip
         f"PhysioNet set A replay, {res.patients:,} patients: one-hour forecast MAE",
         out / "replay.png",
     )
