@@ -868,9 +868,15 @@ def validate_replay(
     )
     fig = plot_errors(
         res.table,
-        {"persistence_mae": "persistence", "ewm_mae": "weighted mean", "trend_mae": "trend",
-         "regression_mae": "regression", "boosting_mae": "boosting",
-         "twin_now_mae": "twin's estimate now", "twin_mae": "twin"},  # fmt: skip
+        {
+            "persistence_mae": "persistence",
+            "ewm_mae": "weighted mean",
+            "trend_mae": "trend",
+            "regression_mae": "regression",
+            "boosting_mae": "boosting",
+            "twin_now_mae": "twin's estimate now",
+            "twin_mae": "twin",
+        },
         f"PhysioNet set A replay, {res.patients:,} patients: one-hour forecast MAE",
         out / "replay.png",
     )

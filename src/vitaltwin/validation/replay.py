@@ -106,19 +106,19 @@ def _grid(
 
 def _gain_interval(
     err_twin: np.ndarray,
-    err_persist: np.ndarray,
+    err_other: np.ndarray,
     rows: np.ndarray,
     rng: np.random.Generator,
     n_boot: int = 1000,
 ) -> tuple[float, float]:
-    """95 % interval of persistence MAE minus twin MAE (positive: the twin is better) over
+    """95 % interval of a baseline's MAE minus the twin's (positive: the twin is better) over
     hours ``rows`` ``(B, T)``, resampling patients (an hour's errors are correlated within a
     patient, so hours are not independent draws)."""
     keep = rows.any(axis=1)
     if not keep.any():
         return float("nan"), float("nan")
     n = rows[keep].sum(axis=1)
-    d = np.where(rows, err_persist - err_twin, 0.0)[keep].sum(axis=1)
+    d = np.where(rows, err_other - err_twin, 0.0)[keep].sum(axis=1)
     pick = rng.integers(0, keep.sum(), size=(n_boot, int(keep.sum())))
     gains = d[pick].sum(axis=1) / n[pick].sum(axis=1)
     lo, hi = np.quantile(gains, [0.025, 0.975])
