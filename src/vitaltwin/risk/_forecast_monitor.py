@@ -57,7 +57,7 @@ from vitaltwin.data.schema import microseconds
 from vitaltwin.data.vocabulary import code as vocabulary_code
 from vitaltwin.model import Event, TwinSpec
 from vitaltwin.risk._evaluate import calibration
-from vitaltwin.risk._model import bin_fractions
+from vitaltwin.risk._model import bin_fractions, decile_edges
 from vitaltwin.risk._monitor import RetrainingPolicy, WindowReport, _judge, psi
 
 FORECAST_POLICY = RetrainingPolicy(min_positive=20, n_boot=100)
@@ -123,6 +123,20 @@ class _Minutes:
             np.asarray(self.minutes[i:j], np.int64),
             np.asarray(self.medians[i:j], np.float64),
         )
+
+
+def shift(reference: npt.NDArray[np.float64], values: npt.NDArray[np.float64]) -> float:
+    """The population stability index of ``values`` against ``reference``'s deciles."""
+    edges = decile_edges(reference)
+    return psi(bin_fractions(reference, edges), bin_fractions(values, edges))
+
+
+def summary(y: npt.NDArray[np.int64], p: npt.NDArray[np.float64]) -> tuple[float, float, float]:
+    """Brier score, mean forecast and observed rate of outcomes ``y`` forecast ``p`` (NaN
+    without outcomes)."""
+    if not y.size:
+        return math.nan, math.nan, math.nan
+    return float(np.mean((p - y) ** 2)), float(p.mean()), float(y.mean())
 
 
 def group_medians(
@@ -397,9 +411,8 @@ class ForecastMonitor:
         for n in np.unique(obs_of).tolist():
             for ws in np.unique(window_start[obs_of == n]).tolist():
                 sel = (obs_of == n) & (window_start == ws)
-                key_w = datetime.fromtimestamp(ws * w, UTC).isoformat()
                 by = self._by_window.setdefault(self._names[n], {})
-                by.setdefault(key_w, []).extend(medians[sel].tolist())
+                by.setdefault(self._window(ws * w), []).extend(medians[sel].tolist())
 
     def describe(self) -> str:
         """The declared events in words, e.g. ``MAP < 65 mmHg held 30 min``."""
@@ -441,15 +454,16 @@ class ForecastMonitor:
             p = rows["probability"].to_numpy(np.float64)
             both = 0 < y.sum() < y.size
             a, b = calibration(y, p) if both else (nan, nan)
+            brier, mean_forecast, observed_rate = summary(y, p)
             out[e.name] = {
                 "forecasts": float(y.size),
                 "events": float(y.sum()),
                 "auroc": float(roc_auc_score(y, p)) if both else nan,
                 "intercept": a,
                 "slope": b,
-                "brier": float(np.mean((p - y) ** 2)) if y.size else nan,
-                "mean_forecast": float(p.mean()) if y.size else nan,
-                "observed_rate": float(y.mean()) if y.size else nan,
+                "brier": brier,
+                "mean_forecast": mean_forecast,
+                "observed_rate": observed_rate,
             }
         return out
 
@@ -526,14 +540,12 @@ class ForecastMonitor:
         values = self._values_by_window()
         drift = pd.DataFrame(index=sorted(values), columns=windows, dtype=float)
         for name, ws in values.items():
-            keys = sorted(ws)
-            if not keys:
+            if not ws:
                 continue
-            edges = np.unique(np.quantile(ws[keys[0]], np.linspace(0.1, 0.9, 9)))
-            ref_frac = bin_fractions(ws[keys[0]], edges)
+            earliest = ws[min(ws)]
             for w in windows:
                 if w in ws:
-                    drift.loc[name, w] = psi(ref_frac, bin_fractions(ws[w], edges))
+                    drift.loc[name, w] = shift(earliest, ws[w])
         return ForecastMonitoringReport(
             self.horizon_h, self.window_h, self.policy, windows, events, drift, pending
         )
@@ -557,18 +569,8 @@ class ForecastMonitor:
                 f"{pos} events in {y.size} forecasts (< {self.policy.min_positive} events, or "
                 "no forecast without one): performance not judged"
             )
-        edges = np.unique(np.quantile(ref, np.linspace(0.1, 0.9, 9)))
-        p_all = rows["probability"].to_numpy(np.float64)
-        shift = psi(bin_fractions(ref, edges), bin_fractions(p_all, edges))
-        if shift > self.policy.psi_major:
+        moved = shift(ref, rows["probability"].to_numpy(np.float64))
+        if moved > self.policy.psi_major:
             r.drifted_features.append(f"forecast:{event}")
-        n = max(y.size, 1)
-        return EventWindow(
-            event,
-            r,
-            int((rows["outcome"] < 0).sum()),
-            float(np.sum((p - y) ** 2) / n) if y.size else math.nan,
-            float(p.mean()) if y.size else math.nan,
-            float(y.mean()) if y.size else math.nan,
-            shift,
-        )
+        unknown = int((rows["outcome"] < 0).sum())
+        return EventWindow(event, r, unknown, *summary(y, p), moved)

@@ -155,10 +155,20 @@ class FeatureReference:
             v = v[np.isfinite(v)]
             if c in RANGE_FEATURES and v.size:
                 low[c], high[c] = float(v.min()), float(v.max())
-            edges = np.unique(np.quantile(v, np.linspace(0.1, 0.9, 9))) if v.size else np.array([])
+            edges = decile_edges(v)
             bins[c] = edges.tolist()
             fracs[c] = bin_fractions(X[c].to_numpy(dtype=np.float64), edges).tolist()
         return cls(low, high, bins, fracs)
+
+
+def decile_edges(v: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The distinct deciles of the finite values ``v`` (none for no values): the bin edges of
+    the population stability index."""
+    v = v[np.isfinite(v)]
+    out: npt.NDArray[np.float64] = (
+        np.unique(np.quantile(v, np.linspace(0.1, 0.9, 9))) if v.size else np.array([])
+    )
+    return out
 
 
 def bin_fractions(
