@@ -175,3 +175,14 @@ def test_timestamps_in_nanoseconds_read_the_same() -> None:
     first = int(START.timestamp() // 60)
     assert got[0][0].tolist() == got[1][0].tolist() == [first, first + 1]
     assert got[0][1].tolist() == got[1][1].tolist() == [29.5, 89.5]
+
+
+def test_onsets_read_as_data_arrive_find_a_run_that_spans_calls(feed_map: Feed) -> None:
+    """Asked for every few minutes, the monitor finds a 30-minute hypotension that began before
+    the previous call, with its true start."""
+    mon = ForecastMonitor(WARD_TWIN, horizon_h=1.0)
+    at = np.concatenate([np.full(10 * 60, 80.0), np.full(60 * 60, 55.0)])  # low from minute 10
+    for k in range(0, 70, 5):  # five minutes of data, then a look
+        feed_map(mon, "p", START + timedelta(minutes=k), 300, at[k * 60 : (k + 5) * 60])
+        got = mon.onsets()
+        assert got == ({} if k + 5 < 41 else {"p": START + timedelta(minutes=10)}), k

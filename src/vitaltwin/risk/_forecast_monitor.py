@@ -309,6 +309,8 @@ class ForecastMonitor:
         # closed per-minute medians by monitored value and window, for the drift
         self._by_window: dict[str, dict[str, list[float]]] = {}
         self._report_lock = threading.Lock()
+        self._onset: dict[str, int] = {}  # patient -> minute of the first event seen
+        self._onset_read: dict[tuple[str, str], int] = {}  # (patient, event) -> minutes read
 
     def forecast(self, patient_id: str, when: datetime, probabilities: Mapping[str, float]) -> bool:
         """Keep a forecast made at data time ``when``; False when the patient's previous kept
@@ -365,6 +367,7 @@ class ForecastMonitor:
                 for series in self._series.values():
                     for m in series.values():
                         m.drop_before(int(cutoff // 60))
+                self._onset = {p: m for p, m in self._onset.items() if m >= cutoff // 60}
 
     def _newest(self, pid: str) -> float:
         i = self._index.get(pid)
@@ -425,21 +428,32 @@ class ForecastMonitor:
 
     def onsets(self) -> dict[str, datetime]:
         """Each patient's first declared event seen on the monitors (the start of its first
-        qualifying run), among the minutes kept: the outcomes of the alert scorecard."""
-        out: dict[str, datetime] = {}
+        qualifying run), among the minutes kept: the outcomes of the alert scorecard. Each
+        call reads only the minutes closed since the last (and a run's length before them),
+        so asking often does not hold up :meth:`observed`."""
         with self._lock:
             self._close()
             for pid, series in self._series.items():
+                if pid in self._onset:
+                    continue
                 firsts = []
                 for e in self.events:
-                    if e.observable in series:
-                        mins, vals = series[e.observable].between(None, None)
-                        first = first_run(e, mins, vals, self._confirm[e.observable])
-                        if first is not None:
-                            firsts.append(first)
+                    m = series.get(e.observable)
+                    if m is None:
+                        continue
+                    # a run that began earlier and is still going was already long enough
+                    # to count when last read, unless it began within this look-back
+                    look_back = max(math.ceil(e.sustained_min), 1) + MAX_GAP_MIN
+                    since = self._onset_read.get((pid, e.name))
+                    mins, vals = m.between(None if since is None else since - look_back, None)
+                    if mins.size:
+                        self._onset_read[(pid, e.name)] = int(mins[-1]) + 1
+                    first = first_run(e, mins, vals, self._confirm[e.observable])
+                    if first is not None:
+                        firsts.append(first)
                 if firsts:
-                    out[pid] = datetime.fromtimestamp(min(firsts) * 60.0, UTC)
-        return out
+                    self._onset[pid] = min(firsts)
+            return {p: datetime.fromtimestamp(m * 60.0, UTC) for p, m in self._onset.items()}
 
     def pooled(self) -> dict[str, dict[str, float]]:
         """Per event, every resolved forecast kept, pooled over the windows: forecasts decided,
