@@ -587,7 +587,7 @@ def serve(
         except (RegistryError, OSError, ValueError, KeyError) as exc:
             console.print(f"no {settings.risk_task} risk model in the registry ({exc}): "
                           "risk is not scored")  # fmt: skip
-    with _open_store(store, postgres) as st:
+    with _open_store(store, postgres, live=True) as st:
         mqtt = (
             (settings.mqtt_host, settings.mqtt_port, settings.mqtt_topic)
             if settings.mqtt_host
@@ -668,7 +668,7 @@ def worker(
     the_bus.close()
 
 
-def _open_store(directory: Path | None, postgres: str | None) -> Store:
+def _open_store(directory: Path | None, postgres: str | None, live: bool = False) -> Store:
     """The store named on the command line, else the one the settings name; a clear error
     (exit 2) when it cannot be opened."""
     import psycopg
@@ -687,7 +687,10 @@ def _open_store(directory: Path | None, postgres: str | None) -> Store:
     try:
         if conninfo:
             return PostgresStore(conninfo)
-        return DuckDBStore(directory or settings.store_dir)
+        # the live service checkpoints off the ingest path (see DuckDBStore)
+        return DuckDBStore(
+            directory or settings.store_dir, checkpoint_every_s=10.0 if live else None
+        )
     except StoreInUseError as exc:
         err_console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
