@@ -408,7 +408,9 @@ SenderZoneOption = Annotated[
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="files or folders: PSV, Parquet, FHIR")],
+    paths: Annotated[
+        list[Path], typer.Argument(help="files or folders: PSV, Parquet, FHIR, HL7, eICU")
+    ],
     store: Annotated[
         Path | None, typer.Option(help="store directory (DuckDB; default: settings)")
     ] = None,
@@ -418,8 +420,8 @@ def ingest(
     ] = None,
     sender_tz: SenderZoneOption = "UTC",
 ) -> None:
-    """Ingest PhysioNet 2019 (PSV, Parquet), FHIR R4 (JSON, Bundle, NDJSON), HL7 v2 (.hl7) and
-    device streams (CSV, JSON lines).
+    """Ingest PhysioNet 2019 (PSV, Parquet), FHIR R4 (JSON, Bundle, NDJSON), HL7 v2 (.hl7),
+    device streams (CSV, JSON lines) and eICU databases (a folder of its tables).
 
     Prints stored, quarantined and duplicate counts; a file that cannot be read at all is
     reported with the reason and the others are still ingested (exit status 1).

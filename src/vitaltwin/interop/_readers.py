@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from vitaltwin.data import Record
 from vitaltwin.data.vocabulary import LOCAL_CODES
-from vitaltwin.interop import fhir, hl7v2, physionet, streams
+from vitaltwin.interop import eicu, fhir, hl7v2, physionet, streams
 from vitaltwin.interop._errors import ReadError
 
 
@@ -172,10 +172,14 @@ def read_any(path: str | Path, options: ReadOptions | None = None) -> Record:
 def read_chunks(
     path: str | Path, options: ReadOptions | None = None, rows: int = 50_000
 ) -> Iterator[Record]:
-    """The canonical record of one input file in parts of about ``rows`` input rows, so that
+    """The canonical record of one input (a file, or an eICU folder) in parts of about ``rows``
+    input rows, so that
     memory stays bounded whatever the file's size (formats read whole come as one part).
     Raises :class:`ReadError` like :func:`read_any`, possibly after some parts were given."""
     p = Path(path)
+    if p.is_dir() and eicu.is_eicu(p):
+        yield from eicu.read_eicu(p, rows=rows)
+        return
     if not p.is_file():
         raise ReadError(f"{p}: no such file")
     reader = reader_for(p)
@@ -189,11 +193,14 @@ def read_chunks(
 
 
 def input_files(paths: list[Path]) -> list[Path]:
-    """Files to read: each file given, and every file with a registered suffix under each
-    folder (sorted). A path that does not exist raises :class:`ReadError`."""
+    """Inputs to read: each file given, each folder holding an ICU database's tables (eICU), and
+    every file with a registered suffix under any other folder (sorted). A path that does not
+    exist raises :class:`ReadError`."""
     out: list[Path] = []
     for p in paths:
-        if p.is_dir():
+        if p.is_dir() and eicu.is_eicu(p):  # a database's folder is one input
+            out.append(p)
+        elif p.is_dir():
             out += sorted(
                 {f for f in p.rglob("*") if f.is_file() and f.name.lower().endswith(_suffixes())}
             )
