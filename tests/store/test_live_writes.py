@@ -34,7 +34,8 @@ def test_a_resent_value_is_a_duplicate_whenever_it_comes_back(store: Store) -> N
 
 
 def test_checkpoints_in_the_background_keep_every_value(tmp_path: Path) -> None:
-    with DuckDBStore(tmp_path / "s", checkpoint_every_s=0.05) as store:
+    store = DuckDBStore(tmp_path / "s", checkpoint_every_s=0.05)
+    try:
         for s in range(20):
             store.ingest_record(convert_records(second(s), "gw", T0 + timedelta(minutes=1)))
             time.sleep(0.01)
@@ -42,5 +43,7 @@ def test_checkpoints_in_the_background_keep_every_value(tmp_path: Path) -> None:
         while not store.checkpoint_s and time.monotonic() < deadline:
             time.sleep(0.05)
         assert store.checkpoint_s, "no checkpoint was written"
-    with DuckDBStore(tmp_path / "s") as store:
-        assert store.count("observations") == 400
+    finally:
+        store.close()
+    with DuckDBStore(tmp_path / "s") as reopened:
+        assert reopened.count("observations") == 400

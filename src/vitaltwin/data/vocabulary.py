@@ -95,6 +95,9 @@ OTHER_CODES: tuple[Code, ...] = (
     _v("15074-8", "GlucoseMolar", "glucose in blood (molar)", "mmol/L", 0.3, 110, "lab"),
     _v("2339-0", "GlucoseBlood", "glucose in blood", "mg/dL", 5, 2000, "lab"),
     _v("9269-2", "GCS", "Glasgow coma score total", "1", 3, 15, "score"),
+    # not the same quantity as total calcium (17861-6) and troponin I (10839-9): kept apart
+    _v("1994-3", "CalciumIonized", "ionized calcium", "mmol/L", 0.2, 3.0, "lab"),
+    _v("6598-7", "TroponinT", "troponin T", "ng/mL", 0, 100, "lab"),
 )
 """Codes the FHIR and HL7 v2 feeds carry beyond the Challenge's variables."""
 

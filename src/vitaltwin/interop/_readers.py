@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from vitaltwin.data import Record
 from vitaltwin.data.vocabulary import LOCAL_CODES
-from vitaltwin.interop import eicu, fhir, hl7v2, physionet, streams
+from vitaltwin.interop import eicu, fhir, hl7v2, mimic, physionet, streams
 from vitaltwin.interop._errors import ReadError
 
 
@@ -172,13 +172,16 @@ def read_any(path: str | Path, options: ReadOptions | None = None) -> Record:
 def read_chunks(
     path: str | Path, options: ReadOptions | None = None, rows: int = 50_000
 ) -> Iterator[Record]:
-    """The canonical record of one input (a file, or an eICU folder) in parts of about ``rows``
-    input rows, so that
-    memory stays bounded whatever the file's size (formats read whole come as one part).
+    """The canonical record of one input (a file, or an eICU or MIMIC-IV folder) in parts of
+    about ``rows`` input rows, so that memory stays bounded whatever the input's size (formats
+    read whole come as one part).
     Raises :class:`ReadError` like :func:`read_any`, possibly after some parts were given."""
     p = Path(path)
     if p.is_dir() and eicu.is_eicu(p):
         yield from eicu.read_eicu(p, rows=rows)
+        return
+    if p.is_dir() and mimic.is_mimic(p):
+        yield from mimic.read_mimic(p, rows=rows)
         return
     if not p.is_file():
         raise ReadError(f"{p}: no such file")
@@ -193,12 +196,12 @@ def read_chunks(
 
 
 def input_files(paths: list[Path]) -> list[Path]:
-    """Inputs to read: each file given, each folder holding an ICU database's tables (eICU), and
-    every file with a registered suffix under any other folder (sorted). A path that does not
-    exist raises :class:`ReadError`."""
+    """Inputs to read: each file given, each folder holding an ICU database's tables (eICU,
+    MIMIC-IV), and every file with a registered suffix under any other folder (sorted). A path
+    that does not exist raises :class:`ReadError`."""
     out: list[Path] = []
     for p in paths:
-        if p.is_dir() and eicu.is_eicu(p):  # a database's folder is one input
+        if p.is_dir() and (eicu.is_eicu(p) or mimic.is_mimic(p)):  # a database: one input
             out.append(p)
         elif p.is_dir():
             out += sorted(
