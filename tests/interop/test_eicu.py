@@ -28,9 +28,9 @@ def tiny(tmp_path: Path) -> Path:
     d.mkdir()
     _write(d, "patient",
            "patientunitstayid,gender,age,hospitalid,unittype,hospitaladmittime24,"
-           "hospitaladmitoffset,unitdischargeoffset\n"
-           "1,Female,> 89,73,MICU,23:36:00,-120,600\n"
-           "2,Unknown,,73,SICU,08:00:00,0,300\n")  # fmt: skip
+           "hospitaladmitoffset,unitdischargeoffset,admissionweight\n"
+           "1,Female,> 89,73,MICU,23:36:00,-120,600,61.5\n"
+           "2,Unknown,,73,SICU,08:00:00,0,300,\n")  # fmt: skip
     _write(d, "vitalAperiodic",
            "vitalaperiodicid,patientunitstayid,observationoffset,noninvasivesystolic,"
            "noninvasivediastolic,noninvasivemean\n"
@@ -68,6 +68,10 @@ def test_stays_times_and_methods(tiny: Path) -> None:
     assert enc["eicu-1"]["location"] == "hospital 73, MICU"
     assert enc["eicu-1"]["end_time"] - enc["eicu-1"]["start_time"] == timedelta(minutes=600)
     obs = rec.observations.to_pylist()
+    weight = [o for o in obs if o["loinc"] == "29463-7"]
+    assert [(o["patient_id"], o["value"], o["unit"]) for o in weight] == [("eicu-1", 61.5, "kg")]
+    assert weight[0]["effective_time"] == p["eicu-1"]["icu_admission_time"]
+    obs = [o for o in obs if o["loinc"] != "29463-7"]
     assert {o["method"] for o in obs} == {"non-invasive-cuff"}
     first = [o for o in obs if o["patient_id"] == "eicu-1" and o["loinc"] == "8478-0"]
     assert [o["value"] for o in first] == [80.0]
@@ -77,7 +81,7 @@ def test_stays_times_and_methods(tiny: Path) -> None:
     assert ("noninvasivemean", "outside plausible range") in q
     assert ("drugrate", "rate is not a number") in q
     assert any("furlongs/hr" in r for _, r in q)
-    assert rec.values_read == rec.observations.num_rows + rec.quarantine.num_rows == 10
+    assert rec.values_read == rec.observations.num_rows + rec.quarantine.num_rows == 11
 
 
 def test_rates_last_until_the_next_and_boluses(tiny: Path) -> None:
@@ -98,7 +102,7 @@ def test_a_folder_is_one_input_and_stores_whole(tiny: Path, tmp_path: Path) -> N
     assert input_files([tiny]) == [tiny]
     with DuckDBStore(tmp_path / "store") as store:
         counts = [store.ingest_record(r) for r in read_chunks(tiny, rows=2)]
-        assert sum(c.stored for c in counts) == 6  # 3 pressures of each stay
+        assert sum(c.stored for c in counts) == 7  # 3 pressures of each stay, 1 weight
         assert sum(c.quarantined for c in counts) == 4  # 2 pressures, 2 rates
         assert store.count("medications") == 4 and store.count("patients") == 2
 

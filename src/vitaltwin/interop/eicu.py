@@ -14,8 +14,9 @@ their order and spacing, and every value keeps its time of day. Dates are theref
 
 **Tables read** (what a twin and a treatment-response check need; others are not read):
 
-* ``patient`` -> patients (sex, age — ``> 89`` as 90 —, unit type, ICU and hospital admission)
-  and encounters (unit admission to unit discharge).
+* ``patient`` -> patients (sex, age — ``> 89`` as 90 —, unit type, ICU and hospital admission),
+  encounters (unit admission to unit discharge), and the admission weight and height as body
+  observations at unit admission.
 * ``vitalAperiodic`` -> cuff blood pressure (systolic, diastolic, mean), method
   ``non-invasive-cuff``.
 * ``vitalPeriodic`` (full release only; 5-minute medians of the monitor) -> heart rate, SpO2,
@@ -79,6 +80,10 @@ PERIODIC: dict[str, tuple[str, str | None]] = {
     "systemicdiastolic": ("8462-4", "invasive-arterial"),
     "systemicmean": ("8478-0", "invasive-arterial"),
 }
+BODY: dict[str, tuple[str, str | None]] = {  # the patient table's, at unit admission
+    "admissionweight": ("29463-7", None),
+    "admissionheight": ("8302-2", None),
+}
 RATE_UNITS = {  # as eICU labels them -> UCUM
     "mcg/min": "ug/min",
     "mcg/kg/min": "ug/kg/min",
@@ -121,7 +126,10 @@ def _csv(directory: Path, name: str, columns: list[str], rows: int) -> Iterator[
     if path is None:
         return
     try:
-        yield from pd.read_csv(path, usecols=columns, chunksize=rows, low_memory=False)
+        # columns a table lacks (an older release, a trimmed extract) are simply not read
+        wanted = set(columns)
+        yield from pd.read_csv(path, usecols=lambda c: c in wanted, chunksize=rows,
+                               low_memory=False)  # fmt: skip
     except (OSError, ValueError, pd.errors.ParserError, EOFError) as exc:
         raise EicuError(f"{path}: cannot read ({exc})") from None
 
@@ -140,12 +148,15 @@ def read_eicu(
         raise EicuError(f"{d}: not an eICU folder (needs patient.csv.gz and vitalAperiodic.csv.gz)")
     received = datetime.now(UTC)
     cols = ["patientunitstayid", "gender", "age", "hospitalid", "unittype", "hospitaladmittime24",
-            "hospitaladmitoffset", "unitdischargeoffset"]  # fmt: skip
+            "hospitaladmitoffset", "unitdischargeoffset", *BODY]  # fmt: skip
     patient = pd.concat(list(_csv(d, "patient", cols, 10**7)), ignore_index=True)
     if stays is not None:
         patient = patient[patient["patientunitstayid"].isin(stays)]
     admit = _unit_admission(patient, anchor)
-    yield _context(patient, admit)
+    context = _context(patient, admit)
+    body = _vitals(patient.assign(observationoffset=0), "patient", BODY, admit, received)
+    yield Record(body.observations, body.quarantine, context.patients, context.labels,
+                 body.values_read, encounters=context.encounters)  # fmt: skip
     yield _medications(d, admit, received, rows)
     for table, columns in (("vitalAperiodic", APERIODIC), ("vitalPeriodic", PERIODIC)):
         for part in _csv(d, table, ["patientunitstayid", "observationoffset", *columns], rows):
