@@ -948,8 +948,12 @@ def validate_treatment(
         json.dumps(
             {
                 "config": {k: v for k, v in cfg.__dict__.items()},
-                "table": res.table.to_dict(orient="records"),
-                "coverage": res.coverage.to_dict(orient="records"),
+                # by treatment, then method: {"norepinephrine": {"twin": {"mae_mmhg": ...}}}
+                "table": {
+                    str(t): g.set_index("method").drop(columns="treatment").to_dict(orient="index")
+                    for t, g in res.table.groupby("treatment")
+                },
+                "coverage": res.coverage.set_index("treatment").to_dict(orient="index"),
                 "excluded": res.excluded,
             },
             indent=1,

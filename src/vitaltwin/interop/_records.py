@@ -213,6 +213,29 @@ def _columns(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
     )
 
 
+def quarantine_table(
+    source: str,
+    positions: list[str],
+    field: str,
+    raw: list[str],
+    reasons: list[str],
+    received: datetime,
+) -> pa.Table:
+    """Quarantine entries for many records of one source at once (the database readers)."""
+    n = len(positions)
+    return pa.table(
+        {
+            "source": [source] * n,
+            "position": positions,
+            "field": [field] * n,
+            "raw_value": raw,
+            "reason": reasons,
+            "received_time": pa.array([received] * n, QUARANTINE.field("received_time").type),
+        },
+        schema=QUARANTINE,
+    )
+
+
 def rejection(
     source: str,
     position: str,

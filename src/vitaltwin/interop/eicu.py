@@ -62,6 +62,7 @@ from vitaltwin.data.schema import (
 )
 from vitaltwin.data.vocabulary import CODES
 from vitaltwin.interop._errors import ReadError
+from vitaltwin.interop._records import quarantine_table
 
 DEFAULT_ANCHOR = datetime(2000, 1, 1, tzinfo=UTC)
 SOURCE = "eicu"
@@ -238,22 +239,6 @@ def _context(patient: pd.DataFrame, admit: pd.Series) -> Record:
     )
 
 
-def _quarantine(where: list[str], field: str, raw: list[str], reason: list[str],
-                received: datetime) -> pa.Table:  # fmt: skip
-    n = len(where)
-    return pa.table(
-        {
-            "source": [SOURCE] * n,
-            "position": where,
-            "field": [field] * n,
-            "raw_value": raw,
-            "reason": reason,
-            "received_time": pa.array([received] * n, UTC_TS),
-        },
-        schema=QUARANTINE,
-    )
-
-
 def _vitals(
     part: pd.DataFrame,
     table: str,
@@ -298,7 +283,8 @@ def _vitals(
         if not keep.all():
             shown = raw[present][~keep].astype(str).tolist()
             bad.append(
-                _quarantine(
+                quarantine_table(
+                    SOURCE,
                     [w for w, k in zip(where, keep, strict=True) if not k],
                     col,
                     shown,
@@ -345,7 +331,7 @@ def _medications(d: Path, admit: pd.Series, received: datetime, rows: int) -> Re
         ]  # fmt: skip
         raw = inf.loc[~ok, "drugrate"].astype(str).tolist()
         left = [w for w, k in zip(where, ok, strict=True) if not k]
-        bad.append(_quarantine(left, "drugrate", raw, reasons, received))
+        bad.append(quarantine_table(SOURCE, left, "drugrate", raw, reasons, received))
     good = pd.DataFrame(
         {
             "stay": inf["patientunitstayid"][ok],

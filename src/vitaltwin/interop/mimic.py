@@ -55,6 +55,7 @@ from vitaltwin.data.schema import (
 from vitaltwin.data.units import UnitError, to_canonical
 from vitaltwin.data.vocabulary import CODES
 from vitaltwin.interop._errors import ReadError
+from vitaltwin.interop._records import quarantine_table
 
 SOURCE = "mimic-iv"
 
@@ -247,22 +248,6 @@ def _context(patients: pd.DataFrame, adm: pd.DataFrame, stays: pd.DataFrame) -> 
     )
 
 
-def _quarantine(where: list[str], field: str, raw: list[str], reason: list[str],
-                received: datetime) -> pa.Table:  # fmt: skip
-    n = len(where)
-    return pa.table(
-        {
-            "source": [SOURCE] * n,
-            "position": where,
-            "field": [field] * n,
-            "raw_value": raw,
-            "reason": reason,
-            "received_time": pa.array([received] * n, UTC_TS),
-        },
-        schema=QUARANTINE,
-    )
-
-
 def _labs(part: pd.DataFrame, received: datetime) -> Record:
     """One part of ``labevents``: the mapped items, in the vocabulary's units."""
     part = part[part["itemid"].isin(list(LAB_ITEMS))]
@@ -321,7 +306,9 @@ def _labs(part: pd.DataFrame, received: datetime) -> Record:
         }
     )
     raw = part.loc[~ok, "value"].fillna("").astype(str).tolist()
-    bad = _quarantine(where[~ok].tolist(), "value", raw, reason[~ok].tolist(), received)
+    bad = quarantine_table(
+        SOURCE, where[~ok].tolist(), "value", raw, reason[~ok].tolist(), received
+    )
     return Record(obs, bad, PATIENTS.empty_table(), LABELS.empty_table(), len(part))
 
 
