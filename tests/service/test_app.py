@@ -52,6 +52,17 @@ def test_health(client: TestClient) -> None:
     assert ready.status_code == 200 and ready.json()["ingest"] == "ok"
 
 
+def test_a_time_bound_beyond_utc_years_is_a_clear_422(client: TestClient) -> None:
+    """Found by schemathesis: 0001-01-01T00:00+14:00 is before year 1 in UTC (was a 500)."""
+    for name in ("start", "end"):
+        got = client.get("/v1/patients/p1/observations",
+                         params={name: "0001-01-01T00:00:00+14:00"})  # fmt: skip
+        assert got.status_code == 422
+        assert (
+            "outside years 1-9999 in UTC" in got.json()["detail"] and name in got.json()["detail"]
+        )
+
+
 def test_observations_in_are_stored_or_quarantined_and_read_back(client: TestClient) -> None:
     body = [
         {"patient_id": "p1", "time": T, "code": "8867-4", "value": 84, "unit": "/min"},

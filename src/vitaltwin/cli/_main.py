@@ -940,6 +940,8 @@ def validate_treatment(
     _print_frame("MAP 30-60 min after a treatment (evaluation half of the stays; 95 % stay-"
                  "bootstrap intervals)", table)  # fmt: skip
     _print_frame("The twin's bands: share of outcomes inside", res.coverage.set_index("treatment"))
+    _print_frame("Mean MAP change (mmHg): observed, the twin's effect of the change, its drift "
+                 "without it", res.responses)  # fmt: skip
     console.print("left out: " + "; ".join(f"{k} {v}" for k, v in res.excluded.items()))
     console.print(f"a bolus is taken as {cfg.bolus_ml:g} mL over {cfg.bolus_min:g} min (eICU "
                   "charts no volume)")  # fmt: skip
@@ -948,12 +950,21 @@ def validate_treatment(
         json.dumps(
             {
                 "config": {k: v for k, v in cfg.__dict__.items()},
-                # by treatment, then method: {"norepinephrine": {"twin": {"mae_mmhg": ...}}}
+                # by treatment (spaces as _), then method:
+                # {"norepinephrine": {"twin": {"mae_mmhg": ...}}, "fluid_bolus": ...}
                 "table": {
-                    str(t): g.set_index("method").drop(columns="treatment").to_dict(orient="index")
+                    str(t).replace(" ", "_"): g.set_index("method")
+                    .drop(columns="treatment")
+                    .to_dict(orient="index")
                     for t, g in res.table.groupby("treatment")
                 },
-                "coverage": res.coverage.set_index("treatment").to_dict(orient="index"),
+                "coverage": {
+                    str(r["treatment"]).replace(" ", "_"): {
+                        k: v for k, v in r.items() if k != "treatment"
+                    }
+                    for r in res.coverage.to_dict(orient="records")
+                },
+                "responses": res.responses.to_dict(orient="index"),
                 "excluded": res.excluded,
             },
             indent=1,

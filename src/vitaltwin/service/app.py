@@ -620,9 +620,16 @@ def create_app(
         limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
     ) -> list[dict[str, Any]]:
         """A patient's current observations by time (corrected and retracted values left out)."""
-        for t in (start, end):
-            if t is not None and t.tzinfo is None:
+        for name, t in (("start", start), ("end", end)):
+            if t is None:
+                continue
+            if t.tzinfo is None:
                 raise HTTPException(422, "start and end need a time zone")
+            try:
+                t.astimezone(UTC)
+            except OverflowError:  # e.g. 0001-01-01T00:00+14:00 is before year 1 in UTC
+                msg = f"{name} {t.isoformat()} is outside years 1-9999 in UTC"
+                raise HTTPException(422, msg) from None
         with lock:
             table = store.observations(patient_id, code, start, end)
         return rows(table.slice(max(0, table.num_rows - limit)))

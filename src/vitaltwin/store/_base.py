@@ -82,7 +82,10 @@ NOT_CURRENT_ENCOUNTER = ("cancelled", "entered-in-error")
 def _utc(t: datetime) -> datetime:
     if t.tzinfo is None:
         raise ValueError(f"time {t.isoformat()} has no time zone (vitaltwin reads UTC instants)")
-    return t.astimezone(UTC)
+    try:
+        return t.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"time {t.isoformat()} is outside years 1-9999 in UTC") from None
 
 
 def _match(column: str, value: str | Sequence[str] | None) -> list[tuple[str, str, object]]:

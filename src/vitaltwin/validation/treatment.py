@@ -77,6 +77,7 @@ class TreatmentResult:
     events: pd.DataFrame  # one row per event kept, with every method's prediction
     table: pd.DataFrame  # per treatment and method: n, MAE, direction accuracy, intervals
     coverage: pd.DataFrame  # per treatment: the twin's 50 % and 90 % band coverage
+    responses: pd.DataFrame  # per kind of change: observed MAP change beside the twin's effect
     excluded: dict[str, int] = field(default_factory=dict)
 
 
@@ -249,7 +250,32 @@ def run_treatment(
     events = pd.concat([events.reset_index(drop=True), pred], axis=1)
     events = _population(events)
     table, coverage = _score(events, cfg)
-    return TreatmentResult(cfg, events, table, coverage, excluded)
+    return TreatmentResult(cfg, events, table, coverage, _responses(events), excluded)
+
+
+def _responses(events: pd.DataFrame) -> pd.DataFrame:
+    """Evaluation half, per kind of change (norepinephrine up, down; bolus): the mean observed
+    MAP change beside the twin's predicted effect of the change (with the dose given minus
+    without) and its drift without the change (no change minus MAP before), in mmHg."""
+    ev = events[~events["train"]]
+    kind = np.where(ev["treatment"] == "fluid bolus", "fluid_bolus",
+                    np.where(ev["dose_after"] > ev["dose_before"], "norepinephrine_up",
+                             "norepinephrine_down"))  # fmt: skip
+    frame = pd.DataFrame({
+        "kind": kind,
+        "observed_change_mmhg": ev["map_after"] - ev["map_before"],
+        "twin_effect_mmhg": ev["twin_map"] - ev["twin_no_change_map"],
+        "twin_drift_mmhg": ev["twin_no_change_map"] - ev["map_before"],
+        "dose_change": ev["dose_after"] - ev["dose_before"],
+    })  # fmt: skip
+    out = frame.groupby("kind").agg(
+        events=("observed_change_mmhg", "size"),
+        observed_change_mmhg=("observed_change_mmhg", "mean"),
+        twin_effect_mmhg=("twin_effect_mmhg", "mean"),
+        twin_drift_mmhg=("twin_drift_mmhg", "mean"),
+        median_dose_change=("dose_change", "median"),
+    )
+    return out
 
 
 def _forecasts(
