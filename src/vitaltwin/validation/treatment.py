@@ -244,7 +244,8 @@ def run_treatment(
             at_event[r] = z[pos[events["patient_id"].iloc[r]]]
 
     track(layout, members, base, inputs, y, mask, cfg.cycle_min * 60.0, rng, on_cycle=keep,
-          label="tracking the stays", progress=progress, rtps=cfg.rtps,
+          label="tracking the stays", progress=progress,
+          r_var=cfg.observation_variance(spec), rtps=cfg.rtps,
           inflation_max=cfg.inflation_max)  # fmt: skip
     pred = _forecasts(events, at_event, base, inputs, origin, pos, cfg, layout)
     events = pd.concat([events.reset_index(drop=True), pred], axis=1)
@@ -320,7 +321,7 @@ def _forecasts(
     for name, sched in (("twin", given), ("twin_no_change", same)):
         traj = run_schedule(layout, at_event, base[rows], sched, record_every=1, seed=cfg.seed)
         v = traj.values[np.arange(len(events)), :, step, j]  # (E, N)
-        measured = v + noise * spec.sd[j]
+        measured = v + noise * np.sqrt(cfg.observation_variance(spec)[j])
         out[f"{name}_map"] = np.median(v, axis=1)
         if name == "twin":
             for q in (0.05, 0.25, 0.75, 0.95):
