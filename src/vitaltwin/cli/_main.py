@@ -921,16 +921,16 @@ def validate_treatment(
         err_console.print(f"[red]{exc}")
         raise typer.Exit(2) from None
 
-    def ci(lo_hi: list[float] | None, digits: int) -> str:
-        return "" if lo_hi is None else f"{lo_hi[0]:.{digits}f}-{lo_hi[1]:.{digits}f}"
+    def ci(lo_hi: list[float] | None) -> str:
+        return "" if lo_hi is None else f"{lo_hi[0]:.2f}-{lo_hi[1]:.2f}"
 
     table = pd.DataFrame(
         {
             "events": res.table["events"].to_numpy(),
             "stays": res.table["stays"].to_numpy(),
-            "MAE (mmHg)": [f"{v:.2f} ({ci(c, 2)})" for v, c in
+            "MAE (mmHg)": [f"{v:.2f} ({ci(c)})" for v, c in
                            zip(res.table["mae_mmhg"], res.table["mae_ci95"], strict=True)],
-            "direction right": ["" if v is None or v != v else f"{v:.2f} ({ci(c, 2)})" for v, c in
+            "direction right": ["" if v is None or v != v else f"{v:.2f} ({ci(c)})" for v, c in
                                 zip(res.table["direction_accuracy"], res.table["direction_ci95"],
                                     strict=True)],
         },

@@ -51,7 +51,6 @@ import pyarrow as pa
 
 from vitaltwin.data.schema import (
     ENCOUNTERS,
-    LABELS,
     MEDICATIONS,
     OBSERVATIONS,
     PATIENTS,
@@ -63,6 +62,7 @@ from vitaltwin.data.schema import (
 from vitaltwin.data.vocabulary import CODES
 from vitaltwin.interop._errors import ReadError
 from vitaltwin.interop._records import quarantine_table
+from vitaltwin.interop._tables import joined, read_table, record_part, table_path, whole_table
 
 DEFAULT_ANCHOR = datetime(2000, 1, 1, tzinfo=UTC)
 SOURCE = "eicu"
@@ -110,29 +110,7 @@ class EicuError(ReadError):
 
 def is_eicu(directory: Path) -> bool:
     """Whether ``directory`` holds eICU tables (``patient`` and ``vitalAperiodic``)."""
-    return all(_table(directory, t) is not None for t in ("patient", "vitalAperiodic"))
-
-
-def _table(directory: Path, name: str) -> Path | None:
-    for suffix in (".csv.gz", ".csv"):
-        for stem in (name, name.lower()):
-            p = directory / f"{stem}{suffix}"
-            if p.exists():
-                return p
-    return None
-
-
-def _csv(directory: Path, name: str, columns: list[str], rows: int) -> Iterator[pd.DataFrame]:
-    path = _table(directory, name)
-    if path is None:
-        return
-    try:
-        # columns a table lacks (an older release, a trimmed extract) are simply not read
-        wanted = set(columns)
-        yield from pd.read_csv(path, usecols=lambda c: c in wanted, chunksize=rows,
-                               low_memory=False)  # fmt: skip
-    except (OSError, ValueError, pd.errors.ParserError, EOFError) as exc:
-        raise EicuError(f"{path}: cannot read ({exc})") from None
+    return all(table_path(directory, t) is not None for t in ("patient", "vitalAperiodic"))
 
 
 def read_eicu(
@@ -150,33 +128,24 @@ def read_eicu(
     received = datetime.now(UTC)
     cols = ["patientunitstayid", "gender", "age", "hospitalid", "unittype", "hospitaladmittime24",
             "hospitaladmitoffset", "unitdischargeoffset", *BODY]  # fmt: skip
-    patient = pd.concat(list(_csv(d, "patient", cols, 10**7)), ignore_index=True)
+    patient = whole_table(d, "patient", cols, EicuError)
     if stays is not None:
         patient = patient[patient["patientunitstayid"].isin(stays)]
     admit = _unit_admission(patient, anchor)
     context = _context(patient, admit)
     body = _vitals(patient.assign(observationoffset=0), "patient", BODY, admit, received)
-    yield Record(body.observations, body.quarantine, context.patients, context.labels,
-                 body.values_read, encounters=context.encounters)  # fmt: skip
+    yield record_part(body.values_read, body.observations, body.quarantine, context.patients,
+                      encounters=context.encounters)  # fmt: skip
     yield _medications(d, admit, received, rows)
     for table, columns in (("vitalAperiodic", APERIODIC), ("vitalPeriodic", PERIODIC)):
-        for part in _csv(d, table, ["patientunitstayid", "observationoffset", *columns], rows):
-            yield _vitals(part, table, columns, admit, received)
+        wanted = ["patientunitstayid", "observationoffset", *columns]
+        for chunk in read_table(d, table, wanted, rows, EicuError):
+            yield _vitals(chunk, table, columns, admit, received)
 
 
 def convert_eicu(directory: str | Path, anchor: datetime = DEFAULT_ANCHOR) -> Record:
     """The whole database as one record (the demo; use :func:`read_eicu` for the full one)."""
-    parts = list(read_eicu(directory, anchor=anchor))
-    first = parts[0]
-    return Record(
-        pa.concat_tables([p.observations for p in parts]),
-        pa.concat_tables([p.quarantine for p in parts]),
-        first.patients,
-        first.labels,
-        sum(p.values_read for p in parts),
-        encounters=first.encounters,
-        medications=pa.concat_tables([p.medications for p in parts if p.medications is not None]),
-    )
+    return joined(list(read_eicu(directory, anchor=anchor)))
 
 
 def _unit_admission(patient: pd.DataFrame, anchor: datetime) -> pd.Series:
@@ -229,12 +198,8 @@ def _context(patient: pd.DataFrame, admit: pd.Series) -> Record:
                          zip(patient["hospitalid"], patient["unittype"], strict=True)],
         }
     )  # fmt: skip
-    return Record(
-        OBSERVATIONS.empty_table(),
-        QUARANTINE.empty_table(),
-        pa.Table.from_pandas(patients, schema=PATIENTS, preserve_index=False),
-        LABELS.empty_table(),
-        0,
+    return record_part(
+        patients=pa.Table.from_pandas(patients, schema=PATIENTS, preserve_index=False),
         encounters=pa.Table.from_pandas(encounters, schema=ENCOUNTERS, preserve_index=False),
     )
 
@@ -297,12 +262,10 @@ def _vitals(
                     received,
                 )
             )
-    return Record(
+    return record_part(
+        read,
         pa.concat_tables([OBSERVATIONS.empty_table(), *obs]),
         pa.concat_tables([QUARANTINE.empty_table(), *bad]),
-        PATIENTS.empty_table(),
-        LABELS.empty_table(),
-        read,
     )
 
 
@@ -312,7 +275,8 @@ def _medications(d: Path, admit: pd.Series, received: datetime, rows: int) -> Re
     frames, bad = [], []
     cols = ["patientunitstayid", "infusionoffset", "drugname", "drugrate"]
     parts = [
-        p[p["patientunitstayid"].isin(admit.index)] for p in _csv(d, "infusionDrug", cols, rows)
+        p[p["patientunitstayid"].isin(admit.index)]
+        for p in read_table(d, "infusionDrug", cols, rows, EicuError)
     ]
     inf = pd.concat(parts, ignore_index=False) if parts else pd.DataFrame(columns=cols)
     inf = inf[inf["drugname"].notna() & inf["drugrate"].notna()]
@@ -351,7 +315,7 @@ def _medications(d: Path, admit: pd.Series, received: datetime, rows: int) -> Re
         "rate_unit": good["rate_unit"].to_numpy(dtype=object), "source": SOURCE,
     }))  # fmt: skip
     cols = ["patientunitstayid", "treatmentoffset", "treatmentstring"]
-    for part in _csv(d, "treatment", cols, rows):
+    for part in read_table(d, "treatment", cols, rows, EicuError):
         part = part[part["patientunitstayid"].isin(admit.index)]
         part = part[part["treatmentstring"].astype(str).str.contains(BOLUS)]
         frames.append(pd.DataFrame({
@@ -363,11 +327,8 @@ def _medications(d: Path, admit: pd.Series, received: datetime, rows: int) -> Re
         }))  # fmt: skip
     meds = pd.concat(frames, ignore_index=True)
     table = pa.Table.from_pandas(meds, schema=MEDICATIONS, preserve_index=False)
-    return Record(
-        OBSERVATIONS.empty_table(),
-        pa.concat_tables([QUARANTINE.empty_table(), *bad]),
-        PATIENTS.empty_table(),
-        LABELS.empty_table(),
+    return record_part(
         sum(t.num_rows for t in bad),  # the rows quarantined; the rest are medications
+        quarantine=pa.concat_tables([QUARANTINE.empty_table(), *bad]),
         medications=table,
     )

@@ -43,11 +43,8 @@ import pyarrow as pa
 
 from vitaltwin.data.schema import (
     ENCOUNTERS,
-    LABELS,
     MEDICATIONS,
-    OBSERVATIONS,
     PATIENTS,
-    QUARANTINE,
     UTC_TS,
     Record,
     observations_table,
@@ -56,6 +53,7 @@ from vitaltwin.data.units import UnitError, to_canonical
 from vitaltwin.data.vocabulary import CODES
 from vitaltwin.interop._errors import ReadError
 from vitaltwin.interop._records import quarantine_table
+from vitaltwin.interop._tables import joined, read_table, record_part, table_path, whole_table
 
 SOURCE = "mimic-iv"
 
@@ -124,32 +122,7 @@ class MimicError(ReadError):
 
 def is_mimic(directory: Path) -> bool:
     """Whether ``directory`` holds MIMIC-IV modules (``hosp/patients`` and ``icu/icustays``)."""
-    return all(_table(directory, t) is not None for t in ("hosp/patients", "icu/icustays"))
-
-
-def _table(directory: Path, name: str) -> Path | None:
-    for suffix in (".csv.gz", ".csv"):
-        p = directory / f"{name}{suffix}"
-        if p.exists():
-            return p
-    return None
-
-
-def _csv(d: Path, name: str, columns: list[str], rows: int, **kw: object) -> Iterator[pd.DataFrame]:
-    path = _table(d, name)
-    if path is None:
-        return
-    try:
-        yield from pd.read_csv(path, usecols=columns, chunksize=rows, low_memory=False, **kw)  # type: ignore[call-overload]
-    except (OSError, ValueError, pd.errors.ParserError, EOFError) as exc:
-        raise MimicError(f"{path}: cannot read ({exc})") from None
-
-
-def _whole(d: Path, name: str, columns: list[str]) -> pd.DataFrame:
-    parts = list(_csv(d, name, columns, 10**7))
-    if not parts:
-        raise MimicError(f"{d}: no table {name}")
-    return pd.concat(parts, ignore_index=True)
+    return all(table_path(directory, t) is not None for t in ("hosp/patients", "icu/icustays"))
 
 
 def _utc(s: pd.Series) -> pd.Series:
@@ -166,10 +139,12 @@ def read_mimic(
     if not is_mimic(d):
         raise MimicError(f"{d}: not a MIMIC-IV folder (needs hosp/patients and icu/icustays)")
     received = datetime.now(UTC)
-    patients = _whole(d, "hosp/patients", ["subject_id", "gender", "anchor_age", "anchor_year"])
-    adm = _whole(d, "hosp/admissions", ["subject_id", "hadm_id", "admittime", "dischtime"])
+    patient_cols = ["subject_id", "gender", "anchor_age", "anchor_year"]
+    patients = whole_table(d, "hosp/patients", patient_cols, MimicError)
+    adm_cols = ["subject_id", "hadm_id", "admittime", "dischtime"]
+    adm = whole_table(d, "hosp/admissions", adm_cols, MimicError)
     stay_cols = ["subject_id", "hadm_id", "stay_id", "first_careunit", "intime", "outtime"]
-    stays = _whole(d, "icu/icustays", stay_cols)
+    stays = whole_table(d, "icu/icustays", stay_cols, MimicError)
     if subjects is not None:
         patients = patients[patients["subject_id"].isin(subjects)]
         adm = adm[adm["subject_id"].isin(subjects)]
@@ -179,23 +154,13 @@ def read_mimic(
     yield _inputs(d, keep, received, rows)
     cols = ["labevent_id", "subject_id", "itemid", "charttime", "value", "valuenum", "valueuom",
             "comments"]  # fmt: skip
-    for part in _csv(d, "hosp/labevents", cols, rows):
+    for part in read_table(d, "hosp/labevents", cols, rows, MimicError):
         yield _labs(part[part["subject_id"].isin(keep)], received)
 
 
 def convert_mimic(directory: str | Path) -> Record:
     """The whole database as one record (the demo; use :func:`read_mimic` for the full one)."""
-    parts = list(read_mimic(directory))
-    first = parts[0]
-    return Record(
-        pa.concat_tables([p.observations for p in parts]),
-        pa.concat_tables([p.quarantine for p in parts]),
-        first.patients,
-        first.labels,
-        sum(p.values_read for p in parts),
-        encounters=first.encounters,
-        medications=pa.concat_tables([p.medications for p in parts if p.medications is not None]),
-    )
+    return joined(list(read_mimic(directory)))
 
 
 def _context(patients: pd.DataFrame, adm: pd.DataFrame, stays: pd.DataFrame) -> Record:
@@ -238,12 +203,8 @@ def _context(patients: pd.DataFrame, adm: pd.DataFrame, stays: pd.DataFrame) -> 
         ],
         ignore_index=True,
     )  # fmt: skip
-    return Record(
-        OBSERVATIONS.empty_table(),
-        QUARANTINE.empty_table(),
-        pa.Table.from_pandas(table, schema=PATIENTS, preserve_index=False),
-        LABELS.empty_table(),
-        0,
+    return record_part(
+        patients=pa.Table.from_pandas(table, schema=PATIENTS, preserve_index=False),
         encounters=pa.Table.from_pandas(enc, schema=ENCOUNTERS, preserve_index=False),
     )
 
@@ -252,8 +213,7 @@ def _labs(part: pd.DataFrame, received: datetime) -> Record:
     """One part of ``labevents``: the mapped items, in the vocabulary's units."""
     part = part[part["itemid"].isin(list(LAB_ITEMS))]
     if part.empty:
-        return Record(OBSERVATIONS.empty_table(), QUARANTINE.empty_table(),
-                      PATIENTS.empty_table(), LABELS.empty_table(), 0)  # fmt: skip
+        return record_part()
     # a censored result ("<0.01") is in the value, or with an empty value at the start of the
     # comment (the demo's troponin T below the assay's limit: "<0.01.  cTropnT > 0.10 ...")
     pattern = r"^\s*(?P<cmp>[<>]=?)\s*(?P<num>\d*\.?\d+)"
@@ -309,16 +269,17 @@ def _labs(part: pd.DataFrame, received: datetime) -> Record:
     bad = quarantine_table(
         SOURCE, where[~ok].tolist(), "value", raw, reason[~ok].tolist(), received
     )
-    return Record(obs, bad, PATIENTS.empty_table(), LABELS.empty_table(), len(part))
+    return record_part(len(part), obs, bad)
 
 
 def _inputs(d: Path, subjects: set[int], received: datetime, rows: int) -> Record:
     """Every input event as a medication (module docstring)."""
-    labels = _whole(d, "icu/d_items", ["itemid", "label"]).set_index("itemid")["label"]
+    items = whole_table(d, "icu/d_items", ["itemid", "label"], MimicError)
+    labels = items.set_index("itemid")["label"]
     cols = ["subject_id", "itemid", "starttime", "endtime", "amount", "amountuom", "rate",
             "rateuom"]  # fmt: skip
     frames = []
-    for part in _csv(d, "icu/inputevents", cols, rows):
+    for part in read_table(d, "icu/inputevents", cols, rows, MimicError):
         part = part[part["subject_id"].isin(subjects)]
         frames.append(pd.DataFrame({
             "patient_id": "mimic-" + part["subject_id"].astype(str),
@@ -335,11 +296,6 @@ def _inputs(d: Path, subjects: set[int], received: datetime, rows: int) -> Recor
         pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=MEDICATIONS.names)
     )
     meds = meds[meds["start_time"].notna()]
-    return Record(
-        OBSERVATIONS.empty_table(),
-        QUARANTINE.empty_table(),
-        PATIENTS.empty_table(),
-        LABELS.empty_table(),
-        0,
-        medications=pa.Table.from_pandas(meds, schema=MEDICATIONS, preserve_index=False),
+    return record_part(
+        medications=pa.Table.from_pandas(meds, schema=MEDICATIONS, preserve_index=False)
     )

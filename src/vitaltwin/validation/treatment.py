@@ -30,7 +30,6 @@ the twin's band coverage.
 
 from __future__ import annotations
 
-import re
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,13 +39,13 @@ import pandas as pd
 
 from vitaltwin.data import Record
 from vitaltwin.data.versions import current
+from vitaltwin.interop.eicu import BOLUS  # how the reader names boluses
 from vitaltwin.physiology import WARD_TWIN
 from vitaltwin.progress import SILENT, Progress
 from vitaltwin.twin import ChartedTracking, demographic_start, run_schedule, track
 
 MAP_LOINC, SBP_LOINC, DBP_LOINC, WEIGHT_LOINC = "8478-0", "8480-6", "8462-4", "29463-7"
 PER_MIN = {"ug/kg/min": False, "ug/min": True}  # rate unit -> divided by the weight
-BOLUS = re.compile(r"fluid bolus|volume resuscitation", re.IGNORECASE)
 METHODS = ("no_change", "population", "twin_no_change", "twin")
 
 
