@@ -42,8 +42,9 @@ class RiskMonitor(PatientWorker):
         super().__init__()
         self.store, self.lock, self.scorer = store, lock, scorer
         self.on_score, self.top_k = on_score, top_k
-        self.history: dict[str, pd.DataFrame] = {}
-        self.factors: dict[str, list[tuple[str, float]]] = {}
+        # the score history and its latest score's top factors, replaced together in one
+        # assignment: the API reads them from other threads while a patient is rescored
+        self.scored: dict[str, tuple[pd.DataFrame, list[tuple[str, float]]]] = {}
         self.unscored: dict[str, str] = {}  # why a patient is not scored (not a failure)
 
     @property
@@ -79,9 +80,9 @@ class RiskMonitor(PatientWorker):
         features = raw_features(cohort)
         scores = self.scorer.score(cohort, features)
         scores["time"] = [admitted + timedelta(hours=int(h) + 1) for h in scores["hour"]]
-        before = len(self.history.get(pid, []))
-        self.history[pid] = scores
-        self.factors[pid] = self.scorer.model.top_factors(features.iloc[[-1]], self.top_k)[0]
+        before = len(self.scored[pid][0]) if pid in self.scored else 0
+        factors = self.scorer.model.top_factors(features.iloc[[-1]], self.top_k)[0]
+        self.scored[pid] = (scores, factors)
         self.unscored.pop(pid, None)
         last = scores.iloc[-1]
         if self.on_score is not None:
@@ -91,7 +92,7 @@ class RiskMonitor(PatientWorker):
                 float(last["probability"]),
                 not bool(last["low_confidence"]),
                 self.version,
-                {"top_factors": self.factors[pid], "hour": int(last["hour"])},
+                {"top_factors": factors, "hour": int(last["hour"])},
             )
         return max(0, len(scores) - before)
 
@@ -105,10 +106,11 @@ class RiskMonitor(PatientWorker):
             "task": self.scorer.model.task,
             "threshold": float(self.scorer.model.threshold_),
         }
-        if pid not in self.history:
+        latest = self.scored.get(pid)
+        if latest is None:
             why = self.errors.get(pid) or self.unscored.get(pid, "no data scored yet")
             return {"patient_id": pid, "model": model, "scored": False, "reason": why}
-        h = self.history[pid]
+        h, factors = latest
         return {
             "patient_id": pid,
             "model": model,
@@ -130,5 +132,5 @@ class RiskMonitor(PatientWorker):
                     strict=True,
                 )
             ],
-            "top_factors": [{"feature": f, "contribution": c} for f, c in self.factors[pid]],
+            "top_factors": [{"feature": f, "contribution": c} for f, c in factors],
         }
