@@ -536,7 +536,7 @@ def test_validate_risk_command_end_to_end(tmp_path: Path) -> None:
     res = CliRunner().invoke(
         app,
         [
-            "validate", "risk", "--data", str(SET_A), "--patients", "800", "--folds", "2",
+            "validate", "risk", "--data", str(SET_A), "--patients", "400", "--folds", "2",
             "--boot", "10", "--quick", "--no-twin", "--out", str(tmp_path / "r"),
             "--registry", str(tmp_path / "reg"),
         ],

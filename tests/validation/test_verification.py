@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -95,9 +96,21 @@ def test_report_json_round_trip(report: VerificationReport, tmp_path: Path) -> N
     assert {"expected", "computed", "error_pct", "grade", "source"} <= set(data["resting"][0])
 
 
-def test_cli_verify_prints_table_and_writes_json(tmp_path: Path) -> None:
+def test_cli_verify_prints_table_and_writes_json(
+    report: VerificationReport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the command around the computation (run once, by the fixture, for the whole module)
+    calls: list[Any] = []
+
+    def computed(**kwargs: Any) -> VerificationReport:
+        calls.append(kwargs)
+        kwargs["progress"]("resting adult: periodic steady state")
+        return report
+
+    monkeypatch.setattr("vitaltwin.cli._main.run_verify", computed)
     out = tmp_path / "verification.json"
     result = CliRunner().invoke(app, ["verify", "--json", str(out)])
+    assert len(calls) == 1
     assert result.exit_code == 0, result.output
     assert "Resting healthy adult" in result.output
     assert "green" in result.output
