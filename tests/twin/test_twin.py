@@ -137,6 +137,9 @@ def test_forecast_bands_events_and_what_if() -> None:
     bands = fc.bands(measurement=True)
     q = bands[["q05", "q25", "q50", "q75", "q95"]].to_numpy()
     assert (np.diff(q, axis=1) >= 0).all() and len(fc.minutes) == 24
+    # a healthy SpO2 with its measurement error would reach above 100 %: the band stops there
+    spo2 = bands[bands["observable"] == "SpO2"]
+    assert spo2["q95"].max() == 100.0 and (spo2[["q05", "q50"]].to_numpy() < 100.0).all()
     for e in ("map_below_65_30min", "spo2_below_90", "lactate_above_4"):
         assert 0.0 <= float(fc.probability(e)[0]) <= 1.0
     table, _ = compare(

@@ -120,11 +120,13 @@ class Trajectories:
     def quantiles(
         self, q: tuple[float, ...] = QUANTILES, measurement: bool = False, seed: int = 0
     ) -> np.ndarray:
-        """(len(q), B, T, m) quantiles over members (with measurement error if asked)."""
+        """(len(q), B, T, m) quantiles over members (with measurement error if asked), within
+        each observable's domain: a measurement cannot lie outside it (an SpO2 band stops at
+        100 %), so members and measurement errors that would are counted at its edge."""
         v = self.values
         if measurement:
             v = v + np.random.default_rng(seed).standard_normal(v.shape) * self.spec.sd
-        out: np.ndarray = np.quantile(v, q, axis=1)
+        out: np.ndarray = np.clip(np.quantile(v, q, axis=1), self.spec.low, self.spec.high)
         return out
 
     def bands(self, row: int = 0, measurement: bool = False) -> pd.DataFrame:
