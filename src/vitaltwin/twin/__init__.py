@@ -3,7 +3,13 @@
 Generic over models: a twin runs any model declared with a :class:`vitaltwin.model.TwinSpec`
 (the default is the ward model's, :data:`vitaltwin.physiology.WARD_TWIN`)."""
 
-from vitaltwin.twin._charted import ChartedTracking, demographic_start, track_charted
+from vitaltwin.twin._charted import (
+    ChartedTracking,
+    DemographicsWarning,
+    demographic_start,
+    profile_from,
+    track_charted,
+)
 from vitaltwin.twin._enkf import GATE_SD, Analysis, analyse
 from vitaltwin.twin._ensemble import (
     Layout,
@@ -34,6 +40,7 @@ __all__ = [
     "ChartedTracking",
     "CycleArrays",
     "CycleReport",
+    "DemographicsWarning",
     "Layout",
     "PatientTwin",
     "Personalization",
@@ -57,6 +64,7 @@ __all__ = [
     "personalize",
     "perturb",
     "predict",
+    "profile_from",
     "run_cycle",
     "run_schedule",
     "sensitivity",

@@ -70,15 +70,64 @@ class ChartedTracking:
         )
 
 
+class DemographicsWarning(UserWarning):
+    """A twin was started with demographics filled in from the population (named in the
+    message): its starting physiology is the population's, not the patient's."""
+
+
+POPULATION_AGE_YEARS = 65.0
+"""Age used when it is unknown: about the median age of adult ICU admissions (PhysioNet 2019,
+eICU and MIMIC-IV all have medians of 62-66 years)."""
+POPULATION_SEX = "male"
+"""Sex used when it is unknown: the more frequent in adult ICUs (about 55-58 % of stays)."""
+
+
+def profile_from(
+    sex: str | None,
+    age_years: float | None,
+    weight_kg: float | None = None,
+    height_cm: float | None = None,
+) -> tuple[PatientProfile, list[str]]:
+    """The patient's profile, each unknown (None or NaN) or unusable value filled in from the
+    population — age :data:`POPULATION_AGE_YEARS` (a known age clipped to the adult 18-100),
+    sex :data:`POPULATION_SEX`, weight and height the sex's adult median [fryar2021] — and
+    what was filled in, in words."""
+    filled: list[str] = []
+
+    def finite(v: float | None) -> float | None:
+        return float(v) if v is not None and np.isfinite(v) else None
+
+    if sex in SIZE:
+        s = str(sex)
+    else:
+        s = POPULATION_SEX
+        filled.append(f"sex {sex!r} -> {s}" if sex is not None else f"sex -> {s}")
+    a = finite(age_years)
+    age = POPULATION_AGE_YEARS if a is None else float(np.clip(a, 18, 100))
+    if a is None:
+        filled.append(f"age -> {age:g} y")
+    elif a != age:
+        filled.append(f"age {a:g} y (outside 18-100) -> {age:g} y")
+    w, h = SIZE[s]
+    for name, value, (lo, hi), unit in (
+        ("weight", finite(weight_kg), (30.0, 250.0), "kg"),
+        ("height", finite(height_cm), (120.0, 230.0), "cm"),
+    ):
+        if value is not None and lo <= value <= hi:
+            w, h = (value, h) if name == "weight" else (w, value)
+        else:
+            fill = w if name == "weight" else h
+            was = "" if value is None else f" {value:g} {unit} (outside {lo:g}-{hi:g})"
+            filled.append(f"{name}{was} -> {fill:g} {unit}")
+    return PatientProfile(age_years=age, sex=s, weight_kg=w, height_cm=h), filled
+
+
 def demographic_start(
     layout: Layout, sex: str | None, age_years: float, n_members: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Population parameters and an initial ensemble for a patient known by sex and age only
-    (the sex's median size; age 65 where unknown, clipped to 18-100)."""
-    s = sex if sex in SIZE else "male"
-    w, h = SIZE[s]
-    age = float(np.clip(age_years if np.isfinite(age_years) else 65.0, 18, 100))
-    prof = PatientProfile(age_years=age, sex=s, weight_kg=w, height_cm=h)
+    (:func:`profile_from`: the sex's median size; age 65 where unknown, clipped to 18-100)."""
+    prof, _ = profile_from(sex, age_years)
     p, x_rest = layout.spec.baseline(layout.model, prof)
     return p, initial_members(layout, x_rest, p, n_members, rng)
 

@@ -129,6 +129,13 @@ class Trajectories:
         out: np.ndarray = np.clip(np.quantile(v, q, axis=1), self.spec.low, self.spec.high)
         return out
 
+    def point(self, row: int = 0) -> pd.DataFrame:
+        """The point forecast of one batch row: the ensemble median of every observable (one
+        column each, in its unit) by minute after the start."""
+        med = np.median(self.values[row], axis=0)  # (T, m)
+        return pd.DataFrame(med, index=pd.Index(self.minutes, name="minute"),
+                            columns=list(self.spec.names))  # fmt: skip
+
     def bands(self, row: int = 0, measurement: bool = False) -> pd.DataFrame:
         """A tidy table: minute, observable, quantiles — for one batch row."""
         qs = self.quantiles(measurement=measurement)[:, row]  # (5, T, m)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -28,8 +29,10 @@ import pyarrow.parquet as pq
 
 import vitaltwin
 from vitaltwin.data.versions import current_frame
+from vitaltwin.data.vocabulary import code as vocabulary_code
 from vitaltwin.model import Model, TwinSpec
 from vitaltwin.physiology import PatientProfile
+from vitaltwin.twin._charted import DemographicsWarning, profile_from
 from vitaltwin.twin._enkf import GATE_SD, analyse
 from vitaltwin.twin._ensemble import advance, constrain, initial_members, layout_for, predict
 from vitaltwin.twin._forecast import Trajectories, run_schedule
@@ -70,6 +73,9 @@ class CycleReport:
     innovation: dict[str, float]  # observed - predicted mean
     innovation_sd: dict[str, float]  # predicted SD (ensemble and observation error)
     inflation: float  # the twin's ensemble inflation after this cycle (1: model consistent)
+    # each rejected value in words: what value, which range, which code and source
+    rejections: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()  # codes of values the twin does not model (LOINC)
 
     @property
     def nis(self) -> float:
@@ -84,7 +90,12 @@ class CycleReport:
                 f"{k} gated (innovation {self.innovation[k]:+.1f}, "
                 f"{abs(self.innovation[k]) / self.innovation_sd[k]:.1f} SD > {GATE_SD:g})"
             )
-        parts.extend(f"{k} rejected (outside plausible range)" for k in self.rejected)
+        parts.extend(
+            self.rejections
+            or tuple(f"{k} rejected (outside plausible range)" for k in self.rejected)
+        )
+        if self.ignored:
+            parts.append(f"not modelled, ignored: LOINC {', '.join(self.ignored)}")
         return "; ".join(parts)
 
 
@@ -160,6 +171,44 @@ class PatientTwin:
         self.log: list[CycleReport] = []
         self.assimilated: list[dict[str, Any]] = []
         self.model_version = model_version(self.model)
+
+    @classmethod
+    def for_patient(
+        cls,
+        patient_id: str,
+        start: datetime,
+        *,
+        sex: str | None = None,
+        age_years: float | None = None,
+        weight_kg: float | None = None,
+        height_cm: float | None = None,
+        n_members: int = 64,
+        seed: int = 0,
+        spec: TwinSpec | None = None,
+    ) -> PatientTwin:
+        """The twin of a real patient, with the settings for real data: the model-discrepancy
+        states the spec recommends (:attr:`TwinSpec.discrepancy`; the constructor's default is
+        none, for data made by the model itself). What is not known of the patient (None or
+        NaN) is filled in from the population (:func:`vitaltwin.twin.profile_from`) with a
+        :class:`DemographicsWarning` saying what."""
+        profile, filled = profile_from(sex, age_years, weight_kg, height_cm)
+        if filled:
+            warnings.warn(
+                f"twin of {patient_id}: demographics from the population: {', '.join(filled)}",
+                DemographicsWarning,
+                stacklevel=2,
+            )
+        s = layout_for(spec).spec
+        return cls(
+            patient_id,
+            profile,
+            start,
+            n_members=n_members,
+            seed=seed,
+            spec=s,
+            discrepancy=s.discrepancy,
+            discrepancy_tau_h=s.discrepancy_tau_h,
+        )
 
     # ------------------------------------------------------------------ state
     @property
@@ -274,15 +323,28 @@ class PatientTwin:
         m = len(spec.observables)
         y, n = np.zeros(m), np.zeros(m)
         rejected: list[str] = []
+        why: list[str] = []
+        ignored: set[str] = set()
+        inputs_charted = {ci.loinc for ci in spec.charted_inputs}
         first_row = len(self.assimilated)
-        for code, value in zip(grp["loinc"], grp["value"], strict=True):
+        sources = grp["source"] if "source" in grp.columns else pd.Series(None, index=grp.index)
+        for code, value, source in zip(grp["loinc"], grp["value"], sources, strict=True):
             j = spec.by_loinc.get(code)
             if j is None:
+                if code not in inputs_charted:
+                    ignored.add(str(code))
                 continue
             status = "used"
             if not (np.isfinite(value) and spec.low[j] <= value <= spec.high[j]):
                 status = "rejected"
                 rejected.append(spec.names[j])
+                o = spec.observables[j]
+                why.append(
+                    f"{o.name} {value:g} {vocabulary_code(code).unit} rejected: outside the twin's "
+                    f"{spec.low[j]:g}-{spec.high[j]:g} (LOINC {code}"
+                    + (f", from {source}" if isinstance(source, str) and source else "")
+                    + ")"
+                )
             else:
                 y[j] += value
                 n[j] += 1
@@ -327,6 +389,8 @@ class PatientTwin:
             used=tuple(spec.names[j] for j in np.flatnonzero(used)),
             gated=tuple(spec.names[j] for j in np.flatnonzero(gated)),
             rejected=tuple(sorted(set(rejected))),
+            rejections=tuple(why),
+            ignored=tuple(sorted(ignored)),
             innovation={spec.names[j]: float(innov[j]) for j in np.flatnonzero(mask)},
             innovation_sd={spec.names[j]: float(sd[j]) for j in np.flatnonzero(mask)},
             inflation=self.inflation,
@@ -429,7 +493,10 @@ class PatientTwin:
         twin.log = [
             CycleReport(
                 **{**r, "time": datetime.fromisoformat(r["time"])}
-                | {k: tuple(r[k]) for k in ("observed", "used", "gated", "rejected")}
+                | {
+                    k: tuple(r.get(k, ()))
+                    for k in ("observed", "used", "gated", "rejected", "rejections", "ignored")
+                }
             )
             for r in meta["log"]
         ]
