@@ -171,6 +171,14 @@ SOURCES: dict[str, str] = {
         "Fryar CD, Carroll MD, Gu Q, Afful J, Ogden CL. Anthropometric reference data for "
         "children and adults: United States, 2015-2018. Vital Health Stat 3(46), 2021"
     ),
+    "vovk2005": (
+        "Vovk V, Gammerman A, Shafer G. Algorithmic Learning in a Random World. Springer, 2005 "
+        "(conformal prediction)"
+    ),
+    "gneiting2007": (
+        "Gneiting T, Raftery AE. Strictly proper scoring rules, prediction, and estimation. "
+        "J Am Stat Assoc 102(477):359-378, 2007 (CRPS of a normal forecast in closed form)"
+    ),
     "tanaka2001": (
         "Tanaka H, Monahan KD, Seals DR. Age-predicted maximal heart rate revisited. J Am Coll "
         "Cardiol 37(1):153-156, 2001 (HRmax = 208 - 0.7 x age)"

@@ -21,6 +21,15 @@ add is the difference.
 
 The twin's gain over persistence and over the best baseline (its MAE minus the twin's) comes
 with a 95 % interval from 1,000 bootstrap resamples of the evaluation patients.
+
+**Uncertainty.** The twin's predictive distribution of the next hour's chart is its ensemble's
+forecast (mean and spread of the observable) with the chart's observation error, taken as
+normal: N(prior mean, prior SD^2 + r), r the tracking's observation variance. Reported on the
+evaluation half: the share of charted values inside its central 50 % and 90 % bands, and its
+continuous ranked probability score (CRPS, closed form for the normal [gneiting2007]; in the
+vital sign's unit, lower is better) beside persistence's with the spread of persistence's
+errors on the tuning half.
+Then the bands *rescaled* on the tuning half (:mod:`vitaltwin.validation.uncertainty`).
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ from vitaltwin.progress import SILENT, Progress
 from vitaltwin.store import Store
 from vitaltwin.twin import ChartedTracking, demographic_start, track_charted
 from vitaltwin.validation.baselines import forecasts
+from vitaltwin.validation.uncertainty import uncertainty
 
 # the study is of the ward model's twin
 NAMES, BY_LOINC, LOW, HIGH = WARD_TWIN.names, WARD_TWIN.by_loinc, WARD_TWIN.low, WARD_TWIN.high
@@ -193,6 +203,7 @@ def run_replay(
     out = track_charted(
         cfg, layout, members, base, inputs, y, mask, rng, "replaying set A", progress=progress
     )
+    r_var = cfg.observation_variance(layout.spec)
     rows = []
     for name in COMPARED:
         j = NAMES.index(name)
@@ -210,6 +221,8 @@ def run_replay(
         # part of the forecast its dynamics add is the difference
         now = np.full(yj.shape, np.nan)
         now[:, 1:] = out["mean"][:, :-1, j]
+        pred_sd = np.sqrt(out["prior_sd"][:, :, j] ** 2 + r_var[j])
+        spread = uncertainty(out["prior_mean"][:, :, j], pred_sd, yj, last, tune, ev)
         err = {k: np.abs(f - yj) for k, f in baseline.items()}
         mae = {k: float(e[ev].mean()) for k, e in err.items()}
         best = min(mae, key=lambda k: mae[k])
@@ -234,6 +247,7 @@ def run_replay(
                 "gain_vs_persistence_ci95_high": gain_hi,
                 "gain_vs_best_ci95_low": best_lo,
                 "gain_vs_best_ci95_high": best_hi,
+                **spread,
             }
         )
     return ReplayResult(cfg, b, pd.DataFrame(rows).set_index("observable"))

@@ -1,0 +1,68 @@
+"""How honest a forecast's uncertainty is: band coverage, bands rescaled on tuning data, CRPS.
+
+A forecast is taken as normal, N(mean, sd^2), per outcome. Reported on the evaluation rows:
+
+* the share of outcomes inside its central 50 % and 90 % bands;
+* the bands *rescaled* on the tuning rows, split-conformal style (Vovk et al. 2005
+  [vovk2005]; normalized by the forecast's own spread): each level's band is ``sd`` times the
+  tuning rows' quantile of |standardized error| at that level instead of the normal's 0.674 and
+  1.645. Their coverage on the evaluation rows says whether an honest band can be had by
+  rescaling alone, and the factor on the spread (``band90_scale``: 1 = as issued) says how far
+  off the forecast's own spread is;
+* the continuous ranked probability score, closed form for the normal (Gneiting & Raftery 2007
+  [gneiting2007]; in the outcome's unit, lower is better), beside a reference point forecast's
+  (persistence) with the spread of its errors on the tuning rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import norm
+
+LEVELS = (0.5, 0.9)
+"""Central band levels whose coverage is reported."""
+UNCERTAINTY_COLUMNS = (
+    *(
+        f"band{int(v * 100)}_{k}"
+        for v in LEVELS
+        for k in ("coverage", "scale", "coverage_rescaled")
+    ),
+    "twin_crps",
+    "persistence_crps",
+)
+"""The keys of :func:`uncertainty`'s result, in order."""
+
+
+def normal_crps(mean: np.ndarray, sd: np.ndarray | float, y: np.ndarray) -> np.ndarray:
+    """CRPS of a normal forecast N(mean, sd^2) for outcome ``y`` (Gneiting & Raftery 2007
+    [gneiting2007]): sd (z (2 Phi(z) - 1) + 2 phi(z) - 1/sqrt(pi)), z = (y - mean)/sd."""
+    z = (y - mean) / sd
+    out: np.ndarray = sd * (z * (2 * norm.cdf(z) - 1) + 2 * norm.pdf(z) - 1 / np.sqrt(np.pi))
+    return out
+
+
+def uncertainty(
+    mean: np.ndarray,
+    sd: np.ndarray,
+    y: np.ndarray,
+    reference: np.ndarray,
+    tune: np.ndarray,
+    ev: np.ndarray,
+) -> dict[str, float]:
+    """Band coverage (as issued and rescaled on the ``tune`` rows) and CRPS on the ``ev`` rows
+    (module docstring): ``mean``, ``sd`` the predictive distribution of outcomes ``y``,
+    ``reference`` a point forecast (persistence) scored with the spread of its errors on the
+    ``tune`` rows."""
+    out: dict[str, float] = {}
+    z_abs = np.abs(y - mean) / sd
+    for level in LEVELS:
+        pct = int(level * 100)
+        half = norm.ppf(0.5 + level / 2)
+        out[f"band{pct}_coverage"] = float((z_abs[ev] <= half).mean())
+        k = float(np.quantile(z_abs[tune], level))
+        out[f"band{pct}_scale"] = k / half  # the factor on the twin's own spread
+        out[f"band{pct}_coverage_rescaled"] = float((z_abs[ev] <= k).mean())
+    out["twin_crps"] = float(normal_crps(mean[ev], sd[ev], y[ev]).mean())
+    p_sd = float(np.std((y - reference)[tune], ddof=1))
+    out["persistence_crps"] = float(normal_crps(reference[ev], p_sd, y[ev]).mean())
+    return out
