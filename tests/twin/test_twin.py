@@ -3,6 +3,7 @@ personalization, and the phantom study on a small configuration."""
 
 from __future__ import annotations
 
+import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from vitaltwin.physiology import (
 )
 from vitaltwin.simulate import make_integrator
 from vitaltwin.twin import (
+    DemographicsWarning,
     PatientTwin,
     TwinError,
     analyse,
@@ -94,16 +96,41 @@ def test_implausible_and_outlying_values_are_rejected_or_gated_and_reported() ->
             "loinc": ["8867-4", "8478-0", "59408-5", "2160-0"],
             # HR impossible; MAP 190 an artefact (a flush); creatinine not modelled (ignored)
             "value": [400.0, 190.0, 97.0, 1.1],
+            "source": ["monitor bed 4", "monitor bed 4", "monitor bed 4", "lab"],
         }
     )
     (report,) = twin.assimilate(bad)
     assert "HR" in report.rejected and "MAP" in report.gated and "SpO2" in report.used
-    assert "MAP gated" in report.message() and "HR rejected" in report.message()
+    assert "MAP gated" in report.message() and "HR 400 /min rejected" in report.message()
+    # the rejection says what value, which range, which code and source; the ignored code too
+    assert report.rejections == (
+        "HR 400 /min rejected: outside the twin's 20-250 (LOINC 8867-4, from monitor bed 4)",
+    )
+    assert report.ignored == ("2160-0",) and "2160-0" in report.message()
     status = {r["loinc"]: r["status"] for r in twin.assimilated[-3:]}
     assert status == {"8867-4": "rejected", "8478-0": "gated", "59408-5": "used"}
     assert [r["status"] for r in twin.assimilated].count("gated") == 1
     with pytest.raises(TwinError, match="before the twin's time"):
         twin.assimilate(obs.iloc[:1])
+
+
+def test_a_real_patients_twin_fills_what_is_unknown_with_a_warning() -> None:
+    with pytest.warns(DemographicsWarning, match=r"sex -> male, age -> 65 y, weight -> 88 kg"):
+        twin = PatientTwin.for_patient("r1", T0, age_years=float("nan"), n_members=16)
+    # real-data settings: the spec's model-discrepancy states are on
+    assert twin.layout.discrepancy == WARD_TWIN.discrepancy
+    assert twin.profile == PatientProfile(age_years=65, sex="male", weight_kg=88, height_cm=175)
+    with pytest.warns(DemographicsWarning, match=r"age 15 y \(outside 18-100\) -> 18 y"):
+        PatientTwin.for_patient("r2", T0, sex="female", age_years=15, weight_kg=60,
+                                height_cm=165, n_members=16)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing filled in: no warning
+        known = PatientTwin.for_patient("r3", T0, sex="female", age_years=70, weight_kg=60,
+                                        height_cm=165, n_members=16)  # fmt: skip
+    fc = known.forecast(hours=1.0)
+    point = fc.point()
+    assert list(point.columns) == list(WARD_TWIN.names) and len(point) == len(fc.minutes)
+    np.testing.assert_allclose(point["MAP"], np.median(fc.values[0, :, :, 1], axis=0))
 
 
 def test_save_and_restore_round_trip_exactly(tmp_path: Path) -> None:
@@ -292,6 +319,13 @@ def test_replay_on_real_charts_beats_persistence_for_map_and_spo2() -> None:
     high = t["gain_vs_persistence_ci95_high"].to_dict()
     assert low["MAP"] > 0 and low["SpO2"] > 0  # patient-bootstrap interval excludes no gain
     assert all(low[k] <= persistence[k] - twin[k] <= high[k] for k in twin)
+    # uncertainty: coverage of the bands as issued is reported, and rescaled on the tuning
+    # half (split-conformal) the bands hold their level on the evaluation half; CRPS reported
+    for level, (lo, hi) in ((50, (0.45, 0.55)), (90, (0.85, 0.95))):
+        assert t[f"band{level}_coverage"].between(0, 1).all()
+        rescaled = t[f"band{level}_coverage_rescaled"]
+        assert rescaled.between(lo, hi).all(), (level, rescaled.to_dict())
+    assert (t["twin_crps"] > 0).all() and (t["persistence_crps"] > 0).all()
     # without the discrepancy states the same filter forecasts all three worse
     plain = run_replay(SET_A, ReplayConfig(max_patients=200, discrepancy_scale=0.0)).table
     assert (plain["twin_mae"] > t["twin_mae"]).all()

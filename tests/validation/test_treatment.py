@@ -9,14 +9,21 @@ import numpy as np
 import pytest
 
 from vitaltwin.interop.eicu import convert_eicu
-from vitaltwin.validation.treatment import METHODS, TreatmentConfig, run_treatment
+from vitaltwin.validation.treatment import (
+    METHODS,
+    RECALIBRATED,
+    TreatmentConfig,
+    run_treatment,
+)
 
 DEMO = Path(__file__).parents[3] / "shared" / "data" / "eicu-demo"
 
 
 @pytest.mark.skipif(not DEMO.exists(), reason="eICU demo not in ../shared/data")
 def test_treatment_responses_on_a_sample_of_the_demo() -> None:
-    res = run_treatment(convert_eicu(DEMO), TreatmentConfig(max_stays=16, n_boot=200))
+    res = run_treatment(
+        convert_eicu(DEMO), TreatmentConfig(max_stays=16, n_boot=200, recalibrate=True)
+    )
     ev = res.events
     # every event has a MAP before and one 30-60 min after the change, and nothing in between
     gap = (ev["time_after"] - ev["time"]).dt.total_seconds() / 60
@@ -25,7 +32,7 @@ def test_treatment_responses_on_a_sample_of_the_demo() -> None:
     assert set(ev["treatment"]) == {"norepinephrine", "fluid bolus"}
     assert ev["train"].any() and (~ev["train"]).any()
     t = res.table
-    assert set(t["method"]) == set(METHODS)
+    assert set(t["method"]) == {*METHODS, "twin_recalibrated"}
     assert np.isfinite(t["mae_mmhg"]).all() and (t["mae_mmhg"] > 0).all()
     for lo_hi, mae in zip(t["mae_ci95"], t["mae_mmhg"], strict=True):
         assert lo_hi[0] <= mae <= lo_hi[1]
@@ -35,6 +42,10 @@ def test_treatment_responses_on_a_sample_of_the_demo() -> None:
         .all()
     )
     assert (res.coverage["band90"] >= res.coverage["band50"]).all()
+    assert (res.coverage[["band50_scale", "band90_scale", "twin_crps"]] > 0).all().all()
+    assert (
+        res.coverage[["band50_coverage_rescaled", "band90_coverage_rescaled"]].notna().all().all()
+    )
     # the twin's drug and fluid effects point the right way: more norepinephrine or a bolus
     # raises its predicted MAP against no change, less lowers it (nearly always for the drug;
     # a bolus's effect is small and, for a twin far from its patient's pressure, not always
@@ -47,3 +58,19 @@ def test_treatment_responses_on_a_sample_of_the_demo() -> None:
     fluid = bolus["twin_map"] - bolus["twin_no_change_map"]
     assert fluid.median() > 0 and (fluid > 0).mean() >= 0.75
     assert sum(res.excluded.values()) > 0  # what was left out is counted
+    # recalibration: per treatment, every factor tried on the training events only, the
+    # declared value among them, the one chosen the lowest training MAE; the evaluation stays
+    # tracked again with the chosen values
+    cal = res.calibration
+    for kind, (name, factors) in RECALIBRATED.items():
+        g = cal[cal["treatment"] == kind]
+        assert (g["parameter"] == name).all() and sorted(g["factor"]) == sorted(factors)
+        assert (g["train_events"] == (ev["train"] & (ev["treatment"] == kind)).sum()).all()
+        assert g["chosen"].sum() == 1
+        assert g.loc[g["chosen"], "train_mae_mmhg"].iloc[0] == g["train_mae_mmhg"].min()
+    held = ev[~ev["train"]]
+    assert (
+        held["twin_recalibrated_map"].notna().all()
+        and ev.loc[ev["train"], "twin_recalibrated_map"].isna().all()
+    )
+    assert {"band50_twin_recalibrated", "band90_twin_recalibrated"} <= set(res.coverage.columns)

@@ -20,7 +20,7 @@ import sys
 import time
 from datetime import tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -840,10 +840,18 @@ def validate_replay(
     except ReplayError as exc:
         err_console.print(f"[red]{exc}")
         raise typer.Exit(2) from None
+    from vitaltwin.validation.uncertainty import UNCERTAINTY_COLUMNS
+
     _print_frame(
         f"One-hour-ahead forecast error (MAE), {res.patients:,} patients with >= "
         f"{cfg.min_hours} h, first {cfg.max_hours} h, evaluation half",
-        res.table,
+        res.table.drop(columns=list(UNCERTAINTY_COLUMNS)),
+    )
+    _print_frame(
+        "The twin's uncertainty: share of charted values inside its 50 % and 90 % bands, as "
+        "issued and rescaled on the tuning half (factor on its spread); CRPS beside "
+        "persistence's",
+        res.table[list(UNCERTAINTY_COLUMNS)],
     )
     beats = res.beats_persistence()
     console.print(
@@ -896,11 +904,17 @@ def validate_treatment(
     ],
     stays: Annotated[int, typer.Option(help="stays with events to use (0: all)")] = 0,
     members: Annotated[int, typer.Option(help="ensemble members per twin")] = 32,
+    recalibrate: Annotated[
+        bool,
+        typer.Option(help="fit the drug and fluid response on the training stays (slower)"),
+    ] = False,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("out/treatment"),
 ) -> None:
     """Norepinephrine rate changes and fluid boluses of real ICU stays: MAP 30-60 min later as
     the twin predicts it under the dose given, against no change, a population dose-response
-    and the twin without the change (MAE, direction accuracy, band coverage, intervals)."""
+    and the twin without the change (MAE, direction accuracy, band coverage, intervals); with
+    --recalibrate, also the twin whose drug potency and fluid distribution were fitted on the
+    training stays."""
     import pandas as pd
 
     from vitaltwin.interop import ReadError
@@ -912,7 +926,7 @@ def validate_treatment(
         run_treatment,
     )
 
-    cfg = TreatmentConfig(n_members=members, max_stays=stays or None)
+    cfg = TreatmentConfig(n_members=members, max_stays=stays or None, recalibrate=recalibrate)
     try:
         record = convert_eicu(eicu)
         with rich_progress(err_console) as progress:
@@ -942,6 +956,9 @@ def validate_treatment(
     _print_frame("The twin's bands: share of outcomes inside", res.coverage.set_index("treatment"))
     _print_frame("Mean MAP change (mmHg): observed, the twin's effect of the change, its drift "
                  "without it", res.responses)  # fmt: skip
+    if not res.calibration.empty:
+        _print_frame("Recalibration on the training stays (MAE of the twin's MAP after)",
+                     res.calibration.set_index(["treatment", "parameter", "factor"]))  # fmt: skip
     console.print("left out: " + "; ".join(f"{k} {v}" for k, v in res.excluded.items()))
     console.print(f"a bolus is taken as {cfg.bolus_ml:g} mL over {cfg.bolus_min:g} min (eICU "
                   "charts no volume)")  # fmt: skip
@@ -965,6 +982,8 @@ def validate_treatment(
                     for r in res.coverage.to_dict(orient="records")
                 },
                 "responses": res.responses.to_dict(orient="index"),
+                # by parameter: the factor chosen and every factor tried (keys "x0_5")
+                "calibration": _calibration_json(res.calibration),
                 "excluded": res.excluded,
             },
             indent=1,
@@ -974,6 +993,32 @@ def validate_treatment(
     res.events.to_parquet(out / "events.parquet")
     fig = plot_treatment(res, out / "treatment.png")
     console.print(f"JSON: {out / 'treatment.json'}  events: {out / 'events.parquet'}  plot: {fig}")
+
+
+def _calibration_json(cal: pd.DataFrame) -> dict[str, Any]:
+    """The recalibration table as {parameter: {chosen_factor, chosen_value, declared_mae_mmhg,
+    chosen_mae_mmhg, train_events, train_stays, tried: {"x1_5": row}}} (no dots in keys: the
+    docs address figures by dotted paths)."""
+    out: dict[str, Any] = {}
+    for name, g in cal.groupby("parameter"):
+        best = g[g["chosen"]].iloc[0]
+        out[str(name)] = {
+            "treatment": str(best["treatment"]),
+            "chosen_factor": float(best["factor"]),
+            "chosen_value": float(best["value_for_reference_adult"]),
+            "declared_mae_mmhg": float(g.loc[g["factor"] == 1.0, "train_mae_mmhg"].iloc[0]),
+            "chosen_mae_mmhg": float(best["train_mae_mmhg"]),
+            "train_events": int(best["train_events"]),
+            "train_stays": int(best["train_stays"]),
+            "tried": {
+                "x" + f"{r['factor']:g}".replace(".", "_"): {
+                    "value": float(r["value_for_reference_adult"]),
+                    "train_mae_mmhg": float(r["train_mae_mmhg"]),
+                }
+                for r in g.to_dict(orient="records")
+            },
+        }
+    return out
 
 
 @validate_app.command("alerts")

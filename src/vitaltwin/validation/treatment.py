@@ -25,7 +25,15 @@ norepinephrine, the mean change for boluses), the twin without the change, and t
 dose given. Stays are split by a hash of their id; every figure is on the evaluation half, with
 95 % intervals from 1,000 resamples of its stays: MAE of MAP after, direction accuracy (the
 sign of the predicted change from MAP before against the observed one, where it changed), and
-the twin's band coverage.
+the twin's band coverage, with its bands rescaled on the training events and its CRPS against
+no change's (:mod:`vitaltwin.validation.uncertainty`).
+
+**Recalibration** (``recalibrate``): for each treatment, one parameter of the twin's response
+(:data:`RECALIBRATED`: the potency of norepinephrine, the distribution clearance that takes an
+infused volume out of the plasma) is chosen from a few factors on each patient's value by the
+MAE of the twin's forecasts on the *training* stays' events — each candidate's twin tracks those
+stays with it from admission, so state and parameter agree. The evaluation stays are then
+tracked with the chosen values and scored as "twin recalibrated" beside the twin as declared.
 """
 
 from __future__ import annotations
@@ -43,10 +51,19 @@ from vitaltwin.interop.eicu import BOLUS  # how the reader names boluses
 from vitaltwin.physiology import WARD_TWIN
 from vitaltwin.progress import SILENT, Progress
 from vitaltwin.twin import ChartedTracking, demographic_start, run_schedule, track
+from vitaltwin.validation.uncertainty import uncertainty
 
 MAP_LOINC, SBP_LOINC, DBP_LOINC, WEIGHT_LOINC = "8478-0", "8480-6", "8462-4", "29463-7"
 PER_MIN = {"ug/kg/min": False, "ug/min": True}  # rate unit -> divided by the weight
 METHODS = ("no_change", "population", "twin_no_change", "twin")
+RECALIBRATED: dict[str, tuple[str, tuple[float, ...]]] = {
+    "norepinephrine": ("ne_ec50_ng_ml", (0.5, 1.0, 1.5, 2.0)),
+    "fluid bolus": ("kt_ml_min", (0.5, 1.0, 2.0, 4.0)),
+}
+"""Per treatment, the parameter recalibrated on the training stays and the factors tried on
+each patient's value (within the parameter's declared range for the reference adult): the
+potency of norepinephrine (its EC50; at the doses given, the effect is nearly proportional to
+1/EC50) and how fast an infused volume leaves the plasma (Hahn's distribution clearance)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +80,7 @@ class TreatmentConfig(ChartedTracking):
     n_members: int = 32
     n_boot: int = 1000
     max_stays: int | None = None  # a random subset of the stays with events (None: all)
+    recalibrate: bool = False  # fit RECALIBRATED on the training stays, report on the rest
     seed: int = 5
 
 
@@ -78,6 +96,8 @@ class TreatmentResult:
     coverage: pd.DataFrame  # per treatment: the twin's 50 % and 90 % band coverage
     responses: pd.DataFrame  # per kind of change: observed MAP change beside the twin's effect
     excluded: dict[str, int] = field(default_factory=dict)
+    # with recalibrate: per treatment and factor tried, the training MAE, and which was chosen
+    calibration: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _minutes(t: pd.Series, origin: pd.Series) -> np.ndarray:
@@ -187,12 +207,52 @@ def run_treatment(
     if train.all() or not train.any():
         raise TreatmentError(f"{len(stays)} stay(s) all fall in one half of the split")
     events["train"] = events["patient_id"].map(dict(zip(stays, train, strict=True)))
-    # the grid: cycles of cycle_min from each stay's admission to its last event
-    origin = admit.loc[stays]
+    prep = _prepare(record, events, ne, bp, admit.loc[stays], cfg)
+    events = prep.events
+    pred = _twin(events, prep, cfg, [{}], "tracking the stays", progress)[0]
+    events = pd.concat([events, pred], axis=1)
+    calibration = pd.DataFrame()
+    if cfg.recalibrate:
+        calibration, chosen = _recalibrate(events, prep, cfg, progress)
+        held = events[~events["train"]]
+        again = _twin(held, prep, cfg, [chosen], "tracking the evaluation stays, recalibrated",
+                      progress)[0]  # fmt: skip
+        events = events.join(again.add_prefix("recal_"))
+        events = events.rename(columns={"recal_twin_map": "twin_recalibrated_map"})
+    events = _population(events)
+    table, coverage = _score(events, cfg)
+    return TreatmentResult(cfg, events, table, coverage, _responses(events), excluded, calibration)
+
+
+@dataclass
+class _Prepared:
+    """Every stay with events on one grid of cycles from its ICU admission: the cuff pressures
+    (cycle means), the inputs in force, the population parameters and initial ensemble."""
+
+    events: pd.DataFrame  # with "cycle", the last cycle that ends at or before the change
+    layout: Any
+    pos: dict[str, int]
+    origin: pd.Series
+    y: np.ndarray
+    mask: np.ndarray
+    inputs: np.ndarray
+    base: np.ndarray
+    members: np.ndarray
+
+
+def _prepare(
+    record: Record,
+    events: pd.DataFrame,
+    ne: pd.DataFrame,
+    bp: pd.DataFrame,
+    origin: pd.Series,
+    cfg: TreatmentConfig,
+) -> _Prepared:
+    stays = list(origin.index)
     k_event = (_minutes(events["time"], events["patient_id"].map(origin)) // cfg.cycle_min).astype(
         int
     )
-    events["cycle"] = k_event - 1  # the last cycle that ends at or before the change
+    events = events.assign(cycle=k_event - 1).reset_index(drop=True)
     n_cycles = int(k_event.max()) + 1
     pos = {p: i for i, p in enumerate(stays)}
     layout = cfg.layout(WARD_TWIN)
@@ -230,27 +290,91 @@ def run_treatment(
         row = demo.loc[p] if p in demo.index else pd.Series({"sex": None, "age_years": np.nan})
         age = float(row["age_years"]) if pd.notna(row["age_years"]) else float("nan")
         base[i], members[i] = demographic_start(layout, row["sex"], age, cfg.n_members, rng)
-    # members at the end of each event's cycle (k = -1: the start)
+    return _Prepared(events, layout, pos, origin, y, mask, inputs, base, members)
+
+
+def _twin(
+    events: pd.DataFrame,
+    prep: _Prepared,
+    cfg: TreatmentConfig,
+    variants: list[dict[str, float]],
+    label: str,
+    progress: Progress,
+) -> list[pd.DataFrame]:
+    """The twin's forecasts of ``events`` (a subset of ``prep.events``) once per variant of the
+    model's parameters (name -> factor on each patient's value; ``{}``: as they are): the
+    events' stays are tracked from admission to their last event with the parameters of each
+    variant, all variants in one batch."""
+    layout, model = prep.layout, prep.layout.model
+    stays = sorted(events["patient_id"].unique())
+    n_stays, n_var = len(stays), len(variants)
+    rows = np.tile([prep.pos[p] for p in stays], n_var)
+    n_cycles = int(events["cycle"].max()) + 2
+    y, mask = prep.y[rows, :n_cycles], prep.mask[rows, :n_cycles]
+    inputs, members = prep.inputs[rows], prep.members[rows].copy()
+    base = prep.base[rows].copy()
+    for v, over in enumerate(variants):
+        for name, factor in over.items():
+            base[v * n_stays : (v + 1) * n_stays, model.param_index(name)] *= factor
+    at = {p: i for i, p in enumerate(stays)}
+    # the batch row of every (variant, event), and the members at the end of its cycle
+    row_of = np.array([[v * n_stays + at[p] for p in events["patient_id"]] for v in range(n_var)])
     wanted: dict[int, list[int]] = {}
     for r, kc in enumerate(events["cycle"]):
         wanted.setdefault(int(kc), []).append(r)
-    at_event = np.zeros((len(events), cfg.n_members, layout.n_aug))
+    at_event = np.zeros((n_var, len(events), cfg.n_members, layout.n_aug))
     for r in wanted.get(-1, []):
-        at_event[r] = members[pos[events["patient_id"].iloc[r]]]
+        at_event[:, r] = members[row_of[:, r]]
 
     def keep(kc: int, z: np.ndarray) -> None:
         for r in wanted.get(kc, []):
-            at_event[r] = z[pos[events["patient_id"].iloc[r]]]
+            at_event[:, r] = z[row_of[:, r]]
 
-    track(layout, members, base, inputs, y, mask, cfg.cycle_min * 60.0, rng, on_cycle=keep,
-          label="tracking the stays", progress=progress,
+    spec = layout.spec
+    track(layout, members, base, inputs[:, :n_cycles], y, mask, cfg.cycle_min * 60.0,
+          np.random.default_rng(cfg.seed), on_cycle=keep, label=label, progress=progress,
           r_var=cfg.observation_variance(spec), rtps=cfg.rtps,
           inflation_max=cfg.inflation_max)  # fmt: skip
-    pred = _forecasts(events, at_event, base, inputs, origin, pos, cfg, layout)
-    events = pd.concat([events.reset_index(drop=True), pred], axis=1)
-    events = _population(events)
-    table, coverage = _score(events, cfg)
-    return TreatmentResult(cfg, events, table, coverage, _responses(events), excluded)
+    out = []
+    for v in range(n_var):
+        rv = row_of[v]
+        pred = _forecasts(events, at_event[v], base[rv], inputs[rv], prep.origin, cfg, layout)
+        out.append(pred.set_axis(events.index))
+    return out
+
+
+def _recalibrate(
+    events: pd.DataFrame, prep: _Prepared, cfg: TreatmentConfig, progress: Progress
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Per treatment, the factor on its parameter (:data:`RECALIBRATED`) whose twin predicts the
+    training stays' MAP after the change best (lowest MAE); 1 (the parameter as declared) is one
+    of the candidates and wins ties, so the data have to say otherwise for it to change."""
+    model = prep.layout.model
+    rows, chosen = [], {}
+    for kind, (name, factors) in RECALIBRATED.items():
+        fit = events[events["train"] & (events["treatment"] == kind)]
+        if fit.empty:
+            continue
+        others = [f for f in factors if f != 1.0]
+        preds = _twin(
+            fit,
+            prep,
+            cfg,
+            [{name: f} for f in others],
+            f"recalibrating {name} on the training stays' {kind} events",
+            progress,
+        )
+        mae = {1.0: float(np.abs(fit["twin_map"] - fit["map_after"]).mean())}
+        for f, pred in zip(others, preds, strict=True):
+            mae[f] = float(np.abs(pred["twin_map"] - fit["map_after"]).mean())
+        best = min(mae, key=lambda f: (mae[f], f != 1.0))
+        chosen[name] = best
+        declared = model.parameter(name).default
+        rows += [{"treatment": kind, "parameter": name, "factor": f,
+                  "value_for_reference_adult": declared * f, "chosen": f == best,
+                  "train_events": len(fit), "train_stays": int(fit["patient_id"].nunique()),
+                  "train_mae_mmhg": mae[f]} for f in sorted(mae)]  # fmt: skip
+    return pd.DataFrame(rows), chosen
 
 
 def _responses(events: pd.DataFrame) -> pd.DataFrame:
@@ -268,12 +392,16 @@ def _responses(events: pd.DataFrame) -> pd.DataFrame:
         "twin_drift_mmhg": ev["twin_no_change_map"] - ev["map_before"],
         "dose_change": ev["dose_after"] - ev["dose_before"],
     })  # fmt: skip
+    means = {c: (c, "mean") for c in frame.columns if c.endswith("_mmhg")}
+    if "twin_recalibrated_map" in ev:
+        frame["recalibrated_effect_mmhg"] = (
+            ev["twin_recalibrated_map"] - ev["recal_twin_no_change_map"]
+        )
+        means["recalibrated_effect_mmhg"] = ("recalibrated_effect_mmhg", "mean")
     out = frame.groupby("kind").agg(
         events=("observed_change_mmhg", "size"),
-        observed_change_mmhg=("observed_change_mmhg", "mean"),
-        twin_effect_mmhg=("twin_effect_mmhg", "mean"),
-        twin_drift_mmhg=("twin_drift_mmhg", "mean"),
         median_dose_change=("dose_change", "median"),
+        **means,
     )
     return out
 
@@ -284,11 +412,12 @@ def _forecasts(
     base: np.ndarray,
     inputs: np.ndarray,
     origin: pd.Series,
-    pos: dict[str, int],
     cfg: TreatmentConfig,
     layout: Any,
 ) -> pd.DataFrame:
-    """The twin's MAP at each outcome's minute, under the dose given and under no change."""
+    """The twin's MAP at each outcome's minute, under the dose given and under no change, from
+    each event's members ``at_event``, parameters ``base`` and stay inputs ``inputs`` (one row
+    per event)."""
     model, spec = layout.model, layout.spec
     dt_min = layout.dt_s / 60.0
     start = (events["cycle"].to_numpy() + 1) * float(cfg.cycle_min)  # the forecast's start
@@ -296,9 +425,8 @@ def _forecasts(
     to_after = _minutes(events["time_after"], events["patient_id"].map(origin)) - start
     steps = int(np.ceil(to_after.max() / dt_min)) + 1
     i_ne, i_fl = model.input_index("ne_rate_ug_kg_min"), model.input_index("infusion_ml_s")
-    rows = [pos[p] for p in events["patient_id"]]
     k_in = np.clip(events["cycle"].to_numpy() + 1, 0, inputs.shape[1] - 1)
-    u0 = inputs[rows, k_in].copy()  # in force when the forecast starts
+    u0 = inputs[np.arange(len(events)), k_in].copy()  # in force when the forecast starts
     u0[:, i_fl] = 0.0
     minute = (np.arange(steps) + 0.5) * dt_min
     bolus = events["treatment"].to_numpy() == "fluid bolus"
@@ -318,7 +446,7 @@ def _forecasts(
     out: dict[str, np.ndarray] = {}
     noise = np.random.default_rng(cfg.seed).standard_normal((len(events), at_event.shape[1]))
     for name, sched in (("twin", given), ("twin_no_change", same)):
-        traj = run_schedule(layout, at_event, base[rows], sched, record_every=1, seed=cfg.seed)
+        traj = run_schedule(layout, at_event, base, sched, record_every=1, seed=cfg.seed)
         v = traj.values[np.arange(len(events)), :, step, j]  # (E, N)
         measured = v + noise * np.sqrt(cfg.observation_variance(spec)[j])
         out[f"{name}_map"] = np.median(v, axis=1)
@@ -355,7 +483,8 @@ def _score(events: pd.DataFrame, cfg: TreatmentConfig) -> tuple[pd.DataFrame, pd
         picks = [np.concatenate([idx_of[s] for s in rng.choice(uniq, uniq.size)])
                  for _ in range(cfg.n_boot)]  # fmt: skip
         obs_change = (g["map_after"] - g["map_before"]).to_numpy()
-        for method in METHODS:
+        recal = ("twin_recalibrated",) if "twin_recalibrated_map" in g else ()
+        for method in METHODS + recal:
             p = g[f"{method}_map"].to_numpy()
             err = np.abs(p - g["map_after"].to_numpy())
             moved = obs_change != 0
@@ -373,11 +502,25 @@ def _score(events: pd.DataFrame, cfg: TreatmentConfig) -> tuple[pd.DataFrame, pd
                 if method != "no_change" else None,
             })  # fmt: skip
         a = g["map_after"].to_numpy()
-        cover.append({
-            "treatment": kind, "events": len(g),
-            "band50": float(((a >= g["twin_q25"]) & (a <= g["twin_q75"])).mean()),
-            "band90": float(((a >= g["twin_q05"]) & (a <= g["twin_q95"])).mean()),
-        })  # fmt: skip
+        row: dict[str, Any] = {"treatment": kind, "events": len(g)}
+        for pre, suffix in (("", ""), ("recal_", "_twin_recalibrated")):
+            if f"{pre}twin_q25" in g:
+                for band, lo, hi in (("band50", "q25", "q75"), ("band90", "q05", "q95")):
+                    inside = (a >= g[f"{pre}twin_{lo}"]) & (a <= g[f"{pre}twin_{hi}"])
+                    row[band + suffix] = float(inside.mean())
+        # recalibrated bands (on the training events) and CRPS, the ensemble's band taken as
+        # normal with the spread of its 5-95 % range
+        every = events[events["treatment"] == kind]
+        spread = uncertainty(
+            every["twin_map"].to_numpy(),
+            ((every["twin_q95"] - every["twin_q05"]) / (2 * 1.6449)).to_numpy(),
+            every["map_after"].to_numpy(),
+            every["map_before"].to_numpy(),
+            every["train"].to_numpy(),
+            ~every["train"].to_numpy(),
+        )
+        row.update({k: v for k, v in spread.items() if not k.endswith("_coverage")})
+        cover.append(row)
     return pd.DataFrame(rows), pd.DataFrame(cover)
 
 
@@ -391,7 +534,9 @@ def plot_treatment(result: TreatmentResult, path: Any) -> Any:
 
     ev = result.events[~result.events["train"]]
     kinds = sorted(ev["treatment"].unique())
-    shown = ("population", "twin_no_change", "twin")
+    shown = ("population", "twin_no_change", "twin") + (
+        ("twin_recalibrated",) if "twin_recalibrated_map" in ev else ()
+    )
     fig, axes = plt.subplots(len(kinds), len(shown), figsize=(3.2 * len(shown), 3.0 * len(kinds)),
                              squeeze=False)  # fmt: skip
     for r, kind in enumerate(kinds):
