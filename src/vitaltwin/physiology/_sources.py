@@ -171,6 +171,14 @@ SOURCES: dict[str, str] = {
         "Fryar CD, Carroll MD, Gu Q, Afful J, Ogden CL. Anthropometric reference data for "
         "children and adults: United States, 2015-2018. Vital Health Stat 3(46), 2021"
     ),
+    "gardner1981": (
+        "Gardner RM. Direct blood pressure measurement - dynamic response requirements. "
+        "Anesthesiology 54(3):227-236, 1981"
+    ),
+    "mcghee2002": (
+        "McGhee BH, Bridges EJ. Monitoring arterial blood pressure: what you may not know. "
+        "Crit Care Nurse 22(2):60-79, 2002"
+    ),
     "vovk2005": (
         "Vovk V, Gammerman A, Shafer G. Algorithmic Learning in a Random World. Springer, 2005 "
         "(conformal prediction)"

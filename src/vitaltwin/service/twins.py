@@ -245,6 +245,12 @@ class TwinSupervisor(ServiceThread):
         with self._shard_lock:
             upd = self.shard.assimilate(table)
         self.observe("assimilate", time.perf_counter() - t0)
+        for pid, when, code, reason in upd.artefacts:  # each decision, in the log
+            fields = {"patient_id": pid, "time": when.isoformat(), "loinc": code, "reason": reason}
+            log.info("artefact not assimilated", extra={"fields": fields})
+        for pid, when, name in upd.followed:
+            fields = {"patient_id": pid, "time": when.isoformat(), "observable": name}
+            log.info("sustained deviation followed as a real change", extra={"fields": fields})
         now = time.monotonic()
         for pid in upd.patients:
             self.last_data[pid] = now

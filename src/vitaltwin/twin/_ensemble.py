@@ -39,6 +39,13 @@ from vitaltwin.model import Model, TwinSpec
 from vitaltwin.physiology import DEFAULT_TWIN
 from vitaltwin.simulate import partitioned_step
 
+SUSTAINED_S = 300.0
+"""A vital sign gated by the innovation test in every cycle for this long (s), with no value of
+it used in between, is taken as a real change: its discrepancy is reopened
+(:meth:`Layout.reopen_discrepancy`) and the twin follows it. An artefact is brief (a flush, a
+movement, a probe pulled off for a few seconds) or has its own signature
+(:mod:`vitaltwin.twin._artefacts`); five minutes of consistent monitor values is a patient."""
+
 
 @dataclass(frozen=True, eq=False)
 class Layout:
@@ -124,6 +131,29 @@ class Layout:
         """Initial discrepancies ``(N, n_discrepancy)`` from their stationary distribution."""
         out: np.ndarray = rng.standard_normal((n_members, self.n_discrepancy)) * self.discrepancy_sd
         return out
+
+    def reopen_discrepancy(
+        self, members: np.ndarray, observables: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, list[str]]:
+        """Members ``(N, n_aug)`` with the discrepancy state of each observable in
+        ``observables`` (indices; those without one are passed over) drawn afresh: the members'
+        mean kept, their spread its stationary SD (centred draws). The twin forgets what it knew
+        of that offset, so the next values move it: the response to a deviation that the
+        innovation gate held back for :data:`SUSTAINED_S` (a real change, not an artefact).
+        Returns the members and the names reopened."""
+        out = members.copy()
+        names = []
+        d_obs = [int(j) for j in self.discrepancy_obs]
+        for j in observables:
+            if int(j) not in d_obs:
+                continue
+            k = d_obs.index(int(j))
+            col = self.discrepancy_start + k
+            e = np.asarray(rng.standard_normal(out.shape[0]))
+            e = (e - e.mean()) / max(float(e.std(ddof=1)), 1e-12) * float(self.discrepancy_sd[k])
+            out[:, col] = out[:, col].mean() + e
+            names.append(self.discrepancy[k][0])
+        return out, names
 
     @property
     def param_idx(self) -> np.ndarray:

@@ -49,7 +49,14 @@ from vitaltwin.data.versions import current_frame
 from vitaltwin.model import TwinSpec
 from vitaltwin.physiology import PatientProfile
 from vitaltwin.simulate import partitioned_step
-from vitaltwin.twin._ensemble import Layout, initial_members, layout_for, perturb
+from vitaltwin.twin._artefacts import screen
+from vitaltwin.twin._ensemble import (
+    SUSTAINED_S,
+    Layout,
+    initial_members,
+    layout_for,
+    perturb,
+)
 from vitaltwin.twin._forecast import Trajectories, run_schedule
 from vitaltwin.twin._track import BLOCK_PATIENTS, SHORT_CYCLE_S, CycleArrays, run_cycle
 from vitaltwin.twin._twin import (
@@ -60,7 +67,8 @@ from vitaltwin.twin._twin import (
     model_version,
 )
 
-SHARD_FORMAT = 2  # 2: each patient's start time (start_us)
+SHARD_FORMAT = 3  # 2: each patient's start time (start_us); 3: gated_since_us
+READABLE_FORMATS = (2, 3)  # a format-2 checkpoint has no gate runs: none are open
 MIN_BATCH = 8
 CHUNK = 1024
 """Patients per batched call at most: a larger batch is cut into calls of this size, so only
@@ -98,9 +106,13 @@ class ShardUpdate:
     times: tuple[datetime, ...]
     values: int  # values taken into a cycle (used or gated)
     gated: int  # of which gated by the innovation test
-    rejected: int  # outside the spec's physical range
+    rejected: int  # outside the spec's physical range, or a known artefact
     late: int  # at or before the patient's twin time: not assimilated
     calls: int  # batched cycles run
+    # values with a known artefact signature, not assimilated: (patient, time, code, reason)
+    artefacts: tuple[tuple[str, datetime, str, str], ...] = ()
+    # vital signs gated for SUSTAINED_S and then followed as real changes: (patient, time, name)
+    followed: tuple[tuple[str, datetime, str], ...] = ()
 
 
 def _key(patient_id: str) -> int:
@@ -197,6 +209,8 @@ class TwinShard:
         self.rejected = np.zeros(0, np.int64)
         self.late = np.zeros(0, np.int64)
         self._pkey = np.zeros(0, np.int64)
+        # per patient and observable: since when gated in every cycle (epoch us; -1: not)
+        self.gated_since_us = np.zeros((0, m), np.int64)
         # codes the twin takes: its observables' LOINC codes, then its charted inputs'
         self._obs_codes = list(self.spec.by_loinc)
         self._obs_of_code = np.array(
@@ -206,6 +220,7 @@ class TwinShard:
         self._ids: pd.Index = pd.Index([], dtype=object)
         self.saved_at: datetime | None = None  # when the checkpoint it was loaded from was saved
         self._baselines: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._followed: list[tuple[str, datetime, str]] = []  # during one assimilate call
 
     # -- patients -------------------------------------------------------------------------------
 
@@ -243,6 +258,7 @@ class TwinShard:
         self.base[i] = base
         self.inputs[i] = self.model.default_inputs()
         self.time_us[i] = self.start_us[i] = _us(start)
+        self.gated_since_us[i] = -1
         self._pkey[i] = _key(patient_id)
         self.ids.append(patient_id)
         self.index[patient_id] = i
@@ -275,6 +291,9 @@ class TwinShard:
         )
         twin.base = self.base[i].copy()
         twin.inputs = self.inputs[i].copy()
+        twin.gated_since = {
+            self.spec.names[j]: _dt(int(u)) for j, u in enumerate(self.gated_since_us[i]) if u >= 0
+        }
         return twin
 
     # -- assimilation ---------------------------------------------------------------------------
@@ -316,6 +335,16 @@ class TwinShard:
         if df.empty:
             return ShardUpdate((), (), 0, 0, 0, n_late, 0)
         cyc = (t_us - self.time_us[p]) // round(CYCLE_S * _US)
+        clean, screened = screen(df, [pd.Series(p, index=df.index), pd.Series(cyc, index=df.index)])
+        artefacts = tuple(
+            (self.ids[p[r]], _dt(int(t_us[r])), str(df["loinc"].iloc[r]), reason)
+            for r, reason in screened
+        )
+        np.add.at(self.rejected, p[~clean], 1)
+        n_artefacts = int((~clean).sum())
+        df, t_us, p, cyc, jc = df[clean], t_us[clean], p[clean], cyc[clean], jc[clean]
+        if df.empty:
+            return ShardUpdate((), (), 0, 0, n_artefacts, n_late, 0, artefacts)
         if "method" in df.columns:
             keep = direct_measurements(
                 df, [pd.Series(p, index=df.index), pd.Series(cyc, index=df.index)]
@@ -361,6 +390,7 @@ class TwinShard:
                             (k, float(np.clip(v, ci.low, ci.high)))
                         )
         n_values, n_gated, calls = 0, 0, 0
+        self._followed = []
         for rank in range(int(g_rank.max()) + 1):
             sel = np.flatnonzero(g_rank == rank)
             for gi in sel:
@@ -376,9 +406,11 @@ class TwinShard:
             tuple(_dt(int(u)) for u in self.time_us[touched]),
             n_values,
             n_gated,
-            int(bad.sum()),
+            int(bad.sum()) + n_artefacts,
             n_late,
             calls,
+            artefacts,
+            tuple(self._followed),
         )
 
     def _cycle(
@@ -395,10 +427,23 @@ class TwinShard:
         mask = y_n > 0
         y = np.where(mask, y_sum / np.maximum(y_n, 1), 0.0)
         r = self._r_instrument / np.maximum(y_n, 1) + self._r_model
+        # vital signs held back by the gate for SUSTAINED_S: real changes, followed
+        since = self.gated_since_us[idx]
+        due = mask & (since >= 0) & (when_us[:, None] - since >= round(SUSTAINED_S * _US))
+        for row in np.flatnonzero(due.any(axis=1)):
+            i = idx[row]
+            rng = np.random.default_rng([self.seed, int(self._pkey[i]), int(self.cycles[i])])
+            self.members[i], names = self.layout.reopen_discrepancy(
+                self.members[i], np.flatnonzero(due[row]), rng
+            )
+            for name in names:
+                self._followed.append((self.ids[i], _dt(int(when_us[row])), name))
         used, gated = np.zeros(mask.shape, bool), np.zeros(mask.shape, bool)
         for c0 in range(0, len(idx), CHUNK):
             c = slice(c0, c0 + CHUNK)
             used[c], gated[c] = self._chunk(idx[c], dt[c], y[c], mask[c], r[c])
+        since = np.where(gated & (since < 0), when_us[:, None], since)
+        self.gated_since_us[idx] = np.where(used, -1, since)
         self.time_us[idx] = when_us
         self.cycles[idx] += 1
         self.values[idx] += y_n
@@ -517,11 +562,14 @@ class TwinShard:
         try:
             with np.load(io.BytesIO(data)) as z:
                 meta = json.loads(z["meta"].tobytes())
-                arrays = {k: z[k] for k in _ARRAYS}
+                arrays = {k: z[k] for k in _ARRAYS if k in z}
         except (OSError, ValueError, KeyError) as exc:
             raise TwinError(f"not a saved shard ({exc})") from None
-        if meta.get("format_version") != SHARD_FORMAT:
+        if meta.get("format_version") not in READABLE_FORMATS:
             raise TwinError(f"shard format {meta.get('format_version')}, not {SHARD_FORMAT}")
+        missing = set(_ARRAYS) - set(arrays)
+        if missing - {"gated_since_us"}:
+            raise TwinError(f"not a saved shard (no {sorted(missing)})")
         shard = cls(spec, meta["n_members"], tuple((n, sd) for n, sd in meta["discrepancy"]),
                     meta["discrepancy_tau_h"], meta["seed"], meta["block"])  # fmt: skip
         if meta["spec"] != shard.spec.name or meta["model_version"] != shard.model_version:
@@ -532,7 +580,7 @@ class TwinShard:
         n = len(meta["patients"])
         shard._grow(n)
         for k in _ARRAYS:
-            getattr(shard, k)[:n] = arrays[k]
+            getattr(shard, k)[:n] = arrays.get(k, -1)  # only gated_since_us may be missing
         shard.ids = list(meta["patients"])
         shard.index = {pid: i for i, pid in enumerate(shard.ids)}
         shard.profiles = [PatientProfile(**p) for p in meta["profiles"]]
@@ -610,7 +658,7 @@ class ForecastJob:
 
 
 _ARRAYS = ("members", "base", "inputs", "time_us", "start_us", "cycles", "values", "gated",
-           "rejected", "late", "_pkey")  # fmt: skip
+           "rejected", "late", "_pkey", "gated_since_us")  # fmt: skip
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

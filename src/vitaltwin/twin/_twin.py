@@ -32,9 +32,17 @@ from vitaltwin.data.versions import current_frame
 from vitaltwin.data.vocabulary import code as vocabulary_code
 from vitaltwin.model import Model, TwinSpec
 from vitaltwin.physiology import PatientProfile
+from vitaltwin.twin._artefacts import screen
 from vitaltwin.twin._charted import DemographicsWarning, profile_from
 from vitaltwin.twin._enkf import GATE_SD, analyse
-from vitaltwin.twin._ensemble import advance, constrain, initial_members, layout_for, predict
+from vitaltwin.twin._ensemble import (
+    SUSTAINED_S,
+    advance,
+    constrain,
+    initial_members,
+    layout_for,
+    predict,
+)
 from vitaltwin.twin._forecast import Trajectories, run_schedule
 
 FORMAT_VERSION = 2
@@ -76,6 +84,7 @@ class CycleReport:
     # each rejected value in words: what value, which range, which code and source
     rejections: tuple[str, ...] = ()
     ignored: tuple[str, ...] = ()  # codes of values the twin does not model (LOINC)
+    followed: tuple[str, ...] = ()  # sustained deviations taken as real changes (SUSTAINED_S)
 
     @property
     def nis(self) -> float:
@@ -96,6 +105,7 @@ class CycleReport:
         )
         if self.ignored:
             parts.append(f"not modelled, ignored: LOINC {', '.join(self.ignored)}")
+        parts.extend(self.followed)
         return "; ".join(parts)
 
 
@@ -169,6 +179,8 @@ class PatientTwin:
         self.members = np.asarray(members, dtype=np.float64)
         self.inflation = 1.0
         self.log: list[CycleReport] = []
+        # since when each vital sign has been gated in every cycle (SUSTAINED_S)
+        self.gated_since: dict[str, datetime] = {}
         self.assimilated: list[dict[str, Any]] = []
         self.model_version = model_version(self.model)
 
@@ -304,6 +316,11 @@ class PatientTwin:
             )
         origin = pd.Timestamp(self.time)
         cycle = ((df["effective_time"] - origin).dt.total_seconds() // CYCLE_S).astype(int)
+        _, screened = screen(df, [cycle])  # known artefact signatures, each with its reason
+        artefact = np.full(len(df), "", dtype=object)
+        for r, reason in screened:
+            artefact[r] = reason
+        df = df.assign(artefact=artefact)
         if "method" in df.columns:
             keep = direct_measurements(df, [cycle])
             df, cycle = df[keep], cycle[keep]
@@ -328,14 +345,22 @@ class PatientTwin:
         inputs_charted = {ci.loinc for ci in spec.charted_inputs}
         first_row = len(self.assimilated)
         sources = grp["source"] if "source" in grp.columns else pd.Series(None, index=grp.index)
-        for code, value, source in zip(grp["loinc"], grp["value"], sources, strict=True):
+        artefacts = grp["artefact"] if "artefact" in grp.columns else pd.Series("", index=grp.index)
+        for code, value, source, artefact in zip(
+            grp["loinc"], grp["value"], sources, artefacts, strict=True
+        ):
             j = spec.by_loinc.get(code)
             if j is None:
                 if code not in inputs_charted:
                     ignored.add(str(code))
                 continue
             status = "used"
-            if not (np.isfinite(value) and spec.low[j] <= value <= spec.high[j]):
+            if artefact:
+                status = "rejected"
+                rejected.append(spec.names[j])
+                why.append(f"{spec.names[j]} {value:g} {vocabulary_code(code).unit} rejected: "
+                           f"{artefact}")  # fmt: skip
+            elif not (np.isfinite(value) and spec.low[j] <= value <= spec.high[j]):
                 status = "rejected"
                 rejected.append(spec.names[j])
                 o = spec.observables[j]
@@ -359,6 +384,22 @@ class PatientTwin:
                 for o, k in zip(spec.observables, n, strict=True)
             ]
         )
+        # a vital sign held back by the gate for SUSTAINED_S is a real change: follow it
+        due = [
+            j for j in np.flatnonzero(mask)
+            if spec.names[j] in self.gated_since
+            and (when - self.gated_since[spec.names[j]]).total_seconds() >= SUSTAINED_S
+        ]  # fmt: skip
+        followed: list[str] = []
+        if due:
+            self.members, names = self.layout.reopen_discrepancy(
+                self.members, np.array(due), self.rng
+            )
+            followed = [
+                f"{k} gated since {self.gated_since[k]:%H:%M}, {SUSTAINED_S / 60:g} min or more "
+                "in a row: taken as a real change, followed"
+                for k in names
+            ]
         pred = predict(
             self.layout,
             jnp.asarray(self.members[None]),
@@ -383,6 +424,11 @@ class PatientTwin:
             j = spec.by_loinc.get(row["loinc"])
             if j is not None and row["status"] == "used" and gated[j]:
                 row["status"] = "gated"
+        for k in np.flatnonzero(mask):
+            if gated[k]:
+                self.gated_since.setdefault(spec.names[k], when)
+            elif used[k]:
+                self.gated_since.pop(spec.names[k], None)
         report = CycleReport(
             time=when,
             observed=tuple(spec.names[j] for j in np.flatnonzero(mask)),
@@ -390,6 +436,7 @@ class PatientTwin:
             gated=tuple(spec.names[j] for j in np.flatnonzero(gated)),
             rejected=tuple(sorted(set(rejected))),
             rejections=tuple(why),
+            followed=tuple(followed),
             ignored=tuple(sorted(ignored)),
             innovation={spec.names[j]: float(innov[j]) for j in np.flatnonzero(mask)},
             innovation_sd={spec.names[j]: float(sd[j]) for j in np.flatnonzero(mask)},
@@ -435,6 +482,7 @@ class PatientTwin:
             "discrepancy_tau_h": self.layout.discrepancy_tau_h,
             "rng": self.rng.bit_generator.state,
             "inflation": self.inflation,
+            "gated_since": {k: v.isoformat() for k, v in self.gated_since.items()},
             "log": [{**r.__dict__, "time": r.time.isoformat()} for r in self.log],
         }
         (d / "twin.json").write_text(json.dumps(meta, indent=1))
@@ -490,12 +538,23 @@ class PatientTwin:
         twin.inputs = arrays["inputs"]
         twin.rng.bit_generator.state = meta["rng"]
         twin.inflation = float(meta["inflation"])
+        twin.gated_since = {
+            k: datetime.fromisoformat(v) for k, v in meta.get("gated_since", {}).items()
+        }
         twin.log = [
             CycleReport(
                 **{**r, "time": datetime.fromisoformat(r["time"])}
                 | {
                     k: tuple(r.get(k, ()))
-                    for k in ("observed", "used", "gated", "rejected", "rejections", "ignored")
+                    for k in (
+                        "observed",
+                        "used",
+                        "gated",
+                        "rejected",
+                        "rejections",
+                        "ignored",
+                        "followed",
+                    )
                 }
             )
             for r in meta["log"]
