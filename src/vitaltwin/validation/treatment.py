@@ -32,8 +32,10 @@ no change's (:mod:`vitaltwin.validation.uncertainty`).
 (:data:`RECALIBRATED`: the potency of norepinephrine, the distribution clearance that takes an
 infused volume out of the plasma) is chosen from a few factors on each patient's value by the
 MAE of the twin's forecasts on the *training* stays' events — each candidate's twin tracks those
-stays with it from admission, so state and parameter agree. The evaluation stays are then
-tracked with the chosen values and scored as "twin recalibrated" beside the twin as declared.
+stays with it from admission, so state and parameter agree, and every candidate with the same
+random numbers (common random numbers: they differ by the parameter only). The evaluation stays
+are then tracked with the chosen values and, with the same random numbers, as declared: scored
+as "twin recalibrated" beside "twin".
 """
 
 from __future__ import annotations
@@ -215,8 +217,12 @@ def run_treatment(
     if cfg.recalibrate:
         calibration, chosen = _recalibrate(events, prep, cfg, progress)
         held = events[~events["train"]]
-        again = _twin(held, prep, cfg, [chosen], "tracking the evaluation stays, recalibrated",
-                      progress)[0]  # fmt: skip
+        declared, again = _twin(held, prep, cfg, [{}, chosen],
+                                "tracking the evaluation stays, as declared and recalibrated",
+                                progress)  # fmt: skip
+        # the twin as declared, tracked with the same random numbers as the recalibrated one:
+        # the two differ by the chosen parameters only
+        events.loc[held.index, [c for c in declared.columns]] = declared
         events = events.join(again.add_prefix("recal_"))
         events = events.rename(columns={"recal_twin_map": "twin_recalibrated_map"})
     events = _population(events)
@@ -303,42 +309,41 @@ def _twin(
 ) -> list[pd.DataFrame]:
     """The twin's forecasts of ``events`` (a subset of ``prep.events``) once per variant of the
     model's parameters (name -> factor on each patient's value; ``{}``: as they are): the
-    events' stays are tracked from admission to their last event with the parameters of each
-    variant, all variants in one batch."""
+    events' stays are tracked from admission to their last event with each variant's
+    parameters, every variant with the same random numbers (the same stays, the same seed), so
+    the variants differ by their parameters only."""
     layout, model = prep.layout, prep.layout.model
     stays = sorted(events["patient_id"].unique())
-    n_stays, n_var = len(stays), len(variants)
-    rows = np.tile([prep.pos[p] for p in stays], n_var)
+    rows = np.array([prep.pos[p] for p in stays])
     n_cycles = int(events["cycle"].max()) + 2
-    y, mask = prep.y[rows, :n_cycles], prep.mask[rows, :n_cycles]
-    inputs, members = prep.inputs[rows], prep.members[rows].copy()
-    base = prep.base[rows].copy()
-    for v, over in enumerate(variants):
-        for name, factor in over.items():
-            base[v * n_stays : (v + 1) * n_stays, model.param_index(name)] *= factor
     at = {p: i for i, p in enumerate(stays)}
-    # the batch row of every (variant, event), and the members at the end of its cycle
-    row_of = np.array([[v * n_stays + at[p] for p in events["patient_id"]] for v in range(n_var)])
+    row_of = np.array([at[p] for p in events["patient_id"]])  # each event's batch row
     wanted: dict[int, list[int]] = {}
     for r, kc in enumerate(events["cycle"]):
         wanted.setdefault(int(kc), []).append(r)
-    at_event = np.zeros((n_var, len(events), cfg.n_members, layout.n_aug))
-    for r in wanted.get(-1, []):
-        at_event[:, r] = members[row_of[:, r]]
-
-    def keep(kc: int, z: np.ndarray) -> None:
-        for r in wanted.get(kc, []):
-            at_event[:, r] = z[row_of[:, r]]
-
-    spec = layout.spec
-    track(layout, members, base, inputs[:, :n_cycles], y, mask, cfg.cycle_min * 60.0,
-          np.random.default_rng(cfg.seed), on_cycle=keep, label=label, progress=progress,
-          r_var=cfg.observation_variance(spec), rtps=cfg.rtps,
-          inflation_max=cfg.inflation_max)  # fmt: skip
     out = []
-    for v in range(n_var):
-        rv = row_of[v]
-        pred = _forecasts(events, at_event[v], base[rv], inputs[rv], prep.origin, cfg, layout)
+    for v, over in enumerate(variants):
+        base = prep.base[rows].copy()
+        for name, factor in over.items():
+            base[:, model.param_index(name)] *= factor
+        members = prep.members[rows].copy()
+        # the members at the end of each event's cycle (k = -1: the start)
+        at_event = np.zeros((len(events), cfg.n_members, layout.n_aug))
+        for r in wanted.get(-1, []):
+            at_event[r] = members[row_of[r]]
+
+        def keep(kc: int, z: np.ndarray, at_event: np.ndarray = at_event) -> None:
+            for r in wanted.get(kc, []):
+                at_event[r] = z[row_of[r]]
+
+        tag = label if len(variants) == 1 else f"{label} ({v + 1}/{len(variants)})"
+        track(layout, members, base, prep.inputs[rows, :n_cycles], prep.y[rows, :n_cycles],
+              prep.mask[rows, :n_cycles], cfg.cycle_min * 60.0, np.random.default_rng(cfg.seed),
+              on_cycle=keep, label=tag, progress=progress,
+              r_var=cfg.observation_variance(layout.spec), rtps=cfg.rtps,
+              inflation_max=cfg.inflation_max)  # fmt: skip
+        pred = _forecasts(events, at_event, base[row_of], prep.inputs[rows][row_of], prep.origin,
+                          cfg, layout)  # fmt: skip
         out.append(pred.set_axis(events.index))
     return out
 
@@ -355,18 +360,18 @@ def _recalibrate(
         fit = events[events["train"] & (events["treatment"] == kind)]
         if fit.empty:
             continue
-        others = [f for f in factors if f != 1.0]
         preds = _twin(
             fit,
             prep,
             cfg,
-            [{name: f} for f in others],
+            [{name: f} for f in factors],
             f"recalibrating {name} on the training stays' {kind} events",
             progress,
         )
-        mae = {1.0: float(np.abs(fit["twin_map"] - fit["map_after"]).mean())}
-        for f, pred in zip(others, preds, strict=True):
-            mae[f] = float(np.abs(pred["twin_map"] - fit["map_after"]).mean())
+        mae = {
+            f: float(np.abs(pred["twin_map"] - fit["map_after"]).mean())
+            for f, pred in zip(factors, preds, strict=True)
+        }  # fmt: skip
         best = min(mae, key=lambda f: (mae[f], f != 1.0))
         chosen[name] = best
         declared = model.parameter(name).default
