@@ -34,28 +34,48 @@ SPO2 = ("59408-5", "2708-6")
 CUFF, ARTERIAL, OXIMETER, ECG = "non-invasive-cuff", "invasive-arterial", "pulse-oximetry", "ecg"
 
 
-def _group_key(keys: list[pd.Series], method: pd.Series) -> pd.Series:
-    """One string per row naming its cycle (and method)."""
-    key: pd.Series = keys[0].astype(str)
-    for k in [*keys[1:], method]:
-        key = key + "|" + k.astype(str)
-    return key
+def _groups(columns: list[np.ndarray]) -> tuple[np.ndarray, int]:
+    """A group id per row for the distinct combinations of ``columns``, and the number of
+    groups."""
+    frame = pd.DataFrame({str(i): c for i, c in enumerate(columns)})
+    ids = frame.groupby(list(frame.columns), sort=False, dropna=False).ngroup().to_numpy()
+    return ids, int(ids.max()) + 1 if len(ids) else 0
+
+
+def _per_group(g: np.ndarray, n_groups: int, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Each group's value among ``rows`` (NaN where it has none; the last one where several)."""
+    out = np.full(n_groups, np.nan)
+    out[g[rows]] = values[rows]
+    return out
+
+
+RULES = (
+    ("not one", "MAP {m:g} outside its own {d:g}-{s:g} mmHg: not one measurement", False),
+    ("cuff pp", "pulse pressure {pp:g} < 10 mmHg ({s:g}/{d:g}): cuff failure", False),
+    ("cuff dia", "diastolic {d:g} < 20 mmHg with systolic {s:g}: cuff failure", False),
+    ("flush", "{s:g}/{d:g} with pulse pressure {pp:g} mmHg: arterial line flush", False),
+    ("damped", "pulse pressure {pp:g} < 15 mmHg ({s:g}/{d:g}): damped arterial line, "
+               "MAP {m:g} kept", True),
+)  # fmt: skip
+"""The pressure signatures in the order they are tried (module docstring): name, the reason's
+template, whether the MAP is kept."""
 
 
 def screen(df: pd.DataFrame, keys: list[pd.Series]) -> tuple[np.ndarray, list[tuple[int, str]]]:
     """Screen the rows of ``df`` (``loinc``, ``value``, optionally ``method``) grouped into
     cycles by ``keys`` (Series aligned with ``df``). Returns which rows to keep and, for each
-    rejected row (its position in ``df``), the reason."""
+    rejected row (its position in ``df``), the reason. Vectorized over the rows: the live
+    service screens every bed's values each second."""
     n = len(df)
     keep = np.ones(n, bool)
     reasons: list[tuple[int, str]] = []
     if n == 0:
         return keep, reasons
-    method = df["method"].fillna("") if "method" in df.columns else pd.Series("", index=df.index)
-    loinc = df["loinc"].astype(str)
+    has_method = "method" in df.columns
+    method = df["method"].fillna("").to_numpy(object) if has_method else np.full(n, "", object)
+    loinc = df["loinc"].to_numpy(object)
     values = df["value"].to_numpy(np.float64)
-    pos = np.arange(n)
-    cycle = _group_key(keys, pd.Series("", index=df.index))
+    key_cols = [k.to_numpy() for k in keys]
 
     def reject(rows: np.ndarray, why: str) -> None:
         for r in rows:
@@ -64,63 +84,51 @@ def screen(df: pd.DataFrame, keys: list[pd.Series]) -> tuple[np.ndarray, list[tu
                 reasons.append((int(r), why))
 
     # pressures: one set per cycle and method
-    bp = loinc.isin([SBP, DBP, MAP]).to_numpy()
-    if bp.any():
-        frame = pd.DataFrame(
-            {"g": _group_key(keys, method)[bp].to_numpy(), "code": loinc[bp].to_numpy(),
-             "v": values[bp], "pos": pos[bp], "method": method[bp].to_numpy()}
-        )  # fmt: skip
-        last = frame.groupby(["g", "code"])["v"].last().unstack()
-        for c in (SBP, DBP, MAP):
-            if c not in last.columns:
-                last[c] = np.nan
-        how = frame.groupby("g")["method"].first()
-        s, d, m = last[SBP], last[DBP], last[MAP]
+    bp = np.flatnonzero(np.isin(loinc, [SBP, DBP, MAP]))
+    if bp.size:
+        g, n_g = _groups([c[bp] for c in key_cols] + [method[bp]])
+        code, v, how = loinc[bp], values[bp], method[bp]
+        rows = np.arange(bp.size)
+        s = _per_group(g, n_g, rows[code == SBP], v)
+        d = _per_group(g, n_g, rows[code == DBP], v)
+        m = _per_group(g, n_g, rows[code == MAP], v)
+        first = np.full(n_g, "", object)
+        first[g[::-1]] = how[::-1]  # each group's method (its first row's)
+        cuff = np.isin(first, [CUFF, ""])
+        art = first == ARTERIAL
         pp = s - d
-        cuff = how.reindex(last.index).isin([CUFF, ""])
-        art = how.reindex(last.index).eq(ARTERIAL)
-        why = pd.Series("", index=last.index, dtype=object)
-        keep_map = pd.Series(False, index=last.index)
-        rules = [
-            ((m < d - 2) | (m > s + 2),
-             "MAP {m:g} outside its own {d:g}-{s:g} mmHg: not one measurement", False),
-            (cuff & (pp < 10),
-             "pulse pressure {pp:g} < 10 mmHg ({s:g}/{d:g}): cuff failure", False),
-            (cuff & (d < 20) & (s >= 50),
-             "diastolic {d:g} < 20 mmHg with systolic {s:g}: cuff failure", False),
-            (art & ((s >= 250) | (m >= 200)) & (pp < 20),
-             "{s:g}/{d:g} with pulse pressure {pp:g} mmHg: arterial line flush", False),
-            (art & (pp < 15) & (m >= 40),
-             "pulse pressure {pp:g} < 15 mmHg ({s:g}/{d:g}): damped arterial line, MAP {m:g} kept",
-             True),
-        ]  # fmt: skip
-        for hit, text, map_ok in rules:
-            new = hit.fillna(False).astype(bool) & why.eq("")
-            for g in last.index[new.to_numpy()]:
-                why[g] = text.format(s=s[g], d=d[g], m=m[g], pp=pp[g])
-                keep_map[g] = map_ok
-        bad = why.ne("")
-        if bad.any():
-            hit_rows = frame[frame["g"].isin(why.index[bad.to_numpy()])]
-            for g, rows in hit_rows.groupby("g"):
-                kept = rows["code"].eq(MAP) & bool(keep_map[g])
-                via = rows["method"].iloc[0] or "method not given"
-                reject(rows.loc[~kept, "pos"].to_numpy(), f"{why[g]} ({via})")
+        with np.errstate(invalid="ignore"):
+            hits = {
+                "not one": (m < d - 2) | (m > s + 2),
+                "cuff pp": cuff & (pp < 10),
+                "cuff dia": cuff & (d < 20) & (s >= 50),
+                "flush": art & ((s >= 250) | (m >= 200)) & (pp < 20),
+                "damped": art & (pp < 15) & (m >= 40),
+            }
+        rule = np.full(n_g, -1)
+        for k, (name, _, _) in enumerate(RULES):
+            rule = np.where((rule < 0) & hits[name], k, rule)
+        for gi in np.flatnonzero(rule >= 0):
+            _, text, map_ok = RULES[rule[gi]]
+            why = text.format(s=s[gi], d=d[gi], m=m[gi], pp=pp[gi])
+            in_g = g == gi
+            gone = in_g & ~((code == MAP) & map_ok)
+            reject(bp[gone], f"{why} ({first[gi] or 'method not given'})")
     # SpO2: the oximeter's pulse rate against the ECG's in the same cycle
-    hr = loinc.eq(HR).to_numpy()
-    if hr.any() and "method" in df.columns:
-        rate = pd.DataFrame(
-            {"g": cycle[hr].to_numpy(), "m": method[hr].to_numpy(), "v": values[hr]}
-        )
-        by = rate.groupby(["g", "m"])["v"].last().unstack()
-        if OXIMETER in by.columns and ECG in by.columns:
-            gap = (by[OXIMETER] - by[ECG]).abs()
-            off = gap.index[(gap > 30).to_numpy()]
-            if len(off):
-                sat = loinc.isin(list(SPO2)).to_numpy() | (hr & method.eq(OXIMETER).to_numpy())
-                in_off = cycle.isin(off).to_numpy()
-                for g in off:
-                    at = pos[sat & in_off & cycle.eq(g).to_numpy()]
-                    reject(at, f"pulse oximeter rate {by.loc[g, OXIMETER]:g} vs ECG "
-                                 f"{by.loc[g, ECG]:g} /min: probe off or poor signal")  # fmt: skip
+    if has_method:
+        hr = np.flatnonzero(loinc == HR)
+        pleth = hr[method[hr] == OXIMETER]
+        ecg = hr[method[hr] == ECG]
+        if pleth.size and ecg.size:
+            g, n_g = _groups(key_cols)
+            p_rate = _per_group(g, n_g, pleth, values)
+            e_rate = _per_group(g, n_g, ecg, values)
+            with np.errstate(invalid="ignore"):
+                off = np.flatnonzero(np.abs(p_rate - e_rate) > 30)
+            if off.size:
+                sat = np.isin(loinc, list(SPO2)) | ((loinc == HR) & (method == OXIMETER))
+                for gi in off:
+                    reject(np.flatnonzero(sat & (g == gi)),
+                           f"pulse oximeter rate {p_rate[gi]:g} vs ECG {e_rate[gi]:g} /min: "
+                           "probe off or poor signal")  # fmt: skip
     return keep, reasons
