@@ -97,6 +97,16 @@ def profile_from(
     def finite(v: float | None) -> float | None:
         return float(v) if v is not None and np.isfinite(v) else None
 
+    def size(
+        name: str, value: float | None, lo: float, hi: float, median: float, unit: str
+    ) -> float:
+        v = finite(value)
+        if v is not None and lo <= v <= hi:
+            return v
+        was = "" if v is None else f" {v:g} {unit} (outside {lo:g}-{hi:g})"
+        filled.append(f"{name}{was} -> {median:g} {unit}")
+        return median
+
     if sex in SIZE:
         s = str(sex)
     else:
@@ -108,17 +118,8 @@ def profile_from(
         filled.append(f"age -> {age:g} y")
     elif a != age:
         filled.append(f"age {a:g} y (outside 18-100) -> {age:g} y")
-    w, h = SIZE[s]
-    for name, value, (lo, hi), unit in (
-        ("weight", finite(weight_kg), (30.0, 250.0), "kg"),
-        ("height", finite(height_cm), (120.0, 230.0), "cm"),
-    ):
-        if value is not None and lo <= value <= hi:
-            w, h = (value, h) if name == "weight" else (w, value)
-        else:
-            fill = w if name == "weight" else h
-            was = "" if value is None else f" {value:g} {unit} (outside {lo:g}-{hi:g})"
-            filled.append(f"{name}{was} -> {fill:g} {unit}")
+    w = size("weight", weight_kg, 30.0, 250.0, SIZE[s][0], "kg")
+    h = size("height", height_cm, 120.0, 230.0, SIZE[s][1], "cm")
     return PatientProfile(age_years=age, sex=s, weight_kg=w, height_cm=h), filled
 
 

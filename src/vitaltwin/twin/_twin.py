@@ -355,21 +355,14 @@ class PatientTwin:
                     ignored.add(str(code))
                 continue
             status = "used"
-            if artefact:
+            in_range = np.isfinite(value) and spec.low[j] <= value <= spec.high[j]
+            if artefact or not in_range:
                 status = "rejected"
                 rejected.append(spec.names[j])
+                reason = artefact or f"outside the twin's {spec.low[j]:g}-{spec.high[j]:g}"
+                origin = f", from {source}" if isinstance(source, str) and source else ""
                 why.append(f"{spec.names[j]} {value:g} {vocabulary_code(code).unit} rejected: "
-                           f"{artefact}")  # fmt: skip
-            elif not (np.isfinite(value) and spec.low[j] <= value <= spec.high[j]):
-                status = "rejected"
-                rejected.append(spec.names[j])
-                o = spec.observables[j]
-                why.append(
-                    f"{o.name} {value:g} {vocabulary_code(code).unit} rejected: outside the twin's "
-                    f"{spec.low[j]:g}-{spec.high[j]:g} (LOINC {code}"
-                    + (f", from {source}" if isinstance(source, str) and source else "")
-                    + ")"
-                )
+                           f"{reason} (LOINC {code}{origin})")  # fmt: skip
             else:
                 y[j] += value
                 n[j] += 1

@@ -23,13 +23,9 @@ The twin's gain over persistence and over the best baseline (its MAE minus the t
 with a 95 % interval from 1,000 bootstrap resamples of the evaluation patients.
 
 **Uncertainty.** The twin's predictive distribution of the next hour's chart is its ensemble's
-forecast (mean and spread of the observable) with the chart's observation error, taken as
-normal: N(prior mean, prior SD^2 + r), r the tracking's observation variance. Reported on the
-evaluation half: the share of charted values inside its central 50 % and 90 % bands, and its
-continuous ranked probability score (CRPS, closed form for the normal [gneiting2007]; in the
-vital sign's unit, lower is better) beside persistence's with the spread of persistence's
-errors on the tuning half.
-Then the bands *rescaled* on the tuning half (:mod:`vitaltwin.validation.uncertainty`).
+forecast with the chart's observation error, taken as normal: N(prior mean, prior SD^2 + r), r
+the tracking's observation variance. Its band coverage, the bands rescaled on the tuning half
+and its CRPS beside persistence's are those of :mod:`vitaltwin.validation.uncertainty`.
 """
 
 from __future__ import annotations
