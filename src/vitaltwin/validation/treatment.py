@@ -222,7 +222,7 @@ def run_treatment(
                                 progress)  # fmt: skip
         # the twin as declared, tracked with the same random numbers as the recalibrated one:
         # the two differ by the chosen parameters only
-        events.loc[held.index, [c for c in declared.columns]] = declared
+        events.loc[held.index, list(declared.columns)] = declared
         events = events.join(again.add_prefix("recal_"))
         events = events.rename(columns={"recal_twin_map": "twin_recalibrated_map"})
     events = _population(events)
