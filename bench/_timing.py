@@ -42,11 +42,20 @@ def table(title: str, *columns: str) -> Table:
 
 def start_serve(
     tmp: Path, bus: str, env: dict[str, str], timeout_s: float = 300.0
-) -> tuple[subprocess.Popen[bytes], str]:
-    """``vitaltwin serve`` in its own process on a free loopback port (store in ``tmp``, the
-    bus ``bus``, ``env`` added to the environment); returns it and its base URL once
-    ``/health/ready`` answers (SystemExit if it never does)."""
+) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
+    """``vitaltwin serve`` in its own process on a free loopback port (store and security
+    folder in ``tmp``, the bus ``bus``, ``env`` added to the environment); returns it, its base
+    URL and the headers of a backend client allowed everything (a token signed with the
+    service's own key) once ``/health/ready`` answers (SystemExit if it never does)."""
     import httpx
+
+    from vitaltwin.governance import FileKeys, TokenService, identity_for, signing_key
+
+    keys = FileKeys(tmp / "security" / "keys", create=True)
+    tokens = TokenService(signing_key(keys, "token-signing"), access_ttl_s=6 * 3600)
+    bench = identity_for("bench-gateway", "system", scopes=("system/*.cruds",))
+    headers = {"authorization": f"Bearer {tokens.issue(bench, refresh=False).access_token}"}
+    env = {"VITALTWIN_SECURITY_DIR": str(tmp / "security"), **env}
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -60,7 +69,7 @@ def start_serve(
     while True:
         try:
             if httpx.get(f"{base}/health/ready").status_code == 200:
-                return proc, base
+                return proc, base, headers
         except httpx.TransportError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:

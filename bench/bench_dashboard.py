@@ -57,7 +57,7 @@ new MutationObserver(() => {
 console = Console()
 
 
-def start_service(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_service(tmp: Path) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
     # a ward in steady state: every patient past the twins' first hour, so they forecast
     env = {"VITALTWIN_RISK_TASK": "", "VITALTWIN_EXPECTED_BEDS": str(BEDS),
            "VITALTWIN_REGISTRY_DIR": str(tmp / "registry"),
@@ -65,10 +65,10 @@ def start_service(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
     return start_serve(tmp, "memory", env)
 
 
-def gateway(base: str, stop: threading.Event) -> None:
+def gateway(base: str, auth: dict[str, str], stop: threading.Event) -> None:
     """6 vitals per bed every second, stamped at sending."""
     rng = np.random.default_rng(1)
-    with httpx.Client(timeout=10) as client:
+    with httpx.Client(timeout=10, headers=auth) as client:
         t_next = time.monotonic()
         while not stop.is_set():
             now = datetime.now(UTC).isoformat()
@@ -80,10 +80,12 @@ def gateway(base: str, stop: threading.Event) -> None:
             stop.wait(max(0.0, t_next - time.monotonic()))
 
 
-def service_latency(base: str, stop: threading.Event, out: list[float]) -> None:
+def service_latency(
+    base: str, auth: dict[str, str], stop: threading.Event, out: list[float]
+) -> None:
     """The age of each bed's newest heart rate when the service's ward view first shows it."""
     seen: dict[str, str] = {}
-    with httpx.Client(timeout=10) as client:
+    with httpx.Client(timeout=10, headers=auth) as client:
         while not stop.is_set():
             beds = client.get(f"{base}/v1/ward").json()["beds"]
             now = time.time()
@@ -108,15 +110,18 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
-        proc, base = start_service(Path(d))
+        proc, base, auth = start_service(Path(d))
         console.print(f"service ready in {time.perf_counter() - t0:.1f} s at {base}")
         stop = threading.Event()
-        feeder = threading.Thread(target=gateway, args=(base, stop), daemon=True)
+        feeder = threading.Thread(target=gateway, args=(base, auth, stop), daemon=True)
         feeder.start()
         try:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                context = browser.new_context(viewport={"width": 1400, "height": 1000})
+                token = auth["authorization"].split()[1]  # the session cookie a sign-in sets
+                context.add_cookies([{"name": "vt_access", "value": token, "url": base}])
+                page = context.new_page()
                 page.add_init_script(WATCH)
                 page.goto(f"{base}/ward")
                 page.wait_for_function(
@@ -133,7 +138,7 @@ def main() -> None:
 
                 page.evaluate("window.__lat = []")
                 api: list[float] = []
-                poller = threading.Thread(target=service_latency, args=(base, stop, api),
+                poller = threading.Thread(target=service_latency, args=(base, auth, stop, api),
                                           daemon=True)  # fmt: skip
                 m0, w0 = metrics(), time.perf_counter()
                 poller.start()

@@ -76,7 +76,7 @@ def redis_round_trip(n: int = 2000) -> dict[str, float]:
     return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
 
 
-def start_service(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_service(tmp: Path) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
     env = {
         "VITALTWIN_REGISTRY_DIR": str(tmp / "registry"),
         "VITALTWIN_RISK_TASK": "",
@@ -89,7 +89,9 @@ def start_service(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
     return start_serve(tmp, REDIS, env, timeout_s=180)
 
 
-async def run_ward(base: str, beds: int, seconds: int, warmup: int) -> dict[str, Any]:
+async def run_ward(
+    base: str, auth: dict[str, str], beds: int, seconds: int, warmup: int
+) -> dict[str, Any]:
     """Send ``warmup + seconds`` of 1 Hz vitals for beds ``b0 .. b{beds-1}``; latency of the
     twins' updates of the last ``seconds``."""
     import websockets
@@ -97,7 +99,10 @@ async def run_ward(base: str, beds: int, seconds: int, warmup: int) -> dict[str,
     latencies: list[float] = []
     newest: dict[str, datetime] = {}
     ws_url = base.replace("http://", "ws://") + "/v1/live"
-    async with websockets.connect(ws_url, max_size=None) as ws, httpx.AsyncClient() as client:
+    async with (
+        websockets.connect(ws_url, max_size=None, additional_headers=auth) as ws,
+        httpx.AsyncClient(headers=auth) as client,
+    ):
         measured_from = [datetime.max.replace(tzinfo=UTC)]  # device time the window starts
 
         async def listen() -> None:
@@ -146,9 +151,9 @@ async def run_ward(base: str, beds: int, seconds: int, warmup: int) -> dict[str,
     }
 
 
-def stage_percentiles(base: str) -> dict[str, dict[str, float]]:
+def stage_percentiles(base: str, auth: dict[str, str]) -> dict[str, dict[str, float]]:
     """p50 and p99 (ms) per stage from the service's Prometheus histograms (bucket bounds)."""
-    text = httpx.get(f"{base}/metrics").text
+    text = httpx.get(f"{base}/metrics", headers=auth).text
     buckets: dict[str, list[tuple[float, float]]] = {}
     for line in text.splitlines():
         if line.startswith("vitaltwin_stage_seconds_bucket"):
@@ -182,11 +187,11 @@ def main() -> None:
     console.print(f"Redis Streams round trip: p50 {floor['p50_ms']:.3f} ms, "
                   f"p99 {floor['p99_ms']:.3f} ms")  # fmt: skip
     with tempfile.TemporaryDirectory() as d:
-        proc, base = start_service(Path(d))
+        proc, base, auth = start_service(Path(d))
         try:
             runs = []
             for beds in sizes:
-                res = asyncio.run(run_ward(base, beds, seconds, warmup))
+                res = asyncio.run(run_ward(base, auth, beds, seconds, warmup))
                 runs.append(res)
                 console.print(
                     f"{beds} beds: p50 {res['p50_ms']:.0f} ms, p99 {res['p99_ms']:.0f} ms, "
@@ -194,7 +199,7 @@ def main() -> None:
                 )
                 if res["p99_ms"] > 2000 or res["beds_behind_at_end"] > 0:
                     break
-            stages = stage_percentiles(base)
+            stages = stage_percentiles(base, auth)
         finally:
             t_stop = time.monotonic()
             proc.send_signal(signal.SIGTERM)

@@ -20,6 +20,7 @@ import psycopg
 import pyarrow as pa
 import pytest
 
+from vitaltwin.governance import FileKeys, TokenService, identity_for, signing_key
 from vitaltwin.model import Model
 from vitaltwin.physiology import WARD_TWIN, cardiovascular_model
 from vitaltwin.physiology.patient import REFERENCE_PATIENT, initial_state, patient_parameters
@@ -109,22 +110,29 @@ def reference_steady(model: Model, reference_params: np.ndarray) -> SteadyState:
     return steady_state(model, reference_params, initial_state(model, REFERENCE_PATIENT))
 
 
-Serve = Callable[..., tuple[subprocess.Popen[bytes], str]]
+Serve = Callable[..., tuple[subprocess.Popen[bytes], str, dict[str, str]]]
 
 
 @pytest.fixture
 def serve() -> Serve:
     """``serve(tmp, bus, capture=False, **env)``: the service on a free port with its store,
-    twins and registry under ``tmp``, ready; returns the process and its base URL."""
+    twins, registry and security folder under ``tmp``, ready; returns the process, its base URL
+    and the headers of a backend client allowed everything (a token signed with the service's
+    own key, as a hospital's EHR would hold one)."""
 
     def start(
         tmp: Path, bus: str, capture: bool = False, **env: str
-    ) -> tuple[subprocess.Popen[bytes], str]:
+    ) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
+        keys = FileKeys(tmp / "security" / "keys", create=True)
+        tokens = TokenService(signing_key(keys, "token-signing"), access_ttl_s=3600)
+        ehr = identity_for("test-ehr", "system", scopes=("system/*.cruds",))
+        headers = {"authorization": f"Bearer {tokens.issue(ehr, refresh=False).access_token}"}
         environ = {**os.environ, "VITALTWIN_PARTITIONS": "2", "VITALTWIN_EXPECTED_BEDS": "8",
-                   "VITALTWIN_REGISTRY_DIR": str(tmp / "registry"), **env}  # fmt: skip
+                   "VITALTWIN_REGISTRY_DIR": str(tmp / "registry"),
+                   "VITALTWIN_SECURITY_DIR": str(tmp / "security"), **env}  # fmt: skip
         cmd = [sys.executable, "-m", "vitaltwin", "serve", "--port", str(port),
                "--store", str(tmp / "s"), "--bus", bus]  # fmt: skip
         out = subprocess.PIPE if capture else subprocess.DEVNULL
@@ -134,7 +142,7 @@ def serve() -> Serve:
         while True:
             try:
                 if httpx.get(f"{base}/health/ready").status_code == 200:
-                    return proc, base
+                    return proc, base, headers
             except httpx.TransportError:
                 pass
             assert proc.poll() is None and time.monotonic() < deadline, "service did not start"

@@ -59,6 +59,24 @@ class Settings(BaseSettings):
     shadow_alerts: bool = Field(
         True, description="alerts logged but shown to no one (until validated locally)"
     )
+    security_dir: Path = Field(
+        Path("out/security"),
+        description="users, clients and devices (directory.json), the audit trail "
+        "(audit.jsonl) and, unless keys_from is 'environment', the keys (keys/)",
+    )
+    keys_from: str = Field(
+        "files",
+        pattern="^(files|environment)$",
+        description="'files' (security_dir/keys, made owner-only on first use) or "
+        "'environment' (VITALTWIN_KEY_TOKEN_SIGNING, VITALTWIN_KEY_AUDIT_SIGNING, base64)",
+    )
+    access_token_s: int = Field(900, ge=60, le=3600, description="access token lifetime (s)")
+    refresh_token_s: int = Field(
+        12 * 3600, ge=600, le=7 * 86400, description="refresh token (session) lifetime (s)"
+    )
+    secure_cookies: bool = Field(
+        False, description="session cookies only over HTTPS (set it when TLS is on)"
+    )
     mqtt_host: str | None = Field(
         None, description="MQTT broker to subscribe to for device data (e.g. 127.0.0.1)"
     )

@@ -19,15 +19,19 @@ from fastapi.testclient import TestClient
 from vitaltwin.dashboard import install
 from vitaltwin.dashboard.pages import risk_level, sparkline
 from vitaltwin.risk import ForecastMonitor
+from vitaltwin.service.access import Security
 from vitaltwin.service.app import create_app
 from vitaltwin.service.bus import MemoryBus
 from vitaltwin.store import DuckDBStore
+
+DEV = Security.development_mode()
+"""Every caller may do everything (access rules: tests/service/test_security.py)."""
 
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
     with DuckDBStore(tmp_path / "s") as store:
-        app = install(create_app(store, MemoryBus(partitions=2)))
+        app = install(create_app(store, MemoryBus(partitions=2), security=DEV))
         with TestClient(app) as c:
             yield c
 
@@ -139,13 +143,17 @@ def test_acknowledgements_survive_a_restart(tmp_path: Path) -> None:
 
     rule = AlertRule("test", "risk", on=0.5, off=0.2)
     with DuckDBStore(tmp_path / "s") as store:
-        app = install(create_app(store, MemoryBus(partitions=2), rules=[rule], shadow=False))
+        app = install(
+            create_app(store, MemoryBus(partitions=2), security=DEV, rules=[rule], shadow=False)
+        )
         with TestClient(app) as c:
             with app.state.alerts_lock:
                 (a,) = app.state.alerts.observe("p1", "risk", 0.9, datetime.now(UTC))
             assert c.post(f"/v1/alerts/{a.id}/acknowledge").status_code == 200
         # a new service on the same store
-        app = install(create_app(store, MemoryBus(partitions=2), rules=[rule], shadow=False))
+        app = install(
+            create_app(store, MemoryBus(partitions=2), security=DEV, rules=[rule], shadow=False)
+        )
         with TestClient(app) as c:
             (got,) = c.get("/v1/alerts").json()["alerts"]
             assert got["id"] == a.id and got["state"] == "acknowledged"

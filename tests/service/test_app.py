@@ -18,10 +18,14 @@ from fastapi.testclient import TestClient
 from fhirclient.models.fhirelementfactory import FHIRElementFactory
 
 from vitaltwin.dashboard import install
-from vitaltwin.service.access import ScopedRoute, granted
+from vitaltwin.governance import granted
+from vitaltwin.service.access import ScopedRoute, Security
 from vitaltwin.service.app import JsonLogFormatter, create_app
 from vitaltwin.service.bus import MemoryBus
 from vitaltwin.store import DuckDBStore
+
+DEV = Security.development_mode()
+"""Every caller may do everything (access rules: tests/service/test_security.py)."""
 
 T = "2026-11-22T08:30:00Z"
 
@@ -29,7 +33,9 @@ T = "2026-11-22T08:30:00Z"
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
     with DuckDBStore(tmp_path / "s") as store:
-        app = install(create_app(store, MemoryBus(partitions=4), max_body_bytes=200_000))
+        app = install(
+            create_app(store, MemoryBus(partitions=4), security=DEV, max_body_bytes=200_000)
+        )
         with TestClient(app) as c:
             yield c
 
@@ -217,7 +223,9 @@ def test_schemathesis_finds_no_server_error(tmp_path: Path) -> None:
 
     examples = int(os.environ.get("VITALTWIN_HYPOTHESIS_EXAMPLES", "60")) // 2
     with DuckDBStore(tmp_path / "s") as store:
-        app = install(create_app(store, MemoryBus(partitions=2)))  # the service as served
+        app = install(
+            create_app(store, MemoryBus(partitions=2), security=DEV)
+        )  # the service as served
         app.state.worker.start()
         try:
             schema = schemathesis.openapi.from_asgi("/openapi.json", app)

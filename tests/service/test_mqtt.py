@@ -12,10 +12,14 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from vitaltwin.service.access import Security
 from vitaltwin.service.app import create_app
 from vitaltwin.service.bus import MemoryBus
 from vitaltwin.service.mqtt import publish_payload
 from vitaltwin.store import DuckDBStore
+
+DEV = Security.development_mode()
+"""Every caller may do everything (access rules: tests/service/test_security.py)."""
 
 BROKER = ("127.0.0.1", 1883)
 
@@ -41,7 +45,7 @@ def test_device_gateway_messages_are_stored(tmp_path: Path) -> None:
     topic = f"vitaltwin-test/{uuid.uuid4().hex}"
     pid = f"mqtt-{uuid.uuid4().hex[:8]}"
     with DuckDBStore(tmp_path / "s") as store:
-        app = create_app(store, MemoryBus(partitions=2), mqtt=(*BROKER, f"{topic}/#"))
+        app = create_app(store, MemoryBus(partitions=2), security=DEV, mqtt=(*BROKER, f"{topic}/#"))
         with TestClient(app) as client:
             deadline = time.monotonic() + 20
             while not app.state.mqtt_ready.is_set():

@@ -16,9 +16,13 @@ from fastapi.testclient import TestClient
 
 from vitaltwin.data.schema import PATIENTS
 from vitaltwin.risk import RiskModel, Scorer, build_cohort, raw_features
+from vitaltwin.service.access import Security
 from vitaltwin.service.app import create_app
 from vitaltwin.service.bus import MemoryBus
 from vitaltwin.store import DuckDBStore
+
+DEV = Security.development_mode()
+"""Every caller may do everything (access rules: tests/service/test_security.py)."""
 
 ADM = datetime(2026, 11, 20, 8, tzinfo=UTC)
 CODES = {"8867-4": ("/min", 80, 3.0), "8310-5": ("Cel", 37, 0.15), "8478-0": ("mm[Hg]", 80, -2.5)}
@@ -80,7 +84,7 @@ def test_a_patient_is_scored_explained_and_alerted_as_data_arrive(tmp_path: Path
             "patient_id": "icu1", "icu_admission_time": ADM, "sex": "female",
             "age_years": 64.0, "source": "adt"}  # fmt: skip
         store.ingest(*_empty(), patients=pa.Table.from_pylist([row], schema=PATIENTS))
-        app = create_app(store, MemoryBus(partitions=2), scorer=scorer, shadow=False)
+        app = create_app(store, MemoryBus(partitions=2), security=DEV, scorer=scorer, shadow=False)
         with TestClient(app) as client:
             septic = _rows("icu1", 30, 20, np.random.default_rng(7))
             client.post("/v1/observations", json=septic)

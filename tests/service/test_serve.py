@@ -16,18 +16,21 @@ import pytest
 
 @pytest.mark.parametrize("bus", ["memory", "redis"])
 def test_serve_stores_what_it_is_sent_and_stops_on_sigterm(
-    tmp_path: Path, bus: str, request: pytest.FixtureRequest, serve: Callable[..., tuple[Any, str]]
+    tmp_path: Path,
+    bus: str,
+    request: pytest.FixtureRequest,
+    serve: Callable[..., tuple[Any, str, dict[str, str]]],
 ) -> None:
     url = "memory" if bus == "memory" else request.getfixturevalue("redis_url")
-    proc, base = serve(tmp_path, url, capture=True)
+    proc, base, auth = serve(tmp_path, url, capture=True)
     deadline = time.monotonic() + 60
     try:
         pid = f"serve-{uuid.uuid4().hex[:8]}"
         body = [{"patient_id": pid, "time": "2026-11-22T08:30:00Z", "code": "8867-4",
                  "value": 84, "unit": "/min"}]  # fmt: skip
-        r = httpx.post(f"{base}/v1/observations", json=body, headers={"x-request-id": "r1"})
+        r = httpx.post(f"{base}/v1/observations", json=body, headers={**auth, "x-request-id": "r1"})
         assert r.status_code == 202 and r.headers["x-request-id"] == "r1"
-        while not httpx.get(f"{base}/v1/patients/{pid}/observations").json():
+        while not httpx.get(f"{base}/v1/patients/{pid}/observations", headers=auth).json():
             assert time.monotonic() < deadline, "the observation was not stored"
             time.sleep(0.1)
     finally:

@@ -30,10 +30,10 @@ def _vitals(seconds: range) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def _wait(base: str, until: datetime) -> None:
+def _wait(base: str, auth: dict[str, str], until: datetime) -> None:
     deadline = time.monotonic() + 120
     while True:
-        twin = httpx.get(f"{base}/v1/patients/p1/twin").json()
+        twin = httpx.get(f"{base}/v1/patients/p1/twin", headers=auth).json()
         if twin.get("time") and datetime.fromisoformat(twin["time"]) >= until:
             return
         assert time.monotonic() < deadline, twin
@@ -42,28 +42,28 @@ def _wait(base: str, until: datetime) -> None:
 
 @pytest.mark.slow
 def test_sigkill_then_restart_assimilates_everything_exactly_once(
-    tmp_path: Path, redis_url: str, serve: Callable[..., tuple[Any, str]]
+    tmp_path: Path, redis_url: str, serve: Callable[..., tuple[Any, str, dict[str, str]]]
 ) -> None:
-    def start() -> tuple[Any, str]:
+    def start() -> tuple[Any, str, dict[str, str]]:
         return serve(tmp_path, redis_url, VITALTWIN_TWIN_CHECKPOINT_S="0.5",
                      VITALTWIN_BUS_PREFIX=prefix)  # fmt: skip
 
     prefix = f"vt-test:{uuid.uuid4().hex}"
-    proc, base = start()
+    proc, base, auth = start()
     try:
-        httpx.post(f"{base}/v1/observations", json=_vitals(range(0, 40)))
-        _wait(base, T0 + timedelta(seconds=39))
+        httpx.post(f"{base}/v1/observations", json=_vitals(range(0, 40)), headers=auth)
+        _wait(base, auth, T0 + timedelta(seconds=39))
         time.sleep(1.5)  # a checkpoint has been written since
-        httpx.post(f"{base}/v1/observations", json=_vitals(range(40, 80)))
+        httpx.post(f"{base}/v1/observations", json=_vitals(range(40, 80)), headers=auth)
         time.sleep(0.3)  # mid-stream: some of it may be stored and assimilated, not checkpointed
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
-    proc, base = start()
+    proc, base, auth = start()
     try:
-        httpx.post(f"{base}/v1/observations", json=_vitals(range(80, 100)))
-        _wait(base, T0 + timedelta(seconds=99))
-        stored = httpx.get(f"{base}/v1/patients/p1/observations").json()
+        httpx.post(f"{base}/v1/observations", json=_vitals(range(80, 100)), headers=auth)
+        _wait(base, auth, T0 + timedelta(seconds=99))
+        stored = httpx.get(f"{base}/v1/patients/p1/observations", headers=auth).json()
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)

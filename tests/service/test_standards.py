@@ -15,10 +15,14 @@ import httpx
 import pytest
 import uvicorn
 
+from vitaltwin.service.access import Security
 from vitaltwin.service.alerts import AlertRule
 from vitaltwin.service.app import create_app
 from vitaltwin.service.bus import MemoryBus
 from vitaltwin.store import DuckDBStore
+
+DEV = Security.development_mode()
+"""Every caller may do everything (access rules: tests/service/test_security.py)."""
 
 T0 = datetime(2026, 11, 22, 8, tzinfo=UTC)
 
@@ -31,8 +35,8 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         port = s.getsockname()[1]
     rule = AlertRule("test rule", "forecast:map_below_65_30min", on=-1.0, off=-2.0)
     with DuckDBStore(tmp / "s") as store:
-        app = create_app(store, MemoryBus(partitions=2), with_twins=True, rules=[rule],
-                         shadow=False, twin_settle_s=0)  # fmt: skip
+        app = create_app(store, MemoryBus(partitions=2), security=DEV, with_twins=True,
+                         rules=[rule], shadow=False, twin_settle_s=0)  # fmt: skip
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()

@@ -14,12 +14,16 @@ import pyarrow as pa
 from fastapi.testclient import TestClient
 
 from vitaltwin.data.schema import QUARANTINE, observations_table
+from vitaltwin.service.access import Security
 from vitaltwin.service.alerts import AlertRule
 from vitaltwin.service.app import create_app
 from vitaltwin.service.bus import MemoryBus
 from vitaltwin.service.twins import DEGRADED, TwinSupervisor
 from vitaltwin.store import DuckDBStore, Store
 from vitaltwin.twin import TwinShard
+
+DEV = Security.development_mode()
+"""Every caller may do everything (access rules: tests/service/test_security.py)."""
 
 T0 = datetime(2026, 11, 22, 8, tzinfo=UTC)
 
@@ -111,7 +115,7 @@ def test_a_twin_behind_its_data_is_degraded(tmp_path: Path) -> None:
 
 def test_the_api_shows_the_twin(tmp_path: Path) -> None:
     with DuckDBStore(tmp_path / "s") as store:
-        app = create_app(store, MemoryBus(partitions=2), with_twins=True)
+        app = create_app(store, MemoryBus(partitions=2), security=DEV, with_twins=True)
         with TestClient(app) as client:
             body = [
                 {"patient_id": "p9", "time": (T0 + timedelta(seconds=s)).isoformat(),
@@ -154,7 +158,7 @@ def test_the_api_shows_the_twin(tmp_path: Path) -> None:
 def test_forecasts_raise_alerts_that_clinicians_act_on(tmp_path: Path) -> None:
     always = AlertRule("test rule", "forecast:map_below_65_30min", on=-1.0, off=-2.0)
     with DuckDBStore(tmp_path / "s") as store:
-        app = create_app(store, MemoryBus(partitions=2), with_twins=True,
+        app = create_app(store, MemoryBus(partitions=2), security=DEV, with_twins=True,
                          rules=[always], shadow=False, twin_settle_s=0)  # fmt: skip
         with TestClient(app) as client:
             body = [{"patient_id": "p7", "time": T0.isoformat(), "code": "HR", "value": 90,

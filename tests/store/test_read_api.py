@@ -66,3 +66,9 @@ def test_patients_labels_and_the_cohort_from_the_store(filled: Store) -> None:
     from_files = [cohort_from_record(read_any(f)) for f in sorted(PSV.glob("*.psv"))]
     assert len(from_store.grid) == sum(len(c.grid) for c in from_files)
     assert from_store.n_patients == 3
+    # a patient whose consent excludes research is left out of the cohorts (training sets)
+    filled.set_research_consent("p000002", allowed=False)
+    assert filled.research_excluded() == {"p000002"}
+    assert set(cohort_from_store(filled).grid["patient_id"]) == {"p000001", "p000009"}
+    filled.set_research_consent("p000002", allowed=True)
+    assert cohort_from_store(filled).n_patients == 3

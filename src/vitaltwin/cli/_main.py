@@ -37,6 +37,13 @@ from rich.table import Table
 from vitaltwin import __version__
 from vitaltwin.cli._progress import rich_progress
 from vitaltwin.cli._risk import data_path, risk_app, validate_risk
+from vitaltwin.cli._security import (
+    audit_app,
+    clients_app,
+    devices_app,
+    research_key,
+    users_app,
+)
 from vitaltwin.settings import load_settings
 from vitaltwin.simulate.scenario import (
     ScenarioError,
@@ -258,14 +265,17 @@ def demo(
 ) -> None:
     """The live demo ward: the service on embedded defaults (DuckDB, in-process bus) with its
     dashboard, fed by virtual patients (some develop sepsis or bleed at hidden times) or real
-    set-A stays; prints the ward's URL. Ctrl-C stops it."""
+    set-A stays; prints the ward's URL and the demo's users (a nurse per unit, charge nurse,
+    clinician, data scientist, auditor, administrator) with fresh passwords. Sign-in, access
+    rules and the audit trail are on, as in `vitaltwin serve`. Ctrl-C stops it."""
     import tempfile
     import threading
 
     import httpx
     import uvicorn
 
-    from vitaltwin.dashboard import DemoConfig, WardFeed, install
+    from vitaltwin.dashboard import DemoConfig, WardFeed, demo_accounts, install
+    from vitaltwin.service.access import open_security
     from vitaltwin.service.app import create_app
     from vitaltwin.service.bus import MemoryBus
     from vitaltwin.store import DuckDBStore
@@ -281,10 +291,13 @@ def demo(
     url = f"http://{host}:{port}"
     with tempfile.TemporaryDirectory(prefix="vitaltwin-demo-") as tmp:
         bus = MemoryBus()
+        security = open_security(Path(tmp) / "security")
+        assert security.directory is not None
+        accounts = demo_accounts(security.directory, cfg)
         with DuckDBStore(store or Path(tmp) / "store") as st:
-            api = install(create_app(st, bus, with_twins=True, shadow=False,
+            api = install(create_app(st, bus, security=security, with_twins=True, shadow=False,
                                      expected_beds=cfg.beds))  # fmt: skip
-            feed = WardFeed(url, cfg)
+            feed = WardFeed(url, cfg, api_key=accounts.pop("gateway")[1])
 
             def feed_when_ready() -> None:  # the twins compile first (readiness says when)
                 deadline = time.monotonic() + 600
@@ -303,12 +316,20 @@ def demo(
             threading.Thread(target=feed_when_ready, daemon=True).start()
             what = f"set A stays from {replay}" if replay else "virtual patients"
             console.print(f"vitaltwin demo ward: {cfg.beds} beds of {what}, time x{cfg.speed:g}")
+            users = Table(title="Sign in as (demo accounts, new passwords each run)")
+            for col in ("user", "role", "password"):
+                users.add_column(col)
+            for name, (role, password) in accounts.items():
+                users.add_row(name, role.replace("_", " "), password)
+            console.print(users)
             console.print(f"[bold]Open {url}/ward[/] (the twins compile for up to a minute "
                           "first; API: /docs)")  # fmt: skip
             uvicorn.run(api, host=host, port=port, log_level="warning",
                         timeout_graceful_shutdown=5)  # fmt: skip
             feed.stop()
         bus.close()
+        if security.audit is not None:
+            security.audit.close()
 
 
 def _print_surrogate_report(report: dict[str, object]) -> None:
@@ -597,10 +618,27 @@ def serve(
             else None
         )
         from vitaltwin.dashboard import install
+        from vitaltwin.governance import AuditError, EnvironmentKeys, KeyProviderError
+        from vitaltwin.service.access import open_security
 
+        try:
+            security = open_security(
+                settings.security_dir,
+                keys=EnvironmentKeys() if settings.keys_from == "environment" else None,
+                access_ttl_s=settings.access_token_s,
+                refresh_ttl_s=settings.refresh_token_s,
+                secure_cookies=settings.secure_cookies,
+            )
+        except (AuditError, KeyProviderError, ValueError, OSError) as exc:
+            err_console.print(f"[bold red]error:[/] security: {exc}")
+            raise typer.Exit(2) from None
+        if security.directory is not None and not security.directory.users:
+            console.print("[yellow]no users yet:[/] add one with `vitaltwin users add NAME "
+                          "--role clinician --unit UNIT` (same settings)")  # fmt: skip
         api = create_app(
             st,
             the_bus,
+            security=security,
             max_body_bytes=settings.max_body_bytes,
             mqtt=mqtt,
             with_twins=settings.twins,
@@ -720,13 +758,23 @@ def export(
         Path | None, typer.Option(help="store directory (DuckDB; default: settings)")
     ] = None,
     postgres: PostgresOption = None,
+    deidentified: Annotated[
+        bool,
+        typer.Option(
+            help="a research export: every table de-identified (Safe Harbor), "
+            "consent respected, with a re-identification risk report (Parquet)"
+        ),
+    ] = False,
 ) -> None:
     """Export the stored record: Parquet tables, or FHIR R4 NDJSON (Patient, Encounter,
     Condition, MedicationAdministration, Observation), streamed, each file written whole or
-    not at all."""
+    not at all; with --deidentified, a research export (docs: Security and audit)."""
     if fmt not in ("parquet", "fhir"):
         err_console.print(f"[bold red]error:[/] --format {fmt!r}: use 'parquet' or 'fhir'")
         raise typer.Exit(2)
+    if deidentified:
+        _export_research(out, store, postgres)
+        return
     with _open_store(store, postgres) as st:
         if fmt == "parquet":
             for table, path in st.export_parquet(out).items():
@@ -738,6 +786,26 @@ def export(
             written = export_fhir(st, out, progress=progress)
         for rtype, (path, n) in written.items():
             console.print(f"{n:,} {rtype}: {path}")
+
+
+def _export_research(out: Path, store: Path | None, postgres: str | None) -> None:
+    from vitaltwin.governance import Deidentifier, KeyProviderError, export_research
+
+    try:
+        key = research_key()
+    except KeyProviderError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    with _open_store(store, postgres) as st, rich_progress(err_console) as progress:
+        done = export_research(st, out, Deidentifier(key), progress=progress)
+    for table, n in done.rows.items():
+        console.print(f"{table}: {n:,} rows")
+    r = done.risk
+    console.print(f"left out (consent excludes research): {done.excluded_patients} patients; "
+                  f"dates shifted 1-{done.max_shift_days} days back per patient")  # fmt: skip
+    console.print(f"re-identification risk over {', '.join(r.quasi_identifiers)}: k = {r.k} "
+                  f"({r.patients_below_threshold} of {r.patients} patients in classes under "
+                  f"{r.threshold}); {out / 'reidentification-risk.json'}")  # fmt: skip
 
 
 def _print_frame(title: str, df: pd.DataFrame) -> None:
@@ -1114,6 +1182,50 @@ def validate_alerts(
 
 validate_app.command("risk")(validate_risk)
 app.add_typer(risk_app, name="risk")
+app.add_typer(users_app, name="users")
+app.add_typer(devices_app, name="devices")
+app.add_typer(clients_app, name="clients")
+app.add_typer(audit_app, name="audit")
+consent_app = typer.Typer(no_args_is_help=True, help="Research consent: exclude, allow, list.")
+app.add_typer(consent_app, name="consent")
+
+
+@consent_app.command("exclude")
+def consent_exclude(
+    patient: Annotated[str, typer.Argument(help="patient id")],
+    store: Annotated[Path | None, typer.Option(help="store directory (default: settings)")] = None,
+    postgres: PostgresOption = None,
+) -> None:
+    """The patient's data is left out of research exports and of cohorts built from the store."""
+    with _open_store(store, postgres) as st:
+        st.set_research_consent(patient, allowed=False)
+        n = len(st.research_excluded())
+    console.print(f"{patient}: excluded from research ({n} patients excluded)")
+
+
+@consent_app.command("allow")
+def consent_allow(
+    patient: Annotated[str, typer.Argument(help="patient id")],
+    store: Annotated[Path | None, typer.Option(help="store directory (default: settings)")] = None,
+    postgres: PostgresOption = None,
+) -> None:
+    """The patient's data may be used for research again."""
+    with _open_store(store, postgres) as st:
+        st.set_research_consent(patient, allowed=True)
+    console.print(f"{patient}: research allowed")
+
+
+@consent_app.command("list")
+def consent_list(
+    store: Annotated[Path | None, typer.Option(help="store directory (default: settings)")] = None,
+    postgres: PostgresOption = None,
+) -> None:
+    """Patients whose consent excludes research."""
+    with _open_store(store, postgres) as st:
+        excluded = sorted(st.research_excluded())
+    for p in excluded:
+        print(p)
+    console.print(f"{len(excluded)} patients excluded from research")
 
 
 def _version(show: bool) -> None:

@@ -14,13 +14,16 @@ fed by a device gateway of virtual patients (or of real PhysioNet set-A stays) o
 * **Replay** (``replay=`` a set-A Parquet file): real stays of at least a day, side by side,
   their chart times moved to start together ``hours`` before now, streamed the same way.
 
-Everything goes through ``POST /v1/observations`` and ``POST /fhir`` as a gateway's would, so
-the demo exercises the service's own inputs.
+Everything goes through ``POST /v1/observations`` and ``POST /fhir`` as a gateway's would
+(with its own API key), so the demo exercises the service's own inputs. The beds are split
+between ``units`` (a FHIR extension on each Patient), and :func:`demo_accounts` makes a user of
+every role with a fresh password, so signing in as a unit's nurse shows that unit only.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -32,6 +35,8 @@ from typing import Any
 import httpx
 import numpy as np
 
+from vitaltwin.governance import Directory
+from vitaltwin.interop.fhir_export import EXTENSION
 from vitaltwin.physiology import WARD_TWIN
 from vitaltwin.simulate.ward_course import LABS, MONITOR, VirtualWard, WardCourse, measure
 
@@ -50,6 +55,7 @@ class DemoConfig:
     noise_scale: float = 0.4  # of each observable's declared SD (which allows for model error)
     replay: Path | None = None  # a PhysioNet set-A Parquet file: real stays instead
     course: WardCourse = field(default_factory=lambda: DEMO_COURSE)
+    units: tuple[str, ...] = ("ICU-A", "ICU-B")  # the beds are split between them in order
 
     def __post_init__(self) -> None:
         if not 1 <= self.beds <= 500:
@@ -58,6 +64,43 @@ class DemoConfig:
             raise ValueError(f"speed: 1-3600 simulated seconds per second, not {self.speed}")
         if not 0 <= self.hours <= 72:
             raise ValueError(f"hours: 0-72 h of course before now, not {self.hours}")
+        if not self.units:
+            raise ValueError("units: one at least")
+
+    def unit(self, bed: int) -> str:
+        """The unit of bed ``bed`` (0-based): the beds split evenly, in order."""
+        return self.units[bed * len(self.units) // self.beds]
+
+
+def _in_unit(patient: dict[str, Any], unit: str) -> dict[str, Any]:
+    return {**patient, "extension": [{"url": EXTENSION + "icu-unit", "valueString": unit}]}
+
+
+DEMO_ROLES = (
+    ("nurse", "nurse-{unit}", True),
+    ("charge_nurse", "charge-nurse", False),
+    ("clinician", "clinician", False),
+    ("data_scientist", "data-scientist", False),
+    ("auditor", "auditor", False),
+    ("administrator", "administrator", False),
+)
+"""The demo's users: a nurse per unit; the charge nurse and the clinician cover every unit."""
+
+
+def demo_accounts(directory: Directory, cfg: DemoConfig) -> dict[str, tuple[str, str]]:
+    """Users of every role with fresh random passwords, and the demo gateway's device: user
+    name -> (role, password) and ``"gateway"`` -> ("device", API key)."""
+    out: dict[str, tuple[str, str]] = {}
+    for role, name, per_unit in DEMO_ROLES:
+        for unit in cfg.units if per_unit else (None,):
+            user = name.format(unit=(unit or "").lower())
+            password = secrets.token_urlsafe(12)
+            units = (unit,) if unit else (cfg.units if role in ("charge_nurse", "clinician")
+                                          else ())  # fmt: skip
+            directory.add_user(user, role, password, units=units)
+            out[user] = (role, password)
+    out["gateway"] = ("device", directory.add_device("demo-gateway"))
+    return out
 
 
 class _VirtualSource:
@@ -74,10 +117,12 @@ class _VirtualSource:
     def patients(self) -> list[dict[str, Any]]:
         """FHIR Patients (sex and birth date, for the twins' priors)."""
         out = []
-        for pid, (_, row) in zip(self.ids, self.ward.profiles.iterrows(), strict=True):
+        for i, (pid, (_, row)) in enumerate(
+            zip(self.ids, self.ward.profiles.iterrows(), strict=True)
+        ):
             born = self.start.date().replace(year=self.start.year - round(float(row["age_years"])))
-            out.append({"resourceType": "Patient", "id": pid, "gender": row["sex"],
-                        "birthDate": born.isoformat()})  # fmt: skip
+            out.append(_in_unit({"resourceType": "Patient", "id": pid, "gender": row["sex"],
+                                 "birthDate": born.isoformat()}, self.cfg.unit(i)))  # fmt: skip
         return out
 
     def _true(self, minute: float) -> np.ndarray:
@@ -131,12 +176,14 @@ class _ReplaySource:
         self.start = start
         self.patients_table = rec.patients.to_pandas()
         self.ids = pick
+        self.cfg = cfg
 
     def patients(self) -> list[dict[str, Any]]:
         out = []
         rows = self.patients_table[self.patients_table["patient_id"].isin(self.ids)]
         for _, r in rows.iterrows():
             p: dict[str, Any] = {"resourceType": "Patient", "id": str(r["patient_id"])}
+            p = _in_unit(p, self.cfg.unit(self.ids.index(r["patient_id"])))
             if r.get("sex") in ("male", "female"):
                 p["gender"] = r["sex"]
             if r.get("age_years") == r.get("age_years") and r.get("age_years") is not None:
@@ -159,8 +206,15 @@ class WardFeed:
     """Streams a demo ward into a service at ``url`` (a device gateway over HTTP), one batch
     per wall second, until :meth:`stop`."""
 
-    def __init__(self, url: str, cfg: DemoConfig, start: datetime | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        cfg: DemoConfig,
+        start: datetime | None = None,
+        api_key: str | None = None,
+    ) -> None:
         self.url, self.cfg = url.rstrip("/"), cfg
+        self.headers = {"x-api-key": api_key} if api_key else {}
         now = (start or datetime.now(UTC)).replace(microsecond=0)
         self.start = now - timedelta(hours=cfg.hours)
         self.source = (
@@ -200,7 +254,7 @@ class WardFeed:
             log.warning("demo feed: %s", self.last_error)
 
     def _run(self) -> None:
-        with httpx.Client(timeout=10.0) as client:
+        with httpx.Client(timeout=10.0, headers=self.headers) as client:
             bundle = {"resourceType": "Bundle", "type": "collection",
                       "entry": [{"resource": p} for p in self.source.patients()]}  # fmt: skip
             self._post(client, "/fhir", bundle)

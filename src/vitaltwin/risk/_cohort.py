@@ -158,7 +158,12 @@ def cohort_from_record(record: Record, source: str = "canonical") -> Cohort:
 def cohort_from_store(
     store: Store, patient_ids: list[str] | None = None, source: str = "store"
 ) -> Cohort:
-    """Hourly grid from what a store holds (all patients, or ``patient_ids``)."""
+    """Hourly grid from what a store holds (all patients, or ``patient_ids``), leaving out the
+    patients whose consent excludes research (a cohort trains and validates models)."""
+    excluded = store.research_excluded()
+    if excluded:
+        every = store.patients(patient_ids).column("patient_id").to_pylist()
+        patient_ids = [p for p in every if p not in excluded]
     obs = store.observations(patient_ids, loinc=list(NAME_BY_LOINC))
     obs = obs.select(["patient_id", "effective_time", "loinc", "value"]).to_pandas()
     return build_cohort(

@@ -62,10 +62,21 @@ from prometheus_client import (
 )
 from starlette.concurrency import run_in_threadpool
 
+from vitaltwin.governance import Identity, granted
 from vitaltwin.interop.fhir_export import observation as fhir_observation
 from vitaltwin.interop.fhir_export import patient as fhir_patient
 from vitaltwin.risk import ForecastMonitor, Scorer
-from vitaltwin.service.access import PUBLIC, Identity, ScopedRoute, granted, identity, scope
+from vitaltwin.service.access import (
+    PUBLIC,
+    Guard,
+    PatientUnits,
+    ScopedRoute,
+    Security,
+    audit_action,
+    identity,
+    is_public,
+    scope,
+)
 from vitaltwin.service.alerts import (
     FORECAST_RULES,
     Alert,
@@ -74,6 +85,8 @@ from vitaltwin.service.alerts import (
     AlertRule,
     scorecard,
 )
+from vitaltwin.service.audit import audit_router
+from vitaltwin.service.auth import auth_router
 from vitaltwin.service.bus import Bus
 from vitaltwin.service.ingest import IngestWorker, envelope, fhir_key, hl7_key
 from vitaltwin.service.mqtt import subscribe
@@ -91,6 +104,19 @@ ALERT_STATE = "alerts"
 """The store key of the alert engine's state (saved every 30 s when it changed, and on
 shutdown; resumed at start)."""
 
+
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",  # patient data is not kept by browsers or proxies
+    "content-security-policy": "default-src 'self'; img-src 'self' data:; "
+    "style-src 'self' 'unsafe-inline'; object-src 'none'; frame-ancestors 'none'; "
+    "base-uri 'self'; form-action 'self'",
+}
+"""Headers on every answer (OWASP secure headers); a route may set its own instead."""
+OPENAPI_PAGES = ("/docs", "/docs/oauth2-redirect", "/redoc")
+"""FastAPI's API pages (inline scripts): no content security policy there."""
 
 MAX_RECORDS = 100_000
 """Records one ``POST /v1/observations`` may carry."""
@@ -212,6 +238,7 @@ def create_app(
     store: Store,
     bus: Bus,
     *,
+    security: Security,
     max_body_bytes: int = 1 << 20,
     mqtt: tuple[str, int, str] | None = None,
     with_twins: bool = False,
@@ -231,7 +258,8 @@ def create_app(
     follow ``rules`` (default :data:`FORECAST_RULES` on the twins' forecast event
     probabilities) and run in shadow mode unless ``shadow`` is False: logged, shown to no one,
     until validated locally; their state is kept in the store and resumed at start.
-    ``model_card`` describes the risk model for the dashboard's quality page."""
+    ``model_card`` describes the risk model for the dashboard's quality page. ``security`` says
+    who may call and what is audited (:mod:`vitaltwin.service.access`)."""
     lock = threading.Lock()
     metrics = Metrics()
     default = (*FORECAST_RULES, risk_rule(scorer)) if scorer is not None else FORECAST_RULES
@@ -359,6 +387,8 @@ def create_app(
                 if not a.shadow:
                     hub.send({"type": "alert", **alert_json(a)})
             await asyncio.to_thread(save_alerts)
+            if security.audit is not None:  # sign the audit trail's head
+                await asyncio.to_thread(security.audit.checkpoint)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -391,6 +421,8 @@ def create_app(
             if twins is not None:
                 twins.stop()
             save_alerts()
+            if security.audit is not None:
+                security.audit.checkpoint()
             s = worker.stats
             log.info(
                 "service stopped",
@@ -414,6 +446,21 @@ def create_app(
     app.state.alert_rules = tuple(alerts.rules.values())  # the rules in force
     app.state.alerts = alerts  # (use under app.state.alerts_lock)
     app.state.alerts_lock = alerts_lock
+
+    def units() -> dict[str, str | None]:
+        with lock:
+            table = store.patients().select(["patient_id", "icu_unit"])
+        return dict(zip(*table.to_pydict().values(), strict=True))
+
+    guard = Guard(security, PatientUnits(units))
+    app.state.guard = guard
+
+    def patient_of_alert(alert_id: str) -> str | None:
+        with alerts_lock:
+            a = alerts.alerts.get(alert_id)
+        return a.patient_id if a is not None else None
+
+    app.state.patient_of_alert = patient_of_alert
     router = APIRouter(route_class=ScopedRoute)
 
     @app.middleware("http")
@@ -421,6 +468,9 @@ def create_app(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request.state.request_id = rid
+        with contextlib.suppress(HTTPException):  # who, for the audit trail even when the
+            guard.identify(request)  # request fails before its route's check (a bad body)
         t0 = time.perf_counter()
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > max_body_bytes:
@@ -436,8 +486,14 @@ def create_app(
                     {"detail": "internal error", "request_id": rid}, status_code=500
                 )
         response.headers["x-request-id"] = rid
+        for header, value in SECURITY_HEADERS.items():
+            if header != "content-security-policy" or request.url.path not in OPENAPI_PAGES:
+                response.headers.setdefault(header, value)
         route = request.scope.get("route")
         name = getattr(route, "path", "unmatched")
+        if route is not None and not is_public(route) and isinstance(route, ScopedRoute):
+            guard.audit(request, f"{request.method} {name}",
+                        audit_action(request.method, route), response.status_code)  # fmt: skip
         metrics.requests.labels(name, str(response.status_code)).inc()
         log.info(
             "%s %s %s",
@@ -458,14 +514,14 @@ def create_app(
 
     # -- health --------------------------------------------------------------------------------
 
-    @router.get("/health/live", openapi_extra=scope(PUBLIC), tags=["health"])
+    @router.get("/health/live", openapi_extra=scope(PUBLIC, "none"), tags=["health"])
     def live() -> dict[str, str]:
         """The process answers."""
         return {"status": "live"}
 
     @router.get(
         "/health/ready",
-        openapi_extra=scope(PUBLIC),
+        openapi_extra=scope(PUBLIC, "none"),
         tags=["health"],
         responses={503: {"description": "not ready"}},
     )
@@ -503,7 +559,7 @@ def create_app(
     @router.post(
         "/v1/observations",
         status_code=202,
-        openapi_extra={**scope("system/Observation.c"), **records_body(MAX_RECORDS)},
+        openapi_extra={**scope("system/Observation.c", "endpoint"), **records_body(MAX_RECORDS)},
         tags=["inputs"],
     )
     async def post_observations(request: Request) -> dict[str, Any]:
@@ -514,9 +570,9 @@ def create_app(
         messages, not one per bed), each patient's records in one partition, in order."""
         t0 = time.perf_counter()
         raw = await request.body()
-        return await run_in_threadpool(publish_records, raw, t0)
+        return await run_in_threadpool(publish_records, raw, t0, request)
 
-    def publish_records(raw: bytes, t0: float) -> dict[str, Any]:
+    def publish_records(raw: bytes, t0: float, request: Request) -> dict[str, Any]:
         records = json_records(raw, MAX_RECORDS)
         by_part: dict[int, tuple[str, list[dict[str, Any]]]] = {}
         partition: dict[str, int] = {}
@@ -525,6 +581,7 @@ def create_app(
             if pid not in partition:
                 partition[pid] = bus.partition(pid)
             by_part.setdefault(partition[pid], (pid, []))[1].append(r)
+        request.state.patients = list(partition)  # for the audit trail
         return accepted(
             [(k, envelope("records", "http:/v1/observations", v)) for k, v in by_part.values()],
             t0,
@@ -533,29 +590,36 @@ def create_app(
     @router.post(
         "/v1/hl7",
         status_code=202,
-        openapi_extra=scope("system/Observation.c"),
+        openapi_extra=scope("system/Observation.c", "endpoint"),
         tags=["inputs"],
     )
-    def post_hl7(text: Annotated[str, Body(media_type="text/plain")]) -> dict[str, Any]:
+    def post_hl7(
+        request: Request, text: Annotated[str, Body(media_type="text/plain")]
+    ) -> dict[str, Any]:
         """HL7 v2 messages (ORU^R01, ADT), as over MLLP, accepted onto the bus."""
         t0 = time.perf_counter()
         if not text.lstrip().startswith(("MSH|", "FHS|", "BHS|")):
             raise HTTPException(400, "not HL7 v2: the text must start with an MSH segment")
+        request.state.patients = [hl7_key(text)]
         return accepted([(hl7_key(text), envelope("hl7", "http:/v1/hl7", text))], t0)
 
-    def post_fhir(doc: dict[str, Any], where: str) -> dict[str, Any]:
+    def post_fhir(doc: dict[str, Any], where: str, request: Request) -> dict[str, Any]:
         t0 = time.perf_counter()
         if not isinstance(doc.get("resourceType"), str):
             raise HTTPException(400, "not a FHIR resource: no resourceType")
+        request.state.patients = [fhir_key(doc)]
         return accepted([(fhir_key(doc), envelope("fhir", where, doc))], t0)
 
-    @router.post("/fhir", status_code=202, openapi_extra=scope("system/*.c"), tags=["fhir"])
-    def post_fhir_bundle(bundle: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+    @router.post("/fhir", status_code=202, openapi_extra=scope("system/*.c", "endpoint"),
+                 tags=["fhir"])  # fmt: skip
+    def post_fhir_bundle(
+        request: Request, bundle: Annotated[dict[str, Any], Body()]
+    ) -> dict[str, Any]:
         """A FHIR R4 Bundle (any type): its Patients, Observations, Encounters, Conditions and
         MedicationAdministrations."""
-        return post_fhir(bundle, "http:/fhir")
+        return post_fhir(bundle, "http:/fhir", request)
 
-    @router.get("/v1/ingest", openapi_extra=scope("system/*.r"), tags=["inputs"])
+    @router.get("/v1/ingest", openapi_extra=scope("system/Metrics.r", "none"), tags=["inputs"])
     def ingest_status() -> dict[str, Any]:
         """What the ingest worker stored, quarantined and counted as duplicates, and what waits."""
         s = worker.stats
@@ -581,14 +645,22 @@ def create_app(
                     r[k] = v.isoformat()
         return out
 
-    @router.get("/v1/patients", openapi_extra=scope("user/Patient.rs"), tags=["record"])
+    @router.get("/v1/patients", openapi_extra=scope("user/Patient.rs", "endpoint"), tags=["record"])
     def list_patients(
+        request: Request,
+        who: Annotated[Identity, Depends(identity)],
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     ) -> list[dict[str, Any]]:
-        """Patients (current keys; merged ones are read under their surviving key)."""
+        """The caller's patients (their units and care team; current keys: merged ones are
+        read under their surviving key)."""
         with lock:
             table = store.patients()
-        return rows(table.slice(0, limit))
+        ids = table.column("patient_id").to_pylist()
+        mine = set(guard.visible(who, ids))
+        keep = pa.array([p in mine for p in ids], pa.bool_())
+        chosen = rows(table.filter(keep).slice(0, limit))
+        request.state.patients = [r["patient_id"] for r in chosen]
+        return chosen
 
     def one_patient(pid: str) -> dict[str, Any]:
         with lock:
@@ -599,7 +671,7 @@ def create_app(
 
     @router.get(
         "/v1/patients/{patient_id}",
-        openapi_extra=scope("user/Patient.r"),
+        openapi_extra=scope("user/Patient.r", "path"),
         tags=["record"],
         responses={404: {"description": "no such patient"}},
     )
@@ -609,7 +681,7 @@ def create_app(
 
     @router.get(
         "/v1/patients/{patient_id}/observations",
-        openapi_extra=scope("user/Observation.rs"),
+        openapi_extra=scope("user/Observation.rs", "path"),
         tags=["record"],
     )
     def patient_observations(
@@ -636,7 +708,7 @@ def create_app(
 
     @router.get(
         "/v1/patients/{patient_id}/medications",
-        openapi_extra=scope("user/MedicationAdministration.rs"),
+        openapi_extra=scope("user/MedicationAdministration.rs", "path"),
         tags=["record"],
     )
     def patient_medications(
@@ -650,7 +722,7 @@ def create_app(
 
     @router.get(
         "/fhir/Patient/{patient_id}",
-        openapi_extra=scope("user/Patient.r"),
+        openapi_extra=scope("user/Patient.r", "path"),
         tags=["fhir"],
         responses={404: {"description": "no such patient"}},
     )
@@ -662,7 +734,11 @@ def create_app(
             raise HTTPException(404, f"no patient {patient_id!r}")
         return JSONResponse(fhir_patient(found.to_pylist()[0]), media_type=FHIR_JSON)
 
-    @router.get("/fhir/Observation", openapi_extra=scope("user/Observation.rs"), tags=["fhir"])
+    @router.get(
+        "/fhir/Observation",
+        openapi_extra=scope("user/Observation.rs", "query:patient"),
+        tags=["fhir"],
+    )
     def fhir_search_observations(
         patient: Annotated[str, Query(description="the patient's id")],
         code: Annotated[str | None, Query(description="a LOINC code")] = None,
@@ -689,7 +765,7 @@ def create_app(
 
     @router.get(
         "/v1/patients/{patient_id}/twin",
-        openapi_extra=scope("user/Observation.r"),
+        openapi_extra=scope("user/Observation.r", "path"),
         tags=["twin"],
         responses={404: {"description": "no twins in this service"}},
     )
@@ -704,7 +780,7 @@ def create_app(
 
     @router.get(
         "/v1/patients/{patient_id}/twin/forecast",
-        openapi_extra=scope("user/Observation.r"),
+        openapi_extra=scope("user/Observation.r", "path"),
         tags=["twin"],
         responses={404: {"description": "no twin for this patient"}},
     )
@@ -721,7 +797,7 @@ def create_app(
 
     @router.get(
         "/v1/patients/{patient_id}/risk",
-        openapi_extra=scope("user/RiskAssessment.r"),
+        openapi_extra=scope("user/RiskAssessment.r", "path"),
         tags=["risk"],
         responses={404: {"description": "this service runs no risk model"}},
     )
@@ -735,7 +811,7 @@ def create_app(
 
     @router.post(
         "/v1/patients/{patient_id}/whatif",
-        openapi_extra=scope("user/Observation.r"),
+        openapi_extra=scope("user/Observation.r", "path", action="E"),
         tags=["twin"],
         responses={404: {"description": "no twin for this patient"},
                    422: {"description": "an invalid plan"}},
@@ -756,20 +832,35 @@ def create_app(
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
 
-    @router.get("/v1/alerts", openapi_extra=scope("user/Flag.rs"), tags=["alerts"])
+    @router.get("/v1/alerts", openapi_extra=scope("user/Flag.rs", "endpoint"), tags=["alerts"])
     def list_alerts(
+        request: Request,
+        who: Annotated[Identity, Depends(identity)],
         patient: Annotated[str | None, Query(description="one patient")] = None,
         include_shadow: Annotated[bool, Query(description="shadow-mode alerts too")] = False,
     ) -> dict[str, Any]:
-        """Alerts (newest first) with their state, score, model version, reasons and the
-        "decision support only" statement; in shadow mode only with ``include_shadow``."""
+        """Alerts of the caller's patients (or of ``patient``), newest first, with their
+        state, score, model version, reasons and the "decision support only" statement; in
+        shadow mode only with ``include_shadow``."""
         with alerts_lock:
             pool = list(alerts.alerts.values()) if include_shadow else alerts.visible()
-        chosen = [a for a in pool if patient is None or a.patient_id == patient]
+        chosen = mine(request, who, pool, patient)
         return {
             "shadow_mode": alerts.shadow,
             "alerts": [alert_json(a) for a in sorted(chosen, key=lambda a: a.time, reverse=True)],
         }
+
+    def mine(request: Request, who: Identity, pool: list[Any], patient: str | None) -> list[Any]:
+        """The items of ``pool`` (with a ``patient_id``) the caller may see: of ``patient``
+        (assigned, or break-glass) or of every patient assigned to them."""
+        if patient is not None:
+            guard.authorize(who, patient, request)
+            chosen = [a for a in pool if a.patient_id == patient]
+        else:
+            seen = set(guard.visible(who, {a.patient_id for a in pool}))
+            chosen = [a for a in pool if a.patient_id in seen]
+        request.state.patients = sorted({a.patient_id for a in chosen})
+        return chosen
 
     def act(action: Callable[[], Alert]) -> dict[str, Any]:
         with alerts_lock:
@@ -781,7 +872,7 @@ def create_app(
 
     @router.post(
         "/v1/alerts/{alert_id}/acknowledge",
-        openapi_extra=scope("user/Flag.u"),
+        openapi_extra=scope("user/Flag.u", "alert", action="U"),
         tags=["alerts"],
         responses={404: {"description": "no such alert"}, 409: {"description": "not allowed"}},
     )
@@ -793,7 +884,7 @@ def create_app(
 
     @router.post(
         "/v1/alerts/{alert_id}/snooze",
-        openapi_extra=scope("user/Flag.u"),
+        openapi_extra=scope("user/Flag.u", "alert", action="U"),
         tags=["alerts"],
         responses={404: {"description": "no such alert"}, 409: {"description": "not allowed"}},
     )
@@ -808,7 +899,7 @@ def create_app(
 
     @router.post(
         "/v1/alerts/{alert_id}/escalate",
-        openapi_extra=scope("user/Flag.u"),
+        openapi_extra=scope("user/Flag.u", "alert", action="U"),
         tags=["alerts"],
         responses={404: {"description": "no such alert"}, 409: {"description": "not allowed"}},
     )
@@ -820,7 +911,7 @@ def create_app(
 
     @router.post(
         "/v1/alerts/{alert_id}/feedback",
-        openapi_extra=scope("user/Flag.u"),
+        openapi_extra=scope("user/Flag.u", "alert", action="U"),
         tags=["alerts"],
         responses={404: {"description": "no such alert"}, 409: {"description": "not allowed"}},
     )
@@ -832,9 +923,10 @@ def create_app(
         """The clinician's verdict on an alert (for the scorecard)."""
         return act(lambda: alerts.feedback(alert_id, who.subject, overridden, datetime.now(UTC)))
 
-    def ward() -> dict[str, Any]:
-        """Every bed: latest vitals, deterioration risk and its trend, the risk model's score,
-        alerts by state, twin status, data age; highest deterioration risk first."""
+    def ward(who: Identity) -> dict[str, Any]:
+        """Every bed of the caller's patients: latest vitals, deterioration risk and its
+        trend, the risk model's score, alerts by state, twin status, data age; highest
+        deterioration risk first."""
         with alerts_lock:
             visible = alerts.visible()
         by_patient: dict[str, dict[str, int]] = {}
@@ -843,7 +935,7 @@ def create_app(
                 states = by_patient.setdefault(a.patient_id, {})
                 states[a.state] = states.get(a.state, 0) + 1
         beds = []
-        for pid in board.patients():
+        for pid in guard.visible(who, board.patients()):
             bed = board.bed(pid)
             bed["alerts"] = by_patient.get(pid, {})
             if twins is not None:
@@ -893,8 +985,10 @@ def create_app(
 
     app.state.ward, app.state.burden, app.state.monitoring = ward, burden, monitoring
 
-    @router.get("/v1/alerts/log", openapi_extra=scope("user/Flag.rs"), tags=["alerts"])
+    @router.get("/v1/alerts/log", openapi_extra=scope("user/Flag.rs", "endpoint"), tags=["alerts"])
     def alert_log(
+        request: Request,
+        who: Annotated[Identity, Depends(identity)],
         patient: Annotated[str | None, Query(description="one patient")] = None,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
     ) -> list[dict[str, Any]]:
@@ -904,18 +998,25 @@ def create_app(
         with alerts_lock:
             shown = {a.id for a in alerts.visible()}
             entries = [e for e in alerts.log if e.alert_id in shown]
-        chosen = [e for e in entries if patient is None or e.patient_id == patient]
+        chosen = mine(request, who, entries, patient)
         return [{**e.__dict__, "time": e.time.isoformat()} for e in reversed(chosen[-limit:])]
 
-    @router.get("/v1/ward", openapi_extra=scope("user/Observation.rs"), tags=["ward"])
-    def ward_overview() -> dict[str, Any]:
+    @router.get("/v1/ward", openapi_extra=scope("user/Observation.rs", "endpoint"), tags=["ward"])
+    def ward_overview(
+        request: Request, who: Annotated[Identity, Depends(identity)]
+    ) -> dict[str, Any]:
         """The ward overview: every bed with its latest vitals (value, unit, time), the twin's
         deterioration risk (its most likely forecast event's probability, with trend and model
         version), the risk model's score, open alerts by state, twin status (tracking, or
-        degraded — monitor manually) and data age; highest risk first."""
-        return ward()
+        degraded — monitor manually) and data age; highest risk first. Only the caller's
+        patients (their units and care team)."""
+        out = ward(who)
+        request.state.patients = [b["patient_id"] for b in out["beds"]]
+        return out
 
-    @router.get("/v1/alerts/scorecard", openapi_extra=scope("user/Flag.rs"), tags=["alerts"])
+    @router.get(
+        "/v1/alerts/scorecard", openapi_extra=scope("user/Flag.rs", "none"), tags=["alerts"]
+    )
     def alert_scorecard() -> dict[str, Any]:
         """The alert burden from the service's own log: alerts per patient-hour and per
         clinician per 12-h shift, time to acknowledgement, share overridden (clinicians'
@@ -923,7 +1024,7 @@ def create_app(
         patient's first declared event; null without twins, which keep those outcomes)."""
         return burden()
 
-    @router.get("/v1/models/monitoring", openapi_extra=scope("user/RiskAssessment.rs"),
+    @router.get("/v1/models/monitoring", openapi_extra=scope("user/RiskAssessment.rs", "none"),
                 tags=["risk"])  # fmt: skip
     def model_monitoring() -> dict[str, Any]:
         """The models' monitoring: per time window of data (6 h) and declared event, the twins'
@@ -935,7 +1036,7 @@ def create_app(
 
     @router.get(
         "/metrics",
-        openapi_extra=scope("system/Metrics.r"),
+        openapi_extra=scope("system/Metrics.r", "none"),
         tags=["operations"],
         response_class=Response,
     )
@@ -948,11 +1049,19 @@ def create_app(
         """Live updates as they happen (JSON messages with a ``type``): ``stored`` (new data
         in the store: how many rows), ``twins`` (one per round: each patient whose twin moved,
         with its new time), ``forecast``, ``risk`` and ``alert``; ``?types=stored,alert`` keeps
-        only those. Scope
-        :data:`LIVE_SCOPE`, checked before the connection is accepted."""
-        if not granted(LIVE_SCOPE, identity(ws).scopes):
+        only those. Scope :data:`LIVE_SCOPE`, checked before the connection is accepted;
+        only the caller's patients' messages are sent."""
+        try:
+            who = guard.identify(ws)
+        except HTTPException as exc:
+            guard.audit(ws, "WEBSOCKET /v1/live", "R", exc.status_code)
+            await ws.close(code=1008, reason=str(exc.detail))
+            return
+        if not granted(LIVE_SCOPE, who.scopes):
+            guard.audit(ws, "WEBSOCKET /v1/live", "R", 403)
             await ws.close(code=1008, reason=f"scope {LIVE_SCOPE} required")
             return
+        guard.audit(ws, "WEBSOCKET /v1/live", "R", 101)
         await ws.accept()
         wanted = set(filter(None, ws.query_params.get("types", "").split(",")))
         q = hub.subscribe()
@@ -962,13 +1071,26 @@ def create_app(
                 msg = await q.get()
                 if wanted and msg["type"] not in wanted:
                     continue
+                mine = for_caller(msg)
+                if mine is None:
+                    continue
                 t0 = time.perf_counter()
-                await ws.send_json(msg)
+                await ws.send_json(mine)
                 metrics.observe("push", time.perf_counter() - t0)
 
         async def until_closed() -> None:  # a client that leaves is noticed at once
             while (await ws.receive())["type"] != "websocket.disconnect":
                 pass
+
+        def for_caller(msg: dict[str, Any]) -> dict[str, Any] | None:
+            if who.all_patients:
+                return msg
+            if "patient_id" in msg:
+                return msg if guard.may_see(who, str(msg["patient_id"])) else None
+            if "updates" in msg:
+                kept = [u for u in msg["updates"] if guard.may_see(who, u["patient_id"])]
+                return {**msg, "updates": kept} if kept else None
+            return msg
 
         tasks = {asyncio.create_task(push()), asyncio.create_task(until_closed())}
         try:
@@ -982,6 +1104,8 @@ def create_app(
             hub.queues.discard(q)
 
     app.include_router(router)
+    app.include_router(auth_router())
+    app.include_router(audit_router())
     app.include_router(
         standards_router(store, lock, bus, twins, alerts, alerts_lock, metrics.observe)
     )

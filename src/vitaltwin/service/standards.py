@@ -30,12 +30,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Query, Response
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from vitaltwin.governance import Identity
 from vitaltwin.interop.fhir import r4_errors
 from vitaltwin.interop.fhir_out import risk_assessment
-from vitaltwin.service.access import PUBLIC, ScopedRoute, scope
+from vitaltwin.service.access import PUBLIC, ScopedRoute, guard_of, identity, scope
 from vitaltwin.service.alerts import DECISION_SUPPORT, AlertEngine
 from vitaltwin.service.bus import Bus
 from vitaltwin.service.ingest import envelope, fhir_key
@@ -147,7 +148,7 @@ def standards_router(
     """The FHIR and CDS Hooks routes (see the module docstring)."""
     router = APIRouter(route_class=ScopedRoute)
 
-    @router.get("/fhir/metadata", openapi_extra=scope(PUBLIC), tags=["fhir"])
+    @router.get("/fhir/metadata", openapi_extra=scope(PUBLIC, "none"), tags=["fhir"])
     def capability() -> JSONResponse:
         """The FHIR CapabilityStatement."""
 
@@ -183,7 +184,7 @@ def standards_router(
     @router.post(
         "/fhir/Observation",
         status_code=201,
-        openapi_extra=scope("system/Observation.c"),
+        openapi_extra=scope("system/Observation.c", "body:subject.reference"),
         tags=["fhir"],
         responses={400: {"description": "invalid: an OperationOutcome says why"}},
     )
@@ -202,7 +203,8 @@ def standards_router(
         observe("receive", (datetime.now(UTC) - t0).total_seconds())
         return _fhir(stored, 201, Location=f"Observation/{rid}")
 
-    @router.get("/fhir/RiskAssessment", openapi_extra=scope("user/RiskAssessment.rs"),
+    @router.get("/fhir/RiskAssessment",
+                openapi_extra=scope("user/RiskAssessment.rs", "query:subject,patient"),
                 tags=["fhir"])  # fmt: skip
     def search_risk(
         subject: Annotated[str | None, Query(description="Patient/ID")] = None,
@@ -233,7 +235,7 @@ def standards_router(
         return _fhir({"resourceType": "Bundle", "type": "searchset", "total": len(entries),
                       "entry": entries})  # fmt: skip
 
-    @router.get("/fhir/Flag", openapi_extra=scope("user/Flag.rs"), tags=["fhir"])
+    @router.get("/fhir/Flag", openapi_extra=scope("user/Flag.rs", "query:patient"), tags=["fhir"])
     def search_flags(
         patient: Annotated[str, Query(description="ID or Patient/ID")],
     ) -> JSONResponse:
@@ -261,7 +263,7 @@ def standards_router(
 
     # -- CDS Hooks ------------------------------------------------------------------------------
 
-    @router.get("/cds-services", openapi_extra=scope(PUBLIC), tags=["cds-hooks"])
+    @router.get("/cds-services", openapi_extra=scope(PUBLIC, "none"), tags=["cds-hooks"])
     def discovery() -> dict[str, Any]:
         """CDS Hooks discovery."""
         return {
@@ -286,7 +288,7 @@ def standards_router(
 
     @router.post(
         f"/cds-services/{SERVICE_ID}",
-        openapi_extra=scope("user/Patient.r"),
+        openapi_extra=scope("user/Patient.r", "body:context.patientId", action="E"),
         tags=["cds-hooks"],
         responses={400: {"description": "not a patient-view request"}},
     )
@@ -324,7 +326,7 @@ def standards_router(
 
     @router.post(
         f"/cds-services/{ORDER_SERVICE_ID}",
-        openapi_extra=scope("user/Patient.r"),
+        openapi_extra=scope("user/Patient.r", "body:context.patientId", action="E"),
         tags=["cds-hooks"],
         responses={400: {"description": "not an order-select request"}},
     )
@@ -354,11 +356,18 @@ def standards_router(
 
     @router.post(
         f"/cds-services/{SERVICE_ID}/feedback",
-        openapi_extra=scope("user/Flag.u"),
+        openapi_extra=scope("user/Flag.u", "endpoint", action="U"),
         tags=["cds-hooks"],
     )
-    def feedback(body: Annotated[dict[str, Any], Body()]) -> Response:
-        """Card feedback (accepted / overridden) into the alert log."""
+    def feedback(
+        request: Request,
+        who: Annotated[Identity, Depends(identity)],
+        body: Annotated[dict[str, Any], Body()],
+    ) -> Response:
+        """Card feedback (accepted / overridden) into the alert log (each card's patient must
+        be the caller's)."""
+        touched: list[str] = []
+        request.state.patients = touched
         for item in body.get("feedback") or []:
             if not isinstance(item, dict):
                 continue
@@ -367,8 +376,13 @@ def standards_router(
                 continue
             card = str(item.get("card"))
             with alerts_lock:
-                if card in alerts.alerts:  # the forecast card is not an alert: nothing to record
-                    alerts.feedback(card, "cds-client", outcome == "overridden", datetime.now(UTC))
+                found = alerts.alerts.get(card)
+            if found is None:  # the forecast card is not an alert: nothing to record
+                continue
+            touched.append(found.patient_id)
+            guard_of(request).authorize(who, found.patient_id, request)
+            with alerts_lock:
+                alerts.feedback(card, who.subject, outcome == "overridden", datetime.now(UTC))
         return Response(status_code=200)
 
     return router

@@ -1,7 +1,7 @@
 """Storage of the canonical record: one interface, DuckDB (default) and PostgreSQL backends."""
 
-from vitaltwin.store._base import IngestCounts, Store, StoreInUseError
+from vitaltwin.store._base import TABLES, IngestCounts, Store, StoreInUseError
 from vitaltwin.store.duckdb_store import DuckDBStore
 from vitaltwin.store.postgres_store import PostgresStore
 
-__all__ = ["DuckDBStore", "IngestCounts", "PostgresStore", "Store", "StoreInUseError"]
+__all__ = ["TABLES", "DuckDBStore", "IngestCounts", "PostgresStore", "Store", "StoreInUseError"]

@@ -11,6 +11,7 @@ duplicates (a mismatch raises).
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ TABLES = (
     "waveforms",
     "patient_events",
 )
+CONSENT_STATE = "research-consent"
+"""The state key of the patients whose consent excludes research."""
 OBS_KEY = ("patient_id", "effective_time", "loinc", "value", "unit", "comparator")
 KEYS: dict[str, tuple[str, ...]] = {
     "observations": OBS_KEY,
@@ -288,6 +291,20 @@ class Store(ABC):
     @abstractmethod
     def load_state(self, key: str) -> tuple[bytes, datetime] | None:
         """The state kept under ``key`` and when it was saved (UTC), or None."""
+
+    def research_excluded(self) -> frozenset[str]:
+        """Patients whose consent excludes research: left out of research exports and of the
+        cohorts built from this store (:meth:`set_research_consent`)."""
+        saved = self.load_state(CONSENT_STATE)
+        if saved is None:
+            return frozenset()
+        return frozenset(json.loads(saved[0])["excluded"])
+
+    def set_research_consent(self, patient_id: str, allowed: bool) -> None:
+        """Record whether a patient's data may be used for research (default: yes)."""
+        now = set(self.research_excluded())
+        (now.discard if allowed else now.add)(patient_id)
+        self.save_state(CONSENT_STATE, json.dumps({"excluded": sorted(now)}).encode())
 
     @abstractmethod
     def close(self) -> None: ...

@@ -19,8 +19,19 @@
   const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
   const fmtTime = (iso) => { const d = new Date(iso); return `<time datetime="${esc(iso)}" title="${esc(d.toISOString())} (UTC)">${esc(d.toLocaleString())}</time>`; };
 
+  const breakGlass = root.dataset.breakGlass;
+  const cookie = (name) => (document.cookie.split("; ").find((c) => c.startsWith(`${name}=`)) || "").slice(name.length + 1);
+
   async function getJSON(url, opts) {
+    // the session's CSRF token on every unsafe request; the break-glass reason when the
+    // chart was opened so (every call for this patient is then recorded with it)
+    opts = { ...(opts || {}) };
+    const headers = { ...(opts.headers || {}) };
+    if (opts.method && opts.method !== "GET") headers["x-csrf-token"] = decodeURIComponent(cookie("vt_csrf"));
+    if (breakGlass) headers["x-break-glass"] = breakGlass;
+    opts.headers = headers;
     const r = await fetch(url, opts);
+    if (r.status === 401) { location.assign(`/login?next=${encodeURIComponent(location.pathname + location.search)}`); }
     if (!r.ok) { const e = new Error(`${url}: ${r.status}`); e.status = r.status; try { e.detail = (await r.json()).detail; } catch (_) {} throw e; }
     return r.json();
   }
