@@ -75,7 +75,17 @@ class Settings(BaseSettings):
         12 * 3600, ge=600, le=7 * 86400, description="refresh token (session) lifetime (s)"
     )
     secure_cookies: bool = Field(
-        False, description="session cookies only over HTTPS (set it when TLS is on)"
+        False, description="session cookies only over HTTPS (on whenever tls_cert is set)"
+    )
+    tls_cert: Path | None = Field(
+        None, description="the service's TLS certificate (PEM): HTTPS and WSS when set"
+    )
+    tls_key: Path | None = Field(None, description="its private key (PEM)")
+    tls_client_ca: Path | None = Field(
+        None, description="MLLP: clients must present a certificate this authority signed"
+    )
+    mqtt_tls_ca: Path | None = Field(
+        None, description="MQTT over TLS, trusting this authority for the broker (PEM)"
     )
     mqtt_host: str | None = Field(
         None, description="MQTT broker to subscribe to for device data (e.g. 127.0.0.1)"

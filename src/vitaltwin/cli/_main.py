@@ -506,6 +506,56 @@ def _zone(name: str) -> tzinfo:
         raise typer.Exit(2) from None
 
 
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _tls_or_loopback(host: str, cert: Path | None, key: Path | None, what: str) -> None:
+    """Refuse to listen beyond this machine without TLS; check the pair is there."""
+    if (cert is None) != (key is None):
+        err_console.print(f"[bold red]error:[/] {what}: TLS needs both a certificate and a key")
+        raise typer.Exit(2)
+    if cert is None and not _loopback(host):
+        err_console.print(
+            f"[bold red]error:[/] {what} on {host} without TLS: patient data would cross the "
+            "network in clear. Give a certificate and key (VITALTWIN_TLS_CERT, "
+            "VITALTWIN_TLS_KEY; `vitaltwin tls` makes a development pair) or bind "
+            "127.0.0.1 behind a TLS proxy."
+        )
+        raise typer.Exit(2)
+    for path in (cert, key):
+        if path is not None and not path.is_file():
+            err_console.print(f"[bold red]error:[/] {what}: no file {path}")
+            raise typer.Exit(2)
+
+
+@app.command("tls")
+def tls_dev_cert(
+    out: Annotated[Path, typer.Option(help="folder for dev-cert.pem and dev-key.pem")] = Path(
+        "out/tls"
+    ),
+    name: Annotated[
+        list[str] | None,
+        typer.Option(help="host names or addresses (default: localhost, 127.0.0.1)"),
+    ] = None,
+) -> None:
+    """Make a self-signed TLS certificate and key (owner-only) for development and tests; a
+    hospital uses certificates from its own authority."""
+    from vitaltwin.governance import development_certificate
+
+    cert, key = development_certificate(out, tuple(name or ("localhost", "127.0.0.1")))
+    console.print(f"certificate {cert}")
+    console.print(f"key {key}")
+    console.print(f"use: VITALTWIN_TLS_CERT={cert} VITALTWIN_TLS_KEY={key} vitaltwin serve")
+
+
 @app.command()
 def listen(
     port: Annotated[int, typer.Option(help="TCP port for MLLP")] = 2575,
@@ -520,15 +570,30 @@ def listen(
     ] = 30.0,
     max_connections: Annotated[int, typer.Option(help="connections served at once")] = 32,
     sender_tz: SenderZoneOption = "UTC",
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="TLS certificate (default: settings' tls_cert)")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="TLS key (default: settings)")] = None,
+    client_ca: Annotated[
+        Path | None,
+        typer.Option(help="require client certificates signed by this authority (mutual TLS)"),
+    ] = None,
 ) -> None:
     """Receive HL7 v2 over MLLP: store each message and answer AA, AE (stored, some values
-    quarantined) or AR (rejected), with the reasons in ERR segments. SIGTERM or Ctrl-C stops
-    cleanly."""
+    quarantined) or AR (rejected), with the reasons in ERR segments. Over TLS when a
+    certificate is given (required beyond this machine), with client certificates when
+    --client-ca is. SIGTERM or Ctrl-C stops cleanly."""
     import asyncio
     import signal
 
+    from vitaltwin.governance import server_context
     from vitaltwin.service.mllp import MllpServer
 
+    settings = load_settings()
+    cert, key = tls_cert or settings.tls_cert, tls_key or settings.tls_key
+    ca = client_ca or settings.tls_client_ca
+    _tls_or_loopback(host, cert, key, "MLLP")
+    ssl_ctx = server_context(cert, key, ca) if cert is not None and key is not None else None
     zone = _zone(sender_tz)
 
     async def run() -> None:
@@ -543,8 +608,9 @@ def listen(
                 max_connections=max_connections,
                 sender_tz=zone,
             )
-            await srv.start(host, port)
-            console.print(f"listening for MLLP on {host}:{port} (Ctrl-C or SIGTERM stops)")
+            await srv.start(host, port, ssl=ssl_ctx)
+            how = "MLLP over TLS" if ssl_ctx else "MLLP"
+            console.print(f"listening for {how} on {host}:{port} (Ctrl-C or SIGTERM stops)")
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -583,6 +649,9 @@ def serve(
     from vitaltwin.service.bus import Bus, MemoryBus, RedisBus
 
     settings = load_settings()
+    bind = host or settings.host
+    _tls_or_loopback(bind, settings.tls_cert, settings.tls_key, "the service")
+    tls = settings.tls_cert is not None
     url = bus or settings.bus
     handler = logging.StreamHandler()
     handler.setFormatter(JsonLogFormatter())
@@ -627,7 +696,7 @@ def serve(
                 keys=EnvironmentKeys() if settings.keys_from == "environment" else None,
                 access_ttl_s=settings.access_token_s,
                 refresh_ttl_s=settings.refresh_token_s,
-                secure_cookies=settings.secure_cookies,
+                secure_cookies=settings.secure_cookies or tls,
             )
         except (AuditError, KeyProviderError, ValueError, OSError) as exc:
             err_console.print(f"[bold red]error:[/] security: {exc}")
@@ -635,12 +704,15 @@ def serve(
         if security.directory is not None and not security.directory.users:
             console.print("[yellow]no users yet:[/] add one with `vitaltwin users add NAME "
                           "--role clinician --unit UNIT` (same settings)")  # fmt: skip
+        from vitaltwin.governance import client_context
+
         api = create_app(
             st,
             the_bus,
             security=security,
             max_body_bytes=settings.max_body_bytes,
             mqtt=mqtt,
+            mqtt_tls=client_context(settings.mqtt_tls_ca) if settings.mqtt_tls_ca else None,
             with_twins=settings.twins,
             shadow=settings.shadow_alerts,
             twin_checkpoint_s=settings.twin_checkpoint_s,
@@ -650,12 +722,14 @@ def serve(
             expected_beds=settings.expected_beds,
         )
         install(api)  # the dashboard's pages
-        where = f"http://{host or settings.host}:{port or settings.port}"
+        where = f"{'https' if tls else 'http'}://{bind}:{port or settings.port}"
         console.print(f"vitaltwin service on {where} (ward: {where}/ward; API: {where}/docs; "
                       f"store {st.describe()})")  # fmt: skip
         # SIGTERM: stop taking requests, close connections within 10 s (live updates too)
-        uvicorn.run(api, host=host or settings.host, port=port or settings.port, log_config=None,
-                    timeout_graceful_shutdown=10)  # fmt: skip
+        uvicorn.run(api, host=bind, port=port or settings.port, log_config=None,
+                    timeout_graceful_shutdown=10,
+                    ssl_certfile=str(settings.tls_cert) if tls else None,
+                    ssl_keyfile=str(settings.tls_key) if tls else None)  # fmt: skip
     the_bus.close()
 
 

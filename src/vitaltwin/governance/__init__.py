@@ -1,6 +1,6 @@
 """Security and governance: who may connect (directory, tokens), who may see what (roles,
 scopes, patient assignment), what was done (the audit trail), with the keys behind them, and
-de-identified research exports.
+de-identified research exports, and TLS contexts.
 
 The library holds no HTTP: :mod:`vitaltwin.service.access` applies these to the service's
 routes. Design and threat model: docs/security.md.
@@ -44,6 +44,7 @@ from vitaltwin.governance._keys import (
     signing_key,
 )
 from vitaltwin.governance._roles import ROLES, SCOPE, Identity, Role, granted, identity_for
+from vitaltwin.governance._tls import client_context, development_certificate, server_context
 from vitaltwin.governance._tokens import (
     ASSERTION_TYPE,
     TokenError,
@@ -81,6 +82,8 @@ __all__ = [
     "TrailCheck",
     "User",
     "audit_event",
+    "client_context",
+    "development_certificate",
     "export_research",
     "granted",
     "identity_for",
@@ -88,6 +91,7 @@ __all__ = [
     "public_key",
     "read_trail",
     "scrub",
+    "server_context",
     "signing_key",
     "verify_trail",
     "zip3",

@@ -35,6 +35,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from ssl import SSLContext
 from typing import Annotated, Any
 
 import orjson
@@ -241,6 +242,7 @@ def create_app(
     security: Security,
     max_body_bytes: int = 1 << 20,
     mqtt: tuple[str, int, str] | None = None,
+    mqtt_tls: SSLContext | None = None,
     with_twins: bool = False,
     rules: Sequence[AlertRule] | None = None,
     shadow: bool = True,
@@ -252,12 +254,13 @@ def create_app(
 ) -> FastAPI:
     """The service over an open store and bus (the caller closes them); the ingest worker
     runs while the app does (its lifespan), and so does the MQTT subscriber when ``mqtt``
-    names a broker (host, port, topic filter), and so do the live twins when ``with_twins``
-    (checkpoints in the store; compiled ahead for ``expected_beds`` patients at once;
-    forecasts once a twin has tracked its patient for ``twin_settle_s`` of twin time). Alerts
-    follow ``rules`` (default :data:`FORECAST_RULES` on the twins' forecast event
-    probabilities) and run in shadow mode unless ``shadow`` is False: logged, shown to no one,
-    until validated locally; their state is kept in the store and resumed at start.
+    names a broker (host, port, topic filter; over TLS with ``mqtt_tls``), and so do the
+    live twins when ``with_twins`` (checkpoints in the store; compiled ahead for
+    ``expected_beds`` patients at once; forecasts once a twin has tracked its patient for
+    ``twin_settle_s`` of twin time). Alerts follow ``rules`` (default
+    :data:`FORECAST_RULES` on the twins' forecast event probabilities) and run in shadow mode
+    unless ``shadow`` is False: logged, shown to no one, until validated locally; their state
+    is kept in the store and resumed at start.
     ``model_card`` describes the risk model for the dashboard's quality page. ``security`` says
     who may call and what is audited (:mod:`vitaltwin.service.access`)."""
     lock = threading.Lock()
@@ -405,7 +408,7 @@ def create_app(
         if mqtt is not None:
             app.state.mqtt_ready = asyncio.Event()
             subscriber = asyncio.create_task(
-                subscribe(bus, mqtt[0], mqtt[1], mqtt[2], ready=app.state.mqtt_ready)
+                subscribe(bus, mqtt[0], mqtt[1], mqtt[2], ready=app.state.mqtt_ready, tls=mqtt_tls)
             )
         try:
             yield

@@ -22,6 +22,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
+from ssl import SSLContext
 
 from vitaltwin.interop.hl7v2 import Hl7Error, convert_text
 from vitaltwin.store import IngestCounts, Store
@@ -181,8 +182,12 @@ class MllpServer:
                 self._clients.discard(task)
             writer.close()
 
-    async def start(self, host: str = "127.0.0.1", port: int = 2575) -> asyncio.Server:
-        self._server = await asyncio.start_server(self._client, host, port)
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 2575, ssl: SSLContext | None = None
+    ) -> asyncio.Server:
+        """Listen on ``host:port``; over TLS with ``ssl`` (a server context, which may ask for
+        client certificates: :func:`vitaltwin.governance.server_context`)."""
+        self._server = await asyncio.start_server(self._client, host, port, ssl=ssl)
         return self._server
 
     async def stop(self, grace_s: float = 5.0) -> None:

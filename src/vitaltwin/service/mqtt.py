@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from ssl import SSLContext
 from typing import Any
 
 from vitaltwin.interop import json_object
@@ -48,13 +49,15 @@ async def subscribe(
     topic: str = "vitaltwin/observations/#",
     ready: asyncio.Event | None = None,
     reconnect_s: float = 2.0,
+    tls: SSLContext | None = None,
 ) -> None:
-    """Subscribe until cancelled, putting every message on the bus."""
+    """Subscribe until cancelled, putting every message on the bus; over TLS with ``tls`` (a
+    client context trusting the broker's authority)."""
     import aiomqtt
 
     while True:
         try:
-            async with aiomqtt.Client(host, port, identifier=None) as client:
+            async with aiomqtt.Client(host, port, identifier=None, tls_context=tls) as client:
                 await client.subscribe(topic, qos=1)
                 log.info("mqtt subscribed", extra={"fields": {"broker": f"{host}:{port}",
                                                               "topic": topic}})  # fmt: skip
