@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo examples browser test test-fast bench lint docs lock verify clean
+.PHONY: demo examples browser test test-fast bench lint security docs lock verify clean
 
 # Exact versions from requirements.lock (reproducible), then vitaltwin itself without resolving.
 $(STAMP): pyproject.toml requirements.lock
@@ -51,6 +51,16 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python tools/check_private_imports.py
+
+## Security checks (CI runs them): bandit over the library; a CycloneDX SBOM of the installed
+## environment (out/sbom.cdx.json); pip-audit of the locked dependencies against PyPI's advisories
+## (where the network cannot reach PyPI's JSON API it lists each package it could not audit).
+security: $(STAMP)
+	$(BIN)/bandit -q -c pyproject.toml -r src
+	mkdir -p out
+	$(BIN)/cyclonedx-py environment --pyproject pyproject.toml --of JSON --output-reproducible -o out/sbom.cdx.json $(BIN)/python
+	$(BIN)/pip-audit -r requirements.lock --no-deps --progress-spinner off -o out/pip-audit.txt; rc=$$?; cat out/pip-audit.txt; \
+	  echo "pip-audit: $$(grep -c 'could not be audited' out/pip-audit.txt || true) of $$(grep -c '==' requirements.lock) locked packages could not be looked up from here"; exit $$rc
 
 ## The documentation site (MkDocs, strict: a broken link or reference fails).
 docs: $(STAMP)

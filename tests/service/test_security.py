@@ -9,7 +9,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -506,3 +506,24 @@ def test_files_holding_secrets_are_owner_only(ward: Ward) -> None:
     assert "correct horse battery" not in doc and "$argon2id$" in doc
     last = list(read_trail(ward.trail.path))[-1]
     assert datetime.fromisoformat(last["time"]).utcoffset() == timedelta(0)
+
+
+def test_request_rates_are_limited_per_caller(ward: Ward) -> None:
+    guard = ward.app.state.guard
+    saved = guard.security
+    guard.security = replace(saved, person_rate=(1.0, 5.0))  # 1/s, 5 at once
+    try:
+        c = ward.client
+        codes = [c.get("/v1/patients", headers=ward.headers["nurse"]).status_code
+                 for _ in range(8)]  # fmt: skip
+        assert codes[:5] == [200] * 5 and codes[-1] == 429, codes
+        refused = c.get("/v1/patients", headers=ward.headers["nurse"])
+        assert int(refused.headers["retry-after"]) >= 1 and "too many" in refused.json()["detail"]
+        # another person, a device and the health probes are not held back by her
+        assert c.get("/v1/patients", headers=ward.headers["clinician"]).status_code == 200
+        for _ in range(20):
+            sent = c.post("/v1/observations", json=[], headers=ward.headers["device"])
+            assert sent.status_code != 429
+        assert all(c.get("/health/live").status_code == 200 for _ in range(20))
+    finally:
+        guard.security = saved

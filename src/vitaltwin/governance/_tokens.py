@@ -48,7 +48,7 @@ class TokenPair:
 
     def as_oauth(self) -> dict[str, Any]:
         """The OAuth 2.0 token response (RFC 6749 §5.1)."""
-        return {"access_token": self.access_token, "token_type": "Bearer",
+        return {"access_token": self.access_token, "token_type": "Bearer",  # nosec B105
                 "expires_in": self.expires_in, "refresh_token": self.refresh_token,
                 "scope": self.scope}  # fmt: skip
 
@@ -93,7 +93,8 @@ class TokenService:
             "role": who.role, "scope": " ".join(who.scopes), "units": list(who.units),
             "patients": list(who.patients),
         })  # fmt: skip
-        refresh_token = ""
+        # no refresh token for backend clients (not a password)
+        refresh_token = ""  # nosec B105
         if refresh:
             fam = family or secrets.token_hex(12)
             jti = secrets.token_hex(12)

@@ -78,14 +78,17 @@ DEVELOPMENT = Identity("developer", "system", ("system/*.cruds",), all_patients=
 @dataclass(frozen=True)
 class Security:
     """What the service enforces: the directory of users, clients and devices, the token
-    service, the audit trail (every decision recorded when given), and whether the session
-    cookies need HTTPS."""
+    service, the audit trail (every decision recorded when given), whether the session
+    cookies need HTTPS, and the request rates allowed (per second, with a burst) to a person
+    (or an address not signed in) and to a machine (device, backend client)."""
 
     directory: Directory | None
     tokens: TokenService | None
     audit: AuditTrail | None
     development: bool = False
     secure_cookies: bool = False
+    person_rate: tuple[float, float] = (20.0, 200.0)
+    machine_rate: tuple[float, float] = (2000.0, 10000.0)
 
     @classmethod
     def development_mode(cls, audit: AuditTrail | None = None) -> Security:
@@ -132,6 +135,33 @@ def open_security(
     )
 
 
+class RateLimiter:
+    """Token buckets per caller (RFC 6585's 429 when one is empty): ``rate`` requests per
+    second on average, ``burst`` at once. Buckets idle for ten minutes are forgotten."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, when)
+        self._swept = clock()
+
+    def take(self, key: str, rate: float, burst: float) -> float:
+        """Take one request from ``key``'s bucket: 0 when allowed, else the seconds until
+        one is."""
+        now = self.clock()
+        with self._lock:
+            if now - self._swept > 600:
+                self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 600}
+                self._swept = now
+            tokens, when = self._buckets.get(key, (burst, now))
+            tokens = min(burst, tokens + (now - when) * rate)
+            if tokens < 1.0:
+                self._buckets[key] = (tokens, now)
+                return (1.0 - tokens) / rate
+            self._buckets[key] = (tokens - 1.0, now)
+            return 0.0
+
+
 class PatientUnits:
     """Each patient's unit (the store's ``icu_unit``), read again at most every ``ttl_s``."""
 
@@ -161,6 +191,20 @@ class Guard:
     def __init__(self, security: Security, units: Callable[[str], str | None]) -> None:
         self.security = security
         self.units = units
+        self.limiter = RateLimiter()
+
+    def throttle(self, connection: HTTPConnection) -> float:
+        """0 when the caller may make this request now, else the seconds to wait (per signed-in
+        subject, or per address for callers not signed in; machines get more)."""
+        who = getattr(connection.state, "identity", None)
+        if isinstance(who, Identity):
+            key = f"{who.role}:{who.subject}"
+            machine = who.all_patients
+        else:
+            key = f"address:{connection.client.host if connection.client else '-'}"
+            machine = False
+        rate, burst = self.security.machine_rate if machine else self.security.person_rate
+        return self.limiter.take(key, rate, burst)
 
     def identify(self, connection: HTTPConnection) -> Identity:
         """The caller of an HTTP request or WebSocket (401 when none can be established)."""

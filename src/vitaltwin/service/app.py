@@ -117,6 +117,8 @@ SECURITY_HEADERS = {
 }
 """Headers on every answer (OWASP secure headers); a route may set its own instead."""
 OPENAPI_PAGES = ("/docs", "/docs/oauth2-redirect", "/redoc")
+UNTHROTTLED = ("/health/", "/static/")
+"""Paths no rate limit applies to (load balancers' probes, the pages' own assets)."""
 """FastAPI's API pages (inline scripts): no content security policy there."""
 
 MAX_RECORDS = 100_000
@@ -476,8 +478,14 @@ def create_app(
             guard.identify(request)  # request fails before its route's check (a bad body)
         t0 = time.perf_counter()
         length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > max_body_bytes:
+        wait = 0.0 if request.url.path.startswith(UNTHROTTLED) else guard.throttle(request)
+        if wait > 0:
             response: Response = JSONResponse(
+                {"detail": f"too many requests: try again in {wait:.1f} s", "request_id": rid},
+                429, headers={"retry-after": str(max(1, round(wait)))},
+            )  # fmt: skip
+        elif length and length.isdigit() and int(length) > max_body_bytes:
+            response = JSONResponse(
                 {"detail": f"body over {max_body_bytes} bytes", "request_id": rid}, 413
             )
         else:
