@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     mqtt_tls_ca: Path | None = Field(
         None, description="MQTT over TLS, trusting this authority for the broker (PEM)"
     )
+    mqtt_tls_cert: Path | None = Field(
+        None, description="the service's client certificate for the broker (mutual TLS)"
+    )
+    mqtt_tls_key: Path | None = Field(None, description="its private key (PEM)")
     mqtt_host: str | None = Field(
         None, description="MQTT broker to subscribe to for device data (e.g. 127.0.0.1)"
     )

@@ -121,7 +121,7 @@ def test_mllp_over_tls_and_mutual_tls(cert: tuple[Path, Path], tmp_path: Path) -
 
 @pytest.mark.skipif(shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists(),
                     reason="no mosquitto binary")  # fmt: skip
-def test_mqtt_from_a_broker_over_tls(cert: tuple[Path, Path], tmp_path: Path) -> None:
+def test_mqtt_from_a_broker_over_mutual_tls(cert: tuple[Path, Path], tmp_path: Path) -> None:
     from vitaltwin.service.mqtt import subscribe
 
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -130,7 +130,7 @@ def test_mqtt_from_a_broker_over_tls(cert: tuple[Path, Path], tmp_path: Path) ->
     # the key is owner-only: the broker keeps its user instead of dropping to "mosquitto"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\ncafile {cert[0]}\n"
                     f"certfile {cert[0]}\nkeyfile {cert[1]}\npersistence false\n"
-                    "user root\n")  # fmt: skip
+                    "require_certificate true\nuser root\n")  # fmt: skip
     broker = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)  # fmt: skip
     bus = MemoryBus(partitions=1)
@@ -140,11 +140,15 @@ def test_mqtt_from_a_broker_over_tls(cert: tuple[Path, Path], tmp_path: Path) ->
             import aiomqtt
 
             ready = asyncio.Event()
-            ctx = client_context(cert[0])
+            # mutual TLS: the broker asks every client for a certificate its authority signed
+            mine = client_context(cert[0], cert=cert[0], key=cert[1])
             task = asyncio.create_task(subscribe(bus, "127.0.0.1", port, "vt/#", ready=ready,
-                                                 reconnect_s=0.2, tls=ctx))  # fmt: skip
+                                                 reconnect_s=0.2, tls=mine))  # fmt: skip
             await asyncio.wait_for(ready.wait(), 20)
-            async with aiomqtt.Client("127.0.0.1", port, tls_context=client_context(cert[0])) as c:
+            with pytest.raises(aiomqtt.MqttError):  # no client certificate: refused
+                async with aiomqtt.Client("127.0.0.1", port, tls_context=client_context(cert[0])):
+                    pass
+            async with aiomqtt.Client("127.0.0.1", port, tls_context=mine) as c:
                 body = b'[{"patient_id": "m1", "time": "2026-11-22T08:30:00Z", "code": "8867-4", "value": 80, "unit": "/min"}]'  # noqa: E501
                 await c.publish("vt/gw1", body, qos=1)
             deadline = time.monotonic() + 10

@@ -44,7 +44,8 @@ from vitaltwin.cli._security import (
     research_key,
     users_app,
 )
-from vitaltwin.settings import load_settings
+from vitaltwin.governance import KeyProvider
+from vitaltwin.settings import Settings, load_settings
 from vitaltwin.simulate.scenario import (
     ScenarioError,
     ScenarioResult,
@@ -275,6 +276,7 @@ def demo(
     import uvicorn
 
     from vitaltwin.dashboard import DemoConfig, WardFeed, demo_accounts, install
+    from vitaltwin.governance import FileKeys, encrypt_store
     from vitaltwin.service.access import open_security
     from vitaltwin.service.app import create_app
     from vitaltwin.service.bus import MemoryBus
@@ -295,6 +297,7 @@ def demo(
         assert security.directory is not None
         accounts = demo_accounts(security.directory, cfg)
         with DuckDBStore(store or Path(tmp) / "store") as st:
+            encrypt_store(st, FileKeys(Path(tmp) / "security" / "keys", create=True))
             api = install(create_app(st, bus, security=security, with_twins=True, shadow=False,
                                      expected_beds=cfg.beds))  # fmt: skip
             feed = WardFeed(url, cfg, api_key=accounts.pop("gateway")[1])
@@ -597,7 +600,7 @@ def listen(
     zone = _zone(sender_tz)
 
     async def run() -> None:
-        with _open_store(store, postgres) as st:
+        with _open_store(store, postgres, encrypt=True) as st:
             srv = MllpServer(
                 st,
                 on_ingest=lambda c: console.print(
@@ -680,7 +683,7 @@ def serve(
         except (RegistryError, OSError, ValueError, KeyError) as exc:
             console.print(f"no {settings.risk_task} risk model in the registry ({exc}): "
                           "risk is not scored")  # fmt: skip
-    with _open_store(store, postgres, live=True) as st:
+    with _open_store(store, postgres, live=True, encrypt=True) as st:
         mqtt = (
             (settings.mqtt_host, settings.mqtt_port, settings.mqtt_topic)
             if settings.mqtt_host
@@ -706,13 +709,17 @@ def serve(
                           "--role clinician --unit UNIT` (same settings)")  # fmt: skip
         from vitaltwin.governance import client_context
 
+        mqtt_tls = None
+        if settings.mqtt_tls_ca is not None:
+            ca, cert, key = settings.mqtt_tls_ca, settings.mqtt_tls_cert, settings.mqtt_tls_key
+            mqtt_tls = client_context(ca, cert, key)
         api = create_app(
             st,
             the_bus,
             security=security,
             max_body_bytes=settings.max_body_bytes,
             mqtt=mqtt,
-            mqtt_tls=client_context(settings.mqtt_tls_ca) if settings.mqtt_tls_ca else None,
+            mqtt_tls=mqtt_tls,
             with_twins=settings.twins,
             shadow=settings.shadow_alerts,
             twin_checkpoint_s=settings.twin_checkpoint_s,
@@ -783,9 +790,35 @@ def worker(
     the_bus.close()
 
 
-def _open_store(directory: Path | None, postgres: str | None, live: bool = False) -> Store:
-    """The store named on the command line, else the one the settings name; a clear error
+def _open_store(
+    directory: Path | None, postgres: str | None, live: bool = False, encrypt: bool = False
+) -> Store:
+    """The store named on the command line, else the one the settings name, its sealed
+    columns encrypted when it is (with ``encrypt``: made so when it is not yet); a clear error
     (exit 2) when it cannot be opened."""
+    st = _open_plain_store(directory, postgres, live)
+    from vitaltwin.governance import KeyProviderError, encrypt_store, is_encrypted
+
+    try:
+        if encrypt or is_encrypted(st):
+            encrypt_store(st, _keys_of(load_settings()))
+    except (KeyProviderError, OSError) as exc:
+        st.close()
+        err_console.print(f"[bold red]error:[/] the store's encryption key: {exc}")
+        raise typer.Exit(2) from None
+    return st
+
+
+def _keys_of(settings: Settings) -> KeyProvider:
+    """The key provider the settings name (files under security_dir/keys, or the environment)."""
+    from vitaltwin.governance import EnvironmentKeys, FileKeys
+
+    if settings.keys_from == "environment":
+        return EnvironmentKeys()
+    return FileKeys(settings.security_dir / "keys", create=True)
+
+
+def _open_plain_store(directory: Path | None, postgres: str | None, live: bool) -> Store:
     import psycopg
 
     from vitaltwin.store import DuckDBStore, PostgresStore, StoreInUseError
@@ -1260,6 +1293,29 @@ app.add_typer(users_app, name="users")
 app.add_typer(devices_app, name="devices")
 app.add_typer(clients_app, name="clients")
 app.add_typer(audit_app, name="audit")
+keys_app = typer.Typer(no_args_is_help=True, help="Encryption keys of the store.")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("rotate-store")
+def keys_rotate_store(
+    to: Annotated[str, typer.Option(help="name of the new key-encryption key")],
+    store: Annotated[Path | None, typer.Option(help="store directory (default: settings)")] = None,
+    postgres: PostgresOption = None,
+) -> None:
+    """Wrap the store's data key with a new key-encryption key (made when it is a new key
+    file); nothing stored is rewritten. The old key can be retired afterwards."""
+    from vitaltwin.governance import KeyProviderError, rotate_store_key
+
+    with _open_store(store, postgres) as st:
+        try:
+            old = rotate_store_key(st, _keys_of(load_settings()), to)
+        except (KeyProviderError, ValueError) as exc:
+            err_console.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(2) from None
+    console.print(f"the store's data key is now wrapped by {to!r}; {old!r} may be retired")
+
+
 consent_app = typer.Typer(no_args_is_help=True, help="Research consent: exclude, allow, list.")
 app.add_typer(consent_app, name="consent")
 

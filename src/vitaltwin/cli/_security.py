@@ -23,6 +23,7 @@ from vitaltwin.governance import (
     FileKeys,
     KeyProvider,
     KeyProviderError,
+    User,
     audit_event,
     public_key,
     read_trail,
@@ -102,8 +103,12 @@ def users_add(
                                            patients=tuple(patient or ()))  # fmt: skip
     except DirectoryError as exc:
         raise _fail(exc) from None
-    console.print(f"user {user.name}: {user.role}, units {', '.join(user.units) or '-'}, "
-                  f"care team {', '.join(user.patients) or '-'}")  # fmt: skip
+    console.print(_summary(user))
+
+
+def _summary(user: User) -> str:
+    return (f"user {user.name}: {user.role}, units {', '.join(user.units) or '-'}, "
+            f"care team {', '.join(user.patients) or '-'}")  # fmt: skip
 
 
 @users_app.command("assign")
@@ -115,11 +120,11 @@ def users_assign(
 ) -> None:
     """Set a user's units and care team (effective at their next token refresh)."""
     try:
-        _directory(folder).assign(name, units=tuple(unit or ()), patients=tuple(patient or ()))
+        user = _directory(folder).assign(name, units=tuple(unit or ()),
+                                         patients=tuple(patient or ()))  # fmt: skip
     except DirectoryError as exc:
         raise _fail(exc) from None
-    console.print(f"user {name}: units {', '.join(unit or []) or '-'}, care team "
-                  f"{', '.join(patient or []) or '-'}")  # fmt: skip
+    console.print(_summary(user))
 
 
 @users_app.command("disable")

@@ -35,6 +35,13 @@ from vitaltwin.governance._directory import (
     DirectoryError,
     User,
 )
+from vitaltwin.governance._envelope import (
+    ENVELOPE_STATE,
+    STORE_KEY,
+    encrypt_store,
+    is_encrypted,
+    rotate_store_key,
+)
 from vitaltwin.governance._keys import (
     EnvironmentKeys,
     FileKeys,
@@ -55,11 +62,13 @@ from vitaltwin.governance._tokens import (
 __all__ = [
     "AGE_CAP",
     "ASSERTION_TYPE",
+    "ENVELOPE_STATE",
     "MIN_PASSWORD",
     "RESTRICTED_ZIP3",
     "ROLES",
     "RULES",
     "SCOPE",
+    "STORE_KEY",
     "AuditError",
     "AuditRecord",
     "AuditTrail",
@@ -84,12 +93,15 @@ __all__ = [
     "audit_event",
     "client_context",
     "development_certificate",
+    "encrypt_store",
     "export_research",
     "granted",
     "identity_for",
+    "is_encrypted",
     "k_anonymity",
     "public_key",
     "read_trail",
+    "rotate_store_key",
     "scrub",
     "server_context",
     "signing_key",

@@ -39,6 +39,7 @@ from vitaltwin.data.schema import (
     conform_observations,
 )
 from vitaltwin.data.versions import CORRECTIVE, IDENTITY, NOT_CURRENT, resolve
+from vitaltwin.store._sealed import SEALED, ColumnCipher
 
 TABLES = (
     "observations",
@@ -142,6 +143,8 @@ class IngestCounts:
 
 class Store(ABC):
     """One interface, two backends (DuckDB embedded, PostgreSQL)."""
+
+    _cipher: ColumnCipher | None = None  # sealed columns (encrypt_with)
 
     @abstractmethod
     def _insert_new(self, table: str, data: pa.Table) -> int:
@@ -274,14 +277,46 @@ class Store(ABC):
             rows = rows.take(pc.sort_indices(rows, [(c, "ascending") for c in order]))
         return rows
 
-    @abstractmethod
     def table(self, table: str) -> pa.Table:
-        """A whole table in its canonical schema."""
+        """A whole table in its canonical schema (sealed columns opened)."""
+        return self._opened(table, self._table(table))
 
-    @abstractmethod
     def batches(self, table: str, rows: int = 100_000) -> Iterator[pa.RecordBatch]:
         """A whole table in its canonical schema, ``rows`` at a time, in key order: memory
         stays bounded by the batch, whatever the table's size (exports stream through this)."""
+        for batch in self._batches(table, rows):
+            yield self._opened(table, pa.Table.from_batches([batch])).to_batches()[0]
+
+    @abstractmethod
+    def _table(self, table: str) -> pa.Table:
+        """A whole table as stored."""
+
+    @abstractmethod
+    def _batches(self, table: str, rows: int) -> Iterator[pa.RecordBatch]:
+        """A whole table as stored, ``rows`` at a time, in key order."""
+
+    def encrypt_with(self, cipher: ColumnCipher | None) -> None:
+        """Seal the columns in :data:`SEALED` with ``cipher`` from now on, and open them on
+        reading (None: read and write them as they are). The envelope that keeps the data key
+        is :func:`vitaltwin.governance.encrypt_store`'s."""
+        self._cipher = cipher
+
+    def _sealed(self, table: str, data: pa.Table) -> pa.Table:
+        return self._map_sealed(table, data, seal=True)
+
+    def _opened(self, table: str, data: pa.Table) -> pa.Table:
+        return self._map_sealed(table, data, seal=False)
+
+    def _map_sealed(self, table: str, data: pa.Table, seal: bool) -> pa.Table:
+        cipher = getattr(self, "_cipher", None)
+        if cipher is None or data.num_rows == 0:
+            return data
+        for col in SEALED.get(table, ()):
+            i = data.schema.get_field_index(col)
+            do = cipher.seal if seal else cipher.open
+            values = [do(col, v) for v in data.column(i).to_pylist()]
+            data = data.set_column(i, data.schema.field(i), pa.array(values, pa.string()))
+        return data
 
     @abstractmethod
     def save_state(self, key: str, data: bytes) -> None:
@@ -335,7 +370,7 @@ class Store(ABC):
         # bad records at the same place never merge; "no raw value" is stored as ""
         i = quarantine.schema.get_field_index("raw_value")
         raw = pc.fill_null(quarantine.column(i), "")
-        quarantine = quarantine.set_column(i, QUARANTINE.field(i), raw)
+        quarantine = self._sealed("quarantine", quarantine.set_column(i, QUARANTINE.field(i), raw))
         observations = self._apply_versions(observations)
         stored = self._insert_new("observations", observations)
         q_new = self._insert_new("quarantine", quarantine)

@@ -287,7 +287,7 @@ class DuckDBStore(Store):
             for name in registered:
                 self.con.unregister(name)
 
-    def batches(self, table: str, rows: int = 100_000) -> Iterator[pa.RecordBatch]:
+    def _batches(self, table: str, rows: int = 100_000) -> Iterator[pa.RecordBatch]:
         if table not in TABLES:
             raise ValueError(f"no table {table!r}")
         order = ", ".join(KEYS[table])
@@ -300,7 +300,7 @@ class DuckDBStore(Store):
         finally:
             cur.close()
 
-    def table(self, table: str) -> pa.Table:
+    def _table(self, table: str) -> pa.Table:
         if table not in TABLES:
             raise ValueError(f"no table {table!r}")
         order = ", ".join(KEYS[table])

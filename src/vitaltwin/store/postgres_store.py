@@ -360,7 +360,7 @@ class PostgresStore(Store):
             )
         self.con.commit()
 
-    def batches(self, table: str, rows: int = 100_000) -> Iterator[pa.RecordBatch]:
+    def _batches(self, table: str, rows: int = 100_000) -> Iterator[pa.RecordBatch]:
         if table not in TABLES:
             raise ValueError(f"no table {table!r}")
         order = sql.SQL(", ").join(map(sql.Identifier, KEYS[table]))
@@ -394,7 +394,7 @@ class PostgresStore(Store):
         by = sql.SQL(", ").join(map(sql.Identifier, order))
         return self._fetch(q + sql.SQL(" ORDER BY ") + by, args, table)
 
-    def table(self, table: str) -> pa.Table:
+    def _table(self, table: str) -> pa.Table:
         if table not in TABLES:
             raise ValueError(f"no table {table!r}")
         order = sql.SQL(", ").join(map(sql.Identifier, KEYS[table]))
