@@ -58,6 +58,7 @@ def test_psv_ingest_accounts_for_every_value_and_is_idempotent(
     assert window.num_rows <= 5
     paths = store.export_parquet(tmp_path / "export")
     assert pq.read_table(paths["observations"]).num_rows == first.stored
+    assert all(p.stat().st_mode & 0o077 == 0 for p in paths.values())  # owner-only
     # Parquet export -> import into a fresh store reads back identically.
     with DuckDBStore(tmp_path / "copy") as other:
         counts = other.import_parquet(tmp_path / "export")

@@ -117,9 +117,9 @@ SECURITY_HEADERS = {
 }
 """Headers on every answer (OWASP secure headers); a route may set its own instead."""
 OPENAPI_PAGES = ("/docs", "/docs/oauth2-redirect", "/redoc")
+"""FastAPI's API pages (inline scripts): no content security policy there."""
 UNTHROTTLED = ("/health/", "/static/")
 """Paths no rate limit applies to (load balancers' probes, the pages' own assets)."""
-"""FastAPI's API pages (inline scripts): no content security policy there."""
 
 MAX_RECORDS = 100_000
 """Records one ``POST /v1/observations`` may carry."""

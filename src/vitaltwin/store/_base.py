@@ -489,10 +489,12 @@ class Store(ABC):
         import pyarrow.parquet as pq
 
         out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
+        out.mkdir(mode=0o700, parents=True, exist_ok=True)
         paths = {}
         for t in TABLES:
             paths[t] = out / f"{t}.parquet"
+            paths[t].touch(mode=0o600)  # patient data: owner-only before a byte is written
+            paths[t].chmod(0o600)
             pq.write_table(self.table(t), paths[t])
         return paths
 
