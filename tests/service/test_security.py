@@ -25,6 +25,7 @@ from vitaltwin.dashboard import install
 from vitaltwin.governance import (
     ASSERTION_TYPE,
     ROLES,
+    AuditError,
     AuditTrail,
     Directory,
     FileKeys,
@@ -527,3 +528,22 @@ def test_request_rates_are_limited_per_caller(ward: Ward) -> None:
         assert all(c.get("/health/live").status_code == 200 for _ in range(20))
     finally:
         guard.security = saved
+
+
+def test_a_trail_resumes_after_an_entry_longer_than_the_read_chunk(tmp_path: Path) -> None:
+    """A ward of thousands of beds listed in one request makes one long entry; the trail must
+    still reopen after it (the service refuses to start on a damaged trail)."""
+    from vitaltwin.governance import AuditRecord
+
+    key = Ed25519PrivateKey.generate()
+    trail = AuditTrail(tmp_path / "a.jsonl", key)
+    many = tuple(f"bed-{i:05d}" for i in range(20_000))  # about 300 kB in one line
+    trail.record(AuditRecord("R", "GET /v1/ward", "ehr", "system", 200, patients=many))
+    trail.close()
+    again = AuditTrail(tmp_path / "a.jsonl", key)
+    again.record(AuditRecord("R", "GET /v1/ward", "ehr", "system", 200))
+    again.close()
+    assert verify_trail(tmp_path / "a.jsonl", key.public_key()).ok
+    (tmp_path / "a.jsonl").write_text((tmp_path / "a.jsonl").read_text()[:-40] + "\n")
+    with pytest.raises(AuditError, match="damaged"):  # a cut last entry stops the start
+        AuditTrail(tmp_path / "a.jsonl", key)

@@ -105,14 +105,25 @@ class AuditTrail:
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._file = os.fdopen(fd, "a", encoding="utf-8")
 
-    def _resume(self) -> None:
+    def _last_line(self) -> bytes:
+        """The file's last line, however long (read backwards in growing chunks)."""
+        size = self.path.stat().st_size
+        chunk = 65536
         with open(self.path, "rb") as f:
-            f.seek(max(0, self.path.stat().st_size - 65536))
-            tail = f.read().splitlines()
+            while True:
+                start = max(0, size - chunk)
+                f.seek(start)
+                data = f.read().rstrip(b"\n")
+                cut = data.rfind(b"\n")
+                if cut >= 0 or start == 0:
+                    return data[cut + 1 :]
+                chunk *= 4
+
+    def _resume(self) -> None:
         try:
-            last = json.loads(tail[-1])
+            last = json.loads(self._last_line())
             ok = _hash(str(last["prev"]), last) == last["hash"]
-        except (json.JSONDecodeError, KeyError, IndexError, TypeError):
+        except (json.JSONDecodeError, KeyError, TypeError):
             ok = False
         if not ok:
             raise AuditError(
