@@ -6,6 +6,7 @@ route the matrix does not know fails it."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -371,6 +372,10 @@ def test_wrong_passwords_are_throttled(ward: Ward) -> None:
     right = c.post("/auth/token", data={"grant_type": "password", "username": "temp",
                                         "password": "another long password"})  # fmt: skip
     assert right.status_code == 429  # still refused while throttled: no oracle for the guesser
+    # another person behind the same address (a proxy) still signs in: the address allows more
+    other = c.post("/auth/token", data={"grant_type": "password", "username": "nurse",
+                                        "password": "correct horse battery"})  # fmt: skip
+    assert other.status_code == 200
     ward.app.state.sign_in_throttle._failures.clear()
 
 
@@ -547,3 +552,22 @@ def test_a_trail_resumes_after_an_entry_longer_than_the_read_chunk(tmp_path: Pat
     (tmp_path / "a.jsonl").write_text((tmp_path / "a.jsonl").read_text()[:-40] + "\n")
     with pytest.raises(AuditError, match="damaged"):  # a cut last entry stops the start
         AuditTrail(tmp_path / "a.jsonl", key)
+
+
+def test_secrets_are_never_logged(ward: Ward, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    c = ward.client
+    password = "correct horse battery"
+    got = c.post("/auth/token", data={"grant_type": "password", "username": "nurse",
+                                      "password": password})  # fmt: skip
+    assert got.status_code == 200, got.text
+    pair = got.json()
+    c.get("/v1/patients", headers={"authorization": f"Bearer {pair['access_token']}"})
+    c.post("/auth/token", data={"grant_type": "refresh_token",
+                                "refresh_token": pair["refresh_token"]})  # fmt: skip
+    c.post("/v1/observations", json=[], headers=ward.headers["device"])
+    logged = "\n".join(r.getMessage() + str(getattr(r, "fields", "")) for r in caplog.records)
+    assert "POST /auth/token" in logged  # the requests were logged...
+    for secret in (password, pair["access_token"], pair["refresh_token"],
+                   ward.headers["device"]["x-api-key"]):  # fmt: skip
+        assert secret not in logged  # ...their secrets were not

@@ -43,13 +43,16 @@ from vitaltwin.service.access import (
 
 
 class Throttle:
-    """At most ``limit`` failures per key (a user name, a client, an address) within
-    ``window_s``; then refused until the oldest failure leaves the window (OWASP's
-    authentication cheat sheet: slow down guessing without locking accounts forever)."""
+    """At most ``limit`` failures per user name or client and ``address_limit`` per address
+    (``address:`` keys) within ``window_s``; then refused until the oldest failure leaves the
+    window (OWASP's authentication cheat sheet: slow down guessing without locking accounts
+    forever). An address gets more: many people sign in from behind one proxy, and one
+    colleague's typos must not lock out a ward, while guessing across many names still stops."""
 
-    def __init__(self, limit: int = 5, window_s: float = 900.0,
+    def __init__(self, limit: int = 5, address_limit: int = 50, window_s: float = 900.0,
                  clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
-        self.limit, self.window_s, self.clock = limit, window_s, clock
+        self.limit, self.address_limit = limit, address_limit
+        self.window_s, self.clock = window_s, clock
         self._lock = threading.Lock()
         self._failures: dict[str, list[float]] = {}
 
@@ -65,7 +68,8 @@ class Throttle:
             waits = [
                 self.window_s - (self.clock() - r[0])
                 for k in keys
-                if len(r := self._recent(k)) >= self.limit
+                if len(r := self._recent(k))
+                >= (self.address_limit if k.startswith("address:") else self.limit)
             ]
         return max(waits, default=0.0)
 
