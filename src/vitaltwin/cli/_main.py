@@ -41,11 +41,11 @@ from vitaltwin.cli._security import (
     audit_app,
     clients_app,
     devices_app,
+    keys_of,
     research_key,
     users_app,
 )
-from vitaltwin.governance import KeyProvider
-from vitaltwin.settings import Settings, load_settings
+from vitaltwin.settings import load_settings
 from vitaltwin.simulate.scenario import (
     ScenarioError,
     ScenarioResult,
@@ -801,21 +801,12 @@ def _open_store(
 
     try:
         if encrypt or is_encrypted(st):
-            encrypt_store(st, _keys_of(load_settings()))
+            encrypt_store(st, keys_of())
     except (KeyProviderError, OSError) as exc:
         st.close()
         err_console.print(f"[bold red]error:[/] the store's encryption key: {exc}")
         raise typer.Exit(2) from None
     return st
-
-
-def _keys_of(settings: Settings) -> KeyProvider:
-    """The key provider the settings name (files under security_dir/keys, or the environment)."""
-    from vitaltwin.governance import EnvironmentKeys, FileKeys
-
-    if settings.keys_from == "environment":
-        return EnvironmentKeys()
-    return FileKeys(settings.security_dir / "keys", create=True)
 
 
 def _open_plain_store(directory: Path | None, postgres: str | None, live: bool) -> Store:
@@ -1309,7 +1300,7 @@ def keys_rotate_store(
 
     with _open_store(store, postgres) as st:
         try:
-            old = rotate_store_key(st, _keys_of(load_settings()), to)
+            old = rotate_store_key(st, keys_of(), to)
         except (KeyProviderError, ValueError) as exc:
             err_console.print(f"[bold red]error:[/] {exc}")
             raise typer.Exit(2) from None

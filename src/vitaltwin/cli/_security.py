@@ -55,10 +55,12 @@ def _directory(folder: Path | None) -> Directory:
         raise typer.Exit(2) from None
 
 
-def _keys(folder: Path | None) -> KeyProvider:
+def keys_of(folder: Path | None = None, *, create: bool = True) -> KeyProvider:
+    """The key provider the settings name: the environment, or the key files under the
+    security folder (missing keys made owner-only with ``create``)."""
     if load_settings().keys_from == "environment":
         return EnvironmentKeys()
-    return FileKeys(_folder(folder) / "keys")
+    return FileKeys(_folder(folder) / "keys", create=create)
 
 
 RESEARCH_KEY = "research-pseudonym"
@@ -68,9 +70,7 @@ RESEARCH_KEY = "research-pseudonym"
 def research_key(folder: Path | None = None) -> bytes:
     """The research export key: from the environment, or the security folder's key file
     (made owner-only on first use)."""
-    if load_settings().keys_from == "environment":
-        return EnvironmentKeys().key(RESEARCH_KEY)
-    return FileKeys(_folder(folder) / "keys", create=True).key(RESEARCH_KEY)
+    return keys_of(folder).key(RESEARCH_KEY)
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -206,7 +206,7 @@ def audit_verify(
     name each problem when the trail was edited, cut, reordered or forged."""
     path = _trail(trail, folder)
     try:
-        key = public_key(_keys(folder), "audit-signing")
+        key = public_key(keys_of(folder, create=False), "audit-signing")
     except KeyProviderError as exc:
         raise _fail(exc) from None
     check = verify_trail(path, key)

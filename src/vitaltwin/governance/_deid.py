@@ -346,10 +346,11 @@ def export_research(
             tmp.chmod(0o600)
             os.replace(tmp, path)
     patients_path = out / "patients.parquet"
-    pats = pq.read_table(patients_path) if patients_path.exists() else pa.table({})
-    risk = k_anonymity(pats) if pats.num_columns else k_anonymity(
-        pa.table({"sex": pa.array([], pa.string()), "age_years": pa.array([], pa.float64()),
-                  "icu_unit": pa.array([], pa.string())}))  # fmt: skip
+    risk = (
+        k_anonymity(pq.read_table(patients_path))
+        if patients_path.exists()
+        else KAnonymity(("sex", "age_band", "icu_unit"), 0, 0, 5, 0, 0)
+    )
     result = ResearchExport(out, rows, len(excluded), deid.max_shift_days, risk)
     report = out / "reidentification-risk.json"
     fd = os.open(report, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -349,13 +349,17 @@ async def patients_of(request: Request, rule: str) -> list[str]:
     return []
 
 
-def require(scope: str, rule: str) -> Callable[..., Any]:
-    """A dependency checking the caller holds ``scope`` and may see the patients ``rule``
-    finds."""
+def _check_rules(scope: str, rule: str) -> None:
     if scope not in (PUBLIC, AUTHENTICATED) and SCOPE.fullmatch(scope) is None:
         raise ValueError(f"not a scope: {scope!r}")
     if _PATIENT_RULE.fullmatch(rule) is None:
         raise ValueError(f"not a patient rule: {rule!r}")
+
+
+def require(scope: str, rule: str) -> Callable[..., Any]:
+    """A dependency checking the caller holds ``scope`` and may see the patients ``rule``
+    finds."""
+    _check_rules(scope, rule)
 
     async def check(request: Request) -> None:
         if scope == PUBLIC:
@@ -392,10 +396,7 @@ def scope(value: str, patients: str, action: str | None = None) -> dict[str, Any
     """``openapi_extra`` for a route needing scope ``value`` whose patients come by rule
     ``patients`` (module docstring); ``action`` is the audit action (C, R, U, D, E) when the
     HTTP method's usual one is not right (a POST that reads, say)."""
-    if value not in (PUBLIC, AUTHENTICATED) and SCOPE.fullmatch(value) is None:
-        raise ValueError(f"not a scope: {value!r}")
-    if _PATIENT_RULE.fullmatch(patients) is None:
-        raise ValueError(f"not a patient rule: {patients!r}")
+    _check_rules(value, patients)
     out: dict[str, Any] = {"x-scope": value, "x-patient": patients}
     if action is not None:
         out["x-audit-action"] = action
