@@ -20,7 +20,13 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from vitaltwin.governance import FileKeys, TokenService, identity_for, signing_key
+from vitaltwin.governance import (
+    FileKeys,
+    TokenService,
+    encrypt_store,
+    identity_for,
+    signing_key,
+)
 from vitaltwin.model import Model
 from vitaltwin.physiology import WARD_TWIN, cardiovascular_model
 from vitaltwin.physiology.patient import REFERENCE_PATIENT, initial_state, patient_parameters
@@ -42,12 +48,16 @@ def _postgres_unavailable() -> str | None:
         return str(exc).strip().splitlines()[0]
 
 
-@pytest.fixture(params=["duckdb", "postgresql"])
+@pytest.fixture(params=["duckdb", "postgresql", "duckdb-encrypted"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """The same tests on both backends. Without a PostgreSQL server the PostgreSQL half is
-    skipped with the reason, except in CI (``CI`` set), where a missing server is a failure."""
-    if request.param == "duckdb":
+    """The same tests on both backends, and on an encrypted store (its identifying columns
+    sealed: every read must find what a plain store finds). Without a PostgreSQL server the
+    PostgreSQL case is skipped with the reason, except in CI (``CI`` set), where a missing
+    server is a failure."""
+    if request.param.startswith("duckdb"):
         with DuckDBStore(tmp_path / "store") as st:
+            if request.param == "duckdb-encrypted":
+                encrypt_store(st, FileKeys(tmp_path / "keys", create=True))
             yield st
         return
     reason = _postgres_unavailable()

@@ -1307,6 +1307,24 @@ def keys_rotate_store(
     console.print(f"the store's data key is now wrapped by {to!r}; {old!r} may be retired")
 
 
+@keys_app.command("rotate-data")
+def keys_rotate_data(
+    store: Annotated[Path | None, typer.Option(help="store directory (default: settings)")] = None,
+    postgres: PostgresOption = None,
+) -> None:
+    """Replace the store's data key: every encrypted value is opened with the old key and
+    sealed with a new one (stop the service first). Cut short, the next opening finishes it."""
+    from vitaltwin.governance import KeyProviderError, rotate_store_data_key
+
+    with _open_store(store, postgres) as st:
+        try:
+            n = rotate_store_data_key(st, keys_of())
+        except KeyProviderError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(2) from None
+    console.print(f"the store's data key was replaced; {n:,} distinct values sealed again")
+
+
 consent_app = typer.Typer(no_args_is_help=True, help="Research consent: exclude, allow, list.")
 app.add_typer(consent_app, name="consent")
 

@@ -40,6 +40,7 @@ from vitaltwin.governance._envelope import (
     STORE_KEY,
     encrypt_store,
     is_encrypted,
+    rotate_store_data_key,
     rotate_store_key,
 )
 from vitaltwin.governance._keys import (
@@ -101,6 +102,7 @@ __all__ = [
     "k_anonymity",
     "public_key",
     "read_trail",
+    "rotate_store_data_key",
     "rotate_store_key",
     "scrub",
     "server_context",

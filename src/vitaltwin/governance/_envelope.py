@@ -1,8 +1,11 @@
-"""Envelope encryption of a store: one random data key per store encrypts the sealed columns
-(:mod:`vitaltwin.store`'s ``SEALED``); the data key is kept in the store itself, wrapped
-(AES-256-GCM) by a key-encryption key from a key provider, named in the envelope. Rotating the
-key-encryption key unwraps the data key with the old one and wraps it with the new one: no
-stored value is rewritten, none can be lost, and the old key can then be retired.
+"""Envelope encryption of a store: one random data key per store encrypts the identifying
+columns (:mod:`vitaltwin.store`'s ``SEALED``) and the saved states; the data key is kept in the
+store itself, wrapped (AES-256-GCM) by a key-encryption key from a key provider, named in the
+envelope. Rotating the key-encryption key unwraps the data key with the old one and wraps it
+with the new one: no stored value is rewritten, none can be lost, and the old key can then be
+retired. Replacing the data key itself (after a suspected exposure, or on a schedule) re-seals
+every value; the envelope keeps the old data key (wrapped) until that is done, so a run cut
+short is finished by the next opening and nothing is lost.
 """
 
 from __future__ import annotations
@@ -45,38 +48,73 @@ def _envelope(store: Store) -> dict[str, str] | None:
     return doc
 
 
+def _save(store: Store, env: dict[str, str]) -> None:
+    store.save_state(ENVELOPE_STATE, json.dumps(env).encode())
+
+
 def encrypt_store(store: Store, keys: KeyProvider, kek: str = STORE_KEY) -> str:
-    """Switch on encryption of the sealed columns of ``store``: its data key unwrapped with the
-    key the envelope names (a new data key wrapped by ``kek`` when the store has none yet).
-    Returns the key-encryption key's name."""
+    """Switch on encryption of the identifying columns and saved states of ``store``: its data
+    key unwrapped with the key the envelope names (a new data key wrapped by ``kek`` when the
+    store has none yet: what the store already holds is then sealed, once). A data-key
+    rotation or a first sealing that was cut short is finished here. Returns the
+    key-encryption key's name."""
     env = _envelope(store)
     if env is None:
-        data_key = secrets.token_bytes(32)
-        store.save_state(ENVELOPE_STATE, json.dumps(
-            {"kek": kek, "wrapped": _wrap(keys.key(kek), data_key)}).encode())  # fmt: skip
-        name = kek
+        env = {"kek": kek, "wrapped": _wrap(keys.key(kek), secrets.token_bytes(32)),
+               "sealing": "pending"}  # fmt: skip
+        _save(store, env)
+    name = env["kek"]
+    kek_bytes = keys.key(name)
+    cipher = ColumnCipher(_unwrap(kek_bytes, env["wrapped"], name))
+    if "sealing" in env or "previous" in env:
+        previous = [ColumnCipher(_unwrap(kek_bytes, env["previous"], name))] if (
+            "previous" in env) else []  # fmt: skip
+        store.reseal(cipher, previous)
+        _save(store, {"kek": name, "wrapped": env["wrapped"]})
     else:
-        name = env["kek"]
-        data_key = _unwrap(keys.key(name), env["wrapped"], name)
-    store.encrypt_with(ColumnCipher(data_key))
+        store.encrypt_with(cipher)
     return name
 
 
 def is_encrypted(store: Store) -> bool:
-    """Whether the store holds an envelope (its sealed columns are encrypted)."""
+    """Whether the store holds an envelope (its identifying columns are encrypted)."""
     return _envelope(store) is not None
 
 
 def rotate_store_key(store: Store, keys: KeyProvider, new: str) -> str:
     """Wrap the store's data key with key ``new`` instead of the current one (read from the
-    provider by the name in the envelope); returns the old key's name, which may be retired."""
+    provider by the name in the envelope); returns the old key's name, which may be retired.
+    No stored value is rewritten, so this is safe while the service runs."""
     env = _envelope(store)
     if env is None:
         raise KeyProviderError("this store is not encrypted: nothing to rotate")
     old = env["kek"]
     if old == new:
         raise ValueError(f"the store's data key is already wrapped by {new!r}")
-    data_key = _unwrap(keys.key(old), env["wrapped"], old)
-    store.save_state(ENVELOPE_STATE, json.dumps(
-        {"kek": new, "wrapped": _wrap(keys.key(new), data_key)}).encode())  # fmt: skip
+    old_kek, new_kek = keys.key(old), keys.key(new)
+    rewrapped = {k: _wrap(new_kek, _unwrap(old_kek, v, old))
+                 for k, v in env.items() if k in ("wrapped", "previous")}  # fmt: skip
+    _save(store, {**env, "kek": new, **rewrapped})
     return old
+
+
+def rotate_store_data_key(store: Store, keys: KeyProvider) -> int:
+    """Replace the store's data key by a new one: every sealed value and saved state is opened
+    with the old and sealed with the new (each column in one transaction; if this is cut
+    short, the next :func:`encrypt_store` finishes it, both keys being kept until then).
+    Returns how many distinct values were rewritten. Stop the service first."""
+    env = _envelope(store)
+    if env is None:
+        raise KeyProviderError("this store is not encrypted: nothing to rotate")
+    name = env["kek"]
+    kek_bytes = keys.key(name)
+    if "sealing" in env or "previous" in env:
+        encrypt_store(store, keys)  # finish the one cut short first
+        env = _envelope(store)
+        assert env is not None
+    old = _unwrap(kek_bytes, env["wrapped"], name)
+    new = secrets.token_bytes(32)
+    _save(store, {"kek": name, "wrapped": _wrap(kek_bytes, new), "previous": env["wrapped"]})
+    n = store.reseal(ColumnCipher(new), [ColumnCipher(old)])
+    _save(store, {"kek": name, "wrapped": _wrap(kek_bytes, new)})
+    return n

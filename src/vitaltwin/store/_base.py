@@ -39,7 +39,7 @@ from vitaltwin.data.schema import (
     conform_observations,
 )
 from vitaltwin.data.versions import CORRECTIVE, IDENTITY, NOT_CURRENT, resolve
-from vitaltwin.store._sealed import SEALED, ColumnCipher
+from vitaltwin.store._sealed import PLAIN_STATES, PREFIX, SEALED, ColumnCipher, SealError
 
 TABLES = (
     "observations",
@@ -81,6 +81,14 @@ SCHEMAS = {
     "patient_events": PATIENT_EVENTS,
 }
 NOT_CURRENT_ENCOUNTER = ("cancelled", "entered-in-error")
+STORED = {
+    t: pa.schema(
+        [pa.field(f.name, pa.string(), f.nullable) if f.name in SEALED[t] else f for f in s]
+    )
+    for t, s in SCHEMAS.items()
+}
+"""Each table as the backends keep it: the :data:`SEALED` columns as text (sealed, or in clear
+while the store is not encrypted; a birth date as ``YYYY-MM-DD``)."""
 
 
 def _utc(t: datetime) -> datetime:
@@ -147,19 +155,91 @@ class Store(ABC):
     _cipher: ColumnCipher | None = None  # sealed columns (encrypt_with)
 
     @abstractmethod
-    def _insert_new(self, table: str, data: pa.Table) -> int:
-        """Insert the rows of ``data`` whose key is not stored yet; return how many."""
+    def _db_insert(self, table: str, data: pa.Table) -> int:
+        """Insert the rows of ``data`` (in :data:`STORED` form) whose key is not stored yet;
+        return how many."""
 
     @abstractmethod
     def count(self, table: str) -> int:
         """Rows in one of :data:`TABLES`."""
 
     @abstractmethod
+    def _db_select(
+        self, table: str, where: list[tuple[str, str, object]], order: tuple[str, ...]
+    ) -> pa.Table:
+        """Rows of ``table`` meeting every ``(column, op, value)`` (op: ``=``, ``!=``, ``>=``,
+        ``<``, ``in`` or ``not in`` with a list), ordered by ``order``, as stored
+        (:data:`STORED`)."""
+
+    @abstractmethod
+    def _db_distinct(self, table: str, column: str) -> list[str]:
+        """The distinct non-null values of a column, as stored."""
+
+    @abstractmethod
+    def _db_rewrite(self, table: str, column: str, old: list[str], new: list[str]) -> None:
+        """Replace, in one transaction, each stored value ``old[i]`` of ``column`` by
+        ``new[i]``."""
+
+    def _insert_new(self, table: str, data: pa.Table) -> int:
+        """Insert the rows of canonical ``data`` whose key is not stored yet; return how
+        many."""
+        return self._db_insert(table, self._to_stored(table, data))
+
     def _select(
         self, table: str, where: list[tuple[str, str, object]], order: tuple[str, ...]
     ) -> pa.Table:
-        """Rows of ``table`` meeting every ``(column, op, value)`` (op: ``=``, ``>=``, ``<``,
-        ``in`` with a list), ordered by ``order``, in the canonical schema."""
+        """Rows of ``table`` meeting every ``(column, op, value)`` (see :meth:`_db_select`;
+        sealed columns by equality only), ordered by ``order``, in the canonical schema."""
+        cipher = self._cipher
+        sealed = SEALED[table] if cipher is not None else ()
+        stored_where = []
+        for col, op, val in where:
+            if col in sealed:
+                assert cipher is not None
+                if op in ("=", "!="):
+                    val = cipher.seal(col, str(val))
+                elif op in ("in", "not in"):
+                    assert isinstance(val, list)
+                    val = [cipher.seal(col, str(v)) for v in val]
+                else:
+                    raise ValueError(f"{table}.{col} is encrypted: it is compared by equality only")
+            stored_where.append((col, op, val))
+        rows = self._from_stored(table, self._db_select(table, stored_where, order))
+        if any(c in sealed for c in order) and rows.num_rows > 1:  # ordered as sealed: reorder
+            rows = rows.take(pc.sort_indices(rows, [(c, "ascending") for c in order]))
+        return rows
+
+    def _to_stored(self, table: str, data: pa.Table) -> pa.Table:
+        """Canonical rows (or some of their columns) as the backends keep them: sealed columns
+        as text, encrypted when the store is."""
+        for col in SEALED[table]:
+            i = data.schema.get_field_index(col)
+            if i < 0:
+                continue
+            values = data.column(i)
+            if values.type != pa.string():
+                values = pc.cast(values, pa.string())
+            if self._cipher is not None:
+                values = self._cipher.seal_column(col, values)
+            data = data.set_column(i, STORED[table].field(col), values)
+        return data
+
+    def _from_stored(self, table: str, data: pa.Table) -> pa.Table:
+        """Stored rows in the canonical schema (sealed columns opened)."""
+        for col in SEALED[table]:
+            i = data.schema.get_field_index(col)
+            if i < 0:
+                continue
+            values = data.column(i)
+            if self._cipher is not None:
+                values = self._cipher.open_column(col, values)
+            elif pc.any(pc.starts_with(values, PREFIX)).as_py():
+                raise SealError(f"{table}.{col} is encrypted: open the store with its key")
+            field = SCHEMAS[table].field(col)
+            if field.type != pa.string():
+                values = pc.cast(values, field.type)
+            data = data.set_column(i, field, values)
+        return data
 
     # -- the read API: what the twin, the risk models and the service read ---------------------
 
@@ -278,54 +358,118 @@ class Store(ABC):
         return rows
 
     def table(self, table: str) -> pa.Table:
-        """A whole table in its canonical schema (sealed columns opened)."""
-        return self._opened(table, self._table(table))
+        """A whole table in its canonical schema (sealed columns opened), in key order."""
+        rows = self._from_stored(table, self._db_table(table))
+        if self._cipher is not None and rows.num_rows > 1:  # ordered as sealed: reorder
+            rows = rows.take(pc.sort_indices(rows, [(c, "ascending") for c in KEYS[table]]))
+        return rows
 
     def batches(self, table: str, rows: int = 100_000) -> Iterator[pa.RecordBatch]:
-        """A whole table in its canonical schema, ``rows`` at a time, in key order: memory
-        stays bounded by the batch, whatever the table's size (exports stream through this)."""
-        for batch in self._batches(table, rows):
-            yield self._opened(table, pa.Table.from_batches([batch])).to_batches()[0]
+        """A whole table in its canonical schema, ``rows`` at a time, in key order as stored
+        (an encrypted store orders its sealed keys by their sealed form): memory stays bounded
+        by the batch, whatever the table's size (exports stream through this)."""
+        for batch in self._db_batches(table, rows):
+            yield self._from_stored(table, pa.Table.from_batches([batch])).to_batches()[0]
 
     @abstractmethod
-    def _table(self, table: str) -> pa.Table:
-        """A whole table as stored."""
+    def _db_table(self, table: str) -> pa.Table:
+        """A whole table as stored, in key order."""
 
     @abstractmethod
-    def _batches(self, table: str, rows: int) -> Iterator[pa.RecordBatch]:
+    def _db_batches(self, table: str, rows: int) -> Iterator[pa.RecordBatch]:
         """A whole table as stored, ``rows`` at a time, in key order."""
 
     def encrypt_with(self, cipher: ColumnCipher | None) -> None:
-        """Seal the columns in :data:`SEALED` with ``cipher`` from now on, and open them on
-        reading (None: read and write them as they are). The envelope that keeps the data key
-        is :func:`vitaltwin.governance.encrypt_store`'s."""
+        """Seal the columns in :data:`SEALED` and saved states with ``cipher`` from now on,
+        and open them on reading (None: read and write them as they are). The store's values
+        must already be sealed by this cipher (:meth:`reseal` makes them so); the envelope that
+        keeps the data key is :func:`vitaltwin.governance.encrypt_store`'s."""
         self._cipher = cipher
 
-    def _sealed(self, table: str, data: pa.Table) -> pa.Table:
-        return self._map_sealed(table, data, seal=True)
+    def reseal(self, cipher: ColumnCipher | None, previous: Sequence[ColumnCipher] = ()) -> int:
+        """Make every sealed value and saved state sealed by ``cipher`` (None: in clear), and
+        use ``cipher`` from now on: values in clear, or sealed by ``cipher`` or one of
+        ``previous``, are opened and sealed again; each column is rewritten in one
+        transaction. A run cut short is finished by running it again. Returns how many
+        distinct values were rewritten. Stop the writers first (the service): a value written
+        meanwhile under another key would not be found by equality."""
+        openers = [c for c in (cipher, *previous) if c is not None]
 
-    def _opened(self, table: str, data: pa.Table) -> pa.Table:
-        return self._map_sealed(table, data, seal=False)
+        def plain(col: str, value: str) -> str:
+            if not value.startswith(PREFIX):
+                return value
+            for c in openers:
+                try:
+                    opened = c.open(col, value)
+                    assert opened is not None
+                    return opened
+                except SealError:
+                    continue
+            raise SealError(f"a sealed {col} value opens under none of the keys given")
 
-    def _map_sealed(self, table: str, data: pa.Table, seal: bool) -> pa.Table:
-        cipher = getattr(self, "_cipher", None)
-        if cipher is None or data.num_rows == 0:
-            return data
-        for col in SEALED.get(table, ()):
-            i = data.schema.get_field_index(col)
-            do = cipher.seal if seal else cipher.open
-            values = [do(col, v) for v in data.column(i).to_pylist()]
-            data = data.set_column(i, data.schema.field(i), pa.array(values, pa.string()))
-        return data
+        rewritten = 0
+        for table in TABLES:
+            for col in SEALED[table]:
+                old, new = [], []
+                for value in self._db_distinct(table, col):
+                    now = plain(col, value)
+                    sealed = cipher.seal(col, now) if cipher is not None else now
+                    assert sealed is not None
+                    if sealed != value:
+                        old.append(value)
+                        new.append(sealed)
+                if old:
+                    self._db_rewrite(table, col, old, new)
+                    rewritten += len(old)
+        for key in self._db_state_keys():
+            saved = self._db_load_state(key)
+            if key in PLAIN_STATES or saved is None:
+                continue
+            data, at = saved
+            for c in openers:
+                try:
+                    data = c.open_state(key, data)
+                    break
+                except SealError:
+                    continue
+            if data.startswith(b"vtenc1:"):
+                raise SealError(f"the saved state {key!r} opens under none of the keys given")
+            self._db_save_state(key, cipher.seal_state(key, data) if cipher else data, at)
+        self._cipher = cipher
+        return rewritten
 
-    @abstractmethod
     def save_state(self, key: str, data: bytes) -> None:
         """Keep a service's state (e.g. the twins' checkpoint) under ``key``, replacing the
-        previous one in one transaction: a reader finds the whole old state or the whole new."""
+        previous one in one transaction: a reader finds the whole old state or the whole new
+        (sealed whole when the store is encrypted)."""
+        if self._cipher is not None and key not in PLAIN_STATES:
+            data = self._cipher.seal_state(key, data)
+        self._db_save_state(key, data, datetime.now(UTC))
 
-    @abstractmethod
     def load_state(self, key: str) -> tuple[bytes, datetime] | None:
         """The state kept under ``key`` and when it was saved (UTC), or None."""
+        saved = self._db_load_state(key)
+        if saved is None:
+            return None
+        data, at = saved
+        if self._cipher is not None and key not in PLAIN_STATES:
+            data = self._cipher.open_state(key, data)
+        elif data.startswith(b"vtenc1:") and key not in PLAIN_STATES:
+            raise SealError(f"the saved state {key!r} is encrypted: open the store with its key")
+        return data, at
+
+    @abstractmethod
+    def _db_save_state(self, key: str, data: bytes, at: datetime) -> None:
+        """Keep ``data`` under ``key`` (saved at ``at``), replacing the previous one in one
+        transaction."""
+
+    @abstractmethod
+    def _db_load_state(self, key: str) -> tuple[bytes, datetime] | None:
+        """The bytes kept under ``key`` and when they were saved (UTC), or None."""
+
+    @abstractmethod
+    def _db_state_keys(self) -> list[str]:
+        """The keys of the saved states."""
 
     def research_excluded(self) -> frozenset[str]:
         """Patients whose consent excludes research: left out of research exports and of the
@@ -370,7 +514,7 @@ class Store(ABC):
         # bad records at the same place never merge; "no raw value" is stored as ""
         i = quarantine.schema.get_field_index("raw_value")
         raw = pc.fill_null(quarantine.column(i), "")
-        quarantine = self._sealed("quarantine", quarantine.set_column(i, QUARANTINE.field(i), raw))
+        quarantine = quarantine.set_column(i, QUARANTINE.field(i), raw)
         observations = self._apply_versions(observations)
         stored = self._insert_new("observations", observations)
         q_new = self._insert_new("quarantine", quarantine)
@@ -423,9 +567,15 @@ class Store(ABC):
         fresh = incoming.filter(pc.invert(pc.is_in(incoming.column(key), pa.array(list(both)))))
         self._insert_new(table, fresh)
 
-    @abstractmethod
     def _delete(self, table: str, column: str, values: list[str]) -> None:
         """Delete the rows of ``table`` whose ``column`` is one of ``values``."""
+        if self._cipher is not None and column in SEALED[table]:
+            values = [str(self._cipher.seal(column, v)) for v in values]
+        self._db_delete(table, column, values)
+
+    @abstractmethod
+    def _db_delete(self, table: str, column: str, values: list[str]) -> None:
+        """Delete the rows of ``table`` whose ``column`` is one of ``values`` (as stored)."""
 
     def _apply_versions(self, incoming: pa.Table) -> pa.Table:
         """Apply the versions ``incoming`` brings (corrections, retractions, final after
@@ -474,9 +624,13 @@ class Store(ABC):
         i = incoming.schema.get_field_index("status")
         return incoming.set_column(i, OBSERVATIONS.field(i), pa.array(statuses, pa.string()))
 
-    @abstractmethod
     def _set_status(self, rows: pa.Table) -> None:
         """Set ``status`` of the stored observations matching each row's key (:data:`OBS_KEY`)."""
+        self._db_set_status(self._to_stored("observations", rows))
+
+    @abstractmethod
+    def _db_set_status(self, rows: pa.Table) -> None:
+        """:meth:`_set_status` with the keys as stored."""
 
     def ingest_record(self, record: Record) -> IngestCounts:
         """:meth:`ingest` of everything an adapter read (:class:`vitaltwin.data.Record`)."""

@@ -19,7 +19,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vitaltwin.store._base import KEYS, SCHEMAS, TABLES, Store, StoreInUseError
+from vitaltwin.store._base import KEYS, STORED, TABLES, Store, StoreInUseError
+from vitaltwin.store._sealed import SEALED
 
 log = logging.getLogger("vitaltwin.store")
 
@@ -36,7 +37,7 @@ CREATE TABLE IF NOT EXISTS quarantine (
     raw_value VARCHAR, reason VARCHAR NOT NULL, received_time TIMESTAMPTZ NOT NULL
 );
 CREATE TABLE IF NOT EXISTS patients (
-    patient_id VARCHAR NOT NULL, sex VARCHAR, age_years DOUBLE, birth_date DATE,
+    patient_id VARCHAR NOT NULL, sex VARCHAR, age_years DOUBLE, birth_date VARCHAR,
     icu_admission_time TIMESTAMPTZ, hospital_admission_time TIMESTAMPTZ, icu_unit VARCHAR,
     source VARCHAR NOT NULL, merged_into VARCHAR
 );
@@ -69,11 +70,11 @@ CREATE TABLE IF NOT EXISTS service_state (
 CREATE TABLE IF NOT EXISTS patient_events (
     patient_id VARCHAR NOT NULL, event VARCHAR NOT NULL, event_time TIMESTAMPTZ,
     encounter_id VARCHAR, location VARCHAR, prior_location VARCHAR, prior_patient_id VARCHAR,
-    sex VARCHAR, birth_date DATE, source VARCHAR NOT NULL, position VARCHAR NOT NULL
+    sex VARCHAR, birth_date VARCHAR, source VARCHAR NOT NULL, position VARCHAR NOT NULL
 );
 """
 
-_SQL_TYPES = {"string": "VARCHAR", "double": "DOUBLE", "date32[day]": "DATE"}
+_SQL_TYPES = {"string": "VARCHAR", "double": "DOUBLE"}
 _DEFAULTS = {("observations", "comparator"): "'='", ("observations", "status"): "'final'"}
 
 
@@ -144,8 +145,14 @@ class DuckDBStore(Store):
 
     def _migrate(self) -> None:
         """A store made by an earlier release gets the columns added since, once, on open."""
-        have = set(self._run("SELECT table_name, column_name FROM information_schema.columns"))
-        for table, schema in SCHEMAS.items():
+        typed = self._run(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns"
+        )
+        have = {(str(t), str(c)) for t, c, _ in typed}
+        for table, column, kind in typed:  # birth dates were DATE before they could be sealed
+            if kind == "DATE" and column in SEALED.get(str(table), ()):
+                self._run(f"ALTER TABLE {table} ALTER {column} TYPE VARCHAR")
+        for table, schema in STORED.items():
             for f in schema:
                 if (table, f.name) in have:
                     continue
@@ -164,12 +171,31 @@ class DuckDBStore(Store):
     def describe(self) -> str:
         return f"DuckDB {self.directory}"
 
-    def save_state(self, key: str, data: bytes) -> None:
-        self._run(
-            "INSERT OR REPLACE INTO service_state VALUES (?, ?, ?)", [key, datetime.now(UTC), data]
-        )
+    def _db_save_state(self, key: str, data: bytes, at: datetime) -> None:
+        self._run("INSERT OR REPLACE INTO service_state VALUES (?, ?, ?)", [key, at, data])
 
-    def load_state(self, key: str) -> tuple[bytes, datetime] | None:
+    def _db_state_keys(self) -> list[str]:
+        return [str(k) for (k,) in self._run("SELECT key FROM service_state ORDER BY key")]
+
+    def _db_distinct(self, table: str, column: str) -> list[str]:
+        if table not in TABLES or column not in STORED[table].names:
+            raise ValueError(f"no column {column!r} in {table!r}")
+        rows = self._run(f"SELECT DISTINCT {column} FROM {table} WHERE {column} IS NOT NULL")  # nosec B608
+        return [str(v) for (v,) in rows]
+
+    def _db_rewrite(self, table: str, column: str, old: list[str], new: list[str]) -> None:
+        if table not in TABLES or column not in STORED[table].names:
+            raise ValueError(f"no column {column!r} in {table!r}")
+        self.con.register("rewrite", pa.table({"old": old, "new": new}))
+        try:
+            self._run(
+                f"UPDATE {table} SET {column} = r.new FROM rewrite r "  # nosec B608
+                f"WHERE {table}.{column} = r.old"
+            )
+        finally:
+            self.con.unregister("rewrite")
+
+    def _db_load_state(self, key: str) -> tuple[bytes, datetime] | None:
         rows = self._run("SELECT data, saved_at FROM service_state WHERE key = ?", [key])
         if not rows:
             return None
@@ -183,7 +209,7 @@ class DuckDBStore(Store):
             self._checkpoints.join()
         self.con.close()
 
-    def _insert_new(self, table: str, data: pa.Table) -> int:
+    def _db_insert(self, table: str, data: pa.Table) -> int:
         if data.num_rows == 0:
             return 0
         before = self.count(table)
@@ -238,7 +264,7 @@ class DuckDBStore(Store):
         registered.append(name)
         return f"{col} {op.upper()} (SELECT v FROM {name})"  # nosec B608
 
-    def _delete(self, table: str, column: str, values: list[str]) -> None:
+    def _db_delete(self, table: str, column: str, values: list[str]) -> None:
         if table not in TABLES or column not in KEYS[table]:
             raise ValueError(f"no key {column!r} in {table!r}")
         args: list[object] = []
@@ -250,7 +276,7 @@ class DuckDBStore(Store):
             for name in registered:
                 self.con.unregister(name)
 
-    def _set_status(self, rows: pa.Table) -> None:
+    def _db_set_status(self, rows: pa.Table) -> None:
         self.con.register("status_update", rows)
         on = " AND ".join(f"observations.{k} = u.{k}" for k in KEYS["observations"])
         update = f"UPDATE observations SET status = u.status FROM status_update u WHERE {on}"  # nosec B608
@@ -264,7 +290,7 @@ class DuckDBStore(Store):
         assert isinstance(n, int)
         return n
 
-    def _select(
+    def _db_select(
         self, table: str, where: list[tuple[str, str, object]], order: tuple[str, ...]
     ) -> pa.Table:
         conds: list[str] = []
@@ -282,12 +308,12 @@ class DuckDBStore(Store):
             sql += " WHERE " + " AND ".join(conds)
         try:
             rel = self.con.sql(sql + f" ORDER BY {', '.join(order)}", params=args)
-            return rel.to_arrow_table().cast(SCHEMAS[table])
+            return rel.to_arrow_table().cast(STORED[table])
         finally:
             for name in registered:
                 self.con.unregister(name)
 
-    def _batches(self, table: str, rows: int = 100_000) -> Iterator[pa.RecordBatch]:
+    def _db_batches(self, table: str, rows: int = 100_000) -> Iterator[pa.RecordBatch]:
         if table not in TABLES:
             raise ValueError(f"no table {table!r}")
         order = ", ".join(KEYS[table])
@@ -296,16 +322,16 @@ class DuckDBStore(Store):
             query = f"SELECT * FROM {table} ORDER BY {order}"  # nosec B608
             reader = cur.sql(query).to_arrow_reader(rows)
             for batch in reader or ():
-                yield pa.Table.from_batches([batch]).cast(SCHEMAS[table]).to_batches()[0]
+                yield pa.Table.from_batches([batch]).cast(STORED[table]).to_batches()[0]
         finally:
             cur.close()
 
-    def _table(self, table: str) -> pa.Table:
+    def _db_table(self, table: str) -> pa.Table:
         if table not in TABLES:
             raise ValueError(f"no table {table!r}")
         order = ", ".join(KEYS[table])
         return (
             self.con.sql(f"SELECT * FROM {table} ORDER BY {order}")  # nosec B608
             .to_arrow_table()
-            .cast(SCHEMAS[table])
+            .cast(STORED[table])
         )

@@ -18,12 +18,13 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from psycopg import sql
 
-from vitaltwin.store._base import KEYS, SCHEMAS, TABLES, Store, unique_rows
+from vitaltwin.store._base import KEYS, STORED, TABLES, Store, unique_rows
+from vitaltwin.store._sealed import SEALED
 
 
 def _arrow(rows: list[tuple[object, ...]], table: str) -> pa.Table:
-    """Rows fetched from ``table`` as Arrow, in its canonical schema."""
-    schema = SCHEMAS[table]
+    """Rows fetched from ``table`` as Arrow, as stored (:data:`STORED`)."""
+    schema = STORED[table]
     cols: list[list[object]] = [[r[i] for r in rows] for i in range(len(schema))]
     return pa.table(
         {f.name: pa.array(c, type=f.type) for f, c in zip(schema, cols, strict=True)},
@@ -59,7 +60,7 @@ _COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("patient_id", "text NOT NULL"),
         ("sex", "text"),
         ("age_years", "double precision"),
-        ("birth_date", "date"),
+        ("birth_date", "text"),
         ("icu_admission_time", "timestamptz"),
         ("hospital_admission_time", "timestamptz"),
         ("icu_unit", "text"),
@@ -123,7 +124,7 @@ _COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("prior_location", "text"),
         ("prior_patient_id", "text"),
         ("sex", "text"),
-        ("birth_date", "date"),
+        ("birth_date", "text"),
         ("source", "text NOT NULL"),
         ("position", "text NOT NULL"),
     ),
@@ -168,11 +169,19 @@ class PostgresStore(Store):
                 )
             # a store made by an earlier release gets the columns added since, once, on open
             cur.execute(
-                "SELECT table_name, column_name FROM information_schema.columns "
+                "SELECT table_name, column_name, data_type FROM information_schema.columns "
                 "WHERE table_schema = %s",
                 [schema],
             )
-            have = {(str(t), str(c)) for t, c in cur.fetchall()}
+            typed = cur.fetchall()
+            have = {(str(t), str(c)) for t, c, _ in typed}
+            for t, c, kind in typed:  # birth dates were dates before they could be sealed
+                if kind == "date" and c in SEALED.get(str(t), ()):
+                    cur.execute(
+                        sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE text USING to_char({}, {})")
+                        .format(self._t(str(t)), sql.Identifier(str(c)), sql.Identifier(str(c)),
+                                sql.Literal("YYYY-MM-DD"))
+                    )  # fmt: skip
             for t, cols in _COLUMNS.items():
                 for column, kind in cols:
                     if (t, column) not in have:
@@ -206,18 +215,51 @@ class PostgresStore(Store):
     def close(self) -> None:
         self.con.close()
 
-    def save_state(self, key: str, data: bytes) -> None:
+    def _db_save_state(self, key: str, data: bytes, at: datetime) -> None:
         with self.con.cursor() as cur:
             cur.execute(
                 sql.SQL(
-                    "INSERT INTO {} VALUES (%s, now(), %s) ON CONFLICT (key) DO UPDATE "
+                    "INSERT INTO {} VALUES (%s, %s, %s) ON CONFLICT (key) DO UPDATE "
                     "SET saved_at = EXCLUDED.saved_at, data = EXCLUDED.data"
                 ).format(self._t("service_state")),
-                [key, data],
+                [key, at, data],
             )
         self.con.commit()
 
-    def load_state(self, key: str) -> tuple[bytes, datetime] | None:
+    def _db_state_keys(self) -> list[str]:
+        with self.con.cursor() as cur:
+            cur.execute(sql.SQL("SELECT key FROM {} ORDER BY key").format(self._t("service_state")))
+            keys = [str(k) for (k,) in cur.fetchall()]
+        self.con.commit()
+        return keys
+
+    def _db_distinct(self, table: str, column: str) -> list[str]:
+        if table not in TABLES or column not in STORED[table].names:
+            raise ValueError(f"no column {column!r} in {table!r}")
+        with self.con.cursor() as cur:
+            cur.execute(
+                sql.SQL("SELECT DISTINCT {c} FROM {t} WHERE {c} IS NOT NULL").format(
+                    c=sql.Identifier(column), t=self._t(table)
+                )
+            )
+            values = [str(v) for (v,) in cur.fetchall()]
+        self.con.commit()
+        return values
+
+    def _db_rewrite(self, table: str, column: str, old: list[str], new: list[str]) -> None:
+        if table not in TABLES or column not in STORED[table].names:
+            raise ValueError(f"no column {column!r} in {table!r}")
+        with self.con.cursor() as cur:
+            cur.execute(
+                sql.SQL(
+                    "UPDATE {t} SET {c} = r.new FROM unnest(%s::text[], %s::text[]) "
+                    "AS r(old, new) WHERE {t}.{c} = r.old"
+                ).format(t=self._t(table), c=sql.Identifier(column)),
+                [old, new],
+            )
+        self.con.commit()
+
+    def _db_load_state(self, key: str) -> tuple[bytes, datetime] | None:
         with self.con.cursor() as cur:
             cur.execute(
                 sql.SQL("SELECT data, saved_at FROM {} WHERE key = %s").format(
@@ -259,7 +301,7 @@ class PostgresStore(Store):
         with cur.copy(copy_sql) as copy:
             copy.write(buf.getvalue().to_pybytes())
 
-    def _insert_new(self, table: str, data: pa.Table) -> int:
+    def _db_insert(self, table: str, data: pa.Table) -> int:
         if data.num_rows == 0:
             return 0
         key = KEYS[table]
@@ -324,7 +366,7 @@ class PostgresStore(Store):
         self.con.commit()
         return _arrow(rows, table)
 
-    def _delete(self, table: str, column: str, values: list[str]) -> None:
+    def _db_delete(self, table: str, column: str, values: list[str]) -> None:
         with self.con.cursor() as cur:
             cur.execute(
                 sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(
@@ -334,7 +376,7 @@ class PostgresStore(Store):
             )
         self.con.commit()
 
-    def _set_status(self, rows: pa.Table) -> None:
+    def _db_set_status(self, rows: pa.Table) -> None:
         key = KEYS["observations"]
         with self.con.cursor() as cur:
             cur.execute(
@@ -360,7 +402,7 @@ class PostgresStore(Store):
             )
         self.con.commit()
 
-    def _batches(self, table: str, rows: int = 100_000) -> Iterator[pa.RecordBatch]:
+    def _db_batches(self, table: str, rows: int = 100_000) -> Iterator[pa.RecordBatch]:
         if table not in TABLES:
             raise ValueError(f"no table {table!r}")
         order = sql.SQL(", ").join(map(sql.Identifier, KEYS[table]))
@@ -375,7 +417,7 @@ class PostgresStore(Store):
         finally:
             self.con.commit()
 
-    def _select(
+    def _db_select(
         self, table: str, where: list[tuple[str, str, object]], order: tuple[str, ...]
     ) -> pa.Table:
         q = sql.SQL("SELECT * FROM {}").format(self._t(table))
@@ -394,7 +436,7 @@ class PostgresStore(Store):
         by = sql.SQL(", ").join(map(sql.Identifier, order))
         return self._fetch(q + sql.SQL(" ORDER BY ") + by, args, table)
 
-    def _table(self, table: str) -> pa.Table:
+    def _db_table(self, table: str) -> pa.Table:
         if table not in TABLES:
             raise ValueError(f"no table {table!r}")
         order = sql.SQL(", ").join(map(sql.Identifier, KEYS[table]))
