@@ -18,7 +18,16 @@ import httpx
 import pytest
 import uvicorn
 
-from vitaltwin.governance import client_context, development_certificate, server_context
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from vitaltwin.governance import (
+    AuditTrail,
+    client_context,
+    development_certificate,
+    read_trail,
+    server_context,
+    verify_trail,
+)
 from vitaltwin.service.access import Security
 from vitaltwin.service.app import create_app
 from vitaltwin.service.bus import MemoryBus
@@ -89,9 +98,14 @@ async def _send(port: int, ctx: ssl.SSLContext | None, text: str) -> bytes:
 
 
 def test_mllp_over_tls_and_mutual_tls(cert: tuple[Path, Path], tmp_path: Path) -> None:
+    """Over TLS, and mutual TLS; each message is audited under its sender's certificate (or
+    address without one)."""
+    key = Ed25519PrivateKey.generate()
+    trail = AuditTrail(tmp_path / "audit-mllp.jsonl", key)
+
     async def run() -> None:
         with DuckDBStore(tmp_path / "s") as store:
-            srv = MllpServer(store)
+            srv = MllpServer(store, audit=trail)
             port = _port()
             await srv.start("127.0.0.1", port, ssl=server_context(*cert))
             try:
@@ -103,7 +117,7 @@ def test_mllp_over_tls_and_mutual_tls(cert: tuple[Path, Path], tmp_path: Path) -
             finally:
                 await srv.stop()
             # mutual TLS: the listener asks for a certificate its authority signed
-            mutual = MllpServer(store)
+            mutual = MllpServer(store, audit=trail)
             port = _port()
             await mutual.start("127.0.0.1", port,
                                ssl=server_context(*cert, client_ca=cert[0]))  # fmt: skip
@@ -117,6 +131,18 @@ def test_mllp_over_tls_and_mutual_tls(cert: tuple[Path, Path], tmp_path: Path) -
             assert store.count("observations") == 1  # the same value twice: one stored
 
     asyncio.run(run())
+    trail.close()
+    entries = [
+        e for e in read_trail(tmp_path / "audit-mllp.jsonl") if e.get("kind") != "checkpoint"
+    ]
+    got = [(e["who"], e["operation"], e["patients"], e["outcome"], e["request_id"])
+           for e in entries]  # fmt: skip
+    assert got == [
+        ("address 127.0.0.1", "MLLP ORU R01", ["p-tls"], 201, "m1"),
+        ("certificate CN=localhost", "MLLP ORU R01", ["p-tls"], 201, "m2"),
+    ]
+    assert {e["action"] for e in entries} == {"C"} and {e["role"] for e in entries} == {"device"}
+    assert verify_trail(tmp_path / "audit-mllp.jsonl", key.public_key()).ok
 
 
 @pytest.mark.skipif(shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists(),

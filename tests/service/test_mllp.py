@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -94,6 +95,8 @@ def test_connections_over_the_limit_are_refused(tmp_path: Path) -> None:
 
 
 def test_listen_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """``vitaltwin listen`` answers, audits each message in its own trail (signed at the
+    stop) and stops on SIGTERM."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -103,7 +106,7 @@ def test_listen_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "200", "VITALTWIN_SECURITY_DIR": str(tmp_path / "sec")},
     )  # fmt: skip
     try:
         for _ in range(100):
@@ -121,3 +124,8 @@ def test_listen_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert b"MSA|AA|C1" in answer
     assert proc.returncode == 0, err
     assert "stopped: 1 messages answered (AA 1)" in out and "Traceback" not in err
+    trail = [json.loads(line) for line in (tmp_path / "sec" / "audit-mllp.jsonl").open()]
+    assert [(e["kind"], e.get("request_id")) for e in trail] == [
+        ("event", "C1"),
+        ("checkpoint", None),
+    ]

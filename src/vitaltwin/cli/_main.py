@@ -585,12 +585,15 @@ def listen(
     """Receive HL7 v2 over MLLP: store each message and answer AA, AE (stored, some values
     quarantined) or AR (rejected), with the reasons in ERR segments. Over TLS when a
     certificate is given (required beyond this machine), with client certificates when
-    --client-ca is. SIGTERM or Ctrl-C stops cleanly."""
+    --client-ca is. Every message is an entry of the listener's own audit trail
+    (``security_dir/audit-mllp.jsonl``: the sender, by its client certificate under mutual
+    TLS; the patients; the answer). SIGTERM or Ctrl-C stops cleanly."""
     import asyncio
     import signal
 
-    from vitaltwin.governance import server_context
-    from vitaltwin.service.mllp import MllpServer
+    from vitaltwin.governance import AuditTrail, server_context, signing_key
+    from vitaltwin.service.access import AUDIT_KEY
+    from vitaltwin.service.mllp import MLLP_AUDIT_FILE, MllpServer
 
     settings = load_settings()
     cert, key = tls_cert or settings.tls_cert, tls_key or settings.tls_key
@@ -599,8 +602,16 @@ def listen(
     ssl_ctx = server_context(cert, key, ca) if cert is not None and key is not None else None
     zone = _zone(sender_tz)
 
+    trail = AuditTrail(settings.security_dir / MLLP_AUDIT_FILE, signing_key(keys_of(), AUDIT_KEY))
+
+    async def checkpoints() -> None:  # sign the trail's head every 30 s when anything was added
+        while True:
+            await asyncio.sleep(30)
+            trail.checkpoint()
+
     async def run() -> None:
         with _open_store(store, postgres, encrypt=True) as st:
+            signer = asyncio.create_task(checkpoints())
             srv = MllpServer(
                 st,
                 on_ingest=lambda c: console.print(
@@ -610,6 +621,7 @@ def listen(
                 read_timeout_s=read_timeout,
                 max_connections=max_connections,
                 sender_tz=zone,
+                audit=trail,
             )
             await srv.start(host, port, ssl=ssl_ctx)
             how = "MLLP over TLS" if ssl_ctx else "MLLP"
@@ -620,6 +632,8 @@ def listen(
                 loop.add_signal_handler(sig, stop.set)
             await stop.wait()
             await srv.stop()
+            signer.cancel()
+            trail.close()
             console.print(
                 f"stopped: {sum(srv.answered.values()):,} messages answered "
                 f"({', '.join(f'{k} {v:,}' for k, v in sorted(srv.answered.items())) or 'none'})"

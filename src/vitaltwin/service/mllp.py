@@ -9,7 +9,10 @@ all went well, ERR segments (HL7 table 0357 codes) with the reasons:
 * ``AR``: rejected, nothing stored: not HL7 v2, over the size limit (default 1 MiB), a frame whose
   end block never came within the read timeout, or the store failed.
 
-A sender that opens more connections than allowed is refused at once; a connection idle longer
+With an audit trail, every message is an audit entry (action create): the sender — the
+subject of its TLS client certificate under mutual TLS, else its address —, the message type
+and control id, the patients it named, and the answer (AA/AE 201, AR 422, or 503 when the store
+failed). A sender that opens more connections than allowed is refused at once; a connection idle longer
 than the read timeout is closed. :meth:`MllpServer.stop` (SIGTERM in ``vitaltwin listen``) stops
 accepting, lets messages in progress finish and closes the connections.
 
@@ -20,14 +23,18 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, tzinfo
 from ssl import SSLContext
 
+from vitaltwin.governance import AuditRecord, AuditTrail
 from vitaltwin.interop.hl7v2 import Hl7Error, convert_text
 from vitaltwin.store import IngestCounts, Store
 
 START, END = b"\x0b", b"\x1c\x0d"
+MLLP_AUDIT_FILE = "audit-mllp.jsonl"
+"""The listener's audit trail in the security folder (its own file: a second writer of the
+service's trail would break its chain)."""
 MIB = 1024 * 1024
 
 
@@ -35,6 +42,22 @@ def _control_id(text: str) -> str:
     first = text.strip("\x0b\r\n").split("\r")[0]
     fields = first.split("|")
     return fields[9].split("^")[0][:50] if first.startswith("MSH") and len(fields) > 9 else ""
+
+
+def _message_type(text: str) -> str:
+    first = text.strip("\x0b\r\n").split("\r")[0]
+    fields = first.split("|")
+    return fields[8].replace("^", " ")[:20] if first.startswith("MSH") and len(fields) > 8 else "?"
+
+
+def _sender(writer: asyncio.StreamWriter) -> tuple[str, str | None]:
+    """Who is sending (the TLS client certificate's subject, else "address HOST") and from
+    where."""
+    peer = writer.get_extra_info("peername")
+    address = str(peer[0]) if isinstance(peer, tuple) and peer else None
+    cert = writer.get_extra_info("peercert") or {}
+    names = [v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"]
+    return (f"certificate CN={names[0]}" if names else f"address {address}"), address
 
 
 def _clean(text: str) -> str:
@@ -71,8 +94,10 @@ class MllpServer:
         read_timeout_s: float = 30.0,
         max_connections: int = 32,
         sender_tz: tzinfo = UTC,
+        audit: AuditTrail | None = None,
     ):
         self.store = store
+        self.audit = audit
         self.on_ingest = on_ingest
         self.max_bytes = max_bytes
         self.read_timeout_s = read_timeout_s
@@ -90,7 +115,7 @@ class MllpServer:
         """Messages answered ``AR`` (nothing stored)."""
         return self.answered["AR"]
 
-    def _answer(self, text: str) -> bytes:
+    def _answer(self, text: str, sender: tuple[str, str | None] = ("-", None)) -> bytes:
         self._n += 1
         try:
             record = convert_text(
@@ -99,18 +124,36 @@ class MllpServer:
                 sender_tz=self.sender_tz,
             )
         except Hl7Error as exc:
+            self._audit(text, sender, 422, ())
             return self._ack(text, "AR", [("100", str(exc))])
+        patients = sorted({*record.observations.column("patient_id").to_pylist(),
+                           *(p for t in record.context().values() if t is not None
+                             and "patient_id" in t.column_names
+                             for p in t.column("patient_id").to_pylist())})  # fmt: skip
         try:
             got = self.store.ingest_record(record)
         except Exception as exc:  # the store failed: the sender must keep the message
+            self._audit(text, sender, 503, patients)
             return self._ack(text, "AR", [("207", f"not stored ({type(exc).__name__}: {exc})")])
         self.counts += got
+        self._audit(text, sender, 201, patients)
         if self.on_ingest is not None:
             self.on_ingest(got)
         reasons = record.quarantine.column("reason").to_pylist()
         if reasons:
             return self._ack(text, "AE", [("102", r) for r in dict.fromkeys(reasons)])
         return self._ack(text, "AA")
+
+    def _audit(
+        self, text: str, sender: tuple[str, str | None], outcome: int, patients: Sequence[str]
+    ) -> None:
+        if self.audit is None:
+            return
+        self.audit.record(AuditRecord(
+            action="C", operation=f"MLLP {_message_type(text)}", who=sender[0], role="device",
+            outcome=outcome, patients=tuple(patients), request_id=_control_id(text) or None,
+            source=sender[1],
+        ))  # fmt: skip
 
     def _ack(self, text: str, code: str, errors: list[tuple[str, str]] | None = None) -> bytes:
         self.answered[code] += 1
@@ -162,14 +205,16 @@ class MllpServer:
         if task is not None:
             self._clients.add(task)
         buf = bytearray()
+        sender = _sender(writer)
         try:
             while (got := await self._frame(reader, buf)) is not None:
                 data, problem = got
                 text = data.decode("utf-8", errors="replace")
                 if problem is None:
-                    answer = self._answer(text)
+                    answer = self._answer(text, sender)
                 else:
                     self._n += 1
+                    self._audit(text, sender, 422, ())
                     answer = self._ack(text, "AR", [("100", problem)])
                 writer.write(answer)
                 await writer.drain()
