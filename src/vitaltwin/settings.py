@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -95,6 +95,10 @@ class Settings(BaseSettings):
         None, description="MQTT broker to subscribe to for device data (e.g. 127.0.0.1)"
     )
     mqtt_port: int = Field(1883, description="MQTT broker port")
+    mqtt_username: str | None = Field(None, description="the service's user name at the broker")
+    mqtt_password: SecretStr | None = Field(
+        None, description="its password (VITALTWIN_MQTT_PASSWORD; never logged or shown)"
+    )
     mqtt_topic: str = Field("vitaltwin/observations/#", description="MQTT topic filter")
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from vitaltwin.governance import (
@@ -183,6 +182,57 @@ def test_mqtt_from_a_broker_over_mutual_tls(cert: tuple[Path, Path], tmp_path: P
                 await asyncio.sleep(0.05)
             task.cancel()
 
+        asyncio.run(run())
+    finally:
+        broker.terminate()
+        broker.wait(10)
+
+
+@pytest.mark.skipif(not Path("/usr/bin/mosquitto_passwd").exists()
+                    or (shutil.which("mosquitto") is None
+                        and not Path("/usr/sbin/mosquitto").exists()),
+                    reason="no mosquitto or mosquitto_passwd binary")  # fmt: skip
+def test_mqtt_from_a_broker_that_asks_for_a_password(tmp_path: Path) -> None:
+    """The subscriber signs in to a broker that refuses anonymous clients; wrong passwords and
+    anonymous clients are refused by the broker."""
+    import aiomqtt
+
+    from vitaltwin.service.mqtt import subscribe
+
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    passwords = tmp_path / "passwords"
+    for user, pw in (("vitaltwin", "service-secret-1"), ("gw1", "gateway-secret-2")):
+        subprocess.run(["/usr/bin/mosquitto_passwd", "-b", *(["-c"] if user == "vitaltwin"
+                        else []), str(passwords), user, pw], check=True)  # fmt: skip
+    port = _port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\n"
+                    f"password_file {passwords}\npersistence false\nuser root\n")  # fmt: skip
+    broker = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)  # fmt: skip
+    bus = MemoryBus(partitions=1)
+
+    async def run() -> None:
+        ready = asyncio.Event()
+        task = asyncio.create_task(subscribe(bus, "127.0.0.1", port, "vt/#", ready=ready,
+                                             reconnect_s=0.2,
+                                             login=("vitaltwin", "service-secret-1")))  # fmt: skip
+        await asyncio.wait_for(ready.wait(), 20)
+        for login in ({}, {"username": "gw1", "password": "guess"}):
+            with pytest.raises(aiomqtt.MqttError):  # anonymous, or a wrong password: refused
+                async with aiomqtt.Client("127.0.0.1", port, **login):  # type: ignore[arg-type]
+                    pass
+        async with aiomqtt.Client("127.0.0.1", port, username="gw1",
+                                  password="gateway-secret-2") as c:  # fmt: skip
+            body = b'[{"patient_id": "m2", "time": "2026-11-22T08:30:00Z", "code": "8867-4", "value": 81, "unit": "/min"}]'  # noqa: E501
+            await c.publish("vt/gw1", body, qos=1)
+        deadline = time.monotonic() + 10
+        while not bus.replay(0):
+            assert time.monotonic() < deadline, "nothing arrived from the broker"
+            await asyncio.sleep(0.05)
+        task.cancel()
+
+    try:
         asyncio.run(run())
     finally:
         broker.terminate()

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from vitaltwin.governance import FileKeys, encrypt_store
 from vitaltwin.store import DuckDBStore
 from vitaltwin.twin import TwinShard
 
@@ -69,6 +70,7 @@ def test_sigkill_then_restart_assimilates_everything_exactly_once(
         proc.wait(60)
     assert len(stored) == 200  # every observation stored once
     with DuckDBStore(tmp_path / "s") as store:  # the checkpoint written on SIGTERM
+        encrypt_store(store, FileKeys(tmp_path / "security" / "keys"))  # sealed at rest
         saved = store.load_state("twins")
     assert saved is not None
     shard = TwinShard.from_bytes(saved[0])

@@ -734,6 +734,9 @@ def serve(
             max_body_bytes=settings.max_body_bytes,
             mqtt=mqtt,
             mqtt_tls=mqtt_tls,
+            mqtt_login=(settings.mqtt_username, settings.mqtt_password.get_secret_value())
+            if settings.mqtt_username and settings.mqtt_password
+            else None,
             with_twins=settings.twins,
             shadow=settings.shadow_alerts,
             twin_checkpoint_s=settings.twin_checkpoint_s,

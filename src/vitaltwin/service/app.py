@@ -245,6 +245,7 @@ def create_app(
     max_body_bytes: int = 1 << 20,
     mqtt: tuple[str, int, str] | None = None,
     mqtt_tls: SSLContext | None = None,
+    mqtt_login: tuple[str, str] | None = None,
     with_twins: bool = False,
     rules: Sequence[AlertRule] | None = None,
     shadow: bool = True,
@@ -256,7 +257,8 @@ def create_app(
 ) -> FastAPI:
     """The service over an open store and bus (the caller closes them); the ingest worker
     runs while the app does (its lifespan), and so does the MQTT subscriber when ``mqtt``
-    names a broker (host, port, topic filter; over TLS with ``mqtt_tls``), and so do the
+    names a broker (host, port, topic filter; over TLS with ``mqtt_tls``; signing in with
+    ``mqtt_login``, user name and password, when the broker asks for one), and so do the
     live twins when ``with_twins`` (checkpoints in the store; compiled ahead for
     ``expected_beds`` patients at once; forecasts once a twin has tracked its patient for
     ``twin_settle_s`` of twin time). Alerts follow ``rules`` (default
@@ -410,7 +412,15 @@ def create_app(
         if mqtt is not None:
             app.state.mqtt_ready = asyncio.Event()
             subscriber = asyncio.create_task(
-                subscribe(bus, mqtt[0], mqtt[1], mqtt[2], ready=app.state.mqtt_ready, tls=mqtt_tls)
+                subscribe(
+                    bus,
+                    mqtt[0],
+                    mqtt[1],
+                    mqtt[2],
+                    ready=app.state.mqtt_ready,
+                    tls=mqtt_tls,
+                    login=mqtt_login,
+                )
             )
         try:
             yield

@@ -12,9 +12,9 @@ all went well, ERR segments (HL7 table 0357 codes) with the reasons:
 With an audit trail, every message is an audit entry (action create): the sender — the
 subject of its TLS client certificate under mutual TLS, else its address —, the message type
 and control id, the patients it named, and the answer (AA/AE 201, AR 422, or 503 when the store
-failed). A sender that opens more connections than allowed is refused at once; a connection idle longer
-than the read timeout is closed. :meth:`MllpServer.stop` (SIGTERM in ``vitaltwin listen``) stops
-accepting, lets messages in progress finish and closes the connections.
+failed). A sender that opens more connections than allowed is refused at once; a connection
+idle longer than the read timeout is closed. :meth:`MllpServer.stop` (SIGTERM in ``vitaltwin
+listen``) stops accepting, lets messages in progress finish and closes the connections.
 
 Framing (HL7 MLLP release 2): <VT> message <FS><CR>.
 """

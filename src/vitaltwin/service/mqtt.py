@@ -50,14 +50,18 @@ async def subscribe(
     ready: asyncio.Event | None = None,
     reconnect_s: float = 2.0,
     tls: SSLContext | None = None,
+    login: tuple[str, str] | None = None,
 ) -> None:
     """Subscribe until cancelled, putting every message on the bus; over TLS with ``tls`` (a
-    client context trusting the broker's authority)."""
+    client context trusting the broker's authority, with the service's client certificate for
+    mutual TLS), signing in to the broker with ``login`` (user name, password) when given."""
     import aiomqtt
 
     while True:
         try:
-            async with aiomqtt.Client(host, port, identifier=None, tls_context=tls) as client:
+            user, password = login if login is not None else (None, None)
+            async with aiomqtt.Client(host, port, identifier=None, tls_context=tls,
+                                      username=user, password=password) as client:  # fmt: skip
                 await client.subscribe(topic, qos=1)
                 log.info("mqtt subscribed", extra={"fields": {"broker": f"{host}:{port}",
                                                               "topic": topic}})  # fmt: skip
