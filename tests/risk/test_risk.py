@@ -3,6 +3,7 @@ registry and monitoring."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -547,6 +548,14 @@ def test_validate_risk_command_end_to_end(tmp_path: Path) -> None:
     # set A's stay lengths and the per-stay AUROC are in the report
     assert "Hours per stay" in html and "Stay length differs between the classes" in html
     assert "within stay / timing ceiling" in html
+    # set A's units held out in turn (those with 5 septic patients among these 400), beside
+    # cross-validation of the same patients, and the feature set chosen on them
+    assert "feature set chosen on the leave-site-out utility" in " ".join(res.output.split())
+    assert "Transfer: each site held out of training" in html and "Most shifted" in html
+    report = json.loads((tmp_path / "r" / "risk_report.json").read_text())["results"]["sepsis"]
+    held = [s["site"] for s in report["sites"]["physiology"]]
+    assert len(held) >= 2 and set(held) <= {"MICU", "SICU", "unit not stated"}
+    assert report["within_sites"]["raw"]["auroc"] != report["transfer"]["raw"]["pooled"]["auroc"]
     out = tmp_path / "scores.parquet"
     res = CliRunner().invoke(
         app,
@@ -657,3 +666,92 @@ def test_risk_model_follows_the_estimator_contract() -> None:
     assert risk_task("deterioration").criterion == "auroc"
     with pytest.raises(ValueError, match="unknown task"):
         risk_task("delirium")
+
+
+# -- transfer: leave-one-site-out, process features, site shift ------------------------------
+
+
+def test_process_features_are_counts_intervals_and_time_in_stay(cohort: Cohort) -> None:
+    from vitaltwin.risk import process_features
+
+    cols = raw_features(cohort).columns
+    proc = set(process_features(cols))
+    assert {"HR_n", "HR_n24h", "HR_n6h", "Lactate_age_h", "labs_n24h", "iculos_h",
+            "hosp_adm_h", "hospital_los_h"} <= proc  # fmt: skip
+    assert not {"HR", "HR_change", "HR_mean6h", "HR_dev", "news2", "age_years", "male"} & proc
+    assert 0.1 < len(proc) / len(cols) < 0.5
+
+
+@pytest.mark.slow
+def test_leave_site_out_never_trains_on_the_site_it_scores(
+    cohort: Cohort, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vitaltwin.risk import RiskStudyConfig, process_features, run_study, sites_of
+
+    trained_on: list[set[str]] = []
+    fit = RiskModel.fit
+
+    def recording_fit(self: RiskModel, X: pd.DataFrame, y: Any, pid: Any, **kw: Any) -> Any:
+        trained_on.append(set(map(str, pid)))
+        return fit(self, X, y, pid, **kw)
+
+    monkeypatch.setattr(RiskModel, "fit", recording_fit)
+    cfg = RiskStudyConfig(folds=2, n_boot=5, tasks=("sepsis",), missing_fractions=(),
+                          model_params=QUICK, twin=False, min_site_patients=20)  # fmt: skip
+    study = run_study(cohort, cfg)
+    r = study.results["sepsis"]
+    site = pd.Series(sites_of(cohort), index=cohort.grid["patient_id"]).groupby(level=0).first()
+    held = [s.site for s in r.sites["raw"]]
+    assert sorted(held) == ["MICU", "SICU"]
+    # fits: (2 folds + final + 2 sites) x (raw, physiology); the last two of each feature
+    # set are the leave-site-out ones, in the order of the held-out sites
+    assert len(trained_on) == 10
+    lso = trained_on[6:8] + trained_on[8:10]
+    for ids, held_site in zip(lso, held * 2, strict=True):
+        assert ids and not any(site[p] == held_site for p in ids)  # never its own site
+    # every model and baseline pooled and per site, beside the site's within-CV figures
+    assert set(r.transfer) == {"raw", "physiology", "qsofa", "sirs", "news2"}
+    for per in r.sites.values():
+        for s in per:
+            assert s.patients > 20 and s.positive_patients >= 5
+            assert {"auroc", "utility"} <= set(s.transfer) and {"auroc", "utility"} <= set(s.within)
+    assert r.transfer["raw"].pooled["patients"] == sum(s.patients for s in r.sites["raw"])
+    # the physiology set holds no process feature; the shift summary covers every raw feature
+    assert not set(process_features(study.cohort_summary["features"]["physiology"]))
+    assert set(r.shift["max_psi"]) == set(study.cohort_summary["features"]["raw"])
+    assert "transfer" in r.to_dict() and r.to_dict()["sites"]["raw"][0]["site"] in held
+
+
+def test_the_feature_set_is_chosen_on_the_transfer_estimate() -> None:
+    from vitaltwin.risk import RiskStudy, RiskStudyConfig, champion_feature_set
+    from vitaltwin.risk._study import CvResult, TaskResults
+
+    def res(**u: float) -> dict[str, CvResult]:
+        return {k: CvResult({"utility": v}) for k, v in u.items()}
+
+    cv = res(physiology=0.40, raw=0.45)  # within-site: the process features seem to help
+
+    def study(transfer: dict[str, CvResult]) -> RiskStudy:
+        results = {"sepsis": TaskResults(cv, {}, [], transfer)}
+        return RiskStudy(RiskStudyConfig(), {}, results, {}, {})
+
+    assert champion_feature_set(study({}), "sepsis") == "raw"  # no transfer figures: CV
+    assert champion_feature_set(study(res(physiology=0.33, raw=0.30)), "sepsis") == "physiology"
+    assert champion_feature_set(study(res(physiology=0.33, raw=0.334)), "sepsis") == "physiology"
+    assert champion_feature_set(study(res(physiology=0.33, raw=0.34)), "sepsis") == "raw"
+
+
+def test_site_shift_finds_the_feature_that_moved() -> None:
+    from vitaltwin.risk import site_shift
+
+    rng = np.random.default_rng(0)
+    n = 4000
+    site = np.where(np.arange(n) % 2 == 0, "A", "B").astype(object)
+    X = pd.DataFrame({"HR": rng.normal(80, 10, n), "HR_n": rng.poisson(5, n).astype(float),
+                      "MAP": rng.normal(75, 8, n)})  # fmt: skip
+    X.loc[site == "B", "HR_n"] += 6  # site B charts more often
+    got = site_shift(X, site, np.ones(n, bool), seed=0)
+    assert got["top"][0] == {"feature": "HR_n", "psi": got["max_psi"]["HR_n"],
+                             "process": True}  # fmt: skip
+    assert got["max_psi"]["HR_n"] > 0.25 > got["max_psi"]["HR"] and got["max_psi"]["MAP"] < 0.1
+    assert got["median_psi_process"] > got["median_psi_physiology"]

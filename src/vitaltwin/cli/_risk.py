@@ -173,6 +173,30 @@ def validate_risk(
     console.print(f"report: {paths['html']}  JSON: {paths['json']}")
 
 
+def _print_transfer(study: Any, task: str) -> None:
+    """The leave-site-out figures beside the cross-validated ones, and the choice made on
+    them."""
+    from vitaltwin.risk import champion_feature_set, criterion
+
+    r = study.results[task]
+    if not r.transfer:
+        return
+    key = criterion(task)
+    sites = ", ".join(s.site for s in next(iter(r.sites.values())))
+    tab = Table(title=f"{task}: each site held out of training ({sites})")
+    for c in ("model", f"CV {key}", f"leave-site-out {key}", "CV AUROC",
+              "leave-site-out AUROC", "calibration slope (out of site)"):  # fmt: skip
+        tab.add_column(c)
+    for name, v in r.transfer.items():
+        cv, out = r.within_sites[name], v.pooled
+        slope = out.get("calibration_slope")
+        tab.add_row(name, f"{cv[key]:.3f}", f"{out[key]:.3f}", f"{cv['auroc']:.3f}",
+                    f"{out['auroc']:.3f}", "-" if slope is None else f"{slope:.2f}")  # fmt: skip
+    console.print(tab)
+    console.print(f"{task}: feature set chosen on the leave-site-out {key}: "
+                  f"{champion_feature_set(study, task)}")  # fmt: skip
+
+
 def _print_summary(study: Any) -> None:
     for task, r in study.results.items():
         sepsis = risk_task(task).utility
@@ -211,6 +235,7 @@ def _print_summary(study: Any) -> None:
             ]
             tab.add_row(*row)
         console.print(tab)
+        _print_transfer(study, task)
     from vitaltwin.risk import twin_verdict
 
     console.print(twin_verdict(study))

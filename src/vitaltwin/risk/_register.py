@@ -27,9 +27,10 @@ def register_study(
     files: list[Path],
     split: str,
 ) -> list[RegisteredModel]:
-    """Register each task's champion model (``raw`` or ``hybrid``, see
-    :func:`vitaltwin.risk.champion_feature_set`) with its cross-validated and test metrics, the
-    report ``files`` and provenance tags (feature set, source, ``split``)."""
+    """Register each task's champion model (its feature set chosen on the leave-site-out
+    figures, see :func:`vitaltwin.risk.champion_feature_set`) with its cross-validated,
+    leave-site-out and test metrics, the report ``files`` and provenance tags (feature set,
+    source, ``split``)."""
     out = []
     for task in study.config.tasks:
         t = risk_task(task)
@@ -45,6 +46,10 @@ def register_study(
         }
         if t.utility:
             metrics |= {"test_utility": test["utility"], "cv_utility": cv[fs].pooled["utility"]}
+        transfer = study.results[task].transfer
+        if fs in transfer:  # how it did on sites it never saw
+            out_of_site = transfer[fs].pooled
+            metrics |= {f"lso_{key}": out_of_site[key], "lso_auroc": out_of_site["auroc"]}
         rv = registry.register(
             t.model_name,
             study.models[(task, fs)],

@@ -24,7 +24,15 @@ import numpy as np
 from jinja2 import Environment
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from vitaltwin.risk._study import BASELINES, MATERIAL, RiskStudy, criterion, twin_gain
+from vitaltwin.risk._study import (
+    BASELINES,
+    MATERIAL,
+    RiskStudy,
+    champion_feature_set,
+    criterion,
+    selection_basis,
+    twin_gain,
+)
 
 DEFINITIONS = {
     "sepsis": (
@@ -114,7 +122,8 @@ def twin_verdict(study: RiskStudy) -> str:
         if gain is None:
             parts.append(f"{t}: no twin features computed in this run (raw only).")
             continue
-        a, b = r.cv["raw"].pooled, r.cv["hybrid"].pooled
+        basis, figures = selection_basis(study, t)
+        a, b = figures["raw"].pooled, figures["hybrid"].pooled
         key = criterion(t)
         verdict = (
             "helps"
@@ -123,7 +132,7 @@ def twin_verdict(study: RiskStudy) -> str:
         )
         rounds = r.test["hybrid"]["residual_iterations"]
         parts.append(
-            f"{t}: cross-validated {key} raw {a[key]:.3f} vs hybrid {b[key]:.3f} "
+            f"{t}: {basis} {key} raw {a[key]:.3f} vs hybrid {b[key]:.3f} "
             f"(AUROC {a['auroc']:.3f} vs {b['auroc']:.3f}; the twin stage of the final hybrid "
             f"kept {rounds[0]} boosting rounds): the twin {verdict}."
         )
@@ -162,6 +171,9 @@ def write_report(
         missing=missing,
         twin_verdict=twin_verdict(study),
         registered=registered or [],
+        criteria={t: criterion(t) for t in tasks},
+        champions={t: champion_feature_set(study, t) for t in tasks},
+        material=MATERIAL,
     )
     html_path = out_dir / "risk_report.html"
     html_path.write_text(html)

@@ -8,12 +8,23 @@ in inner folds: their out-of-fold scores choose the number of rounds, the recali
 operating threshold. The baselines (qSOFA, SIRS, NEWS2) are scored on the same rows, with their
 alert cut-off chosen on the training rows.
 
+**Transfer** (leave-one-site-out): a model is worth what it does at a hospital it never saw, so
+besides cross-validation each site of the development set (set A's ICU units: medical,
+surgical, and the stays whose unit is not stated) is held out in turn: the model is fitted on the
+other sites' development patients — its threshold chosen there too — and scored on the held-out
+site. The pooled out-of-site scores are reported beside the pooled out-of-fold ones, per site as
+well, and the feature set is chosen on them (:func:`champion_feature_set`), not on
+cross-validation.
+
 Feature sets: ``raw`` (vitals, labs, their ages and counts, windows, clinical scores,
-demographics) and ``hybrid``: the raw model's stage followed by a second, residual stage on the
-twin's estimates (:mod:`vitaltwin.risk._twin_features`) that boosts from the raw stage's
-out-of-fold score (``RiskModel(residual_features=...)``). The second stage stops at the round
-count that best improves the mean inner-fold AUROC, so it adds what the twin knows beyond the
-raw data, and nearly nothing when that is nothing.
+demographics); ``physiology``: the raw set without the process features
+(:func:`process_features`: measurement counts, hours since each measurement, hours of stay and
+since hospital admission), which record how a unit works rather than how the patient is; and
+``hybrid``: the raw model's stage followed by a second, residual stage on the twin's estimates
+(:mod:`vitaltwin.risk._twin_features`) that boosts from the raw stage's out-of-fold score
+(``RiskModel(residual_features=...)``). The second stage stops at the round count that best
+improves the mean inner-fold AUROC, so it adds what the twin knows beyond the raw data, and
+nearly nothing when that is nothing.
 """
 
 from __future__ import annotations
@@ -31,12 +42,41 @@ from sklearn.metrics import recall_score, roc_auc_score
 from vitaltwin.progress import SILENT, Progress
 from vitaltwin.risk._cohort import VARIABLE_NAMES, Cohort
 from vitaltwin.risk._evaluate import Rows, calibration, evaluate
-from vitaltwin.risk._features import VITALS, raw_features
-from vitaltwin.risk._model import RiskModel, best_threshold
+from vitaltwin.risk._features import VITALS, FloatArray, raw_features
+from vitaltwin.risk._model import RiskModel, best_threshold, bin_fractions, decile_edges
+from vitaltwin.risk._monitor import psi
 from vitaltwin.risk._tasks import TASKS, Task, labels_for, risk_task
 from vitaltwin.risk._utility import normalized_utility, patient_blocks
 
 BASELINES = ("qsofa", "sirs", "news2")
+FEATURE_SETS = ("raw", "physiology")
+"""The feature sets every study fits (``hybrid`` too when twin features are given)."""
+PREFERENCE = ("physiology", "raw", "hybrid")
+"""Feature sets from the fewest assumptions to the most: a later one is chosen over an earlier
+only when it gains more than :data:`MATERIAL` (the physiology set travels; the raw set adds how a
+unit works; the hybrid needs the twin's replay to score)."""
+UNKNOWN_SITE = "unit not stated"
+PROCESS_COLUMNS = ("labs_n24h", "iculos_h", "hosp_adm_h", "hospital_los_h")
+PROCESS_SUFFIXES = ("_age_h", "_n", "_n6h", "_n24h")
+
+
+def process_features(columns: Any) -> list[str]:
+    """The process features among ``columns``: how often and how recently each variable was
+    measured, hours of stay and since hospital admission — records of a unit's routine (its
+    protocols for labs, its charting) more than of the patient, and the first to change at
+    another hospital."""
+    return [str(c) for c in columns
+            if c in PROCESS_COLUMNS or str(c).endswith(PROCESS_SUFFIXES)]  # fmt: skip
+
+
+def sites_of(cohort: Cohort) -> npt.NDArray[np.object_]:
+    """The site of each grid row: the patient's ICU unit (:data:`UNKNOWN_SITE` when the source
+    does not state it)."""
+    unit = cohort.patients["icu_unit"].reindex(cohort.grid["patient_id"].to_numpy())
+    out: npt.NDArray[np.object_] = unit.fillna(UNKNOWN_SITE).astype(str).to_numpy(dtype=object)
+    return out
+
+
 MATERIAL = 0.005
 """The least cross-validated gain (utility for sepsis, AUROC for deterioration) that counts as
 the twin features helping; below it the simpler raw model is preferred, which needs no twin
@@ -59,6 +99,11 @@ class RiskStudyConfig:
     twin_members: int = 8
     missing_fractions: tuple[float, ...] = (0.2, 0.5)
     model_params: dict[str, Any] = field(default_factory=dict)
+    feature_sets: tuple[str, ...] = FEATURE_SETS
+    leave_site_out: bool = True
+    min_site_patients: int = 50
+    """Sites with fewer development patients (or fewer than 5 with an event) are never held
+    out alone (their patients still train the others' models)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +126,23 @@ class CvResult:
 
 
 @dataclass(frozen=True)
+class SiteResult:
+    """One held-out site: its development patients scored by the cross-validation models
+    (``within``: trained with patients of this site) and by the model fitted without the site
+    (``transfer``), with the number of patients and of patients with an event."""
+
+    site: str
+    patients: int
+    positive_patients: int
+    within: dict[str, float]
+    transfer: dict[str, float]
+
+
+SITE_FIGURES = ("utility", "auroc", "auprc", "calibration_intercept", "calibration_slope",
+                "sensitivity", "specificity", "ppv", "alerts_per_patient_day")  # fmt: skip
+
+
+@dataclass(frozen=True)
 class RobustnessResult:
     """The raw model on the test split with degraded inputs."""
 
@@ -99,6 +161,13 @@ class TaskResults:
     cv: dict[str, CvResult]
     test: dict[str, dict[str, Any]]
     robustness: list[RobustnessResult]
+    transfer: dict[str, CvResult] = field(default_factory=dict)
+    """Pooled out-of-site figures of every model and baseline (leave-one-site-out)."""
+    within_sites: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The cross-validated figures of the same patients (those of the held-out sites)."""
+    sites: dict[str, list[SiteResult]] = field(default_factory=dict)
+    shift: dict[str, Any] = field(default_factory=dict)
+    """How the features differ between sites (:func:`site_shift`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON (a utility that does not apply is left out, not null)."""
@@ -116,6 +185,10 @@ class TaskResults:
             },
             "test": self.test,
             "robustness": [plain(r) for r in self.robustness],
+            "transfer": {k: {"pooled": v.pooled} for k, v in self.transfer.items()},
+            "within_sites": self.within_sites,
+            "sites": {k: [asdict(r) for r in v] for k, v in self.sites.items()},
+            "shift": self.shift,
         }
 
 
@@ -133,20 +206,35 @@ def criterion(task: str) -> str:
     return risk_task(task).criterion
 
 
+def selection_basis(study: RiskStudy, task: str) -> tuple[str, dict[str, CvResult]]:
+    """What choices are made on: the leave-site-out figures when the study has them (the
+    estimate of how a model travels), else cross-validation."""
+    r = study.results[task]
+    return ("leave-site-out", r.transfer) if r.transfer else ("cross-validation", r.cv)
+
+
 def twin_gain(study: RiskStudy, task: str) -> float | None:
-    """Hybrid minus raw in the pooled cross-validated :func:`criterion` (None without twin
-    features)."""
-    cv = study.results[task].cv
-    if "hybrid" not in cv:
+    """Hybrid minus raw in the pooled :func:`criterion` of the :func:`selection_basis` (None
+    without twin features)."""
+    _, basis = selection_basis(study, task)
+    if "hybrid" not in basis:
         return None
     key = criterion(task)
-    return float(cv["hybrid"].pooled[key] - cv["raw"].pooled[key])
+    return float(basis["hybrid"].pooled[key] - basis["raw"].pooled[key])
 
 
 def champion_feature_set(study: RiskStudy, task: str) -> str:
-    """``hybrid`` when the twin features help materially (by :data:`MATERIAL`), else ``raw``."""
-    gain = twin_gain(study, task)
-    return "hybrid" if gain is not None and gain > MATERIAL else "raw"
+    """The feature set the final model uses: along :data:`PREFERENCE`, a set replaces the one
+    chosen so far only when its pooled :func:`criterion` on the :func:`selection_basis` is
+    higher by more than :data:`MATERIAL`."""
+    _, basis = selection_basis(study, task)
+    key = criterion(task)
+    sets = [fs for fs in PREFERENCE if fs in basis]
+    best = sets[0]
+    for fs in sets[1:]:
+        if basis[fs].pooled[key] - basis[best].pooled[key] > MATERIAL:
+            best = fs
+    return best
 
 
 def split_patients(
@@ -297,9 +385,15 @@ def run_study(
     pid = g["patient_id"].to_numpy()
     raw = raw_features(cohort)
     # built once: the folds and the final fit share them
-    feature_sets = {"raw": raw} | (
+    every = {"raw": raw, "physiology": raw.drop(columns=process_features(raw.columns))}
+    unknown = sorted(set(cfg.feature_sets) - set(every))
+    if unknown or "raw" not in cfg.feature_sets:
+        raise ValueError(f"feature sets {list(cfg.feature_sets)}: 'raw' and any of "
+                         f"{sorted(every)} (twin features add 'hybrid')")  # fmt: skip
+    feature_sets = {k: every[k] for k in cfg.feature_sets} | (
         {} if twin is None else {"hybrid": pd.concat([raw, twin], axis=1)}
     )
+    site = sites_of(cohort)
 
     test_ids, fold_of = split_patients(cohort, cfg.test_fraction, cfg.folds, cfg.seed)
     is_test = np.isin(pid, test_ids)
@@ -314,13 +408,17 @@ def run_study(
         "missing_fraction": {v: float(g[v].isna().mean()) for v in VARIABLE_NAMES},
         "stays": stay_lengths(cohort),
         "features": {n: list(X.columns) for n, X in feature_sets.items()},
+        "sites": {
+            str(k): int(v) for k, v in pd.Series(site).groupby(pid).first().value_counts().items()
+        },
     }
     results: dict[str, TaskResults] = {}
     models: dict[tuple[str, str], RiskModel] = {}
     test_scores: dict[str, pd.DataFrame] = {}
     params = {"random_state": cfg.seed, **cfg.model_params}
-    stages = {"raw": (), "hybrid": () if twin is None else tuple(map(str, twin.columns))}
-    n_fits = len(cfg.tasks) * len(feature_sets) * (cfg.folds + 1)
+    stages = {"hybrid": () if twin is None else tuple(map(str, twin.columns))}
+    held_out = _held_out_sites(cohort, site, fold, cfg) if cfg.leave_site_out else {}
+    n_fits = len(cfg.tasks) * len(feature_sets) * (cfg.folds + 1 + len(held_out))
     job = progress.start("risk models", n_fits)
     try:
         for task in cfg.tasks:
@@ -329,6 +427,7 @@ def run_study(
             sepsis = risk_task(task).utility
             # -- cross-validation on the development set ------------------------------------
             cv: dict[str, CvResult] = {}
+            oof_of: dict[str, tuple[FloatArray, npt.NDArray[np.bool_]]] = {}
             raw_fold_models: list[RiskModel] = []  # the hybrid's first stage in each fold
             for fs, X in feature_sets.items():
                 oof = np.full(len(g), np.nan)
@@ -337,11 +436,13 @@ def run_study(
                 for k in range(cfg.folds):
                     trn = ok & (fold >= 0) & (fold != k)
                     val = ok & (fold == k)
-                    m = RiskModel(task=task, residual_features=stages[fs], **params)
+                    m = RiskModel(task=task, residual_features=stages.get(fs, ()), **params)
                     if fs == "raw":
                         raw_fold_models.append(m.fit(X[trn], y[trn], pid[trn]))
-                    else:
+                    elif fs == "hybrid":
                         m.fit(X[trn], y[trn], pid[trn], first_stage=raw_fold_models[k])
+                    else:
+                        m.fit(X[trn], y[trn], pid[trn])
                     oof[val] = m.predict_proba(X[val])
                     alerts[val] = oof[val] >= m.threshold_
                     r = _rows(cohort, val, y, oof, alerts)
@@ -363,6 +464,7 @@ def run_study(
                     n_boot=0,
                 )
                 cv[fs] = CvResult(pooled, per_fold)
+                oof_of[fs] = (oof, alerts)
             # baselines in CV: cut-off chosen on the training folds
             for b in BASELINES:
                 s = raw[b].to_numpy(dtype=np.float64)
@@ -373,6 +475,7 @@ def run_study(
                     thr, _ = best_threshold(task, pid[trn], y[trn], s[trn])
                     alerts[val] = s[val] >= thr
                 dev = ok & (fold >= 0)
+                oof_of[b] = (s, alerts)
                 cv[b] = CvResult(
                     evaluate(
                         _rows(cohort, dev, y, s, alerts),
@@ -389,8 +492,9 @@ def run_study(
                 {"patient_id": pid[te], "hour": g["hour"].to_numpy()[te], "y": y[te]}
             )
             for fs, X in feature_sets.items():
-                m = RiskModel(task=task, residual_features=stages[fs], **params)
-                m.fit(X[dev], y[dev], pid[dev], first_stage=models.get((task, "raw")))
+                m = RiskModel(task=task, residual_features=stages.get(fs, ()), **params)
+                first = models.get((task, "raw")) if fs == "hybrid" else None
+                m.fit(X[dev], y[dev], pid[dev], first_stage=first)
                 models[(task, fs)] = m
                 p = m.predict_proba(X)
                 r_te = _rows(cohort, te, y, p, p >= m.threshold_)
@@ -406,6 +510,11 @@ def run_study(
                     )
                 res["subgroups"] = _subgroups(cohort, r_te, te)
                 res["importance"] = m.importance().head(25).to_dict()
+                gain = m.importance()
+                res["process_importance_share"] = float(
+                    gain[gain.index.isin(process_features(gain.index))].sum()
+                    / max(gain.sum(), 1e-12)
+                )
                 test[fs] = res
                 scores[f"{fs}_probability"] = r_te.score
                 scores[f"{fs}_alert"] = r_te.alert
@@ -445,11 +554,139 @@ def run_study(
                         normalized_utility(r.patient, r.y, r.alert.astype(int)) if sepsis else None,
                     )
                 )
-            results[task] = TaskResults(cv, test, robust)
+            # -- transfer: each site held out of training in turn ------------------------------
+            transfer, within, sites = _leave_site_out(
+                cohort, task, feature_sets, stages, params, held_out, site, fold, y, oof_of, job
+            )
+            shift = site_shift(raw, site, ok & (fold >= 0), cfg.seed) if held_out else {}
+            results[task] = TaskResults(cv, test, robust, transfer, within, sites, shift)
             test_scores[task] = scores
     finally:
         job.close()
     return RiskStudy(cfg, summary, results, models, test_scores)
+
+
+def _held_out_sites(
+    cohort: Cohort, site: npt.NDArray[np.object_], fold: npt.NDArray[np.int64], cfg: RiskStudyConfig
+) -> dict[str, int]:
+    """The sites held out in turn (development patients of each), large enough to judge: at
+    least ``cfg.min_site_patients`` development patients and 5 with a sepsis label; none
+    when fewer than two sites qualify."""
+    g = cohort.grid
+    dev = fold >= 0
+    per = pd.DataFrame({"site": site[dev], "pid": g["patient_id"].to_numpy()[dev],
+                        "event": g["sepsis"].to_numpy()[dev] > 0})  # fmt: skip
+    pat = per.groupby("pid").agg(site=("site", "first"), event=("event", "max"))
+    count = pat.groupby("site").agg(n=("event", "size"), events=("event", "sum"))
+    ok = count[(count["n"] >= cfg.min_site_patients) & (count["events"] >= 5)]
+    return {str(k): int(v) for k, v in ok["n"].items()} if len(ok) >= 2 else {}
+
+
+def _figures(ev: dict[str, Any]) -> dict[str, float]:
+    return {k: float(ev[k]) for k in SITE_FIGURES if k in ev}
+
+
+def _leave_site_out(
+    cohort: Cohort,
+    task: Task,
+    feature_sets: dict[str, pd.DataFrame],
+    stages: dict[str, tuple[str, ...]],
+    params: dict[str, Any],
+    held_out: dict[str, int],
+    site: npt.NDArray[np.object_],
+    fold: npt.NDArray[np.int64],
+    y: npt.NDArray[np.int64],
+    oof_of: dict[str, tuple[FloatArray, npt.NDArray[np.bool_]]],
+    job: Any,
+) -> tuple[dict[str, CvResult], dict[str, dict[str, Any]], dict[str, list[SiteResult]]]:
+    """Leave-one-site-out over the development patients: every model and baseline fitted (or
+    its cut-off chosen) without a site, scored on it; pooled and per site, beside the same
+    patients' cross-validated scores (``oof_of``)."""
+    if not held_out:
+        return {}, {}, {}
+    pid = cohort.grid["patient_id"].to_numpy()
+    ok = y >= 0
+    sepsis = risk_task(task).utility
+    dev = ok & (fold >= 0) & np.isin(site, list(held_out))
+    raw = feature_sets["raw"]
+    transfer: dict[str, CvResult] = {}
+    within: dict[str, dict[str, Any]] = {}
+    per_site: dict[str, list[SiteResult]] = {}
+    raw_models: dict[str, RiskModel] = {}
+    for name in [*feature_sets, *BASELINES]:
+        score, alerts = np.full(len(pid), np.nan), np.zeros(len(pid), bool)
+        results = []
+        for s in held_out:
+            trn = ok & (fold >= 0) & (site != s)
+            val = ok & (fold >= 0) & (site == s)
+            if name in feature_sets:
+                X = feature_sets[name]
+                m = RiskModel(task=task, residual_features=stages.get(name, ()), **params)
+                first = raw_models.get(s) if name == "hybrid" else None
+                m.fit(X[trn], y[trn], pid[trn], first_stage=first)
+                if name == "raw":
+                    raw_models[s] = m
+                score[val] = m.predict_proba(X[val])
+                alerts[val] = score[val] >= m.threshold_
+                job.advance()
+            else:
+                b = raw[name].to_numpy(dtype=np.float64)
+                thr, _ = best_threshold(task, pid[trn], y[trn], b[trn])
+                score[val], alerts[val] = b[val], b[val] >= thr
+            probs = name in feature_sets
+            r_out = _rows(cohort, val, y, score, alerts)
+            r_in = _rows(cohort, val, y, *oof_of[name])
+            results.append(SiteResult(
+                s, held_out[s], int(np.unique(r_out.patient[r_out.y == 1]).size),
+                _figures(evaluate(r_in, sepsis=sepsis, probabilities=probs, n_boot=0)),
+                _figures(evaluate(r_out, sepsis=sepsis, probabilities=probs, n_boot=0)),
+            ))  # fmt: skip
+        probs = name in feature_sets
+        pooled = evaluate(_rows(cohort, dev, y, score, alerts), sepsis=sepsis,
+                          probabilities=probs, n_boot=0)  # fmt: skip
+        transfer[name] = CvResult(pooled)
+        within[name] = _figures(evaluate(_rows(cohort, dev, y, *oof_of[name]), sepsis=sepsis,
+                                         probabilities=probs, n_boot=0))  # fmt: skip
+        per_site[name] = results
+    return transfer, within, per_site
+
+
+def site_shift(
+    X: pd.DataFrame,
+    site: npt.NDArray[np.object_],
+    mask: npt.NDArray[np.bool_],
+    seed: int,
+    rows: int = 200_000,
+) -> dict[str, Any]:
+    """How far each feature's distribution at each site lies from the other sites' (population
+    stability index over the others' deciles, missing values a bin of their own), on at most
+    ``rows`` random rows of ``mask``: the largest PSI of each feature over the sites, the
+    median of the process features (:func:`process_features`) and of the others, and the 15
+    features that shift most."""
+    idx = np.flatnonzero(mask)
+    if idx.size > rows:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, rows, replace=False))
+    values, where = X.to_numpy(dtype=np.float64)[idx], site[idx]
+    names = [str(c) for c in X.columns]
+    worst = np.zeros(len(names))
+    for s in np.unique(where):
+        here = where == s
+        for j in range(len(names)):
+            edges = decile_edges(values[~here, j])
+            ref = bin_fractions(values[~here, j], edges)
+            worst[j] = max(worst[j], psi(ref, bin_fractions(values[here, j], edges)))
+    process = set(process_features(names))
+    is_proc = np.array([n in process for n in names])
+    top = np.argsort(-worst)[:15]
+    return {
+        "max_psi": dict(zip(names, worst.round(4).tolist(), strict=True)),
+        "median_psi_process": float(np.median(worst[is_proc])) if is_proc.any() else None,
+        "median_psi_physiology": float(np.median(worst[~is_proc])),
+        "top": [
+            {"feature": names[j], "psi": round(float(worst[j]), 4), "process": bool(is_proc[j])}
+            for j in top
+        ],
+    }
 
 
 __all__ = [
@@ -458,9 +695,14 @@ __all__ = [
     "VITALS",
     "RiskStudy",
     "RiskStudyConfig",
+    "SiteResult",
     "champion_feature_set",
     "criterion",
+    "process_features",
     "run_study",
+    "selection_basis",
+    "site_shift",
+    "sites_of",
     "split_patients",
     "stay_lengths",
     "twin_gain",
