@@ -571,3 +571,30 @@ def test_secrets_are_never_logged(ward: Ward, caplog: pytest.LogCaptureFixture) 
     for secret in (password, pair["access_token"], pair["refresh_token"],
                    ward.headers["device"]["x-api-key"]):  # fmt: skip
         assert secret not in logged  # ...their secrets were not
+
+
+def test_cookie_sessions_need_the_csrf_token_and_answers_carry_security_headers(
+    ward: Ward,
+) -> None:
+    """The dashboard's session cookie opens nothing unsafe without the double-submit CSRF
+    token; every answer carries the security headers (no framing, no sniffing, no caching,
+    a content security policy without inline scripts)."""
+    browser = TestClient(ward.app)  # its own cookie jar: a clinician's browser
+    got = browser.post("/login", data={"username": "clinician",
+                                       "password": "correct horse battery"},
+                       follow_redirects=False)  # fmt: skip
+    assert got.status_code == 303 and browser.cookies.get("vt_access")
+    ack = f"/v1/alerts/{ward.alert_a}/acknowledge"
+    assert browser.get("/v1/patients/p-a").status_code == 200  # reading needs no token
+    refused = browser.post(ack)
+    assert refused.status_code == 403 and "CSRF" in refused.text
+    assert browser.post(ack, headers={"x-csrf-token": "guess"}).status_code == 403
+    token = browser.cookies.get("vt_csrf")
+    assert token and browser.post(ack, headers={"x-csrf-token": token}).status_code == 200
+    for path in ("/login", "/ward", "/v1/patients/p-a"):
+        h = browser.get(path).headers
+        assert h["x-frame-options"] == "DENY" and h["x-content-type-options"] == "nosniff"
+        assert h["cache-control"] == "no-store" and h["referrer-policy"] == "no-referrer"
+        csp = h["content-security-policy"]
+        assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
+        assert "script-src" not in csp and "unsafe-inline" not in csp.split("style-src")[0]
