@@ -716,6 +716,10 @@ def test_leave_site_out_never_trains_on_the_site_it_scores(
             assert s.patients > 20 and s.positive_patients >= 5
             assert {"auroc", "utility"} <= set(s.transfer) and {"auroc", "utility"} <= set(s.within)
     assert r.transfer["raw"].pooled["patients"] == sum(s.patients for s in r.sites["raw"])
+    # the shift flag checked out of site: its rate, and AUROC flagged vs not
+    assert 0 <= r.transfer["raw"].pooled["flag_rate"] <= 1
+    assert {"flag_rate", "auroc_flagged", "auroc_not_flagged"} <= set(r.sites["raw"][0].transfer)
+    assert "flag_rate" not in r.transfer["news2"].pooled  # a score has no training data
     # the physiology set holds no process feature; the shift summary covers every raw feature
     assert not set(process_features(study.cohort_summary["features"]["physiology"]))
     assert set(r.shift["max_psi"]) == set(study.cohort_summary["features"]["raw"])
@@ -755,3 +759,39 @@ def test_site_shift_finds_the_feature_that_moved() -> None:
                              "process": True}  # fmt: skip
     assert got["max_psi"]["HR_n"] > 0.25 > got["max_psi"]["HR"] and got["max_psi"]["MAP"] < 0.1
     assert got["median_psi_process"] > got["median_psi_physiology"]
+
+
+def test_the_shift_flag_is_calibrated_and_names_what_moved() -> None:
+    """About 1 % of hours like the training data's are flagged; a unit mix-up (ionized calcium
+    in mmol/L read as total calcium in mg/dL) is flagged on every hour and named; a small
+    assay offset is not; one absurd value alone does not flag an hour."""
+    from vitaltwin.risk import ShiftReference
+
+    rng = np.random.default_rng(0)
+    n = 40_000
+
+    def hours() -> pd.DataFrame:
+        X = pd.DataFrame({"HR": rng.normal(85, 15, n), "MAP": rng.normal(78, 11, n),
+                          "Calcium": rng.normal(8.4, 0.7, n), "Lactate": rng.lognormal(0.4, 0.5, n),
+                          "age_years": rng.uniform(18, 95, n).round()})  # fmt: skip
+        X.loc[rng.random(n) < 0.7, "Lactate"] = np.nan  # measured on 30 % of hours
+        return X
+
+    pid = np.repeat(np.arange(n // 40), 40)
+    ref = ShiftReference.from_data(hours(), pid, seed=1)
+    rates = [float(ref.flag(hours()).mean()) for _ in range(3)]
+    assert all(0.005 < r < 0.016 for r in rates), rates
+    mixed = hours().assign(Calcium=rng.normal(1.15, 0.08, n))
+    assert ref.flag(mixed).mean() > 0.99
+    surprise = ref.surprise(mixed.head(3))["Calcium"]
+    assert ref.drivers(mixed.head(3), k=1) == [[("Calcium", s)] for s in surprise]
+    assert ref.flag(hours().assign(Calcium=lambda d: d["Calcium"] - 0.2)).mean() < 0.03
+    # just below the training range (a more sensitive assay): no more surprising than the
+    # training data's own last half percentile; far outside it (an HR of 400 /min): flagged
+    lowest = ref.quantiles[ref.names.index("Calcium")][0]
+    hair = ref.surprise(hours().head(100).assign(Calcium=lowest - 0.05))["Calcium"]
+    assert (hair < -np.log10(0.5 / 200) + 0.05).all()
+    assert ref.flag(hours().head(2000).assign(HR=400.0)).mean() == 1.0
+    # kept by a saved model: the same flags after loading
+    back = ShiftReference(**ref.to_dict())
+    np.testing.assert_array_equal(back.p_value(mixed.head(50)), ref.p_value(mixed.head(50)))

@@ -46,6 +46,7 @@ from vitaltwin.risk._registry import (
     data_hash,
 )
 from vitaltwin.risk._report import twin_verdict, write_report
+from vitaltwin.risk._shift import ShiftReference
 from vitaltwin.risk._study import (
     CvResult,
     FoldResult,
@@ -113,6 +114,7 @@ __all__ = [
     "RobustnessResult",
     "Rows",
     "Scorer",
+    "ShiftReference",
     "SiteResult",
     "Task",
     "TaskResults",

@@ -58,12 +58,14 @@ from sklearn.metrics import roc_auc_score
 
 from vitaltwin.risk._cohort import VARIABLE_NAMES
 from vitaltwin.risk._evaluate import _logit, recalibration
+from vitaltwin.risk._shift import ShiftReference
 from vitaltwin.risk._tasks import TASKS, Task, risk_task
 from vitaltwin.risk._utility import normalized_utility, patient_blocks, patient_utilities
 
 FORMAT_VERSION = 3  # 3: second-stage (residual) boosters
 RANGE_FEATURES = (*VARIABLE_NAMES, "age_years")
-"""Features whose training range defines "low confidence": a row outside it is extrapolation."""
+"""The features the shift measure looks at (:class:`vitaltwin.risk.ShiftReference`): the
+patient's measured values and age, not how often a unit measures them."""
 
 
 class RiskModelError(ValueError):
@@ -349,6 +351,10 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
             self.task, pk, yk, p_oof, n_boot=self.threshold_bootstrap, seed=self.random_state
         )
         self.reference_ = FeatureReference.from_data(X[keep])
+        measured = [c for c in RANGE_FEATURES if c in X.columns]
+        self.shift_: ShiftReference | None = ShiftReference.from_data(
+            X[keep], pk, measured, seed=self.random_state
+        )
         return self
 
     def _check_first_stage(self, first: RiskModel, base: list[str], n_rows: int) -> None:
@@ -444,7 +450,12 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
         return self.predict_proba(X) >= self.threshold_
 
     def low_confidence(self, X: pd.DataFrame) -> npt.NDArray[np.bool_]:
-        """Rows with an input outside the range seen in training (extrapolation)."""
+        """Rows unlike the training data: the calibrated shift measure's flag
+        (:class:`vitaltwin.risk.ShiftReference`: about 1 % of hours like the training data's);
+        for a model saved before it, an input outside the range seen in training."""
+        shift: ShiftReference | None = getattr(self, "shift_", None)
+        if shift is not None:
+            return shift.flag(X)
         flag = np.zeros(len(X), bool)
         for c, lo in self.reference_.low.items():
             v = X[c].to_numpy(dtype=np.float64)
@@ -506,6 +517,7 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
             b.save_model(str(directory / f"booster_{j}.txt"))
         for j, b in enumerate(self.residual_boosters_):
             b.save_model(str(directory / f"residual_{j}.txt"))
+        shift: ShiftReference | None = getattr(self, "shift_", None)
         meta = {
             "format_version": FORMAT_VERSION,
             "params": self.get_params(),
@@ -518,6 +530,7 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
             "threshold_criterion": self.threshold_criterion_,
             "validation_auroc": self.validation_auroc_,
             "reference": vars(self.reference_),
+            "shift": None if shift is None else shift.to_dict(),
         }
         (directory / "model.json").write_text(json.dumps(meta, indent=1))
         return directory
@@ -551,4 +564,5 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
         m.threshold_criterion_ = float(meta["threshold_criterion"])
         m.validation_auroc_ = float(meta["validation_auroc"])
         m.reference_ = FeatureReference(**meta["reference"])
+        m.shift_ = ShiftReference(**meta["shift"]) if meta.get("shift") else None
         return m

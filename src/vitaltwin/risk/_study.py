@@ -582,6 +582,21 @@ def _held_out_sites(
     return {str(k): int(v) for k, v in ok["n"].items()} if len(ok) >= 2 else {}
 
 
+def flag_check(rows: Rows, flagged: npt.NDArray[np.bool_]) -> dict[str, float]:
+    """Whether hours the shift measure flags really score worse: the flag rate, and AUROC and
+    calibration slope of the flagged and the other hours (NaN where a group lacks either
+    class)."""
+    out = {"flag_rate": float(flagged.mean()) if flagged.size else float("nan")}
+    for name, sel in (("flagged", flagged), ("not_flagged", ~flagged)):
+        yy, pp = rows.y[sel], rows.score[sel]
+        if 0 < yy.sum() < yy.size:
+            out[f"auroc_{name}"] = float(roc_auc_score(yy, pp))
+            out[f"calibration_slope_{name}"] = calibration(yy, pp)[1]
+        else:
+            out[f"auroc_{name}"] = out[f"calibration_slope_{name}"] = float("nan")
+    return out
+
+
 def _figures(ev: dict[str, Any]) -> dict[str, float]:
     return {k: float(ev[k]) for k in SITE_FIGURES if k in ev}
 
@@ -615,6 +630,7 @@ def _leave_site_out(
     raw_models: dict[str, RiskModel] = {}
     for name in [*feature_sets, *BASELINES]:
         score, alerts = np.full(len(pid), np.nan), np.zeros(len(pid), bool)
+        flagged = np.zeros(len(pid), bool)  # unlike the training sites' data (shift measure)
         results = []
         for s in held_out:
             trn = ok & (fold >= 0) & (site != s)
@@ -628,6 +644,7 @@ def _leave_site_out(
                     raw_models[s] = m
                 score[val] = m.predict_proba(X[val])
                 alerts[val] = score[val] >= m.threshold_
+                flagged[val] = m.low_confidence(X[val])
                 job.advance()
             else:
                 b = raw[name].to_numpy(dtype=np.float64)
@@ -636,14 +653,19 @@ def _leave_site_out(
             probs = name in feature_sets
             r_out = _rows(cohort, val, y, score, alerts)
             r_in = _rows(cohort, val, y, *oof_of[name])
+            out_of_site = _figures(evaluate(r_out, sepsis=sepsis, probabilities=probs, n_boot=0))
+            if probs:
+                out_of_site |= flag_check(r_out, flagged[val])
             results.append(SiteResult(
                 s, held_out[s], int(np.unique(r_out.patient[r_out.y == 1]).size),
                 _figures(evaluate(r_in, sepsis=sepsis, probabilities=probs, n_boot=0)),
-                _figures(evaluate(r_out, sepsis=sepsis, probabilities=probs, n_boot=0)),
+                out_of_site,
             ))  # fmt: skip
         probs = name in feature_sets
-        pooled = evaluate(_rows(cohort, dev, y, score, alerts), sepsis=sepsis,
-                          probabilities=probs, n_boot=0)  # fmt: skip
+        r_all = _rows(cohort, dev, y, score, alerts)
+        pooled = evaluate(r_all, sepsis=sepsis, probabilities=probs, n_boot=0)
+        if probs:
+            pooled |= flag_check(r_all, flagged[dev])
         transfer[name] = CvResult(pooled)
         within[name] = _figures(evaluate(_rows(cohort, dev, y, *oof_of[name]), sepsis=sepsis,
                                          probabilities=probs, n_boot=0))  # fmt: skip
@@ -698,6 +720,7 @@ __all__ = [
     "SiteResult",
     "champion_feature_set",
     "criterion",
+    "flag_check",
     "process_features",
     "run_study",
     "selection_basis",
