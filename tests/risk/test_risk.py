@@ -795,3 +795,102 @@ def test_the_shift_flag_is_calibrated_and_names_what_moved() -> None:
     # kept by a saved model: the same flags after loading
     back = ShiftReference(**ref.to_dict())
     np.testing.assert_array_equal(back.p_value(mixed.head(50)), ref.p_value(mixed.head(50)))
+
+
+# -- safe adaptation at a new site ----------------------------------------------------------
+
+
+def _site_split(cohort: Cohort) -> tuple[RiskModel, pd.DataFrame, Any]:
+    """A model fitted on the MICU patients; the SICU patients' features with their heart rate
+    read 12 /min higher (another site's monitors and case mix)."""
+    from vitaltwin.risk import sites_of
+
+    g = cohort.grid
+    X = raw_features(cohort)
+    y = g["sepsis"].to_numpy(np.int64)
+    pid = g["patient_id"].to_numpy()
+    micu = sites_of(cohort) == "MICU"
+    model = RiskModel(**QUICK).fit(X[micu], y[micu], pid[micu])
+    shifted = X[~micu].copy()
+    hr = [c for c in shifted.columns if c == "HR" or c.startswith(("HR_mean", "HR_m"))]
+    shifted[hr] += 12.0
+    return model, shifted, ~micu
+
+
+def test_silent_mode_resets_the_threshold_to_the_development_alert_rate(cohort: Cohort) -> None:
+    from vitaltwin.risk import adapt
+
+    model, X, site = _site_split(cohort)
+    g = cohort.grid[site]
+    before = model.threshold_
+    assert model.alert_rate_ is not None and 0 < model.alert_rate_ < 1
+    got = adapt(model, X, g["sepsis"], g["patient_id"], g["hour"], labels=False)
+    assert got.chosen == "silent threshold" and model.threshold_ == before  # source untouched
+    p = got.model.predict_proba(X)
+    rate = float(np.mean(p >= got.model.threshold_))
+    assert rate == pytest.approx(model.alert_rate_, abs=2 / len(X))
+    assert abs(float(np.mean(model.predict_proba(X) >= before)) - model.alert_rate_) > abs(
+        rate - model.alert_rate_
+    )
+    assert got.changes[0].startswith(f"threshold {before:.4f} -> {got.model.threshold_:.4f}")
+    assert set(got.calibration_check) == {"calibration_intercept", "calibration_slope"}
+    # a target rate given by hand
+    half = adapt(model, X, g["sepsis"], g["patient_id"], g["hour"], labels=False,
+                 alert_rate=model.alert_rate_ / 2)  # fmt: skip
+    assert np.mean(p >= half.model.threshold_) == pytest.approx(model.alert_rate_ / 2, abs=0.01)
+
+
+def test_adaptation_with_local_labels_compares_candidates_on_held_out_patients(
+    cohort: Cohort,
+) -> None:
+    from vitaltwin.risk import adapt, learning_curve
+
+    model, X, site = _site_split(cohort)
+    g = cohort.grid[site]
+    args = (model, X, g["sepsis"], g["patient_id"], g["hour"])
+    got = adapt(*args, min_patients=20)
+    assert set(got.candidates) == {"source", "silent threshold", "recalibrated"}
+    assert got.chosen in got.candidates and got.patients["evaluation"] > 0
+    n = got.patients["adaptation"] + got.patients["evaluation"]
+    assert n == g["patient_id"].nunique()
+    best = max(got.candidates.values(), key=lambda f: f["utility"])["utility"]
+    assert got.candidates[got.chosen]["utility"] >= best - 0.005 - 1e-12
+    if got.chosen == "recalibrated":
+        assert got.model.recalibration_ != model.recalibration_
+    curve = learning_curve(*args, sizes=(0, 20, 60, 10_000))
+    assert [c["local_patients"] for c in curve] == [0, 20, 60]  # larger than the site: skipped
+    assert curve[0]["chosen"] == "silent threshold"
+    assert all(np.isfinite(c["utility"]) for c in curve)
+
+
+@pytest.mark.slow
+@needs_set_a
+def test_risk_adapt_on_a_site_held_out_of_training(tmp_path: Path) -> None:
+    """Develop without set A's stays of unstated unit, adapt to them: a registered challenger
+    (the champion unchanged) whose report says what changed."""
+    reg = str(tmp_path / "reg")
+    res = CliRunner().invoke(app, [
+        "validate", "risk", "--data", str(SET_A), "--patients", "600", "--folds", "2",
+        "--boot", "5", "--quick", "--no-twin", "--task", "sepsis", "--out", str(tmp_path / "r"),
+        "--registry", reg, "--exclude-site", "unit not stated",
+    ])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, [
+        "risk", "adapt", "--data", str(SET_A), "--site", "unit not stated", "--patients", "400",
+        "--registry", reg, "--out", str(tmp_path / "a"),
+    ])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    out = " ".join(res.output.split())
+    assert "adapted to unit not stated" in out and "as a challenger (not promoted)" in out
+    report = json.loads((tmp_path / "a" / "adaptation.json").read_text())
+    assert report["site"] == "unit not stated" and report["source"]["version"] == "1"
+    assert report["changes"] and set(report["candidates"]) >= {"source", "silent threshold"}
+    from vitaltwin.risk import Registry
+
+    registry = Registry(Path(reg))
+    assert registry.version_of("vitaltwin-sepsis", "champion") == "1"
+    assert registry.version_of("vitaltwin-sepsis", "challenger") == "2"
+    res = CliRunner().invoke(app, [
+        "risk", "adapt", "--data", str(SET_A), "--site", "nowhere", "--registry", reg,
+    ])  # fmt: skip
+    assert res.exit_code == 2 and "the sites are" in res.output

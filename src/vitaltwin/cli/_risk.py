@@ -51,6 +51,31 @@ def data_path(data: Path | None) -> Path:
     return configured
 
 
+SiteOption = Annotated[
+    list[str] | None,
+    typer.Option("--site", help="only these sites' patients (ICU unit; 'unit not stated')"),
+]
+ExcludeSiteOption = Annotated[
+    list[str] | None,
+    typer.Option("--exclude-site", help="leave these sites' patients out (a site to adapt to)"),
+]
+
+
+def _sites(cohort: Any, keep: list[str] | None, drop: list[str] | None) -> Any:
+    """The cohort's patients of the sites in ``keep`` (all when None) and not in ``drop``; a
+    clear error naming the sites there are when none is left."""
+    from vitaltwin.risk import sites_of
+
+    if not keep and not drop:
+        return cohort
+    site = pd.Series(sites_of(cohort), index=cohort.grid["patient_id"]).groupby(level=0).first()
+    chosen = site[(site.isin(keep) if keep else True) & ~site.isin(drop or [])]
+    if chosen.empty:
+        err_console.print(f"[red]no patients left: the sites are {sorted(site.unique())}")
+        raise typer.Exit(2)
+    return cohort.subset(chosen.index.to_numpy())
+
+
 def _cohort(data: Path, patients: int, seed: int) -> Any:
     from vitaltwin.risk import CohortError, load_cohort
 
@@ -105,9 +130,11 @@ def validate_risk(
     ] = None,
     register: Annotated[bool, typer.Option(help="register the final models")] = True,
     seed: Annotated[int, typer.Option(help="split seed")] = 2019,
+    site: SiteOption = None,
+    exclude_site: ExcludeSiteOption = None,
 ) -> None:
-    """Develop and validate the sepsis and deterioration models (5-fold CV + test split),
-    write the HTML + JSON report, register the models in MLflow."""
+    """Develop and validate the sepsis and deterioration models (5-fold CV, leave-one-site-out,
+    test split), write the HTML + JSON report, register the models in MLflow."""
     from vitaltwin.risk import (
         TASKS,
         Registry,
@@ -134,7 +161,7 @@ def validate_risk(
         raise typer.Exit(2)
     tasks = tuple(t for t in TASKS if not only or t in only)
     data = data_path(data)
-    cohort = _cohort(data, patients, seed)
+    cohort = _sites(_cohort(data, patients, seed), site, exclude_site)
     sha = data_hash(cohort)
     console.print(
         f"{cohort.n_patients:,} patients, {len(cohort.grid):,} patient-hours from {data} "
@@ -273,6 +300,78 @@ def risk_score(
         f"{int(scores['alert'].sum()):,} alert hours, {int(scores['low_confidence'].sum()):,} "
         f"low-confidence -> {out}"
     )
+
+
+@risk_app.command("adapt")
+def risk_adapt(
+    data: Annotated[Path, typer.Option(help="the new site's data (canonical export or file)")],
+    site: SiteOption = None,
+    out: Annotated[Path, typer.Option(help="report folder")] = Path("out/risk/adapt"),
+    registry: Annotated[
+        Path | None, typer.Option(help="MLflow registry folder (default: settings)")
+    ] = None,
+    task: Annotated[str, typer.Option(help="sepsis | deterioration")] = "sepsis",
+    alias: Annotated[str, typer.Option(help="the model to adapt: alias or version")] = "champion",
+    labels: Annotated[
+        bool, typer.Option(help="use the site's outcomes (--no-labels: silent mode only)")
+    ] = True,
+    alert_rate: Annotated[
+        float | None,
+        typer.Option(help="target share of alerting hours (default: the model's development rate)"),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="split of the local patients")] = 0,
+    patients: Annotated[int, typer.Option(help="random subset of patients (0: all)")] = 0,
+) -> None:
+    """Adapt a registered model to a new site: the threshold reset to the development alert
+    rate (silent mode), and with the site's outcomes a recalibration, each compared on local
+    patients held out of the adaptation. Registers the result as a challenger with its report
+    (never the champion: promote it yourself after review)."""
+    import json
+
+    from vitaltwin.risk import AdaptationError, Registry, RegistryError, adapt, data_hash
+
+    reg = Registry(_registry_dir(registry))
+    try:
+        scorer = reg.load(risk_task(task).model_name, alias)
+    except (RegistryError, KeyError) as e:
+        err_console.print(f"[red]{e}")
+        raise typer.Exit(2) from e
+    cohort = _sites(_cohort(data, 0, seed), site, None)
+    if patients:
+        ids = np.array(sorted(cohort.grid["patient_id"].unique()))
+        pick = np.random.default_rng(seed).choice(ids, min(patients, ids.size), replace=False)
+        cohort = cohort.subset(np.sort(pick))
+    sha = data_hash(cohort)
+    X = _features(scorer.model.feature_names_, cohort, out / "cache", sha)
+    from vitaltwin.risk import labels_for
+
+    y = labels_for(scorer.model.task, cohort)
+    g = cohort.grid
+    try:
+        got = adapt(scorer.model, X, y, g["patient_id"].to_numpy(), g["hour"].to_numpy(),
+                    alert_rate=alert_rate, labels=labels, seed=seed)  # fmt: skip
+    except AdaptationError as e:
+        err_console.print(f"[red]{e}")
+        raise typer.Exit(2) from e
+    out.mkdir(parents=True, exist_ok=True)
+    where = ", ".join(site) if site else str(data)
+    report = {"source": {"name": scorer.name, "version": scorer.version, "alias": alias},
+              "site": where, "data_sha256": sha, **got.to_dict()}  # fmt: skip
+    path = out / "adaptation.json"
+    path.write_text(json.dumps(report, indent=1, default=float))
+    key = risk_task(task).criterion
+    chosen = got.candidates.get(got.chosen, {})
+    metrics = {
+        f"local_{k}": v for k, v in chosen.items() if k in (key, "auroc", "calibration_slope")
+    }
+    rv = reg.register(scorer.name, got.model, data_sha256=sha, metrics=metrics, files=[path],
+                      tags={"adapted_from": scorer.version, "site": where,
+                            "adaptation": got.chosen})  # fmt: skip
+    console.print(f"{scorer.name} v{scorer.version} adapted to {where}: {got.chosen}")
+    for line in got.changes:
+        console.print(f"  {line}")
+    console.print(f"registered {rv.name} v{rv.version} as a challenger (not promoted); "
+                  f"report: {path}")  # fmt: skip
 
 
 @risk_app.command("monitor")

@@ -8,6 +8,14 @@ retraining policy; :class:`ForecastMonitor` applies it to a twin's event forecas
 against the outcomes the monitors later show.
 """
 
+from vitaltwin.risk._adapt import (
+    Adaptation,
+    AdaptationError,
+    adapt,
+    learning_curve,
+    operating_point,
+    silent_threshold,
+)
 from vitaltwin.risk._cohort import (
     NAME_BY_LOINC,
     VARIABLE_NAMES,
@@ -90,6 +98,8 @@ __all__ = [
     "SEPSIS",
     "TASKS",
     "VARIABLE_NAMES",
+    "Adaptation",
+    "AdaptationError",
     "Cohort",
     "CohortError",
     "CvResult",
@@ -120,6 +130,7 @@ __all__ = [
     "TaskResults",
     "UnknownTaskError",
     "Utility",
+    "adapt",
     "build_cohort",
     "cached_twin_features",
     "calibration",
@@ -131,11 +142,13 @@ __all__ = [
     "deterioration_labels",
     "evaluate",
     "labels_for",
+    "learning_curve",
     "load_cohort",
     "may_promote",
     "monitor",
     "net_benefit",
     "normalized_utility",
+    "operating_point",
     "outcome",
     "patient_utilities",
     "process_features",
@@ -146,6 +159,7 @@ __all__ = [
     "run_study",
     "selection_basis",
     "sepsis_labels",
+    "silent_threshold",
     "site_shift",
     "sites_of",
     "split_patients",

@@ -351,6 +351,9 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
             self.task, pk, yk, p_oof, n_boot=self.threshold_bootstrap, seed=self.random_state
         )
         self.reference_ = FeatureReference.from_data(X[keep])
+        # the share of hours that alerted in development: what silent mode at a new site
+        # resets the threshold to (:func:`vitaltwin.risk.adapt`)
+        self.alert_rate_: float | None = float(np.mean(p_oof >= self.threshold_))
         measured = [c for c in RANGE_FEATURES if c in X.columns]
         self.shift_: ShiftReference | None = ShiftReference.from_data(
             X[keep], pk, measured, seed=self.random_state
@@ -531,6 +534,7 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
             "validation_auroc": self.validation_auroc_,
             "reference": vars(self.reference_),
             "shift": None if shift is None else shift.to_dict(),
+            "alert_rate": getattr(self, "alert_rate_", None),
         }
         (directory / "model.json").write_text(json.dumps(meta, indent=1))
         return directory
@@ -565,4 +569,5 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
         m.validation_auroc_ = float(meta["validation_auroc"])
         m.reference_ = FeatureReference(**meta["reference"])
         m.shift_ = ShiftReference(**meta["shift"]) if meta.get("shift") else None
+        m.alert_rate_ = meta.get("alert_rate")
         return m
