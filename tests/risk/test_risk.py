@@ -465,9 +465,15 @@ def test_registry_aliases_versions_on_scores_and_rollback(cohort: Cohort, tmp_pa
     assert (
         card["training data (SHA-256)"] == "a" * 64 and "decision support" in card["intended use"]
     )
-    s = scorer.score(cohort, X)
+    s = scorer.score(cohort, X, explain=True, chunk=700)
     assert (s["model_version"] == r1.version).all() and (s["model_name"] == "sepsis").all()
     np.testing.assert_array_equal(s["probability"].to_numpy(), m1.predict_proba(X))
+    # each score with its top contributing factors: the largest SHAP values of its row
+    row = 1234
+    shap = m1.contributions(X.iloc[[row]]).drop(columns="bias").iloc[0]
+    top = json.loads(s["top_factors"].iloc[row])
+    assert len(top) == 5 and top[0][0] == shap.abs().idxmax()
+    assert top[0][1] == pytest.approx(shap[top[0][0]], abs=1e-4)
     assert reg.promote("sepsis") == r2.version
     assert reg.load("sepsis").version == r2.version
     assert reg.rollback("sepsis") == r1.version
@@ -716,6 +722,14 @@ def test_leave_site_out_never_trains_on_the_site_it_scores(
             assert s.patients > 20 and s.positive_patients >= 5
             assert {"auroc", "utility"} <= set(s.transfer) and {"auroc", "utility"} <= set(s.within)
     assert r.transfer["raw"].pooled["patients"] == sum(s.patients for s in r.sites["raw"])
+    # what drives the scores, overall and per subgroup (the sepsis signal: HR, Temp, MAP, Resp)
+    e = r.test["raw"]["explanation"]
+    assert any(x["feature"].startswith(("HR", "Temp", "MAP", "Resp")) for x in e["overall"][:3])
+    assert 0 < sum(x["share"] for x in e["overall"]) <= 1 + 1e-9
+    assert set(e["groups"]["icu_unit"]) == {"MICU", "SICU"} and set(e["groups"]["sex"]) == {
+        "female",
+        "male",
+    }
     # the shift flag checked out of site: its rate, and AUROC flagged vs not
     assert 0 <= r.transfer["raw"].pooled["flag_rate"] <= 1
     assert {"flag_rate", "auroc_flagged", "auroc_not_flagged"} <= set(r.sites["raw"][0].transfer)

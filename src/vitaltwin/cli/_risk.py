@@ -281,8 +281,12 @@ def risk_score(
     ] = None,
     task: Annotated[str, typer.Option(help="sepsis | deterioration")] = "sepsis",
     alias: Annotated[str, typer.Option(help="alias or version number")] = "champion",
+    explain: Annotated[
+        bool, typer.Option(help="add each score's five top contributing factors (SHAP)")
+    ] = False,
 ) -> None:
-    """Score every patient-hour; each score carries the model name and version."""
+    """Score every patient-hour; each score carries the model name and version (and with
+    --explain its top contributing factors)."""
     from vitaltwin.risk import Registry, RegistryError, data_hash
 
     try:
@@ -292,7 +296,7 @@ def risk_score(
         raise typer.Exit(2) from e
     cohort = _cohort(data, 0, 0)
     X = _features(scorer.model.feature_names_, cohort, out.parent / "cache", data_hash(cohort))
-    scores = scorer.score(cohort, X)
+    scores = scorer.score(cohort, X, explain=explain)
     out.parent.mkdir(parents=True, exist_ok=True)
     scores.to_parquet(out)
     console.print(

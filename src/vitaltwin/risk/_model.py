@@ -44,6 +44,7 @@ Labels and the task-specific choices come from the task (:mod:`vitaltwin.risk._t
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -498,10 +499,31 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
         """The ``k`` features contributing most (by absolute SHAP value) to each row's score,
         with their signed contributions (logit scale; positive raises the risk)."""
         c = self.contributions(X).drop(columns="bias")
-        out = []
-        for _, row in c.iterrows():
-            top = row.abs().sort_values(ascending=False).index[:k]
-            out.append([(str(f), float(row[f])) for f in top])
+        values = c.to_numpy(dtype=np.float64)
+        names = [str(f) for f in c.columns]
+        k = min(k, values.shape[1])
+        top = np.argsort(-np.abs(values), axis=1, kind="stable")[:, :k]
+        return [[(names[j], float(values[i, j])) for j in row] for i, row in enumerate(top)]
+
+    def explanation(
+        self, X: pd.DataFrame, groups: Mapping[str, npt.ArrayLike] | None = None, k: int = 10
+    ) -> dict[str, Any]:
+        """What drives the scores of rows ``X``: the ``k`` features with the largest mean
+        absolute SHAP contribution (logit scale) overall, with their share of the total, and
+        within each group of each grouping in ``groups`` (e.g. ICU unit, sex, age band)."""
+        c = self.contributions(X).drop(columns="bias").abs()
+
+        def top(frame: pd.DataFrame) -> list[dict[str, float | str]]:
+            mean = frame.mean(axis=0)
+            total = float(mean.sum()) or 1.0
+            best = mean.sort_values(ascending=False).head(k)
+            return [{"feature": str(f), "mean_abs_shap": float(v), "share": float(v) / total}
+                    for f, v in best.items()]  # fmt: skip
+
+        out: dict[str, Any] = {"rows": len(c), "overall": top(c), "groups": {}}
+        for name, labels in (groups or {}).items():
+            lab = pd.Series(np.asarray(labels), index=c.index).fillna("unknown").astype(str)
+            out["groups"][name] = {str(g): top(c[lab == g]) for g in sorted(lab.unique())}
         return out
 
     def importance(self) -> pd.Series:

@@ -225,9 +225,21 @@ class Scorer:
     version: str
     alias: str
 
-    def score(self, cohort: Cohort, features: pd.DataFrame) -> pd.DataFrame:
-        """One row per grid row: probability, alert, low-confidence flag, model name/version."""
+    def score(
+        self, cohort: Cohort, features: pd.DataFrame, explain: bool = False, chunk: int = 20_000
+    ) -> pd.DataFrame:
+        """One row per grid row: probability, alert, low-confidence flag, model name/version,
+        and (``explain``) the five features contributing most to the score (JSON of
+        ``[feature, signed SHAP contribution on the logit scale]``), computed ``chunk`` rows at
+        a time (SHAP values of every feature per row would not fit in memory at once)."""
         p = self.model.predict_proba(features)
+        extra = {}
+        if explain:
+            factors: list[str] = []
+            for at in range(0, len(features), chunk):
+                part = self.model.top_factors(features.iloc[at : at + chunk])
+                factors += [json.dumps([[f, round(v, 4)] for f, v in row]) for row in part]
+            extra["top_factors"] = factors
         return pd.DataFrame(
             {
                 "patient_id": cohort.grid["patient_id"].to_numpy(),
@@ -239,5 +251,6 @@ class Scorer:
                 "model_name": self.name,
                 "model_version": self.version,
                 "model_alias": self.alias,
+                **extra,
             }
         )

@@ -510,6 +510,7 @@ def run_study(
                     )
                 res["subgroups"] = _subgroups(cohort, r_te, te)
                 res["importance"] = m.importance().head(25).to_dict()
+                res["explanation"] = _explanation(cohort, m, X, te, cfg.seed)
                 gain = m.importance()
                 res["process_importance_share"] = float(
                     gain[gain.index.isin(process_features(gain.index))].sum()
@@ -580,6 +581,30 @@ def _held_out_sites(
     count = pat.groupby("site").agg(n=("event", "size"), events=("event", "sum"))
     ok = count[(count["n"] >= cfg.min_site_patients) & (count["events"] >= 5)]
     return {str(k): int(v) for k, v in ok["n"].items()} if len(ok) >= 2 else {}
+
+
+def _explanation(
+    cohort: Cohort,
+    model: RiskModel,
+    X: pd.DataFrame,
+    mask: npt.NDArray[np.bool_],
+    seed: int,
+    rows: int = 20_000,
+) -> dict[str, Any]:
+    """What drives the model's scores on the rows of ``mask`` (at most ``rows`` of them, drawn
+    at random): mean absolute SHAP contributions overall and by ICU unit, sex and age band."""
+    idx = np.flatnonzero(mask)
+    if idx.size > rows:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, rows, replace=False))
+    pat = cohort.patients.reindex(cohort.grid["patient_id"].to_numpy()[idx])
+    groups = {
+        "icu_unit": pat["icu_unit"].fillna(UNKNOWN_SITE).to_numpy(),
+        "sex": pat["sex"].fillna("unknown").to_numpy(),
+        "age_band": pd.cut(pat["age_years"], AGE_BANDS, right=False, labels=list(AGE_BAND_LABELS))
+        .astype(str)
+        .to_numpy(),
+    }
+    return model.explanation(X.iloc[idx], groups)
 
 
 def flag_check(rows: Rows, flagged: npt.NDArray[np.bool_]) -> dict[str, float]:
