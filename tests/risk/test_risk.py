@@ -496,6 +496,16 @@ def test_monitoring_policy(cohort: Cohort) -> None:
     window = np.arange(len(X)) * 2 // len(X)
     ok = monitor(m, X, y, window, pid, reference_auroc=m.validation_auroc_)
     assert ok.decision == "ok", ok.to_dict()
+    assert {(w.population, w.performance) for w in ok.windows} == {("stable", "holds")}
+    assert all(w.flag_rate < 0.03 and w.alert_rate > 0 for w in ok.windows)
+    # older patients than any in training (age is no sepsis signal here): the population
+    # changed, performance holds -- investigate the case mix, do not retrain
+    older = monitor(m, X.assign(age_years=X["age_years"] + 60), y, window, pid,
+                    reference_auroc=m.validation_auroc_)  # fmt: skip
+    assert older.decision == "investigate" and older.population_changed
+    assert not older.performance_dropped, older.to_dict()
+    assert all(w.actions[-1].startswith("investigate: population changed (") and
+               w.actions[-1].endswith("performance holds") for w in older.windows)  # fmt: skip
     for w in ok.windows:
         assert w.auroc_ci95[0] < w.auroc < w.auroc_ci95[1]
         assert w.slope_ci95[0] < w.calibration_slope < w.slope_ci95[1]
@@ -513,7 +523,7 @@ def test_monitoring_policy(cohort: Cohort) -> None:
             shifted[c] = shifted[c] + 3 * shifted[c].std()
     flipped = np.where(y >= 0, 1 - y, y)
     bad = monitor(m, shifted, flipped, window, pid, reference_auroc=m.validation_auroc_)
-    assert bad.decision == "retrain"
+    assert bad.decision == "retrain" and bad.population_changed and bad.performance_dropped
     assert all(w.actions[0].startswith("retrain: AUROC") for w in bad.windows), bad.to_dict()
 
     class Overconfident(RiskModel):

@@ -418,12 +418,14 @@ def risk_monitor(
     window = (order.reindex(cohort.grid["patient_id"]).to_numpy() * windows // len(order)).astype(
         int
     )
-    ref = reg.metrics(scorer.name, scorer.version).get("cv_auroc", scorer.model.validation_auroc_)
+    metrics = reg.metrics(scorer.name, scorer.version)
+    ref = metrics.get("cv_auroc", scorer.model.validation_auroc_)
     pid = cohort.grid["patient_id"].to_numpy()
-    rep = monitor(scorer.model, X, y, window, pid, ref, scorer.version)
+    rep = monitor(scorer.model, X, y, window, pid, ref, scorer.version,
+                  reference_utility=metrics.get("cv_utility"))  # fmt: skip
     tab = Table(title=f"{scorer.name} v{scorer.version}: monitoring by window")
     cols = ("window", "hours", "positives", "AUROC (95% CI)", "cal. slope (95% CI)")
-    for c in (*cols, "drifted features", "actions"):
+    for c in (*cols, "alert rate", "hours flagged", "population", "performance", "actions"):
         tab.add_column(c)
     for w in rep.windows:
         tab.add_row(
@@ -432,10 +434,16 @@ def risk_monitor(
             str(w.positives),
             f"{w.auroc:.3f} ({w.auroc_ci95[0]:.3f}-{w.auroc_ci95[1]:.3f})",
             f"{w.calibration_slope:.2f} ({w.slope_ci95[0]:.2f}-{w.slope_ci95[1]:.2f})",
-            str(len(w.drifted_features)),
+            f"{w.alert_rate:.3f}",
+            f"{w.flag_rate:.1%}",
+            w.population.split(":")[0],
+            w.performance.split(":")[0],
             "; ".join(w.actions + w.notes) or "-",
         )
     console.print(tab)
+    performance = "dropped" if rep.performance_dropped else "holds or not judged"
+    population = "changed" if rep.population_changed else "stable"
+    console.print(f"population {population}; performance {performance}")
     reg.tag(scorer.name, scorer.version, "monitoring_decision", rep.decision)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rep.to_dict(), indent=1, default=str))

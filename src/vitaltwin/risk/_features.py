@@ -28,7 +28,7 @@ Demographics: age, sex, hours from hospital to ICU admission, hours since ICU ad
 from __future__ import annotations
 
 import warnings
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +42,18 @@ LONG_WINDOW_H = 24
 EXTREME_LABS = ("Lactate", "WBC", "Creatinine", "Bilirubin_total", "Platelets", "BUN", "pH")
 
 FloatArray = npt.NDArray[np.float64]
+
+PROCESS_COLUMNS = ("labs_n24h", "iculos_h", "hosp_adm_h", "hospital_los_h")
+PROCESS_SUFFIXES = ("_age_h", "_n", "_n6h", "_n24h")
+
+
+def process_features(columns: Any) -> list[str]:
+    """The process features among ``columns``: how often and how recently each variable was
+    measured, hours of stay and since hospital admission — records of a unit's routine (its
+    protocols for labs, its charting) more than of the patient, and the first to change at
+    another hospital."""
+    return [str(c) for c in columns
+            if c in PROCESS_COLUMNS or str(c).endswith(PROCESS_SUFFIXES)]  # fmt: skip
 
 
 def _starts(pid: npt.NDArray[np.object_]) -> npt.NDArray[np.int64]:

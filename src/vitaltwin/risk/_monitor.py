@@ -16,8 +16,18 @@ window shows the model has degraded), and *investigate* when only the point esti
 window cannot tell a degraded model from sampling noise; a few dozen septic stays estimate a
 slope poorly, and Riley RD et al., "Minimum sample size for external validation of a clinical
 prediction model with a binary outcome", Stat Med 40:4230-4251, 2021, ask for a slope's
-interval no wider than 0.2). More than ``max_drifted_features`` features with PSI above
-``psi_major`` trigger *investigate*. A model flagged *retrain* cannot be promoted over a
+interval no wider than 0.2). With a sepsis model, a window's Challenge utility more than
+``max_utility_drop`` below the development utility is a breach too.
+
+Two questions are kept apart, each window answering both: **has the population changed?** —
+the share of hours the calibrated shift measure flags (about 1 % like the training data's; past
+``max_flag_rate`` it changed), the alert rate against the model's development rate (outside
+``alert_rate_range`` times it, the ward's burden changed), and more than ``max_drifted_features``
+of the patient's own features (not the process features, :func:`vitaltwin.risk.process_features`,
+which move with every change of routine) with PSI above ``psi_major``; and **has performance
+dropped?** — the breaches above, judged only where outcomes exist. A changed population with
+performance holding is *investigate* (check the case mix, the feeds, the alert burden); a drop
+is *retrain* or *investigate* as above. A model flagged *retrain* cannot be promoted over a
 challenger that is not (:func:`may_promote`).
 """
 
@@ -32,7 +42,10 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from vitaltwin.risk._evaluate import calibration, patient_bootstrap
+from vitaltwin.risk._features import process_features
 from vitaltwin.risk._model import RiskModel, bin_fractions
+from vitaltwin.risk._tasks import risk_task
+from vitaltwin.risk._utility import normalized_utility
 
 PSI_FLOOR = 1e-4  # fractions are floored so an empty bin does not make PSI infinite
 
@@ -50,6 +63,13 @@ class RetrainingPolicy:
     psi_major: float = 0.25
     max_drifted_features: int = 10
     min_positive: int = 50
+    max_flag_rate: float = 0.03
+    """Share of hours the shift measure may flag before the population counts as changed
+    (three times the rate on data like the training data's)."""
+    alert_rate_range: tuple[float, float] = (0.5, 2.0)
+    """The window's alert rate relative to the development rate, outside which the burden
+    changed."""
+    max_utility_drop: float = 0.1
     n_boot: int = 200
     seed: int = 0
 
@@ -67,6 +87,11 @@ class WindowReport:
     slope_ci95: tuple[float, float] = (float("nan"), float("nan"))
     actions: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    alert_rate: float = float("nan")
+    flag_rate: float = float("nan")
+    utility: float = float("nan")
+    population: str = "stable"  # "stable" | "changed: <why>"
+    performance: str = "not judged"  # "holds" | "dropped: <why>" | "not judged"
 
 
 @dataclass
@@ -82,11 +107,21 @@ class MonitoringReport:
         acts = {a.split(":")[0] for w in self.windows for a in w.actions}
         return "retrain" if "retrain" in acts else ("investigate" if acts else "ok")
 
+    @property
+    def population_changed(self) -> bool:
+        return any(w.population != "stable" for w in self.windows)
+
+    @property
+    def performance_dropped(self) -> bool:
+        return any(w.performance.startswith("dropped") for w in self.windows)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "model_version": self.model_version,
             "reference_auroc": self.reference_auroc,
             "decision": self.decision,
+            "population_changed": self.population_changed,
+            "performance_dropped": self.performance_dropped,
             "policy": vars(self.policy),
             "windows": [vars(w) for w in self.windows],
         }
@@ -106,8 +141,11 @@ def _judge(
     patient: npt.NDArray[Any],
     reference_auroc: float,
     policy: RetrainingPolicy,
+    reference_utility: float | None = None,
+    alerts: npt.NDArray[np.bool_] | None = None,
 ) -> None:
     """Performance and calibration of one window, with their intervals and the actions."""
+    before = len(r.actions)
     r.auroc = float(roc_auc_score(y, p))
     r.calibration_intercept, r.calibration_slope = calibration(y, p)
     ci = patient_bootstrap(
@@ -143,6 +181,15 @@ def _judge(
                 f"outside [{lo}, {hi}]",
             )
         )
+    if reference_utility is not None and alerts is not None:
+        r.utility = normalized_utility(patient, y, alerts.astype(np.int8))
+        if reference_utility - r.utility > policy.max_utility_drop:
+            r.actions.append(
+                f"investigate: utility {r.utility:.3f} is {reference_utility - r.utility:.3f} "
+                f"below the development {reference_utility:.3f} (limit {policy.max_utility_drop})"
+            )
+    new = [a.split(": ", 1)[1] for a in r.actions[before:]]
+    r.performance = f"dropped: {'; '.join(new)}" if new else "holds"
 
 
 def monitor(
@@ -154,11 +201,18 @@ def monitor(
     reference_auroc: float,
     model_version: str = "",
     policy: RetrainingPolicy = RetrainingPolicy(),
+    reference_utility: float | None = None,
 ) -> MonitoringReport:
     """Apply ``policy`` to each time window (``window``: a label per row, in time order;
     ``patient``: the stay of each row, each stay's rows contiguous, the unit of the
-    bootstrap)."""
+    bootstrap). ``reference_utility``: the development utility of a sepsis model (its
+    window utility is then judged too)."""
     p = model.predict_proba(features)
+    alerts_all = p >= model.threshold_
+    flags_all = model.low_confidence(features)
+    dev_rate = getattr(model, "alert_rate_", None)
+    utility_task = risk_task(model.task).utility
+    process = set(process_features(model.reference_.bins))
     ref = model.reference_
     labels = list(dict.fromkeys(window.tolist()))
     psi_table = pd.DataFrame(index=list(ref.bins), columns=[str(w) for w in labels], dtype=float)
@@ -176,14 +230,30 @@ def monitor(
         r = WindowReport(
             str(w), int(yy.size), pos, float("nan"), float("nan"), float("nan"), drifted
         )
+        r.alert_rate = float(alerts_all[sel].mean())
+        r.flag_rate = float(flags_all[sel].mean())
         if pos >= policy.min_positive and pos < yy.size:
-            _judge(r, yy, pp, pt, reference_auroc, policy)
+            aa = alerts_all[sel][ok]
+            ref_u = reference_utility if utility_task else None
+            _judge(r, yy, pp, pt, reference_auroc, policy, ref_u, aa)
         else:
             r.notes.append(
                 f"{pos} positive hours (< {policy.min_positive}): performance not judged"
             )
-        if len(drifted) > policy.max_drifted_features:
-            r.actions.append(f"investigate: {len(drifted)} features with PSI > {policy.psi_major}")
+        changed = []
+        if r.flag_rate > policy.max_flag_rate:
+            changed.append(f"{r.flag_rate:.1%} of hours unlike the training data "
+                           f"(limit {policy.max_flag_rate:.0%})")  # fmt: skip
+        lo, hi = policy.alert_rate_range
+        if dev_rate and not lo <= r.alert_rate / dev_rate <= hi:
+            changed.append(f"alert rate {r.alert_rate:.3f} vs {dev_rate:.3f} in development")
+        patient_drift = [c for c in drifted if c not in process]
+        if len(patient_drift) > policy.max_drifted_features:
+            changed.append(f"{len(patient_drift)} patient features with PSI > {policy.psi_major}")
+        if changed:
+            r.population = f"changed: {'; '.join(changed)}"
+            r.actions.append(f"investigate: population changed ({'; '.join(changed)}); "
+                             f"performance {r.performance.split(':')[0]}")  # fmt: skip
         reports.append(r)
     return MonitoringReport(model_version, reference_auroc, policy, reports, psi_table)
 

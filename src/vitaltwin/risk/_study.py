@@ -42,7 +42,7 @@ from sklearn.metrics import recall_score, roc_auc_score
 from vitaltwin.progress import SILENT, Progress
 from vitaltwin.risk._cohort import VARIABLE_NAMES, Cohort
 from vitaltwin.risk._evaluate import Rows, calibration, evaluate
-from vitaltwin.risk._features import VITALS, FloatArray, raw_features
+from vitaltwin.risk._features import VITALS, FloatArray, process_features, raw_features
 from vitaltwin.risk._model import RiskModel, best_threshold, bin_fractions, decile_edges
 from vitaltwin.risk._monitor import psi
 from vitaltwin.risk._tasks import TASKS, Task, labels_for, risk_task
@@ -56,17 +56,6 @@ PREFERENCE = ("physiology", "raw", "hybrid")
 only when it gains more than :data:`MATERIAL` (the physiology set travels; the raw set adds how a
 unit works; the hybrid needs the twin's replay to score)."""
 UNKNOWN_SITE = "unit not stated"
-PROCESS_COLUMNS = ("labs_n24h", "iculos_h", "hosp_adm_h", "hospital_los_h")
-PROCESS_SUFFIXES = ("_age_h", "_n", "_n6h", "_n24h")
-
-
-def process_features(columns: Any) -> list[str]:
-    """The process features among ``columns``: how often and how recently each variable was
-    measured, hours of stay and since hospital admission — records of a unit's routine (its
-    protocols for labs, its charting) more than of the patient, and the first to change at
-    another hospital."""
-    return [str(c) for c in columns
-            if c in PROCESS_COLUMNS or str(c).endswith(PROCESS_SUFFIXES)]  # fmt: skip
 
 
 def sites_of(cohort: Cohort) -> npt.NDArray[np.object_]:
