@@ -340,8 +340,14 @@ def test_study_fits_the_hybrid_as_a_second_stage(cohort: Cohort) -> None:
         index=cohort.grid.index,
     )
     cfg = RiskStudyConfig(
-        folds=2, n_boot=5, tasks=("sepsis",), missing_fractions=(), model_params=QUICK
-    )
+        folds=2,
+        n_boot=5,
+        tasks=("sepsis",),
+        missing_fractions=(),
+        model_params=QUICK,
+        feature_sets=("raw",),
+        leave_site_out=False,
+    )  # fmt: skip  (transfer: its own test)
     study = run_study(cohort, cfg, twin)
     raw, hybrid = study.models[("sepsis", "raw")], study.models[("sepsis", "hybrid")]
     assert hybrid.residual_features == ("twin_hr", "twin_noise")
@@ -732,6 +738,10 @@ def test_leave_site_out_never_trains_on_the_site_it_scores(
             assert s.patients > 20 and s.positive_patients >= 5
             assert {"auroc", "utility"} <= set(s.transfer) and {"auroc", "utility"} <= set(s.within)
     assert r.transfer["raw"].pooled["patients"] == sum(s.patients for s in r.sites["raw"])
+    # each out-of-site model adapted at its site: silent mode first, then local labels
+    curve = r.adaptation["raw"]["MICU"]
+    assert curve[0]["local_patients"] == 0 and curve[0]["chosen"] == "silent threshold"
+    assert [c["local_patients"] for c in curve[1:]] == [100][: len(curve) - 1]
     # what drives the scores, overall and per subgroup (the sepsis signal: HR, Temp, MAP, Resp)
     e = r.test["raw"]["explanation"]
     assert any(x["feature"].startswith(("HR", "Temp", "MAP", "Resp")) for x in e["overall"][:3])

@@ -40,6 +40,7 @@ from fairlearn.metrics import MetricFrame, equalized_odds_difference, false_posi
 from sklearn.metrics import recall_score, roc_auc_score
 
 from vitaltwin.progress import SILENT, Progress
+from vitaltwin.risk._adapt import AdaptationError, learning_curve
 from vitaltwin.risk._cohort import VARIABLE_NAMES, Cohort
 from vitaltwin.risk._evaluate import Rows, calibration, evaluate
 from vitaltwin.risk._features import VITALS, FloatArray, process_features, raw_features
@@ -156,6 +157,9 @@ class TaskResults:
     """The cross-validated figures of the same patients (those of the held-out sites)."""
     sites: dict[str, list[SiteResult]] = field(default_factory=dict)
     shift: dict[str, Any] = field(default_factory=dict)
+    adaptation: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
+    """Per model and held-out site, the learning curve of adapting the out-of-site model with
+    0, 100, 500, 2,000 of the site's labelled patients (:func:`vitaltwin.risk.learning_curve`)."""
     """How the features differ between sites (:func:`site_shift`)."""
 
     def to_dict(self) -> dict[str, Any]:
@@ -178,6 +182,7 @@ class TaskResults:
             "within_sites": self.within_sites,
             "sites": {k: [asdict(r) for r in v] for k, v in self.sites.items()},
             "shift": self.shift,
+            "adaptation": self.adaptation,
         }
 
 
@@ -545,11 +550,11 @@ def run_study(
                     )
                 )
             # -- transfer: each site held out of training in turn ------------------------------
-            transfer, within, sites = _leave_site_out(
+            transfer, within, sites, curves = _leave_site_out(
                 cohort, task, feature_sets, stages, params, held_out, site, fold, y, oof_of, job
             )
             shift = site_shift(raw, site, ok & (fold >= 0), cfg.seed) if held_out else {}
-            results[task] = TaskResults(cv, test, robust, transfer, within, sites, shift)
+            results[task] = TaskResults(cv, test, robust, transfer, within, sites, shift, curves)
             test_scores[task] = scores
     finally:
         job.close()
@@ -627,12 +632,20 @@ def _leave_site_out(
     y: npt.NDArray[np.int64],
     oof_of: dict[str, tuple[FloatArray, npt.NDArray[np.bool_]]],
     job: Any,
-) -> tuple[dict[str, CvResult], dict[str, dict[str, Any]], dict[str, list[SiteResult]]]:
+) -> tuple[
+    dict[str, CvResult],
+    dict[str, dict[str, Any]],
+    dict[str, list[SiteResult]],
+    dict[str, dict[str, list[dict[str, Any]]]],
+]:
     """Leave-one-site-out over the development patients: every model and baseline fitted (or
     its cut-off chosen) without a site, scored on it; pooled and per site, beside the same
-    patients' cross-validated scores (``oof_of``)."""
+    patients' cross-validated scores (``oof_of``); and each out-of-site model's adaptation
+    learning curve on its held-out site."""
     if not held_out:
-        return {}, {}, {}
+        return {}, {}, {}, {}
+    hour = cohort.grid["hour"].to_numpy()
+    curves: dict[str, dict[str, list[dict[str, Any]]]] = {}
     pid = cohort.grid["patient_id"].to_numpy()
     ok = y >= 0
     sepsis = risk_task(task).utility
@@ -659,6 +672,12 @@ def _leave_site_out(
                 score[val] = m.predict_proba(X[val])
                 alerts[val] = score[val] >= m.threshold_
                 flagged[val] = m.low_confidence(X[val])
+                try:
+                    curves.setdefault(name, {})[s] = learning_curve(
+                        m, X[val], y[val], pid[val], hour[val], seed=params.get("random_state", 0)
+                    )
+                except AdaptationError:  # too few patients with events to hold some out
+                    curves.setdefault(name, {})[s] = []
                 job.advance()
             else:
                 b = raw[name].to_numpy(dtype=np.float64)
@@ -684,7 +703,7 @@ def _leave_site_out(
         within[name] = _figures(evaluate(_rows(cohort, dev, y, *oof_of[name]), sepsis=sepsis,
                                          probabilities=probs, n_boot=0))  # fmt: skip
         per_site[name] = results
-    return transfer, within, per_site
+    return transfer, within, per_site, curves
 
 
 def site_shift(
