@@ -41,6 +41,14 @@ ORU = (
 )
 
 
+async def _arrived(bus: MemoryBus, why: str, within_s: float = 10) -> None:
+    """Wait until the bus holds a message (fail with ``why`` after ``within_s``)."""
+    deadline = time.monotonic() + within_s
+    while not bus.replay(0):
+        assert time.monotonic() < deadline, why
+        await asyncio.sleep(0.05)
+
+
 def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -176,10 +184,7 @@ def test_mqtt_from_a_broker_over_mutual_tls(cert: tuple[Path, Path], tmp_path: P
             async with aiomqtt.Client("127.0.0.1", port, tls_context=mine) as c:
                 body = b'[{"patient_id": "m1", "time": "2026-11-22T08:30:00Z", "code": "8867-4", "value": 80, "unit": "/min"}]'  # noqa: E501
                 await c.publish("vt/gw1", body, qos=1)
-            deadline = time.monotonic() + 10
-            while not bus.replay(0):
-                assert time.monotonic() < deadline, "nothing arrived over TLS"
-                await asyncio.sleep(0.05)
+            await _arrived(bus, "nothing arrived over TLS")
             task.cancel()
 
         asyncio.run(run())
@@ -226,10 +231,7 @@ def test_mqtt_from_a_broker_that_asks_for_a_password(tmp_path: Path) -> None:
                                   password="gateway-secret-2") as c:  # fmt: skip
             body = b'[{"patient_id": "m2", "time": "2026-11-22T08:30:00Z", "code": "8867-4", "value": 81, "unit": "/min"}]'  # noqa: E501
             await c.publish("vt/gw1", body, qos=1)
-        deadline = time.monotonic() + 10
-        while not bus.replay(0):
-            assert time.monotonic() < deadline, "nothing arrived from the broker"
-            await asyncio.sleep(0.05)
+        await _arrived(bus, "nothing arrived from the broker")
         task.cancel()
 
     try:

@@ -33,8 +33,26 @@ QUICK = {
 }
 
 
+RegistryOption = Annotated[
+    Path | None, typer.Option(help="MLflow registry folder (default: settings)")
+]
+
+
 def _registry_dir(registry: Path | None) -> Path:
     return registry or load_settings().registry_dir
+
+
+def _scorer(registry: Path | None, task: str, alias: str) -> tuple[Any, Any]:
+    """The registry and the registered model of ``task`` under ``alias``; a clear error (exit
+    2) when there is none."""
+    from vitaltwin.risk import Registry, RegistryError
+
+    reg = Registry(_registry_dir(registry))
+    try:
+        return reg, reg.load(risk_task(task).model_name, alias)
+    except (RegistryError, KeyError) as e:
+        err_console.print(f"[red]{e}")
+        raise typer.Exit(2) from e
 
 
 def data_path(data: Path | None) -> Path:
@@ -111,9 +129,7 @@ def validate_risk(
         ),
     ] = None,
     out: Annotated[Path, typer.Option(help="report folder")] = Path("out/risk"),
-    registry: Annotated[
-        Path | None, typer.Option(help="MLflow registry folder (default: settings)")
-    ] = None,
+    registry: RegistryOption = None,
     folds: Annotated[int, typer.Option(help="cross-validation folds")] = 5,
     test_fraction: Annotated[float, typer.Option(help="patients held out for the test")] = 0.2,
     twin: Annotated[bool, typer.Option(help="compute twin features (hybrid model)")] = True,
@@ -276,9 +292,7 @@ def _print_summary(study: Any) -> None:
 def risk_score(
     data: Annotated[Path, typer.Option(help="canonical export folder or PhysioNet Parquet")],
     out: Annotated[Path, typer.Option(help="scores Parquet")] = Path("out/risk/scores.parquet"),
-    registry: Annotated[
-        Path | None, typer.Option(help="MLflow registry folder (default: settings)")
-    ] = None,
+    registry: RegistryOption = None,
     task: Annotated[str, typer.Option(help="sepsis | deterioration")] = "sepsis",
     alias: Annotated[str, typer.Option(help="alias or version number")] = "champion",
     explain: Annotated[
@@ -287,13 +301,9 @@ def risk_score(
 ) -> None:
     """Score every patient-hour; each score carries the model name and version (and with
     --explain its top contributing factors)."""
-    from vitaltwin.risk import Registry, RegistryError, data_hash
+    from vitaltwin.risk import data_hash
 
-    try:
-        scorer = Registry(_registry_dir(registry)).load(risk_task(task).model_name, alias)
-    except (RegistryError, KeyError) as e:
-        err_console.print(f"[red]{e}")
-        raise typer.Exit(2) from e
+    _, scorer = _scorer(registry, task, alias)
     cohort = _cohort(data, 0, 0)
     X = _features(scorer.model.feature_names_, cohort, out.parent / "cache", data_hash(cohort))
     scores = scorer.score(cohort, X, explain=explain)
@@ -311,9 +321,7 @@ def risk_adapt(
     data: Annotated[Path, typer.Option(help="the new site's data (canonical export or file)")],
     site: SiteOption = None,
     out: Annotated[Path, typer.Option(help="report folder")] = Path("out/risk/adapt"),
-    registry: Annotated[
-        Path | None, typer.Option(help="MLflow registry folder (default: settings)")
-    ] = None,
+    registry: RegistryOption = None,
     task: Annotated[str, typer.Option(help="sepsis | deterioration")] = "sepsis",
     alias: Annotated[str, typer.Option(help="the model to adapt: alias or version")] = "champion",
     labels: Annotated[
@@ -332,14 +340,9 @@ def risk_adapt(
     (never the champion: promote it yourself after review)."""
     import json
 
-    from vitaltwin.risk import AdaptationError, Registry, RegistryError, adapt, data_hash
+    from vitaltwin.risk import AdaptationError, adapt, data_hash
 
-    reg = Registry(_registry_dir(registry))
-    try:
-        scorer = reg.load(risk_task(task).model_name, alias)
-    except (RegistryError, KeyError) as e:
-        err_console.print(f"[red]{e}")
-        raise typer.Exit(2) from e
+    reg, scorer = _scorer(registry, task, alias)
     cohort = _sites(_cohort(data, 0, seed), site, None)
     if patients:
         ids = np.array(sorted(cohort.grid["patient_id"].unique()))
@@ -381,9 +384,7 @@ def risk_adapt(
 @risk_app.command("monitor")
 def risk_monitor(
     data: Annotated[Path, typer.Option(help="canonical export folder or PhysioNet Parquet")],
-    registry: Annotated[
-        Path | None, typer.Option(help="MLflow registry folder (default: settings)")
-    ] = None,
+    registry: RegistryOption = None,
     task: Annotated[str, typer.Option(help="sepsis | deterioration")] = "sepsis",
     alias: Annotated[str, typer.Option(help="alias or version number")] = "champion",
     windows: Annotated[int, typer.Option(help="time windows (by admission order)")] = 5,
@@ -456,9 +457,7 @@ def risk_monitor(
 def risk_promote(
     task: Annotated[str, typer.Option(help="sepsis | deterioration")] = "sepsis",
     version: Annotated[str, typer.Option(help="version (default: the challenger)")] = "",
-    registry: Annotated[
-        Path | None, typer.Option(help="MLflow registry folder (default: settings)")
-    ] = None,
+    registry: RegistryOption = None,
 ) -> None:
     """Make the challenger (or a version) the champion; the old champion is remembered."""
     from vitaltwin.risk import Registry
@@ -470,9 +469,7 @@ def risk_promote(
 @risk_app.command("rollback")
 def risk_rollback(
     task: Annotated[str, typer.Option(help="sepsis | deterioration")] = "sepsis",
-    registry: Annotated[
-        Path | None, typer.Option(help="MLflow registry folder (default: settings)")
-    ] = None,
+    registry: RegistryOption = None,
 ) -> None:
     """Restore the champion the current one replaced."""
     from vitaltwin.risk import Registry, RegistryError
@@ -488,9 +485,7 @@ def risk_rollback(
 @risk_app.command("versions")
 def risk_versions(
     task: Annotated[str, typer.Option(help="sepsis | deterioration")] = "sepsis",
-    registry: Annotated[
-        Path | None, typer.Option(help="MLflow registry folder (default: settings)")
-    ] = None,
+    registry: RegistryOption = None,
 ) -> None:
     """List registered versions with their aliases and provenance tags."""
     from vitaltwin.risk import Registry
