@@ -18,6 +18,8 @@ import json
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import duckdb
@@ -28,6 +30,7 @@ from psycopg import sql
 from rich.console import Console
 
 from _timing import save_figures, table
+from vitaltwin.data import Record
 from vitaltwin.interop.physionet import VARIABLES, convert
 from vitaltwin.store import DuckDBStore, PostgresStore
 
@@ -84,6 +87,7 @@ def main() -> None:
             rate = n / (time.perf_counter() - t0)
             again = st.ingest(obs, conv.quarantine, conv.values_read)
         rows.append(("DuckDB", rate, floor, c, again))
+        sealed = encryption_overhead(Path(d), conv, rate)
 
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     pg = PostgresStore(PG, schema=schema)
@@ -136,10 +140,53 @@ def main() -> None:
             for key, (_, rate, floor, c, again) in zip(keys, rows, strict=True)
         },
     }
+    figures["duckdb_encrypted"] = sealed
     figures["fhir"] = fhir_parse()
     figures["fhir_export"] = fhir_export(obs)
     figures["memory"] = memory()
     save_figures("ingest", figures, console.print)
+
+
+def encryption_overhead(folder: Path, conv: Record, plain_rate: float) -> dict[str, float]:
+    """Set A into an encrypted DuckDB store (identifying columns sealed, :mod:`vitaltwin.store`)
+    beside the plain store's rate measured just before; then the reads the service makes: one
+    patient's observations, 100 patients', the whole table, plain vs encrypted."""
+    from vitaltwin.governance import FileKeys, encrypt_store
+
+    obs = conv.observations
+    ids = sorted(set(obs.column("patient_id").to_pylist()))
+    reads: dict[str, dict[str, float]] = {}
+    with DuckDBStore(folder / "sealed") as st:
+        encrypt_store(st, FileKeys(folder / "keys", create=True))
+        t0 = time.perf_counter()
+        st.ingest(obs, conv.quarantine, conv.values_read, conv.patients, conv.labels)
+        rate = obs.num_rows / (time.perf_counter() - t0)
+        with DuckDBStore(folder / "store") as plain:
+            for name, store in (("plain", plain), ("encrypted", st)):
+                reads[name] = {
+                    "one_patient_ms": _ms(partial(store.observations, ids[500])),
+                    "hundred_patients_ms": _ms(partial(store.observations, ids[:100])),
+                    "whole_table_s": _ms(partial(store.table, "observations"), 1) / 1000,
+                }
+    tab = table("Encrypted store (set A; DuckDB)", "", "plain", "encrypted", "ratio")
+    tab.add_row("ingest (observations/s)", f"{plain_rate:,.0f}", f"{rate:,.0f}",
+                f"{rate / plain_rate:.2f}x")  # fmt: skip
+    for key in ("one_patient_ms", "hundred_patients_ms", "whole_table_s"):
+        a, b = reads["plain"][key], reads["encrypted"][key]
+        tab.add_row(key.replace("_", " "), f"{a:,.1f}", f"{b:,.1f}", f"{b / a:.2f}x")
+    console.print(tab)
+    return {"observations_per_s": rate, "plain_observations_per_s": plain_rate,
+            **{f"{k}_{m}": v for k, r in reads.items() for m, v in r.items()}}  # fmt: skip
+
+
+def _ms(read: Callable[[], object], repeat: int = 5) -> float:
+    """The best of ``repeat`` timings of ``read``, in milliseconds."""
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        read()
+        best = min(best, time.perf_counter() - t0)
+    return best * 1000
 
 
 def pg_copy_floor(schema: str, batch: dict[str, pa.Table], like: str) -> float:

@@ -119,6 +119,16 @@ def _bound(
     return out
 
 
+def _reorder(rows: pa.Table, order: Sequence[str], sealed: Sequence[str]) -> pa.Table:
+    """Rows the database ordered by ``order`` with some of its columns sealed, in the order of
+    their clear values: a stable sort by the columns up to the last sealed one keeps the
+    database's order among equal values (a patient's rows stay in time order)."""
+    last = max((i for i, c in enumerate(order) if c in sealed), default=-1)
+    if last < 0 or rows.num_rows < 2:
+        return rows
+    return rows.take(pc.sort_indices(rows, [(c, "ascending") for c in order[: last + 1]]))
+
+
 class StoreInUseError(RuntimeError):
     """The store is held by another process; the message names the holder and what to do."""
 
@@ -205,9 +215,7 @@ class Store(ABC):
                     raise ValueError(f"{table}.{col} is encrypted: it is compared by equality only")
             stored_where.append((col, op, val))
         rows = self._from_stored(table, self._db_select(table, stored_where, order))
-        if any(c in sealed for c in order) and rows.num_rows > 1:  # ordered as sealed: reorder
-            rows = rows.take(pc.sort_indices(rows, [(c, "ascending") for c in order]))
-        return rows
+        return _reorder(rows, order, sealed)
 
     def _to_stored(self, table: str, data: pa.Table) -> pa.Table:
         """Canonical rows (or some of their columns) as the backends keep them: sealed columns
@@ -360,9 +368,7 @@ class Store(ABC):
     def table(self, table: str) -> pa.Table:
         """A whole table in its canonical schema (sealed columns opened), in key order."""
         rows = self._from_stored(table, self._db_table(table))
-        if self._cipher is not None and rows.num_rows > 1:  # ordered as sealed: reorder
-            rows = rows.take(pc.sort_indices(rows, [(c, "ascending") for c in KEYS[table]]))
-        return rows
+        return _reorder(rows, KEYS[table], SEALED[table] if self._cipher is not None else ())
 
     def batches(self, table: str, rows: int = 100_000) -> Iterator[pa.RecordBatch]:
         """A whole table in its canonical schema, ``rows`` at a time, in key order as stored
