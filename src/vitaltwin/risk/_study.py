@@ -411,8 +411,12 @@ def run_study(
     test_scores: dict[str, pd.DataFrame] = {}
     params = {"random_state": cfg.seed, **cfg.model_params}
     stages = {"hybrid": () if twin is None else tuple(map(str, twin.columns))}
-    held_out = _held_out_sites(cohort, site, fold, cfg) if cfg.leave_site_out else {}
-    n_fits = len(cfg.tasks) * len(feature_sets) * (cfg.folds + 1 + len(held_out))
+    held_out_of = {
+        t: _held_out_sites(cohort, site, fold, labels_for(t, cohort), cfg)
+        for t in (cfg.tasks if cfg.leave_site_out else ())
+    }
+    n_fits = sum(len(feature_sets) * (cfg.folds + 1 + len(held_out_of.get(t, {})))
+                 for t in cfg.tasks)  # fmt: skip
     job = progress.start("risk models", n_fits)
     try:
         for task in cfg.tasks:
@@ -550,6 +554,7 @@ def run_study(
                     )
                 )
             # -- transfer: each site held out of training in turn ------------------------------
+            held_out = held_out_of.get(task, {})
             transfer, within, sites, curves = _leave_site_out(
                 cohort, task, feature_sets, stages, params, held_out, site, fold, y, oof_of, job
             )
@@ -562,15 +567,19 @@ def run_study(
 
 
 def _held_out_sites(
-    cohort: Cohort, site: npt.NDArray[np.object_], fold: npt.NDArray[np.int64], cfg: RiskStudyConfig
+    cohort: Cohort,
+    site: npt.NDArray[np.object_],
+    fold: npt.NDArray[np.int64],
+    y: npt.NDArray[np.int64],
+    cfg: RiskStudyConfig,
 ) -> dict[str, int]:
     """The sites held out in turn (development patients of each), large enough to judge: at
-    least ``cfg.min_site_patients`` development patients and 5 with a sepsis label; none
-    when fewer than two sites qualify."""
+    least ``cfg.min_site_patients`` development patients and 5 with an event of the task
+    (``y``); none when fewer than two sites qualify."""
     g = cohort.grid
     dev = fold >= 0
     per = pd.DataFrame({"site": site[dev], "pid": g["patient_id"].to_numpy()[dev],
-                        "event": g["sepsis"].to_numpy()[dev] > 0})  # fmt: skip
+                        "event": y[dev] > 0})  # fmt: skip
     pat = per.groupby("pid").agg(site=("site", "first"), event=("event", "max"))
     count = pat.groupby("site").agg(n=("event", "size"), events=("event", "sum"))
     ok = count[(count["n"] >= cfg.min_site_patients) & (count["events"] >= 5)]
