@@ -18,7 +18,6 @@ import json
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import pyarrow as pa
 from psycopg import sql
 from rich.console import Console
 
-from _timing import save_figures, table
+from _timing import best_of, save_figures, table
 from vitaltwin.data import Record
 from vitaltwin.interop.physionet import VARIABLES, convert
 from vitaltwin.store import DuckDBStore, PostgresStore
@@ -164,9 +163,10 @@ def encryption_overhead(folder: Path, conv: Record, plain_rate: float) -> dict[s
         with DuckDBStore(folder / "store") as plain:
             for name, store in (("plain", plain), ("encrypted", st)):
                 reads[name] = {
-                    "one_patient_ms": _ms(partial(store.observations, ids[500])),
-                    "hundred_patients_ms": _ms(partial(store.observations, ids[:100])),
-                    "whole_table_s": _ms(partial(store.table, "observations"), 1) / 1000,
+                    "one_patient_ms": best_of(partial(store.observations, ids[500]), 5) * 1000,
+                    "hundred_patients_ms": best_of(partial(store.observations, ids[:100]), 5)
+                    * 1000,
+                    "whole_table_s": best_of(partial(store.table, "observations"), 1),
                 }
     tab = table("Encrypted store (set A; DuckDB)", "", "plain", "encrypted", "ratio")
     tab.add_row("ingest (observations/s)", f"{plain_rate:,.0f}", f"{rate:,.0f}",
@@ -177,16 +177,6 @@ def encryption_overhead(folder: Path, conv: Record, plain_rate: float) -> dict[s
     console.print(tab)
     return {"observations_per_s": rate, "plain_observations_per_s": plain_rate,
             **{f"{k}_{m}": v for k, r in reads.items() for m, v in r.items()}}  # fmt: skip
-
-
-def _ms(read: Callable[[], object], repeat: int = 5) -> float:
-    """The best of ``repeat`` timings of ``read``, in milliseconds."""
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        read()
-        best = min(best, time.perf_counter() - t0)
-    return best * 1000
 
 
 def pg_copy_floor(schema: str, batch: dict[str, pa.Table], like: str) -> float:

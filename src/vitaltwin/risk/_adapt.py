@@ -31,11 +31,10 @@ import numpy.typing as npt
 from scipy.special import expit
 
 from vitaltwin.risk._evaluate import Rows, _logit, calibration, evaluate, recalibration
-from vitaltwin.risk._model import RiskModel, RiskModelError, best_threshold
-from vitaltwin.risk._tasks import risk_task
+from vitaltwin.risk._model import RiskModel, best_threshold
+from vitaltwin.risk._tasks import MATERIAL, risk_task
 
 FloatArray = npt.NDArray[np.float64]
-MATERIAL = 0.005
 SIMPLEST_FIRST = ("source", "silent threshold", "recalibrated")
 LOCAL_PATIENTS = (0, 100, 500, 2000)
 """The learning curve's numbers of labelled local patients."""
@@ -142,12 +141,7 @@ def adapt(
     alerting hours (default: the model's own in development). ``labels=False``: silent mode
     only (outcomes unused even where present)."""
     yy, pp, hh = np.asarray(y, np.int64), np.asarray(pid), np.asarray(hour, np.int64)
-    rate = alert_rate if alert_rate is not None else getattr(model, "alert_rate_", None)
-    if rate is None:
-        raise AdaptationError(
-            "the model does not record its development alert rate (saved by an older "
-            "vitaltwin): give the target rate (--alert-rate)"
-        )
+    rate = _target_rate(model, alert_rate)
     p = model.predict_proba(X)
     known = yy >= 0
     ids = np.unique(pp[known])
@@ -175,12 +169,22 @@ def adapt(
             check = {"calibration_intercept": a, "calibration_slope": b}
         return Adaptation(adapted, "silent threshold", changes, silent, {}, check, patients)
     train_ids, eval_ids = _split(pp[known], yy[known], evaluation_fraction, seed)
-    return _compare(model, X, yy, pp, hh, p, rate, train_ids, eval_ids, patients)
+    return _compare(model, yy, pp, hh, p, rate, train_ids, eval_ids, patients)
+
+
+def _target_rate(model: RiskModel, alert_rate: float | None) -> float:
+    """``alert_rate``, else the share of hours the model alerted on in development."""
+    rate = alert_rate if alert_rate is not None else getattr(model, "alert_rate_", None)
+    if rate is None:
+        raise AdaptationError(
+            "the model does not record its development alert rate (saved by an older "
+            "vitaltwin): give the target rate (--alert-rate)"
+        )
+    return float(rate)
 
 
 def _compare(
     model: RiskModel,
-    X: Any,
     y: npt.NDArray[np.int64],
     pid: npt.NDArray[Any],
     hour: npt.NDArray[np.int64],
@@ -276,9 +280,7 @@ def learning_curve(
     ``n`` labelled local patients, for each ``n`` of ``sizes`` that the site has (0: silent
     mode, the threshold reset on the adaptation patients' scores without their labels)."""
     yy, pp, hh = np.asarray(y, np.int64), np.asarray(pid), np.asarray(hour, np.int64)
-    rate = alert_rate if alert_rate is not None else getattr(model, "alert_rate_", None)
-    if rate is None:
-        raise RiskModelError("no development alert rate: give alert_rate")
+    rate = _target_rate(model, alert_rate)
     known = yy >= 0
     pool, eval_ids = _split(pp[known], yy[known], evaluation_fraction, seed)
     order = np.random.default_rng(seed + 1).permutation(pool)
@@ -287,16 +289,14 @@ def learning_curve(
     for n in sizes:
         if n > order.size:
             continue
-        train = order[:n] if n else order
-        if n == 0:  # silent mode: no labels, the threshold from the scores alone
-            tr = np.isin(pp, train)
-            m = operating_point(model, silent_threshold(p[tr], rate))
+        if n == 0:  # silent mode: no labels, the threshold from the whole pool's scores
+            m = operating_point(model, silent_threshold(p[np.isin(pp, order)], rate))
             ev = known & np.isin(pp, eval_ids)
             fig = _figures(Rows(pp[ev], hh[ev], yy[ev], p[ev], p[ev] >= m.threshold_),
                            model.task)  # fmt: skip
             out.append({"local_patients": 0, "chosen": "silent threshold", **fig})
             continue
-        got = _compare(model, X, yy, pp, hh, p, rate, train, eval_ids, {})
+        got = _compare(model, yy, pp, hh, p, rate, order[:n], eval_ids, {})
         out.append({"local_patients": n, "chosen": got.chosen, **got.candidates[got.chosen]})
     return out
 

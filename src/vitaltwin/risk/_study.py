@@ -46,7 +46,7 @@ from vitaltwin.risk._evaluate import Rows, calibration, evaluate
 from vitaltwin.risk._features import VITALS, FloatArray, process_features, raw_features
 from vitaltwin.risk._model import RiskModel, best_threshold, bin_fractions, decile_edges
 from vitaltwin.risk._monitor import psi
-from vitaltwin.risk._tasks import TASKS, Task, labels_for, risk_task
+from vitaltwin.risk._tasks import MATERIAL, TASKS, Task, labels_for, risk_task
 from vitaltwin.risk._utility import normalized_utility, patient_blocks
 
 BASELINES = ("qsofa", "sirs", "news2")
@@ -67,10 +67,6 @@ def sites_of(cohort: Cohort) -> npt.NDArray[np.object_]:
     return out
 
 
-MATERIAL = 0.005
-"""The least cross-validated gain (utility for sepsis, AUROC for deterioration) that counts as
-the twin features helping; below it the simpler raw model is preferred, which needs no twin
-replay to score."""
 AGE_BANDS = (0, 45, 65, 80, 200)
 AGE_BAND_LABELS = ("<45", "45-64", "65-79", ">=80")
 NOISE_SD = {"HR": 5.0, "O2Sat": 1.5, "Temp": 0.3, "SBP": 8.0, "MAP": 5.0, "DBP": 6.0, "Resp": 2.0}
@@ -665,13 +661,19 @@ def _leave_site_out(
     per_site: dict[str, list[SiteResult]] = {}
     raw_models: dict[str, RiskModel] = {}
     for name in [*feature_sets, *BASELINES]:
+        probs = name in feature_sets  # a fitted model: probabilities, a shift flag
+
+        def figures(rows: Rows) -> dict[str, float]:
+            ev = evaluate(rows, sepsis=sepsis, probabilities=probs, n_boot=0)  # noqa: B023
+            return _figures(ev)
+
         score, alerts = np.full(len(pid), np.nan), np.zeros(len(pid), bool)
         flagged = np.zeros(len(pid), bool)  # unlike the training sites' data (shift measure)
         results = []
         for s in held_out:
             trn = ok & (fold >= 0) & (site != s)
             val = ok & (fold >= 0) & (site == s)
-            if name in feature_sets:
+            if probs:
                 X = feature_sets[name]
                 m = RiskModel(task=task, residual_features=stages.get(name, ()), **params)
                 first = raw_models.get(s) if name == "hybrid" else None
@@ -692,25 +694,18 @@ def _leave_site_out(
                 b = raw[name].to_numpy(dtype=np.float64)
                 thr, _ = best_threshold(task, pid[trn], y[trn], b[trn])
                 score[val], alerts[val] = b[val], b[val] >= thr
-            probs = name in feature_sets
             r_out = _rows(cohort, val, y, score, alerts)
-            r_in = _rows(cohort, val, y, *oof_of[name])
-            out_of_site = _figures(evaluate(r_out, sepsis=sepsis, probabilities=probs, n_boot=0))
-            if probs:
-                out_of_site |= flag_check(r_out, flagged[val])
+            out_of_site = figures(r_out) | (flag_check(r_out, flagged[val]) if probs else {})
             results.append(SiteResult(
                 s, held_out[s], int(np.unique(r_out.patient[r_out.y == 1]).size),
-                _figures(evaluate(r_in, sepsis=sepsis, probabilities=probs, n_boot=0)),
-                out_of_site,
+                figures(_rows(cohort, val, y, *oof_of[name])), out_of_site,
             ))  # fmt: skip
-        probs = name in feature_sets
         r_all = _rows(cohort, dev, y, score, alerts)
         pooled = evaluate(r_all, sepsis=sepsis, probabilities=probs, n_boot=0)
         if probs:
             pooled |= flag_check(r_all, flagged[dev])
         transfer[name] = CvResult(pooled)
-        within[name] = _figures(evaluate(_rows(cohort, dev, y, *oof_of[name]), sepsis=sepsis,
-                                         probabilities=probs, n_boot=0))  # fmt: skip
+        within[name] = figures(_rows(cohort, dev, y, *oof_of[name]))
         per_site[name] = results
     return transfer, within, per_site, curves
 

@@ -107,6 +107,11 @@ DETERIORATION = RiskTask(
     False,
     "vitaltwin-deterioration",
 )
+MATERIAL = 0.005
+"""The least gain in a task's criterion (utility for sepsis, AUROC for deterioration) that
+counts: a model with more assumptions (the twin features, the process features, an adaptation)
+replaces a simpler one only when it gains more than this."""
+
 RISK_TASKS: dict[str, RiskTask] = {t.name: t for t in (SEPSIS, DETERIORATION)}
 TASKS: tuple[Task, ...] = (SEPSIS.name, DETERIORATION.name)
 

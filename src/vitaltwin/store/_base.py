@@ -39,7 +39,14 @@ from vitaltwin.data.schema import (
     conform_observations,
 )
 from vitaltwin.data.versions import CORRECTIVE, IDENTITY, NOT_CURRENT, resolve
-from vitaltwin.store._sealed import PLAIN_STATES, PREFIX, SEALED, ColumnCipher, SealError
+from vitaltwin.store._sealed import (
+    PLAIN_STATES,
+    PREFIX,
+    SEALED,
+    STATE_PREFIX,
+    ColumnCipher,
+    SealError,
+)
 
 TABLES = (
     "observations",
@@ -438,7 +445,7 @@ class Store(ABC):
                     break
                 except SealError:
                     continue
-            if data.startswith(b"vtenc1:"):
+            if data.startswith(STATE_PREFIX):
                 raise SealError(f"the saved state {key!r} opens under none of the keys given")
             self._db_save_state(key, cipher.seal_state(key, data) if cipher else data, at)
         self._cipher = cipher
@@ -460,7 +467,7 @@ class Store(ABC):
         data, at = saved
         if self._cipher is not None and key not in PLAIN_STATES:
             data = self._cipher.open_state(key, data)
-        elif data.startswith(b"vtenc1:") and key not in PLAIN_STATES:
+        elif data.startswith(STATE_PREFIX) and key not in PLAIN_STATES:
             raise SealError(f"the saved state {key!r} is encrypted: open the store with its key")
         return data, at
 

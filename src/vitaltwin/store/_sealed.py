@@ -28,6 +28,7 @@ import binascii
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -147,8 +148,10 @@ class ColumnCipher:
             ) from None
 
 
-def _each_distinct(values: pa.ChunkedArray | pa.Array, do: object) -> pa.ChunkedArray:
-    assert callable(do)
+def _each_distinct(
+    values: pa.ChunkedArray | pa.Array, do: Callable[[str | None], str | None]
+) -> pa.ChunkedArray:
+    """``do`` of every value of a string column, called once per distinct value."""
     if isinstance(values, pa.Array):
         values = pa.chunked_array([values], pa.string())
     if len(values) == 0:
