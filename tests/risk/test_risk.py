@@ -883,7 +883,7 @@ def test_adaptation_with_local_labels_compares_candidates_on_held_out_patients(
     g = cohort.grid[site]
     args = (model, X, g["sepsis"], g["patient_id"], g["hour"])
     got = adapt(*args, min_patients=20)
-    assert set(got.candidates) == {"source", "silent threshold", "recalibrated"}
+    assert set(got.candidates) == {"source", "silent threshold", "recalibrated", "continued"}
     assert got.chosen in got.candidates and got.patients["evaluation"] > 0
     n = got.patients["adaptation"] + got.patients["evaluation"]
     assert n == g["patient_id"].nunique()
@@ -895,6 +895,42 @@ def test_adaptation_with_local_labels_compares_candidates_on_held_out_patients(
     assert [c["local_patients"] for c in curve] == [0, 20, 60]  # larger than the site: skipped
     assert curve[0]["chosen"] == "silent threshold"
     assert all(np.isfinite(c["utility"]) for c in curve)
+
+
+def test_continued_training_learns_what_a_site_does_differently(
+    cohort: Cohort, tmp_path: Path
+) -> None:
+    """A site where what the source model reads carries nothing (its hours' features
+    shuffled among its rows) and temperature marks the septic hours: boosting continued from
+    the source model learns that on the adaptation patients and scores the held-out ones
+    better; the source is unchanged, the SHAP contributions still add up to the score, and the
+    continued model saves and loads."""
+    from vitaltwin.risk import adapt
+
+    model, X, site = _site_split(cohort)
+    g = cohort.grid[site]
+    y = g["sepsis"].to_numpy(np.int64)
+    rng = np.random.default_rng(3)
+    X = X.iloc[rng.permutation(len(X))].set_axis(X.index)
+    temp = [c for c in X.columns if c == "Temp" or c.startswith(("Temp_m", "Temp_last"))]
+    X.loc[y == 1, temp] += 1.5
+    before = model.predict_proba(X)
+    got = adapt(model, X, y, g["patient_id"], g["hour"], min_patients=20)
+    assert got.chosen == "continued", got.candidates
+    cont, src = got.candidates["continued"], got.candidates["source"]
+    assert cont["auroc"] > src["auroc"] + 0.05 and cont["utility"] > src["utility"]
+    assert any(c.startswith("boosting continued on ") for c in got.changes)
+    np.testing.assert_array_equal(model.predict_proba(X), before)  # the source untouched
+    assert not model.site_boosters_ and got.model.site_boosters_
+    assert got.model.boosters_ is model.boosters_  # shared, not refitted
+    c = got.model.contributions(X.head(200))
+    a, b = got.model.recalibration_
+    np.testing.assert_allclose(expit(a + b * c.sum(axis=1)), got.model.predict_proba(X.head(200)),
+                               rtol=1e-6)  # fmt: skip
+    back = RiskModel.load(got.model.save(tmp_path / "continued"))
+    np.testing.assert_allclose(back.predict_proba(X), got.model.predict_proba(X), rtol=1e-12)
+    with pytest.raises(RiskModelError, match="continued at a site already"):
+        got.model.continue_training(X, y, g["patient_id"])
 
 
 @pytest.mark.slow

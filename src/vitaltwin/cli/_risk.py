@@ -227,8 +227,10 @@ def _print_transfer(study: Any, task: str) -> None:
     key = criterion(task)
     sites = ", ".join(s.site for s in next(iter(r.sites.values())))
     tab = Table(title=f"{task}: each site held out of training ({sites})")
-    for c in ("model", f"CV {key}", f"leave-site-out {key}", "CV AUROC",
-              "leave-site-out AUROC", "calibration slope (out of site)",
+    keys = [key] if key == "auroc" else [key, "auroc"]  # the criterion, then AUROC
+    names = {k: "AUROC" if k == "auroc" else k for k in keys}
+    columns = [f"{w} {names[k]}" for k in keys for w in ("CV", "leave-site-out")]
+    for c in ("model", *columns, "calibration slope (out of site)",
               "hours flagged (AUROC flagged / not)"):  # fmt: skip
         tab.add_column(c)
     for name, v in r.transfer.items():
@@ -236,9 +238,8 @@ def _print_transfer(study: Any, task: str) -> None:
         slope = out.get("calibration_slope")
         flags = (f"{out['flag_rate']:.3f} ({out['auroc_flagged']:.3f} / "
                  f"{out['auroc_not_flagged']:.3f})") if "flag_rate" in out else "-"  # fmt: skip
-        tab.add_row(name, f"{cv[key]:.3f}", f"{out[key]:.3f}", f"{cv['auroc']:.3f}",
-                    f"{out['auroc']:.3f}", "-" if slope is None else f"{slope:.2f}",
-                    flags)  # fmt: skip
+        figures = [f"{f[k]:.3f}" for k in keys for f in (cv, out)]
+        tab.add_row(name, *figures, "-" if slope is None else f"{slope:.2f}", flags)
     console.print(tab)
     console.print(f"{task}: feature set chosen on the leave-site-out {key}: "
                   f"{champion_feature_set(study, task)}")  # fmt: skip

@@ -9,9 +9,12 @@ are known, its calibration there is checked (intercept and slope; 0 and 1 when i
 
 **With local labels.** Candidates are fitted on the site's adaptation patients and compared on
 site patients held out of the adaptation: the source model as it is; the silent-mode threshold;
-and a logistic recalibration of the model's score (intercept and slope on the logit scale;
+a logistic recalibration of the model's score (intercept and slope on the logit scale;
 Platt 1999; the updating methods of Steyerberg, *Clinical Prediction Models*, 2nd ed. 2019,
-ch. 20) with its operating threshold re-chosen on the adaptation patients. A candidate replaces
+ch. 20) with its operating threshold re-chosen on the adaptation patients; and the model
+continued on them (:meth:`vitaltwin.risk.RiskModel.continue_training`: a site stage of boosters
+starting from the source model's score, LightGBM ``init_score``, threshold chosen on its
+out-of-fold scores). A candidate replaces
 a simpler one only when it gains more than :data:`vitaltwin.risk.MATERIAL` on the held-out
 patients (utility for sepsis, AUROC for deterioration).
 
@@ -35,7 +38,7 @@ from vitaltwin.risk._model import RiskModel, best_threshold
 from vitaltwin.risk._tasks import MATERIAL, risk_task
 
 FloatArray = npt.NDArray[np.float64]
-SIMPLEST_FIRST = ("source", "silent threshold", "recalibrated")
+SIMPLEST_FIRST = ("source", "silent threshold", "recalibrated", "continued")
 LOCAL_PATIENTS = (0, 100, 500, 2000)
 """The learning curve's numbers of labelled local patients."""
 
@@ -169,7 +172,7 @@ def adapt(
             check = {"calibration_intercept": a, "calibration_slope": b}
         return Adaptation(adapted, "silent threshold", changes, silent, {}, check, patients)
     train_ids, eval_ids = _split(pp[known], yy[known], evaluation_fraction, seed)
-    return _compare(model, yy, pp, hh, p, rate, train_ids, eval_ids, patients)
+    return _compare(model, X, yy, pp, hh, p, rate, train_ids, eval_ids, patients)
 
 
 def _target_rate(model: RiskModel, alert_rate: float | None) -> float:
@@ -185,6 +188,7 @@ def _target_rate(model: RiskModel, alert_rate: float | None) -> float:
 
 def _compare(
     model: RiskModel,
+    X: Any,
     y: npt.NDArray[np.int64],
     pid: npt.NDArray[Any],
     hour: npt.NDArray[np.int64],
@@ -208,17 +212,19 @@ def _compare(
         recal = _recalibrated(model, y[tr], p[tr])
         thr, _ = best_threshold(task, pid[tr], y[tr], _rescore(model, recal, p)[tr])
         candidates["recalibrated"] = operating_point(recal, thr)
+        if not model.site_boosters_ and np.unique(pid[tr]).size >= model.inner_folds:
+            candidates["continued"] = model.continue_training(X[tr], y[tr], pid[tr])
     figures: dict[str, dict[str, float]] = {}
     for name, m in candidates.items():
-        s = _rescore(model, m, p)
-        figures[name] = _figures(Rows(pid[ev], hour[ev], y[ev], s[ev], s[ev] >= m.threshold_), task)
+        s = m.predict_proba(X[ev]) if name == "continued" else _rescore(model, m, p)[ev]
+        figures[name] = _figures(Rows(pid[ev], hour[ev], y[ev], s, s >= m.threshold_), task)
     key = risk_task(task).criterion
     chosen = "source"
     for name in SIMPLEST_FIRST[1:]:
         if name in figures and figures[name][key] - figures[chosen][key] > MATERIAL:
             chosen = name
     m = candidates[chosen]
-    changes = _changes(model, m, figures, chosen, key)
+    changes = _changes(model, m, figures, chosen, key, int(train_ids.size))
     a, b = calibration(y[ev], p[ev])
     silent = {"target_alert_rate": rate}
     if "silent threshold" in candidates:
@@ -243,12 +249,21 @@ def _rescore(source: RiskModel, adapted: RiskModel, p: FloatArray) -> FloatArray
 
 
 def _changes(
-    source: RiskModel, m: RiskModel, figures: dict[str, dict[str, float]], chosen: str, key: str
+    source: RiskModel,
+    m: RiskModel,
+    figures: dict[str, dict[str, float]],
+    chosen: str,
+    key: str,
+    n_local: int,
 ) -> list[str]:
     out = []
+    if m.site_boosters_:
+        out.append(f"boosting continued on {n_local} local patients: a site stage of "
+                   f"{m.site_boosters_[0].current_iteration()} rounds added to the source "
+                   "model's score (its boosters unchanged)")  # fmt: skip
     if m.threshold_ != source.threshold_:
         out.append(f"threshold {source.threshold_:.4f} -> {m.threshold_:.4f}")
-    if m.recalibration_ != source.recalibration_:
+    if m.recalibration_ != source.recalibration_ and not m.site_boosters_:
         (a0, b0), (a1, b1) = source.recalibration_, m.recalibration_
         out.append(f"recalibration (intercept, slope) ({a0:.3f}, {b0:.3f}) -> ({a1:.3f}, {b1:.3f})")
     before, after = figures["source"], figures[chosen]
@@ -296,7 +311,7 @@ def learning_curve(
                            model.task)  # fmt: skip
             out.append({"local_patients": 0, "chosen": "silent threshold", **fig})
             continue
-        got = _compare(model, yy, pp, hh, p, rate, order[:n], eval_ids, {})
+        got = _compare(model, X, yy, pp, hh, p, rate, order[:n], eval_ids, {})
         out.append({"local_patients": n, "chosen": got.chosen, **got.candidates[got.chosen]})
     return out
 

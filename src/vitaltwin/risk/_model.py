@@ -38,11 +38,21 @@ beyond the first stage's score, and when they know nothing it stops after a roun
 leaves the score as it was. A new row's score is the first stage's mean logit, recalibrated,
 plus the second stage's mean increment, recalibrated once more on the out-of-fold scores.
 
+A fitted model can be continued at a new site (:meth:`RiskModel.continue_training`, the
+"continued" candidate of :func:`vitaltwin.risk.adapt`): a third, *site* stage boosts from the
+whole model's calibrated logit on the site's labelled patients (LightGBM ``init_score``),
+cross-fitted over those patients' inner folds and stopped on their mean validation AUROC, with
+small trees and a slow rate; the source boosters are kept unchanged. This is model updating by
+extension (Steyerberg, *Clinical Prediction Models*, 2nd ed. 2019, ch. 20) in boosting's own
+terms: with few local patients the site stage stops after a round or two and the score stays the
+source model's, with more it learns what the site does differently.
+
 Labels and the task-specific choices come from the task (:mod:`vitaltwin.risk._tasks`).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -63,7 +73,8 @@ from vitaltwin.risk._shift import ShiftReference
 from vitaltwin.risk._tasks import TASKS, Task, risk_task
 from vitaltwin.risk._utility import normalized_utility, patient_blocks, patient_utilities
 
-FORMAT_VERSION = 3  # 3: second-stage (residual) boosters
+FORMAT_VERSION = 4  # 3: second-stage (residual) boosters; 4: site-stage boosters
+READABLE_FORMATS = (3, FORMAT_VERSION)
 RANGE_FEATURES = (*VARIABLE_NAMES, "age_years")
 """The features the shift measure looks at (:class:`vitaltwin.risk.ShiftReference`): the
 patient's measured values and age, not how often a unit measures them."""
@@ -197,7 +208,8 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
     scale; after ``fit`` only, not saved), ``reference_``; with ``residual_features`` also
     ``residual_boosters_``, ``residual_iterations_`` and ``base_recalibration_`` (the first
     stage's, applied before the second stage adds its increment; ``(0, 1)`` without a second
-    stage).
+    stage); ``site_boosters_`` and ``site_recalibration_`` after
+    :meth:`continue_training` (empty and ``(0, 1)`` otherwise).
     """
 
     def __init__(
@@ -312,16 +324,8 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
             raise RiskModelError(
                 f"{patients.size} training patients cannot fill {self.inner_folds} inner folds"
             )
-        rng = np.random.default_rng(self.random_state)
-        # patients dealt round-robin in a random order: inner fold of each (sorted) patient
-        fold_of = np.empty(patients.size, np.int64)
-        fold_of[rng.permutation(patients.size)] = np.arange(patients.size) % self.inner_folds
         yk, pk = yy[keep], pid[keep]
-        inner = fold_of[np.searchsorted(patients, pk)]
-        splits = [
-            (np.flatnonzero(inner != j), np.flatnonzero(inner == j))
-            for j in range(self.inner_folds)
-        ]
+        splits = self._inner_splits(pk)
         missing = [c for c in self.residual_features if c not in X.columns]
         if missing:
             raise RiskModelError(f"residual features missing from X: {missing[:10]}")
@@ -344,6 +348,8 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
             self.residual_boosters_, increment = self._cross_fit(Xr, yk, splits, init=init)
             logit_oof = init + increment
         self.feature_names_ = [*base, *self.residual_features]
+        self.site_boosters_: list[lgb.Booster] = []
+        self.site_recalibration_ = (0.0, 1.0)
         self.oof_logit_: npt.NDArray[np.float64] = logit_oof
         self.recalibration_ = recalibration(yk, expit(logit_oof))
         p_oof = self._recalibrate(logit_oof)
@@ -360,6 +366,77 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
             X[keep], pk, measured, seed=self.random_state
         )
         return self
+
+    def _inner_splits(
+        self, pk: npt.NDArray[Any]
+    ) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
+        """Training and validation rows of each inner fold: the patients of rows ``pk`` dealt
+        round-robin in a random order."""
+        patients = np.unique(pk)
+        rng = np.random.default_rng(self.random_state)
+        fold_of = np.empty(patients.size, np.int64)
+        fold_of[rng.permutation(patients.size)] = np.arange(patients.size) % self.inner_folds
+        inner = fold_of[np.searchsorted(patients, pk)]
+        return [
+            (np.flatnonzero(inner != j), np.flatnonzero(inner == j))
+            for j in range(self.inner_folds)
+        ]
+
+    def continue_training(
+        self,
+        X: pd.DataFrame,
+        y: npt.ArrayLike,
+        patient: npt.ArrayLike,
+        *,
+        learning_rate: float = 0.02,
+        num_leaves: int = 7,
+        min_data_in_leaf: int | None = None,
+        early_stopping_rounds: int = 100,
+    ) -> RiskModel:
+        """A copy of this model continued on a new site's labelled rows ``X``, ``y`` (0/1; -1
+        skipped), ``patient``: a site stage of boosters starting from this model's calibrated
+        logit (LightGBM ``init_score``), cross-fitted over the site patients' inner folds; its
+        out-of-fold scores recalibrate it and choose its threshold (the task's criterion) and
+        development alert rate. Small trees (``num_leaves``), a slow ``learning_rate`` and
+        leaves of at least ``min_data_in_leaf`` rows (default: 1 % of the site's rows, at
+        least 20). The source model is left as it was and its boosters are shared."""
+        if getattr(self, "site_boosters_", []):
+            raise RiskModelError(
+                "this model has been continued at a site already; continue its source"
+            )
+        Xn = self._check(X)
+        yy, pid = np.asarray(y, dtype=np.int64), np.asarray(patient)
+        if not (len(X) == yy.size == pid.size):
+            raise RiskModelError(
+                f"X, y and patient must have one entry per row: {len(X)}, {yy.size}, {pid.size}"
+            )
+        keep = yy >= 0
+        yk, pk = yy[keep], pid[keep]
+        if yk.min(initial=1) == yk.max(initial=0):
+            raise RiskModelError(f"{self.task}: the site's labels hold a single class")
+        if np.unique(pk).size < self.inner_folds:
+            raise RiskModelError(
+                f"{np.unique(pk).size} site patients cannot fill {self.inner_folds} inner folds"
+            )
+        init = self._recalibrated_logit(self.recalibration_, self._stage_logit(Xn[keep]))
+        leaf = min_data_in_leaf if min_data_in_leaf is not None else max(20, yk.size // 100)
+        params = {"learning_rate": learning_rate, "num_leaves": num_leaves,
+                  "min_data_in_leaf": leaf}  # fmt: skip
+        out = copy.copy(self)
+        out.site_boosters_, increment = self._cross_fit(
+            Xn[keep], yk, self._inner_splits(pk), init=init, params=params,
+            stopping=early_stopping_rounds,
+        )  # fmt: skip
+        out.site_recalibration_ = self.recalibration_
+        logit = init + increment
+        out.recalibration_ = recalibration(yk, expit(logit))
+        p = out._recalibrate(logit)
+        out.validation_auroc_ = float(roc_auc_score(yk, p))
+        out.threshold_, out.threshold_criterion_ = best_threshold(
+            self.task, pk, yk, p, n_boot=self.threshold_bootstrap, seed=self.random_state
+        )
+        out.alert_rate_ = float(np.mean(p >= out.threshold_))
+        return out
 
     def _check_first_stage(self, first: RiskModel, base: list[str], n_rows: int) -> None:
         if not hasattr(first, "oof_logit_"):
@@ -378,19 +455,23 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
         y: npt.NDArray[np.int64],
         splits: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]],
         init: npt.NDArray[np.float64] | None = None,
+        params: Mapping[str, Any] | None = None,
+        stopping: int | None = None,
     ) -> tuple[list[lgb.Booster], npt.NDArray[np.float64]]:
         """One booster per inner fold, grown together and cut at the round count with the best
         *mean* validation AUROC, and every row's out-of-fold output: a probability, or with
         ``init`` (a logit per row that boosting starts from) the boosters' raw-score increment
-        on top of it."""
+        on top of it. ``params`` override the model's hyperparameters, ``stopping`` its early
+        stopping rounds (the site stage's)."""
         data = lgb.Dataset(Xn, y, init_score=init, params={"max_bin": self.max_bin})
+        stop = self.early_stopping_rounds if stopping is None else stopping
         cv = lgb.cv(
-            self._lgb_params(),
+            {**self._lgb_params(), **(params or {})},
             data,
             num_boost_round=self.max_rounds,
             folds=splits,
             stratified=False,
-            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
+            callbacks=[lgb.early_stopping(stop, verbose=False)],
             return_cvbooster=True,
         )
         cvb = cast(lgb.CVBooster, cv["cvbooster"])  # there with return_cvbooster=True
@@ -437,6 +518,15 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
     def predict_proba(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
         """Probability of the positive class for each row (recalibrated)."""
         Xn = self._check(X)
+        logit = self._stage_logit(Xn)
+        site: list[lgb.Booster] = getattr(self, "site_boosters_", [])
+        if site:
+            logit = self._recalibrated_logit(self.site_recalibration_, logit)
+            logit = logit + np.mean([b.predict(Xn, raw_score=True) for b in site], axis=0)
+        return self._recalibrate(logit)
+
+    def _stage_logit(self, Xn: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        """The first and second stages' logit (before the site stage and the recalibration)."""
         n_base = len(self.feature_names_) - len(self.residual_features)
         # the inner-fold boosters averaged on the logit scale (each one's probabilities are what
         # the recalibration was fitted to)
@@ -447,7 +537,8 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
             increments = [b.predict(res, raw_score=True) for b in self.residual_boosters_]
             logit = self._recalibrated_logit(self.base_recalibration_, logit)
             logit = logit + np.mean(np.asarray(increments, np.float64), axis=0)
-        return self._recalibrate(logit)
+        out: npt.NDArray[np.float64] = logit
+        return out
 
     def predict(self, X: pd.DataFrame) -> npt.NDArray[np.bool_]:
         """Alerts: probability at or above the operating threshold."""
@@ -470,8 +561,9 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
         """Each feature's contribution to each row's score on the logit scale, before the
         recalibration: LightGBM's own SHAP values (TreeSHAP, ``pred_contrib``) averaged over the
-        inner-fold boosters, plus the second stage's for its features; with the ``bias``
-        column they add up to the boosted logit the probability is recalibrated from."""
+        inner-fold boosters, plus the second stage's for its features and the site stage's
+        (after :meth:`continue_training`); with the ``bias`` column they add up to the boosted
+        logit the probability is recalibrated from."""
         Xn = self._check(X)
         names = list(self.feature_names_)
         n_base = len(names) - len(self.residual_features)
@@ -493,6 +585,14 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
             for j, name in enumerate(names[n_base:]):
                 out[name] = res[:, j]
             out["bias"] += res[:, -1]
+        site: list[lgb.Booster] = getattr(self, "site_boosters_", [])
+        if site:
+            a, b = self.site_recalibration_
+            out = out * b  # the source model enters the site stage through its recalibration
+            out["bias"] += a
+            inc = np.mean([np.asarray(s.predict(Xn, pred_contrib=True)) for s in site], axis=0)
+            out[names] += inc[:, :-1]
+            out["bias"] += inc[:, -1]
         return out
 
     def top_factors(self, X: pd.DataFrame, k: int = 5) -> list[list[tuple[str, float]]]:
@@ -527,11 +627,15 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
         return out
 
     def importance(self) -> pd.Series:
-        """Total gain of each feature (the second stage's after the first's), largest first."""
+        """Total gain of each feature (the second stage's after the first's, plus the site
+        stage's), largest first."""
         gain = np.mean([b.feature_importance("gain") for b in self.boosters_], axis=0)
         if self.residual_boosters_:
             res = np.mean([b.feature_importance("gain") for b in self.residual_boosters_], axis=0)
             gain = np.concatenate([gain, res])
+        site: list[lgb.Booster] = getattr(self, "site_boosters_", [])
+        if site:
+            gain = gain + np.mean([b.feature_importance("gain") for b in site], axis=0)
         return pd.Series(gain, index=self.feature_names_).sort_values(ascending=False)
 
     # -- persistence: LightGBM's text format and JSON, no pickle --------------------------
@@ -542,6 +646,9 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
             b.save_model(str(directory / f"booster_{j}.txt"))
         for j, b in enumerate(self.residual_boosters_):
             b.save_model(str(directory / f"residual_{j}.txt"))
+        site: list[lgb.Booster] = getattr(self, "site_boosters_", [])
+        for j, b in enumerate(site):
+            b.save_model(str(directory / f"site_{j}.txt"))
         shift: ShiftReference | None = getattr(self, "shift_", None)
         meta = {
             "format_version": FORMAT_VERSION,
@@ -550,6 +657,8 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
             "iterations": self.iterations_,
             "residual_iterations": self.residual_iterations_,
             "base_recalibration": list(self.base_recalibration_),
+            "site_iterations": [int(b.current_iteration()) for b in site],
+            "site_recalibration": list(getattr(self, "site_recalibration_", (0.0, 1.0))),
             "threshold": self.threshold_,
             "recalibration": list(self.recalibration_),
             "threshold_criterion": self.threshold_criterion_,
@@ -567,10 +676,10 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
         if not meta_path.exists():
             raise RiskModelError(f"{directory}: no model.json (not a saved RiskModel)")
         meta = json.loads(meta_path.read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
+        if meta.get("format_version") not in READABLE_FORMATS:
             raise RiskModelError(
                 f"{directory}: model format {meta.get('format_version')}, this vitaltwin reads "
-                f"{FORMAT_VERSION}"
+                f"{', '.join(map(str, READABLE_FORMATS))}"
             )
         m = cls(**meta["params"])
         m.boosters_ = [
@@ -583,6 +692,12 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
         ]
         a, b = meta["base_recalibration"]
         m.base_recalibration_ = (float(a), float(b))
+        m.site_boosters_ = [  # format 3 has no site stage
+            lgb.Booster(model_file=str(directory / f"site_{j}.txt"))
+            for j in range(len(meta.get("site_iterations", [])))
+        ]
+        a, b = meta.get("site_recalibration", (0.0, 1.0))
+        m.site_recalibration_ = (float(a), float(b))
         m.feature_names_ = list(meta["feature_names"])
         m.threshold_ = float(meta["threshold"])
         a, b = meta["recalibration"]
