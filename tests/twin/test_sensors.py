@@ -155,3 +155,35 @@ def test_the_shard_rejects_artefacts_and_follows_a_sustained_change_too() -> Non
     }
     assert [f[2] for f in followed] == ["HR"] and followed[0][1] >= T0 + timedelta(minutes=125)
     assert abs(hr_10min - (level["HR"] + 35.0)) < 10.0
+
+
+def test_an_arterial_line_is_trusted_more_than_a_cuff() -> None:
+    """The same pressures move the twin more when an arterial line measured them than when a
+    cuff did (its error is smaller: IEC 60601-2-34 against ISO 81060-2), in the single twin
+    and the shard alike; a value without a stated method counts as the cuff's."""
+    spec = WARD_TWIN.observables[WARD_TWIN.names.index("MAP")]
+    assert spec.sd_instrument_for("invasive-arterial") < spec.sd_instrument_for(None)
+    assert spec.sd_instrument_for("non-invasive-cuff") == spec.sd_instrument_for(None)
+    profile = PatientProfile(age_years=60, sex="male", weight_kg=80, height_cm=178)
+
+    def moved(method: str | None) -> tuple[float, float]:
+        # an hour at 85 mmHg (method not stated) settles the twin; then one reading 10 higher
+        level = [(m, c, v, None) for m in range(1, 61)
+                 for c, v in ((SBP, 120.0), (DBP, 68.0), (MAP, 85.0))]  # fmt: skip
+        now = [(61, SBP, 135.0, method), (61, DBP, 78.0, method), (61, MAP, 95.0, method)]
+        twin = PatientTwin("p", profile, T0, n_members=32, seed=3)
+        shard = TwinShard(n_members=32, seed=3)
+        shard.add("p", profile, T0)
+        out = []
+        for rows in (level, now):
+            obs = _frame(rows)  # type: ignore[arg-type]
+            twin.assimilate(obs)
+            shard.assimilate(obs.assign(patient_id="p"))
+            out.append((_now(twin, "MAP"), _now(shard.twin("p"), "MAP")))
+        return out[1][0] - out[0][0], out[1][1] - out[0][1]
+
+    line, cuff, unstated = moved("invasive-arterial"), moved("non-invasive-cuff"), moved(None)
+    for k in range(2):  # the twin, the shard
+        assert line[k] > 1.4 * cuff[k] > 0, (line, cuff)
+        assert cuff[k] == pytest.approx(unstated[k], abs=1e-9)
+    assert line[0] == pytest.approx(line[1], abs=0.3) and cuff[0] == pytest.approx(cuff[1], abs=0.3)

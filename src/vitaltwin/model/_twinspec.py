@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from vitaltwin.data.schema import METHODS
 from vitaltwin.data.vocabulary import code
 from vitaltwin.model._component import Model, Vars
 from vitaltwin.model._whatif import WhatIf
@@ -38,7 +39,12 @@ from vitaltwin.model._whatif import WhatIf
 class Observable:
     """One measured quantity: the LOINC codes that carry it, the model output (or state) it
     measures, its error SDs (instrument and model representation, combined in quadrature) and
-    the model's domain ``[domain_low, domain_high]`` in the vocabulary's unit."""
+    the model's domain ``[domain_low, domain_high]`` in the vocabulary's unit.
+
+    ``sd_instrument`` is the error of a value whose measurement method is not stated;
+    ``sd_by_method`` gives other instrument SDs by method
+    (:data:`vitaltwin.data.schema.METHODS`), e.g. an arterial line's pressures beside the
+    cuff's."""
 
     name: str
     output: str
@@ -47,14 +53,27 @@ class Observable:
     sd_model: float
     domain_low: float
     domain_high: float
+    sd_by_method: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         for c in self.loinc:
             code(c)  # KeyError naming a code the vocabulary does not know
         if not (self.sd_instrument >= 0 and self.sd_model >= 0 and self.sd > 0):
             raise ValueError(f"observable {self.name}: error SDs must be >= 0, not both 0")
+        for method, sd in self.sd_by_method:
+            if method not in METHODS:
+                raise ValueError(
+                    f"observable {self.name}: method {method!r} is not one of {METHODS}"
+                )
+            if not (sd > 0 or self.sd_model > 0):
+                raise ValueError(f"observable {self.name}: the {method} SD must be > 0")
+
         if not self.domain_low < self.domain_high:
             raise ValueError(f"observable {self.name}: domain_low must be < domain_high")
+
+    def sd_instrument_for(self, method: str | None) -> float:
+        """The instrument SD of a value measured by ``method`` (None: not stated)."""
+        return dict(self.sd_by_method).get(method or "", self.sd_instrument)
 
     @property
     def sd(self) -> float:

@@ -262,6 +262,15 @@ SOURCES: dict[str, str] = {
         "IEC 60601-2-27:2011 Particular requirements for electrocardiographic monitoring "
         "equipment (heart rate accuracy: +/-10 % or +/-5 /min, whichever is greater)"
     ),
+    "iec60601_2_34": (
+        "IEC 60601-2-34:2011 Particular requirements for invasive blood pressure monitoring "
+        "equipment (pressure accuracy +/-4 mmHg or +/-4 % of the reading, whichever is greater)"
+    ),
+    "mindray_n22": (
+        "Mindray BeneVision N22/N19 Patient Monitor Operator's Manual, A.14.4 PR specifications "
+        "(pulse rate from the SpO2 module +/-3 /min; Masimo module +/-3 /min without motion, "
+        "+/-5 /min with motion)"
+    ),
     "iso80601_2_61": (
         "ISO 80601-2-61:2017 Particular requirements for pulse oximeter equipment (SpO2 "
         "accuracy A_rms <= 4 % over 70-100 %; typical devices 2-3 %)"

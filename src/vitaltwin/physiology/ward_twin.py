@@ -7,7 +7,14 @@ Observation errors are two parts combined in quadrature:
   may err by, IEC 60601-2-27 [iec60601_2_27]); arterial pressure SD 5 mmHg for MAP, 8 systolic,
   6 diastolic (the largest SD a validated device may have is 8 mmHg, ISO 81060-2 [iso81060_2]);
   SpO2 2.5 % (A_rms of 2-3 % against co-oximetry, ISO 80601-2-61 [iso80601_2_61]); RR 2 /min;
-  temperature 0.2 °C; lactate 0.2 mmol/L; WBC 0.5 x10^9/L; haemoglobin 0.3 g/dL;
+  temperature 0.2 °C; lactate 0.2 mmol/L; WBC 0.5 x10^9/L; haemoglobin 0.3 g/dL. These are
+  the errors of a value whose method is not stated (for pressures, the cuff's: the
+  conservative choice). By method where the source says: an arterial line's pressures SD 2
+  mmHg for MAP and diastolic, 2.5 systolic (the transducer and monitor may err by ±4 mmHg or
+  ±4 % of the reading, whichever is greater, IEC 60601-2-34 [iec60601_2_34]: half of that at a
+  MAP of 90 and a systolic of 120); the pulse rate from a pulse oximeter SD 3 /min against the
+  ECG's 2 (specified ±3 /min at rest and ±5 /min in motion [mindray_n22]; it also misses the
+  beats that make no pulse);
 * representation: what a minutes-scale model with a few states cannot represent (breathing and
   posture swings of pressure, arrhythmia, sensor placement). These values are calibrated on the
   phantom study (``vitaltwin validate phantom``) so that the forecast bands cover what they
@@ -48,11 +55,12 @@ from vitaltwin.model import ChartedInput, Event, InitialUnknown, Observable, Twi
 from vitaltwin.physiology.ward import WARD_DT_S, ward_baseline, ward_model
 from vitaltwin.physiology.ward_whatif import WARD_WHATIF
 
+ARTERIAL, OXIMETER = "invasive-arterial", "pulse-oximetry"  # methods (data.schema.METHODS)
 WARD_OBSERVABLES: tuple[Observable, ...] = (
-    Observable("HR", "hr_bpm", ("8867-4",), 2.0, 5.0, 20.0, 250.0),
-    Observable("MAP", "map_mmhg", ("8478-0",), 5.0, 5.0, 20.0, 200.0),
-    Observable("SBP", "sbp_mmhg", ("8480-6",), 8.0, 8.0, 40.0, 280.0),
-    Observable("DBP", "dbp_mmhg", ("8462-4",), 6.0, 5.0, 15.0, 180.0),
+    Observable("HR", "hr_bpm", ("8867-4",), 2.0, 5.0, 20.0, 250.0, ((OXIMETER, 3.0),)),
+    Observable("MAP", "map_mmhg", ("8478-0",), 5.0, 5.0, 20.0, 200.0, ((ARTERIAL, 2.0),)),
+    Observable("SBP", "sbp_mmhg", ("8480-6",), 8.0, 8.0, 40.0, 280.0, ((ARTERIAL, 2.5),)),
+    Observable("DBP", "dbp_mmhg", ("8462-4",), 6.0, 5.0, 15.0, 180.0, ((ARTERIAL, 2.0),)),
     Observable("SpO2", "spo2_pct", ("59408-5", "2708-6"), 2.5, 1.5, 50.0, 100.0),
     Observable("RR", "rr_per_min", ("9279-1",), 2.0, 3.0, 4.0, 60.0),
     Observable("Temp", "temp_c", ("8310-5",), 0.2, 0.3, 32.0, 43.0),

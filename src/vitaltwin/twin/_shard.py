@@ -60,6 +60,7 @@ from vitaltwin.twin._ensemble import (
 from vitaltwin.twin._forecast import Trajectories, run_schedule
 from vitaltwin.twin._track import BLOCK_PATIENTS, SHORT_CYCLE_S, CycleArrays, run_cycle
 from vitaltwin.twin._twin import (
+    _MIN_SD,
     CYCLE_S,
     PatientTwin,
     TwinError,
@@ -194,6 +195,11 @@ class TwinShard:
         self.profiles: list[PatientProfile] = []
         m = len(self.spec.observables)
         self._r_instrument = np.array([o.sd_instrument**2 for o in self.spec.observables])
+        # instrument variance by stated method (columns: observables; NaN: the default's)
+        self._r_method = {
+            method: np.array([o.sd_instrument_for(method) ** 2 for o in self.spec.observables])
+            for method in sorted({k for o in self.spec.observables for k, _ in o.sd_by_method})
+        }
         self._r_model = np.array([o.sd_model**2 for o in self.spec.observables])
         self._root = jax.random.PRNGKey(seed)
         # per patient (grown by doubling): ensembles, parameters, inputs, time (epoch us),
@@ -372,9 +378,19 @@ class TwinShard:
         )
         bad = is_obs & ~ok
         np.add.at(self.rejected, p[bad], 1)
-        y_sum = np.zeros((n_g, m))
+        # inverse-variance weights by measurement method (one method: the values' mean)
+        var = self._r_instrument[jo]
+        if "method" in df.columns and self._r_method:
+            method = df["method"].to_numpy(object)
+            for name, r_m in self._r_method.items():
+                by = method == name
+                var = np.where(by, r_m[jo], var)
+        weight = 1.0 / np.maximum(var, _MIN_SD**2)
+        y_w = np.zeros((n_g, m))
+        w = np.zeros((n_g, m))
         y_n = np.zeros((n_g, m), np.int64)
-        np.add.at(y_sum, (g[ok], jo[ok]), values[ok])
+        np.add.at(y_w, (g[ok], jo[ok]), weight[ok] * values[ok])
+        np.add.at(w, (g[ok], jo[ok]), weight[ok])
         np.add.at(y_n, (g[ok], jo[ok]), 1)
         # charted inputs: each cycle's last value per input
         settings: dict[int, list[tuple[int, float]]] = {}
@@ -396,7 +412,7 @@ class TwinShard:
             for gi in sel:
                 for k, v in settings.get(int(gi), []):
                     self.inputs[g_patient[gi], k] = v
-            _, gated = self._cycle(g_patient[sel], when[sel], y_sum[sel], y_n[sel])
+            _, gated = self._cycle(g_patient[sel], when[sel], y_w[sel], w[sel], y_n[sel])
             n_values += int(y_n[sel].sum())
             n_gated += int(gated.sum())
             calls += 1
@@ -414,9 +430,16 @@ class TwinShard:
         )
 
     def _cycle(
-        self, idx: np.ndarray, when_us: np.ndarray, y_sum: np.ndarray, y_n: np.ndarray
+        self,
+        idx: np.ndarray,
+        when_us: np.ndarray,
+        y_w: np.ndarray,
+        w: np.ndarray,
+        y_n: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """One batched cycle for patients ``idx`` (distinct) ending at ``when_us``."""
+        """One batched cycle for patients ``idx`` (distinct) ending at ``when_us``: per
+        observable the precision-weighted sum of the values ``y_w``, their precisions' sum
+        ``w`` (1 / instrument variance each) and their count ``y_n``."""
         dt = (when_us - self.time_us[idx]) / _US
         long = dt > SHORT_CYCLE_S
         if long.any():  # gaps: the model's own integrator first, then the analysis alone
@@ -425,8 +448,8 @@ class TwinShard:
                 self._integrate(idx[long][c], dt[long][c])
             dt[long] = 0.0
         mask = y_n > 0
-        y = np.where(mask, y_sum / np.maximum(y_n, 1), 0.0)
-        r = self._r_instrument / np.maximum(y_n, 1) + self._r_model
+        y = np.where(mask, y_w / np.where(mask, w, 1.0), 0.0)
+        r = np.where(mask, 1.0 / np.where(mask, w, 1.0), self._r_instrument) + self._r_model
         # vital signs held back by the gate for SUSTAINED_S: real changes, followed
         since = self.gated_since_us[idx]
         due = mask & (since >= 0) & (when_us[:, None] - since >= round(SUSTAINED_S * _US))

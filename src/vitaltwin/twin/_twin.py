@@ -109,6 +109,9 @@ class CycleReport:
         return "; ".join(parts)
 
 
+_MIN_SD = 1e-6
+"""Instrument SDs below this count as this (an exact instrument: its weight stays finite)."""
+
 PREFERRED_METHOD = {"non-invasive-cuff": "invasive-arterial", "pulse-oximetry": "ecg"}
 """Method left out of a cycle -> the more direct method of the same code present in it."""
 
@@ -338,7 +341,9 @@ class PatientTwin:
         self.advance_to(when)
         spec = self.spec
         m = len(spec.observables)
-        y, n = np.zeros(m), np.zeros(m)
+        # inverse-variance weights: values of one observable by different methods (and
+        # errors) combine as their precision says; of one method, this is their mean
+        yw, w, n = np.zeros(m), np.zeros(m), np.zeros(m)
         rejected: list[str] = []
         why: list[str] = []
         ignored: set[str] = set()
@@ -346,8 +351,9 @@ class PatientTwin:
         first_row = len(self.assimilated)
         sources = grp["source"] if "source" in grp.columns else pd.Series(None, index=grp.index)
         artefacts = grp["artefact"] if "artefact" in grp.columns else pd.Series("", index=grp.index)
-        for code, value, source, artefact in zip(
-            grp["loinc"], grp["value"], sources, artefacts, strict=True
+        methods = grp["method"] if "method" in grp.columns else pd.Series(None, index=grp.index)
+        for code, value, source, artefact, method in zip(
+            grp["loinc"], grp["value"], sources, artefacts, methods, strict=True
         ):
             j = spec.by_loinc.get(code)
             if j is None:
@@ -364,17 +370,21 @@ class PatientTwin:
                 why.append(f"{spec.names[j]} {value:g} {vocabulary_code(code).unit} rejected: "
                            f"{reason} (LOINC {code}{origin})")  # fmt: skip
             else:
-                y[j] += value
+                how = method if isinstance(method, str) else None
+                sd_i = spec.observables[j].sd_instrument_for(how)
+                weight = 1.0 / max(sd_i, _MIN_SD) ** 2
+                yw[j] += weight * value
+                w[j] += weight
                 n[j] += 1
             self.assimilated.append(
                 {"time": when, "loinc": code, "value": float(value), "status": status}
             )
         mask = n > 0
-        y = np.where(mask, y / np.maximum(n, 1), 0.0)
+        y = np.where(mask, yw / np.where(mask, w, 1.0), 0.0)
         r = np.array(
             [
-                o.sd_instrument**2 / max(k, 1) + o.sd_model**2
-                for o, k in zip(spec.observables, n, strict=True)
+                (1.0 / wk if k else o.sd_instrument**2) + o.sd_model**2
+                for o, wk, k in zip(spec.observables, w, n, strict=True)
             ]
         )
         # a vital sign held back by the gate for SUSTAINED_S is a real change: follow it
