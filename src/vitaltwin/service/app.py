@@ -132,18 +132,20 @@ def records_body(max_items: int) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-def json_records(raw: bytes, max_items: int) -> list[dict[str, Any]]:
+def json_records(raw: bytes, max_items: int) -> tuple[list[dict[str, Any]], bool]:
     """A request body that must be a JSON array of objects, parsed by orjson (by the standard
-    library where orjson refuses what it accepts: NaN, infinities, integers beyond 64 bits,
-    which the ingest worker then quarantines with their own reason); 422 naming the problem
+    library where orjson refuses what it accepts: NaN, infinities, which the ingest worker then
+    quarantines with their own reason), and whether orjson parsed it; 422 naming the problem
     otherwise, as FastAPI's own validation says it."""
 
     def invalid(msg: str) -> HTTPException:
         return HTTPException(422, [{"loc": ["body"], "msg": msg, "type": "value_error"}])
 
+    by_orjson = True
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
+        by_orjson = False
         try:
             data = json.loads(raw)
         except ValueError as exc:
@@ -155,7 +157,7 @@ def json_records(raw: bytes, max_items: int) -> list[dict[str, Any]]:
     for i, r in enumerate(data):
         if not isinstance(r, dict):
             raise invalid(f"record {i} is not a JSON object")
-    return data
+    return data, by_orjson
 
 
 def risk_rule(scorer: Scorer) -> AlertRule:
@@ -594,7 +596,7 @@ def create_app(
         return await run_in_threadpool(publish_records, raw, t0, request)
 
     def publish_records(raw: bytes, t0: float, request: Request) -> dict[str, Any]:
-        records = json_records(raw, MAX_RECORDS)
+        records, by_orjson = json_records(raw, MAX_RECORDS)
         by_part: dict[int, tuple[str, list[dict[str, Any]]]] = {}
         partition: dict[str, int] = {}
         for r in records:
@@ -603,10 +605,10 @@ def create_app(
                 partition[pid] = bus.partition(pid)
             by_part.setdefault(partition[pid], (pid, []))[1].append(r)
         request.state.patients = list(partition)  # for the audit trail
-        return accepted(
-            [(k, envelope("records", "http:/v1/observations", v)) for k, v in by_part.values()],
-            t0,
-        )
+        where = "http:/v1/observations"
+        bodies = [(k, envelope("records", where, v, from_orjson=by_orjson))
+                  for k, v in by_part.values()]  # fmt: skip
+        return accepted(bodies, t0)
 
     @router.post(
         "/v1/hl7",

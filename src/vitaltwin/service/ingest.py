@@ -39,12 +39,22 @@ log = logging.getLogger("vitaltwin.service")
 KINDS = ("records", "fhir", "hl7", "rejected")
 
 
-def envelope(kind: str, source: str, payload: object, received: datetime | None = None) -> bytes:
-    """One bus message body."""
+def envelope(
+    kind: str,
+    source: str,
+    payload: object,
+    received: datetime | None = None,
+    *,
+    from_orjson: bool = False,
+) -> bytes:
+    """One bus message body. ``from_orjson``: the payload is what ``orjson.loads`` returned
+    (no NaN, infinity or integer orjson cannot write again: it is written without looking)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
     when = (received or datetime.now(UTC)).isoformat()
     env = {"kind": kind, "source": source, "received": when, "payload": payload}
+    if kind == "records" and from_orjson:
+        return orjson.dumps(env)
     if kind == "records" and _flat_and_finite(payload):
         with contextlib.suppress(TypeError):  # an integer beyond 64 bits: the stdlib below
             return orjson.dumps(env)
