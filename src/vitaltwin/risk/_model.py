@@ -308,23 +308,7 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
             raise RiskModelError(f"unknown task {self.task!r}; expected one of {list(TASKS)}")
         if self.inner_folds < 2:
             raise RiskModelError(f"inner_folds must be >= 2, got {self.inner_folds}")
-        yy = np.asarray(y, dtype=np.int64)
-        pid = np.asarray(patient)
-        if not (len(X) == yy.size == pid.size):
-            raise RiskModelError(
-                f"X, y and patient must have one entry per row: {len(X)}, {yy.size}, {pid.size}"
-            )
-        if not np.isin(yy, (-1, 0, 1)).all():
-            raise RiskModelError("labels must be 0, 1 or -1 (not eligible)")
-        keep = yy >= 0
-        if yy[keep].min(initial=1) == yy[keep].max(initial=0):
-            raise RiskModelError(f"{self.task}: training labels hold a single class")
-        patients = np.unique(pid[keep])
-        if patients.size < self.inner_folds:
-            raise RiskModelError(
-                f"{patients.size} training patients cannot fill {self.inner_folds} inner folds"
-            )
-        yk, pk = yy[keep], pid[keep]
+        yk, pk, keep = self._labelled(X, y, patient, "training")
         splits = self._inner_splits(pk)
         missing = [c for c in self.residual_features if c not in X.columns]
         if missing:
@@ -367,6 +351,27 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
         )
         return self
 
+    def _labelled(
+        self, X: pd.DataFrame, y: npt.ArrayLike, patient: npt.ArrayLike, whose: str
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[Any], npt.NDArray[np.bool_]]:
+        """The labelled rows' labels and patients, and which rows they are; RiskModelError for
+        rows that cannot be fitted (``whose``: the rows' name in the message)."""
+        yy, pid = np.asarray(y, dtype=np.int64), np.asarray(patient)
+        if not (len(X) == yy.size == pid.size):
+            raise RiskModelError(
+                f"X, y and patient must have one entry per row: {len(X)}, {yy.size}, {pid.size}"
+            )
+        if not np.isin(yy, (-1, 0, 1)).all():
+            raise RiskModelError("labels must be 0, 1 or -1 (not eligible)")
+        keep = yy >= 0
+        yk, pk = yy[keep], pid[keep]
+        if yk.min(initial=1) == yk.max(initial=0):
+            raise RiskModelError(f"{self.task}: {whose} labels hold a single class")
+        n = np.unique(pk).size
+        if n < self.inner_folds:
+            raise RiskModelError(f"{n} {whose} patients cannot fill {self.inner_folds} inner folds")
+        return yk, pk, keep
+
     def _inner_splits(
         self, pk: npt.NDArray[Any]
     ) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
@@ -400,25 +405,13 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
         development alert rate. Small trees (``num_leaves``), a slow ``learning_rate`` and
         leaves of at least ``min_data_in_leaf`` rows (default: 1 % of the site's rows, at
         least 20). The source model is left as it was and its boosters are shared."""
-        if getattr(self, "site_boosters_", []):
+        Xn = self._check(X)
+        if self.site_boosters_:
             raise RiskModelError(
                 "this model has been continued at a site already; continue its source"
             )
-        Xn = self._check(X)
-        yy, pid = np.asarray(y, dtype=np.int64), np.asarray(patient)
-        if not (len(X) == yy.size == pid.size):
-            raise RiskModelError(
-                f"X, y and patient must have one entry per row: {len(X)}, {yy.size}, {pid.size}"
-            )
-        keep = yy >= 0
-        yk, pk = yy[keep], pid[keep]
-        if yk.min(initial=1) == yk.max(initial=0):
-            raise RiskModelError(f"{self.task}: the site's labels hold a single class")
-        if np.unique(pk).size < self.inner_folds:
-            raise RiskModelError(
-                f"{np.unique(pk).size} site patients cannot fill {self.inner_folds} inner folds"
-            )
-        init = self._recalibrated_logit(self.recalibration_, self._stage_logit(Xn[keep]))
+        yk, pk, keep = self._labelled(X, y, patient, "site")
+        init = self._recalibrated_logit(self.recalibration_, self._boosted_logit(Xn[keep]))
         leaf = min_data_in_leaf if min_data_in_leaf is not None else max(20, yk.size // 100)
         params = {"learning_rate": learning_rate, "num_leaves": num_leaves,
                   "min_data_in_leaf": leaf}  # fmt: skip
@@ -502,6 +495,11 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
         """The rounds each second-stage booster keeps (empty without ``residual_features``)."""
         return [int(b.current_iteration()) for b in self.residual_boosters_]
 
+    @property
+    def site_iterations_(self) -> list[int]:
+        """The rounds each site-stage booster keeps (empty before :meth:`continue_training`)."""
+        return [int(b.current_iteration()) for b in self.site_boosters_]
+
     def _check(self, X: pd.DataFrame) -> npt.NDArray[np.float32]:
         if not hasattr(self, "boosters_"):
             raise RiskModelError("this RiskModel is not fitted yet; call fit first")
@@ -517,28 +515,35 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
 
     def predict_proba(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
         """Probability of the positive class for each row (recalibrated)."""
-        Xn = self._check(X)
-        logit = self._stage_logit(Xn)
-        site: list[lgb.Booster] = getattr(self, "site_boosters_", [])
-        if site:
-            logit = self._recalibrated_logit(self.site_recalibration_, logit)
-            logit = logit + np.mean([b.predict(Xn, raw_score=True) for b in site], axis=0)
-        return self._recalibrate(logit)
+        return self._recalibrate(self._boosted_logit(self._check(X)))
 
-    def _stage_logit(self, Xn: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-        """The first and second stages' logit (before the site stage and the recalibration)."""
+    def _later_stages(
+        self,
+    ) -> list[tuple[tuple[float, float], list[lgb.Booster], slice]]:
+        """The stages after the first, in order: each one's recalibration of the score it
+        starts from, its boosters and the feature columns they read (the second stage its
+        residual features, the site stage all)."""
         n_base = len(self.feature_names_) - len(self.residual_features)
-        # the inner-fold boosters averaged on the logit scale (each one's probabilities are what
-        # the recalibration was fitted to)
-        logits = [_logit(np.asarray(b.predict(Xn[:, :n_base]), np.float64)) for b in self.boosters_]
-        logit = np.mean(logits, axis=0)
+        stages = []
         if self.residual_boosters_:
-            res = Xn[:, n_base:]
-            increments = [b.predict(res, raw_score=True) for b in self.residual_boosters_]
-            logit = self._recalibrated_logit(self.base_recalibration_, logit)
+            stages.append((self.base_recalibration_, self.residual_boosters_, slice(n_base, None)))
+        if self.site_boosters_:
+            stages.append((self.site_recalibration_, self.site_boosters_, slice(None)))
+        return stages
+
+    def _boosted_logit(self, Xn: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        """Every stage's logit, before the final recalibration: the first stage's inner-fold
+        boosters averaged on the logit scale (each one's probabilities are what the
+        recalibration was fitted to), then each later stage's mean increment added to the
+        recalibrated score before it."""
+        n_base = len(self.feature_names_) - len(self.residual_features)
+        logits = [_logit(np.asarray(b.predict(Xn[:, :n_base]), np.float64)) for b in self.boosters_]
+        logit: npt.NDArray[np.float64] = np.mean(logits, axis=0)
+        for ab, boosters, cols in self._later_stages():
+            increments = [b.predict(Xn[:, cols], raw_score=True) for b in boosters]
+            logit = self._recalibrated_logit(ab, logit)
             logit = logit + np.mean(np.asarray(increments, np.float64), axis=0)
-        out: npt.NDArray[np.float64] = logit
-        return out
+        return logit
 
     def predict(self, X: pd.DataFrame) -> npt.NDArray[np.bool_]:
         """Alerts: probability at or above the operating threshold."""
@@ -573,25 +578,14 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
         )
         out = pd.DataFrame(base[:, :n_base], columns=names[:n_base], index=X.index)
         out["bias"] = base[:, n_base]
-        if self.residual_boosters_:
-            a, b = self.base_recalibration_
-            out = out * b  # the first stage enters the second through its recalibration
+        for name in names[n_base:]:  # the second stage's features: its contributions only
+            out[name] = 0.0
+        for (a, b), boosters, cols in self._later_stages():
+            out = out * b  # the stage before enters this one through its recalibration
             out["bias"] += a
-            res = np.mean(
-                [np.asarray(r.predict(Xn[:, n_base:], pred_contrib=True))
-                 for r in self.residual_boosters_],
-                axis=0,
-            )  # fmt: skip
-            for j, name in enumerate(names[n_base:]):
-                out[name] = res[:, j]
-            out["bias"] += res[:, -1]
-        site: list[lgb.Booster] = getattr(self, "site_boosters_", [])
-        if site:
-            a, b = self.site_recalibration_
-            out = out * b  # the source model enters the site stage through its recalibration
-            out["bias"] += a
-            inc = np.mean([np.asarray(s.predict(Xn, pred_contrib=True)) for s in site], axis=0)
-            out[names] += inc[:, :-1]
+            inc = np.mean([np.asarray(r.predict(Xn[:, cols], pred_contrib=True))
+                           for r in boosters], axis=0)  # fmt: skip
+            out[names[cols]] += inc[:, :-1]
             out["bias"] += inc[:, -1]
         return out
 
@@ -629,13 +623,11 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
     def importance(self) -> pd.Series:
         """Total gain of each feature (the second stage's after the first's, plus the site
         stage's), largest first."""
-        gain = np.mean([b.feature_importance("gain") for b in self.boosters_], axis=0)
-        if self.residual_boosters_:
-            res = np.mean([b.feature_importance("gain") for b in self.residual_boosters_], axis=0)
-            gain = np.concatenate([gain, res])
-        site: list[lgb.Booster] = getattr(self, "site_boosters_", [])
-        if site:
-            gain = gain + np.mean([b.feature_importance("gain") for b in site], axis=0)
+        n_base = len(self.feature_names_) - len(self.residual_features)
+        gain = np.zeros(len(self.feature_names_))
+        gain[:n_base] = np.mean([b.feature_importance("gain") for b in self.boosters_], axis=0)
+        for _, boosters, cols in self._later_stages():
+            gain[cols] += np.mean([b.feature_importance("gain") for b in boosters], axis=0)
         return pd.Series(gain, index=self.feature_names_).sort_values(ascending=False)
 
     # -- persistence: LightGBM's text format and JSON, no pickle --------------------------
@@ -646,8 +638,7 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
             b.save_model(str(directory / f"booster_{j}.txt"))
         for j, b in enumerate(self.residual_boosters_):
             b.save_model(str(directory / f"residual_{j}.txt"))
-        site: list[lgb.Booster] = getattr(self, "site_boosters_", [])
-        for j, b in enumerate(site):
+        for j, b in enumerate(self.site_boosters_):
             b.save_model(str(directory / f"site_{j}.txt"))
         shift: ShiftReference | None = getattr(self, "shift_", None)
         meta = {
@@ -657,8 +648,8 @@ class RiskModel(BaseEstimator):  # type: ignore[misc]
             "iterations": self.iterations_,
             "residual_iterations": self.residual_iterations_,
             "base_recalibration": list(self.base_recalibration_),
-            "site_iterations": [int(b.current_iteration()) for b in site],
-            "site_recalibration": list(getattr(self, "site_recalibration_", (0.0, 1.0))),
+            "site_iterations": self.site_iterations_,
+            "site_recalibration": list(self.site_recalibration_),
             "threshold": self.threshold_,
             "recalibration": list(self.recalibration_),
             "threshold_criterion": self.threshold_criterion_,
