@@ -5,6 +5,7 @@ minutes with instrument noise)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -162,6 +163,9 @@ def test_an_arterial_line_is_trusted_more_than_a_cuff() -> None:
     cuff did (its error is smaller: IEC 60601-2-34 against ISO 81060-2), in the single twin
     and the shard alike; a value without a stated method counts as the cuff's."""
     spec = WARD_TWIN.observables[WARD_TWIN.names.index("MAP")]
+    for bad, why in (((("telepathy", 1.0),), "not one of"), ((("ecg", -1.0),), "must be >= 0")):
+        with pytest.raises(ValueError, match=why):
+            replace(spec, sd_by_method=bad)
     assert spec.sd_instrument_for("invasive-arterial") < spec.sd_instrument_for(None)
     assert spec.sd_instrument_for("non-invasive-cuff") == spec.sd_instrument_for(None)
     profile = PatientProfile(age_years=60, sex="male", weight_kg=80, height_cm=178)

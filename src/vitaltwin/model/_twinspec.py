@@ -65,9 +65,10 @@ class Observable:
                 raise ValueError(
                     f"observable {self.name}: method {method!r} is not one of {METHODS}"
                 )
-            if not (sd > 0 or self.sd_model > 0):
-                raise ValueError(f"observable {self.name}: the {method} SD must be > 0")
-
+            if not (sd >= 0 and np.hypot(sd, self.sd_model) > 0):
+                raise ValueError(
+                    f"observable {self.name}: the {method} SD must be >= 0, not 0 with sd_model"
+                )
         if not self.domain_low < self.domain_high:
             raise ValueError(f"observable {self.name}: domain_low must be < domain_high")
 

@@ -216,7 +216,9 @@ def _compare(
             candidates["continued"] = model.continue_training(X[tr], y[tr], pid[tr])
     figures: dict[str, dict[str, float]] = {}
     for name, m in candidates.items():
-        s = m.predict_proba(X[ev]) if name == "continued" else _rescore(model, m, p)[ev]
+        # a candidate with boosters of its own is scored by them; the others share the
+        # source's and rescale its scores
+        s = m.predict_proba(X[ev]) if m.site_boosters_ else _rescore(model, m, p)[ev]
         figures[name] = _figures(Rows(pid[ev], hour[ev], y[ev], s, s >= m.threshold_), task)
     key = risk_task(task).criterion
     chosen = "source"
@@ -259,7 +261,7 @@ def _changes(
     out = []
     if m.site_boosters_:
         out.append(f"boosting continued on {n_local} local patients: a site stage of "
-                   f"{m.site_boosters_[0].current_iteration()} rounds added to the source "
+                   f"{m.site_iterations_[0]} rounds added to the source "
                    "model's score (its boosters unchanged)")  # fmt: skip
     if m.threshold_ != source.threshold_:
         out.append(f"threshold {source.threshold_:.4f} -> {m.threshold_:.4f}")

@@ -195,7 +195,8 @@ class TwinShard:
         self.profiles: list[PatientProfile] = []
         m = len(self.spec.observables)
         self._r_instrument = np.array([o.sd_instrument**2 for o in self.spec.observables])
-        # instrument variance by stated method (columns: observables; NaN: the default's)
+        # instrument variance by stated method (per observable; the default where the
+        # observable gives none for that method)
         self._r_method = {
             method: np.array([o.sd_instrument_for(method) ** 2 for o in self.spec.observables])
             for method in sorted({k for o in self.spec.observables for k, _ in o.sd_by_method})
