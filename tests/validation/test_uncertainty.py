@@ -1,12 +1,19 @@
-"""Honest-uncertainty figures: the normal CRPS against its definition, band coverage as issued
-and rescaled on tuning rows."""
+"""Honest-uncertainty figures: the normal CRPS against its definition, band coverage as issued,
+rescaled on tuning rows and calibrated online."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy.stats import norm
 
-from vitaltwin.validation.uncertainty import UNCERTAINTY_COLUMNS, normal_crps, uncertainty
+from vitaltwin.validation.uncertainty import (
+    ONLINE_COLUMNS,
+    UNCERTAINTY_COLUMNS,
+    normal_crps,
+    online_coverage,
+    uncertainty,
+)
 
 
 def test_normal_crps_is_its_definition() -> None:
@@ -34,3 +41,26 @@ def test_spread_too_narrow_is_seen_and_rescaled() -> None:
     assert abs(out["band50_coverage_rescaled"] - 0.5) < 0.015
     # a well-centred forecast scores better than the reference that is 9 off on average
     assert out["twin_crps"] < out["persistence_crps"]
+
+
+def test_online_calibration_makes_too_wide_and_too_narrow_bands_honest() -> None:
+    # hour by hour, 500 patients: forecasts that claim twice the truth's spread, then (from
+    # hour 20, a new population) half of it; the online bands follow both, with no tuning data
+    rng = np.random.default_rng(1)
+    b, t = 500, 40
+    mean = rng.normal(80, 10, (b, t))
+    truth_sd = np.where(np.arange(t) < 20, 3.0, 12.0)[None, :]
+    y = mean + rng.normal(0, 1, (b, t)) * truth_sd
+    sd = np.full((b, t), 6.0)
+    rows = rng.random((b, t)) < 0.8
+    online = online_coverage(mean, sd, y, rows, window=1000, min_errors=200)
+    assert tuple(online) == ONLINE_COLUMNS
+    assert abs(online["band50_coverage_online"] - 0.5) < 0.05
+    assert abs(online["band90_coverage_online"] - 0.9) < 0.05
+    assert abs(online["band90_scale_online"] - 2.0) < 0.15  # the recent population's: 12 / 6
+    # each half on its own: too wide (3 vs 6) then too narrow (12 vs 6) as issued; honest online
+    for part, as_issued in ((np.arange(t) < 20, 0.82), (np.arange(t) >= 20, 0.26)):
+        r = rows & part[None, :]
+        issued = uncertainty(mean, sd, y, mean, r, r)["band50_coverage"]
+        assert issued == pytest.approx(as_issued, abs=0.02)  # P(|Z| < 0.674 x 2) and x 1/2
+        assert abs(online_coverage(mean, sd, y, r)["band50_coverage_online"] - 0.5) < 0.05

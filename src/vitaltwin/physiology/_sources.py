@@ -183,6 +183,10 @@ SOURCES: dict[str, str] = {
         "Vovk V, Gammerman A, Shafer G. Algorithmic Learning in a Random World. Springer, 2005 "
         "(conformal prediction)"
     ),
+    "gibbs2021": (
+        "Gibbs I, Candes E. Adaptive conformal inference under distribution shift. Advances "
+        "in Neural Information Processing Systems 34:1660-1672, 2021"
+    ),
     "gneiting2007": (
         "Gneiting T, Raftery AE. Strictly proper scoring rules, prediction, and estimation. "
         "J Am Stat Assoc 102(477):359-378, 2007 (CRPS of a normal forecast in closed form)"

@@ -3,6 +3,7 @@
 Generic over models: a twin runs any model declared with a :class:`vitaltwin.model.TwinSpec`
 (the default is the ward model's, :data:`vitaltwin.physiology.WARD_TWIN`)."""
 
+from vitaltwin.twin._calibration import OnlineBandCalibration, normal_of_quantiles
 from vitaltwin.twin._charted import (
     ChartedTracking,
     DemographicsWarning,
@@ -42,6 +43,7 @@ __all__ = [
     "CycleReport",
     "DemographicsWarning",
     "Layout",
+    "OnlineBandCalibration",
     "PatientTwin",
     "Personalization",
     "ShardUpdate",
@@ -59,6 +61,7 @@ __all__ = [
     "initial_members",
     "layout_for",
     "model_version",
+    "normal_of_quantiles",
     "optimize",
     "padded_size",
     "personalize",

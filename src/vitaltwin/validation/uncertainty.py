@@ -9,6 +9,9 @@ A forecast is taken as normal, N(mean, sd^2), per outcome. Reported on the evalu
   1.645. Their coverage on the evaluation rows says whether an honest band can be had by
   rescaling alone, and the factor on the spread (``band90_scale``: 1 = as issued) says how far
   off the forecast's own spread is;
+* the bands the twin issues when calibrated *online* (:func:`online_coverage`): hour by hour,
+  each hour's bands rescaled by the errors of the forecasts resolved in the hours before it
+  (:class:`vitaltwin.twin.OnlineBandCalibration`), with no tuning data at all;
 * the continuous ranked probability score, closed form for the normal (Gneiting & Raftery 2007
   [gneiting2007]; in the outcome's unit, lower is better), beside a reference point forecast's
   (persistence) with the spread of its errors on the tuning rows.
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.stats import norm
+
+from vitaltwin.twin import OnlineBandCalibration
 
 LEVELS = (0.5, 0.9)
 """Central band levels whose coverage is reported."""
@@ -31,6 +36,10 @@ UNCERTAINTY_COLUMNS = (
     "persistence_crps",
 )
 """The keys of :func:`uncertainty`'s result, in order."""
+ONLINE_COLUMNS = tuple(
+    f"band{int(v * 100)}_{k}_online" for v in LEVELS for k in ("coverage", "scale")
+)
+"""The keys of :func:`online_coverage`'s result, in order."""
 
 
 def normal_crps(mean: np.ndarray, sd: np.ndarray | float, y: np.ndarray) -> np.ndarray:
@@ -65,4 +74,37 @@ def uncertainty(
     out["twin_crps"] = float(normal_crps(mean[ev], sd[ev], y[ev]).mean())
     p_sd = float(np.std((y - reference)[tune], ddof=1))
     out["persistence_crps"] = float(normal_crps(reference[ev], p_sd, y[ev]).mean())
+    return out
+
+
+def online_coverage(
+    mean: np.ndarray,
+    sd: np.ndarray,
+    y: np.ndarray,
+    rows: np.ndarray,
+    window: int = 5000,
+    min_errors: int = 200,
+) -> dict[str, float]:
+    """Coverage on ``rows`` ``(B, T)`` of the bands issued when calibrated online: hour ``k``'s
+    bands by :class:`vitaltwin.twin.OnlineBandCalibration` holding the errors of ``rows`` in
+    the hours before ``k`` (the first hours, before ``min_errors`` are in, as issued); and the
+    factor on the spread at the end (``band90_scale_online``)."""
+    cal = OnlineBandCalibration(["y"], window=window, min_errors=min_errors)
+    inside = {level: 0 for level in LEVELS}
+    n = 0
+    for k in range(y.shape[1]):
+        r = rows[:, k]
+        if not r.any():
+            continue
+        m, s, v = mean[r, k], sd[r, k], y[r, k]
+        for level in LEVELS:
+            lo, hi = cal.band("y", m, s, level)
+            inside[level] += int(((v >= lo) & (v <= hi)).sum())
+        n += int(r.sum())
+        cal.record("y", v, m, s)
+    out: dict[str, float] = {}
+    for level in LEVELS:
+        pct = int(level * 100)
+        out[f"band{pct}_coverage_online"] = inside[level] / n if n else float("nan")
+        out[f"band{pct}_scale_online"] = cal.factor("y", level)
     return out
