@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -67,3 +69,44 @@ def test_replay_without_icu_stays_says_so() -> None:
         run_replay(record, ReplayConfig(min_hours=49))
     with pytest.raises(ReplayError, match="both"):
         run_replay(record, ReplayConfig(min_hours=48))  # one patient: one half only
+
+
+def _eicu_folder(d: Path, stays: int = 8, hours: int = 30) -> Path:
+    """An eICU-layout folder: ``stays`` unit stays of ``hours`` hours with a cuff pressure
+    every 30 minutes and nothing else charted (as the eICU demo: no HR, no SpO2)."""
+    d.mkdir()
+    rng = np.random.default_rng(7)
+    patient = ["patientunitstayid,gender,age,hospitalid,unittype,hospitaladmittime24,"
+               "hospitaladmitoffset,unitdischargeoffset,admissionweight"]  # fmt: skip
+    vitals = ["vitalaperiodicid,patientunitstayid,observationoffset,noninvasivesystolic,"
+              "noninvasivediastolic,noninvasivemean"]  # fmt: skip
+    n = 0
+    for s in range(1, stays + 1):
+        patient.append(f"{s},{'Female' if s % 2 else 'Male'},{50 + s},73,MICU,08:00:00,0,"
+                       f"{hours * 60},70")  # fmt: skip
+        for minute in range(15, hours * 60, 30):
+            m = 80 - 0.1 * minute / 60 + rng.normal(0, 4)
+            n += 1
+            vitals.append(f"{n},{s},{minute},{m + 35:.0f},{m - 15:.0f},{m:.0f}")
+    for name, lines in (("patient", patient), ("vitalAperiodic", vitals)):
+        with gzip.open(d / f"{name}.csv.gz", "wt") as fh:
+            fh.write("\n".join(lines) + "\n")
+    return d
+
+
+def test_replay_of_an_eicu_folder_compares_what_it_charts(tmp_path: Path) -> None:
+    res = run_replay(_eicu_folder(tmp_path / "eicu"), CFG)
+    assert res.patients == 8
+    assert res.absent == ("HR", "SpO2")  # cuff pressures only: no rows for what is not charted
+    assert list(res.table.index) == ["MAP"]
+    row = res.table.loc["MAP"]
+    assert row["n_hours"] > 0
+    cols = ["twin_mae", "boosting_mae", "boosting_with_twin_mae", "boosting_with_twin_now_mae"]
+    assert np.isfinite(row[cols].to_numpy(float)).all()
+    assert row["boosting_with_twin_gain_ci95_low"] <= row["boosting_with_twin_gain_ci95_high"]
+
+
+def test_replay_of_a_folder_without_bedside_vitals_says_so(tmp_path: Path) -> None:
+    (tmp_path / "hosp").mkdir()
+    with pytest.raises(ReplayError, match="without eICU tables"):
+        run_replay(tmp_path, CFG)

@@ -998,7 +998,10 @@ def validate_phantom(
 def validate_replay(
     data: Annotated[
         Path | None,
-        typer.Option(help="PhysioNet 2019 set A (default: VITALTWIN_PHYSIONET_SET_A)"),
+        typer.Option(
+            help="PhysioNet 2019 set A, or an eICU database folder (its cuff pressures) "
+            "(default: VITALTWIN_PHYSIONET_SET_A)"
+        ),
     ] = None,
     patients: Annotated[
         int, typer.Option(help="patients to replay (0: every eligible patient)")
@@ -1006,9 +1009,10 @@ def validate_replay(
     members: Annotated[int, typer.Option(help="ensemble members per twin")] = 32,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("out/replay"),
 ) -> None:
-    """Replay PhysioNet 2019 patients (>= 24 h) hour by hour: one-hour forecast error of the
-    twin against the statistician's baselines (persistence, recent and weighted means, trend,
-    regression, boosting), for HR, MAP and SpO2, with the twin's gain over the best."""
+    """Replay ICU stays (>= 24 h; PhysioNet 2019 or eICU) hour by hour: one-hour forecast error
+    of the twin against the statistician's baselines (persistence, recent and weighted means,
+    trend, regression, boosting), for HR, MAP and SpO2 where charted, with the twin's gain over
+    the best, and the boosting baseline given the twin's forecast and estimates."""
     from vitaltwin.validation.plot import plot_errors
     from vitaltwin.validation.replay import ReplayConfig, ReplayError, run_replay
 
@@ -1023,19 +1027,24 @@ def validate_replay(
     except ReplayError as exc:
         err_console.print(f"[red]{exc}")
         raise typer.Exit(2) from None
-    from vitaltwin.validation.uncertainty import UNCERTAINTY_COLUMNS
+    from vitaltwin.validation.uncertainty import ONLINE_COLUMNS, UNCERTAINTY_COLUMNS
+
+    spread_columns = [*UNCERTAINTY_COLUMNS, *ONLINE_COLUMNS]
 
     _print_frame(
         f"One-hour-ahead forecast error (MAE), {res.patients:,} patients with >= "
         f"{cfg.min_hours} h, first {cfg.max_hours} h, evaluation half",
-        res.table.drop(columns=list(UNCERTAINTY_COLUMNS)),
+        res.table.drop(columns=spread_columns).T.rename_axis("figure"),  # one column each
     )
     _print_frame(
         "The twin's uncertainty: share of charted values inside its 50 % and 90 % bands, as "
-        "issued and rescaled on the tuning half (factor on its spread); CRPS beside "
+        "issued, rescaled on the tuning half (factor on its spread) and calibrated online on "
+        "the evaluation half's own earlier outcomes (factor at the end); CRPS beside "
         "persistence's",
-        res.table[list(UNCERTAINTY_COLUMNS)],
+        res.table[spread_columns].T.rename_axis("figure"),
     )
+    if res.absent:
+        console.print(f"not charted in these data (no rows): {', '.join(res.absent)}")
     beats = res.beats_persistence()
     console.print(
         "twin beats persistence: "
@@ -1051,6 +1060,16 @@ def validate_replay(
             for n in t.index
         )
     )
+    console.print(
+        "the boosting baseline given the twin's forecast and estimated physiology (its MAE "
+        "minus boosting's alone; 95 % interval; above zero: the twin adds information): "
+        + ", ".join(
+            f"{n} {t.loc[n, 'boosting_with_twin_mae']:.3f} "
+            f"[{t.loc[n, 'boosting_with_twin_gain_ci95_low']:+.3f}, "
+            f"{t.loc[n, 'boosting_with_twin_gain_ci95_high']:+.3f}]"
+            for n in t.index
+        )
+    )
     out.mkdir(parents=True, exist_ok=True)
     (out / "replay.json").write_text(
         json.dumps(
@@ -1059,6 +1078,8 @@ def validate_replay(
                 "patients": res.patients,
                 "table": res.table.to_dict(),
                 "beats_persistence": beats,
+                "data": str(data),
+                "absent": list(res.absent),
             },
             indent=1,
         )
@@ -1071,10 +1092,11 @@ def validate_replay(
             "trend_mae": "trend",
             "regression_mae": "regression",
             "boosting_mae": "boosting",
+            "boosting_with_twin_mae": "boosting given the twin",
             "twin_now_mae": "twin's estimate now",
             "twin_mae": "twin",
         },
-        f"PhysioNet set A replay, {res.patients:,} patients: one-hour forecast MAE",
+        f"Replay of {data.name}, {res.patients:,} stays: one-hour forecast MAE",
         out / "replay.png",
     )
     console.print(f"JSON: {out / 'replay.json'}  plot: {fig}")

@@ -89,6 +89,68 @@ def history(y: Array, mask: npt.NDArray[np.bool_], cfg: BaselineConfig) -> dict[
     }
 
 
+def _lag_features(h: dict[str, Array], shape: tuple[int, ...]) -> Array:
+    """The boosting baseline's features ``(B, T, F)`` from :func:`history`."""
+    hour = np.broadcast_to(np.arange(shape[1])[None, :], shape).astype(float)
+    return np.concatenate(
+        [
+            h["lags"],
+            np.stack(
+                [h["last"], h["run_mean"], h["age"], h["recent"], h["ewm"], h["slope"], hour],
+                axis=-1,
+            ),
+        ],
+        axis=-1,
+    )
+
+
+def _boosted(
+    x: Array,
+    y: Array,
+    fit: npt.NDArray[np.bool_],
+    known: npt.NDArray[np.bool_],
+    cfg: BaselineConfig,
+) -> Array:
+    """Gradient-boosted trees on features ``x`` ``(B, T, F)`` fitted on the ``fit`` hours,
+    forecasting the ``known`` ones (NaN elsewhere)."""
+    booster = lgb.train(
+        {
+            "objective": "l1",  # the figure compared is the MAE
+            "learning_rate": 0.05,
+            "num_leaves": 15,
+            "min_data_in_leaf": 20,
+            "seed": cfg.seed,
+            "deterministic": True,
+            "num_threads": 2,
+            "verbosity": -1,
+        },
+        lgb.Dataset(x[fit], y[fit]),
+        num_boost_round=cfg.boosting_rounds,
+    )
+    out = np.full(y.shape, np.nan)
+    out[known] = booster.predict(x[known])
+    return out
+
+
+def boosting_with(
+    y: Array,
+    mask: npt.NDArray[np.bool_],
+    fit_rows: npt.NDArray[np.bool_],
+    extra: Array,
+    cfg: BaselineConfig = BaselineConfig(),
+) -> Array:
+    """The ``boosting`` baseline given more to learn from: its own features and ``extra``
+    ``(B, T, F)`` (known before each hour; NaN where missing), fitted on the same rows.
+    Where it cannot forecast, persistence, as for the baselines."""
+    h = history(y, mask, cfg)
+    last = h["last"]
+    known = ~np.isnan(last)
+    x = np.concatenate([_lag_features(h, y.shape), extra], axis=-1)
+    f = _boosted(x, y, fit_rows & known & mask, known, cfg)
+    out: Array = np.where(np.isnan(f), last, f)
+    return out
+
+
 def forecasts(
     y: Array,
     mask: npt.NDArray[np.bool_],
@@ -111,33 +173,7 @@ def forecasts(
     coef, *_ = np.linalg.lstsq(a, y[fit], rcond=None)
     regression = np.full(y.shape, np.nan)
     regression[known] = np.column_stack([np.ones(known.sum()), x_lin[known]]) @ coef
-    hour = np.broadcast_to(np.arange(y.shape[1])[None, :], y.shape).astype(float)
-    x_gb = np.concatenate(
-        [
-            h["lags"],
-            np.stack(
-                [h["last"], h["run_mean"], h["age"], h["recent"], h["ewm"], h["slope"], hour],
-                axis=-1,
-            ),
-        ],
-        axis=-1,
-    )
-    booster = lgb.train(
-        {
-            "objective": "l1",  # the figure compared is the MAE
-            "learning_rate": 0.05,
-            "num_leaves": 15,
-            "min_data_in_leaf": 20,
-            "seed": cfg.seed,
-            "deterministic": True,
-            "num_threads": 2,
-            "verbosity": -1,
-        },
-        lgb.Dataset(x_gb[fit], y[fit]),
-        num_boost_round=cfg.boosting_rounds,
-    )
-    boosting = np.full(y.shape, np.nan)
-    boosting[known] = booster.predict(x_gb[known])
+    boosting = _boosted(_lag_features(h, y.shape), y, fit, known, cfg)
     return {
         "persistence": last,
         "recent_mean": filled(h["recent"]),

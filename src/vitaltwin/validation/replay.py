@@ -34,6 +34,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -43,12 +44,13 @@ from vitaltwin.data import Record
 from vitaltwin.data.versions import current
 from vitaltwin.data.vocabulary import FIO2
 from vitaltwin.interop import ReadError, read_any
+from vitaltwin.interop.eicu import convert_eicu, is_eicu
 from vitaltwin.physiology import WARD_TWIN
 from vitaltwin.progress import SILENT, Progress
 from vitaltwin.store import Store
 from vitaltwin.twin import ChartedTracking, demographic_start, track_charted
-from vitaltwin.validation.baselines import forecasts
-from vitaltwin.validation.uncertainty import uncertainty
+from vitaltwin.validation.baselines import boosting_with, forecasts
+from vitaltwin.validation.uncertainty import online_coverage, uncertainty
 
 # the study is of the ward model's twin
 NAMES, BY_LOINC, LOW, HIGH = WARD_TWIN.names, WARD_TWIN.by_loinc, WARD_TWIN.low, WARD_TWIN.high
@@ -74,6 +76,7 @@ class ReplayResult:
     config: ReplayConfig
     patients: int
     table: pd.DataFrame  # per observable: n, MAE of the twin and of every baseline, gains
+    absent: tuple[str, ...] = ()  # compared observables the data do not chart (no row)
 
     def beats_persistence(self) -> dict[str, bool]:
         t = self.table
@@ -131,6 +134,13 @@ def _gain_interval(
     return float(lo), float(hi)
 
 
+def _one_hour_later(a: np.ndarray) -> np.ndarray:
+    """``a`` ``(B, T, ...)`` moved one hour later (NaN in the first): known before hour k."""
+    out = np.full(a.shape, np.nan)
+    out[:, 1:] = a[:, :-1]
+    return out
+
+
 def _icu_stays(encounters: pa.Table | None, min_hours: int) -> pd.Series:
     """Start of the first ICU encounter of each patient whose stay lasts ``min_hours`` or more,
     by patient id."""
@@ -150,8 +160,13 @@ def run_replay(
     """Replay the ICU stays of ``source``: a file any adapter reads (set A: the PhysioNet
     Parquet or PSV), a canonical record, or a store."""
     if isinstance(source, Path):
+        if source.is_dir() and not is_eicu(source):
+            raise ReplayError(
+                f"{source}: a folder without eICU tables (the replay reads a file any adapter "
+                "reads, or an eICU database folder: MIMIC-IV has no bedside vital signs)"
+            )
         try:
-            source = read_any(source)
+            source = convert_eicu(source) if source.is_dir() else read_any(source)
         except ReadError as exc:
             raise ReplayError(str(exc)) from None
     start = (
@@ -176,7 +191,8 @@ def run_replay(
         keep = pc.and_(keep, pc.is_in(table["loinc"], pa.array(codes)))
         obs_t = table.filter(keep).select(columns)
         pat_t = source.patients
-    obs = obs_t.to_pandas()
+    # sorted, so that an hour with several values (eICU's cuff every few minutes) keeps its last
+    obs = obs_t.to_pandas().sort_values(["patient_id", "effective_time"], kind="stable")
     demo = pat_t.to_pandas().drop_duplicates("patient_id").set_index("patient_id").loc[eligible]
     train = np.array([zlib.crc32(p.encode()) % 2 == 0 for p in eligible])
     if train.all() or not train.any():
@@ -196,21 +212,34 @@ def run_replay(
         base[i], members[i] = demographic_start(layout, sex, age, cfg.n_members, rng)
     inputs = np.broadcast_to(model.default_inputs(), (b, hours, model.n_inputs)).copy()
     inputs[:, :, model.input_index("fio2")] = fio2
+    n_est = len(layout.estimated)
+    latent = np.full((b, hours, n_est), np.nan)  # the estimated parameters' means after hour k
+
+    def collect(k: int, z: np.ndarray) -> None:
+        latent[:, k] = np.asarray(layout.to_theta(layout.phi(jnp.asarray(z)))).mean(axis=1)
+
     out = track_charted(
-        cfg, layout, members, base, inputs, y, mask, rng, "replaying set A", progress=progress
+        cfg, layout, members, base, inputs, y, mask, rng, "replaying", collect, progress
     )
+    cols = [NAMES.index(n) for n in COMPARED]
+    known_latent = _one_hour_later(latent)  # what the twin knew of the patient before hour k
+    posterior_before = _one_hour_later(out["mean"][:, :, cols])
+    posterior_sd_before = _one_hour_later(out["sd"])
     r_var = cfg.observation_variance(layout.spec)
     rows = []
+    absent = []
     for name in COMPARED:
         j = NAMES.index(name)
         yj, mj = y[:, :, j], mask[:, :, j]
+        target_ok = mj & (np.cumsum(mj, axis=1) > 1)  # charted, with a value charted before
+        tune = target_ok & train[:, None]  # the twin was tuned on this half
+        ev = target_ok & ~train[:, None]
+        if not tune.any() or not ev.any():  # not charted in one half (eICU: no HR, no SpO2)
+            absent.append(name)
+            continue
         tune_rows = np.broadcast_to(train[:, None], yj.shape)  # the fitted baselines learn here
         baseline = forecasts(yj, mj, tune_rows)
         last = baseline["persistence"]
-        target_ok = mj & ~np.isnan(last)
-        target_ok[:, 0] = False  # the first hour has no forecast from data
-        tune = target_ok & train[:, None]  # the twin was tuned on this half
-        ev = target_ok & ~train[:, None]
         truth = yj[ev]
         err_twin = np.abs(out["prior_mean"][:, :, j] - yj)
         # the twin's current estimate (its posterior an hour earlier) used as the forecast: the
@@ -219,12 +248,29 @@ def run_replay(
         now[:, 1:] = out["mean"][:, :-1, j]
         pred_sd = np.sqrt(out["prior_sd"][:, :, j] ** 2 + r_var[j])
         spread = uncertainty(out["prior_mean"][:, :, j], pred_sd, yj, last, tune, ev)
+        spread |= online_coverage(out["prior_mean"][:, :, j], pred_sd, yj, ev)
         err = {k: np.abs(f - yj) for k, f in baseline.items()}
+        # the boosting baseline given the twin's forecast (all compared observables, the
+        # target's spread) and its estimated physiology: does the twin add information? And
+        # given its current estimate instead of its forecast: do its dynamics?
+        with_twin = boosting_with(
+            yj,
+            mj,
+            tune_rows,
+            np.concatenate(
+                [out["prior_mean"][:, :, cols], out["prior_sd"][:, :, j, None], known_latent], -1
+            ),
+        )
+        with_now = boosting_with(yj, mj, tune_rows, np.concatenate(
+            [posterior_before, posterior_sd_before[:, :, j, None], known_latent], -1))  # fmt: skip
         mae = {k: float(e[ev].mean()) for k, e in err.items()}
         best = min(mae, key=lambda k: mae[k])
         gain_lo, gain_hi = _gain_interval(err_twin, err["persistence"], ev,
                                           np.random.default_rng(cfg.seed))  # fmt: skip
         best_lo, best_hi = _gain_interval(err_twin, err[best], ev,
+                                          np.random.default_rng(cfg.seed))  # fmt: skip
+        # the twin's information: the boosting baseline's MAE minus the one given the twin's
+        twin_lo, twin_hi = _gain_interval(np.abs(with_twin - yj), err["boosting"], ev,
                                           np.random.default_rng(cfg.seed))  # fmt: skip
         rows.append(
             {
@@ -243,7 +289,16 @@ def run_replay(
                 "gain_vs_persistence_ci95_high": gain_hi,
                 "gain_vs_best_ci95_low": best_lo,
                 "gain_vs_best_ci95_high": best_hi,
+                "boosting_with_twin_mae": float(np.abs(with_twin - yj)[ev].mean()),
+                "boosting_with_twin_now_mae": float(np.abs(with_now - yj)[ev].mean()),
+                "boosting_with_twin_gain_ci95_low": twin_lo,
+                "boosting_with_twin_gain_ci95_high": twin_hi,
                 **spread,
             }
         )
-    return ReplayResult(cfg, b, pd.DataFrame(rows).set_index("observable"))
+    if not rows:
+        raise ReplayError(
+            f"none of {', '.join(COMPARED)} is charted in both halves of the "
+            f"{len(eligible)} eligible stays: nothing to compare"
+        )
+    return ReplayResult(cfg, b, pd.DataFrame(rows).set_index("observable"), tuple(absent))
