@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from vitaltwin.model import Event
 from vitaltwin.physiology import WARD_TWIN
@@ -186,3 +187,28 @@ def test_onsets_read_as_data_arrive_find_a_run_that_spans_calls(feed_map: Feed) 
         feed_map(mon, "p", START + timedelta(minutes=k), 300, at[k * 60 : (k + 5) * 60])
         got = mon.onsets()
         assert got == ({} if k + 5 < 41 else {"p": START + timedelta(minutes=10)}), k
+
+
+def test_one_hour_bands_are_calibrated_on_what_the_monitors_showed(feed_map: Feed) -> None:
+    """Forecasts that claim an SD of 10 mmHg one hour ahead, where the monitors then show
+    errors of SD 5: once their minutes close, each band's error is counted and the 90 % band's
+    factor comes out near 0.5; a patient without data near the target minute adds nothing."""
+    mon = ForecastMonitor(WARD_TWIN, horizon_h=1.0)
+    rng = np.random.default_rng(5)
+    for k in range(300):
+        pid = f"p{k}"
+        assert mon.forecast(pid, START, {"map_below_65_30min": 0.1}, band={"MAP": (80.0, 10.0)})
+        feed_map(mon, pid, START + timedelta(minutes=55), 600,
+                 np.full(600, 80.0 + rng.normal(0, 5.0)))  # fmt: skip
+    assert not mon.forecast("p0", START, {}, band={"MAP": (80.0, 10.0)})  # thinned: not kept
+    mon.forecast("gap", START, {}, band={"MAP": (80.0, 10.0)})
+    feed_map(mon, "gap", START + timedelta(minutes=50), 300, np.full(300, 80.0))
+    feed_map(mon, "gap", START + timedelta(minutes=70), 300, np.full(300, 80.0))
+    mon.onsets()  # closes the minutes and resolves the bands they reach
+    cal = mon.band_calibration
+    assert cal.count("MAP") == 300 and cal.count("HR") == 0
+    assert abs(cal.factor("MAP", 0.9) - 0.5) < 0.1
+    z95 = 1.6448536269514722  # the normal's 95 % quantile: a 90 % band of SD 10 as issued
+    band = cal.calibrated_quantiles("MAP", 80.0 - z95 * 10, 80.0, 80.0 + z95 * 10, 0.0, 300.0)
+    assert band["q95"] - band["q05"] == pytest.approx(2 * z95 * 10 * cal.factor("MAP", 0.9))
+    assert band["errors"] == 300

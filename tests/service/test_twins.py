@@ -149,6 +149,9 @@ def test_the_api_shows_the_twin(tmp_path: Path) -> None:
             band = [b for b in fc["bands"] if b["observable"] == "MAP"]
             assert band[0]["q05"] <= band[0]["q50"] <= band[0]["q95"]
             assert all(0 <= p <= 1 for p in fc["event_probabilities"].values())
+            # no one-hour forecast has met its outcome yet: bands as issued (factor 1)
+            cal = fc["calibration_1h"]["MAP"]
+            assert cal == {"errors": 0, "factor_50": 1.0, "factor_90": 1.0}
             assert client.get("/v1/patients/none/twin/forecast").status_code == 404
             assert client.get("/health/ready").json()["twins"] == "ok"
         saved = store.load_state("twins")  # checkpointed in the store on stop
@@ -187,7 +190,11 @@ def test_forecasts_raise_alerts_that_clinicians_act_on(tmp_path: Path) -> None:
             card = client.get("/v1/alerts/scorecard").json()
             assert card["ppv"] == 0.0 and card["events"] == 0 and card["recall_2h"] is None
             assert "MAP < 65 mmHg held 30 min" in card["outcomes"]
-            assert "MAP" in a["details"]["forecast_1h"]
+            one_hour = a["details"]["forecast_1h"]["MAP"]
+            calibrated = one_hour["calibrated"]  # on the ward's resolved forecasts (none yet)
+            assert calibrated["errors"] == 0
+            assert calibrated["q05"] <= calibrated["q25"] <= calibrated["q50"] <= calibrated["q75"]
+            assert calibrated["q75"] <= calibrated["q95"] and calibrated["q50"] == one_hour["q50"]
             options = a["details"]["whatif"]  # what to do next, ranked
             assert len(options) == 3 and [o["rank"] for o in options] == [1, 2, 3]
             assert all(o["summary"] and o["explanation"] for o in options)

@@ -24,6 +24,13 @@ A forecast's outcome is decided once, when the patient's data first pass its hor
 arriving later for its window are not used), and the minute medians and forecasts are kept for
 ``keep_h`` (72 h): the monitor's memory grows with the beds, not with time.
 
+**Forecast bands** are checked the same way: a forecast may carry, per monitored value, the
+centre and SD of its predictive distribution ``band_horizon_min`` (60) minutes ahead; once the
+patient's data pass that minute, the minute median nearest to it (within ``BAND_TOLERANCE_MIN``)
+is the outcome and its standardized error goes to :attr:`ForecastMonitor.band_calibration`
+(:class:`vitaltwin.twin.OnlineBandCalibration`), from which the service issues its calibrated
+one-hour bands. No minute near it: no error (a gap is not an outcome).
+
 The minute-median rule is this monitor's reading of the event, not the forecast's (which applies
 the definition to the model's noise-free observables at its own time step); the difference is
 the measurement noise the forecast's event probabilities do not include.
@@ -59,6 +66,7 @@ from vitaltwin.model import Event, TwinSpec
 from vitaltwin.risk._evaluate import calibration
 from vitaltwin.risk._model import bin_fractions, decile_edges
 from vitaltwin.risk._monitor import RetrainingPolicy, WindowReport, _judge, psi
+from vitaltwin.twin import OnlineBandCalibration
 
 FORECAST_POLICY = RetrainingPolicy(min_positive=20, n_boot=100)
 """The policy's defaults for forecasts: a ward's window holds fewer events than a sepsis
@@ -73,6 +81,8 @@ whenever a figure is asked for."""
 MAX_GAP_MIN = 5
 """Samples at most this many minutes apart continue a run (a demo in fast-forward, a monitor
 sampled every few minutes); a longer gap breaks it."""
+BAND_TOLERANCE_MIN = 2
+"""A band's outcome is the minute median at most this many minutes from its target minute."""
 VITAL_CONFIRM = 2
 """Samples in a row a vital sign's event needs (one artefactual minute is not an event); a
 lab's needs one."""
@@ -275,6 +285,7 @@ class ForecastMonitor:
         keep_h: float = 72.0,
         policy: RetrainingPolicy = FORECAST_POLICY,
         reference_auroc: Mapping[str, float] | None = None,
+        band_horizon_min: float = 60.0,
     ) -> None:
         self.events: tuple[Event, ...] = tuple(spec.events)
         self.observables = tuple(spec.observables)
@@ -311,10 +322,22 @@ class ForecastMonitor:
         self._report_lock = threading.Lock()
         self._onset: dict[str, int] = {}  # patient -> minute of the first event seen
         self._onset_read: dict[tuple[str, str], int] = {}  # (patient, event) -> minutes read
+        self.band_horizon_min = band_horizon_min
+        self.band_calibration = OnlineBandCalibration(self._names)
+        # bands waiting for their outcome: (patient index, target minute, name -> (centre, sd))
+        self._bands: list[tuple[int, int, dict[str, tuple[float, float]]]] = []
 
-    def forecast(self, patient_id: str, when: datetime, probabilities: Mapping[str, float]) -> bool:
-        """Keep a forecast made at data time ``when``; False when the patient's previous kept
-        forecast is less than ``every_s`` older."""
+    def forecast(
+        self,
+        patient_id: str,
+        when: datetime,
+        probabilities: Mapping[str, float],
+        band: Mapping[str, tuple[float, float]] | None = None,
+    ) -> bool:
+        """Keep a forecast made at data time ``when`` — event probabilities and, optionally,
+        per monitored value the centre and SD of its predictive distribution
+        ``band_horizon_min`` ahead —; False when the patient's previous kept forecast is less
+        than ``every_s`` older."""
         t = when.timestamp()
         with self._lock:
             if t - self._last.get(patient_id, -math.inf) < self.every_s:
@@ -323,7 +346,42 @@ class ForecastMonitor:
             known = {e.name for e in self.events}
             probs = {k: float(v) for k, v in probabilities.items() if k in known}
             self._forecasts.append((patient_id, t, probs))
+            usable = {
+                k: (float(c), float(sd))
+                for k, (c, sd) in (band or {}).items()
+                if k in self._names and math.isfinite(c) and math.isfinite(sd) and sd > 0
+            }
+            if usable:
+                target = int((t + self.band_horizon_min * 60.0) // 60)
+                self._bands.append((self._patient_index(patient_id), target, usable))
         return True
+
+    def _resolve_bands(self) -> None:
+        """Standardized errors of the bands whose target minute the patient's data have passed
+        (under the lock, after closing minutes)."""
+        if not self._bands:
+            return
+        waiting = []
+        errors: dict[str, tuple[list[float], list[float], list[float]]] = {}
+        for i, target, band in self._bands:
+            if self._newest_s[i] // 60 <= target + BAND_TOLERANCE_MIN:
+                waiting.append((i, target, band))
+                continue
+            series = self._series.get(self._pids[i], {})
+            for name, (centre, sd) in band.items():
+                m = series.get(name)
+                if m is None:
+                    continue
+                mins, vals = m.between(target - BAND_TOLERANCE_MIN,
+                                       target + BAND_TOLERANCE_MIN + 1)  # fmt: skip
+                if mins.size:
+                    v, c, d = errors.setdefault(name, ([], [], []))
+                    v.append(float(vals[np.argmin(np.abs(mins - target))]))
+                    c.append(centre)
+                    d.append(sd)
+        self._bands = waiting
+        for name, (v, c, d) in errors.items():
+            self.band_calibration.record(name, np.array(v), np.array(c), np.array(d))
 
     def observed(self, observations: pa.Table) -> None:
         """Observations just stored (canonical columns): their values wait in a buffer until
@@ -368,6 +426,7 @@ class ForecastMonitor:
                     for m in series.values():
                         m.drop_before(int(cutoff // 60))
                 self._onset = {p: m for p, m in self._onset.items() if m >= cutoff // 60}
+                self._bands = [b for b in self._bands if b[1] >= cutoff // 60]
 
     def _newest(self, pid: str) -> float:
         i = self._index.get(pid)
@@ -385,7 +444,12 @@ class ForecastMonitor:
         return i
 
     def _close(self) -> None:
-        """Medians of the buffered minutes before each patient's newest (under the lock)."""
+        """Medians of the buffered minutes before each patient's newest, then the bands those
+        minutes resolve (under the lock)."""
+        self._close_minutes()
+        self._resolve_bands()
+
+    def _close_minutes(self) -> None:
         self._closed_at = time.monotonic()
         if not self._pending:
             return

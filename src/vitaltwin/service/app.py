@@ -96,6 +96,7 @@ from vitaltwin.service.standards import FHIR_JSON, standards_router
 from vitaltwin.service.twins import TwinSupervisor
 from vitaltwin.service.ward import WardBoard
 from vitaltwin.store import Store
+from vitaltwin.twin import normal_of_quantiles
 
 log = logging.getLogger("vitaltwin.service")
 LIVE_SCOPE = "user/Flag.rs"
@@ -285,7 +286,11 @@ def create_app(
         t0 = time.perf_counter()
         board.forecast(pid, when, probs, version)
         if outcomes is not None:
-            outcomes.forecast(pid, when, probs)
+            one_hour = details.get("forecast_1h", {})
+            outcomes.forecast(pid, when, probs, band={
+                n: normal_of_quantiles(b["q05"], b["q50"], b["q95"]) for n, b in one_hour.items()
+            })  # fmt: skip
+            details = {**details, "forecast_1h": calibrated_1h(one_hour)}
         with alerts_lock:
             raised = [
                 a
@@ -333,6 +338,20 @@ def create_app(
         if twins is not None
         else None
     )
+
+    def calibrated_1h(one_hour: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The one-hour band of each observable with its band calibrated on the outcomes of the
+        ward's earlier one-hour forecasts (``calibrated``; docs "The service", forecasts)."""
+        if outcomes is None or twins is None:
+            return one_hour
+        spec, cal = twins.shard.spec, outcomes.band_calibration
+        out = {}
+        for n, b in one_hour.items():
+            j = spec.names.index(n)
+            domain = float(spec.low[j]), float(spec.high[j])
+            band = cal.calibrated_quantiles(n, b["q05"], b["q50"], b["q95"], *domain)
+            out[n] = {**b, "calibrated": band}
+        return out
 
     def risk_alerts(
         pid: str, when: datetime, p: float, confident: bool, version: str, details: dict[str, Any]
@@ -812,11 +831,21 @@ def create_app(
         hours: Annotated[float, Query(ge=0.5, le=12.0, description="horizon (h)")] = 1.0,
     ) -> dict[str, Any]:
         """Where the patient is heading under the current treatment: bands of every observable
-        (5-95 %, with measurement error) and event probabilities."""
+        (5-95 %, with measurement error) and event probabilities; with the ward's one-hour band
+        calibration (``calibration_1h``: the factor the outcomes of earlier one-hour forecasts
+        put on the 50 % and 90 % bands, and how many outcomes that rests on)."""
         sup = live_twins()
         if patient_id not in sup:
             raise HTTPException(404, f"no twin for {patient_id!r} yet")
-        return sup.forecast(patient_id, hours)
+        out = sup.forecast(patient_id, hours)
+        if outcomes is not None:
+            cal = outcomes.band_calibration
+            out["calibration_1h"] = {
+                n: {"errors": cal.count(n), "factor_50": cal.factor(n, 0.5),
+                    "factor_90": cal.factor(n, 0.9)}
+                for n in sup.shard.spec.names
+            }  # fmt: skip
+        return out
 
     @router.get(
         "/v1/patients/{patient_id}/risk",
