@@ -190,25 +190,36 @@ def test_onsets_read_as_data_arrive_find_a_run_that_spans_calls(feed_map: Feed) 
 
 
 def test_one_hour_bands_are_calibrated_on_what_the_monitors_showed(feed_map: Feed) -> None:
-    """Forecasts that claim an SD of 10 mmHg one hour ahead, where the monitors then show
-    errors of SD 5: once their minutes close, each band's error is counted and the 90 % band's
-    factor comes out near 0.5; a patient without data near the target minute adds nothing."""
+    """Forecasts whose one-hour band claims an SD of 10 mmHg, where the monitors then show
+    errors of SD 5: once their minutes close, each band's outcome is counted and the 90 % band's
+    factor comes out near 0.5; the next forecasts' calibrated bands hold about 90 %, the issued
+    ones nearly all; a patient without data near the target minute adds nothing."""
     mon = ForecastMonitor(WARD_TWIN, horizon_h=1.0)
     rng = np.random.default_rng(5)
-    for k in range(300):
-        pid = f"p{k}"
-        assert mon.forecast(pid, START, {"map_below_65_30min": 0.1}, band={"MAP": (80.0, 10.0)})
-        feed_map(mon, pid, START + timedelta(minutes=55), 600,
-                 np.full(600, 80.0 + rng.normal(0, 5.0)))  # fmt: skip
-    assert not mon.forecast("p0", START, {}, band={"MAP": (80.0, 10.0)})  # thinned: not kept
-    mon.forecast("gap", START, {}, band={"MAP": (80.0, 10.0)})
+    z95 = 1.6448536269514722  # the normal's 95 % quantile: a 90 % band of SD 10 as issued
+    band = {"MAP": {"q05": 80.0 - z95 * 10, "q50": 80.0, "q95": 80.0 + z95 * 10}}
+    for hour in (0, 2):  # the first round's outcomes calibrate the second round's bands
+        when = START + timedelta(hours=hour)
+        for k in range(300):
+            assert mon.forecast(f"p{k}", when, {"map_below_65_30min": 0.1}, band=band)
+            feed_map(mon, f"p{k}", when + timedelta(minutes=55), 600,
+                     np.full(600, 80.0 + rng.normal(0, 5.0)))  # fmt: skip
+        mon.onsets()  # closes the minutes and resolves the bands they reach
+        if hour == 0:
+            first = mon.band_coverage()["MAP"]
+    assert not mon.forecast("p0", START + timedelta(hours=2), {}, band=band)  # thinned
+    mon.forecast("gap", START, {}, band=band)
     feed_map(mon, "gap", START + timedelta(minutes=50), 300, np.full(300, 80.0))
     feed_map(mon, "gap", START + timedelta(minutes=70), 300, np.full(300, 80.0))
-    mon.onsets()  # closes the minutes and resolves the bands they reach
+    cover = mon.report().to_dict()["bands"]["MAP"]  # closes the gap patient's minutes too
     cal = mon.band_calibration
-    assert cal.count("MAP") == 300 and cal.count("HR") == 0
+    assert cal.count("MAP") == 600 and cal.count("HR") == 0 and mon._bands == []
     assert abs(cal.factor("MAP", 0.9) - 0.5) < 0.1
-    z95 = 1.6448536269514722  # the normal's 95 % quantile: a 90 % band of SD 10 as issued
-    band = cal.calibrated_quantiles("MAP", 80.0 - z95 * 10, 80.0, 80.0 + z95 * 10, 0.0, 300.0)
-    assert band["q95"] - band["q05"] == pytest.approx(2 * z95 * 10 * cal.factor("MAP", 0.9))
-    assert band["errors"] == 300
+    # before any outcome the calibrated bands were the issued ones; after, about 90 %
+    assert first["outcomes"] == 300 and first["calibrated_90"] == first["issued_90"] > 0.99
+    assert cover["outcomes"] == 600 and cover["issued_90"] > 0.99
+    second = 2 * cover["calibrated_90"] - first["calibrated_90"]  # the second round's share
+    assert abs(second - 0.9) < 0.05
+    issued = cal.calibrated_quantiles("MAP", **{k: band["MAP"][k] for k in ("q05", "q50", "q95")})
+    assert issued["q95"] - issued["q05"] == pytest.approx(2 * z95 * 10 * cal.factor("MAP", 0.9))
+    assert issued["errors"] == 600

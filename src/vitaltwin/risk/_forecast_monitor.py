@@ -24,12 +24,15 @@ A forecast's outcome is decided once, when the patient's data first pass its hor
 arriving later for its window are not used), and the minute medians and forecasts are kept for
 ``keep_h`` (72 h): the monitor's memory grows with the beds, not with time.
 
-**Forecast bands** are checked the same way: a forecast may carry, per monitored value, the
-centre and SD of its predictive distribution ``band_horizon_min`` (60) minutes ahead; once the
-patient's data pass that minute, the minute median nearest to it (within ``BAND_TOLERANCE_MIN``)
-is the outcome and its standardized error goes to :attr:`ForecastMonitor.band_calibration`
+**Forecast bands** are checked the same way: a forecast may carry, per monitored value, its
+band ``band_horizon_min`` (60) minutes ahead as quantiles (5, 50, 95 %), read as a normal
+(:func:`vitaltwin.twin.normal_of_quantiles`); once the patient's data pass that minute, the
+minute median nearest to it (within ``BAND_TOLERANCE_MIN``; none: no outcome, a gap is not
+one) is the outcome. Its standardized error goes to :attr:`ForecastMonitor.band_calibration`
 (:class:`vitaltwin.twin.OnlineBandCalibration`), from which the service issues its calibrated
-one-hour bands. No minute near it: no error (a gap is not an outcome).
+one-hour bands, and :meth:`ForecastMonitor.band_coverage` counts how often the outcome fell
+inside the 50 % and 90 % bands as the ensemble issued them and as calibrated when the forecast
+was made.
 
 The minute-median rule is this monitor's reading of the event, not the forecast's (which applies
 the definition to the model's noise-free observables at its own time step); the difference is
@@ -58,6 +61,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
+from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
 from vitaltwin.data.schema import microseconds
@@ -66,7 +70,7 @@ from vitaltwin.model import Event, TwinSpec
 from vitaltwin.risk._evaluate import calibration
 from vitaltwin.risk._model import bin_fractions, decile_edges
 from vitaltwin.risk._monitor import RetrainingPolicy, WindowReport, _judge, psi
-from vitaltwin.twin import OnlineBandCalibration
+from vitaltwin.twin import OnlineBandCalibration, normal_of_quantiles
 
 FORECAST_POLICY = RetrainingPolicy(min_positive=20, n_boot=100)
 """The policy's defaults for forecasts: a ward's window holds fewer events than a sepsis
@@ -83,6 +87,8 @@ MAX_GAP_MIN = 5
 sampled every few minutes); a longer gap breaks it."""
 BAND_TOLERANCE_MIN = 2
 """A band's outcome is the minute median at most this many minutes from its target minute."""
+NORMAL_HALF_WIDTH = (float(norm.ppf(0.75)), float(norm.ppf(0.95)))
+"""The 50 % and 90 % central bands of a normal, in SDs."""
 VITAL_CONFIRM = 2
 """Samples in a row a vital sign's event needs (one artefactual minute is not an event); a
 lab's needs one."""
@@ -246,6 +252,7 @@ class ForecastMonitoringReport:
     events: dict[str, list[EventWindow]]  # event -> one per window that has resolved forecasts
     drift: pd.DataFrame  # monitored value x window: PSI against the earliest window
     pending: int  # forecasts whose horizon the data have not reached yet
+    bands: dict[str, dict[str, float]] = field(default_factory=dict)  # band_coverage()
 
     @property
     def decision(self) -> str:
@@ -262,6 +269,7 @@ class ForecastMonitoringReport:
             "decision": self.decision,
             "policy": vars(self.policy),
             "pending": self.pending,
+            "bands": self.bands,
             "windows": self.windows,
             "events": {e: [w.to_dict() for w in ws] for e, ws in self.events.items()},
             "drift": {w: self.drift[w].to_dict() for w in self.drift.columns},
@@ -324,20 +332,23 @@ class ForecastMonitor:
         self._onset_read: dict[tuple[str, str], int] = {}  # (patient, event) -> minutes read
         self.band_horizon_min = band_horizon_min
         self.band_calibration = OnlineBandCalibration(self._names)
-        # bands waiting for their outcome: (patient index, target minute, name -> (centre, sd))
-        self._bands: list[tuple[int, int, dict[str, tuple[float, float]]]] = []
+        # bands waiting for their outcome: (patient index, target minute, name -> (centre, sd,
+        # the calibrated 50 % and 90 % half-widths in SDs when the forecast was made))
+        self._bands: list[tuple[int, int, dict[str, tuple[float, ...]]]] = []
+        # per name: outcomes, inside the issued 50 / 90 % bands, inside the calibrated ones
+        self._band_counts: dict[str, npt.NDArray[np.int64]] = {}
 
     def forecast(
         self,
         patient_id: str,
         when: datetime,
         probabilities: Mapping[str, float],
-        band: Mapping[str, tuple[float, float]] | None = None,
+        band: Mapping[str, Mapping[str, float]] | None = None,
     ) -> bool:
-        """Keep a forecast made at data time ``when`` — event probabilities and, optionally,
-        per monitored value the centre and SD of its predictive distribution
-        ``band_horizon_min`` ahead —; False when the patient's previous kept forecast is less
-        than ``every_s`` older."""
+        """Keep a forecast made at data time ``when``: event probabilities and, optionally, per
+        monitored value its band ``band_horizon_min`` ahead (quantiles ``q05``, ``q50``,
+        ``q95``); False when the patient's previous kept forecast is less than ``every_s``
+        older."""
         t = when.timestamp()
         with self._lock:
             if t - self._last.get(patient_id, -math.inf) < self.every_s:
@@ -346,42 +357,72 @@ class ForecastMonitor:
             known = {e.name for e in self.events}
             probs = {k: float(v) for k, v in probabilities.items() if k in known}
             self._forecasts.append((patient_id, t, probs))
-            usable = {
-                k: (float(c), float(sd))
-                for k, (c, sd) in (band or {}).items()
-                if k in self._names and math.isfinite(c) and math.isfinite(sd) and sd > 0
-            }
-            if usable:
+            kept: dict[str, tuple[float, ...]] = {}
+            for name, q in (band or {}).items():
+                if name not in self._names:
+                    continue
+                centre, sd = normal_of_quantiles(q["q05"], q["q50"], q["q95"])
+                if math.isfinite(centre) and math.isfinite(sd) and sd > 0:
+                    cal = self.band_calibration
+                    kept[name] = (centre, sd, cal.half_width(name, 0.5),
+                                  cal.half_width(name, 0.9))  # fmt: skip
+            if kept:
                 target = int((t + self.band_horizon_min * 60.0) // 60)
-                self._bands.append((self._patient_index(patient_id), target, usable))
+                self._bands.append((self._patient_index(patient_id), target, kept))
         return True
 
     def _resolve_bands(self) -> None:
-        """Standardized errors of the bands whose target minute the patient's data have passed
-        (under the lock, after closing minutes)."""
+        """Outcomes of the bands whose target minute the patient's data have passed (under the
+        lock, after closing minutes): their errors calibrate, and they are counted in or out."""
         if not self._bands:
             return
         waiting = []
-        errors: dict[str, tuple[list[float], list[float], list[float]]] = {}
+        resolved: dict[str, list[tuple[float, ...]]] = {}
         for i, target, band in self._bands:
             if self._newest_s[i] // 60 <= target + BAND_TOLERANCE_MIN:
                 waiting.append((i, target, band))
                 continue
             series = self._series.get(self._pids[i], {})
-            for name, (centre, sd) in band.items():
+            for name, kept in band.items():
                 m = series.get(name)
                 if m is None:
                     continue
                 mins, vals = m.between(target - BAND_TOLERANCE_MIN,
                                        target + BAND_TOLERANCE_MIN + 1)  # fmt: skip
                 if mins.size:
-                    v, c, d = errors.setdefault(name, ([], [], []))
-                    v.append(float(vals[np.argmin(np.abs(mins - target))]))
-                    c.append(centre)
-                    d.append(sd)
+                    value = float(vals[np.argmin(np.abs(mins - target))])
+                    resolved.setdefault(name, []).append((value, *kept))
         self._bands = waiting
-        for name, (v, c, d) in errors.items():
-            self.band_calibration.record(name, np.array(v), np.array(c), np.array(d))
+        issued = NORMAL_HALF_WIDTH
+        for name, rows in resolved.items():
+            v, c, sd, k50, k90 = np.array(rows).T
+            z = np.abs(v - c) / sd
+            counts = self._band_counts.setdefault(name, np.zeros(5, np.int64))
+            counts += [z.size, (z <= issued[0]).sum(), (z <= issued[1]).sum(),
+                       (z <= k50).sum(), (z <= k90).sum()]  # fmt: skip
+            self.band_calibration.record(name, v, c, sd)
+
+    def band_coverage(self) -> dict[str, dict[str, float]]:
+        """Per monitored value with resolved one-hour bands: how many, the share of outcomes
+        inside the 50 % and 90 % bands as issued and as calibrated when each forecast was
+        made, and the calibration's factors now."""
+        with self._lock:
+            self._close()
+            counts = {k: v.copy() for k, v in self._band_counts.items()}
+        cal = self.band_calibration
+        return {
+            name: {
+                "outcomes": float(n),
+                "issued_50": i50 / n,
+                "issued_90": i90 / n,
+                "calibrated_50": c50 / n,
+                "calibrated_90": c90 / n,
+                "factor_50": cal.factor(name, 0.5),
+                "factor_90": cal.factor(name, 0.9),
+            }
+            for name, (n, i50, i90, c50, c90) in counts.items()
+            if n
+        }
 
     def observed(self, observations: pa.Table) -> None:
         """Observations just stored (canonical columns): their values wait in a buffer until
@@ -625,7 +666,14 @@ class ForecastMonitor:
                 if w in ws:
                     drift.loc[name, w] = shift(earliest, ws[w])
         return ForecastMonitoringReport(
-            self.horizon_h, self.window_h, self.policy, windows, events, drift, pending
+            self.horizon_h,
+            self.window_h,
+            self.policy,
+            windows,
+            events,
+            drift,
+            pending,
+            self.band_coverage(),
         )
 
     def _event_window(

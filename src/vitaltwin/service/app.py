@@ -96,7 +96,6 @@ from vitaltwin.service.standards import FHIR_JSON, standards_router
 from vitaltwin.service.twins import TwinSupervisor
 from vitaltwin.service.ward import WardBoard
 from vitaltwin.store import Store
-from vitaltwin.twin import normal_of_quantiles
 
 log = logging.getLogger("vitaltwin.service")
 LIVE_SCOPE = "user/Flag.rs"
@@ -287,9 +286,7 @@ def create_app(
         board.forecast(pid, when, probs, version)
         if outcomes is not None:
             one_hour = details.get("forecast_1h", {})
-            outcomes.forecast(pid, when, probs, band={
-                n: normal_of_quantiles(b["q05"], b["q50"], b["q95"]) for n, b in one_hour.items()
-            })  # fmt: skip
+            outcomes.forecast(pid, when, probs, band=one_hour)
             details = {**details, "forecast_1h": calibrated_1h(one_hour)}
         with alerts_lock:
             raised = [

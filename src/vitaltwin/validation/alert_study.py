@@ -252,8 +252,8 @@ def _through_the_service(
     def on_forecast(
         pid: str, when: datetime, probs: dict[str, float], version: str, details: dict[str, Any]
     ) -> None:
-        if monitor is not None:
-            monitor.forecast(pid, when, probs)
+        if monitor is not None:  # as the service does: events and the one-hour bands
+            monitor.forecast(pid, when, probs, band=details.get("forecast_1h"))
         for event, p in probs.items():
             engine.observe(pid, f"forecast:{event}", p, when, model_version=version,
                            details=details)  # fmt: skip
