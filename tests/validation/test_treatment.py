@@ -46,6 +46,8 @@ def test_treatment_responses_on_a_sample_of_the_demo() -> None:
     assert (
         res.coverage[["band50_coverage_rescaled", "band90_coverage_rescaled"]].notna().all().all()
     )
+    online = res.coverage[["band50_coverage_online", "band90_coverage_online"]]
+    assert ((online >= 0) & (online <= 1)).all().all()  # few events here: as issued, mostly
     # the twin's drug and fluid effects point the right way: more norepinephrine or a bolus
     # raises its predicted MAP against no change, less lowers it (nearly always for the drug;
     # a bolus's effect is small and, for a twin far from its patient's pressure, not always

@@ -1,12 +1,12 @@
-"""Replaying real patients through their twins: PhysioNet 2019, hour by hour.
+"""Replaying real patients through their twins: PhysioNet 2019 and eICU, hour by hour.
 
 The study reads canonical tables, from any file an adapter reads
 (:func:`vitaltwin.interop.read_any`; for set A the PhysioNet adapter: LOINC codes, canonical
 units, implausible values quarantined, one ICU encounter per stay) or from a store. Each ICU
-stay becomes an hourly grid from its start. Each patient whose ICU stay lasts at least
-``min_hours`` hours gets a twin from demographics
-(age and sex; PhysioNet gives no weight or height, so the sex's adult median is used: 88/76 kg,
-175/161 cm, US 2015-2018 [fryar2021]); charted FiO2 sets the twin's ``fio2`` input. Every hour
+stay becomes an hourly grid from its start (an eICU folder: see below). Each patient whose ICU
+stay lasts at least ``min_hours`` hours gets a twin from demographics (age and sex; PhysioNet
+gives no weight or height, so the sex's adult median is used: 88/76 kg, 175/161 cm, US
+2015-2018 [fryar2021]); charted FiO2 sets the twin's ``fio2`` input. Every hour
 the twin forecasts the next hour before seeing it, then assimilates it.
 
 The one-hour-ahead forecast is compared with what was charted in the next hour for HR, MAP and
@@ -22,10 +22,22 @@ add is the difference.
 The twin's gain over persistence and over the best baseline (its MAE minus the twin's) comes
 with a 95 % interval from 1,000 bootstrap resamples of the evaluation patients.
 
+**Does the twin add information?** The boosting baseline fitted again with the twin's one-hour
+forecast of the compared observables, the target's spread and the twin's estimated physiology
+(posterior means of the estimated parameters an hour before) as features
+(``boosting_with_twin_mae``, with the interval of boosting's MAE minus it), and with the twin's
+current estimate instead of its forecast (``boosting_with_twin_now_mae``: its dynamics' share).
+
+**eICU.** An eICU database folder is read by :func:`vitaltwin.interop.eicu.convert_eicu`
+(unit stays as patients; cuff pressures): each hour's last value is the chart; an observable
+the source does not chart in both halves (the demo: HR and SpO2) is named in
+:attr:`ReplayResult.absent` and has no row.
+
 **Uncertainty.** The twin's predictive distribution of the next hour's chart is its ensemble's
 forecast with the chart's observation error, taken as normal: N(prior mean, prior SD^2 + r), r
-the tracking's observation variance. Its band coverage, the bands rescaled on the tuning half
-and its CRPS beside persistence's are those of :mod:`vitaltwin.validation.uncertainty`.
+the tracking's observation variance. Its band coverage, the bands rescaled on the tuning half,
+the bands calibrated online on the evaluation patients' earlier hours and its CRPS beside
+persistence's are those of :mod:`vitaltwin.validation.uncertainty`.
 """
 
 from __future__ import annotations
@@ -244,8 +256,7 @@ def run_replay(
         err_twin = np.abs(out["prior_mean"][:, :, j] - yj)
         # the twin's current estimate (its posterior an hour earlier) used as the forecast: the
         # part of the forecast its dynamics add is the difference
-        now = np.full(yj.shape, np.nan)
-        now[:, 1:] = out["mean"][:, :-1, j]
+        now = _one_hour_later(out["mean"][:, :, j])
         pred_sd = np.sqrt(out["prior_sd"][:, :, j] ** 2 + r_var[j])
         spread = uncertainty(out["prior_mean"][:, :, j], pred_sd, yj, last, tune, ev)
         spread |= online_coverage(out["prior_mean"][:, :, j], pred_sd, yj, ev)
@@ -261,8 +272,14 @@ def run_replay(
                 [out["prior_mean"][:, :, cols], out["prior_sd"][:, :, j, None], known_latent], -1
             ),
         )
-        with_now = boosting_with(yj, mj, tune_rows, np.concatenate(
-            [posterior_before, posterior_sd_before[:, :, j, None], known_latent], -1))  # fmt: skip
+        with_now = boosting_with(
+            yj,
+            mj,
+            tune_rows,
+            np.concatenate(
+                [posterior_before, posterior_sd_before[:, :, j, None], known_latent], -1
+            ),
+        )
         mae = {k: float(e[ev].mean()) for k, e in err.items()}
         best = min(mae, key=lambda k: mae[k])
         gain_lo, gain_hi = _gain_interval(err_twin, err["persistence"], ev,

@@ -84,24 +84,26 @@ def online_coverage(
     rows: np.ndarray,
     window: int = 5000,
     min_errors: int = 200,
+    counted: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Coverage on ``rows`` ``(B, T)`` of the bands issued when calibrated online: hour ``k``'s
-    bands by :class:`vitaltwin.twin.OnlineBandCalibration` holding the errors of ``rows`` in
-    the hours before ``k`` (the first hours, before ``min_errors`` are in, as issued); and the
-    factor on the spread at the end (``band90_scale_online``)."""
+    """Coverage on ``counted`` (default: ``rows``) ``(B, T)`` of the bands issued when
+    calibrated online: step ``k``'s bands by :class:`vitaltwin.twin.OnlineBandCalibration`
+    holding the errors of ``rows`` in the steps before ``k`` (the first, before ``min_errors``
+    are in, as issued); and the factor on the spread at the end (``band90_scale_online``)."""
     cal = OnlineBandCalibration(["y"], window=window, min_errors=min_errors)
+    count = rows if counted is None else counted
     inside = {level: 0 for level in LEVELS}
     n = 0
     for k in range(y.shape[1]):
-        r = rows[:, k]
-        if not r.any():
-            continue
-        m, s, v = mean[r, k], sd[r, k], y[r, k]
-        for level in LEVELS:
-            lo, hi = cal.band("y", m, s, level)
-            inside[level] += int(((v >= lo) & (v <= hi)).sum())
-        n += int(r.sum())
-        cal.record("y", v, m, s)
+        r, c = rows[:, k], count[:, k]
+        if c.any():
+            m, s, v = mean[c, k], sd[c, k], y[c, k]
+            for level in LEVELS:
+                lo, hi = cal.band("y", m, s, level)
+                inside[level] += int(((v >= lo) & (v <= hi)).sum())
+            n += int(c.sum())
+        if r.any():
+            cal.record("y", y[r, k], mean[r, k], sd[r, k])
     out: dict[str, float] = {}
     for level in LEVELS:
         pct = int(level * 100)
