@@ -44,6 +44,7 @@ class OnlineBandCalibration:
             )
         self.window, self.min_errors = window, min_errors
         self._errors: dict[str, Array] = {str(n): np.empty(0) for n in observables}
+        self._quantiles: dict[tuple[str, float], float] = {}  # until the next record
         self._lock = threading.Lock()
 
     def _known(self, name: str) -> Array:
@@ -62,6 +63,7 @@ class OnlineBandCalibration:
         z = np.abs(v[ok] - m[ok]) / s[ok]
         with self._lock:
             self._errors[name] = np.concatenate([self._known(name), z])[-self.window :]
+            self._quantiles = {k: v for k, v in self._quantiles.items() if k[0] != name}
         return int(z.size)
 
     def count(self, name: str) -> int:
@@ -76,9 +78,12 @@ class OnlineBandCalibration:
             raise ValueError(f"band level {level}: must lie between 0 and 1")
         with self._lock:
             z = self._known(name)
-        if z.size < self.min_errors:
-            return float(norm.ppf(0.5 + level / 2))
-        return float(np.quantile(z, level))
+            if z.size < self.min_errors:
+                return float(norm.ppf(0.5 + level / 2))
+            q = self._quantiles.get((name, level))
+            if q is None:  # a ward's forecasts ask far more often than outcomes arrive
+                q = self._quantiles[name, level] = float(np.quantile(z, level))
+            return q
 
     def factor(self, name: str, level: float) -> float:
         """The factor on the forecast's own band of ``level`` (1: as issued)."""
