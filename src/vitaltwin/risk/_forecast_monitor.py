@@ -31,7 +31,7 @@ minute median nearest to it (within ``BAND_TOLERANCE_MIN``; none: no outcome, a 
 one) is the outcome. Its standardized error goes to :attr:`ForecastMonitor.band_calibration`
 (:class:`vitaltwin.twin.OnlineBandCalibration`), from which the service issues its calibrated
 one-hour bands, and :meth:`ForecastMonitor.band_coverage` counts how often the outcome fell
-inside the 50 % and 90 % bands as the ensemble issued them and as calibrated when the forecast
+inside the 50 % and 90 % bands as issued (that normal's) and as calibrated when the forecast
 was made.
 
 The minute-median rule is this monitor's reading of the event, not the forecast's (which applies
@@ -404,8 +404,8 @@ class ForecastMonitor:
 
     def band_coverage(self) -> dict[str, dict[str, float]]:
         """Per monitored value with resolved one-hour bands: how many, the share of outcomes
-        inside the 50 % and 90 % bands as issued and as calibrated when each forecast was
-        made, and the calibration's factors now."""
+        inside the 50 % and 90 % bands as issued (the normal read from the issued quantiles)
+        and as calibrated when each forecast was made, and the calibration's factors now."""
         with self._lock:
             self._close()
             counts = {k: v.copy() for k, v in self._band_counts.items()}
