@@ -63,7 +63,7 @@ class OnlineBandCalibration:
         z = np.abs(v[ok] - m[ok]) / s[ok]
         with self._lock:
             self._errors[name] = np.concatenate([self._known(name), z])[-self.window :]
-            self._quantiles = {k: v for k, v in self._quantiles.items() if k[0] != name}
+            self._quantiles = {k: q for k, q in self._quantiles.items() if k[0] != name}
         return int(z.size)
 
     def count(self, name: str) -> int:
