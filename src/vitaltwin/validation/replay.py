@@ -235,7 +235,7 @@ def run_replay(
     )
     cols = [NAMES.index(n) for n in COMPARED]
     known_latent = _one_hour_later(latent)  # what the twin knew of the patient before hour k
-    posterior_before = _one_hour_later(out["mean"][:, :, cols])
+    posterior_before = _one_hour_later(out["mean"])  # the twin's estimate an hour earlier
     posterior_sd_before = _one_hour_later(out["sd"])
     r_var = cfg.observation_variance(layout.spec)
     rows = []
@@ -256,7 +256,7 @@ def run_replay(
         err_twin = np.abs(out["prior_mean"][:, :, j] - yj)
         # the twin's current estimate (its posterior an hour earlier) used as the forecast: the
         # part of the forecast its dynamics add is the difference
-        now = _one_hour_later(out["mean"][:, :, j])
+        now = posterior_before[:, :, j]
         pred_sd = np.sqrt(out["prior_sd"][:, :, j] ** 2 + r_var[j])
         spread = uncertainty(out["prior_mean"][:, :, j], pred_sd, yj, last, tune, ev)
         spread |= online_coverage(out["prior_mean"][:, :, j], pred_sd, yj, ev)
@@ -277,7 +277,8 @@ def run_replay(
             mj,
             tune_rows,
             np.concatenate(
-                [posterior_before, posterior_sd_before[:, :, j, None], known_latent], -1
+                [posterior_before[:, :, cols], posterior_sd_before[:, :, j, None], known_latent],
+                -1,
             ),
         )
         mae = {k: float(e[ev].mean()) for k, e in err.items()}

@@ -519,27 +519,18 @@ def _score(events: pd.DataFrame, cfg: TreatmentConfig) -> tuple[pd.DataFrame, pd
                     row[band + suffix] = float(inside.mean())
         # recalibrated bands (on the training events) and CRPS, the ensemble's band taken as
         # normal with the spread of its 5-95 % range
-        every = events[events["treatment"] == kind]
-        spread = uncertainty(
-            every["twin_map"].to_numpy(),
-            ((every["twin_q95"] - every["twin_q05"]) / (2 * 1.6449)).to_numpy(),
-            every["map_after"].to_numpy(),
-            every["map_before"].to_numpy(),
-            every["train"].to_numpy(),
-            ~every["train"].to_numpy(),
-        )
+        # (in stay, then time order: the online calibration below takes them one after another)
+        every = events[events["treatment"] == kind].sort_values(["patient_id", "time"],
+                                                                kind="stable")  # fmt: skip
+        mean, after = every["twin_map"].to_numpy(), every["map_after"].to_numpy()
+        sd = ((every["twin_q95"] - every["twin_q05"]) / (2 * 1.6449)).to_numpy()
+        train = every["train"].to_numpy()
+        spread = uncertainty(mean, sd, after, every["map_before"].to_numpy(), train, ~train)
         row.update({k: v for k, v in spread.items() if not k.endswith("_coverage")})
-        # calibrated online: the events one after another (by stay, then time), each event's
-        # band rescaled by the errors of the events before it, counted on the evaluation half
-        seq = every.sort_values(["patient_id", "time"], kind="stable")
-        row.update(online_coverage(
-            seq["twin_map"].to_numpy()[None],
-            ((seq["twin_q95"] - seq["twin_q05"]) / (2 * 1.6449)).to_numpy()[None],
-            seq["map_after"].to_numpy()[None],
-            np.ones((1, len(seq)), bool),
-            min_errors=ONLINE_MIN_EVENTS,
-            counted=~seq["train"].to_numpy()[None],
-        ))  # fmt: skip
+        # calibrated online: each event's band rescaled by the errors of the events before it,
+        # counted on the evaluation half
+        row.update(online_coverage(mean[None], sd[None], after[None], np.ones((1, sd.size), bool),
+                                   min_errors=ONLINE_MIN_EVENTS, counted=~train[None]))  # fmt: skip
         cover.append(row)
     return pd.DataFrame(rows), pd.DataFrame(cover)
 
