@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from vitaltwin.interop import input_files, read_chunks
-from vitaltwin.interop.eicu import DEFAULT_ANCHOR, EicuError, convert_eicu, read_eicu
+from vitaltwin.interop.eicu import (
+    DEFAULT_ANCHOR,
+    EicuError,
+    convert_eicu,
+    read_eicu,
+    stay_sites,
+)
 from vitaltwin.store import DuckDBStore
 
 DEMO = Path(__file__).parents[3] / "shared" / "data" / "eicu-demo"
@@ -105,6 +111,32 @@ def test_a_folder_is_one_input_and_stores_whole(tiny: Path, tmp_path: Path) -> N
         assert sum(c.stored for c in counts) == 7  # 3 pressures of each stay, 1 weight
         assert sum(c.quarantined for c in counts) == 4  # 2 pressures, 2 rates
         assert store.count("medications") == 4 and store.count("patients") == 2
+
+
+def test_each_stay_is_placed_in_its_hospital_and_region(tiny: Path) -> None:
+    """Without a hospital table only the hospital is known; with one, its region, teaching
+    status and size come too, and a region left empty stays None (not a made-up region)."""
+    bare = stay_sites(tiny)
+    assert bare.loc["eicu-1", "hospital"] == "hospital 73" and bare["region"].isna().all()
+    _write(tiny, "patient",
+           "patientunitstayid,gender,age,hospitalid,unittype,hospitaladmittime24,"
+           "hospitaladmitoffset,unitdischargeoffset\n"
+           "1,Female,70,73,MICU,23:36:00,-120,600\n"
+           "2,Male,60,74,SICU,08:00:00,0,300\n"
+           "3,Male,50,75,SICU,08:00:00,0,300\n")  # fmt: skip
+    _write(tiny, "hospital",
+           "hospitalid,numbedscategory,teachingstatus,region\n"
+           "73,<100,FALSE,Midwest\n74,>= 500,TRUE,\n")  # fmt: skip
+    where = stay_sites(tiny)
+    assert where.to_dict("index") == {
+        "eicu-1": {"hospital": "hospital 73", "region": "Midwest", "teaching": False,
+                   "beds": "<100"},
+        "eicu-2": {"hospital": "hospital 74", "region": None, "teaching": True,
+                   "beds": ">= 500"},
+        "eicu-3": {"hospital": "hospital 75", "region": None, "teaching": None, "beds": None},
+    }  # fmt: skip
+    with pytest.raises(EicuError, match="no table patient"):
+        stay_sites(tiny.parent)
 
 
 def test_not_an_eicu_folder(tmp_path: Path) -> None:

@@ -46,6 +46,7 @@ from vitaltwin.risk._model import best_threshold
 
 SET_A = Path(__file__).resolve().parents[3] / "shared/data/physionet2019/training_setA.parquet"
 needs_set_a = pytest.mark.skipif(not SET_A.exists(), reason="shared PhysioNet set A not present")
+EICU_DEMO = Path(__file__).resolve().parents[3] / "shared/data/eicu-demo"
 QUICK: dict[str, Any] = {
     "learning_rate": 0.1,
     "max_rounds": 200,
@@ -184,6 +185,49 @@ def test_any_canonical_export_loads(tmp_path: Path) -> None:
     (tmp_path / "observations.parquet").unlink()
     with pytest.raises(CohortError, match=r"no observations\.parquet"):
         load_cohort(tmp_path)
+
+
+def test_sites_are_the_sources_where_it_names_them_else_the_units() -> None:
+    """A source that says where each patient was (eICU: the hospital's region) is held out by
+    that; otherwise by ICU unit; a task the source has no outcome for is refused by name."""
+    from vitaltwin.risk import RiskStudyConfig, run_study, sites_of
+    from vitaltwin.risk._study import _hospitals_per_site
+
+    obs, pats, labels = synthetic_tables(30, seed=5)
+    by_unit = build_cohort(obs, pats, labels)
+    assert set(sites_of(by_unit)) == {"MICU", "SICU"} and not _hospitals_per_site(
+        by_unit, sites_of(by_unit)
+    )
+    ids = pats["patient_id"].to_numpy()
+    where = pd.DataFrame(
+        {"site": np.where(np.arange(30) < 10, "West", "South"),
+         "hospital": [f"hospital {i % 4}" for i in range(30)]}, index=ids)  # fmt: skip
+    by_region = build_cohort(obs, pats, labels, sites=where)
+    site = pd.Series(sites_of(by_region), index=by_region.grid["patient_id"])
+    assert site.groupby(level=0).first().to_dict() == where["site"].to_dict()
+    assert _hospitals_per_site(by_region, sites_of(by_region)) == {"South": 4, "West": 4}
+    unlabelled = build_cohort(obs, pats, None, sites=where)
+    cfg = RiskStudyConfig(folds=2, tasks=("sepsis",), twin=False, model_params=QUICK)
+    with pytest.raises(ValueError, match=r"no sepsis .* 0 positive and 0 negative hours"):
+        run_study(unlabelled, cfg)
+
+
+@pytest.mark.skipif(not EICU_DEMO.exists(), reason="eICU demo not in ../shared/data")
+def test_the_eicu_demo_is_a_cohort_of_regions_of_hospitals() -> None:
+    """The demo's stays, their sites the census regions of their hospitals; no sepsis
+    labels, but cuff pressures enough to label sustained hypotension."""
+    from vitaltwin.risk import labels_for, sites_of
+
+    c = load_cohort(EICU_DEMO)
+    pid = c.grid["patient_id"].to_numpy()
+    site = pd.Series(sites_of(c), index=pid).groupby(level=0).first()
+    assert set(site) == {"Midwest", "South", "West", "Northeast", "region not stated"}
+    assert c.n_patients == 2326  # the stays with a value charted (of 2,520)
+    assert c.patients["hospital"].nunique() == 185  # one hospital's stays chart none
+    assert (c.grid["sepsis"] == -1).all() and c.grid["HR"].isna().all()
+    y = labels_for("deterioration", c)
+    positive = pd.Series(y == 1).groupby(pid).any()
+    assert 500 < positive.sum() < c.n_patients / 2
 
 
 def test_features_use_only_the_past(cohort: Cohort) -> None:
@@ -741,7 +785,9 @@ def test_leave_site_out_never_trains_on_the_site_it_scores(
     # each out-of-site model adapted at its site: silent mode first, then local labels
     curve = r.adaptation["raw"]["MICU"]
     assert curve[0]["local_patients"] == 0 and curve[0]["chosen"] == "silent threshold"
-    assert [c["local_patients"] for c in curve[1:]] == [100][: len(curve) - 1]
+    sizes = [c["local_patients"] for c in curve]
+    # the standard sizes the site has, then (a small site) every adaptation patient it has
+    assert sizes == sorted(sizes) and set(sizes[1:-1]) <= {100, 500} and sizes[-1] < 2000
     # what drives the scores, overall and per subgroup (the sepsis signal: HR, Temp, MAP, Resp)
     e = r.test["raw"]["explanation"]
     assert any(x["feature"].startswith(("HR", "Temp", "MAP", "Resp")) for x in e["overall"][:3])
@@ -891,8 +937,11 @@ def test_adaptation_with_local_labels_compares_candidates_on_held_out_patients(
     assert got.candidates[got.chosen]["utility"] >= best - 0.005 - 1e-12
     if got.chosen == "recalibrated":
         assert got.model.recalibration_ != model.recalibration_
-    curve = learning_curve(*args, sizes=(0, 20, 60, 10_000))
-    assert [c["local_patients"] for c in curve] == [0, 20, 60]  # larger than the site: skipped
+    curve = learning_curve(*args, sizes=(0, 20, 10_000))
+    pool = got.patients["adaptation"]  # the same split: 30 % of the site's patients held out
+    assert 20 < pool < 10_000
+    # a size larger than the site is skipped, and the curve ends at every patient it has
+    assert [c["local_patients"] for c in curve] == [0, 20, pool]
     assert curve[0]["chosen"] == "silent threshold"
     assert all(np.isfinite(c["utility"]) for c in curve)
 

@@ -71,7 +71,11 @@ def data_path(data: Path | None) -> Path:
 
 SiteOption = Annotated[
     list[str] | None,
-    typer.Option("--site", help="only these sites' patients (ICU unit; 'unit not stated')"),
+    typer.Option(
+        "--site",
+        help="only these sites' patients (ICU unit, 'unit not stated'; eICU: the hospital's "
+        "region, 'region not stated')",
+    ),
 ]
 ExcludeSiteOption = Annotated[
     list[str] | None,
@@ -124,8 +128,8 @@ def validate_risk(
     data: Annotated[
         Path | None,
         typer.Option(
-            help="canonical export folder or any file vitaltwin reads "
-            "(default: VITALTWIN_PHYSIONET_SET_A)"
+            help="canonical export folder, eICU database folder (sites: its hospitals' "
+            "regions) or any file vitaltwin reads (default: VITALTWIN_PHYSIONET_SET_A)"
         ),
     ] = None,
     out: Annotated[Path, typer.Option(help="report folder")] = Path("out/risk"),

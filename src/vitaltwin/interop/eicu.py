@@ -3,7 +3,8 @@
 
 One ICU unit stay (``patientunitstayid``) is one patient of the record, ``eicu-<id>``, as a stay
 is in the PhysioNet data; its encounter carries the hospital and unit type
-(``hospital 73, Med-Surg ICU``), which is the site a transfer study leaves out.
+(``hospital 73, Med-Surg ICU``); :func:`stay_sites` gives each stay's hospital and what the
+``hospital`` table says of it (region, teaching, beds), the sites a transfer study leaves out.
 
 **Time.** eICU gives times as minutes from unit admission (``*offset``) with the time of day of
 admissions and the discharge year only. Each hospital stay is placed on ``anchor``'s date at its
@@ -146,6 +147,37 @@ def read_eicu(
 def convert_eicu(directory: str | Path, anchor: datetime = DEFAULT_ANCHOR) -> Record:
     """The whole database as one record (the demo; use :func:`read_eicu` for the full one)."""
     return joined(list(read_eicu(directory, anchor=anchor)))
+
+
+def stay_sites(directory: str | Path) -> pd.DataFrame:
+    """Where each stay was, for a study that leaves sites out: indexed by patient
+    (``eicu-<stay id>``), ``hospital`` (``hospital 73``) and what the ``hospital`` table says of
+    it — ``region`` (US census region), ``teaching`` (bool) and ``beds`` (the bed-count
+    category) — None where it says nothing (the demo's hospital table leaves some regions
+    empty). EicuError names a missing ``patient`` table; without a ``hospital`` table only
+    ``hospital`` is filled."""
+    d = Path(directory)
+    patient = whole_table(d, "patient", ["patientunitstayid", "hospitalid"], EicuError)
+    if table_path(d, "hospital") is None:
+        info = pd.DataFrame(columns=["hospitalid", "region", "teachingstatus", "numbedscategory"])
+    else:
+        info = whole_table(
+            d, "hospital", ["hospitalid", "region", "teachingstatus", "numbedscategory"], EicuError
+        )
+    merged = patient.merge(info.drop_duplicates("hospitalid"), on="hospitalid", how="left")
+    teaching = merged["teachingstatus"].map(
+        lambda v: None if pd.isna(v) else str(v).strip().lower() in ("true", "t", "1")
+    )
+    return pd.DataFrame(
+        {
+            "hospital": "hospital " + merged["hospitalid"].astype("int64").astype(str),
+            "region": merged["region"].astype(object).where(merged["region"].notna(), None),
+            "teaching": teaching.astype(object),
+            "beds": merged["numbedscategory"]
+            .astype(object)
+            .where(merged["numbedscategory"].notna(), None),
+        }
+    ).set_axis(pd.Index(_ids(merged["patientunitstayid"]), name="patient_id"))
 
 
 def _unit_admission(patient: pd.DataFrame, anchor: datetime) -> pd.Series:

@@ -24,6 +24,7 @@ from vitaltwin.risk._cohort import (
     build_cohort,
     cohort_from_record,
     cohort_from_store,
+    eicu_cohort,
     load_cohort,
 )
 from vitaltwin.risk._evaluate import Rows, calibration, evaluate, net_benefit
@@ -140,6 +141,7 @@ __all__ = [
     "criterion",
     "data_hash",
     "deterioration_labels",
+    "eicu_cohort",
     "evaluate",
     "labels_for",
     "learning_curve",

@@ -295,7 +295,9 @@ def learning_curve(
 ) -> list[dict[str, Any]]:
     """The adapted model's figures on the same held-out local patients after adapting on
     ``n`` labelled local patients, for each ``n`` of ``sizes`` that the site has (0: silent
-    mode, the threshold reset on the adaptation patients' scores without their labels)."""
+    mode, the threshold reset on the adaptation patients' scores without their labels), and
+    on every one of them when the site has fewer than the largest size (a small site's curve
+    ends at all it has)."""
     yy, pp, hh = np.asarray(y, np.int64), np.asarray(pid), np.asarray(hour, np.int64)
     rate = _target_rate(model, alert_rate)
     known = yy >= 0
@@ -303,9 +305,10 @@ def learning_curve(
     order = np.random.default_rng(seed + 1).permutation(pool)
     p = model.predict_proba(X)
     out = []
-    for n in sizes:
-        if n > order.size:
-            continue
+    fit = [n for n in sizes if n <= order.size]
+    if order.size < max(sizes, default=0) and order.size not in fit:
+        fit.append(int(order.size))
+    for n in fit:
         if n == 0:  # silent mode: no labels, the threshold from the whole pool's scores
             m = operating_point(model, silent_threshold(p[np.isin(pp, order)], rate))
             ev = known & np.isin(pp, eval_ids)

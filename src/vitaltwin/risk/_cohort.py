@@ -46,7 +46,10 @@ class Cohort:
     ``sepsis`` (0/1 label, or -1 where the source has none), one column per name in
     :data:`VARIABLE_NAMES` (NaN where not measured in that hour). ``patients`` is indexed by
     ``patient_id`` with ``sex``, ``age_years``, ``icu_unit``, ``hosp_adm_h`` (hours from hospital
-    to ICU admission, negative as in PhysioNet's ``HospAdmTime``) and ``icu_admission_time``."""
+    to ICU admission, negative as in PhysioNet's ``HospAdmTime``), ``icu_admission_time``, and
+    ``site`` and ``hospital`` (None where the source does not say): the site a transfer study
+    leaves out (:func:`vitaltwin.risk.sites_of`; the ICU unit where no site is given) and the
+    hospital the patient was in."""
 
     def admission_order(self) -> pd.Series:
         """Rank of each patient by ICU admission time, then identifier (sources without dates,
@@ -73,8 +76,11 @@ def build_cohort(
     patients: pd.DataFrame,
     labels: pd.DataFrame | None,
     source: str = "canonical",
+    sites: pd.DataFrame | None = None,
 ) -> Cohort:
     """Hourly grid from canonical tables (pandas frames with the canonical column names).
+    ``sites`` (indexed by patient, columns ``site`` and optionally ``hospital``) says where each
+    patient was, for a source whose sites are not its ICU units (eICU's hospitals).
 
     A censored value (comparator ``<``, ``>``, ...) enters as its bound: a lactate of ``<0.5``
     counts as 0.5, the usual reading of a result below the assay's limit. Pass current values
@@ -140,19 +146,54 @@ def build_cohort(
             "icu_unit": pat.get("icu_unit", pd.Series(None, index=pat.index, dtype=object)),
             "hosp_adm_h": hosp_h.astype(float),
             "icu_admission_time": adm,
+            **{
+                col: (
+                    pd.Series(None, index=pat.index, dtype=object)
+                    if sites is None or col not in sites.columns
+                    else sites[col].reindex(pat.index).astype(object)
+                )
+                for col in ("site", "hospital")
+            },
         },
         index=pat.index,
     )
     return Cohort(grid, out_pat.loc[out_pat.index.isin(set(grid["patient_id"]))], source)
 
 
-def cohort_from_record(record: Record, source: str = "canonical") -> Cohort:
+def cohort_from_record(
+    record: Record, source: str = "canonical", sites: pd.DataFrame | None = None
+) -> Cohort:
     """Hourly grid from a canonical record (what any adapter returns): current values only
-    (:func:`vitaltwin.data.versions.current`)."""
+    (:func:`vitaltwin.data.versions.current`); ``sites`` as :func:`build_cohort`'s."""
     obs = current(record.observations).select(["patient_id", "effective_time", "loinc", "value"])
     return build_cohort(
-        obs.to_pandas(), record.patients.to_pandas(), record.labels.to_pandas(), source=source
+        obs.to_pandas(),
+        record.patients.to_pandas(),
+        record.labels.to_pandas(),
+        source=source,
+        sites=sites,
     )
+
+
+UNSTATED_REGION = "region not stated"
+
+
+def eicu_cohort(directory: Path) -> Cohort:
+    """Hourly grid of an eICU database folder, each stay's site its hospital's US census region
+    (:data:`UNSTATED_REGION` where the ``hospital`` table leaves it empty): a region held out is
+    every one of its hospitals held out, so each patient a transfer study scores there comes from
+    a hospital its model never saw. eICU gives no sepsis labels (every hour carries -1)."""
+    from vitaltwin.interop.eicu import EicuError, convert_eicu, stay_sites
+
+    try:
+        record = convert_eicu(directory)
+        where = stay_sites(directory)
+    except EicuError as exc:
+        raise CohortError(str(exc)) from None
+    sites = pd.DataFrame(
+        {"site": where["region"].fillna(UNSTATED_REGION), "hospital": where["hospital"]}
+    )
+    return cohort_from_record(record, source=directory.name, sites=sites)
 
 
 def cohort_from_store(
@@ -176,8 +217,13 @@ def cohort_from_store(
 
 def load_cohort(path: Path) -> Cohort:
     """A dataset in the canonical format (a directory written by ``vitaltwin export``:
-    ``observations.parquet``, ``patients.parquet``, optionally ``labels.parquet``) or any file
-    an adapter reads (:func:`vitaltwin.interop.read_any`)."""
+    ``observations.parquet``, ``patients.parquet``, optionally ``labels.parquet``), an eICU
+    database folder (:func:`eicu_cohort`) or any file an adapter reads
+    (:func:`vitaltwin.interop.read_any`)."""
+    from vitaltwin.interop.eicu import is_eicu
+
+    if path.is_dir() and is_eicu(path):
+        return eicu_cohort(path)
     if path.is_dir():
         if not (path / "observations.parquet").exists():
             raise CohortError(

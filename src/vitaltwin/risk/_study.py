@@ -60,9 +60,14 @@ UNKNOWN_SITE = "unit not stated"
 
 
 def sites_of(cohort: Cohort) -> npt.NDArray[np.object_]:
-    """The site of each grid row: the patient's ICU unit (:data:`UNKNOWN_SITE` when the source
-    does not state it)."""
-    unit = cohort.patients["icu_unit"].reindex(cohort.grid["patient_id"].to_numpy())
+    """The site of each grid row: the patient's site where the source gives sites (eICU: the
+    hospital's region, :func:`vitaltwin.risk.eicu_cohort`), otherwise the ICU unit
+    (:data:`UNKNOWN_SITE` when the source does not state it)."""
+    pat = cohort.patients
+    where = pat["icu_unit"]
+    if "site" in pat.columns and pat["site"].notna().any():
+        where = pat["site"]
+    unit = where.reindex(cohort.grid["patient_id"].to_numpy())
     out: npt.NDArray[np.object_] = unit.fillna(UNKNOWN_SITE).astype(str).to_numpy(dtype=object)
     return out
 
@@ -384,6 +389,14 @@ def run_study(
         {} if twin is None else {"hybrid": pd.concat([raw, twin], axis=1)}
     )
     site = sites_of(cohort)
+    for task in cfg.tasks:
+        y = labels_for(task, cohort)
+        if not (y == 1).any() or not (y == 0).any():
+            raise ValueError(
+                f"{cohort.source}: no {risk_task(task).description} to learn — "
+                f"{int((y == 1).sum())} positive and {int((y == 0).sum())} negative hours "
+                "(a source without that outcome cannot develop this task)"
+            )
 
     test_ids, fold_of = split_patients(cohort, cfg.test_fraction, cfg.folds, cfg.seed)
     is_test = np.isin(pid, test_ids)
@@ -401,6 +414,7 @@ def run_study(
         "sites": {
             str(k): int(v) for k, v in pd.Series(site).groupby(pid).first().value_counts().items()
         },
+        "site_hospitals": _hospitals_per_site(cohort, site),
     }
     results: dict[str, TaskResults] = {}
     models: dict[tuple[str, str], RiskModel] = {}
@@ -560,6 +574,17 @@ def run_study(
     finally:
         job.close()
     return RiskStudy(cfg, summary, results, models, test_scores)
+
+
+def _hospitals_per_site(cohort: Cohort, site: npt.NDArray[np.object_]) -> dict[str, int]:
+    """How many hospitals each site's patients come from (empty when the source does not name
+    hospitals)."""
+    hosp = cohort.patients.get("hospital")
+    if hosp is None or hosp.isna().all():
+        return {}
+    pid = cohort.grid["patient_id"].to_numpy()
+    per = pd.DataFrame({"site": site, "hospital": hosp.reindex(pid).to_numpy()})
+    return {str(k): int(v) for k, v in per.groupby("site")["hospital"].nunique().items()}
 
 
 def _held_out_sites(
