@@ -48,6 +48,13 @@ def test_treatment_responses_on_a_sample_of_the_demo() -> None:
     )
     online = res.coverage[["band50_coverage_online", "band90_coverage_online"]]
     assert ((online >= 0) & (online <= 1)).all().all()  # few events here: as issued, mostly
+    # every coverage with its stay-bootstrap interval around it
+    widths = []
+    for band in ("band50", "band90", "band50_coverage_online", "band90_coverage_online"):
+        for share, (lo, hi) in zip(res.coverage[band], res.coverage[f"{band}_ci95"], strict=True):
+            assert 0 <= lo <= share <= hi <= 1
+            widths.append(hi - lo)
+    assert max(widths) > 0.1  # a handful of stays: wide intervals (all inside: none)
     # the twin's drug and fluid effects point the right way: more norepinephrine or a bolus
     # raises its predicted MAP against no change, less lowers it (nearly always for the drug;
     # a bolus's effect is small and, for a twin far from its patient's pressure, not always

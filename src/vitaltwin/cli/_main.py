@@ -1158,7 +1158,19 @@ def validate_treatment(
     )  # fmt: skip
     _print_frame("MAP 30-60 min after a treatment (evaluation half of the stays; 95 % stay-"
                  "bootstrap intervals)", table)  # fmt: skip
-    _print_frame("The twin's bands: share of outcomes inside", res.coverage.set_index("treatment"))
+    cover = res.coverage.set_index("treatment")
+    shown = pd.DataFrame(index=cover.index)
+    for c in cover.columns:
+        if c.endswith("_ci95"):
+            continue
+        v = cover[c]
+        shown[c] = (
+            [f"{x:.3f} ({ci(lo_hi)})" for x, lo_hi in zip(v, cover[f"{c}_ci95"], strict=True)]
+            if f"{c}_ci95" in cover
+            else v
+        )
+    _print_frame("The twin's bands: share of outcomes inside (95 % stay-bootstrap intervals)",
+                 shown.T)  # fmt: skip
     _print_frame("Mean MAP change (mmHg): observed, the twin's effect of the change, its drift "
                  "without it", res.responses)  # fmt: skip
     if not res.calibration.empty:

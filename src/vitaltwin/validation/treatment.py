@@ -53,7 +53,7 @@ from vitaltwin.interop.eicu import BOLUS  # how the reader names boluses
 from vitaltwin.physiology import WARD_TWIN
 from vitaltwin.progress import SILENT, Progress
 from vitaltwin.twin import ChartedTracking, demographic_start, run_schedule, track
-from vitaltwin.validation.uncertainty import online_coverage, uncertainty
+from vitaltwin.validation.uncertainty import online_inside, uncertainty
 
 MAP_LOINC, SBP_LOINC, DBP_LOINC, WEIGHT_LOINC = "8478-0", "8480-6", "8462-4", "29463-7"
 PER_MIN = {"ug/kg/min": False, "ug/min": True}  # rate unit -> divided by the weight
@@ -481,6 +481,18 @@ def _population(events: pd.DataFrame) -> pd.DataFrame:
                          no_change_map=events["map_before"])  # fmt: skip
 
 
+def _stay_resamples(stays: np.ndarray, rng: np.random.Generator, n: int) -> list[np.ndarray]:
+    """``n`` patient-bootstrap resamples of events (row indices), whole stays at a time."""
+    uniq = np.unique(stays)
+    idx_of = {s: np.flatnonzero(stays == s) for s in uniq}
+    return [np.concatenate([idx_of[s] for s in rng.choice(uniq, uniq.size)]) for _ in range(n)]
+
+
+def _ci(flags: np.ndarray, picks: list[np.ndarray]) -> list[float]:
+    """The 95 % patient-bootstrap interval of the share of ``flags`` that are true."""
+    return [float(x) for x in np.percentile([flags[i].mean() for i in picks], [2.5, 97.5])]
+
+
 def _score(events: pd.DataFrame, cfg: TreatmentConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     ev = events[~events["train"]]
     rng = np.random.default_rng(cfg.seed)
@@ -488,9 +500,7 @@ def _score(events: pd.DataFrame, cfg: TreatmentConfig) -> tuple[pd.DataFrame, pd
     for kind, g in ev.groupby("treatment"):
         stays = g["patient_id"].to_numpy()
         uniq = np.unique(stays)
-        idx_of = {s: np.flatnonzero(stays == s) for s in uniq}
-        picks = [np.concatenate([idx_of[s] for s in rng.choice(uniq, uniq.size)])
-                 for _ in range(cfg.n_boot)]  # fmt: skip
+        picks = _stay_resamples(stays, rng, cfg.n_boot)
         obs_change = (g["map_after"] - g["map_before"]).to_numpy()
         recal = ("twin_recalibrated",) if "twin_recalibrated_map" in g else ()
         for method in METHODS + recal:
@@ -515,8 +525,10 @@ def _score(events: pd.DataFrame, cfg: TreatmentConfig) -> tuple[pd.DataFrame, pd
         for pre, suffix in (("", ""), ("recal_", "_twin_recalibrated")):
             if f"{pre}twin_q25" in g:
                 for band, lo, hi in (("band50", "q25", "q75"), ("band90", "q05", "q95")):
-                    inside = (a >= g[f"{pre}twin_{lo}"]) & (a <= g[f"{pre}twin_{hi}"])
+                    low, high = g[f"{pre}twin_{lo}"].to_numpy(), g[f"{pre}twin_{hi}"].to_numpy()
+                    inside = (a >= low) & (a <= high)
                     row[band + suffix] = float(inside.mean())
+                    row[f"{band}{suffix}_ci95"] = _ci(inside, picks)
         # recalibrated bands (on the training events) and CRPS, the ensemble's band taken as
         # normal with the spread of its 5-95 % range
         # (in stay, then time order: the online calibration below takes them one after another)
@@ -529,8 +541,16 @@ def _score(events: pd.DataFrame, cfg: TreatmentConfig) -> tuple[pd.DataFrame, pd
         row.update({k: v for k, v in spread.items() if not k.endswith("_coverage")})
         # calibrated online: each event's band rescaled by the errors of the events before it,
         # counted on the evaluation half
-        row.update(online_coverage(mean[None], sd[None], after[None], np.ones((1, sd.size), bool),
-                                   min_errors=ONLINE_MIN_EVENTS, counted=~train[None]))  # fmt: skip
+        inside_online, scales = online_inside(
+            mean[None], sd[None], after[None], np.ones((1, sd.size), bool),
+            min_errors=ONLINE_MIN_EVENTS, counted=~train[None])  # fmt: skip
+        row.update(scales)
+        stays_ev = every["patient_id"].to_numpy()[~train]
+        ev_picks = _stay_resamples(stays_ev, rng, cfg.n_boot)
+        for level, flags in inside_online.items():
+            band = f"band{int(level * 100)}_coverage_online"
+            row[band] = float(flags[0, ~train].mean())
+            row[f"{band}_ci95"] = _ci(flags[0, ~train], ev_picks)
         cover.append(row)
     return pd.DataFrame(rows), pd.DataFrame(cover)
 

@@ -90,23 +90,37 @@ def online_coverage(
     calibrated online: step ``k``'s bands by :class:`vitaltwin.twin.OnlineBandCalibration`
     holding the errors of ``rows`` in the steps before ``k`` (the first, before ``min_errors``
     are in, as issued); and the factor on the spread at the end (``band90_scale_online``)."""
+    inside, out = online_inside(mean, sd, y, rows, window, min_errors, counted)
+    count = rows if counted is None else counted
+    n = int(count.sum())
+    for level in LEVELS:
+        pct = int(level * 100)
+        out[f"band{pct}_coverage_online"] = int(inside[level].sum()) / n if n else float("nan")
+    return dict(sorted(out.items(), key=lambda kv: ONLINE_COLUMNS.index(kv[0])))
+
+
+def online_inside(
+    mean: np.ndarray,
+    sd: np.ndarray,
+    y: np.ndarray,
+    rows: np.ndarray,
+    window: int = 5000,
+    min_errors: int = 200,
+    counted: np.ndarray | None = None,
+) -> tuple[dict[float, np.ndarray], dict[str, float]]:
+    """What :func:`online_coverage` counts, outcome by outcome: per level, ``(B, T)`` true
+    where a ``counted`` outcome fell inside its online-calibrated band (for intervals by
+    resampling patients); and the factors on the spread at the end."""
     cal = OnlineBandCalibration(["y"], window=window, min_errors=min_errors)
     count = rows if counted is None else counted
-    inside = {level: 0 for level in LEVELS}
-    n = 0
+    inside = {level: np.zeros(y.shape, bool) for level in LEVELS}
     for k in range(y.shape[1]):
         r, c = rows[:, k], count[:, k]
         if c.any():
             m, s, v = mean[c, k], sd[c, k], y[c, k]
             for level in LEVELS:
                 lo, hi = cal.band("y", m, s, level)
-                inside[level] += int(((v >= lo) & (v <= hi)).sum())
-            n += int(c.sum())
+                inside[level][c, k] = (v >= lo) & (v <= hi)
         if r.any():
             cal.record("y", y[r, k], mean[r, k], sd[r, k])
-    out: dict[str, float] = {}
-    for level in LEVELS:
-        pct = int(level * 100)
-        out[f"band{pct}_coverage_online"] = inside[level] / n if n else float("nan")
-        out[f"band{pct}_scale_online"] = cal.factor("y", level)
-    return out
+    return inside, {f"band{int(lv * 100)}_scale_online": cal.factor("y", lv) for lv in LEVELS}
