@@ -228,6 +228,10 @@ def test_the_eicu_demo_is_a_cohort_of_regions_of_hospitals() -> None:
     y = labels_for("deterioration", c)
     positive = pd.Series(y == 1).groupby(pid).any()
     assert 500 < positive.sum() < c.n_patients / 2
+    # asked for sepsis by name: refused with the reason, no traceback
+    res = CliRunner().invoke(app, ["validate", "risk", "--data", str(EICU_DEMO), "--task",
+                                   "sepsis", "--no-twin", "--no-register"])  # fmt: skip
+    assert res.exit_code == 2 and "no sepsis" in res.output and "Traceback" not in res.output
 
 
 def test_features_use_only_the_past(cohort: Cohort) -> None:

@@ -163,6 +163,7 @@ def validate_risk(
         RiskStudyConfig,
         cached_twin_features,
         data_hash,
+        missing_outcome,
         register_study,
         run_study,
         write_report,
@@ -182,6 +183,14 @@ def validate_risk(
     tasks = tuple(t for t in TASKS if not only or t in only)
     data = data_path(data)
     cohort = _sites(_cohort(data, patients, seed), site, exclude_site)
+    without = {t: why for t in tasks if (why := missing_outcome(cohort, t))}
+    if without and (only or len(without) == len(tasks)):
+        for why in without.values():
+            err_console.print(f"[red]{why}")
+        raise typer.Exit(2)
+    for t, why in without.items():  # not asked for by name: developed where the data allow
+        err_console.print(f"[yellow]{t} skipped: {why}")
+    tasks = tuple(t for t in tasks if t not in without)
     sha = data_hash(cohort)
     console.print(
         f"{cohort.n_patients:,} patients, {len(cohort.grid):,} patient-hours from {data} "

@@ -390,13 +390,8 @@ def run_study(
     )
     site = sites_of(cohort)
     for task in cfg.tasks:
-        y = labels_for(task, cohort)
-        if not (y == 1).any() or not (y == 0).any():
-            raise ValueError(
-                f"{cohort.source}: no {risk_task(task).description} to learn — "
-                f"{int((y == 1).sum())} positive and {int((y == 0).sum())} negative hours "
-                "(a source without that outcome cannot develop this task)"
-            )
+        if problem := missing_outcome(cohort, task):
+            raise ValueError(problem)
 
     test_ids, fold_of = split_patients(cohort, cfg.test_fraction, cfg.folds, cfg.seed)
     is_test = np.isin(pid, test_ids)
@@ -574,6 +569,19 @@ def run_study(
     finally:
         job.close()
     return RiskStudy(cfg, summary, results, models, test_scores)
+
+
+def missing_outcome(cohort: Cohort, task: Task) -> str | None:
+    """Why ``cohort`` cannot develop ``task`` (no hour with, or none without, its outcome), or
+    None when it can."""
+    y = labels_for(task, cohort)
+    if (y == 1).any() and (y == 0).any():
+        return None
+    return (
+        f"{cohort.source}: no {risk_task(task).description} to learn — "
+        f"{int((y == 1).sum())} positive and {int((y == 0).sum())} negative hours "
+        "(a source without that outcome cannot develop this task)"
+    )
 
 
 def _hospitals_per_site(cohort: Cohort, site: npt.NDArray[np.object_]) -> dict[str, int]:
@@ -783,6 +791,7 @@ __all__ = [
     "champion_feature_set",
     "criterion",
     "flag_check",
+    "missing_outcome",
     "process_features",
     "run_study",
     "selection_basis",
