@@ -90,13 +90,14 @@ def online_coverage(
     calibrated online: step ``k``'s bands by :class:`vitaltwin.twin.OnlineBandCalibration`
     holding the errors of ``rows`` in the steps before ``k`` (the first, before ``min_errors``
     are in, as issued); and the factor on the spread at the end (``band90_scale_online``)."""
-    inside, out = online_inside(mean, sd, y, rows, window, min_errors, counted)
-    count = rows if counted is None else counted
-    n = int(count.sum())
-    for level in LEVELS:
+    inside, scales = online_inside(mean, sd, y, rows, window, min_errors, counted)
+    n = int((rows if counted is None else counted).sum())
+    out: dict[str, float] = {}
+    for level in LEVELS:  # in ONLINE_COLUMNS' order
         pct = int(level * 100)
         out[f"band{pct}_coverage_online"] = int(inside[level].sum()) / n if n else float("nan")
-    return dict(sorted(out.items(), key=lambda kv: ONLINE_COLUMNS.index(kv[0])))
+        out[f"band{pct}_scale_online"] = scales[f"band{pct}_scale_online"]
+    return out
 
 
 def online_inside(
